@@ -1,0 +1,57 @@
+"""The application context: settings, database, keyring and blob store of one node.
+
+Services receive an :class:`App`; protocol adapters and the CLI open one with :func:`open_app`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from caducee.config import Settings
+from caducee.errors import ConfigurationError
+from caducee.store import migrate
+from caducee.store.blobs import BlobStore, DatabaseBlobStore, FileBlobStore
+from caducee.store.database import Database
+from caducee.store.keyring import Keyring
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: Database
+    keyring: Keyring
+    blobs: BlobStore
+
+
+async def check_schema(db: Database) -> None:
+    current = await migrate.current_revision(db)
+    head = migrate.head_revision()
+    if current != head:
+        raise ConfigurationError(
+            f"Le schéma de la base est à la révision {current or 'vide'}, {head} attendue. "
+            "Lancez « caducee init » (nouvelle installation) ou « caducee migrate ».",
+            f"Database schema is at revision {current or 'empty'}, {head} expected. "
+            "Run 'caducee init' (new installation) or 'caducee migrate'.",
+        )
+
+
+@asynccontextmanager
+async def open_app(settings: Settings, *, upgrade: bool = False) -> AsyncIterator[App]:
+    """Open the node's store. With ``upgrade``, apply pending migrations first."""
+    keyring = Keyring(settings)  # refuses a missing or over-readable master key first
+    db = Database(settings.effective_database_url)
+    try:
+        if upgrade:
+            await migrate.upgrade(db)
+        else:
+            await check_schema(db)
+        blobs: BlobStore = (
+            DatabaseBlobStore()
+            if settings.blob_store == "database"
+            else FileBlobStore(settings.blobs_dir)
+        )
+        yield App(settings=settings, db=db, keyring=keyring, blobs=blobs)
+    finally:
+        await db.dispose()

@@ -1,0 +1,52 @@
+"""Errors shown to people: French first, English available.
+
+Every error a user can meet is a :class:`CaduceeError` carrying both languages; the door that
+shows it (CLI, protocol reply, web page) picks the language with :func:`caducee.i18n.language`.
+"""
+
+from __future__ import annotations
+
+from caducee.i18n import language
+
+
+class CaduceeError(Exception):
+    """An error with a message for people, in French and English."""
+
+    def __init__(self, fr: str, en: str) -> None:
+        super().__init__(fr)
+        self.fr = fr
+        self.en = en
+
+    def message(self, lang: str | None = None) -> str:
+        return self.en if (lang or language()) == "en" else self.fr
+
+    def __str__(self) -> str:
+        return self.message()
+
+
+class InvalidInput(CaduceeError):
+    """The input is malformed or breaks a rule (bad RPPS, weak password, ...)."""
+
+
+class NotFound(CaduceeError):
+    """The named thing does not exist (or the caller may not know it exists)."""
+
+
+class AlreadyExists(CaduceeError):
+    """A unique name (address, domain, ...) is already taken."""
+
+
+class LimitReached(CaduceeError):
+    """A configured limit (mailboxes per practice, quota, ...) forbids the action."""
+
+
+class AccessDenied(CaduceeError):
+    """Authentication failed or the caller lacks the right."""
+
+
+class ConfigurationError(CaduceeError):
+    """The installation is misconfigured (key file permissions, missing files, ...)."""
+
+
+class IntegrityError(CaduceeError):
+    """Stored data failed an integrity check (decryption, audit chain)."""

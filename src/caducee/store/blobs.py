@@ -1,0 +1,109 @@
+"""Blob stores for raw messages and attachments (already sealed by the caller).
+
+- :class:`FileBlobStore` (default): one file per blob under ``<data dir>/blobs/ab/cd/``, written to
+  a temporary file, fsynced, renamed into place, and the directory fsynced, so that a blob is on
+  disk before the transaction that references it commits.
+- :class:`DatabaseBlobStore`: a ``blobs`` table, written in the caller's transaction, for
+  deployments where several nodes share one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from caducee.errors import IntegrityError, NotFound
+from caducee.store.tables import blobs
+
+_BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _check_id(blob_id: str) -> None:
+    if not _BLOB_ID.match(blob_id):
+        raise IntegrityError(
+            f"Identifiant de blob invalide : {blob_id!r}.", f"Invalid blob id: {blob_id!r}."
+        )
+
+
+def _missing(blob_id: str) -> NotFound:
+    return NotFound(f"Contenu introuvable (blob {blob_id}).", f"Content not found (blob {blob_id}).")
+
+
+class BlobStore(Protocol):
+    async def put(self, conn: AsyncConnection, blob_id: str, data: bytes) -> None: ...
+    async def get(self, conn: AsyncConnection, blob_id: str) -> bytes: ...
+    async def delete(self, conn: AsyncConnection, blob_id: str) -> None: ...
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_of(self, blob_id: str) -> Path:
+        _check_id(blob_id)
+        return self.root / blob_id[:2] / blob_id[2:4] / blob_id
+
+    def _write(self, blob_id: str, data: bytes) -> None:
+        final = self.path_of(blob_id)
+        created = not final.parent.exists()
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = final.with_name(f".{blob_id}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        if created:
+            _fsync_dir(final.parent.parent)
+            _fsync_dir(self.root)
+
+    async def put(self, conn: AsyncConnection, blob_id: str, data: bytes) -> None:
+        await asyncio.to_thread(self._write, blob_id, data)
+
+    async def get(self, conn: AsyncConnection, blob_id: str) -> bytes:
+        try:
+            return await asyncio.to_thread(self.path_of(blob_id).read_bytes)
+        except FileNotFoundError:
+            raise _missing(blob_id) from None
+
+    async def delete(self, conn: AsyncConnection, blob_id: str) -> None:
+        try:
+            await asyncio.to_thread(self.path_of(blob_id).unlink)
+        except FileNotFoundError:
+            pass
+
+
+class DatabaseBlobStore:
+    async def put(self, conn: AsyncConnection, blob_id: str, data: bytes) -> None:
+        _check_id(blob_id)
+        await conn.execute(insert(blobs).values(id=blob_id, data=data))
+
+    async def get(self, conn: AsyncConnection, blob_id: str) -> bytes:
+        _check_id(blob_id)
+        data = await conn.scalar(select(blobs.c.data).where(blobs.c.id == blob_id))
+        if data is None:
+            raise _missing(blob_id)
+        return bytes(data)
+
+    async def delete(self, conn: AsyncConnection, blob_id: str) -> None:
+        await conn.execute(delete(blobs).where(blobs.c.id == blob_id))

@@ -1,0 +1,201 @@
+"""The schema, as SQLAlchemy Core tables. Migrations in ``store/migrations`` create it.
+
+Clear columns hold only what is not sensitive (ids, flags, sizes, dates, addresses used for
+routing). Message metadata (subject, display names, snippet, envelope, body structure) lives
+sealed in ``messages.meta_sealed``; bodies live sealed in blobs; TOTP secrets are sealed too.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _ts(name: str, nullable: bool = False) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+practices = Table(
+    "practices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("finess", String(9)),
+    Column("siret", String(14)),
+    Column("mailbox_limit", Integer, nullable=False),
+    _ts("created_at"),
+)
+
+practice_domains = Table(
+    "practice_domains",
+    metadata,
+    Column("domain", String(253), primary_key=True),
+    Column("practice_id", Integer, ForeignKey("practices.id"), nullable=False, index=True),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", Integer, ForeignKey("practices.id"), nullable=False, index=True),
+    Column("login", String(320), nullable=False, unique=True),
+    Column("civility", String(20), nullable=False, server_default=""),
+    Column("last_name", String(100), nullable=False),
+    Column("first_name", String(100), nullable=False, server_default=""),
+    Column("profession", String(100), nullable=False, server_default=""),
+    Column("rpps", String(11), unique=True),
+    Column("adeli", String(9), unique=True),
+    Column("role", String(20), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default="0"),
+    Column("password_hash", Text, nullable=False),
+    Column("totp_sealed", LargeBinary),
+    Column("totp_enabled", Boolean, nullable=False, server_default="0"),
+    Column("totp_last_step", BigInteger),
+    _ts("created_at"),
+    _ts("password_changed_at"),
+)
+
+mailboxes = Table(
+    "mailboxes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", Integer, ForeignKey("practices.id"), nullable=False, index=True),
+    Column("address", String(320), nullable=False, unique=True),
+    Column("type", String(3), nullable=False),
+    Column("owner_account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("quota_bytes", BigInteger, nullable=False),
+    Column("used_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("disabled", Boolean, nullable=False, server_default="0"),
+    _ts("created_at"),
+)
+
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("master_key_id", String(16), nullable=False, index=True),
+    Column("wrapped", LargeBinary, nullable=False),
+    _ts("created_at"),
+    _ts("rewrapped_at", nullable=True),
+)
+
+delegations = Table(
+    "delegations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("can_send", Boolean, nullable=False),
+    Column("granted_by", Integer, ForeignKey("accounts.id")),
+    _ts("created_at"),
+    UniqueConstraint("mailbox_id", "account_id", name="uq_delegations_mailbox_account"),
+)
+
+folders = Table(
+    "folders",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False),
+    Column("name", String(1000), nullable=False),
+    Column("special_use", String(20)),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uidnext", BigInteger, nullable=False, server_default="1"),
+    Column("highestmodseq", BigInteger, nullable=False, server_default="1"),
+    Column("subscribed", Boolean, nullable=False, server_default="1"),
+    _ts("created_at"),
+    UniqueConstraint("mailbox_id", "name", name="uq_folders_mailbox_name"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False),
+    Column("folder_id", Integer, ForeignKey("folders.id"), nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    Column("flags", Integer, nullable=False, server_default="0"),
+    Column("keywords", Text, nullable=False, server_default=""),
+    Column("internal_date", DateTime(timezone=True), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("blob_id", String(32), nullable=False, index=True),
+    Column("meta_sealed", LargeBinary, nullable=False),
+    UniqueConstraint("folder_id", "uid", name="uq_messages_folder_uid"),
+    Index("ix_messages_folder_modseq", "folder_id", "modseq"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+app_passwords = Table(
+    "app_passwords",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("label", String(100), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("scopes", String(100), nullable=False),
+    _ts("created_at"),
+    _ts("last_used_at", nullable=True),
+    _ts("revoked_at", nullable=True),
+)
+
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("key", String(400), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    _ts("last_failure_at"),
+    _ts("locked_until", nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    _ts("ts"),
+    Column("actor", String(320), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(320), nullable=False, server_default=""),
+    Column("source", String(100), nullable=False, server_default=""),
+    Column("result", String(20), nullable=False),
+    Column("details", Text, nullable=False, server_default="{}"),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_log_ts", "ts"),
+)
+
+#: One row (id = 1): where the chain starts after retention purges.
+audit_anchor = Table(
+    "audit_anchor",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -1,0 +1,71 @@
+"""Fixtures shared by the whole suite: both storage backends, an initialised data dir, an App.
+
+The PostgreSQL backend runs on a throwaway cluster (see ``tests/pgcluster.py``). Where the
+binaries are missing the PostgreSQL tests are skipped loudly; under CI (``CI`` set) they fail.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from caducee.app import App, open_app
+from caducee.config import Settings
+from caducee.store.keyring import create_master_key_file
+from tests.pgcluster import PgCluster, find_pg_bin
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        message = (
+            "PostgreSQL introuvable (initdb/pg_ctl) : installez le paquet Debian « postgresql » "
+            "ou définissez PG_BIN. / PostgreSQL binaries not found."
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = PgCluster(bin_dir)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def make_settings(
+    data_dir: Path, backend: str, pg: PgCluster | None, *, blob_store: str | None = None
+) -> Settings:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(data_dir=data_dir, hostname="mail.test.example")
+    if backend == "postgres":
+        assert pg is not None
+        settings.database_url = pg.url(pg.create_database())
+        settings.blob_store = blob_store or "database"
+    else:
+        settings.blob_store = blob_store or "files"
+    create_master_key_file(settings)
+    return settings
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    pg = request.getfixturevalue("pg_cluster") if backend == "postgres" else None
+    return make_settings(tmp_path / "data", backend, pg)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[App]:
+    async with open_app(settings, upgrade=True) as opened:
+        yield opened
