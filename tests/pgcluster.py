@@ -26,7 +26,11 @@ def find_pg_bin() -> Path | None:
     if found:
         candidates.append(str(Path(found).resolve().parent))
     for candidate in candidates:
-        if candidate and (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
+        if (
+            candidate
+            and (Path(candidate) / "initdb").exists()
+            and (Path(candidate) / "pg_ctl").exists()
+        ):
             return Path(candidate)
     return None
 
@@ -56,16 +60,30 @@ class PgCluster:
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(
-            str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", self.user,
-            "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
         )
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
         )
         self._run(
-            str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", options,
-            "-l", str(self.root / "server.log"), "-w", "start",
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "start",
         )
 
     def stop(self) -> None:
@@ -76,8 +94,20 @@ class PgCluster:
 
     def psql(self, sql: str, dbname: str = "postgres") -> str:
         return self._run(
-            str(self.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
-            "-d", dbname, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql,
+            str(self.bin_dir / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-d",
+            dbname,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-c",
+            sql,
         ).stdout
 
     def create_database(self) -> str:
@@ -91,7 +121,13 @@ class PgCluster:
     def dump(self, dbname: str) -> bytes:
         """Everything ``pg_dump`` writes for the database (plain SQL, data included)."""
         cmd = [
-            str(self.bin_dir / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port),
-            "-U", self.user, dbname,
+            str(self.bin_dir / "pg_dump"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            dbname,
         ]
         return subprocess.run(cmd, check=True, capture_output=True, timeout=120).stdout

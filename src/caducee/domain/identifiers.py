@@ -45,8 +45,7 @@ def normalize_adeli(value: str) -> str:
         raise InvalidInput(
             f"Numéro ADELI invalide « {value} » : 9 caractères attendus "
             "(département puis 7 chiffres).",
-            f"Invalid ADELI number '{value}': 9 characters expected "
-            "(department then 7 digits).",
+            f"Invalid ADELI number '{value}': 9 characters expected (department then 7 digits).",
         )
     return adeli
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -32,7 +33,9 @@ def _check_id(blob_id: str) -> None:
 
 
 def _missing(blob_id: str) -> NotFound:
-    return NotFound(f"Contenu introuvable (blob {blob_id}).", f"Content not found (blob {blob_id}).")
+    return NotFound(
+        f"Contenu introuvable (blob {blob_id}).", f"Content not found (blob {blob_id})."
+    )
 
 
 class BlobStore(Protocol):
@@ -87,10 +90,8 @@ class FileBlobStore:
             raise _missing(blob_id) from None
 
     async def delete(self, conn: AsyncConnection, blob_id: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(self.path_of(blob_id).unlink)
-        except FileNotFoundError:
-            pass
 
 
 class DatabaseBlobStore:

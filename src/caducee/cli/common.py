@@ -1,0 +1,81 @@
+"""Shared pieces of the command line: the ``--data`` option, async runner, error display."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from caducee.app import App, open_app
+from caducee.config import DEFAULT_DATA_DIR, Settings, load_settings
+from caducee.errors import CaduceeError
+from caducee.i18n import tr
+
+T = TypeVar("T")
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+DataOption = Annotated[
+    Path,
+    typer.Option(
+        "--data",
+        help="Répertoire de données de l'installation / data directory.",
+        envvar="CADUCEE_DATA",
+        show_default=True,
+    ),
+]
+DEFAULT_DATA = DEFAULT_DATA_DIR
+
+
+def fail(error: CaduceeError | str, code: int = 1) -> typer.Exit:
+    """Print an error for people on stderr and return the Exit to raise."""
+    text = error.message() if isinstance(error, CaduceeError) else error
+    err_console.print(f"[bold red]{tr('Erreur', 'Error')} :[/bold red] {text}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; turn a :class:`CaduceeError` into a clear message and exit status 1."""
+    try:
+        return asyncio.run(coro)
+    except CaduceeError as error:
+        raise fail(error) from None
+
+
+def settings_for(data: Path) -> Settings:
+    try:
+        return load_settings(data)
+    except CaduceeError as error:
+        raise fail(error) from None
+
+
+def with_app(data: Path, action: Callable[[App], Awaitable[T]]) -> T:
+    """Open the installation in ``data`` and run ``action`` with it."""
+    settings = settings_for(data)
+    if not settings.data_dir.exists():
+        raise fail(
+            tr(
+                f"Répertoire de données {settings.data_dir} introuvable. "
+                "Créez l'installation avec « caducee init ».",
+                f"Data directory {settings.data_dir} not found. "
+                "Create the installation with 'caducee init'.",
+            )
+        )
+
+    async def _go() -> T:
+        async with open_app(settings) as app:
+            return await action(app)
+
+    return run(_go())
+
+
+def read_secret_stdin() -> str:
+    """One line from standard input, without its line ending (for --password-stdin)."""
+    line = sys.stdin.readline()
+    return line.rstrip("\r\n")

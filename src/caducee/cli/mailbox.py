@@ -1,0 +1,127 @@
+"""``caducee mailbox``: mailboxes, quotas and delegations."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from caducee.app import App
+from caducee.cli.common import DEFAULT_DATA, DataOption, console, with_app
+from caducee.cli.sizes import format_size, parse_size
+from caducee.domain.model import MailboxType
+from caducee.i18n import tr
+from caducee.services import mailboxes
+
+app = typer.Typer(help="Boîtes aux lettres, quotas et délégations / mailboxes.")
+
+
+@app.command("add")
+def add(
+    address: str,
+    data: DataOption = DEFAULT_DATA,
+    type_: Annotated[
+        str, typer.Option("--type", help="PER (personnelle), ORG (partagée), APP (logiciel), "
+                          "TLT (télétransmission).")
+    ] = "ORG",
+    owner: Annotated[str, typer.Option("--owner", help="Identifiant du compte titulaire.")] = "",
+    quota: Annotated[str | None, typer.Option("--quota", help="Par exemple 5G.")] = None,
+) -> None:
+    """Crée une boîte aux lettres. / Create a mailbox."""
+    if not owner:
+        raise typer.BadParameter(tr("--owner est obligatoire.", "--owner is required."))
+    mailbox_type = MailboxType.parse(type_)
+
+    async def action(context: App) -> None:
+        mailbox = await mailboxes.add_mailbox(
+            context, address, mailbox_type, owner,
+            quota_bytes=parse_size(quota) if quota else None,
+        )
+        console.print(tr(f"Boîte créée : {mailbox.address} ({mailbox.type.value}).",
+                         f"Mailbox created: {mailbox.address} ({mailbox.type.value})."))
+
+    with_app(data, action)
+
+
+@app.command("list")
+def list_(data: DataOption = DEFAULT_DATA) -> None:
+    """Liste les boîtes aux lettres. / List mailboxes."""
+
+    async def action(context: App) -> None:
+        table = Table(tr("Adresse", "Address"), "Type", tr("Utilisé", "Used"), "Quota")
+        for mailbox in await mailboxes.list_mailboxes(context):
+            table.add_row(mailbox.address, mailbox.type.value, format_size(mailbox.used_bytes),
+                          format_size(mailbox.quota_bytes))
+        console.print(table)
+
+    with_app(data, action)
+
+
+@app.command("quota")
+def quota(address: str, size: str, data: DataOption = DEFAULT_DATA) -> None:
+    """Fixe le quota d'une boîte (ex. 5G). / Set a mailbox's quota."""
+
+    async def action(context: App) -> None:
+        mailbox = await mailboxes.set_quota(context, address, parse_size(size))
+        console.print(tr(f"Quota de {mailbox.address} : {format_size(mailbox.quota_bytes)}.",
+                         f"Quota of {mailbox.address}: {format_size(mailbox.quota_bytes)}."))
+
+    with_app(data, action)
+
+
+@app.command("delegate")
+def delegate(
+    address: str,
+    data: DataOption = DEFAULT_DATA,
+    to: Annotated[str, typer.Option("--to", help="Compte qui reçoit l'accès.")] = "",
+    send: Annotated[
+        bool, typer.Option("--send/--read-only", help="Autoriser l'envoi de la part du titulaire.")
+    ] = False,
+) -> None:
+    """Délègue l'accès à une boîte (lecture, ou lecture et envoi). / Delegate a mailbox."""
+    if not to:
+        raise typer.BadParameter(tr("--to est obligatoire.", "--to is required."))
+
+    async def action(context: App) -> None:
+        delegation = await mailboxes.delegate(context, address, to, can_send=send)
+        rights = tr("lecture et envoi", "read and send") if delegation.can_send else tr(
+            "lecture", "read")
+        console.print(tr(f"{delegation.account_login} a accès à {delegation.mailbox_address} "
+                         f"({rights}).",
+                         f"{delegation.account_login} can access {delegation.mailbox_address} "
+                         f"({rights})."))
+
+    with_app(data, action)
+
+
+@app.command("undelegate")
+def undelegate(
+    address: str,
+    data: DataOption = DEFAULT_DATA,
+    from_: Annotated[str, typer.Option("--from", help="Compte qui perd l'accès.")] = "",
+) -> None:
+    """Retire une délégation. / Revoke a delegation."""
+
+    async def action(context: App) -> None:
+        await mailboxes.revoke_delegation(context, address, from_)
+        console.print(tr("Délégation retirée.", "Delegation revoked."))
+
+    with_app(data, action)
+
+
+@app.command("delegations")
+def delegations(address: Annotated[str | None, typer.Argument()] = None,
+                data: DataOption = DEFAULT_DATA) -> None:
+    """Liste les délégations. / List delegations."""
+
+    async def action(context: App) -> None:
+        table = Table(tr("Boîte", "Mailbox"), tr("Délégué à", "Delegated to"),
+                      tr("Droits", "Rights"))
+        for item in await mailboxes.list_delegations(context, address):
+            table.add_row(item.mailbox_address, item.account_login,
+                          tr("lecture et envoi", "read and send") if item.can_send
+                          else tr("lecture", "read"))
+        console.print(table)
+
+    with_app(data, action)
