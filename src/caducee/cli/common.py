@@ -18,8 +18,10 @@ from caducee.i18n import tr
 
 T = TypeVar("T")
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Scripts read our output: never wrap lines or truncate tables when it is not a terminal.
+_WIDTH = None if sys.stdout.isatty() else 200
+console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DataOption = Annotated[
     Path,

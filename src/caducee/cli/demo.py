@@ -26,7 +26,7 @@ from caducee.domain.model import MailboxType, Role
 from caducee.i18n import tr
 from caducee.server import LISTENER_FACTORIES, listeners_file, serve
 from caducee.services import accounts, mailboxes, messages
-from caducee.services.auth import create_app_password
+from caducee.services.app_passwords import create_app_password
 from caducee.store.crypto import write_private_file
 
 DEMO_DATA = Path("var/demo")

@@ -1,0 +1,47 @@
+# Caducée — the two commands: `make run` (demo) and `make test` (whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint typecheck unit bench clean
+
+$(BIN)/python:
+	scripts/system-deps run
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+## Install Caducée and serve a demo practice from ./var/demo (created if absent).
+run: $(VENV)/.installed
+	$(BIN)/caducee demo --data var/demo
+
+## Install the development tools and run the whole suite (lint, types, tests on SQLite and PostgreSQL).
+test: $(VENV)/.installed-dev
+	scripts/system-deps test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed-dev
+	$(BIN)/pytest -x -q
+
+## Benchmarks print figures; they never decide pass or fail.
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.store_bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,44 @@
+"""The ``caducee`` command line. Every command accepts ``--data DIR`` (default ./var/caducee)."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from caducee.cli import app_password, audit, keys, mailbox, practice, user
+from caducee.cli.common import fail
+from caducee.cli.demo import demo_command
+from caducee.cli.doctor import doctor_command
+from caducee.cli.serve import HELP as SERVE_HELP
+from caducee.cli.serve import serve_command
+from caducee.cli.setup import init_command, migrate_command
+from caducee.errors import CaduceeError
+
+app = typer.Typer(
+    name="caducee",
+    help="Caducée — messagerie sécurisée de santé. / Secure health messaging server.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("init")(init_command)
+app.command("serve", help=SERVE_HELP)(serve_command)
+app.command("demo")(demo_command)
+app.command("doctor")(doctor_command)
+app.command("migrate")(migrate_command)
+app.add_typer(practice.app, name="practice")
+app.add_typer(user.app, name="user")
+app.add_typer(mailbox.app, name="mailbox")
+app.add_typer(app_password.app, name="app-password")
+app.add_typer(keys.app, name="keys")
+app.add_typer(audit.app, name="audit")
+
+
+def main() -> None:
+    # Files we create (database, blobs, configuration) are never world-readable.
+    os.umask(0o027)
+    try:
+        app()
+    except CaduceeError as error:  # raised while reading options, before any command ran
+        raise SystemExit(fail(error).exit_code) from None

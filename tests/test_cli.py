@@ -1,0 +1,163 @@
+"""The command line as an operator's script uses it: real processes, exit codes, French errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from caducee.config import load_settings
+
+STRONG = "Tr3s-Bon-Motdepasse!"
+
+
+def caducee(*args: str, stdin: str = "", env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "caducee", *args], input=stdin, capture_output=True, text=True,
+        timeout=120, env={**os.environ, "CADUCEE_LANG": "fr", **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def installation(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("cli") / "data"
+    result = caducee("init", "--data", str(data), "--domain", "cabinet-exemple.fr",
+                     "--practice", "Cabinet Exemple", "--dev-ports", "--mailbox-limit", "4")
+    assert result.returncode == 0, result.stderr
+    assert "admin@cabinet-exemple.fr" in result.stdout
+    return data
+
+
+def test_init_creates_a_private_installation(installation: Path) -> None:
+    assert (installation / "keys" / "master.key").stat().st_mode & 0o777 == 0o600
+    assert (installation / "keys").stat().st_mode & 0o777 == 0o700
+    assert (installation / "tls" / "server.key").stat().st_mode & 0o777 == 0o600
+    assert (installation / "db.sqlite3").stat().st_mode & 0o007 == 0
+    settings = load_settings(installation)
+    ports = {int(a.rsplit(":", 1)[1]) for a in settings.listeners.values()}
+    assert len(ports) == len(settings.listeners) == 8 and all(p > 1024 for p in ports)
+    assert all(a.startswith("127.0.0.1:") for a in settings.listeners.values())
+    again = caducee("init", "--data", str(installation), "--domain", "x.fr", "--practice", "X")
+    assert again.returncode == 1 and "existe déjà" in again.stderr
+
+
+def test_user_mailbox_and_app_password_commands(installation: Path) -> None:
+    data = ["--data", str(installation)]
+    added = caducee("user", "add", *data, "dr.martin@cabinet-exemple.fr", "--name",
+                    "Jeanne Martin", "--role", "praticien", "--rpps", "10001234565",
+                    "--password-stdin", stdin=STRONG + "\n")
+    assert added.returncode == 0, added.stderr
+    box = caducee("mailbox", "add", *data, "tlt@cabinet-exemple.fr", "--type", "TLT",
+                  "--owner", "dr.martin@cabinet-exemple.fr")
+    assert box.returncode == 0, box.stderr
+    created = caducee("app-password", "create", *data, "dr.martin@cabinet-exemple.fr",
+                      "--label", "Thunderbird")
+    assert created.returncode == 0, created.stderr
+    password = created.stdout.strip()
+    assert "\n" not in password and len(password.replace("-", "")) >= 20
+    listed = caducee("app-password", "list", *data, "dr.martin@cabinet-exemple.fr")
+    assert "Thunderbird" in listed.stdout and password not in listed.stdout
+    users = caducee("user", "list", *data)
+    assert "dr.martin@cabinet-exemple.fr" in users.stdout and "10001234565" in users.stdout
+    boxes = caducee("mailbox", "list", *data)
+    assert "tlt@cabinet-exemple.fr" in boxes.stdout and "TLT" in boxes.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "expected"),
+    [
+        (["user", "add", "x@cabinet-exemple.fr", "--name", "X Y", "--rpps", "10001234566",
+          "--password-stdin"], STRONG, "clé de contrôle"),
+        (["user", "add", "admin@cabinet-exemple.fr", "--name", "X Y", "--password-stdin"],
+         STRONG, "existe déjà"),
+        (["user", "add", "x@inconnu.fr", "--name", "X Y", "--password-stdin"], STRONG,
+         "Domaine inconnu"),
+        (["user", "add", "x@cabinet-exemple.fr", "--name", "X Y", "--password-stdin"],
+         "court", "trop faible"),
+        (["user", "add", "x@cabinet-exemple.fr", "--name", "X Y", "--role", "chef",
+          "--password-stdin"], STRONG, "Rôle inconnu"),
+        (["mailbox", "add", "m@cabinet-exemple.fr", "--type", "XYZ", "--owner",
+          "admin@cabinet-exemple.fr"], "", "Type de boîte inconnu"),
+        (["mailbox", "quota", "admin@cabinet-exemple.fr", "beaucoup"], "", "Taille invalide"),
+        (["audit", "export", "--format", "xml"], "", "Format d'export inconnu"),
+    ],
+)
+def test_bad_input_gets_a_clear_french_error(
+    installation: Path, args: list[str], stdin: str, expected: str
+) -> None:
+    result = caducee(*args[:2], "--data", str(installation), *args[2:], stdin=stdin + "\n")
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_mailbox_limit_of_the_practice(installation: Path) -> None:
+    data = ["--data", str(installation)]
+    owner = ["--owner", "admin@cabinet-exemple.fr"]
+    while True:  # fill up to the limit (4 in this installation)
+        shown = caducee("practice", "show", *data)
+        used, limit = shown.stdout.split("boîtes : ")[1].split()[0].split("/")
+        if used == limit:
+            break
+        assert caducee("mailbox", "add", *data, f"org{used}@cabinet-exemple.fr", "--type",
+                       "ORG", *owner).returncode == 0
+    refused = caducee("mailbox", "add", *data, "trop@cabinet-exemple.fr", "--type", "ORG", *owner)
+    assert refused.returncode == 1 and "limite de 4 boîtes" in refused.stderr
+
+
+def test_audit_verify_and_tamper_detection(installation: Path, tmp_path: Path) -> None:
+    data = ["--data", str(installation)]
+    ok = caducee("audit", "verify", *data)
+    assert ok.returncode == 0 and "Journal intègre" in ok.stdout
+    exported = caducee("audit", "export", *data, "--format", "json", "-o", str(tmp_path / "a.json"))
+    assert exported.returncode == 0 and (tmp_path / "a.json").read_text().startswith("[")
+    import sqlite3
+
+    db = sqlite3.connect(installation / "db.sqlite3")
+    db.execute("UPDATE audit_log SET actor = 'intrus' WHERE seq = 2")
+    db.commit()
+    db.close()
+    bad = caducee("audit", "verify", *data)
+    assert bad.returncode == 2 and "n° 2" in bad.stderr and "modifié" in bad.stderr
+
+
+def test_doctor_reports_healthy_then_bad_key_permissions(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    assert caducee("init", "--data", str(data), "--domain", "doc.fr", "--practice", "D",
+                   "--dev-ports").returncode == 0
+    healthy = caducee("doctor", "--data", str(data))
+    assert healthy.returncode == 0, healthy.stdout
+    assert "schéma à jour" in healthy.stdout and "certificat TLS valide" in healthy.stdout
+    (data / "keys" / "master.key").chmod(0o644)
+    sick = caducee("doctor", "--data", str(data))
+    assert sick.returncode == 1 and "chmod 600" in sick.stdout
+    refused = caducee("user", "list", "--data", str(data))
+    assert refused.returncode == 1 and "chmod 600" in refused.stderr
+
+
+def test_english_messages_are_available(installation: Path) -> None:
+    result = caducee("user", "add", "--data", str(installation), "x@inconnu.fr", "--name", "X",
+                     "--password-stdin", stdin=STRONG, env={"CADUCEE_LANG": "en"})
+    assert result.returncode == 1 and "Unknown domain" in result.stderr
+
+
+@pytest.mark.parametrize("group", ["", "init", "serve", "demo", "doctor", "user", "user add",
+                                   "mailbox", "mailbox delegate", "practice", "app-password",
+                                   "keys", "keys rotate", "audit", "audit export"])
+def test_help_everywhere(group: str) -> None:
+    result = caducee(*group.split(), "--help")
+    assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_keys_rotate_on_a_live_installation(tmp_path: Path) -> None:
+    data = tmp_path / "k"
+    assert caducee("init", "--data", str(data), "--domain", "k.fr", "--practice", "K").returncode == 0
+    before = (data / "keys" / "master.key").read_text()
+    rotated = caducee("keys", "rotate", "--data", str(data))
+    assert rotated.returncode == 0, rotated.stderr
+    assert "rechiffrée" in rotated.stdout and (data / "keys" / "master.key").read_text() != before
+    assert caducee("doctor", "--data", str(data)).returncode == 0
