@@ -1,0 +1,214 @@
+"""``caducee serve``: open the node, start every door, stop them gracefully on SIGTERM/SIGINT.
+
+Doors are built from ``settings.listeners`` (name → ``host:port``) through
+:data:`LISTENER_FACTORIES`; a later issue plugs SMTP, IMAP or POP3 in by adding its factory
+there. Once every door listens, ``<data dir>/run/listeners.json`` maps each name to the address
+actually bound (so port 0 works); it is removed when the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from caducee.app import App, open_app
+from caducee.config import PRODUCTION_LISTENERS, Settings
+from caducee.errors import CaduceeError, ConfigurationError
+from caducee.i18n import tr
+from caducee.listeners import ListenAddress, Listener, parse_address
+from caducee.web import HttpsListener
+
+log = logging.getLogger(__name__)
+
+LISTENERS_FILE = "listeners.json"
+LOCK_FILE = "serve.lock"
+#: How long in-flight requests may take to finish once a stop is requested.
+GRACE_SECONDS = 10.0
+
+ListenerFactory = Callable[[App, ListenAddress], Listener]
+
+#: The doors that exist so far, by the name used in ``[listeners]``.
+LISTENER_FACTORIES: dict[str, ListenerFactory] = {
+    "https": lambda app, address: HttpsListener(app, address),
+}
+
+
+def listeners_file(settings: Settings) -> Path:
+    return settings.run_dir / LISTENERS_FILE
+
+
+def build_listeners(app: App) -> list[Listener]:
+    """The listeners configured in ``app.settings.listeners`` that are implemented."""
+    listeners: list[Listener] = []
+    for name, text in app.settings.listeners.items():
+        address = parse_address(name, text)
+        factory = LISTENER_FACTORIES.get(name)
+        if factory is not None:
+            listeners.append(factory(app, address))
+        elif name in PRODUCTION_LISTENERS:
+            log.info(
+                "%s listener=%s address=%s",
+                tr("pas encore disponible, ignoré", "not available yet, skipped"),
+                name,
+                address,
+            )
+        else:
+            log.warning(
+                "%s listener=%s address=%s",
+                tr("service inconnu, ignoré", "unknown listener, skipped"),
+                name,
+                address,
+            )
+    return listeners
+
+
+@contextmanager
+def single_instance(settings: Settings) -> Iterator[None]:
+    """Hold ``run/serve.lock`` so that a second ``serve`` on the same data dir is refused."""
+    path = settings.run_dir / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise ConfigurationError(
+                f"Un autre « caducee serve » (pid {holder}) utilise déjà le répertoire de "
+                f"données {settings.data_dir}. Arrêtez-le d'abord.",
+                f"Another 'caducee serve' (pid {holder}) already uses the data directory "
+                f"{settings.data_dir}. Stop it first.",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock; the file stays (removing it would race)
+
+
+def _write_atomically(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+async def _stop_all(listeners: list[Listener], grace: float) -> None:
+    if not listeners:
+        return
+    log.info("%s grace=%ss", tr("arrêt des services", "stopping listeners"), grace)
+    results = await asyncio.gather(
+        *(listener.stop(grace) for listener in reversed(listeners)), return_exceptions=True
+    )
+    for listener, result in zip(reversed(listeners), results, strict=True):
+        if isinstance(result, BaseException):
+            log.error(
+                "%s listener=%s",
+                tr("arrêt en erreur", "failed to stop cleanly"),
+                listener.name,
+                exc_info=result,
+            )
+
+
+async def run_listeners(
+    settings: Settings,
+    listeners: list[Listener],
+    stop: asyncio.Event,
+    *,
+    ready_file: bool = True,
+    grace: float = GRACE_SECONDS,
+) -> None:
+    """Start ``listeners``, publish where they listen, wait for ``stop`` (or a failure), stop."""
+    ready_path = listeners_file(settings)
+    if ready_file:
+        _remove(ready_path)  # left over by a crashed run: it would lie about this one
+    started: list[Listener] = []
+    try:
+        bound: dict[str, str] = {}
+        for listener in listeners:
+            if stop.is_set():
+                return
+            address = await listener.start()
+            started.append(listener)
+            bound[listener.name] = str(address)
+            log.info(
+                "%s listener=%s address=%s", tr("en écoute", "listening"), listener.name, address
+            )
+        if not listeners:
+            log.warning(
+                tr(
+                    "aucun service à démarrer : ajoutez-en dans la section [listeners] "
+                    "de caducee.toml",
+                    "no listener to start: add some to [listeners] in caducee.toml",
+                )
+            )
+        if ready_file:
+            _write_atomically(ready_path, json.dumps(bound, indent=2, sort_keys=True) + "\n")
+        log.info("%s listeners=%d", tr("prêt", "ready"), len(bound))
+
+        stop_task: asyncio.Task[object] = asyncio.create_task(stop.wait())
+        closed: dict[asyncio.Task[object], Listener] = {
+            asyncio.create_task(lst.wait_closed()): lst for lst in started
+        }
+        try:
+            done, _ = await asyncio.wait(
+                [stop_task, *closed], return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in [stop_task, *closed]:
+                task.cancel()
+        if stop_task not in done:
+            failed = ", ".join(closed[task].name for task in done)
+            raise CaduceeError(
+                f"Le service {failed} s'est arrêté de façon inattendue ; arrêt du serveur.",
+                f"Listener {failed} stopped unexpectedly; shutting the server down.",
+            )
+    finally:
+        if ready_file:
+            _remove(ready_path)
+        await _stop_all(started, grace)
+
+
+async def serve(settings: Settings, *, ready_file: bool = True) -> None:
+    """Run the node until SIGTERM or SIGINT, then stop gracefully.
+
+    Refuses to start (:class:`~caducee.errors.ConfigurationError`) on a bad master key, an
+    out-of-date schema, a malformed listen address, a port in use, missing TLS files, or
+    another ``serve`` already running on the same data directory.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        log.info("%s signal=%s", tr("arrêt demandé", "shutdown requested"), sig.name)
+        stop.set()
+
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            continue
+        installed.append(sig)
+    try:
+        async with open_app(settings) as app:
+            with single_instance(settings):
+                await run_listeners(settings, build_listeners(app), stop, ready_file=ready_file)
+        log.info(tr("serveur arrêté", "server stopped"))
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
