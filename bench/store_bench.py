@@ -16,12 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.pgcluster import PgCluster, find_pg_bin
+
 from caducee.app import App, open_app
 from caducee.config import Settings
 from caducee.domain.model import Role
 from caducee.services import accounts, messages, practices
 from caducee.store.keyring import create_master_key_file
-from tests.pgcluster import PgCluster, find_pg_bin
 
 BODY = ("Bonjour, veuillez trouver ci-joint le compte rendu de consultation. " * 300)[:20_000]
 
@@ -40,8 +41,13 @@ async def prepare(settings: Settings) -> tuple[App, int]:
     app = await cm.__aenter__()
     await practices.create_practice(app, "Bench", ["bench.test"])
     _, box = await accounts.add_account(
-        app, accounts.NewAccount(login="dr@bench.test", last_name="Bench", role=Role.PRATICIEN,
-                                 password="Bench-Password-2026!")
+        app,
+        accounts.NewAccount(
+            login="dr@bench.test",
+            last_name="Bench",
+            role=Role.PRATICIEN,
+            password="Bench-Password-2026!",
+        ),
     )
     app._bench_cm = cm  # type: ignore[attr-defined]
     return app, box.id
@@ -100,8 +106,11 @@ async def main() -> None:
         try:
             for blob_store in ("database", "files"):
                 with tempfile.TemporaryDirectory() as tmp:
-                    settings = Settings(data_dir=Path(tmp), blob_store=blob_store,
-                                        database_url=cluster.url(cluster.create_database()))
+                    settings = Settings(
+                        data_dir=Path(tmp),
+                        blob_store=blob_store,
+                        database_url=cluster.url(cluster.create_database()),
+                    )
                     await run(settings, f"PostgreSQL + {blob_store} blobs", args.n, args.c)
         finally:
             cluster.stop()

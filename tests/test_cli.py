@@ -14,19 +14,34 @@ from caducee.config import load_settings
 STRONG = "Tr3s-Bon-Motdepasse!"
 
 
-def caducee(*args: str, stdin: str = "", env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def caducee(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "caducee", *args], input=stdin, capture_output=True, text=True,
-        timeout=120, env={**os.environ, "CADUCEE_LANG": "fr", **(env or {})},
+        [sys.executable, "-m", "caducee", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CADUCEE_LANG": "fr", **(env or {})},
     )
 
 
 @pytest.fixture(scope="module")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("cli") / "data"
-    result = caducee("init", "--data", str(data), "--domain", "cabinet-exemple.fr",
-                     "--practice", "Cabinet Exemple", "--dev-ports", "--mailbox-limit", "4")
+    result = caducee(
+        "init",
+        "--data",
+        str(data),
+        "--domain",
+        "cabinet-exemple.fr",
+        "--practice",
+        "Cabinet Exemple",
+        "--dev-ports",
+        "--mailbox-limit",
+        "4",
+    )
     assert result.returncode == 0, result.stderr
     assert "admin@cabinet-exemple.fr" in result.stdout
     return data
@@ -47,15 +62,35 @@ def test_init_creates_a_private_installation(installation: Path) -> None:
 
 def test_user_mailbox_and_app_password_commands(installation: Path) -> None:
     data = ["--data", str(installation)]
-    added = caducee("user", "add", *data, "dr.martin@cabinet-exemple.fr", "--name",
-                    "Jeanne Martin", "--role", "praticien", "--rpps", "10001234565",
-                    "--password-stdin", stdin=STRONG + "\n")
+    added = caducee(
+        "user",
+        "add",
+        *data,
+        "dr.martin@cabinet-exemple.fr",
+        "--name",
+        "Jeanne Martin",
+        "--role",
+        "praticien",
+        "--rpps",
+        "10001234565",
+        "--password-stdin",
+        stdin=STRONG + "\n",
+    )
     assert added.returncode == 0, added.stderr
-    box = caducee("mailbox", "add", *data, "tlt@cabinet-exemple.fr", "--type", "TLT",
-                  "--owner", "dr.martin@cabinet-exemple.fr")
+    box = caducee(
+        "mailbox",
+        "add",
+        *data,
+        "tlt@cabinet-exemple.fr",
+        "--type",
+        "TLT",
+        "--owner",
+        "dr.martin@cabinet-exemple.fr",
+    )
     assert box.returncode == 0, box.stderr
-    created = caducee("app-password", "create", *data, "dr.martin@cabinet-exemple.fr",
-                      "--label", "Thunderbird")
+    created = caducee(
+        "app-password", "create", *data, "dr.martin@cabinet-exemple.fr", "--label", "Thunderbird"
+    )
     assert created.returncode == 0, created.stderr
     password = created.stdout.strip()
     assert "\n" not in password and len(password.replace("-", "")) >= 20
@@ -70,18 +105,62 @@ def test_user_mailbox_and_app_password_commands(installation: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "stdin", "expected"),
     [
-        (["user", "add", "x@cabinet-exemple.fr", "--name", "X Y", "--rpps", "10001234566",
-          "--password-stdin"], STRONG, "clé de contrôle"),
-        (["user", "add", "admin@cabinet-exemple.fr", "--name", "X Y", "--password-stdin"],
-         STRONG, "existe déjà"),
-        (["user", "add", "x@inconnu.fr", "--name", "X Y", "--password-stdin"], STRONG,
-         "Domaine inconnu"),
-        (["user", "add", "x@cabinet-exemple.fr", "--name", "X Y", "--password-stdin"],
-         "court", "trop faible"),
-        (["user", "add", "x@cabinet-exemple.fr", "--name", "X Y", "--role", "chef",
-          "--password-stdin"], STRONG, "Rôle inconnu"),
-        (["mailbox", "add", "m@cabinet-exemple.fr", "--type", "XYZ", "--owner",
-          "admin@cabinet-exemple.fr"], "", "Type de boîte inconnu"),
+        (
+            [
+                "user",
+                "add",
+                "x@cabinet-exemple.fr",
+                "--name",
+                "X Y",
+                "--rpps",
+                "10001234566",
+                "--password-stdin",
+            ],
+            STRONG,
+            "clé de contrôle",
+        ),
+        (
+            ["user", "add", "admin@cabinet-exemple.fr", "--name", "X Y", "--password-stdin"],
+            STRONG,
+            "existe déjà",
+        ),
+        (
+            ["user", "add", "x@inconnu.fr", "--name", "X Y", "--password-stdin"],
+            STRONG,
+            "Domaine inconnu",
+        ),
+        (
+            ["user", "add", "x@cabinet-exemple.fr", "--name", "X Y", "--password-stdin"],
+            "court",
+            "trop faible",
+        ),
+        (
+            [
+                "user",
+                "add",
+                "x@cabinet-exemple.fr",
+                "--name",
+                "X Y",
+                "--role",
+                "chef",
+                "--password-stdin",
+            ],
+            STRONG,
+            "Rôle inconnu",
+        ),
+        (
+            [
+                "mailbox",
+                "add",
+                "m@cabinet-exemple.fr",
+                "--type",
+                "XYZ",
+                "--owner",
+                "admin@cabinet-exemple.fr",
+            ],
+            "",
+            "Type de boîte inconnu",
+        ),
         (["mailbox", "quota", "admin@cabinet-exemple.fr", "beaucoup"], "", "Taille invalide"),
         (["audit", "export", "--format", "xml"], "", "Format d'export inconnu"),
     ],
@@ -103,8 +182,12 @@ def test_mailbox_limit_of_the_practice(installation: Path) -> None:
         used, limit = shown.stdout.split("boîtes : ")[1].split()[0].split("/")
         if used == limit:
             break
-        assert caducee("mailbox", "add", *data, f"org{used}@cabinet-exemple.fr", "--type",
-                       "ORG", *owner).returncode == 0
+        assert (
+            caducee(
+                "mailbox", "add", *data, f"org{used}@cabinet-exemple.fr", "--type", "ORG", *owner
+            ).returncode
+            == 0
+        )
     refused = caducee("mailbox", "add", *data, "trop@cabinet-exemple.fr", "--type", "ORG", *owner)
     assert refused.returncode == 1 and "limite de 4 boîtes" in refused.stderr
 
@@ -127,8 +210,12 @@ def test_audit_verify_and_tamper_detection(installation: Path, tmp_path: Path) -
 
 def test_doctor_reports_healthy_then_bad_key_permissions(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    assert caducee("init", "--data", str(data), "--domain", "doc.fr", "--practice", "D",
-                   "--dev-ports").returncode == 0
+    assert (
+        caducee(
+            "init", "--data", str(data), "--domain", "doc.fr", "--practice", "D", "--dev-ports"
+        ).returncode
+        == 0
+    )
     healthy = caducee("doctor", "--data", str(data))
     assert healthy.returncode == 0, healthy.stdout
     assert "schéma à jour" in healthy.stdout and "certificat TLS valide" in healthy.stdout
@@ -140,14 +227,41 @@ def test_doctor_reports_healthy_then_bad_key_permissions(tmp_path: Path) -> None
 
 
 def test_english_messages_are_available(installation: Path) -> None:
-    result = caducee("user", "add", "--data", str(installation), "x@inconnu.fr", "--name", "X",
-                     "--password-stdin", stdin=STRONG, env={"CADUCEE_LANG": "en"})
+    result = caducee(
+        "user",
+        "add",
+        "--data",
+        str(installation),
+        "x@inconnu.fr",
+        "--name",
+        "X",
+        "--password-stdin",
+        stdin=STRONG,
+        env={"CADUCEE_LANG": "en"},
+    )
     assert result.returncode == 1 and "Unknown domain" in result.stderr
 
 
-@pytest.mark.parametrize("group", ["", "init", "serve", "demo", "doctor", "user", "user add",
-                                   "mailbox", "mailbox delegate", "practice", "app-password",
-                                   "keys", "keys rotate", "audit", "audit export"])
+@pytest.mark.parametrize(
+    "group",
+    [
+        "",
+        "init",
+        "serve",
+        "demo",
+        "doctor",
+        "user",
+        "user add",
+        "mailbox",
+        "mailbox delegate",
+        "practice",
+        "app-password",
+        "keys",
+        "keys rotate",
+        "audit",
+        "audit export",
+    ],
+)
 def test_help_everywhere(group: str) -> None:
     result = caducee(*group.split(), "--help")
     assert result.returncode == 0 and "Usage" in result.stdout
@@ -155,7 +269,9 @@ def test_help_everywhere(group: str) -> None:
 
 def test_keys_rotate_on_a_live_installation(tmp_path: Path) -> None:
     data = tmp_path / "k"
-    assert caducee("init", "--data", str(data), "--domain", "k.fr", "--practice", "K").returncode == 0
+    assert (
+        caducee("init", "--data", str(data), "--domain", "k.fr", "--practice", "K").returncode == 0
+    )
     before = (data / "keys" / "master.key").read_text()
     rotated = caducee("keys", "rotate", "--data", str(data))
     assert rotated.returncode == 0, rotated.stderr

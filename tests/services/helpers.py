@@ -19,7 +19,11 @@ async def person(
     return await accounts.add_account(
         app,
         accounts.NewAccount(
-            login=login, first_name="Jeanne", last_name="Martin", role=role, rpps=rpps,
+            login=login,
+            first_name="Jeanne",
+            last_name="Martin",
+            role=role,
+            rpps=rpps,
             password=PASSWORD,
         ),
     )

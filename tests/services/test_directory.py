@@ -46,8 +46,10 @@ async def test_bad_accounts_are_refused_clearly(app: App) -> None:
         await person(app, "d@ailleurs.test")
     with pytest.raises(InvalidInput, match="trop faible"):
         await accounts.add_account(
-            app, accounts.NewAccount(login="e@cabinet.test", last_name="E", role=Role.SECRETAIRE,
-                                     password="motdepasse")
+            app,
+            accounts.NewAccount(
+                login="e@cabinet.test", last_name="E", role=Role.SECRETAIRE, password="motdepasse"
+            ),
         )
     assert [a.login for a in await accounts.list_accounts(app)] == ["a@cabinet.test"]
 
@@ -72,8 +74,10 @@ async def test_concurrent_creations_cannot_overshoot_the_limit(app: App) -> None
     await practice(app, limit=5)
     owner, _ = await person(app, "dr@cabinet.test")
     results = await asyncio.gather(
-        *(mailboxes.add_mailbox(app, f"m{n}@cabinet.test", MailboxType.ORG, owner.login)
-          for n in range(8)),
+        *(
+            mailboxes.add_mailbox(app, f"m{n}@cabinet.test", MailboxType.ORG, owner.login)
+            for n in range(8)
+        ),
         return_exceptions=True,
     )
     assert sum(not isinstance(r, BaseException) for r in results) == 4
@@ -110,16 +114,23 @@ async def test_delegation_rights_are_enforced_and_every_use_audited(app: App) ->
     with pytest.raises(AccessDenied, match="envoyer"):
         await mailboxes.open_mailbox(app, secretary.login, box.address, need_send=True)
     await mailboxes.delegate(app, box.address, secretary.login, can_send=True)
-    assert (await mailboxes.open_mailbox(app, secretary.login, box.address, need_send=True)).can_send
+    assert (
+        await mailboxes.open_mailbox(app, secretary.login, box.address, need_send=True)
+    ).can_send
     await mailboxes.revoke_delegation(app, box.address, secretary.login)
     with pytest.raises(AccessDenied):
         await mailboxes.open_mailbox(app, secretary.login, box.address)
 
     async with app.db.read() as conn:
-        rows = (await conn.execute(
-            select(audit_log.c.actor, audit_log.c.action, audit_log.c.result, audit_log.c.source)
-            .where(audit_log.c.actor == secretary.login).order_by(audit_log.c.seq)
-        )).all()
+        rows = (
+            await conn.execute(
+                select(
+                    audit_log.c.actor, audit_log.c.action, audit_log.c.result, audit_log.c.source
+                )
+                .where(audit_log.c.actor == secretary.login)
+                .order_by(audit_log.c.seq)
+            )
+        ).all()
     assert [(r.action, r.result) for r in rows] == [
         ("mailbox.access", "denied"),
         ("delegation.use", "ok"),

@@ -23,8 +23,12 @@ def health_message(marker: str, to: str) -> bytes:
     msg["To"] = to
     msg["Subject"] = f"Résultats {marker}-sujet"
     msg.set_content(f"Patient {marker}-corps : HbA1c 7,2 %\n")
-    msg.add_attachment(f"compte rendu {marker}-pj".encode(), maintype="application",
-                       subtype="octet-stream", filename="cr.bin")
+    msg.add_attachment(
+        f"compte rendu {marker}-pj".encode(),
+        maintype="application",
+        subtype="octet-stream",
+        filename="cr.bin",
+    )
     return bytes(msg)
 
 
@@ -37,7 +41,9 @@ def files_containing(root: Path, needles: list[bytes]) -> list[str]:
     return found
 
 
-async def test_marker_nowhere_in_clear(app: App, backend: str, request: pytest.FixtureRequest) -> None:
+async def test_marker_nowhere_in_clear(
+    app: App, backend: str, request: pytest.FixtureRequest
+) -> None:
     marker = "ZQX" + secrets.token_hex(8).upper()
     await practice(app)
     _, box = await person(app, "dr@cabinet.test")
@@ -75,7 +81,9 @@ async def test_sealed_metadata_is_bound_to_its_record(app: App) -> None:
             select(messages_table.c.meta_sealed).where(messages_table.c.id == first.id)
         )
         await conn.execute(
-            update(messages_table).where(messages_table.c.id == second.id).values(meta_sealed=sealed)
+            update(messages_table)
+            .where(messages_table.c.id == second.id)
+            .values(meta_sealed=sealed)
         )
     with pytest.raises(IntegrityError, match="déchiffrement"):
         await messages.read_message(app, second.id)

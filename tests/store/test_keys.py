@@ -12,8 +12,8 @@ from caducee.config import Settings
 from caducee.domain.model import MailboxType
 from caducee.errors import ConfigurationError
 from caducee.services import mailboxes, messages
-from caducee.store.keyring import ENV_KEY, ENV_PREVIOUS, load_master_keys, rotate_master_key
 from caducee.store.crypto import MasterKey
+from caducee.store.keyring import ENV_KEY, ENV_PREVIOUS, load_master_keys, rotate_master_key
 from caducee.store.tables import data_keys
 from tests.services.helpers import person, practice
 
@@ -58,8 +58,9 @@ async def test_rotation_rewraps_while_a_node_keeps_running(app: App, settings: S
         assert raw.endswith(b"corps\r\n") and message.meta["subject"] == "avant"
 
 
-async def test_rotation_with_environment_keys(app: App, settings: Settings,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_rotation_with_environment_keys(
+    app: App, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await practice(app)
     _, box = await person(app, "dr@cabinet.test")
     stored = await messages.store_message(app, box.id, "INBOX", b"Subject: env\r\n\r\nx\r\n")

@@ -39,22 +39,35 @@ def verify(data: DataOption = DEFAULT_DATA) -> None:
 
     result = with_app(data, action)
     if result.ok:
-        console.print(tr(f"Journal intègre : {result.checked} enregistrement(s) vérifié(s).",
-                         f"Audit trail intact: {result.checked} record(s) verified."))
+        console.print(
+            tr(
+                f"Journal intègre : {result.checked} enregistrement(s) vérifié(s).",
+                f"Audit trail intact: {result.checked} record(s) verified.",
+            )
+        )
         return
-    raise fail(tr(f"Journal altéré : {result.reason_fr} "
-                  f"(premier enregistrement en cause : n° {result.first_bad_seq}).",
-                  f"Audit trail tampered with: {result.reason_en} "
-                  f"(first bad record: #{result.first_bad_seq})."), code=2)
+    raise fail(
+        tr(
+            f"Journal altéré : {result.reason_fr} "
+            f"(premier enregistrement en cause : n° {result.first_bad_seq}).",
+            f"Audit trail tampered with: {result.reason_en} "
+            f"(first bad record: #{result.first_bad_seq}).",
+        ),
+        code=2,
+    )
 
 
 @app.command("export")
 def export(
     data: DataOption = DEFAULT_DATA,
     format_: Annotated[str, typer.Option("--format", help="csv ou json.")] = "csv",
-    since: Annotated[str | None, typer.Option("--since", help="Début (inclus), AAAA-MM-JJ.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Début (inclus), AAAA-MM-JJ.")
+    ] = None,
     until: Annotated[str | None, typer.Option("--until", help="Fin (exclue), AAAA-MM-JJ.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Fichier de sortie.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Fichier de sortie.")
+    ] = None,
 ) -> None:
     """Exporte le journal d'une période en CSV ou JSON. / Export a period as CSV or JSON."""
 
@@ -85,5 +98,9 @@ def purge(
         return await audit.purge(context.db, days or context.settings.audit_retention_days)
 
     deleted = with_app(data, action)
-    console.print(tr(f"{deleted} enregistrement(s) purgé(s) ; la chaîne reste vérifiable.",
-                     f"{deleted} record(s) purged; the chain stays verifiable."))
+    console.print(
+        tr(
+            f"{deleted} enregistrement(s) purgé(s) ; la chaîne reste vérifiable.",
+            f"{deleted} record(s) purged; the chain stays verifiable.",
+        )
+    )

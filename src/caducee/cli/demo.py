@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -35,8 +35,16 @@ LOGINS_FILE = "demo-logins.txt"
 
 #: (login, first, last, civility, profession, role, rpps, adeli)
 DEMO_PEOPLE = (
-    ("dr.martin", "Jeanne", "Martin", "Dr", "Médecin généraliste", Role.PRATICIEN,
-     "10001234565", None),
+    (
+        "dr.martin",
+        "Jeanne",
+        "Martin",
+        "Dr",
+        "Médecin généraliste",
+        Role.PRATICIEN,
+        "10001234565",
+        None,
+    ),
     ("inf.durand", "Paul", "Durand", "M.", "Infirmier", Role.PRATICIEN, None, "751234567"),
     ("secretariat", "Claire", "Petit", "Mme", "Secrétaire médicale", Role.SECRETAIRE, None, None),
 )
@@ -65,8 +73,15 @@ async def populate(app: App) -> list[tuple[str, str]]:
         _, mailbox = await accounts.add_account(
             app,
             accounts.NewAccount(
-                login=address, first_name=first, last_name=last, civility=civility,
-                profession=profession, role=role, rpps=rpps, adeli=adeli, password=password,
+                login=address,
+                first_name=first,
+                last_name=last,
+                civility=civility,
+                profession=profession,
+                role=role,
+                rpps=rpps,
+                adeli=adeli,
+                password=password,
             ),
         )
         await messages.store_message(
@@ -74,8 +89,9 @@ async def populate(app: App) -> list[tuple[str, str]]:
         )
         logins.append((address, password))
     doctor = f"dr.martin@{DEMO_DOMAIN}"
-    await mailboxes.add_mailbox(app, f"accueil@{DEMO_DOMAIN}", MailboxType.ORG,
-                                f"secretariat@{DEMO_DOMAIN}")
+    await mailboxes.add_mailbox(
+        app, f"accueil@{DEMO_DOMAIN}", MailboxType.ORG, f"secretariat@{DEMO_DOMAIN}"
+    )
     await mailboxes.add_mailbox(app, f"tlt.martin@{DEMO_DOMAIN}", MailboxType.TLT, doctor)
     await mailboxes.add_mailbox(app, f"logiciel@{DEMO_DOMAIN}", MailboxType.APP, doctor)
     await mailboxes.delegate(app, doctor, f"secretariat@{DEMO_DOMAIN}", can_send=True)
@@ -89,8 +105,11 @@ async def create_demo(settings: Settings) -> None:
     settings.listeners = dev_listeners()
     admin_password = generate_password(16)
     await initialise(
-        settings, practice_name="Cabinet médical de démonstration", domain=DEMO_DOMAIN,
-        admin_login=f"admin@{DEMO_DOMAIN}", admin_password=admin_password,
+        settings,
+        practice_name="Cabinet médical de démonstration",
+        domain=DEMO_DOMAIN,
+        admin_login=f"admin@{DEMO_DOMAIN}",
+        admin_password=admin_password,
     )
     async with open_app(settings) as app:
         logins = [(f"admin@{DEMO_DOMAIN}", admin_password), *await populate(app)]
@@ -100,18 +119,30 @@ async def create_demo(settings: Settings) -> None:
 
 
 def print_banner(settings: Settings, bound: dict[str, str]) -> None:
-    console.print(tr("[bold]Caducée — démonstration[/bold] (données fictives)",
-                     "[bold]Caducée — demo[/bold] (fictitious data)"))
+    console.print(
+        tr(
+            "[bold]Caducée — démonstration[/bold] (données fictives)",
+            "[bold]Caducée — demo[/bold] (fictitious data)",
+        )
+    )
     console.print(tr(f"Répertoire : {settings.data_dir}", f"Directory: {settings.data_dir}"))
     for name, address in sorted(bound.items()):
         url = f"https://{address}/" if name == "https" else address
         console.print(f"  {name:<12} {url}")
     pending = sorted(set(settings.listeners) - set(LISTENER_FACTORIES))
     if pending:
-        console.print(tr(f"  (ports réservés, pas encore disponibles : {', '.join(pending)})",
-                         f"  (reserved ports, not available yet: {', '.join(pending)})"))
-    console.print(tr(f"AC de test à faire confiance : {settings.tls_dir / 'ca.crt'}",
-                     f"Test CA to trust: {settings.tls_dir / 'ca.crt'}"))
+        console.print(
+            tr(
+                f"  (ports réservés, pas encore disponibles : {', '.join(pending)})",
+                f"  (reserved ports, not available yet: {', '.join(pending)})",
+            )
+        )
+    console.print(
+        tr(
+            f"AC de test à faire confiance : {settings.tls_dir / 'ca.crt'}",
+            f"Test CA to trust: {settings.tls_dir / 'ca.crt'}",
+        )
+    )
     console.print(tr("Identifiants de démonstration :", "Demo logins:"))
     for line in (settings.data_dir / LOGINS_FILE).read_text("utf-8").splitlines():
         login, _, password = line.partition("\t")
@@ -142,10 +173,14 @@ def demo_command(
     settings = settings_for(data)
     if not settings.config_path.exists():
         if settings.data_dir.exists() and any(settings.data_dir.iterdir()):
-            raise fail(tr(f"{settings.data_dir} existe mais n'est pas une installation complète : "
-                          "supprimez-le pour recréer la démonstration.",
-                          f"{settings.data_dir} exists but is not a complete installation: "
-                          "delete it to recreate the demo."))
+            raise fail(
+                tr(
+                    f"{settings.data_dir} existe mais n'est pas une installation complète : "
+                    "supprimez-le pour recréer la démonstration.",
+                    f"{settings.data_dir} exists but is not a complete installation: "
+                    "delete it to recreate the demo.",
+                )
+            )
         run(create_demo(settings))
         settings = settings_for(data)
     if no_serve:

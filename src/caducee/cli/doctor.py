@@ -45,15 +45,19 @@ def check_files(settings: Settings, report: Report) -> set[str]:
     if settings.config_path.exists():
         report.ok(f"configuration {settings.config_path}", f"configuration {settings.config_path}")
     else:
-        report.error(f"configuration absente ({settings.config_path}) : lancez « caducee init »",
-                     f"configuration missing ({settings.config_path}): run 'caducee init'")
+        report.error(
+            f"configuration absente ({settings.config_path}) : lancez « caducee init »",
+            f"configuration missing ({settings.config_path}): run 'caducee init'",
+        )
     key_ids: set[str] = set()
     try:
         keys = load_master_keys(settings)
         key_ids = set(keys.by_id())
         origin = "CADUCEE_MASTER_KEY" if keys.from_env else str(settings.master_key_path)
-        report.ok(f"clé maîtresse {keys.current.key_id} ({origin}, droits corrects)",
-                  f"master key {keys.current.key_id} ({origin}, permissions correct)")
+        report.ok(
+            f"clé maîtresse {keys.current.key_id} ({origin}, droits corrects)",
+            f"master key {keys.current.key_id} ({origin}, permissions correct)",
+        )
     except CaduceeError as error:
         report.error(error.fr, error.en)
     cert = settings.tls_dir / "server.crt"
@@ -64,11 +68,15 @@ def check_files(settings: Settings, report: Report) -> set[str]:
         left = not_after - datetime.now(UTC)
         day = not_after.date().isoformat()
         if left <= timedelta(0):
-            report.error(f"certificat TLS expiré le {day} ({cert})",
-                         f"TLS certificate expired on {day} ({cert})")
+            report.error(
+                f"certificat TLS expiré le {day} ({cert})",
+                f"TLS certificate expired on {day} ({cert})",
+            )
         elif left < CERT_WARNING:
-            report.warn(f"certificat TLS expire le {day}, dans {left.days} jours : renouvelez-le",
-                        f"TLS certificate expires on {day}, in {left.days} days: renew it")
+            report.warn(
+                f"certificat TLS expire le {day}, dans {left.days} jours : renouvelez-le",
+                f"TLS certificate expires on {day}, in {left.days} days: renew it",
+            )
         else:
             report.ok(f"certificat TLS valide jusqu'au {day}", f"TLS certificate valid until {day}")
     return key_ids
@@ -80,9 +88,11 @@ async def check_database(settings: Settings, key_ids: set[str], report: Report) 
         try:
             async with db.read() as conn:
                 await conn.execute(text("SELECT 1"))
-        except Exception as error:  # noqa: BLE001 - any driver error means "unreachable"
-            report.error(f"base de données injoignable : {type(error).__name__}",
-                         f"database unreachable: {type(error).__name__}")
+        except Exception as error:
+            report.error(
+                f"base de données injoignable : {type(error).__name__}",
+                f"database unreachable: {type(error).__name__}",
+            )
             return
         kind = "SQLite" if db.is_sqlite else "PostgreSQL"
         report.ok(f"base de données {kind} joignable", f"{kind} database reachable")
@@ -90,18 +100,21 @@ async def check_database(settings: Settings, key_ids: set[str], report: Report) 
         if current == head:
             report.ok(f"schéma à jour (révision {head})", f"schema up to date (revision {head})")
         else:
-            report.error(f"schéma en révision {current or 'vide'}, {head} attendue : lancez "
-                         "« caducee migrate »",
-                         f"schema at revision {current or 'empty'}, {head} expected: run "
-                         "'caducee migrate'")
+            report.error(
+                f"schéma en révision {current or 'vide'}, {head} attendue : lancez "
+                "« caducee migrate »",
+                f"schema at revision {current or 'empty'}, {head} expected: run 'caducee migrate'",
+            )
             return
         async with db.read() as conn:
             used = set((await conn.scalars(select(data_keys.c.master_key_id).distinct())).all())
         missing = used - key_ids
         if key_ids and missing:
-            report.error(f"clés de données protégées par une clé maîtresse absente : "
-                         f"{', '.join(sorted(missing))}",
-                         f"data keys wrapped by a missing master key: {', '.join(sorted(missing))}")
+            report.error(
+                f"clés de données protégées par une clé maîtresse absente : "
+                f"{', '.join(sorted(missing))}",
+                f"data keys wrapped by a missing master key: {', '.join(sorted(missing))}",
+            )
         elif key_ids:
             report.ok("toutes les clés de données sont lisibles", "every data key is readable")
     finally:
@@ -118,8 +131,16 @@ def doctor_command(data: DataOption = DEFAULT_DATA) -> None:
     for line in report.lines:
         console.print(line, soft_wrap=True)
     if report.errors:
-        console.print(tr(f"{report.errors} erreur(s), {report.warnings} avertissement(s).",
-                         f"{report.errors} error(s), {report.warnings} warning(s)."))
+        console.print(
+            tr(
+                f"{report.errors} erreur(s), {report.warnings} avertissement(s).",
+                f"{report.errors} error(s), {report.warnings} warning(s).",
+            )
+        )
         raise typer.Exit(1)
-    console.print(tr(f"Installation en bon état ({report.warnings} avertissement(s)).",
-                     f"Installation healthy ({report.warnings} warning(s))."))
+    console.print(
+        tr(
+            f"Installation en bon état ({report.warnings} avertissement(s)).",
+            f"Installation healthy ({report.warnings} warning(s)).",
+        )
+    )

@@ -23,8 +23,11 @@ def rotate(
     ] = False,
     rewrap_only: Annotated[
         bool,
-        typer.Option("--rewrap-only", help="Ne pas créer de clé : rechiffrer les clés de données "
-                     "sous la clé courante (clé fournie par CADUCEE_MASTER_KEY)."),
+        typer.Option(
+            "--rewrap-only",
+            help="Ne pas créer de clé : rechiffrer les clés de données "
+            "sous la clé courante (clé fournie par CADUCEE_MASTER_KEY).",
+        ),
     ] = False,
 ) -> None:
     """Remplace la clé maîtresse et rechiffre les clés de données, sans arrêt du service.
@@ -33,17 +36,25 @@ def rotate(
     async def action(context: App) -> None:
         if rewrap_only:
             count = await rewrap_all(context.db, context.keyring)
-            console.print(tr(f"{count} clé(s) de données rechiffrée(s) sous la clé "
-                             f"{context.keyring.keys.current.key_id}.",
-                             f"{count} data key(s) re-wrapped under key "
-                             f"{context.keyring.keys.current.key_id}."))
+            console.print(
+                tr(
+                    f"{count} clé(s) de données rechiffrée(s) sous la clé "
+                    f"{context.keyring.keys.current.key_id}.",
+                    f"{count} data key(s) re-wrapped under key "
+                    f"{context.keyring.keys.current.key_id}.",
+                )
+            )
             return
         old, new, count = await rotate_master_key(
             context.db, context.settings, keep_previous=keep_previous
         )
-        console.print(tr(f"Clé maîtresse remplacée : {old} → {new} ; {count} clé(s) de données "
-                         "rechiffrée(s).",
-                         f"Master key replaced: {old} → {new}; {count} data key(s) re-wrapped."))
+        console.print(
+            tr(
+                f"Clé maîtresse remplacée : {old} → {new} ; {count} clé(s) de données "
+                "rechiffrée(s).",
+                f"Master key replaced: {old} → {new}; {count} data key(s) re-wrapped.",
+            )
+        )
 
     with_app(data, action)
 

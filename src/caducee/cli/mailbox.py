@@ -22,8 +22,11 @@ def add(
     address: str,
     data: DataOption = DEFAULT_DATA,
     type_: Annotated[
-        str, typer.Option("--type", help="PER (personnelle), ORG (partagée), APP (logiciel), "
-                          "TLT (télétransmission).")
+        str,
+        typer.Option(
+            "--type",
+            help="PER (personnelle), ORG (partagée), APP (logiciel), TLT (télétransmission).",
+        ),
     ] = "ORG",
     owner: Annotated[str, typer.Option("--owner", help="Identifiant du compte titulaire.")] = "",
     quota: Annotated[str | None, typer.Option("--quota", help="Par exemple 5G.")] = None,
@@ -35,11 +38,18 @@ def add(
 
     async def action(context: App) -> None:
         mailbox = await mailboxes.add_mailbox(
-            context, address, mailbox_type, owner,
+            context,
+            address,
+            mailbox_type,
+            owner,
             quota_bytes=parse_size(quota) if quota else None,
         )
-        console.print(tr(f"Boîte créée : {mailbox.address} ({mailbox.type.value}).",
-                         f"Mailbox created: {mailbox.address} ({mailbox.type.value})."))
+        console.print(
+            tr(
+                f"Boîte créée : {mailbox.address} ({mailbox.type.value}).",
+                f"Mailbox created: {mailbox.address} ({mailbox.type.value}).",
+            )
+        )
 
     with_app(data, action)
 
@@ -51,8 +61,12 @@ def list_(data: DataOption = DEFAULT_DATA) -> None:
     async def action(context: App) -> None:
         table = Table(tr("Adresse", "Address"), "Type", tr("Utilisé", "Used"), "Quota")
         for mailbox in await mailboxes.list_mailboxes(context):
-            table.add_row(mailbox.address, mailbox.type.value, format_size(mailbox.used_bytes),
-                          format_size(mailbox.quota_bytes))
+            table.add_row(
+                mailbox.address,
+                mailbox.type.value,
+                format_size(mailbox.used_bytes),
+                format_size(mailbox.quota_bytes),
+            )
         console.print(table)
 
     with_app(data, action)
@@ -64,8 +78,12 @@ def quota(address: str, size: str, data: DataOption = DEFAULT_DATA) -> None:
 
     async def action(context: App) -> None:
         mailbox = await mailboxes.set_quota(context, address, parse_size(size))
-        console.print(tr(f"Quota de {mailbox.address} : {format_size(mailbox.quota_bytes)}.",
-                         f"Quota of {mailbox.address}: {format_size(mailbox.quota_bytes)}."))
+        console.print(
+            tr(
+                f"Quota de {mailbox.address} : {format_size(mailbox.quota_bytes)}.",
+                f"Quota of {mailbox.address}: {format_size(mailbox.quota_bytes)}.",
+            )
+        )
 
     with_app(data, action)
 
@@ -85,12 +103,17 @@ def delegate(
 
     async def action(context: App) -> None:
         delegation = await mailboxes.delegate(context, address, to, can_send=send)
-        rights = tr("lecture et envoi", "read and send") if delegation.can_send else tr(
-            "lecture", "read")
-        console.print(tr(f"{delegation.account_login} a accès à {delegation.mailbox_address} "
-                         f"({rights}).",
-                         f"{delegation.account_login} can access {delegation.mailbox_address} "
-                         f"({rights})."))
+        rights = (
+            tr("lecture et envoi", "read and send")
+            if delegation.can_send
+            else tr("lecture", "read")
+        )
+        console.print(
+            tr(
+                f"{delegation.account_login} a accès à {delegation.mailbox_address} ({rights}).",
+                f"{delegation.account_login} can access {delegation.mailbox_address} ({rights}).",
+            )
+        )
 
     with_app(data, action)
 
@@ -111,17 +134,21 @@ def undelegate(
 
 
 @app.command("delegations")
-def delegations(address: Annotated[str | None, typer.Argument()] = None,
-                data: DataOption = DEFAULT_DATA) -> None:
+def delegations(
+    address: Annotated[str | None, typer.Argument()] = None, data: DataOption = DEFAULT_DATA
+) -> None:
     """Liste les délégations. / List delegations."""
 
     async def action(context: App) -> None:
-        table = Table(tr("Boîte", "Mailbox"), tr("Délégué à", "Delegated to"),
-                      tr("Droits", "Rights"))
+        table = Table(
+            tr("Boîte", "Mailbox"), tr("Délégué à", "Delegated to"), tr("Droits", "Rights")
+        )
         for item in await mailboxes.list_delegations(context, address):
-            table.add_row(item.mailbox_address, item.account_login,
-                          tr("lecture et envoi", "read and send") if item.can_send
-                          else tr("lecture", "read"))
+            table.add_row(
+                item.mailbox_address,
+                item.account_login,
+                tr("lecture et envoi", "read and send") if item.can_send else tr("lecture", "read"),
+            )
         console.print(table)
 
     with_app(data, action)

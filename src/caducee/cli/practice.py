@@ -35,7 +35,9 @@ def _show(practice: Practice, mailbox_count: int | None = None) -> None:
 def create(
     data: DataOption = DEFAULT_DATA,
     name: Annotated[str, typer.Option("--name", help="Nom du cabinet.")] = "",
-    domain: Annotated[list[str] | None, typer.Option("--domain", help="Domaine (répétable).")] = None,
+    domain: Annotated[
+        list[str] | None, typer.Option("--domain", help="Domaine (répétable).")
+    ] = None,
     finess: Annotated[str | None, typer.Option("--finess")] = None,
     siret: Annotated[str | None, typer.Option("--siret")] = None,
     mailbox_limit: Annotated[int, typer.Option("--mailbox-limit")] = DEFAULT_MAILBOX_LIMIT,
@@ -56,18 +58,32 @@ def list_(data: DataOption = DEFAULT_DATA) -> None:
     """Liste les cabinets. / List practices."""
 
     async def action(context: App) -> None:
-        table = Table("N°", tr("Nom", "Name"), tr("Domaines", "Domains"), "FINESS", "SIRET",
-                      tr("Limite de boîtes", "Mailbox limit"))
+        table = Table(
+            "N°",
+            tr("Nom", "Name"),
+            tr("Domaines", "Domains"),
+            "FINESS",
+            "SIRET",
+            tr("Limite de boîtes", "Mailbox limit"),
+        )
         for practice in await practices.list_practices(context):
-            table.add_row(str(practice.id), practice.name, ", ".join(practice.domains),
-                          practice.finess or "", practice.siret or "", str(practice.mailbox_limit))
+            table.add_row(
+                str(practice.id),
+                practice.name,
+                ", ".join(practice.domains),
+                practice.finess or "",
+                practice.siret or "",
+                str(practice.mailbox_limit),
+            )
         console.print(table)
 
     with_app(data, action)
 
 
 @app.command("show")
-def show(practice_id: Annotated[int, typer.Argument()] = 1, data: DataOption = DEFAULT_DATA) -> None:
+def show(
+    practice_id: Annotated[int, typer.Argument()] = 1, data: DataOption = DEFAULT_DATA
+) -> None:
     """Affiche un cabinet. / Show a practice."""
 
     async def action(context: App) -> None:
@@ -93,8 +109,13 @@ def update(
 
     async def action(context: App) -> None:
         practice = await practices.update_practice(
-            context, practice_id, name=name, finess=finess, siret=siret,
-            mailbox_limit=mailbox_limit, add_domains=add_domain,
+            context,
+            practice_id,
+            name=name,
+            finess=finess,
+            siret=siret,
+            mailbox_limit=mailbox_limit,
+            add_domains=add_domain,
         )
         _show(practice)
 

@@ -63,14 +63,17 @@ async def initialise(
         await accounts.add_account(
             app,
             accounts.NewAccount(
-                login=admin_login, last_name="Administrateur", role=Role.ADMIN,
+                login=admin_login,
+                last_name="Administrateur",
+                role=Role.ADMIN,
                 password=admin_password,
             ),
         )
         await record(
             app.db,
-            AuditEvent(actor="cli", action="install.init", source="cli",
-                       details={"practice": practice.id}),
+            AuditEvent(
+                actor="cli", action="install.init", source="cli", details={"practice": practice.id}
+            ),
         )
     # Written last: its presence means "initialised".
     settings.config_path.write_text(render_config(settings), "utf-8")
@@ -100,8 +103,9 @@ def init_command(
     """Crée une installation : clés, AC de test et certificat, base, cabinet, compte admin.
     / Create an installation."""
     if not domain or not practice:
-        raise fail(tr("--domain et --practice sont obligatoires.",
-                      "--domain and --practice are required."))
+        raise fail(
+            tr("--domain et --practice sont obligatoires.", "--domain and --practice are required.")
+        )
     try:
         clean_domain = normalize_domain(domain)
     except CaduceeError as error:
@@ -115,18 +119,36 @@ def init_command(
     password = generate_password()
     run(
         initialise(
-            settings, practice_name=practice, domain=clean_domain, admin_login=admin_login,
-            admin_password=password, finess=finess, siret=siret, mailbox_limit=mailbox_limit,
+            settings,
+            practice_name=practice,
+            domain=clean_domain,
+            admin_login=admin_login,
+            admin_password=password,
+            finess=finess,
+            siret=siret,
+            mailbox_limit=mailbox_limit,
         )
     )
-    console.print(tr(f"Installation créée dans {settings.data_dir}.",
-                     f"Installation created in {settings.data_dir}."))
+    console.print(
+        tr(
+            f"Installation créée dans {settings.data_dir}.",
+            f"Installation created in {settings.data_dir}.",
+        )
+    )
     console.print(tr(f"Compte administrateur : {admin_login}", f"Admin account: {admin_login}"))
-    console.print(tr("Mot de passe (affiché une seule fois, notez-le) :",
-                     "Password (shown only once, write it down):"))
+    console.print(
+        tr(
+            "Mot de passe (affiché une seule fois, notez-le) :",
+            "Password (shown only once, write it down):",
+        )
+    )
     console.print(password, markup=False)
-    console.print(tr(f"Certificat de l'AC de test : {settings.tls_dir / 'ca.crt'}",
-                     f"Test CA certificate: {settings.tls_dir / 'ca.crt'}"))
+    console.print(
+        tr(
+            f"Certificat de l'AC de test : {settings.tls_dir / 'ca.crt'}",
+            f"Test CA certificate: {settings.tls_dir / 'ca.crt'}",
+        )
+    )
 
 
 def migrate_command(data: DataOption = DEFAULT_DATA) -> None:
@@ -138,5 +160,6 @@ def migrate_command(data: DataOption = DEFAULT_DATA) -> None:
             return await migrations.current_revision(app.db) or ""
 
     revision = run(go())
-    console.print(tr(f"Schéma à jour (révision {revision}).",
-                     f"Schema up to date (revision {revision})."))
+    console.print(
+        tr(f"Schéma à jour (révision {revision}).", f"Schema up to date (revision {revision}).")
+    )

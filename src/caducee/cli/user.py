@@ -71,13 +71,20 @@ def add(
     """Crée un compte et sa boîte personnelle (PER). / Create an account and its PER mailbox."""
     first, last = accounts.split_name(name)
     new = accounts.NewAccount(
-        login=address, first_name=first_name or first, last_name=last_name or last,
-        civility=civility, profession=profession, role=Role.parse(role), rpps=rpps, adeli=adeli,
+        login=address,
+        first_name=first_name or first,
+        last_name=last_name or last,
+        civility=civility,
+        profession=profession,
+        role=Role.parse(role),
+        rpps=rpps,
+        adeli=adeli,
         password="",
     )
     if not new.last_name:
-        raise typer.BadParameter(tr("--name ou --last-name est obligatoire.",
-                                    "--name or --last-name is required."))
+        raise typer.BadParameter(
+            tr("--name ou --last-name est obligatoire.", "--name or --last-name is required.")
+        )
     password, generated = obtain_password(password_stdin)
 
     async def action(context: App) -> None:
@@ -85,13 +92,16 @@ def add(
             context, accounts.NewAccount(**{**new.__dict__, "password": password})
         )
         console.print(
-            tr(f"Compte créé : {account.login} ({account.role.value}), boîte {mailbox.address}.",
-               f"Account created: {account.login} ({account.role.value}), mailbox "
-               f"{mailbox.address}.")
+            tr(
+                f"Compte créé : {account.login} ({account.role.value}), boîte {mailbox.address}.",
+                f"Account created: {account.login} ({account.role.value}), mailbox "
+                f"{mailbox.address}.",
+            )
         )
         if generated:
-            console.print(tr("Mot de passe (affiché une seule fois) :",
-                             "Password (shown only once):"))
+            console.print(
+                tr("Mot de passe (affiché une seule fois) :", "Password (shown only once):")
+            )
             console.print(password, markup=False)
 
     with_app(data, action)
@@ -102,12 +112,21 @@ def list_(data: DataOption = DEFAULT_DATA) -> None:
     """Liste les comptes. / List accounts."""
 
     async def action(context: App) -> None:
-        table = Table(tr("Identifiant", "Login"), tr("Nom", "Name"), tr("Rôle", "Role"),
-                      "RPPS/ADELI", "2FA", tr("État", "State"))
+        table = Table(
+            tr("Identifiant", "Login"),
+            tr("Nom", "Name"),
+            tr("Rôle", "Role"),
+            "RPPS/ADELI",
+            "2FA",
+            tr("État", "State"),
+        )
         for account in await accounts.list_accounts(context):
             table.add_row(
-                account.login, account.display_name, account.role.value,
-                account.rpps or account.adeli or "", "TOTP" if account.totp_enabled else "",
+                account.login,
+                account.display_name,
+                account.role.value,
+                account.rpps or account.adeli or "",
+                "TOTP" if account.totp_enabled else "",
                 tr("désactivé", "disabled") if account.disabled else tr("actif", "active"),
             )
         console.print(table)
@@ -151,8 +170,12 @@ def passwd(
         await accounts.set_password(context, address, password)
         console.print(tr("Mot de passe changé.", "Password changed."))
         if generated:
-            console.print(tr("Nouveau mot de passe (affiché une seule fois) :",
-                             "New password (shown only once):"))
+            console.print(
+                tr(
+                    "Nouveau mot de passe (affiché une seule fois) :",
+                    "New password (shown only once):",
+                )
+            )
             console.print(password, markup=False)
 
     with_app(data, action)

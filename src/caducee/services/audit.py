@@ -95,7 +95,7 @@ async def append(conn: AsyncConnection, event: AuditEvent, *, now: datetime | No
         )
     ).first()
     prev_seq, prev_hash = (last.seq, last.hash) if last else (anchor.seq, anchor.hash)
-    seq = prev_seq + 1
+    seq = int(prev_seq) + 1
     ts = (now or datetime.now(UTC)).astimezone(UTC)
     details = json.dumps(dict(event.details), ensure_ascii=False, sort_keys=True)
     digest = record_hash(

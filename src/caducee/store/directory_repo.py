@@ -20,6 +20,7 @@ from caducee.domain.model import (
     Practice,
     Role,
 )
+from caducee.store.database import inserted_id
 from caducee.store.tables import (
     accounts,
     delegations,
@@ -49,7 +50,7 @@ async def insert_practice(
             created_at=_now(),
         )
     )
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 async def insert_domain(conn: AsyncConnection, practice_id: int, domain: str) -> None:
@@ -114,7 +115,7 @@ async def insert_account(conn: AsyncConnection, **values: Any) -> int:
     result = await conn.execute(
         insert(accounts).values(created_at=now, password_changed_at=now, **values)
     )
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 async def account_by_login(conn: AsyncConnection, login: str) -> Account | None:
@@ -184,7 +185,7 @@ async def insert_mailbox(
             created_at=_now(),
         )
     )
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 async def mailbox_by_address(conn: AsyncConnection, address: str) -> Mailbox | None:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from caducee.store.database import inserted_id
 from caducee.store.tables import messages
 
 
@@ -39,7 +40,7 @@ async def insert_message(
             meta_sealed=meta_sealed,
         )
     )
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 async def message_row(conn: AsyncConnection, message_id: int) -> Any:
