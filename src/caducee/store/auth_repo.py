@@ -83,7 +83,11 @@ async def set_password_hash(conn: AsyncConnection, account_id: int, password_has
 
 
 async def set_totp(
-    conn: AsyncConnection, account_id: int, sealed: bytes | None, *, enabled: bool,
+    conn: AsyncConnection,
+    account_id: int,
+    sealed: bytes | None,
+    *,
+    enabled: bool,
     last_step: int | None,
 ) -> None:
     await conn.execute(
@@ -157,7 +161,10 @@ async def lock_failure_row(conn: AsyncConnection, key: str, now: datetime) -> Fa
 
 
 async def save_failure(
-    conn: AsyncConnection, key: str, failures: int, last_failure_at: datetime,
+    conn: AsyncConnection,
+    key: str,
+    failures: int,
+    last_failure_at: datetime,
     locked_until: datetime | None,
 ) -> None:
     await conn.execute(
@@ -171,12 +178,12 @@ async def delete_failures(conn: AsyncConnection, keys: Iterable[str]) -> None:
     await conn.execute(delete(auth_failures).where(auth_failures.c.key.in_(list(keys))))
 
 
-async def delete_stale_failures(conn: AsyncConnection, before: datetime, now: datetime) -> int:
-    """Delete counters whose last failure is older than ``before`` and that no longer lock."""
+async def delete_stale_failures(conn: AsyncConnection, before: datetime) -> int:
+    """Delete counters whose last failure and lock end are both older than ``before``."""
     result = await conn.execute(
         delete(auth_failures)
         .where(auth_failures.c.last_failure_at < before)
-        .where(or_(auth_failures.c.locked_until.is_(None), auth_failures.c.locked_until <= now))
+        .where(or_(auth_failures.c.locked_until.is_(None), auth_failures.c.locked_until < before))
     )
     return int(result.rowcount or 0)
 
@@ -210,13 +217,20 @@ def _app_password(row: Any) -> AppPasswordRow:
 
 
 async def insert_app_password(
-    conn: AsyncConnection, account_id: int, label: str, secret_sha256: str, scopes: str,
+    conn: AsyncConnection,
+    account_id: int,
+    label: str,
+    secret_sha256: str,
+    scopes: str,
     now: datetime,
 ) -> int:
     result = await conn.execute(
         insert(app_passwords)
         .values(
-            account_id=account_id, label=label, secret_sha256=secret_sha256, scopes=scopes,
+            account_id=account_id,
+            label=label,
+            secret_sha256=secret_sha256,
+            scopes=scopes,
             created_at=now,
         )
         .returning(app_passwords.c.id)
