@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -26,6 +27,15 @@ PRODUCTION_LISTENERS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class TransportRoute:
+    """A static route for one destination domain (overrides DNS MX lookups)."""
+
+    host: str
+    port: int = 25
+    tls: str = "opportunistic"  # "none", "opportunistic" or "required" (verified certificate)
+
+
 @dataclass
 class Settings:
     """Everything that configures one node. Paths are absolute."""
@@ -40,6 +50,17 @@ class Settings:
     lockout_base_seconds: int = 30
     lockout_max_seconds: int = 3600
     default_quota_bytes: int = 5 * 1024**3
+    # SMTP
+    max_message_bytes: int = 25 * 1024 * 1024
+    # Outbound delivery
+    transport: dict[str, TransportRoute] = field(default_factory=dict)
+    require_tls_domains: list[str] = field(default_factory=list)
+    outbound_ca_file: str = ""  # extra CA bundle to verify remote servers (tests, private PKI)
+    queue_max_age_hours: int = 120
+    queue_delay_notice_hours: int = 4
+    # DNS resolver for MX, SPF, DKIM, DMARC: "" = the system's, else "host:port"
+    dns_resolver: str = ""
+    dkim_selector: str = "caducee"
 
     @property
     def keys_dir(self) -> Path:
@@ -86,6 +107,31 @@ def _int(value: Any, name: str) -> int:
         ) from None
 
 
+def _transport(table: Any) -> dict[str, TransportRoute]:
+    """``[outbound.transport]``: ``"domain" = { host = "…", port = 25, tls = "required" }``."""
+    routes: dict[str, TransportRoute] = {}
+    if not isinstance(table, dict):
+        table = {}
+    for domain, spec in table.items():
+        if not isinstance(spec, dict) or "host" not in spec:
+            raise ConfigurationError(
+                f"Route [outbound.transport] « {domain} » invalide : "
+                '{ host = "…", port = 25, tls = "none|opportunistic|required" } attendu.',
+                f"Invalid [outbound.transport] route '{domain}': "
+                '{ host = "…", port = 25, tls = "none|opportunistic|required" } expected.',
+            )
+        tls = str(spec.get("tls", "opportunistic"))
+        if tls not in ("none", "opportunistic", "required"):
+            raise ConfigurationError(
+                f"Route « {domain} » : tls doit valoir none, opportunistic ou required.",
+                f"Route '{domain}': tls must be none, opportunistic or required.",
+            )
+        routes[str(domain).lower()] = TransportRoute(
+            str(spec["host"]), _int(spec.get("port", 25), f"transport {domain} port"), tls
+        )
+    return routes
+
+
 def load_settings(data_dir: Path | str | None = None) -> Settings:
     """Read ``caducee.toml`` in ``data_dir`` (if present), then apply ``CADUCEE_*`` overrides."""
     base = Path(data_dir or os.environ.get("CADUCEE_DATA") or DEFAULT_DATA_DIR).resolve()
@@ -125,7 +171,25 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             mail.get("default_quota_bytes", settings.default_quota_bytes),
             "mail.default_quota_bytes",
         )
+        smtp = doc.get("smtp", {})
+        settings.max_message_bytes = _int(
+            smtp.get("max_message_bytes", settings.max_message_bytes), "smtp.max_message_bytes"
+        )
+        outbound = doc.get("outbound", {})
+        settings.transport = _transport(outbound.get("transport", {}))
+        settings.require_tls_domains = [str(d).lower() for d in outbound.get("require_tls", [])]
+        settings.outbound_ca_file = str(outbound.get("ca_file", ""))
+        settings.queue_max_age_hours = _int(
+            outbound.get("max_age_hours", settings.queue_max_age_hours), "outbound.max_age_hours"
+        )
+        settings.queue_delay_notice_hours = _int(
+            outbound.get("delay_notice_hours", settings.queue_delay_notice_hours),
+            "outbound.delay_notice_hours",
+        )
+        settings.dns_resolver = str(doc.get("dns", {}).get("resolver", ""))
+        settings.dkim_selector = str(doc.get("dkim", {}).get("selector", settings.dkim_selector))
     env = os.environ
+    settings.dns_resolver = env.get("CADUCEE_DNS_RESOLVER", settings.dns_resolver)
     settings.hostname = env.get("CADUCEE_HOSTNAME", settings.hostname)
     settings.database_url = env.get("CADUCEE_DATABASE_URL", settings.database_url)
     settings.blob_store = env.get("CADUCEE_BLOB_STORE", settings.blob_store)
@@ -172,6 +236,33 @@ def render_config(settings: Settings) -> str:
         "",
         "[mail]",
         f"default_quota_bytes = {settings.default_quota_bytes}",
+        "",
+        "[smtp]",
+        f"max_message_bytes = {settings.max_message_bytes}",
+        "",
+        "[outbound]",
+        "# Domaines exigeant TLS avec certificat vérifié / domains requiring verified TLS",
+        f"require_tls = {json.dumps(settings.require_tls_domains)}",
+        f"ca_file = {json.dumps(settings.outbound_ca_file)}",
+        f"max_age_hours = {settings.queue_max_age_hours}",
+        f"delay_notice_hours = {settings.queue_delay_notice_hours}",
+        "",
+        "[outbound.transport]",
+        '# "domaine.fr" = { host = "relais.exemple.fr", port = 25, tls = "required" }',
+    ]
+    lines += [
+        f'{json.dumps(domain)} = {{ host = {json.dumps(route.host)}, port = {route.port}, '
+        f"tls = {json.dumps(route.tls)} }}"
+        for domain, route in settings.transport.items()
+    ]
+    lines += [
+        "",
+        "[dns]",
+        '# Vide : résolveur du système ; sinon "hôte:port"',
+        f"resolver = {json.dumps(settings.dns_resolver)}",
+        "",
+        "[dkim]",
+        f"selector = {json.dumps(settings.dkim_selector)}",
         "",
     ]
     return "\n".join(lines)
