@@ -50,3 +50,19 @@ class ConfigurationError(CaduceeError):
 
 class IntegrityError(CaduceeError):
     """Stored data failed an integrity check (decryption, audit chain)."""
+
+
+class QuotaExceeded(LimitReached):
+    """The recipient's mailbox is full (SMTP 452 4.2.2)."""
+
+
+class MessageTooLarge(LimitReached):
+    """The message exceeds the size limit (SMTP 552 5.3.4)."""
+
+
+class SenderNotAllowed(AccessDenied):
+    """The authenticated account may not send as this address (SMTP 553 5.7.1)."""
+
+
+class PolicyRejected(AccessDenied):
+    """A mail policy refuses the message (spoofed own domain, DMARC reject...; SMTP 550 5.7.1)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from caducee.app import App
 from caducee.domain.model import Flag, StoredMessage
-from caducee.errors import InvalidInput, LimitReached, NotFound
+from caducee.errors import InvalidInput, MessageTooLarge, NotFound, QuotaExceeded
 from caducee.ids import new_blob_id
 from caducee.store import directory_repo as repo
 from caducee.store import messages_repo
@@ -82,7 +82,7 @@ async def store_message(
     if not raw:
         raise InvalidInput("Message vide.", "Empty message.")
     if len(raw) > MAX_MESSAGE_BYTES:
-        raise LimitReached(
+        raise MessageTooLarge(
             f"Message trop volumineux : {MAX_MESSAGE_BYTES // (1024 * 1024)} Mo au plus.",
             f"Message too large: at most {MAX_MESSAGE_BYTES // (1024 * 1024)} MB.",
         )
@@ -98,7 +98,7 @@ async def store_message(
         if mailbox is None:
             raise NotFound("Boîte aux lettres introuvable.", "Mailbox not found.")
         if mailbox.used_bytes + len(raw) > mailbox.quota_bytes:
-            raise LimitReached(
+            raise QuotaExceeded(
                 f"La boîte {mailbox.address} est pleine (quota dépassé).",
                 f"Mailbox {mailbox.address} is full (over quota).",
             )

@@ -63,6 +63,10 @@ async def domain_owner(conn: AsyncConnection, domain: str) -> int | None:
     )
 
 
+async def all_domains(conn: AsyncConnection) -> Sequence[str]:
+    return (await conn.scalars(select(practice_domains.c.domain))).all()
+
+
 async def get_practice(
     conn: AsyncConnection, practice_id: int, *, for_update: bool = False
 ) -> Practice | None:
