@@ -22,6 +22,7 @@ from caducee.app import App, open_app
 from caducee.config import Settings
 from caducee.domain.model import Role
 from caducee.services import accounts, messages, practices
+from caducee.services.delivery import deliver_local, pipeline
 from caducee.store.keyring import create_master_key_file
 
 BODY = ("Bonjour, veuillez trouver ci-joint le compte rendu de consultation. " * 300)[:20_000]
@@ -54,7 +55,7 @@ async def prepare(settings: Settings) -> tuple[App, int]:
 
 
 async def run(settings: Settings, label: str, count: int, concurrency: int) -> None:
-    app, mailbox_id = await prepare(settings)
+    app, _mailbox_id = await prepare(settings)
     latencies: list[float] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(count):
@@ -65,7 +66,7 @@ async def run(settings: Settings, label: str, count: int, concurrency: int) -> N
             n = queue.get_nowait()
             raw = sample(n)
             started = time.perf_counter()
-            await messages.store_message(app, mailbox_id, "INBOX", raw)
+            await deliver_local(app, raw, ["dr@bench.test"])
             latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
@@ -80,7 +81,7 @@ async def run(settings: Settings, label: str, count: int, concurrency: int) -> N
         f"{label:<28} store {count / elapsed:7.1f} msg/s  "
         f"p50 {statistics.median(latencies) * 1000:6.1f} ms  "
         f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:6.1f} ms  "
-        f"read {read_ms:5.2f} ms/msg"
+        f"read {read_ms:5.2f} ms/msg  groups {pipeline(app).groups}"
     )
     await app._bench_cm.__aexit__(None, None, None)  # type: ignore[attr-defined]
 

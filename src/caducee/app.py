@@ -5,9 +5,10 @@ Services receive an :class:`App`; protocol adapters and the CLI open one with :f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from caducee.config import Settings
 from caducee.errors import ConfigurationError
@@ -23,6 +24,10 @@ class App:
     db: Database
     keyring: Keyring
     blobs: BlobStore
+    #: Per-node helpers that services create lazily (e.g. the delivery pipeline), by name.
+    components: dict[str, Any] = field(default_factory=dict)
+    #: Called (newest first) when the app closes, before the database is disposed.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 async def check_schema(db: Database) -> None:
@@ -52,6 +57,11 @@ async def open_app(settings: Settings, *, upgrade: bool = False) -> AsyncIterato
             if settings.blob_store == "database"
             else FileBlobStore(settings.blobs_dir)
         )
-        yield App(settings=settings, db=db, keyring=keyring, blobs=blobs)
+        app = App(settings=settings, db=db, keyring=keyring, blobs=blobs)
+        try:
+            yield app
+        finally:
+            for close in reversed(app.closers):
+                await close()
     finally:
         await db.dispose()

@@ -1,62 +1,36 @@
 """Storing and reading messages, sealed at rest.
 
 The raw message is sealed into a blob (scope: its mailbox; record: its blob id; field "raw") and
-its metadata — subject, display names, snippet, and later the precomputed IMAP ENVELOPE and
+its metadata — decoded headers, snippet, and later the precomputed IMAP ENVELOPE and
 BODYSTRUCTURE — into ``messages.meta_sealed`` (same scope and record, field "meta"). A message is
-stored (blob fsynced, row committed) before this returns: callers acknowledge only after.
+stored (blob fsynced, row committed) before these functions return: callers acknowledge only
+after.
+
+:func:`store_batch` stores many deliveries in one transaction (group commit): each delivery is
+all-or-nothing across its mailboxes, and one delivery's failure (a full mailbox) does not fail
+the others.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
 from typing import Any
 
 from caducee.app import App
+from caducee.domain.message_meta import extract_meta
 from caducee.domain.model import Flag, StoredMessage
-from caducee.errors import InvalidInput, MessageTooLarge, NotFound, QuotaExceeded
+from caducee.errors import CaduceeError, InvalidInput, MessageTooLarge, NotFound, QuotaExceeded
 from caducee.ids import new_blob_id
-from caducee.store import directory_repo as repo
-from caducee.store import messages_repo
+from caducee.store import delivery_repo, messages_repo
 from caducee.store.keyring import mailbox_scope
 
-SNIPPET_CHARS = 200
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 
-
-def extract_meta(raw: bytes) -> dict[str, Any]:
-    """What lists and IMAP need without re-reading the body (kept sealed)."""
-    parsed = BytesParser(policy=policy.default).parsebytes(raw)
-    assert isinstance(parsed, EmailMessage)
-
-    def header(name: str) -> str:
-        try:
-            value = parsed.get(name)
-        except Exception:
-            return ""
-        return str(value) if value is not None else ""
-
-    snippet = ""
-    try:
-        body = parsed.get_body(preferencelist=("plain",))
-        if body is not None:
-            content = body.get_content()
-            if isinstance(content, str):
-                snippet = " ".join(content.split())[:SNIPPET_CHARS]
-    except Exception:
-        snippet = ""
-    return {
-        "subject": header("Subject"),
-        "from": header("From"),
-        "to": header("To"),
-        "cc": header("Cc"),
-        "date": header("Date"),
-        "message_id": header("Message-ID"),
-        "snippet": snippet,
-    }
+__all__ = ["Delivery", "extract_meta", "read_message", "store_batch", "store_message"]
 
 
 def _keywords_text(keywords: tuple[str, ...]) -> str:
@@ -66,6 +40,226 @@ def _keywords_text(keywords: tuple[str, ...]) -> str:
                 f"Mot-clé IMAP invalide : {keyword!r}.", f"Invalid IMAP keyword: {keyword!r}."
             )
     return " ".join(keywords)
+
+
+def _check_message(raw: bytes, flags: int) -> None:
+    if not raw:
+        raise InvalidInput("Message vide.", "Empty message.")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(
+            f"Message trop volumineux : {MAX_MESSAGE_BYTES // (1024 * 1024)} Mo au plus.",
+            f"Message too large: at most {MAX_MESSAGE_BYTES // (1024 * 1024)} MB.",
+        )
+    if flags & ~sum(Flag.NAMES.values()):
+        raise InvalidInput("Drapeaux inconnus.", "Unknown flags.")
+
+
+@dataclass
+class Delivery:
+    """One message to store in one folder of each of several mailboxes.
+
+    Recipients are given as mailbox ids, or as addresses resolved when the group is stored.
+    """
+
+    raw: bytes
+    mailbox_ids: Sequence[int] = ()
+    folder: str = "INBOX"
+    flags: int = 0
+    keywords: tuple[str, ...] = ()
+    internal_date: datetime | None = None
+    addresses: Sequence[str] = ()
+    meta: dict[str, Any] | None = None
+
+
+@dataclass
+class _Prepared:
+    delivery: Delivery
+    mailbox_ids: list[int]
+    # (mailbox id, blob id, sealed raw, sealed meta) per mailbox
+    copies: list[tuple[int, str, bytes, bytes]] = field(default_factory=list)
+
+
+def _unknown(address: str) -> NotFound:
+    return NotFound(f"Destinataire inconnu : {address}.", f"Unknown recipient: {address}.")
+
+
+async def _prepare(
+    app: App, deliveries: Sequence[Delivery], results: list[Result]
+) -> list[_Prepared]:
+    """Validate, resolve addresses (one query), parse and seal; outside any write lock."""
+    checked: list[tuple[int, Delivery]] = []
+    for index, delivery in enumerate(deliveries):
+        try:
+            _check_message(delivery.raw, delivery.flags)
+            _keywords_text(delivery.keywords)
+            if not delivery.mailbox_ids and not delivery.addresses:
+                raise InvalidInput("Aucun destinataire.", "No recipient.")
+            if delivery.meta is None:
+                delivery.meta = extract_meta(delivery.raw)
+        except CaduceeError as error:
+            results[index] = error
+            continue
+        checked.append((index, delivery))
+    prepared: list[_Prepared] = []
+    async with app.db.read() as conn:
+        known = await delivery_repo.mailbox_ids_by_address(
+            conn, (a for _, d in checked for a in d.addresses)
+        )
+        for index, delivery in checked:
+            ids = list(delivery.mailbox_ids)
+            try:
+                for address in delivery.addresses:
+                    found = known.get(address)
+                    if found is None or found[1]:
+                        raise _unknown(address)
+                    ids.append(found[0])
+            except CaduceeError as error:
+                results[index] = error
+                continue
+            item = _Prepared(delivery, list(dict.fromkeys(ids)))
+            meta_bytes = json.dumps(delivery.meta, ensure_ascii=False).encode()
+            for mailbox_id in item.mailbox_ids:
+                scope, blob_id = mailbox_scope(mailbox_id), new_blob_id()
+                item.copies.append(
+                    (
+                        mailbox_id,
+                        blob_id,
+                        await app.keyring.seal(conn, scope, blob_id, "raw", delivery.raw),
+                        await app.keyring.seal(conn, scope, blob_id, "meta", meta_bytes),
+                    )
+                )
+            results[index] = []
+            prepared.append(item)
+    return prepared
+
+
+Result = list[StoredMessage] | CaduceeError
+
+
+async def store_batch(app: App, deliveries: Sequence[Delivery]) -> list[Result]:
+    """Store every delivery in one transaction; per delivery, its messages or its error.
+
+    Each delivery is all or nothing across its mailboxes; a refused delivery (unknown or
+    disabled mailbox, full mailbox, missing folder) does not affect the others.
+    """
+    results: list[Result] = [[] for _ in deliveries]
+    prepared = await _prepare(app, deliveries, results)
+    position = {id(item): index for index, item in _indexed(deliveries, prepared)}
+    blobs = [(blob_id, raw) for item in prepared for _, blob_id, raw, _ in item.copies]
+    if not app.blobs.transactional:  # files: durable on disk before the rows naming them commit
+        await app.blobs.put_many(None, blobs)
+    stored_blobs: set[str] = set()
+    committed = False
+    try:
+        async with app.db.write() as conn:
+            boxes = await delivery_repo.lock_mailboxes(
+                conn, (m for item in prepared for m in item.mailbox_ids)
+            )
+            folders = await delivery_repo.lock_folders(
+                conn, boxes, {item.delivery.folder for item in prepared}
+            )
+            rows: list[dict[str, Any]] = []
+            made: list[tuple[int, int, StoredMessage]] = []  # (result index, row index, message)
+            touched: dict[int, delivery_repo.FolderState] = {}
+            deltas: dict[int, int] = {}
+            for item in prepared:
+                index, delivery = position[id(item)], item.delivery
+                try:
+                    _admit(item, boxes, folders, deltas)
+                except CaduceeError as error:
+                    results[index] = error
+                    continue
+                when = (delivery.internal_date or datetime.now(UTC)).astimezone(UTC)
+                size = len(delivery.raw)
+                for mailbox_id, blob_id, _, sealed_meta in item.copies:
+                    folder = folders[(mailbox_id, delivery.folder)]
+                    if folder.id not in touched:  # one new MODSEQ per folder per group
+                        folder.highestmodseq += 1
+                        touched[folder.id] = folder
+                    uid, folder.uidnext = folder.uidnext, folder.uidnext + 1
+                    deltas[mailbox_id] = deltas.get(mailbox_id, 0) + size
+                    boxes[mailbox_id].used_bytes += size
+                    rows.append(
+                        {
+                            "mailbox_id": mailbox_id,
+                            "folder_id": folder.id,
+                            "uid": uid,
+                            "modseq": folder.highestmodseq,
+                            "flags": delivery.flags,
+                            "keywords": " ".join(delivery.keywords),
+                            "internal_date": when,
+                            "size": size,
+                            "blob_id": blob_id,
+                            "meta_sealed": sealed_meta,
+                        }
+                    )
+                    made.append(
+                        (
+                            index,
+                            len(rows) - 1,
+                            StoredMessage(
+                                id=0,
+                                mailbox_id=mailbox_id,
+                                folder_id=folder.id,
+                                uid=uid,
+                                modseq=folder.highestmodseq,
+                                flags=delivery.flags,
+                                keywords=delivery.keywords,
+                                internal_date=when,
+                                size=size,
+                                blob_id=blob_id,
+                                meta=delivery.meta or {},
+                            ),
+                        )
+                    )
+                    stored_blobs.add(blob_id)
+            if app.blobs.transactional:
+                await app.blobs.put_many(conn, [b for b in blobs if b[0] in stored_blobs])
+            ids = await delivery_repo.insert_messages(conn, rows)
+            await delivery_repo.save_folders(conn, list(touched.values()))
+            await delivery_repo.add_used_bytes(conn, deltas)
+        committed = True
+    finally:
+        if not app.blobs.transactional:  # remove blobs no committed row names
+            for blob_id, _ in blobs:
+                if not committed or blob_id not in stored_blobs:
+                    await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
+    for index, row_index, message in made:
+        entry = results[index]
+        assert isinstance(entry, list)
+        entry.append(dataclasses.replace(message, id=ids[row_index]))
+    return results
+
+
+def _indexed(
+    deliveries: Sequence[Delivery], prepared: list[_Prepared]
+) -> list[tuple[int, _Prepared]]:
+    index_of = {id(d): i for i, d in enumerate(deliveries)}
+    return [(index_of[id(item.delivery)], item) for item in prepared]
+
+
+def _admit(
+    item: _Prepared,
+    boxes: dict[int, delivery_repo.MailboxState],
+    folders: dict[tuple[int, str], delivery_repo.FolderState],
+    deltas: dict[int, int],
+) -> None:
+    """Refuse the delivery if any of its mailboxes cannot take it (nothing is changed then)."""
+    size = len(item.delivery.raw)
+    for mailbox_id in item.mailbox_ids:
+        box = boxes.get(mailbox_id)
+        if box is None or box.disabled:
+            raise NotFound("Boîte aux lettres introuvable.", "Mailbox not found.")
+        if box.used_bytes + size > box.quota_bytes:
+            raise QuotaExceeded(
+                f"La boîte {box.address} est pleine (quota dépassé).",
+                f"Mailbox {box.address} is full (over quota).",
+            )
+        if (mailbox_id, item.delivery.folder) not in folders:
+            raise NotFound(
+                f"Dossier « {item.delivery.folder} » introuvable.",
+                f"Folder '{item.delivery.folder}' not found.",
+            )
 
 
 async def store_message(
@@ -78,68 +272,12 @@ async def store_message(
     keywords: tuple[str, ...] = (),
     internal_date: datetime | None = None,
 ) -> StoredMessage:
-    """Seal and store a message in a folder; returns once it is durably committed."""
-    if not raw:
-        raise InvalidInput("Message vide.", "Empty message.")
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise MessageTooLarge(
-            f"Message trop volumineux : {MAX_MESSAGE_BYTES // (1024 * 1024)} Mo au plus.",
-            f"Message too large: at most {MAX_MESSAGE_BYTES // (1024 * 1024)} MB.",
-        )
-    if flags & ~sum(Flag.NAMES.values()):
-        raise InvalidInput("Drapeaux inconnus.", "Unknown flags.")
-    keywords_text = _keywords_text(keywords)
-    meta = extract_meta(raw)
-    blob_id = new_blob_id()
-    scope = mailbox_scope(mailbox_id)
-    when = (internal_date or datetime.now(UTC)).astimezone(UTC)
-    async with app.db.write() as conn:
-        mailbox = await repo.mailbox_by_id(conn, mailbox_id, for_update=True)
-        if mailbox is None:
-            raise NotFound("Boîte aux lettres introuvable.", "Mailbox not found.")
-        if mailbox.used_bytes + len(raw) > mailbox.quota_bytes:
-            raise QuotaExceeded(
-                f"La boîte {mailbox.address} est pleine (quota dépassé).",
-                f"Mailbox {mailbox.address} is full (over quota).",
-            )
-        folder = await repo.folder_by_name(conn, mailbox_id, folder_name)
-        if folder is None:
-            raise NotFound(
-                f"Dossier « {folder_name} » introuvable.", f"Folder '{folder_name}' not found."
-            )
-        sealed_raw = await app.keyring.seal(conn, scope, blob_id, "raw", raw)
-        sealed_meta = await app.keyring.seal(
-            conn, scope, blob_id, "meta", json.dumps(meta, ensure_ascii=False).encode()
-        )
-        await app.blobs.put(conn, blob_id, sealed_raw)
-        uid, modseq = await repo.allocate_uid(conn, folder.id)
-        message_id = await messages_repo.insert_message(
-            conn,
-            mailbox_id=mailbox_id,
-            folder_id=folder.id,
-            uid=uid,
-            modseq=modseq,
-            flags=flags,
-            keywords=keywords_text,
-            internal_date=when,
-            size=len(raw),
-            blob_id=blob_id,
-            meta_sealed=sealed_meta,
-        )
-        await repo.add_used_bytes(conn, mailbox_id, len(raw))
-    return StoredMessage(
-        id=message_id,
-        mailbox_id=mailbox_id,
-        folder_id=folder.id,
-        uid=uid,
-        modseq=modseq,
-        flags=flags,
-        keywords=keywords,
-        internal_date=when,
-        size=len(raw),
-        blob_id=blob_id,
-        meta=meta,
-    )
+    """Seal and store one message in a folder; returns once it is durably committed."""
+    delivery = Delivery(raw, [mailbox_id], folder_name, flags, keywords, internal_date)
+    [result] = await store_batch(app, [delivery])
+    if isinstance(result, CaduceeError):
+        raise result
+    return result[0]
 
 
 async def read_message(app: App, message_id: int) -> tuple[StoredMessage, bytes]:

@@ -39,7 +39,13 @@ def _missing(blob_id: str) -> NotFound:
 
 
 class BlobStore(Protocol):
+    #: True when put() writes inside the caller's transaction (else: durable before it commits).
+    transactional: bool
+
     async def put(self, conn: AsyncConnection, blob_id: str, data: bytes) -> None: ...
+    async def put_many(
+        self, conn: AsyncConnection | None, items: list[tuple[str, bytes]]
+    ) -> None: ...
     async def get(self, conn: AsyncConnection, blob_id: str) -> bytes: ...
     async def delete(self, conn: AsyncConnection, blob_id: str) -> None: ...
 
@@ -53,6 +59,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 class FileBlobStore:
+    transactional = False
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
@@ -80,24 +88,37 @@ class FileBlobStore:
             _fsync_dir(final.parent.parent)
             _fsync_dir(self.root)
 
-    async def put(self, conn: AsyncConnection, blob_id: str, data: bytes) -> None:
+    async def put(self, conn: AsyncConnection | None, blob_id: str, data: bytes) -> None:
         await asyncio.to_thread(self._write, blob_id, data)
 
-    async def get(self, conn: AsyncConnection, blob_id: str) -> bytes:
+    async def put_many(self, conn: AsyncConnection | None, items: list[tuple[str, bytes]]) -> None:
+        """Write blobs in parallel threads: concurrent fsyncs share journal commits."""
+        await asyncio.gather(*(asyncio.to_thread(self._write, b, d) for b, d in items))
+
+    async def get(self, conn: AsyncConnection | None, blob_id: str) -> bytes:
         try:
             return await asyncio.to_thread(self.path_of(blob_id).read_bytes)
         except FileNotFoundError:
             raise _missing(blob_id) from None
 
-    async def delete(self, conn: AsyncConnection, blob_id: str) -> None:
+    async def delete(self, conn: AsyncConnection | None, blob_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(self.path_of(blob_id).unlink)
 
 
 class DatabaseBlobStore:
+    transactional = True
+
     async def put(self, conn: AsyncConnection, blob_id: str, data: bytes) -> None:
         _check_id(blob_id)
         await conn.execute(insert(blobs).values(id=blob_id, data=data))
+
+    async def put_many(self, conn: AsyncConnection | None, items: list[tuple[str, bytes]]) -> None:
+        assert conn is not None, "database blobs are written in the caller's transaction"
+        for blob_id, _ in items:
+            _check_id(blob_id)
+        if items:
+            await conn.execute(insert(blobs), [{"id": b, "data": d} for b, d in items])
 
     async def get(self, conn: AsyncConnection, blob_id: str) -> bytes:
         _check_id(blob_id)

@@ -1,0 +1,78 @@
+"""What we precompute from a message once, at delivery: decoded headers and a snippet.
+
+Parsing uses the stdlib's fast ``compat32`` policy (about 7x faster than ``policy.default`` on a
+20 kB message); RFC 2047 encoded words and 8-bit (RFC 6532) headers are decoded here. Malformed
+input never raises: a broken header or body just yields less metadata.
+"""
+
+from __future__ import annotations
+
+from email.header import Header, decode_header, make_header
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import compat32
+from typing import Any
+
+META_VERSION = 1
+SNIPPET_CHARS = 200
+_SNIPPET_SOURCE_BYTES = 8192
+HEADERS = ("Subject", "From", "To", "Cc", "Date", "Message-ID", "In-Reply-To", "References")
+
+
+def _unescape(value: str) -> str:
+    """compat32 keeps undecodable 8-bit bytes as surrogates: read them as UTF-8."""
+    try:
+        return value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return value
+
+
+def decode_header_value(value: Any) -> str:
+    """A header value as people read it (RFC 2047 words decoded, folding removed)."""
+    if isinstance(value, Header):  # compat32 wraps raw 8-bit headers (RFC 6532) this way
+        text = "".join(
+            part.decode("utf-8", "replace") if isinstance(part, bytes) else part
+            for part, _charset in decode_header(value)
+        )
+    else:
+        text = _unescape(str(value))
+    try:
+        decoded = str(make_header(decode_header(text)))
+    except (ValueError, LookupError, UnicodeError, AssertionError):
+        decoded = text
+    return " ".join(decoded.split())
+
+
+def _snippet(message: Message) -> str:
+    for part in message.walk():
+        if part.get_content_type() != "text/plain":
+            continue
+        if (part.get("Content-Disposition") or "").lower().startswith("attachment"):
+            continue
+        try:
+            payload = part.get_payload(decode=True)
+        except (ValueError, LookupError, AssertionError):
+            return ""
+        if not isinstance(payload, bytes):
+            return ""
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            text = payload[:_SNIPPET_SOURCE_BYTES].decode(charset, "replace")
+        except LookupError:
+            text = payload[:_SNIPPET_SOURCE_BYTES].decode("utf-8", "replace")
+        return " ".join(text.split())[:SNIPPET_CHARS]
+    return ""
+
+
+def extract_meta(raw: bytes) -> dict[str, Any]:
+    """Decoded headers (lower-case keys) and a text snippet; ``v`` is the format version."""
+    message = BytesParser(policy=compat32).parsebytes(raw)
+    meta: dict[str, Any] = {"v": META_VERSION}
+    for name in HEADERS:
+        value = message.get(name)
+        meta[name.lower()] = decode_header_value(value) if value is not None else ""
+    try:
+        meta["snippet"] = _snippet(message)
+    except Exception:  # broken MIME is stored as-is, without a snippet
+        meta["snippet"] = ""
+    return meta

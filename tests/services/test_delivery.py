@@ -1,0 +1,109 @@
+"""Local delivery: group commit, all-or-nothing per delivery, nothing partial left behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+
+from caducee.app import App
+from caducee.domain.message_meta import extract_meta
+from caducee.errors import NotFound, QuotaExceeded
+from caducee.services import mailboxes, messages
+from caducee.services.delivery import deliver_local, pipeline
+from caducee.store.tables import messages as messages_table
+from tests.services.helpers import person, practice
+
+
+def sample(n: int, size: int = 2000) -> bytes:
+    return (f"From: a@ailleurs.test\r\nSubject: message {n}\r\n\r\n" + "x" * size + "\r\n").encode()
+
+
+async def count_rows(app: App) -> int:
+    async with app.db.read() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(messages_table)) or 0)
+
+
+def blob_files(app: App) -> int:
+    return sum(1 for p in app.settings.blobs_dir.rglob("*") if p.is_file())
+
+
+async def test_concurrent_deliveries_share_commits(app: App) -> None:
+    await practice(app)
+    await person(app, "a@cabinet.test")
+    await person(app, "b@cabinet.test")
+    results = await asyncio.gather(
+        *(deliver_local(app, sample(n), ["a@cabinet.test", "B@cabinet.test"]) for n in range(60))
+    )
+    assert all(len(r) == 2 for r in results)
+    for address in ("a@cabinet.test", "b@cabinet.test"):
+        box = await mailboxes.get_mailbox(app, address)
+        uids = sorted(m.uid for r in results for m in r if m.mailbox_id == box.id)
+        assert uids == list(range(1, 61))
+        inbox = (await mailboxes.list_folders(app, box.id))[0]
+        assert inbox.uidnext == 61
+        modseqs = [m.modseq for r in results for m in r if m.mailbox_id == box.id]
+        # one new MODSEQ per folder per group commit (RFC 7162 allows messages to share one)
+        assert min(modseqs) > 1 and max(modseqs) == inbox.highestmodseq <= 61
+        assert box.used_bytes == sum(len(sample(n)) for n in range(60))
+    assert pipeline(app).groups < 60  # deliveries were grouped
+    message, raw = await messages.read_message(app, results[7][0].id)
+    assert raw == sample(7) and message.meta["subject"] == "message 7"
+
+
+async def test_a_full_mailbox_fails_only_its_delivery(app: App) -> None:
+    await practice(app)
+    await person(app, "a@cabinet.test")
+    await person(app, "full@cabinet.test")
+    await mailboxes.set_quota(app, "full@cabinet.test", 1024 * 1024)
+    big = sample(0, 900 * 1024)
+    await deliver_local(app, big, ["full@cabinet.test"])
+    before_rows, before_files = await count_rows(app), blob_files(app)
+    outcomes = await asyncio.gather(
+        deliver_local(app, sample(1), ["a@cabinet.test"]),
+        deliver_local(app, big, ["a@cabinet.test", "full@cabinet.test"]),  # all or nothing
+        deliver_local(app, sample(2), ["a@cabinet.test"]),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], QuotaExceeded) and "pleine" in outcomes[1].fr
+    assert not isinstance(outcomes[0], BaseException) and not isinstance(outcomes[2], BaseException)
+    assert await count_rows(app) == before_rows + 2
+    if app.settings.blob_store == "files":
+        assert blob_files(app) == before_files + 2  # the refused copies left no blob behind
+    a = await mailboxes.get_mailbox(app, "a@cabinet.test")
+    assert a.used_bytes == len(sample(1)) + len(sample(2))
+
+
+async def test_unknown_recipient_is_refused_before_storing(app: App) -> None:
+    await practice(app)
+    await person(app, "a@cabinet.test")
+    with pytest.raises(NotFound, match="inconnu"):
+        await deliver_local(app, sample(1), ["a@cabinet.test", "nobody@cabinet.test"])
+    assert await count_rows(app) == 0
+
+
+def test_meta_decodes_headers_and_survives_broken_mime() -> None:
+    raw = (
+        b"Subject: =?utf-8?q?R=C3=A9sultats_d=27analyse?=\r\n"
+        b"From: =?iso-8859-1?q?H=E9l=E8ne?= <h@ailleurs.test>\r\n"
+        b"To: \xc3\x89lise <e@cabinet.test>\r\n"
+        b'Content-Type: multipart/mixed; boundary="zz"\r\n\r\n'
+        b"--zz\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"Bonjour H=E9l=E8ne,\r\n  suite =\r\ndu bilan\r\n"
+        b"--zz\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"!!!notbase64"
+    )
+    meta = extract_meta(raw)
+    assert meta["subject"] == "Résultats d'analyse"
+    assert meta["from"] == "Hélène <h@ailleurs.test>"
+    assert meta["to"] == "Élise <e@cabinet.test>"
+    assert meta["snippet"] == "Bonjour Hélène, suite du bilan"
+    for broken in (
+        b"",
+        b"\x00\xff\xfe",
+        b"Subject: x\r\nContent-Type: multipart/mixed\r\n\r\nno boundary",
+        b"Subject: =?bogus?x?zz?=\r\n\r\n",
+    ):
+        assert extract_meta(broken)["v"] == 1
