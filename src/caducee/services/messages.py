@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,10 +26,12 @@ from caducee.domain.message_meta import extract_meta
 from caducee.domain.model import Flag, StoredMessage
 from caducee.errors import CaduceeError, InvalidInput, MessageTooLarge, NotFound, QuotaExceeded
 from caducee.ids import new_blob_id
+from caducee.services.events import mailbox_events
 from caducee.store import delivery_repo, messages_repo
 from caducee.store.keyring import mailbox_scope
 
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
+log = logging.getLogger(__name__)
 
 __all__ = ["Delivery", "extract_meta", "read_message", "store_batch", "store_message"]
 
@@ -228,6 +231,11 @@ async def store_batch(app: App, deliveries: Sequence[Delivery]) -> list[Result]:
         entry = results[index]
         assert isinstance(entry, list)
         entry.append(dataclasses.replace(message, id=ids[row_index]))
+    if made:
+        try:
+            await mailbox_events(app).publish({message.mailbox_id for _, _, message in made})
+        except Exception:  # stored is stored: a lost wake-up only delays IDLE sessions
+            log.exception("could not publish mailbox events")
     return results
 
 

@@ -1,0 +1,39 @@
+"""Mailbox change notifications reach subscribers, across nodes on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+from caducee.app import App, open_app
+from caducee.config import Settings
+from caducee.services.delivery import deliver_local
+from caducee.services.events import mailbox_events
+from tests.services.helpers import person, practice
+
+
+async def test_delivery_wakes_a_subscriber(app: App) -> None:
+    await practice(app)
+    _, box = await person(app, "a@cabinet.test")
+    _, other = await person(app, "b@cabinet.test")
+    async with (
+        mailbox_events(app).subscribe(box.id) as wake,
+        mailbox_events(app).subscribe(other.id) as quiet,
+    ):
+        await asyncio.sleep(0.2)  # the PostgreSQL listener connects
+        await deliver_local(app, b"Subject: x\r\n\r\ny\r\n", ["a@cabinet.test"])
+        assert await asyncio.wait_for(wake.get(), timeout=1) == box.id
+        await asyncio.sleep(0.2)
+        assert quiet.empty()
+
+
+async def test_another_node_is_woken(app: App, settings: Settings) -> None:
+    await practice(app)
+    _, box = await person(app, "a@cabinet.test")
+    async with open_app(settings) as node_b, mailbox_events(node_b).subscribe(box.id) as wake:
+        await asyncio.sleep(0.3)
+        await deliver_local(app, b"Subject: x\r\n\r\ny\r\n", ["a@cabinet.test"])
+        if app.db.is_sqlite:  # one node per SQLite file: nothing crosses processes
+            await asyncio.sleep(0.3)
+            assert wake.empty()
+        else:
+            assert await asyncio.wait_for(wake.get(), timeout=1) == box.id
