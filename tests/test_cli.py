@@ -277,3 +277,19 @@ def test_keys_rotate_on_a_live_installation(tmp_path: Path) -> None:
     assert rotated.returncode == 0, rotated.stderr
     assert "rechiffrée" in rotated.stdout and (data / "keys" / "master.key").read_text() != before
     assert caducee("doctor", "--data", str(data)).returncode == 0
+
+
+def test_demo_creates_a_complete_practice(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    created = caducee("demo", "--data", str(data), "--no-serve")
+    assert created.returncode == 0, created.stderr
+    assert "dr.martin@cabinet-demo.test" in created.stdout
+    assert (data / "demo-logins.txt").stat().st_mode & 0o777 == 0o600
+    boxes = caducee("mailbox", "list", "--data", str(data)).stdout
+    for address, kind in (("accueil@", "ORG"), ("tlt.martin@", "TLT"), ("logiciel@", "APP")):
+        assert f"{address}cabinet-demo.test" in boxes and kind in boxes
+    delegations = caducee("mailbox", "delegations", "--data", str(data)).stdout
+    assert "secretariat@cabinet-demo.test" in delegations and "envoi" in delegations
+    again = caducee("demo", "--data", str(data), "--no-serve")  # reuses, never re-creates
+    assert again.returncode == 0 and again.stdout.count("dr.martin@cabinet-demo.test") >= 1
+    assert caducee("audit", "verify", "--data", str(data)).returncode == 0
