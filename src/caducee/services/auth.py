@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 from datetime import datetime
-from enum import Enum
 from typing import Literal
 
 from caducee.app import App
@@ -30,10 +29,12 @@ from caducee.domain.model import Account
 from caducee.errors import AccessDenied
 from caducee.services import audit, lockout, passwords
 from caducee.services.app_passwords import MAIL_SCOPES, app_password_digest
-from caducee.services.audit import AuditEvent, Detail
+from caducee.services.audit import AuditEvent
 from caducee.services.lockout import (
     AccountLocked,
     LockoutPolicy,
+    Outcome,
+    auth_event,
     lock_keys,
     normalize_login,
     normalize_source,
@@ -47,12 +48,6 @@ _DUMMY_PASSWORD = "caducee-dummy-password-for-unknown-logins"  # noqa: S105 - no
 _dummy_hash: str | None = None
 
 
-class Outcome(Enum):
-    OK = "ok"
-    FAILED = "failed"  # a wrong secret: counts towards the lock
-    DENIED = "denied"  # refused without guessing (locked, disabled, revoked, scope)
-
-
 def wrong_credentials() -> AccessDenied:
     """The one refusal every failed authentication gets."""
     return AccessDenied("Identifiant ou mot de passe incorrect.", "Wrong login or password.")
@@ -64,11 +59,6 @@ async def _dummy_hash_value() -> str:
     if _dummy_hash is None:
         _dummy_hash = await asyncio.to_thread(passwords.hash_password, _DUMMY_PASSWORD)
     return _dummy_hash
-
-
-async def _audit_alone(app: App, event: AuditEvent) -> None:
-    async with app.db.write() as conn:
-        await audit.append(conn, event)
 
 
 async def verify_password_login(
@@ -93,23 +83,13 @@ async def verify_password_login(
     policy = LockoutPolicy.from_settings(app.settings)
 
     def event(result: Outcome, reason: str = "") -> AuditEvent:
-        details: dict[str, Detail] = {"service": service}
-        if reason:
-            details["reason"] = reason
-        return AuditEvent(
-            actor=login,
-            action="auth.password",
-            target=login,
-            source=source,
-            result=result.value,
-            details=details,
-        )
+        return auth_event(login, "auth.password", source, result, reason, service=service)
 
     async with app.db.read() as conn:
         until = await lockout.locked_until(conn, keys, now)
         creds = None if until else await auth_repo.account_credentials(conn, login)
     if until is not None:
-        await _audit_alone(app, event(Outcome.DENIED, "locked"))
+        await audit.record(app.db, event(Outcome.DENIED, "locked"))
         raise AccountLocked(until, now)
 
     stored = creds.password_hash if creds is not None else await _dummy_hash_value()
@@ -178,18 +158,14 @@ async def authenticate_mail(
     policy = LockoutPolicy.from_settings(app.settings)
 
     def event(result: Outcome, reason: str = "", app_password_id: int | None = None) -> AuditEvent:
-        details: dict[str, Detail] = {"service": service}
-        if reason:
-            details["reason"] = reason
-        if app_password_id is not None:
-            details["app_password"] = app_password_id
-        return AuditEvent(
-            actor=login,
-            action="auth.mail",
-            target=login,
-            source=source,
-            result=result.value,
-            details=details,
+        return auth_event(
+            login,
+            "auth.mail",
+            source,
+            result,
+            reason,
+            service=service,
+            app_password=app_password_id,
         )
 
     async with app.db.read() as conn:
@@ -198,7 +174,7 @@ async def authenticate_mail(
         # The same query for an unknown login (no row has id 0): the same time.
         rows = await auth_repo.app_passwords_of(conn, creds.account.id if creds else 0)
     if until is not None:
-        await _audit_alone(app, event(Outcome.DENIED, "locked"))
+        await audit.record(app.db, event(Outcome.DENIED, "locked"))
         raise AccountLocked(until, now)
 
     digest = app_password_digest(password)

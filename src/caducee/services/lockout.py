@@ -22,13 +22,41 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.config import Settings
 from caducee.errors import AccessDenied
+from caducee.services.audit import AuditEvent, Detail
 from caducee.store import auth_repo
 from caducee.store.database import Database
+
+
+class Outcome(Enum):
+    """The result of one authentication attempt, as audited."""
+
+    OK = "ok"
+    FAILED = "failed"  # a wrong secret: counts towards the lock
+    DENIED = "denied"  # refused without guessing (locked, disabled, revoked, scope)
+
+
+def auth_event(
+    login: str, action: str, source: str, outcome: Outcome, reason: str = "", **extra: Detail
+) -> AuditEvent:
+    """The audit record of an authentication attempt (never the secret that was tried)."""
+    details: dict[str, Detail] = {k: v for k, v in extra.items() if v is not None}
+    if reason:
+        details["reason"] = reason
+    return AuditEvent(
+        actor=login,
+        action=action,
+        target=login,
+        source=source,
+        result=outcome.value,
+        details=details,
+    )
+
 
 MAX_LOGIN_LENGTH = 320  # accounts.login
 MAX_SOURCE_LENGTH = 100  # audit_log.source

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime
-from enum import Enum
 
 import pyotp
 
@@ -20,10 +19,12 @@ from caducee.domain.model import Account
 from caducee.errors import AccessDenied, InvalidInput
 from caducee.services import audit, lockout
 from caducee.services.app_passwords import account_not_found
-from caducee.services.audit import AuditEvent, Detail
+from caducee.services.audit import AuditEvent
 from caducee.services.lockout import (
     AccountLocked,
     LockoutPolicy,
+    Outcome,
+    auth_event,
     lock_keys,
     normalize_login,
     normalize_source,
@@ -71,12 +72,6 @@ def wrong_code() -> AccessDenied:
         "par votre application d'authentification.",
         "Wrong verification code. Enter the 6-digit code your authenticator app shows now.",
     )
-
-
-class _Outcome(Enum):
-    OK = "ok"
-    FAILED = "failed"
-    DENIED = "denied"
 
 
 async def begin_totp_enrolment(
@@ -192,18 +187,8 @@ async def verify_totp(
     keys = lock_keys(login, source)
     policy = LockoutPolicy.from_settings(app.settings)
 
-    def event(result: _Outcome, reason: str = "") -> AuditEvent:
-        details: dict[str, Detail] = {}
-        if reason:
-            details["reason"] = reason
-        return AuditEvent(
-            actor=login,
-            action="auth.totp",
-            target=login,
-            source=source,
-            result=result.value,
-            details=details,
-        )
+    def event(result: Outcome, reason: str = "") -> AuditEvent:
+        return auth_event(login, "auth.totp", source, result, reason)
 
     async with app.db.read() as conn:
         until = await lockout.locked_until(conn, keys, now)
@@ -221,40 +206,40 @@ async def verify_totp(
             ).decode("ascii")
     if until is not None:
         async with app.db.write() as conn:
-            await audit.append(conn, event(_Outcome.DENIED, "locked"))
+            await audit.append(conn, event(Outcome.DENIED, "locked"))
         raise AccountLocked(until, now)
 
     step: int | None = None
     if creds is None or secret is None:
-        outcome, reason = _Outcome.FAILED, "no_totp"
+        outcome, reason = Outcome.FAILED, "no_totp"
     else:
         steps = matching_steps(secret, code, now)
         last = creds.totp_last_step
         fresh = [s for s in steps if last is None or s > last]
         if fresh:
             step = max(fresh)
-            outcome, reason = _Outcome.OK, ""
+            outcome, reason = Outcome.OK, ""
         else:
-            outcome, reason = _Outcome.FAILED, "replay" if steps else "bad_code"
-        if outcome is _Outcome.OK and creds.account.disabled:
-            outcome, reason = _Outcome.DENIED, "disabled"
+            outcome, reason = Outcome.FAILED, "replay" if steps else "bad_code"
+        if outcome is Outcome.OK and creds.account.disabled:
+            outcome, reason = Outcome.DENIED, "disabled"
 
     async with app.db.write() as conn:
-        if outcome is _Outcome.OK:
+        if outcome is Outcome.OK:
             until = await lockout.locked_until(conn, keys, now)
             if until is not None:
-                outcome, reason = _Outcome.DENIED, "locked"
-        if outcome is _Outcome.OK:
+                outcome, reason = Outcome.DENIED, "locked"
+        if outcome is Outcome.OK:
             assert creds is not None and step is not None
             if await auth_repo.advance_totp_step(conn, creds.account.id, step):
                 await lockout.reset(conn, keys)
             else:  # another node accepted this code meanwhile
-                outcome, reason = _Outcome.FAILED, "replay"
-        if outcome is _Outcome.FAILED:
+                outcome, reason = Outcome.FAILED, "replay"
+        if outcome is Outcome.FAILED:
             await lockout.record_failure(conn, policy, keys, now)
         await audit.append(conn, event(outcome, reason))
 
-    if outcome is _Outcome.OK:
+    if outcome is Outcome.OK:
         assert creds is not None
         return creds.account
     if until is not None:

@@ -16,7 +16,8 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from caducee.domain.model import Account, Role
+from caducee.domain.model import Account
+from caducee.store import directory_repo
 from caducee.store.tables import accounts, app_passwords, auth_failures
 
 
@@ -44,21 +45,7 @@ class AccountCredentials:
     totp_last_step: int | None
 
 
-def _account(row: Any) -> Account:
-    return Account(
-        id=row.id,
-        practice_id=row.practice_id,
-        login=row.login,
-        civility=row.civility,
-        last_name=row.last_name,
-        first_name=row.first_name,
-        profession=row.profession,
-        rpps=row.rpps,
-        adeli=row.adeli,
-        role=Role(row.role),
-        disabled=bool(row.disabled),
-        totp_enabled=bool(row.totp_enabled),
-    )
+_account = directory_repo.account_from_row
 
 
 async def account_credentials(conn: AsyncConnection, login: str) -> AccountCredentials | None:

@@ -97,7 +97,7 @@ async def update_practice(conn: AsyncConnection, practice_id: int, **values: Any
 # --- accounts --------------------------------------------------------------------------------
 
 
-def _account(row: Any) -> Account:
+def account_from_row(row: Any) -> Account:
     return Account(
         id=row.id,
         practice_id=row.practice_id,
@@ -124,12 +124,12 @@ async def insert_account(conn: AsyncConnection, **values: Any) -> int:
 
 async def account_by_login(conn: AsyncConnection, login: str) -> Account | None:
     row = (await conn.execute(select(accounts).where(accounts.c.login == login))).first()
-    return _account(row) if row else None
+    return account_from_row(row) if row else None
 
 
 async def account_by_id(conn: AsyncConnection, account_id: int) -> Account | None:
     row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
-    return _account(row) if row else None
+    return account_from_row(row) if row else None
 
 
 async def account_exists_with(conn: AsyncConnection, column: str, value: str) -> bool:
@@ -141,7 +141,7 @@ async def list_accounts(conn: AsyncConnection, practice_id: int | None = None) -
     query = select(accounts).order_by(accounts.c.login)
     if practice_id is not None:
         query = query.where(accounts.c.practice_id == practice_id)
-    return [_account(row) for row in (await conn.execute(query)).all()]
+    return [account_from_row(row) for row in (await conn.execute(query)).all()]
 
 
 async def update_account(conn: AsyncConnection, account_id: int, **values: Any) -> None:
