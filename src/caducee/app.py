@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from caducee.config import Settings
 from caducee.errors import ConfigurationError
@@ -16,6 +16,8 @@ from caducee.store import migrate
 from caducee.store.blobs import BlobStore, DatabaseBlobStore, FileBlobStore
 from caducee.store.database import Database
 from caducee.store.keyring import Keyring
+
+C = TypeVar("C")
 
 
 @dataclass
@@ -28,6 +30,19 @@ class App:
     components: dict[str, Any] = field(default_factory=dict)
     #: Called (newest first) when the app closes, before the database is disposed.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def component(self, kind: type[C], factory: Callable[[App], C]) -> C:
+        """The node's single instance of a component (created on first use, closed with the
+        app when it has an async ``close()``)."""
+        existing = self.components.get(kind.__name__)
+        if isinstance(existing, kind):
+            return existing
+        created = factory(self)
+        self.components[kind.__name__] = created
+        close = getattr(created, "close", None)
+        if close is not None:
+            self.closers.append(close)
+        return created
 
 
 async def check_schema(db: Database) -> None:

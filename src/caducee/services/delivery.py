@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 #: At most this many deliveries share one transaction.
 MAX_GROUP = 64
-_COMPONENT = "delivery_pipeline"
 
 
 class DeliveryPipeline:
@@ -80,14 +79,8 @@ class DeliveryPipeline:
 
 
 def pipeline(app: App) -> DeliveryPipeline:
-    """The node's delivery pipeline (created on first use, closed with the app)."""
-    existing = app.components.get(_COMPONENT)
-    if isinstance(existing, DeliveryPipeline):
-        return existing
-    created = DeliveryPipeline(app)
-    app.components[_COMPONENT] = created
-    app.closers.append(created.close)
-    return created
+    """The node's delivery pipeline."""
+    return app.component(DeliveryPipeline, DeliveryPipeline)
 
 
 async def deliver_local(

@@ -20,7 +20,6 @@ from caducee.app import App
 log = logging.getLogger(__name__)
 
 CHANNEL = "caducee_mailbox"
-_COMPONENT = "mailbox_events"
 
 
 class MailboxEvents:
@@ -95,11 +94,5 @@ class MailboxEvents:
 
 
 def mailbox_events(app: App) -> MailboxEvents:
-    """The node's event hub (created on first use, closed with the app)."""
-    existing = app.components.get(_COMPONENT)
-    if isinstance(existing, MailboxEvents):
-        return existing
-    created = MailboxEvents(app)
-    app.components[_COMPONENT] = created
-    app.closers.append(created.close)
-    return created
+    """The node's event hub."""
+    return app.component(MailboxEvents, MailboxEvents)
