@@ -1,0 +1,340 @@
+"""SMTP ingest benchmark: N ~20 kB messages over K connections to a real `caducee serve`.
+
+Sets up a throwaway installation (SQLite by default, or PostgreSQL with --postgres), starts the
+server as a subprocess, sends the load with a lock-step raw-socket client (several messages per
+connection, RSET between them), and prints:
+
+- accept rate: messages answered 250 after DATA per second;
+- end-to-end rate: messages visible in the mailboxes (counted in the database) per second;
+- latency p50 / p99 (MAIL FROM → final 250), and the server's memory (RSS, PSS) under load.
+
+Encryption and durable commits are on, as in production. With --yardstick, the same server is
+also driven by the peers' script (../shared/peers/smtp_load.py) for a like-for-like comparison
+with Postfix → Dovecot (382 msg/s end-to-end on this machine kind).
+
+    python -m bench.smtp_ingest [-n 5000] [-c 8] [--per-session 50] [--users 10] [--postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from caducee.app import open_app
+from caducee.cli.setup import initialise
+from caducee.config import Settings, load_settings
+from caducee.domain.model import Role
+from caducee.services import accounts, mailboxes
+
+DOMAIN = "bench.test"
+PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
+WORDS = [
+    "patient",
+    "consultation",
+    "bilan",
+    "sanguin",
+    "tension",
+    "suivi",
+    "courrier",
+    "compte",
+    "rendu",
+    "examen",
+    "traitement",
+    "posologie",
+    "comprimé",
+    "matin",
+    "soir",
+    "allergie",
+    "vaccination",
+    "rappel",
+]
+
+
+def make_message(i: int, rcpt: str, size: int = 20_000) -> bytes:
+    rng = random.Random(i)
+    lines, length = [], 0
+    while length < size:
+        line = " ".join(rng.choice(WORDS) for _ in range(12))
+        lines.append(line)
+        length += len(line) + 2
+    head = (
+        f"From: Dr Bench <dr.bench@ailleurs.test>\r\nTo: <{rcpt}>\r\n"
+        f"Subject: Compte rendu {i}\r\nMessage-ID: <{i}.{time.time_ns()}@ailleurs.test>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    )
+    return (head + "\r\n".join(lines) + "\r\n").encode()
+
+
+class Client:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.file = self.sock.makefile("rb")
+        self.expect(220)
+        self.command("EHLO bench.client", 250)
+
+    def expect(self, code: int) -> None:
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise ConnectionError("closed")
+            if line[3:4] != b"-":
+                break
+        if int(line[:3]) != code:
+            raise RuntimeError(f"expected {code}, got {line!r}")
+
+    def command(self, line: str, code: int) -> None:
+        self.sock.sendall(line.encode() + b"\r\n")
+        self.expect(code)
+
+    def send(self, rcpt: str, data: bytes) -> float:
+        started = time.perf_counter()
+        self.command("MAIL FROM:<dr.bench@ailleurs.test>", 250)
+        self.command(f"RCPT TO:<{rcpt}>", 250)
+        self.command("DATA", 354)
+        body = data.replace(b"\r\n.", b"\r\n..")
+        self.sock.sendall(body + b".\r\n")
+        self.expect(250)
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        try:
+            self.command("QUIT", 221)
+        finally:
+            self.sock.close()
+
+
+def count_messages(settings: Settings) -> int:
+    if settings.is_sqlite:
+        with sqlite3.connect(settings.data_dir / "db.sqlite3", timeout=30) as db:
+            return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+    import psycopg
+
+    url = settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as db:
+        row = db.execute("SELECT count(*) FROM messages").fetchone()
+        return int(row[0]) if row else 0
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    rss = pss = 0.0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1]) / 1024
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return rss, pss
+
+
+async def prepare(data: Path, users: int, database_url: str) -> Settings:
+    settings = Settings(
+        data_dir=data,
+        hostname=f"mail.{DOMAIN}",
+        database_url=database_url,
+        blob_store="database" if database_url else "files",
+    )
+    settings.listeners = {"smtp": "127.0.0.1:0"}
+    await initialise(
+        settings,
+        practice_name="Bench",
+        domain=DOMAIN,
+        mailbox_limit=users + 5,
+        admin_login=f"admin@{DOMAIN}",
+        admin_password="Bench-Admin-2026!",
+    )
+    async with open_app(settings) as app:
+        for u in range(1, users + 1):
+            await accounts.add_account(
+                app,
+                accounts.NewAccount(
+                    login=f"user{u}@{DOMAIN}",
+                    last_name=f"User{u}",
+                    role=Role.PRATICIEN,
+                    password="Bench-User-2026!",
+                ),
+            )
+            await mailboxes.set_quota(app, f"user{u}@{DOMAIN}", 100 * 1024**3)
+    return load_settings(data)
+
+
+def start_server(settings: Settings) -> tuple[subprocess.Popen[bytes], int]:
+    ready = settings.run_dir / "listeners.json"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "caducee", "serve", "--data", str(settings.data_dir)],
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    return server, int(json.loads(ready.read_text())["smtp"].rsplit(":", 1)[1])
+
+
+def run_load(port: int, settings: Settings, args: argparse.Namespace, pid: int) -> None:
+    baseline = count_messages(settings)
+    messages = [make_message(i, f"user{i % args.users + 1}@{DOMAIN}") for i in range(args.n)]
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    next_index = iter(range(args.n))
+    peak = [0.0, 0.0]
+
+    def worker() -> None:
+        while True:
+            client = Client(port)
+            sent = 0
+            try:
+                while sent < args.per_session:
+                    with lock:
+                        i = next(next_index, None)
+                    if i is None:
+                        return
+                    latency = client.send(f"user{i % args.users + 1}@{DOMAIN}", messages[i])
+                    with lock:
+                        latencies.append(latency)
+                    sent += 1
+                    client.command("RSET", 250)
+            except Exception as error:
+                with lock:
+                    errors.append(str(error)[:200])
+                return
+            finally:
+                client.close()
+
+    def sample_memory(stop: threading.Event) -> None:
+        while not stop.is_set():
+            rss, pss = memory_mb(pid)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+            stop.wait(0.2)
+
+    idle_rss, idle_pss = memory_mb(pid)
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample_memory, args=(stop,))
+    sampler.start()
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(args.c)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    accepted_at = time.perf_counter()
+    ok = len(latencies)
+    while count_messages(settings) < baseline + ok:
+        if time.perf_counter() - accepted_at > 120:
+            break
+        time.sleep(0.01)
+    visible_at = time.perf_counter()
+    stop.set()
+    sampler.join()
+    latencies.sort()
+    p = lambda q: latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000  # noqa: E731
+    print(
+        f"messages      {ok} accepted of {args.n}, {len(errors)} errors "
+        f"({errors[0] if errors else 'none'})"
+    )
+    print(f"accept        {ok / (accepted_at - started):7.1f} msg/s")
+    print(
+        f"end-to-end    {ok / (visible_at - started):7.1f} msg/s "
+        f"(ratio to Postfix → Dovecot 382 msg/s: {ok / (visible_at - started) / 382:.2f})"
+    )
+    print(f"latency       p50 {p(0.5):.1f} ms   p99 {p(0.99):.1f} ms")
+    print(
+        f"memory        idle RSS {idle_rss:.0f} MB / PSS {idle_pss:.0f} MB; "
+        f"under load peak RSS {peak[0]:.0f} MB / PSS {peak[1]:.0f} MB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-n", type=int, default=5000)
+    parser.add_argument("-c", type=int, default=8)
+    parser.add_argument("--per-session", type=int, default=50)
+    parser.add_argument("--users", type=int, default=10)
+    parser.add_argument("--postgres", action="store_true", help="throwaway PostgreSQL cluster")
+    parser.add_argument(
+        "--yardstick",
+        action="store_true",
+        help="also run ../shared/peers/smtp_load.py against the same server",
+    )
+    args = parser.parse_args()
+    cluster = None
+    database_url = ""
+    if args.postgres:
+        from tests.pgcluster import PgCluster, find_pg_bin
+
+        bin_dir = find_pg_bin()
+        if bin_dir is None:
+            sys.exit("PostgreSQL binaries not found")
+        cluster = PgCluster(bin_dir)
+        cluster.start()
+        database_url = cluster.url(cluster.create_database())
+    with tempfile.TemporaryDirectory(prefix="caducee-bench-") as tmp:
+        settings = asyncio.run(prepare(Path(tmp) / "data", args.users, database_url))
+        server, port = start_server(settings)
+        try:
+            backend = "PostgreSQL" if args.postgres else "SQLite"
+            print(
+                f"Caducée SMTP ingest — {backend}, {args.n} messages, {args.c} connections, "
+                f"{args.per_session} per connection, {args.users} recipients"
+            )
+            run_load(port, settings, args, server.pid)
+            script = PEERS / "smtp_load.py"
+            if args.yardstick and script.exists():
+                count = (
+                    f'{sys.executable} -c "from bench.smtp_ingest import count_messages;'
+                    f"from caducee.config import load_settings;"
+                    f"print(count_messages(load_settings('{settings.data_dir}')))\""
+                )
+                subprocess.run(
+                    [
+                        sys.executable,
+                        str(script),
+                        "--port",
+                        str(port),
+                        "-n",
+                        str(args.n),
+                        "-c",
+                        str(args.c),
+                        "--per-session",
+                        str(args.per_session),
+                        "--users",
+                        str(args.users),
+                        "--rcpt-fmt",
+                        f"user{{u}}@{DOMAIN}",
+                        "--count-cmd",
+                        count,
+                        "--mem-pid",
+                        str(server.pid),
+                        "--label",
+                        "caducee",
+                    ],
+                    check=False,
+                    env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+                )
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+            if cluster is not None:
+                cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
