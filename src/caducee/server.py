@@ -23,6 +23,7 @@ from caducee.config import PRODUCTION_LISTENERS, Settings
 from caducee.errors import CaduceeError, ConfigurationError
 from caducee.i18n import tr
 from caducee.listeners import ListenAddress, Listener, parse_address
+from caducee.protocols.pop3.listener import pop3_listener
 from caducee.web import HttpsListener
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ ListenerFactory = Callable[[App, ListenAddress], Listener]
 #: The doors that exist so far, by the name used in ``[listeners]``.
 LISTENER_FACTORIES: dict[str, ListenerFactory] = {
     "https": lambda app, address: HttpsListener(app, address),
+    "pop3": lambda app, address: pop3_listener(app, address, implicit_tls=False),
+    "pop3s": lambda app, address: pop3_listener(app, address, implicit_tls=True),
 }
 
 

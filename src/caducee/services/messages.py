@@ -320,3 +320,24 @@ async def read_message(app: App, message_id: int) -> tuple[StoredMessage, bytes]
         meta=meta,
     )
     return message, raw
+
+
+async def expunge_messages(app: App, folder_id: int, message_ids: list[int]) -> int:
+    """Remove messages from a folder for good (IMAP EXPUNGE, POP3 UPDATE): rows, bytes used,
+    blobs. Messages already gone are skipped. Returns how many were removed."""
+    if not message_ids:
+        return 0
+    async with app.db.write() as conn:
+        gone = await messages_repo.delete_messages(conn, folder_id, message_ids)
+        if app.blobs.transactional:
+            for _, _, blob_id in gone:
+                await app.blobs.delete(conn, blob_id)
+    if not app.blobs.transactional:  # after the commit: a crash leaves a harmless orphan blob
+        for _, _, blob_id in gone:
+            await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
+    if gone:
+        try:
+            await mailbox_events(app).publish({mailbox_id for mailbox_id, _, _ in gone})
+        except Exception:
+            log.exception("could not publish mailbox events")
+    return len(gone)

@@ -1,0 +1,1 @@
+"""POP3 server (RFC 1939) with CAPA (RFC 2449), STLS (RFC 2595) and SASL PLAIN (RFC 5034)."""

@@ -1,0 +1,334 @@
+"""One POP3 session: AUTHORIZATION → TRANSACTION → UPDATE (RFC 1939 §3).
+
+Replies are US-ASCII (RFC 1939 §3); human texts are French without accents, with RFC 2449 §8
+response codes ([AUTH], [IN-USE], [SYS/TEMP], [LOGIN-DELAY]) where they apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import ssl
+from dataclasses import dataclass, field
+
+from caducee.app import App
+from caducee.errors import AccessDenied, CaduceeError, NotFound
+from caducee.protocols.tcp import Connection, LineTooLong
+from caducee.services import maildrop
+from caducee.services.auth import authenticate_mail
+from caducee.services.lockout import AccountLocked
+
+log = logging.getLogger(__name__)
+
+#: RFC 2449 §4: command lines up to 255 octets; AUTH responses (RFC 5034 §4) may be longer.
+COMMAND_LINE_LIMIT = 255
+AUTH_LINE_LIMIT = 8192
+#: RFC 1939 §3: an inactivity autologout timer of at least 10 minutes.
+IDLE_TIMEOUT = 600.0
+AUTH_TIMEOUT = 60.0
+MAX_BAD_COMMANDS = 10
+#: One POP3 session per maildrop at a time on this node (RFC 1939 §8: exclusive access).
+_in_use: set[int] = set()
+
+
+@dataclass
+class Pop3Config:
+    hostname: str
+    tls_context: ssl.SSLContext | None
+    #: Whether the session started on implicit TLS (995) rather than plain text (110).
+    implicit_tls: bool
+
+
+@dataclass
+class Pop3Session:
+    app: App
+    conn: Connection
+    config: Pop3Config
+    login: str = ""
+    pending_user: str = ""
+    drop: maildrop.Maildrop | None = None
+    deleted: set[int] = field(default_factory=set)  # 1-based message numbers
+    bad_commands: int = 0
+
+    async def reply(self, line: str) -> None:
+        await self.conn.write(line.encode("ascii", "replace") + b"\r\n")
+
+    def capabilities(self) -> list[str]:
+        """RFC 2449 §6: what this session offers now."""
+        caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER"]
+        if self.drop is None:
+            if self.conn.tls:
+                caps += ["USER", "SASL PLAIN"]
+            elif self.config.tls_context is not None:
+                caps.append("STLS")
+        caps.append("IMPLEMENTATION Caducee")
+        return caps
+
+    async def run(self) -> None:
+        await self.reply(f"+OK {self.config.hostname} POP3 Caducee pret")
+        while True:
+            timeout = IDLE_TIMEOUT if self.drop is not None else AUTH_TIMEOUT
+            try:
+                line = await self.conn.readline(COMMAND_LINE_LIMIT + 2, timeout)
+            except LineTooLong:
+                if await self.bad("-ERR ligne trop longue (255 octets au plus)"):
+                    return
+                continue
+            command, _, argument = line.rstrip(b"\r\n").decode("ascii", "replace").partition(" ")
+            verb = command.upper()
+            handler = getattr(self, f"cmd_{verb.lower()}", None) if verb.isalpha() else None
+            if handler is None or not self.allowed(verb):
+                if await self.bad("-ERR commande inconnue ou interdite dans cet etat"):
+                    return
+                continue
+            if await handler(argument):
+                return
+
+    def allowed(self, verb: str) -> bool:
+        authorization = {"USER", "PASS", "AUTH", "STLS", "CAPA", "QUIT"}
+        transaction = {
+            "STAT",
+            "LIST",
+            "RETR",
+            "DELE",
+            "NOOP",
+            "RSET",
+            "TOP",
+            "UIDL",
+            "CAPA",
+            "QUIT",
+        }
+        return verb in (transaction if self.drop is not None else authorization)
+
+    async def bad(self, line: str) -> bool:
+        """Answer a bad command; True when the session must end (too many)."""
+        self.bad_commands += 1
+        if self.bad_commands >= MAX_BAD_COMMANDS:
+            await self.reply("-ERR [SYS/PERM] trop d'erreurs, au revoir")
+            return True
+        await self.reply(line)
+        return False
+
+    # --- AUTHORIZATION state ----------------------------------------------------------------
+
+    async def cmd_capa(self, _argument: str) -> bool:
+        await self.reply("+OK liste des capacites")
+        for capability in self.capabilities():
+            await self.reply(capability)
+        await self.reply(".")
+        return False
+
+    async def cmd_stls(self, argument: str) -> bool:
+        # RFC 2595 §4: only before authentication, only without TLS, no pipelined data after.
+        if argument or self.conn.tls or self.config.tls_context is None:
+            await self.reply("-ERR STLS impossible ici")
+            return False
+        await self.reply("+OK debut de la negociation TLS")
+        if self.conn.pending_input():
+            return True  # commands pipelined before TLS could be injected: drop the session
+        await self.conn.start_tls(self.config.tls_context)
+        self.pending_user = ""
+        return False
+
+    def require_tls(self) -> bool:
+        return not self.conn.tls
+
+    async def cmd_user(self, argument: str) -> bool:
+        if self.require_tls():
+            await self.reply("-ERR [AUTH] utilisez STLS avant de vous identifier")
+            return False
+        if not argument or len(argument) > 320:
+            await self.reply("-ERR identifiant attendu")
+            return False
+        self.pending_user = argument.strip()
+        await self.reply("+OK envoyez le mot de passe (mot de passe d'application)")
+        return False
+
+    async def cmd_pass(self, argument: str) -> bool:
+        if self.require_tls() or not self.pending_user:
+            await self.reply("-ERR USER d'abord, apres STLS")
+            return False
+        user, self.pending_user = self.pending_user, ""
+        return await self.login_with(user, argument)
+
+    async def cmd_auth(self, argument: str) -> bool:
+        if self.require_tls():
+            await self.reply("-ERR [AUTH] utilisez STLS avant de vous identifier")
+            return False
+        mechanism, _, initial = argument.partition(" ")
+        if not mechanism:  # RFC 5034 §4: AUTH without argument lists the mechanisms
+            await self.reply("+OK mecanismes")
+            await self.reply("PLAIN")
+            await self.reply(".")
+            return False
+        if mechanism.upper() != "PLAIN":
+            await self.reply("-ERR mecanisme non pris en charge (PLAIN)")
+            return False
+        if not initial:
+            await self.reply("+ ")
+            try:
+                initial = (
+                    (await self.conn.readline(AUTH_LINE_LIMIT, AUTH_TIMEOUT))
+                    .rstrip(b"\r\n")
+                    .decode("ascii", "replace")
+                )
+            except LineTooLong:
+                await self.reply("-ERR reponse trop longue")
+                return False
+        if initial == "*":
+            await self.reply("-ERR authentification annulee")
+            return False
+        try:
+            decoded = base64.b64decode(initial, validate=True).decode("utf-8")
+            authzid, authcid, password = decoded.split("\x00")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            await self.reply("-ERR reponse SASL invalide")
+            return False
+        if authzid and authzid.lower() != authcid.lower():
+            await self.reply("-ERR [AUTH] identite d'autorisation differente refusee")
+            return False
+        return await self.login_with(authcid, password)
+
+    async def login_with(self, user: str, password: str) -> bool:
+        try:
+            account = await authenticate_mail(self.app, user, password, "pop3", self.conn.ip)
+        except AccountLocked as locked:
+            await asyncio.sleep(1)
+            await self.reply(
+                f"-ERR [LOGIN-DELAY] compte temporairement verrouille, reessayez dans "
+                f"{locked.retry_after_seconds} s"
+            )
+            return False
+        except AccessDenied:
+            await asyncio.sleep(1)  # slows down guessing on one connection
+            await self.reply("-ERR [AUTH] identifiant ou mot de passe d'application incorrect")
+            return False
+        try:
+            drop = await maildrop.open_maildrop(self.app, account.login, self.conn.ip)
+        except CaduceeError:
+            await self.reply("-ERR [SYS/TEMP] boite indisponible, reessayez plus tard")
+            return False
+        if drop.mailbox_id in _in_use:
+            await self.reply("-ERR [IN-USE] boite deja ouverte par une autre session POP3")
+            return False
+        _in_use.add(drop.mailbox_id)
+        self.login, self.drop = account.login, drop
+        await self.reply(f"+OK {len(drop.messages)} message(s)")
+        return False
+
+    # --- TRANSACTION state ------------------------------------------------------------------
+
+    def live(self) -> list[tuple[int, maildrop.DropMessage]]:
+        assert self.drop is not None
+        return [(n, m) for n, m in enumerate(self.drop.messages, 1) if n not in self.deleted]
+
+    def message(self, argument: str) -> tuple[int, maildrop.DropMessage] | None:
+        assert self.drop is not None
+        if not argument.isdigit() or len(argument) > 9:
+            return None
+        number = int(argument)
+        if not 1 <= number <= len(self.drop.messages) or number in self.deleted:
+            return None
+        return number, self.drop.messages[number - 1]
+
+    async def cmd_stat(self, _argument: str) -> bool:
+        live = self.live()
+        await self.reply(f"+OK {len(live)} {sum(m.size for _, m in live)}")
+        return False
+
+    async def listing(self, argument: str, value: str) -> None:
+        if argument:
+            found = self.message(argument.strip())
+            if found is None:
+                await self.reply("-ERR pas de tel message")
+                return
+            number, item = found
+            await self.reply(f"+OK {number} {getattr(item, value)}")
+            return
+        await self.reply("+OK liste")
+        for number, item in self.live():
+            await self.reply(f"{number} {getattr(item, value)}")
+        await self.reply(".")
+
+    async def cmd_list(self, argument: str) -> bool:
+        await self.listing(argument, "size")
+        return False
+
+    async def cmd_uidl(self, argument: str) -> bool:
+        await self.listing(argument, "uidl")
+        return False
+
+    async def send_message(self, item: maildrop.DropMessage, body_lines: int | None) -> None:
+        assert self.drop is not None
+        try:
+            raw = await maildrop.retrieve(self.app, self.drop, item)
+        except NotFound:
+            await self.reply("-ERR message supprime par un autre client")
+            return
+        if body_lines is not None:
+            head, separator, body = raw.partition(b"\r\n\r\n")
+            if not separator:
+                head, separator, body = raw.partition(b"\n\n")
+            raw = head + separator + b"".join(body.splitlines(keepends=True)[:body_lines])
+        lines = raw.replace(b"\r\n", b"\n").split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        # RFC 1939 §3: CRLF line ends, byte-stuff lines starting with ".", end with ".".
+        out = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
+        await self.conn.write(b"+OK message suit\r\n" + out + b".\r\n")
+
+    async def cmd_retr(self, argument: str) -> bool:
+        found = self.message(argument.strip())
+        if found is None:
+            await self.reply("-ERR pas de tel message")
+            return False
+        await self.send_message(found[1], None)
+        return False
+
+    async def cmd_top(self, argument: str) -> bool:
+        number, _, count = argument.strip().partition(" ")
+        found = self.message(number)
+        if found is None or not count.isdigit():
+            await self.reply("-ERR syntaxe : TOP message lignes")
+            return False
+        await self.send_message(found[1], int(count))
+        return False
+
+    async def cmd_dele(self, argument: str) -> bool:
+        found = self.message(argument.strip())
+        if found is None:
+            await self.reply("-ERR pas de tel message (ou deja supprime)")
+            return False
+        self.deleted.add(found[0])
+        await self.reply(f"+OK message {found[0]} supprime")
+        return False
+
+    async def cmd_noop(self, _argument: str) -> bool:
+        await self.reply("+OK")
+        return False
+
+    async def cmd_rset(self, _argument: str) -> bool:
+        self.deleted.clear()
+        await self.cmd_stat("")
+        return False
+
+    async def cmd_quit(self, _argument: str) -> bool:
+        if self.drop is None:
+            await self.reply("+OK au revoir")
+            return True
+        # RFC 1939 §6: the UPDATE state removes the messages marked as deleted.
+        doomed = [self.drop.messages[n - 1] for n in sorted(self.deleted)]
+        try:
+            removed = await maildrop.delete(self.app, self.drop, doomed)
+        except CaduceeError:
+            await self.reply("-ERR [SYS/TEMP] suppression impossible, messages conserves")
+            return True
+        self.deleted.clear()
+        await self.reply(f"+OK {removed} message(s) supprime(s), au revoir")
+        return True
+
+    def release(self) -> None:
+        if self.drop is not None:
+            _in_use.discard(self.drop.mailbox_id)

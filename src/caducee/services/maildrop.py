@@ -1,0 +1,66 @@
+"""A POP3 maildrop (RFC 1939): the Inbox of the account's own mailbox, as a snapshot.
+
+The snapshot is taken at login; messages deleted meanwhile by an IMAP client are reported as
+gone, never served half. Deletions marked during the session are applied at QUIT, through the
+same expunge as IMAP, so both protocols can use one mailbox at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from caducee.app import App
+from caducee.errors import NotFound
+from caducee.services import mailboxes
+from caducee.services.messages import expunge_messages, read_message
+from caducee.store import directory_repo
+from caducee.store.tables import messages
+
+
+@dataclass(frozen=True)
+class DropMessage:
+    message_id: int
+    size: int
+    uidl: str  # RFC 1939 §7: unique, persistent, 1–70 printable characters
+
+
+@dataclass(frozen=True)
+class Maildrop:
+    mailbox_id: int
+    folder_id: int
+    messages: tuple[DropMessage, ...]
+
+
+async def open_maildrop(app: App, login: str, source: str) -> Maildrop:
+    access = await mailboxes.open_mailbox(app, login, login, source=source)
+    async with app.db.read() as conn:
+        inbox = await directory_repo.folder_by_name(conn, access.mailbox.id, "INBOX")
+        if inbox is None:
+            raise NotFound("Boîte de réception introuvable.", "Inbox not found.")
+        rows = (
+            await conn.execute(
+                select(messages.c.id, messages.c.uid, messages.c.size)
+                .where(messages.c.folder_id == inbox.id)
+                .order_by(messages.c.uid)
+            )
+        ).all()
+    return Maildrop(
+        access.mailbox.id,
+        inbox.id,
+        tuple(DropMessage(r.id, r.size, f"{inbox.uidvalidity}.{r.uid}") for r in rows),
+    )
+
+
+async def retrieve(app: App, drop: Maildrop, message: DropMessage) -> bytes:
+    """The raw message, or NotFound if another client deleted it since the snapshot."""
+    stored, raw = await read_message(app, message.message_id)
+    if stored.folder_id != drop.folder_id:
+        raise NotFound("Message supprimé entre-temps.", "Message deleted meanwhile.")
+    return raw
+
+
+async def delete(app: App, drop: Maildrop, doomed: list[DropMessage]) -> int:
+    """Apply the deletions of the session (RFC 1939 UPDATE state). Returns how many."""
+    return await expunge_messages(app, drop.folder_id, [m.message_id for m in doomed])

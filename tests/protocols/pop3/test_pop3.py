@@ -1,0 +1,204 @@
+"""POP3 transcripts over real loopback TLS, on both backends; poplib as a real client."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import poplib
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from caducee.app import App
+from caducee.listeners import ListenAddress
+from caducee.protocols.pop3.listener import pop3_listener
+from caducee.protocols.tcp import StreamListener
+from caducee.services import mailboxes
+from caducee.services.app_passwords import create_app_password
+from caducee.services.delivery import deliver_local
+from caducee.tls import create_dev_ca
+from tests.services.helpers import PASSWORD, person, practice
+
+LOGIN = "dr@cabinet.test"
+
+
+@dataclass
+class Pop3Server:
+    app: App
+    plain: int
+    implicit: int
+    password: str
+    client_tls: ssl.SSLContext
+
+
+@pytest.fixture
+async def server(app: App) -> AsyncIterator[Pop3Server]:
+    create_dev_ca(app.settings.tls_dir, app.settings.hostname)
+    await practice(app)
+    await person(app, LOGIN)
+    password = await create_app_password(app, LOGIN, "test")
+    listeners: list[StreamListener] = []
+    ports = []
+    for implicit in (False, True):
+        listener = pop3_listener(app, ListenAddress("127.0.0.1", 0), implicit_tls=implicit)
+        ports.append((await listener.start()).port)
+        listeners.append(listener)
+    context = ssl.create_default_context(cafile=str(app.settings.tls_dir / "ca.crt"))
+    try:
+        yield Pop3Server(app, ports[0], ports[1], password, context)
+    finally:
+        for listener in listeners:
+            await listener.stop(1)
+
+
+class Client:
+    """A transcript client: send a line, read the status line (and a multi-line body)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int, tls: ssl.SSLContext | None = None) -> Client:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=tls, server_hostname="localhost" if tls else None
+        )
+        client = cls(reader, writer)
+        assert (await client.line()).startswith("+OK")
+        return client
+
+    async def line(self) -> str:
+        return (await asyncio.wait_for(self.reader.readline(), 5)).decode().rstrip("\r\n")
+
+    async def send(self, command: str) -> str:
+        self.writer.write(command.encode() + b"\r\n")
+        await self.writer.drain()
+        return await self.line()
+
+    async def multi(self, command: str) -> tuple[str, list[str]]:
+        status = await self.send(command)
+        lines: list[str] = []
+        if status.startswith("+OK"):
+            while (line := await self.line()) != ".":
+                lines.append(line)
+        return status, lines
+
+    async def starttls(self, context: ssl.SSLContext) -> None:
+        assert (await self.send("STLS")).startswith("+OK")
+        await self.writer.start_tls(context, server_hostname="localhost")
+
+    async def close(self) -> None:
+        self.writer.close()
+
+
+def message(n: int, extra: str = "") -> bytes:
+    return f"From: a@ailleurs.test\r\nSubject: m{n}\r\n\r\nligne 1\r\n{extra}ligne 3\r\n".encode()
+
+
+async def test_transcript_from_plain_to_quit(server: Pop3Server) -> None:
+    for n in range(3):
+        await deliver_local(
+            server.app, message(n, ".point en debut\r\n" if n == 1 else ""), [LOGIN]
+        )
+    c = await Client.connect(server.plain)
+    status, caps = await c.multi("CAPA")
+    assert "STLS" in caps and "USER" not in caps and "SASL PLAIN" not in caps
+    assert (await c.send(f"USER {LOGIN}")).startswith("-ERR [AUTH]")
+    await c.starttls(server.client_tls)
+    _, caps = await c.multi("CAPA")
+    assert "USER" in caps and "SASL PLAIN" in caps and "STLS" not in caps
+    assert (await c.send(f"USER {LOGIN}")).startswith("+OK")
+    assert (await c.send(f"PASS {PASSWORD}")).startswith("-ERR [AUTH]")  # account password
+    await c.send(f"USER {LOGIN}")
+    assert await c.send(f"PASS {server.password}") == "+OK 3 message(s)"
+    sizes = [len(message(n, ".point en debut\r\n" if n == 1 else "")) for n in range(3)]
+    assert await c.send("STAT") == f"+OK 3 {sum(sizes)}"
+    _, listing = await c.multi("LIST")
+    assert listing == [f"{n + 1} {size}" for n, size in enumerate(sizes)]
+    _, uidls = await c.multi("UIDL")
+    assert len({u.split()[1] for u in uidls}) == 3
+    status, body = await c.multi("RETR 2")
+    assert status.startswith("+OK") and "..point en debut" in body  # byte-stuffed
+    assert body[-1] == "ligne 3" and body[:2] == ["From: a@ailleurs.test", "Subject: m1"]
+    _, top = await c.multi("TOP 1 1")
+    assert top == ["From: a@ailleurs.test", "Subject: m0", "", "ligne 1"]
+    assert (await c.send("DELE 1")).startswith("+OK")
+    assert (await c.send("DELE 1")).startswith("-ERR")
+    assert (await c.send("RETR 1")).startswith("-ERR")
+    assert await c.send("STAT") == f"+OK 2 {sizes[1] + sizes[2]}"
+    await c.send("RSET")
+    assert await c.send("STAT") == f"+OK 3 {sum(sizes)}"
+    await c.send("DELE 3")
+    assert (await c.send("QUIT")).startswith("+OK 1 message(s) supprime")
+    box = await mailboxes.get_mailbox(server.app, LOGIN)
+    assert box.used_bytes == sizes[0] + sizes[1]
+    again = await Client.connect(server.implicit, server.client_tls)
+    await again.send(f"USER {LOGIN}")
+    assert await again.send(f"PASS {server.password}") == "+OK 2 message(s)"
+    _, uidls_after = await again.multi("UIDL")
+    assert [u.split()[1] for u in uidls_after] == [u.split()[1] for u in uidls[:2]]
+    await again.send("QUIT")
+
+
+async def test_sasl_plain_and_exclusive_access(server: Pop3Server) -> None:
+    token = base64.b64encode(f"\0{LOGIN}\0{server.password}".encode()).decode()
+    first = await Client.connect(server.implicit, server.client_tls)
+    assert (await first.send(f"AUTH PLAIN {token}")).startswith("+OK")
+    second = await Client.connect(server.implicit, server.client_tls)
+    assert await second.send("AUTH PLAIN") == "+ "
+    assert (await second.send(token)).startswith("-ERR [IN-USE]")
+    assert (await second.send("AUTH PLAIN *")).startswith("-ERR")
+    await first.send("QUIT")
+    assert (await second.send(f"AUTH PLAIN {token}")).startswith("+OK")
+    await second.send("QUIT")
+
+
+async def test_bad_input_never_breaks_the_session(server: Pop3Server) -> None:
+    c = await Client.connect(server.implicit, server.client_tls)
+    assert (await c.send("X" * 300)).startswith("-ERR")
+    assert (await c.send("STAT")).startswith("-ERR")  # not in AUTHORIZATION state
+    assert (await c.send("AUTH PLAIN !!!notbase64")).startswith("-ERR")
+    assert (await c.send("\x00\xff")).startswith("-ERR")
+    await c.send(f"USER {LOGIN}")
+    await c.send(f"PASS {server.password}")
+    for bad in ("RETR", "RETR 0", "RETR 99999999999", "TOP 1", "LIST x", "DELE -1"):
+        assert (await c.send(bad)).startswith("-ERR"), bad
+    assert (await c.send("NOOP")) == "+OK"
+
+
+async def test_message_deleted_elsewhere_is_reported(server: Pop3Server) -> None:
+    [stored] = await deliver_local(server.app, message(1), [LOGIN])
+    c = await Client.connect(server.implicit, server.client_tls)
+    await c.send(f"USER {LOGIN}")
+    await c.send(f"PASS {server.password}")
+    from caducee.services.messages import expunge_messages
+
+    assert await expunge_messages(server.app, stored.folder_id, [stored.id]) == 1
+    assert (await c.send("RETR 1")).startswith("-ERR message supprime")
+    await c.send("DELE 1")
+    assert (await c.send("QUIT")).startswith("+OK 0 message(s)")
+
+
+async def test_poplib_over_stls_and_ssl(server: Pop3Server) -> None:
+    await deliver_local(server.app, message(7), [LOGIN])
+
+    def fetch_with_poplib() -> tuple[bytes, list[bytes], bytes]:
+        plain = poplib.POP3("127.0.0.1", server.plain, timeout=5)
+        plain.stls(server.client_tls)
+        plain.user(LOGIN)
+        plain.pass_(server.password)
+        _, lines, _ = plain.retr(1)
+        plain.quit()
+        secure = poplib.POP3_SSL("127.0.0.1", server.implicit, context=server.client_tls, timeout=5)
+        secure.user(LOGIN)
+        secure.pass_(server.password)
+        uidl = secure.uidl(1)
+        secure.dele(1)
+        secure.quit()
+        return uidl, lines, secure.welcome
+
+    uidl, lines, welcome = await asyncio.to_thread(fetch_with_poplib)
+    assert lines[1] == b"Subject: m7" and welcome.startswith(b"+OK")
+    assert uidl.startswith(b"+OK 1 ")
+    assert (await mailboxes.get_mailbox(server.app, LOGIN)).used_bytes == 0
