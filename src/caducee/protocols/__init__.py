@@ -1,0 +1,1 @@
+"""Protocol adapters: they parse, authenticate and call services (SMTP, IMAP, POP3)."""
