@@ -14,8 +14,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -26,14 +26,22 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from caducee.app import App, open_app
-from caducee.config import Settings, render_config
+from caducee.config import Settings
 from caducee.errors import ConfigurationError
 from caducee.listeners import ListenAddress, parse_address
 from caducee.server import listeners_file, serve, single_instance
 from caducee.store.database import Database
-from caducee.tls import create_dev_ca
 from caducee.web import CONTENT_SECURITY_POLICY, HttpsListener, create_web_app
 from tests.conftest import make_settings
+from tests.serving import (
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    clean_env,
+    prepare,
+    serve_process,
+    stderr_of,
+    wait_listeners,
+)
 
 SECURITY_HEADERS = {
     "strict-transport-security": "max-age=63072000",
@@ -41,8 +49,6 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 
 
 def assert_security_headers(headers: httpx.Headers | dict[str, str]) -> None:
@@ -50,68 +56,6 @@ def assert_security_headers(headers: httpx.Headers | dict[str, str]) -> None:
     for name, value in SECURITY_HEADERS.items():
         assert lowered.get(name) == value, name
     assert "default-src 'none'" in lowered["content-security-policy"]
-
-
-def prepare(
-    settings: Settings,
-    listeners: dict[str, str] | None = None,
-    *,
-    migrate: bool = True,
-) -> Settings:
-    """A data dir ready to serve: dev TLS, caducee.toml, migrated schema."""
-    create_dev_ca(settings.tls_dir, settings.hostname)
-    settings.listeners = dict(listeners or {"https": "127.0.0.1:0"})
-    settings.config_path.write_text(render_config(settings), "utf-8")
-    if migrate:
-
-        async def upgrade() -> None:
-            async with open_app(settings, upgrade=True):
-                pass
-
-        asyncio.run(upgrade())
-    return settings
-
-
-def clean_env() -> dict[str, str]:
-    """The environment without any CADUCEE_* override (French messages, config from the dir)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("CADUCEE_")}
-
-
-@contextmanager
-def serve_process(settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m caducee serve --data DIR`` (stderr in tmp_path/serve.err), killed if left."""
-    err = open(tmp_path / "serve.err", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "caducee", "serve", "--data", str(settings.data_dir)],
-        stdout=subprocess.DEVNULL,
-        stderr=err,
-        env=clean_env(),
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
-        err.close()
-
-
-def stderr_of(tmp_path: Path) -> str:
-    return (tmp_path / "serve.err").read_text("utf-8", errors="replace")
-
-
-def wait_listeners(
-    settings: Settings, proc: subprocess.Popen[bytes], tmp_path: Path
-) -> dict[str, str]:
-    path = listeners_file(settings)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if path.exists():
-            return dict(json.loads(path.read_text("utf-8")))
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited with {proc.returncode}:\n{stderr_of(tmp_path)}")
-        time.sleep(0.05)
-    pytest.fail(f"listeners.json not written in {START_TIMEOUT}s:\n{stderr_of(tmp_path)}")
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -156,8 +100,10 @@ def test_serve_process_https_and_sigterm(settings: Settings, tmp_path: Path) -> 
 
         # curl by host name (SAN DNS:<hostname>), the home page.
         result = curl(
-            "--cacert", ca,
-            "--resolve", f"{settings.hostname}:{port_text}:127.0.0.1",
+            "--cacert",
+            ca,
+            "--resolve",
+            f"{settings.hostname}:{port_text}:127.0.0.1",
             f"https://{settings.hostname}:{port_text}/",
         )
         assert result.returncode == 0, result.stderr
@@ -171,9 +117,10 @@ def test_serve_process_https_and_sigterm(settings: Settings, tmp_path: Path) -> 
             assert response.status_code == 200
             assert response.json() == {"status": "ok"}
             assert_security_headers(response.headers)
-            assert response.extensions["network_stream"].get_extra_info(
-                "ssl_object"
-            ).version() in ("TLSv1.2", "TLSv1.3")
+            assert response.extensions["network_stream"].get_extra_info("ssl_object").version() in (
+                "TLSv1.2",
+                "TLSv1.3",
+            )
 
         # A client that does not trust the dev CA is refused.
         result = curl(f"https://{bound['https']}/healthz")
@@ -270,8 +217,18 @@ async def test_unimplemented_listeners_are_skipped(
 
 
 @pytest.mark.parametrize(
-    "address", ["8443", "127.0.0.1:", ":443", "127.0.0.1:99999", "::1:443", "[::1]443",
-                "127.0.0.1:84x3", "[zz]:443", "local host:443"]
+    "address",
+    [
+        "8443",
+        "127.0.0.1:",
+        ":443",
+        "127.0.0.1:99999",
+        "::1:443",
+        "[::1]443",
+        "127.0.0.1:84x3",
+        "[zz]:443",
+        "local host:443",
+    ],
 )
 async def test_unparsable_address(sqlite_settings: Settings, address: str) -> None:
     await asyncio.to_thread(prepare, sqlite_settings, {"https": address})
