@@ -9,6 +9,7 @@ import typer
 from caducee.cli import app_password, audit, keys, mailbox, practice, user
 from caducee.cli.common import fail
 from caducee.cli.demo import demo_command
+from caducee.cli.dns import dns_command
 from caducee.cli.doctor import doctor_command
 from caducee.cli.serve import HELP as SERVE_HELP
 from caducee.cli.serve import serve_command
@@ -27,6 +28,7 @@ app.command("serve", help=SERVE_HELP)(serve_command)
 app.command("demo")(demo_command)
 app.command("doctor")(doctor_command)
 app.command("migrate")(migrate_command)
+app.command("dns")(dns_command)
 app.add_typer(practice.app, name="practice")
 app.add_typer(user.app, name="user")
 app.add_typer(mailbox.app, name="mailbox")

@@ -18,6 +18,7 @@ from caducee.errors import AlreadyExists, CaduceeError
 from caducee.i18n import tr
 from caducee.services import accounts, practices
 from caducee.services.audit import AuditEvent, record
+from caducee.services.dkim_keys import ensure_dkim_key
 from caducee.store import migrate as migrations
 from caducee.store.keyring import ENV_KEY, create_master_key_file
 from caducee.tls import create_dev_ca
@@ -56,6 +57,7 @@ async def initialise(
         create_master_key_file(settings)
     if not (settings.tls_dir / "server.crt").exists():
         create_dev_ca(settings.tls_dir, settings.hostname)
+    ensure_dkim_key(settings, domain)  # its DNS record: caducee dns
     async with open_app(settings, upgrade=True) as app:
         practice = await practices.create_practice(
             app, practice_name, [domain], finess=finess, siret=siret, mailbox_limit=mailbox_limit

@@ -1,0 +1,157 @@
+"""DNS for every part of Caducée (MX, SPF, DKIM, DMARC, ...): one resolver factory.
+
+``Settings.dns_resolver`` is ``""`` (the system's resolver, ``/etc/resolv.conf``) or
+``"host:port"`` (``"[::1]:53"`` for IPv6; the port defaults to 53): tests point it at their
+local DNS server (``tests/dnsserver.py``), production may point it at a validating resolver.
+
+Answers are cached per resolver in one LRU cache that honours TTLs (dnspython's), so SPF and
+DMARC lookups for a busy sender are not repeated for every message.
+
+:func:`lookup` classifies answers the way mail authentication needs them (RFC 7208 §5 and
+RFC 7489 §6.6.3): records, empty (NXDOMAIN or NODATA, both "void"), or a temporary failure
+(:class:`DnsTemporaryError`: timeout, SERVFAIL, no reachable server).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdatatype
+import dns.rdtypes.ANY.TXT
+import dns.resolver
+
+from caducee.config import Settings
+from caducee.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for one server's answer, then for the whole query (all tries).
+DEFAULT_TIMEOUT = 3.0
+DEFAULT_LIFETIME = 8.0
+CACHE_SIZE = 10_000
+
+_caches: dict[str, dns.resolver.LRUCache] = {}
+_caches_lock = threading.Lock()
+_warned_no_config = False
+
+
+def parse_resolver_spec(spec: str) -> tuple[str, int]:
+    """``"host:port"``, ``"[v6]:port"``, ``"host"`` or a bare IPv6 address → (IP, port)."""
+    text = spec.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise _bad_spec(spec)
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    try:
+        ip = ipaddress.ip_address(host)
+        port = int(port_text) if port_text else 53
+    except ValueError:
+        raise _bad_spec(spec) from None
+    if not 0 < port < 65536:
+        raise _bad_spec(spec)
+    return str(ip), port
+
+
+def _bad_spec(spec: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"Résolveur DNS invalide « {spec} » : adresse IP et port attendus "
+        "(ex. 127.0.0.1:53 ou [::1]:53), ou vide pour le résolveur du système.",
+        f"Invalid DNS resolver '{spec}': an IP address and port are expected "
+        "(e.g. 127.0.0.1:53 or [::1]:53), or empty for the system resolver.",
+    )
+
+
+def _cache_for(spec: str) -> dns.resolver.LRUCache:
+    with _caches_lock:
+        cache = _caches.get(spec)
+        if cache is None:
+            cache = _caches[spec] = dns.resolver.LRUCache(CACHE_SIZE)
+        return cache
+
+
+def make_resolver(settings: Settings) -> dns.asyncresolver.Resolver:
+    """A fresh asynchronous resolver configured from ``settings.dns_resolver``.
+
+    Raises :class:`ConfigurationError` when the setting is malformed. Without a system
+    configuration (no ``/etc/resolv.conf``), falls back to 127.0.0.1:53 and logs it once.
+    """
+    global _warned_no_config
+    spec = settings.dns_resolver.strip()
+    if spec:
+        host, port = parse_resolver_spec(spec)
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [host]
+        resolver.port = port
+    else:
+        try:
+            resolver = dns.asyncresolver.Resolver()
+        except dns.resolver.NoResolverConfiguration:
+            if not _warned_no_config:
+                log.warning("no system DNS configuration; using 127.0.0.1:53")
+                _warned_no_config = True
+            resolver = dns.asyncresolver.Resolver(configure=False)
+            resolver.nameservers = ["127.0.0.1"]
+    resolver.timeout = DEFAULT_TIMEOUT
+    resolver.lifetime = DEFAULT_LIFETIME
+    resolver.cache = _cache_for(spec)
+    return resolver
+
+
+class DnsTemporaryError(Exception):
+    """The DNS could not answer now (timeout, SERVFAIL, REFUSED, no reachable server)."""
+
+
+@dataclass(frozen=True)
+class DnsAnswer:
+    """The records found for one name and type; empty for NXDOMAIN (``nxdomain``) or NODATA."""
+
+    name: str
+    rdtype: str
+    records: tuple[dns.rdata.Rdata, ...] = ()
+    nxdomain: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.records)
+
+    def texts(self) -> list[str]:
+        """TXT records, each one's character-strings joined without spaces (RFC 7208 §3.3)."""
+        return [
+            b"".join(r.strings).decode("utf-8", "replace")
+            for r in self.records
+            if isinstance(r, dns.rdtypes.ANY.TXT.TXT)
+        ]
+
+
+async def lookup(resolver: dns.asyncresolver.Resolver, name: str, rdtype: str) -> DnsAnswer:
+    """Records of ``rdtype`` at the absolute ``name`` (CNAMEs followed).
+
+    A name that is not valid DNS syntax (empty label, label over 63 octets, name over 255)
+    has no records. Raises :class:`DnsTemporaryError` when the DNS cannot answer now.
+    """
+    try:
+        qname = dns.name.from_text(name.rstrip(".") + ".")
+    except dns.exception.DNSException:
+        return DnsAnswer(name, rdtype)
+    try:
+        answer = await resolver.resolve(qname, rdtype, raise_on_no_answer=False, search=False)
+    except dns.resolver.NXDOMAIN:
+        return DnsAnswer(name, rdtype, nxdomain=True)
+    except dns.resolver.NoAnswer:
+        return DnsAnswer(name, rdtype)
+    except dns.exception.DNSException as exc:  # timeout, SERVFAIL/REFUSED, malformed answer
+        raise DnsTemporaryError(f"{name}/{rdtype}: {type(exc).__name__}") from exc
+    except OSError as exc:  # e.g. no route to the resolver
+        raise DnsTemporaryError(f"{name}/{rdtype}: {exc.strerror or exc}") from exc
+    records = tuple(answer.rrset) if answer.rrset is not None else ()
+    return DnsAnswer(name, rdtype, records)
