@@ -14,7 +14,9 @@ import pytest
 
 from caducee.app import App, open_app
 from caducee.config import Settings
+from caducee.services import dns as caducee_dns
 from caducee.store.keyring import create_master_key_file
+from tests.dnsserver import LocalDNS
 from tests.pgcluster import PgCluster, find_pg_bin
 
 BACKENDS = ["sqlite", "postgres"]
@@ -39,11 +41,37 @@ def pg_cluster() -> Iterator[PgCluster]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def dns_server() -> Iterator[LocalDNS]:
+    server = LocalDNS()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def test_dns(dns_server: LocalDNS) -> Iterator[LocalDNS]:
+    """The local DNS server every test's settings point at: tests never query real DNS
+    (unknown names get NXDOMAIN at once instead of timing out). Records a test publishes, and
+    what resolvers cached, are forgotten after it."""
+    yield dns_server
+    dns_server.clear()
+    for cache in caducee_dns._caches.values():
+        cache.flush()
+
+
 def make_settings(
-    data_dir: Path, backend: str, pg: PgCluster | None, *, blob_store: str | None = None
+    data_dir: Path,
+    backend: str,
+    pg: PgCluster | None,
+    *,
+    blob_store: str | None = None,
+    dns_resolver: str = "",
 ) -> Settings:
     data_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(data_dir=data_dir, hostname="mail.test.example")
+    settings = Settings(data_dir=data_dir, hostname="mail.test.example", dns_resolver=dns_resolver)
     if backend == "postgres":
         assert pg is not None
         settings.database_url = pg.url(pg.create_database())
@@ -60,9 +88,11 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+def settings(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, test_dns: LocalDNS
+) -> Settings:
     pg = request.getfixturevalue("pg_cluster") if backend == "postgres" else None
-    return make_settings(tmp_path / "data", backend, pg)
+    return make_settings(tmp_path / "data", backend, pg, dns_resolver=test_dns.resolver_spec)
 
 
 @pytest.fixture

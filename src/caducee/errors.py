@@ -66,3 +66,8 @@ class SenderNotAllowed(AccessDenied):
 
 class PolicyRejected(AccessDenied):
     """A mail policy refuses the message (spoofed own domain, DMARC reject...; SMTP 550 5.7.1)."""
+
+
+class TemporaryFailure(CaduceeError):
+    """Something outside our control failed for now (DNS...): the client should retry later
+    (SMTP 451 4.7.0 / 4.3.0)."""

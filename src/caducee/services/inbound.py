@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
-from caducee.errors import InvalidInput, NotFound, QuotaExceeded
+from caducee.errors import InvalidInput, NotFound, QuotaExceeded, TemporaryFailure
+from caducee.services import mail_auth
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
 from caducee.services.received import received_header
@@ -47,14 +48,37 @@ async def our_domains(app: App) -> set[str]:
 
 
 async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) -> None:
-    """Deliver a message accepted by the MX to each local recipient's Inbox.
+    """Check SPF, DKIM and DMARC, then deliver a message accepted by the MX.
 
-    A trace header is prepended (RFC 5321 §4.4). Returns once every copy is durably stored.
+    Mail claiming one of our own domains must authenticate (else PolicyRejected, SMTP 550
+    5.7.1; TemporaryFailure, 451, when DNS could not tell); a DMARC ``p=reject`` failure is
+    refused; ``p=quarantine`` goes to Junk. Forged Authentication-Results claiming our host are
+    removed (RFC 8601 §5), ours and a trace header (RFC 5321 §4.4) prepended. Returns once every
+    copy is durably stored.
     """
+    verdict = await mail_auth.evaluate_inbound(
+        app.settings, raw, client.ip, client.helo, envelope.mail_from
+    )
+    if verdict.rejects_local_spoof(await our_domains(app)):
+        if verdict.temporary_failure:
+            raise TemporaryFailure(
+                "Vérification de l'expéditeur impossible pour l'instant (DNS) ; réessayez.",
+                "Cannot verify the sender right now (DNS); try again later.",
+            )
+        raise mail_auth.spoof_error()
+    folder = "INBOX"
+    if verdict.dmarc_policy == "reject":
+        raise mail_auth.dmarc_reject_error(verdict.dmarc.from_domain)
+    if verdict.dmarc_policy == "quarantine":
+        folder = "Junk"
     recipients = [r.address for r in envelope.recipients]
     single = recipients[0] if len(recipients) == 1 else None
-    stamped = received_header(app.settings.hostname, client, single) + raw
-    await deliver_local(app, stamped, recipients)
+    stamped = (
+        received_header(app.settings.hostname, client, single)
+        + verdict.header_line()
+        + mail_auth.strip_own_results(raw, app.settings.hostname)
+    )
+    await deliver_local(app, stamped, recipients, folder=folder)
 
 
 def is_local_domain(domains: set[str], address: str) -> bool:
