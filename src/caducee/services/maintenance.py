@@ -1,0 +1,75 @@
+"""Periodic housekeeping of a node: audit retention, stale lockout counters.
+
+Each task is idempotent and safe to run on several nodes at once (they only delete what is
+past its date), so every node runs the worker; no leader election is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from caducee.app import App
+from caducee.services import audit, lockout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    every_seconds: float
+    run: Callable[[App], Awaitable[int]]
+
+
+async def _audit_retention(app: App) -> int:
+    return await audit.purge(app.db, app.settings.audit_retention_days)
+
+
+async def _stale_lockouts(app: App) -> int:
+    return await lockout.purge_stale(app.db, app.settings)
+
+
+TASKS: tuple[Task, ...] = (
+    Task("audit-retention", 6 * 3600, _audit_retention),
+    Task("stale-lockouts", 3600, _stale_lockouts),
+)
+
+
+async def run_once(app: App, tasks: tuple[Task, ...] = TASKS) -> dict[str, int]:
+    """Run every task now; what each removed. A failing task is logged, the others still run."""
+    done: dict[str, int] = {}
+    for task in tasks:
+        try:
+            done[task.name] = await task.run(app)
+        except Exception:
+            log.exception("maintenance task failed task=%s", task.name)
+    return done
+
+
+class MaintenanceWorker:
+    """Runs :data:`TASKS` on their schedules until stopped."""
+
+    name = "maintenance"
+
+    def __init__(
+        self, app: App, tasks: tuple[Task, ...] = TASKS, *, first_delay: float = 60.0
+    ) -> None:
+        self.app = app
+        self.tasks = tasks
+        self.first_delay = first_delay  # let start-up settle before the first run
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        due = {task.name: loop.time() + self.first_delay for task in self.tasks}
+        while not stop.is_set():
+            now = loop.time()
+            for task in self.tasks:
+                if now >= due[task.name]:
+                    await run_once(self.app, (task,))
+                    due[task.name] = now + task.every_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(0.01, min(due.values()) - now))
