@@ -14,9 +14,10 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from caducee.app import App, open_app
 from caducee.config import PRODUCTION_LISTENERS, Settings
@@ -24,6 +25,7 @@ from caducee.errors import CaduceeError, ConfigurationError
 from caducee.i18n import tr
 from caducee.listeners import ListenAddress, Listener, parse_address
 from caducee.protocols.pop3.listener import pop3_listener
+from caducee.services.outbound import OutboundWorker
 from caducee.web import HttpsListener
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,39 @@ LISTENER_FACTORIES: dict[str, ListenerFactory] = {
     "pop3": lambda app, address: pop3_listener(app, address, implicit_tls=False),
     "pop3s": lambda app, address: pop3_listener(app, address, implicit_tls=True),
 }
+
+
+class Worker(Protocol):
+    """A background task of the node (no socket): runs until ``stop`` is set."""
+
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+#: Background workers every serving node runs (outbound delivery queue, ...).
+WORKER_FACTORIES: list[Callable[[App], Worker]] = [OutboundWorker]
+
+
+@asynccontextmanager
+async def running_workers(app: App, grace: float = GRACE_SECONDS) -> AsyncIterator[None]:
+    """Run :data:`WORKER_FACTORIES` in the background; on exit, stop them, giving work in
+    progress ``grace`` seconds to finish."""
+    stop = asyncio.Event()
+    workers = [factory(app) for factory in WORKER_FACTORIES]
+    tasks = [asyncio.create_task(w.run(stop), name=f"worker-{w.name}") for w in workers]
+    try:
+        yield
+    finally:
+        stop.set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for worker, result in zip(workers, results, strict=True):
+                if isinstance(result, Exception):
+                    log.error("worker=%s failed", worker.name, exc_info=result)
 
 
 def listeners_file(settings: Settings) -> Path:
@@ -210,7 +245,8 @@ async def serve(settings: Settings, *, ready_file: bool = True) -> None:
     try:
         async with open_app(settings) as app:
             with single_instance(settings):
-                await run_listeners(settings, build_listeners(app), stop, ready_file=ready_file)
+                async with running_workers(app):
+                    await run_listeners(settings, build_listeners(app), stop, ready_file=ready_file)
         log.info(tr("serveur arrêté", "server stopped"))
     finally:
         for sig in installed:

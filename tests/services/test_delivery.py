@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from caducee.app import App
-from caducee.domain.message_meta import extract_meta
+from caducee.domain.message_meta import META_VERSION, extract_meta
 from caducee.errors import NotFound, QuotaExceeded
 from caducee.services import mailboxes, messages
 from caducee.services.delivery import deliver_local, pipeline
@@ -106,4 +106,4 @@ def test_meta_decodes_headers_and_survives_broken_mime() -> None:
         b"Subject: x\r\nContent-Type: multipart/mixed\r\n\r\nno boundary",
         b"Subject: =?bogus?x?zz?=\r\n\r\n",
     ):
-        assert extract_meta(broken)["v"] == 1
+        assert extract_meta(broken)["v"] == META_VERSION

@@ -15,11 +15,12 @@ from email.utils import format_datetime, getaddresses, make_msgid
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.errors import AccessDenied, InvalidInput, PolicyRejected, SenderNotAllowed
-from caducee.services import mailboxes
+from caducee.services import mail_auth, mailboxes, queue
 from caducee.services.audit import AuditEvent, record
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
 from caducee.services.inbound import check_recipient, our_domains
+from caducee.services.queue import QueueOrigin
 from caducee.services.received import received_header
 
 
@@ -79,13 +80,18 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
     domains = await our_domains(app)
     local = [r.address for r in envelope.recipients if domain_of(r.address) in domains]
     remote = [r for r in envelope.recipients if domain_of(r.address) not in domains]
-    if remote:
-        raise PolicyRejected(
-            "L'envoi vers d'autres serveurs n'est pas encore activé sur ce serveur.",
-            "Sending to other servers is not enabled on this server yet.",
-        )
+    # Local copies first: they can be refused (a full mailbox) and the client then retries
+    # the whole message; queueing for remote recipients is the last step.
     if local:
         await deliver_local(app, message, local)
+    if remote:
+        signed = await mail_auth.dkim_sign_async(
+            app.settings, message, domain_of(envelope.mail_from)
+        )
+        await queue.enqueue(
+            app, signed, envelope.mail_from, remote, envid=envelope.envid, ret=envelope.ret,
+            origin=QueueOrigin(actor=login, source=client.ip),
+        )
     await record(
         app.db,
         AuditEvent(

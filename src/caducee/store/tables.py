@@ -199,3 +199,113 @@ audit_anchor = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# ----- outbound queue (migration 0002) -------------------------------------------------------
+# One row per queued message: the envelope in clear (addresses route mail), the raw message
+# sealed in a blob (scope "queue"); ``blob_id`` becomes NULL once no recipient needs it.
+# Origin ids are a trace, not foreign keys: removing a mailbox must not be blocked by its
+# queued mail.
+outbound_messages = Table(
+    "outbound_messages",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("blob_id", String(32)),
+    Column("size", BigInteger, nullable=False),
+    Column("mail_from", String(320), nullable=False, server_default=""),
+    Column("envid", String(100)),
+    Column("ret", String(4)),
+    Column("origin", String(320), nullable=False, server_default=""),
+    Column("origin_account_id", Integer),
+    Column("origin_mailbox_id", Integer),
+    _ts("created_at"),
+)
+
+# One row per recipient: its delivery state, retry schedule, last reply, RFC 3461 NOTIFY and
+# ORCPT, and a lease (owner, until) so that two nodes never work on the same row at once.
+# ``report`` names a DSN still to send for it ("failed", "delayed", "relayed"; "" = none).
+outbound_recipients = Table(
+    "outbound_recipients",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column(
+        "message_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("outbound_messages.id"),
+        nullable=False,
+        index=True,
+    ),
+    Column("address", String(320), nullable=False),
+    Column("domain", String(255), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    _ts("next_attempt_at"),
+    _ts("last_attempt_at", nullable=True),
+    Column("last_code", Integer),
+    Column("last_status", String(12)),
+    Column("last_reply", String(500)),
+    Column("remote_mta", String(255)),
+    Column("notify", String(40), nullable=False, server_default=""),
+    Column("orcpt", String(500)),
+    Column("delay_notified", Boolean, nullable=False, server_default="0"),
+    Column("report", String(10), nullable=False, server_default=""),
+    Column("lease_owner", String(64)),
+    _ts("lease_until", nullable=True),
+    _ts("finished_at", nullable=True),
+    Index("ix_outbound_recipients_due", "state", "next_attempt_at"),
+    Index("ix_outbound_recipients_report", "report"),
+)
+
+# --- web (issue 5, migration 0004): sessions, second factors, practice web settings ----------
+
+#: Server-side web sessions. Only the SHA-256 of the random cookie token is stored.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("stage", String(10), nullable=False),  # "mfa", "enrol" or "full"
+    Column("csrf_token", String(64), nullable=False),
+    Column("source", String(100), nullable=False, server_default=""),
+    Column("user_agent", String(200), nullable=False, server_default=""),
+    Column("pending", Text),  # JSON: a WebAuthn challenge waiting for its answer
+    _ts("created_at"),
+    _ts("last_seen_at"),
+    _ts("expires_at"),
+    Index("ix_web_sessions_expires_at", "expires_at"),
+)
+
+#: One-time recovery codes (second factor of last resort), stored as SHA-256.
+web_recovery_codes = Table(
+    "web_recovery_codes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("code_sha256", String(64), nullable=False),
+    _ts("created_at"),
+    _ts("used_at", nullable=True),
+)
+
+#: WebAuthn credentials (security keys, passkeys): public keys only.
+webauthn_credentials = Table(
+    "webauthn_credentials",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("credential_id", String(1400), nullable=False, unique=True),  # base64url
+    Column("public_key", LargeBinary, nullable=False),
+    Column("sign_count", BigInteger, nullable=False, server_default="0"),
+    Column("label", String(100), nullable=False),
+    Column("transports", String(200), nullable=False, server_default=""),
+    _ts("created_at"),
+    _ts("last_used_at", nullable=True),
+)
+
+#: Per-practice web settings (one row per practice that changed a default).
+web_practice_settings = Table(
+    "web_practice_settings",
+    metadata,
+    Column("practice_id", Integer, ForeignKey("practices.id"), primary_key=True),
+    Column("require_second_factor", Boolean, nullable=False, server_default="0"),
+    _ts("updated_at"),
+)

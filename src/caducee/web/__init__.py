@@ -1,7 +1,9 @@
 """The HTTPS door: the ASGI application and the listener that serves it with uvicorn.
 
-Today it only carries the status routes (:mod:`caducee.web.status`); the webmail, patient
-portal, admin and API add their routes to :func:`create_web_app`.
+Routes live in one module per area (:mod:`~caducee.web.status`, :mod:`~caducee.web.login`,
+:mod:`~caducee.web.account`, :mod:`~caducee.web.admin`); what they share (sessions, CSRF,
+rendering, the access check) is in :mod:`caducee.web.core`, the middleware in
+:mod:`caducee.web.middleware`.
 """
 
 from __future__ import annotations
@@ -11,64 +13,101 @@ import contextlib
 import logging
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from caducee.app import App
 from caducee.errors import CaduceeError
 from caducee.listeners import ListenAddress, bind_tcp, bound_address
 from caducee.tls import SERVER_CERT, SERVER_KEY, server_ssl_context
-from caducee.web import status
+from caducee.web import account, admin, home, login, status
+from caducee.web.config import WebConfig
+from caducee.web.core import WebState, error_page
+from caducee.web.i18n import gettext
+from caducee.web.middleware import (
+    CONTENT_SECURITY_POLICY,
+    SECURITY_HEADERS,
+    BodyLimitMiddleware,
+    LanguageMiddleware,
+    SecurityHeadersMiddleware,
+)
+from caducee.web.ratelimit import RateLimiter
+from caducee.web.templating import create_environment
+
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "SECURITY_HEADERS",
+    "HttpsListener",
+    "SecurityHeadersMiddleware",
+    "WebConfig",
+    "create_web_app",
+]
 
 log = logging.getLogger(__name__)
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-    "form-action 'self'"
-)
-#: Added to every HTTP response unless the route set the header itself.
-SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
-    (b"strict-transport-security", b"max-age=63072000"),
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode("ascii")),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-)
-
-# Limits of the HTTPS listener (the webmail issue adds body size and per-client rate limits).
+# Limits of the HTTPS listener (body size: WebConfig.max_body_bytes; login rate: per address).
 MAX_CONNECTIONS = 1000
 KEEP_ALIVE_SECONDS = 5
 STARTUP_TIMEOUT = 10.0
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
-class SecurityHeadersMiddleware:
-    """Pure ASGI middleware adding :data:`SECURITY_HEADERS` to every response, errors included."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {bytes(name).lower() for name, _ in headers}
-                headers += [(n, v) for n, v in SECURITY_HEADERS if n not in present]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Errors raised by the router (404, 405) as a French page (English on request)."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if request.url.path.startswith("/static/") or "text/html" not in request.headers.get(
+        "accept", ""
+    ):
+        return PlainTextResponse(
+            "Introuvable. / Not found." if status == 404 else "Erreur. / Error.",
+            status_code=status,
+        )
+    messages = {
+        404: gettext("Cette page n'existe pas, ou vous n'y avez pas accès."),
+        405: gettext("Cette adresse ne s'utilise pas ainsi."),
+    }
+    return error_page(request, status, messages.get(status, gettext("Erreur.")))
 
 
-def create_web_app(app: App) -> ASGIApp:
-    """The ASGI application of the node (the security headers wrap even error pages)."""
-    web = Starlette(routes=[*status.routes])
+def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
+    """The ASGI application of the node.
+
+    Areas: status (``/``, ``/healthz``), login, the user's pages, the admin console; the webmail,
+    patient portal and API of later issues add their routes here (and a tile in
+    :data:`caducee.web.home.TILES`). Middleware, outermost first: security headers (they wrap
+    even error pages), request body limit, language.
+    """
+    config = config or WebConfig.from_settings(app.settings)
+    routes: list[BaseRoute] = [
+        *status.routes,
+        *login.routes,
+        *home.routes,
+        *account.routes,
+        *admin.routes,
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    web = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error},
+    )
     web.state.caducee = app
-    return SecurityHeadersMiddleware(web)
+    web.state.web = WebState(
+        app=app,
+        config=config,
+        templates=create_environment(),
+        login_limiter=RateLimiter(config.login_attempts_per_minute),
+    )
+    return SecurityHeadersMiddleware(
+        BodyLimitMiddleware(LanguageMiddleware(web), config.max_body_bytes)
+    )
 
 
 class _EmbeddedServer(uvicorn.Server):

@@ -40,6 +40,7 @@ PAGE = """<!doctype html>
 <main>
 <h1>Caducée fonctionne</h1>
 <p>Messagerie sécurisée de santé.</p>
+<p><a href="/connexion">Se connecter</a></p>
 <dl>
 <dt>Serveur</dt><dd>{hostname}</dd>
 <dt>Version</dt><dd>{version}</dd>

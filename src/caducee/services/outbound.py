@@ -1,0 +1,857 @@
+"""The outbound delivery worker: takes due recipients from the queue and delivers them by SMTP.
+
+One round (:meth:`OutboundWorker.run_once`):
+
+1. **claim** due recipients under a lease (``store.queue_repo``: ``FOR UPDATE SKIP LOCKED`` on
+   PostgreSQL), so two nodes never deliver the same recipient;
+2. **deliver**, one SMTP connection per destination domain, one transaction per message
+   carrying all its recipients at that domain (at most 100 per transaction, RFC 5321
+   §4.5.3.1.8). Route: ``settings.transport[domain]`` (host, port, TLS policy) if set, else
+   the MX records tried by preference (RFC 5321 §5.1; equal preferences in random order), else
+   the domain's own A/AAAA records (the implicit MX); a null MX (RFC 7505) refuses mail.
+   STARTTLS (RFC 3207) whenever offered; with ``tls = "required"`` (route) or the domain in
+   ``require_tls_domains``, STARTTLS must succeed with a certificate verified against the
+   system store plus ``outbound_ca_file``, otherwise the attempt is a temporary failure. DSN
+   parameters (RFC 3461 ENVID, RET, NOTIFY, ORCPT) go on to a next hop that advertises DSN;
+   8BITMIME, SMTPUTF8 and SIZE are used when offered;
+3. **record** each recipient's result: 2xx delivered; 5xx bounced at once; 4xx or no
+   connection deferred with back-off (RFC 5321 §4.5.4.1: 5 min, 15 min, 30 min, 1 h, 2 h,
+   then every 4 h) until ``queue_max_age_hours``, then expired. Audit records
+   ``queue.delivered``, ``queue.bounced``, ``queue.expired``;
+4. **report** (RFC 3464, ``services.dsn``): failures, one delay notice after
+   ``queue_delay_notice_hours``, and "relayed" when NOTIFY=SUCCESS was asked of a next hop
+   that does not speak DSN. Reports are marked due in the same transaction as the result and
+   sent afterwards, so a crash in between delays a report but never loses it;
+5. **forget** the content of finished messages; purge their history after 7 days.
+
+``run(stop)`` repeats rounds, woken when mail is queued (in process, and through PostgreSQL
+``LISTEN caducee_queue`` across nodes), else every ``poll_seconds``.
+
+MX targets listen on port 25; ``mx_port`` exists so that tests can point MX delivery at an
+unprivileged port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import random
+import re
+import secrets
+import socket
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from itertools import groupby
+from typing import Any
+
+import aiosmtplib
+import dns.asyncresolver
+import dns.name
+import dns.rdtypes.ANY.MX
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+
+from caducee.app import App
+from caducee.config import TransportRoute
+from caducee.errors import CaduceeError, NotFound
+from caducee.i18n import tr
+from caducee.services.audit import AuditEvent, append
+from caducee.services.dns import DnsTemporaryError, lookup, make_resolver
+from caducee.services.dsn import RecipientStatus, Report, send_report, xtext_encode
+from caducee.services.queue import (
+    CHANNEL,
+    REPLY_MAX,
+    backoff,
+    queue_signal,
+    read_content,
+    wants_report,
+)
+from caducee.store import queue_repo
+from caducee.store.queue_repo import QueueRow
+
+log = logging.getLogger(__name__)
+
+#: How long a claim holds a recipient; longer than any session (see SESSION_DEADLINE).
+LEASE = timedelta(hours=1)
+#: The longest one domain's delivery may take before it is abandoned (temporary failure).
+SESSION_DEADLINE = timedelta(minutes=45)
+#: A report that could not be handed over is retried after this long.
+REPORT_RETRY = timedelta(minutes=15)
+#: How long delivered/bounced/expired recipients stay visible in ``caducee queue list --all``.
+HISTORY = timedelta(days=7)
+#: RFC 5321 §4.5.3.1.8: a server must accept at least 100 recipients per transaction.
+MAX_RECIPIENTS = 100
+#: Addresses tried per domain and attempt (all MX hosts and their A/AAAA records together).
+MAX_TARGETS = 10
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+# ----- results -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An attempt's result for one recipient: a remote SMTP reply, or our own diagnostic."""
+
+    code: int | None  # the remote SMTP code; None when the text is ours
+    status: str  # RFC 3463 enhanced status code
+    text: str  # one line, at most 500 characters
+    remote_mta: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return {"2": "delivered", "5": "permanent"}.get(self.status[:1], "temporary")
+
+
+def smtp_reply(code: int, message: str, remote: str | None) -> Reply:
+    """A remote reply; its RFC 3463 status is taken from the text (RFC 2034) or the code."""
+    text = " ".join(message.split())
+    klass = str(code)[:1] if code in range(200, 600) and str(code)[:1] in "245" else "4"
+    match = _ENHANCED.match(text)
+    status = match.group(0) if match and match.group(1) == klass else f"{klass}.0.0"
+    return Reply(code, status, text[:REPLY_MAX], remote)
+
+
+def local_reply(status: str, fr: str, en: str, remote: str | None = None) -> Reply:
+    """Our own diagnostic, French then English (it is shown to people and in reports)."""
+    return Reply(None, status, f"{fr} / {en}"[:REPLY_MAX], remote)
+
+
+class DeliveryFailure(Exception):
+    """No usable SMTP session for a whole attempt (route, connection, greeting, TLS)."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.text)
+        self.reply = reply
+
+
+class _PlaintextRetry(Exception):
+    """Opportunistic TLS failed: try the same host again without it."""
+
+
+@dataclass(frozen=True)
+class Result:
+    reply: Reply
+    #: The next hop advertised DSN: reporting success is its job from now on.
+    next_hop_dsn: bool = False
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str  # host name for TLS verification and reports
+    port: int
+    address: str | None  # IP address to connect to (None: resolve ``host`` by the system)
+    tls: str  # none, opportunistic, required
+
+
+@dataclass
+class _Job:
+    """One message to one domain: at most MAX_RECIPIENTS recipients."""
+
+    rows: list[QueueRow]
+    raw: bytes
+
+    @property
+    def first(self) -> QueueRow:
+        return self.rows[0]
+
+
+@dataclass
+class RunStats:
+    claimed: int = 0
+    delivered: int = 0
+    deferred: int = 0
+    bounced: int = 0
+    expired: int = 0
+    reports: int = 0
+    domains: list[str] = field(default_factory=list)
+
+
+# ----- the worker --------------------------------------------------------------------------------
+
+
+class OutboundWorker:
+    """Delivers the outbound queue (see the module docstring). ``caducee serve`` runs one."""
+
+    name = "outbound"
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        mx_port: int = 25,
+        batch_size: int = 100,
+        concurrency: int = 10,
+        poll_seconds: float = 30.0,
+        connect_timeout: float = 30.0,
+        command_timeout: float = 300.0,
+        data_timeout: float = 600.0,
+        node_id: str | None = None,
+    ) -> None:
+        self.app = app
+        self.mx_port = mx_port
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self.connect_timeout = connect_timeout
+        # RFC 5321 §4.5.3.2: 5 minutes per command, 10 minutes for the end of DATA
+        self.command_timeout = command_timeout
+        self.data_timeout = data_timeout
+        self.owner = (node_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")[
+            :64
+        ]
+        self._resolver: dns.asyncresolver.Resolver | None = None
+        self._contexts: dict[str, ssl.SSLContext] = {}
+
+    # ----- loop ----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; a round in progress is finished first."""
+        signal = queue_signal(self.app)
+        listener = None
+        if not self.app.db.is_sqlite:
+            listener = asyncio.create_task(self._listen(), name="outbound-queue-listen")
+        log.info("%s node=%s", tr("file d'envoi démarrée", "outbound queue started"), self.owner)
+        try:
+            while not stop.is_set():
+                signal.event.clear()
+                busy = False
+                try:
+                    stats = await self.run_once()
+                    busy = stats.claimed >= self.batch_size
+                except Exception:
+                    log.exception("outbound queue round failed")
+                if busy:
+                    continue
+                waiters = [
+                    asyncio.create_task(stop.wait()),
+                    asyncio.create_task(signal.event.wait()),
+                ]
+                try:
+                    await asyncio.wait(
+                        waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+            log.info(tr("file d'envoi arrêtée", "outbound queue stopped"))
+
+    async def _listen(self) -> None:
+        """PostgreSQL: wake up when any node queues mail (``NOTIFY caducee_queue``)."""
+        import psycopg
+
+        url = self.app.db.engine.url.set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        signal = queue_signal(self.app)
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    async for _ in conn.notifies():
+                        signal.wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database restarts: listen again shortly
+                log.warning("queue listener lost (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(5)
+
+    async def run_once(self, now: datetime | None = None) -> RunStats:
+        """One round: claim, deliver, record, report, clean up. ``now`` is for tests."""
+        now = (now or datetime.now(UTC)).astimezone(UTC)
+        stats = RunStats()
+        async with self.app.db.write() as conn:
+            rows = await queue_repo.claim_due(conn, now, self.owner, now + LEASE, self.batch_size)
+        stats.claimed = len(rows)
+        if rows:
+            by_domain: dict[str, list[QueueRow]] = {}
+            for row in rows:
+                by_domain.setdefault(row.domain, []).append(row)
+            stats.domains = sorted(by_domain)
+            limit = asyncio.Semaphore(self.concurrency)
+
+            async def one(domain: str, group: list[QueueRow]) -> dict[int, Result]:
+                async with limit:
+                    return await self._deliver_domain(domain, group)
+
+            results: dict[int, Result] = {}
+            for part in await asyncio.gather(*(one(d, g) for d, g in by_domain.items())):
+                results.update(part)
+            await self._record(rows, results, now, stats)
+        stats.reports = await self.send_reports(now)
+        await self.cleanup(now)
+        return stats
+
+    # ----- routes --------------------------------------------------------------------------
+
+    @property
+    def resolver(self) -> dns.asyncresolver.Resolver:
+        if self._resolver is None:
+            self._resolver = make_resolver(self.app.settings)
+        return self._resolver
+
+    def tls_policy(self, domain: str, route: TransportRoute | None) -> str:
+        if domain in self.app.settings.require_tls_domains:
+            return "required"
+        return route.tls if route is not None else "opportunistic"
+
+    async def targets(self, domain: str) -> list[Target]:
+        """Where to deliver mail for ``domain``, in order; DeliveryFailure when nowhere."""
+        route = self.app.settings.transport.get(domain)
+        policy = self.tls_policy(domain, route)
+        if route is not None:
+            return [Target(route.host, route.port, None, policy)]
+        if domain.startswith("[") and domain.endswith("]"):  # RFC 5321 §4.1.3 address literal
+            literal = domain[1:-1]
+            literal = literal[5:] if literal.lower().startswith("ipv6:") else literal
+            try:
+                ip = str(ipaddress.ip_address(literal))
+            except ValueError:
+                raise DeliveryFailure(
+                    local_reply(
+                        "5.1.2", f"adresse IP invalide {domain}", f"invalid IP address {domain}"
+                    )
+                ) from None
+            return [Target(ip, self.mx_port, ip, policy)]
+        try:
+            answer = await lookup(self.resolver, domain, "MX")
+        except DnsTemporaryError:
+            raise DeliveryFailure(_dns_temporary(domain)) from None
+        if answer.nxdomain:
+            raise DeliveryFailure(
+                local_reply(
+                    "5.1.2",
+                    f"le domaine {domain} n'existe pas (DNS)",
+                    f"domain {domain} does not exist (DNS)",
+                )
+            )
+        mx = [rec for rec in answer.records if isinstance(rec, dns.rdtypes.ANY.MX.MX)]
+        if len(mx) == 1 and mx[0].exchange == dns.name.root:  # RFC 7505 null MX
+            raise DeliveryFailure(
+                local_reply(
+                    "5.1.10",
+                    f"le domaine {domain} n'accepte pas de courrier (MX nul, RFC 7505)",
+                    f"domain {domain} accepts no mail (null MX, RFC 7505)",
+                )
+            )
+        hosts: list[str] = []
+        for _, same in groupby(sorted(mx, key=lambda rec: rec.preference), lambda r: r.preference):
+            group = [rec.exchange.to_text(omit_final_dot=True) for rec in same]
+            random.shuffle(group)  # RFC 5321 §5.1: spread load over equal preferences
+            hosts += [host for host in group if host and host != "."]
+        implicit = not hosts
+        if implicit:  # RFC 5321 §5.1: no MX, the domain itself is the implicit MX
+            hosts = [domain]
+        targets: list[Target] = []
+        unsure = False
+        for host in dict.fromkeys(hosts):
+            for rdtype in ("A", "AAAA"):
+                try:
+                    found = await lookup(self.resolver, host, rdtype)
+                except DnsTemporaryError:
+                    unsure = True
+                    continue
+                for rec in found.records:
+                    if isinstance(rec, dns.rdtypes.IN.A.A | dns.rdtypes.IN.AAAA.AAAA):
+                        targets.append(Target(host, self.mx_port, str(rec.address), policy))
+        if targets:
+            return targets[:MAX_TARGETS]
+        if unsure:
+            raise DeliveryFailure(_dns_temporary(domain))
+        if implicit:
+            raise DeliveryFailure(
+                local_reply(
+                    "5.4.4",
+                    f"le domaine {domain} n'a pas de serveur de messagerie (ni MX ni adresse)",
+                    f"domain {domain} has no mail server (no MX, no address)",
+                )
+            )
+        raise DeliveryFailure(
+            local_reply(
+                "4.4.4",
+                f"les serveurs MX de {domain} n'ont pas d'adresse IP",
+                f"the MX hosts of {domain} have no IP address",
+            )
+        )
+
+    # ----- delivery ------------------------------------------------------------------------
+
+    async def _deliver_domain(self, domain: str, rows: list[QueueRow]) -> dict[int, Result]:
+        """Deliver ``rows`` (all for ``domain``); never raises: failures become results."""
+        try:
+            async with asyncio.timeout(SESSION_DEADLINE.total_seconds()):
+                return await self._attempt(domain, rows)
+        except DeliveryFailure as failure:
+            return {row.id: Result(failure.reply) for row in rows}
+        except TimeoutError:
+            reply = local_reply(
+                "4.4.2",
+                f"remise vers {domain} trop longue, interrompue",
+                f"delivery to {domain} took too long and was stopped",
+            )
+        except Exception:
+            log.exception("outbound delivery failed domain=%s", domain)
+            reply = local_reply("4.3.0", "erreur interne du serveur", "internal server error")
+        return {row.id: Result(reply) for row in rows}
+
+    async def _jobs(self, rows: list[QueueRow], results: dict[int, Result]) -> list[_Job]:
+        by_message: dict[int, list[QueueRow]] = {}
+        for row in rows:
+            by_message.setdefault(row.message_id, []).append(row)
+        jobs: list[_Job] = []
+        for message_rows in by_message.values():
+            try:
+                raw = await read_content(self.app, message_rows[0])
+            except CaduceeError:
+                log.exception("queued content unreadable queue_id=%d", message_rows[0].message_id)
+                reply = local_reply(
+                    "4.3.0", "contenu du message illisible", "message content unreadable"
+                )
+                results.update({row.id: Result(reply) for row in message_rows})
+                continue
+            for start in range(0, len(message_rows), MAX_RECIPIENTS):
+                jobs.append(_Job(message_rows[start : start + MAX_RECIPIENTS], raw))
+        return jobs
+
+    async def _attempt(self, domain: str, rows: list[QueueRow]) -> dict[int, Result]:
+        results: dict[int, Result] = {}
+        jobs = await self._jobs(rows, results)
+        if not jobs:
+            return results
+        failure: DeliveryFailure | None = None
+        for target in await self.targets(domain):
+            try:
+                results.update(await self._session(target, jobs))
+                return results
+            except DeliveryFailure as error:  # RFC 5321 §5.1: try the next address
+                log.info(
+                    "outbound host failed domain=%s host=%s status=%s",
+                    domain,
+                    target.host,
+                    error.reply.status,
+                )
+                failure = error
+        assert failure is not None
+        results.update({row.id: Result(failure.reply) for job in jobs for row in job.rows})
+        return results
+
+    def _context(self, policy: str) -> ssl.SSLContext:
+        """Verified (system store + ``outbound_ca_file``) for ``required``; else opportunistic
+        (RFC 7435: encrypt when possible, without authentication)."""
+        context = self._contexts.get(policy)
+        if context is not None:
+            return context
+        context = ssl.create_default_context()
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if policy == "required":
+            ca_file = self.app.settings.outbound_ca_file
+            if ca_file:
+                try:
+                    context.load_verify_locations(cafile=ca_file)
+                except (OSError, ssl.SSLError):
+                    raise DeliveryFailure(
+                        local_reply(
+                            "4.7.5",
+                            f"fichier d'autorités de certification {ca_file} illisible",
+                            f"CA file {ca_file} is unreadable",
+                        )
+                    ) from None
+        else:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        self._contexts[policy] = context
+        return context
+
+    async def _hello(self, smtp: aiosmtplib.SMTP, remote: str) -> None:
+        try:
+            await smtp.ehlo()
+        except aiosmtplib.SMTPHeloError as exc:
+            if exc.code >= 500 and smtp.is_connected:  # RFC 5321 §4.1.4: fall back to HELO
+                try:
+                    await smtp.helo()
+                    return
+                except aiosmtplib.SMTPHeloError as again:
+                    raise DeliveryFailure(smtp_reply(again.code, again.message, remote)) from None
+            raise DeliveryFailure(smtp_reply(exc.code, exc.message, remote)) from None
+
+    async def _open(self, target: Target) -> aiosmtplib.SMTP:
+        """A session ready for MAIL FROM, TLS policy applied; DeliveryFailure otherwise."""
+        remote = target.host
+        smtp = aiosmtplib.SMTP(
+            hostname=target.address or target.host,
+            port=target.port,
+            local_hostname=self.app.settings.hostname,
+            timeout=self.command_timeout,
+            start_tls=False,
+        )
+        try:
+            try:
+                await smtp.connect(timeout=self.connect_timeout)
+            except aiosmtplib.SMTPConnectResponseError as exc:  # greeting other than 220
+                raise DeliveryFailure(smtp_reply(exc.code, exc.message, remote)) from None
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                raise DeliveryFailure(
+                    local_reply(
+                        "4.4.1",
+                        f"connexion impossible à {remote} port {target.port} ({_why(exc)})",
+                        f"cannot connect to {remote} port {target.port} ({_why(exc)})",
+                        remote,
+                    )
+                ) from None
+            await self._hello(smtp, remote)
+            if target.tls != "none" and smtp.supports_extension("starttls"):
+                context = self._context(target.tls)
+                try:
+                    await smtp.starttls(server_hostname=target.host, tls_context=context)
+                except (aiosmtplib.SMTPException, OSError) as exc:
+                    if target.tls != "required":
+                        raise _PlaintextRetry from None
+                    raise DeliveryFailure(
+                        local_reply(
+                            "4.7.5",
+                            f"TLS exigé : négociation TLS avec {remote} impossible ou certificat "
+                            f"non vérifié ({_why(exc)})",
+                            f"TLS required: TLS with {remote} failed or its certificate could "
+                            f"not be verified ({_why(exc)})",
+                            remote,
+                        )
+                    ) from None
+                await self._hello(smtp, remote)  # RFC 3207 §4.2: forget what was said before
+            elif target.tls == "required":
+                raise DeliveryFailure(
+                    local_reply(
+                        "4.7.10",
+                        f"TLS exigé pour ce domaine, mais {remote} ne propose pas STARTTLS",
+                        f"TLS required for this domain, but {remote} does not offer STARTTLS",
+                        remote,
+                    )
+                )
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    async def _session(self, target: Target, jobs: list[_Job]) -> dict[int, Result]:
+        try:
+            smtp = await self._open(target)
+        except _PlaintextRetry:
+            log.info("opportunistic TLS failed, retrying without host=%s", target.host)
+            smtp = await self._open(replace(target, tls="none"))
+        try:
+            return await self._transactions(smtp, target.host, jobs)
+        finally:
+            if smtp.is_connected:
+                with contextlib.suppress(Exception):
+                    await smtp.quit(timeout=10)
+            smtp.close()
+
+    async def _transactions(
+        self, smtp: aiosmtplib.SMTP, remote: str, jobs: list[_Job]
+    ) -> dict[int, Result]:
+        results: dict[int, Result] = {}
+        lost = local_reply(
+            "4.4.2",
+            f"connexion avec {remote} perdue pendant la transaction",
+            f"connection with {remote} lost during the transaction",
+            remote,
+        )
+        try:
+            for job in jobs:
+                results.update(await self._transaction(smtp, remote, job))
+                if not smtp.is_connected:  # e.g. 421: the server closed the session
+                    last = results.get(job.rows[-1].id)
+                    if last is not None and last.reply.kind == "temporary":
+                        lost = last.reply
+                    break
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            log.info("outbound session lost host=%s (%s)", remote, type(exc).__name__)
+        for job in jobs:
+            for row in job.rows:
+                results.setdefault(row.id, Result(lost))
+        return results
+
+    async def _transaction(
+        self, smtp: aiosmtplib.SMTP, remote: str, job: _Job
+    ) -> dict[int, Result]:
+        """MAIL, RCPT for each recipient, DATA (RFC 5321 §3.3)."""
+        first, raw = job.first, job.raw
+        dsn = smtp.supports_extension("dsn")
+        utf8 = not (first.mail_from.isascii() and all(row.address.isascii() for row in job.rows))
+        if utf8 and not smtp.supports_extension("smtputf8"):  # RFC 6531 §3.2
+            reply = local_reply(
+                "5.6.7",
+                f"adresse internationalisée refusée : {remote} ne gère pas SMTPUTF8",
+                f"internationalised address: {remote} does not support SMTPUTF8",
+                remote,
+            )
+            return {row.id: Result(reply) for row in job.rows}
+        options: list[str] = []
+        if smtp.supports_extension("size"):  # RFC 1870
+            options.append(f"SIZE={len(raw)}")
+        if not raw.isascii() and smtp.supports_extension("8bitmime"):  # RFC 6152
+            options.append("BODY=8BITMIME")
+        if utf8:
+            options.append("SMTPUTF8")
+        if dsn:  # RFC 3461 §4.3, §4.4
+            if first.ret:
+                options.append(f"RET={first.ret}")
+            if first.envid:
+                options.append(f"ENVID={xtext_encode(first.envid)}")
+        encoding = "utf-8" if utf8 else "ascii"
+        response = await smtp.execute_command(
+            b"MAIL",
+            f"FROM:<{first.mail_from}>".encode(encoding),
+            *(option.encode("ascii") for option in options),
+        )
+        if response.code != 250:
+            reply = smtp_reply(response.code, response.message, remote)
+            await _reset(smtp)
+            return {row.id: Result(reply) for row in job.rows}
+        results: dict[int, Result] = {}
+        accepted: list[QueueRow] = []
+        for row in job.rows:
+            params: list[str] = []
+            if dsn:  # RFC 3461 §4.1, §4.2: passed on as the client gave them
+                if row.notify:
+                    params.append("NOTIFY=" + ",".join(row.notify))
+                if row.orcpt:
+                    params.append(f"ORCPT={row.orcpt}")
+            response = await smtp.execute_command(
+                b"RCPT",
+                f"TO:<{row.address}>".encode(encoding),
+                *(param.encode("ascii") for param in params),
+            )
+            if response.code in (250, 251):
+                accepted.append(row)
+            else:
+                results[row.id] = Result(smtp_reply(response.code, response.message, remote))
+            if not smtp.is_connected:  # 421: what was not answered gets that reply
+                closing = Result(smtp_reply(response.code, response.message, remote))
+                return {each.id: results.get(each.id, closing) for each in job.rows}
+        if not accepted:
+            await _reset(smtp)
+            return results
+        try:
+            response = await smtp.data(raw, timeout=self.data_timeout)
+            reply = smtp_reply(response.code, response.message, remote)
+        except aiosmtplib.SMTPResponseException as exc:
+            reply = smtp_reply(exc.code, exc.message, remote)
+        for row in accepted:
+            results[row.id] = Result(reply, next_hop_dsn=dsn)
+        return results
+
+    # ----- results -------------------------------------------------------------------------
+
+    async def _record(
+        self, rows: Sequence[QueueRow], results: dict[int, Result], now: datetime, stats: RunStats
+    ) -> None:
+        settings = self.app.settings
+        max_age = timedelta(hours=settings.queue_max_age_hours)
+        notice_after = timedelta(hours=settings.queue_delay_notice_hours)
+        missing = Result(local_reply("4.3.0", "aucun résultat", "no result"))
+        async with self.app.db.write() as conn:
+            for row in rows:
+                result = results.get(row.id, missing)
+                reply = result.reply
+                attempts = row.attempts + 1
+                values: dict[str, Any] = {
+                    "attempts": attempts,
+                    "last_attempt_at": now,
+                    "last_code": reply.code,
+                    "last_status": reply.status,
+                    "last_reply": reply.text[:REPLY_MAX],
+                    "remote_mta": reply.remote_mta,
+                }
+                action: str | None = None
+                if reply.kind == "delivered":
+                    values.update(state=queue_repo.DELIVERED, finished_at=now)
+                    # RFC 3461 §5.2.2: a "relayed" DSN when the next hop cannot report success
+                    if (
+                        "SUCCESS" in row.notify
+                        and not result.next_hop_dsn
+                        and wants_report(row.mail_from, row.notify, "SUCCESS")
+                    ):
+                        values["report"] = "relayed"
+                    action = "queue.delivered"
+                    stats.delivered += 1
+                elif reply.kind == "permanent":
+                    values.update(state=queue_repo.BOUNCED, finished_at=now)
+                    if wants_report(row.mail_from, row.notify, "FAILURE"):
+                        values["report"] = "failed"
+                    action = "queue.bounced"
+                    stats.bounced += 1
+                else:
+                    expires = row.created_at + max_age
+                    if now >= expires:
+                        values.update(state=queue_repo.EXPIRED, finished_at=now)
+                        if wants_report(row.mail_from, row.notify, "FAILURE"):
+                            values["report"] = "failed"
+                        action = "queue.expired"
+                        stats.expired += 1
+                    else:
+                        values.update(
+                            state=queue_repo.DEFERRED,
+                            next_attempt_at=min(now + backoff(attempts), expires),
+                        )
+                        if (
+                            not row.delay_notified
+                            and now >= row.created_at + notice_after
+                            and wants_report(row.mail_from, row.notify, "DELAY")
+                        ):
+                            values.update(report="delayed", delay_notified=True)
+                        stats.deferred += 1
+                if not await queue_repo.save_attempt(conn, row.id, self.owner, values):
+                    log.warning("queue row changed meanwhile, result dropped id=%d", row.id)
+                    continue
+                log.info(
+                    "outbound attempt queue_id=%d recipient_id=%d status=%s",
+                    row.message_id,
+                    row.id,
+                    reply.status,
+                )
+                if action is not None:
+                    await append(
+                        conn,
+                        AuditEvent(
+                            actor="system",
+                            action=action,
+                            target=row.address,
+                            source="outbound",
+                            result="ok" if action == "queue.delivered" else "failed",
+                            details={
+                                "queue_id": row.message_id,
+                                "status": reply.status,
+                                "code": reply.code,
+                                "remote": reply.remote_mta,
+                                "attempts": attempts,
+                            },
+                        ),
+                        now=now,
+                    )
+
+    def _status(self, row: QueueRow) -> RecipientStatus:
+        action = row.report
+        default = {"failed": "5.0.0", "delayed": "4.0.0"}.get(action, "2.0.0")
+        until = None
+        if action == "delayed":
+            until = row.created_at + timedelta(hours=self.app.settings.queue_max_age_hours)
+        return RecipientStatus(
+            final_recipient=row.address,
+            action=action,
+            status=row.last_status or default,
+            original_recipient=row.orcpt,
+            remote_mta=row.remote_mta,
+            smtp_code=row.last_code,
+            diagnostic=row.last_reply or "",
+            last_attempt=row.last_attempt_at,
+            will_retry_until=until,
+        )
+
+    async def send_reports(self, now: datetime | None = None) -> int:
+        """Send the delivery reports that are due; returns how many reports went out."""
+        now = (now or datetime.now(UTC)).astimezone(UTC)
+        async with self.app.db.write() as conn:
+            rows = await queue_repo.claim_reports(
+                conn, now, self.owner, now + LEASE, self.batch_size
+            )
+        if not rows:
+            return 0
+        by_message: dict[int, list[QueueRow]] = {}
+        for row in rows:
+            by_message.setdefault(row.message_id, []).append(row)
+        done: list[int] = []
+        later: list[int] = []
+        sent = 0
+        max_age = timedelta(hours=self.app.settings.queue_max_age_hours)
+        for message_id, group in by_message.items():
+            first = group[0]
+            ids = [row.id for row in group]
+            if not first.mail_from:  # never a report about a report
+                done += ids
+                continue
+            try:
+                report = Report(
+                    reporting_mta=self.app.settings.hostname,
+                    sender=first.mail_from,
+                    original=await read_content(self.app, first),
+                    recipients=[self._status(row) for row in group],
+                    arrival=first.created_at,
+                    envid=first.envid,
+                    ret=first.ret,
+                    queue_id=message_id,
+                    max_bytes=self.app.settings.max_message_bytes,
+                )
+                await send_report(self.app, report, now=now)
+            except NotFound as exc:  # the sender's mailbox or the content is gone
+                log.warning("report dropped queue_id=%d: %s", message_id, exc.en)
+                done += ids
+                continue
+            except Exception:
+                if now > first.created_at + max_age + timedelta(days=1):
+                    log.exception("report given up queue_id=%d", message_id)
+                    done += ids
+                else:
+                    log.exception("report postponed queue_id=%d", message_id)
+                    later += ids
+                continue
+            log.info("report sent queue_id=%d recipients=%d", message_id, len(group))
+            done += ids
+            sent += 1
+        async with self.app.db.write() as conn:
+            if done:
+                await queue_repo.finish_reports(conn, done, self.owner)
+            if later:
+                await queue_repo.postpone(conn, later, self.owner, now + REPORT_RETRY)
+        return sent
+
+    async def cleanup(self, now: datetime | None = None) -> None:
+        """Forget the content of finished messages; purge their history after HISTORY."""
+        now = (now or datetime.now(UTC)).astimezone(UTC)
+        blobs = self.app.blobs
+        async with self.app.db.read() as conn:
+            finished = await queue_repo.done_blobs(conn)
+        for message_id, blob_id in finished:
+            async with self.app.db.write() as conn:
+                forgotten = await queue_repo.forget_blob(conn, message_id, blob_id)
+                if forgotten and blobs.transactional:
+                    await blobs.delete(conn, blob_id)
+            if forgotten and not blobs.transactional:
+                await blobs.delete(None, blob_id)  # type: ignore[arg-type]
+        async with self.app.db.write() as conn:
+            await queue_repo.purge_finished(conn, now - HISTORY)
+
+
+def _dns_temporary(domain: str) -> Reply:
+    return local_reply(
+        "4.4.3",
+        f"résolution DNS de {domain} impossible pour l'instant",
+        f"DNS lookup for {domain} failed for now",
+    )
+
+
+def _why(exc: BaseException) -> str:
+    """A short, content-free reason for a connection or TLS failure."""
+    verify = getattr(exc, "verify_message", None)
+    if verify:
+        return str(verify)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = " ".join(str(exc).split())
+    return text[:200] if text else type(exc).__name__
+
+
+async def _reset(smtp: aiosmtplib.SMTP) -> None:
+    """RSET after a refused transaction, so the next one starts clean (RFC 5321 §4.1.1.5)."""
+    if smtp.is_connected:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await smtp.rset()

@@ -1,0 +1,14 @@
+"""The admin console (role admin, own practice only): ``/admin/...``."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from caducee.web.admin import accounts, audit, mailboxes, practice
+
+routes: list[BaseRoute] = [
+    *practice.routes,
+    *accounts.routes,
+    *mailboxes.routes,
+    *audit.routes,
+]

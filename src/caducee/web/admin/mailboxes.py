@@ -1,0 +1,215 @@
+"""Admin console: mailboxes (list with type, usage and quota; create within the practice's
+limit; set a quota) and delegations (grant read or read+send, revoke)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from caducee.domain.model import MailboxType
+from caducee.errors import CaduceeError, InvalidInput
+from caducee.services import mailboxes
+from caducee.web.admin.common import (
+    account_of_practice,
+    domain_of_practice,
+    mailbox_of_practice,
+    practice_accounts,
+    practice_mailboxes,
+)
+from caducee.web.core import (
+    WebUser,
+    client_ip,
+    error_message,
+    form_data,
+    int_param,
+    page,
+    redirect,
+    render,
+    state,
+)
+
+MIB = 1024 * 1024
+
+
+def _form_id(form: dict[str, str], name: str) -> int:
+    value = form.get(name, "")
+    return int(value) if value.isdigit() else 0
+
+
+async def _mailbox_page(
+    request: Request,
+    user: WebUser,
+    *,
+    error: str = "",
+    values: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    web = state(request)
+    boxes = await practice_mailboxes(web, user)
+    people = await practice_accounts(web, user)
+    owners = {a.id: a for a in people}
+    return render(
+        request,
+        "admin/mailboxes.html",
+        {
+            "mailboxes": boxes,
+            "owners": owners,
+            "accounts": people,
+            "types": list(MailboxType),
+            "limit": user.practice.mailbox_limit,
+            "error": error,
+            "values": values or {},
+            "admin_tab": "boites",
+        },
+        status=status,
+    )
+
+
+@page(admin=True)
+async def mailbox_list(request: Request, user: WebUser) -> Response:
+    return await _mailbox_page(request, user)
+
+
+def _quota_bytes(text: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise InvalidInput(
+            "Quota invalide : indiquez un nombre entier de Mo.",
+            "Invalid quota: give a whole number of MB.",
+        )
+    return int(text) * MIB
+
+
+@page(admin=True)
+async def mailbox_create(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    form = await form_data(request)
+    domain = domain_of_practice(user, form.get("domaine", ""))
+    try:
+        owner = await account_of_practice(web, user, _form_id(form, "titulaire"))
+        local = form.get("identifiant", "").strip().lower()
+        if not local or "@" in local:
+            raise InvalidInput(
+                "Indiquez la partie de l'adresse avant le @ (par exemple « accueil »).",
+                "Give the part of the address before the @ (for example 'accueil').",
+            )
+        await mailboxes.add_mailbox(
+            web.app,
+            f"{local}@{domain}",
+            MailboxType.parse(form.get("type", "")),
+            owner.login,
+            quota_bytes=_quota_bytes(form.get("quota_mo", "")),
+            actor=user.account.login,
+            source=client_ip(request),
+        )
+    except CaduceeError as exc:
+        return await _mailbox_page(request, user, error=error_message(exc), values=form, status=400)
+    return redirect("/admin/boites", flash="saved")
+
+
+@page(admin=True)
+async def mailbox_quota(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    mailbox = await mailbox_of_practice(web, user, int_param(request, "mailbox_id"))
+    form = await form_data(request)
+    try:
+        quota = _quota_bytes(form.get("quota_mo", ""))
+        if quota is None:
+            raise InvalidInput("Indiquez le quota en Mo.", "Give the quota in MB.")
+        await mailboxes.set_quota(
+            web.app, mailbox.address, quota, actor=user.account.login, source=client_ip(request)
+        )
+    except CaduceeError as exc:
+        return await _mailbox_page(request, user, error=error_message(exc), status=400)
+    return redirect("/admin/boites", flash="mailbox_quota")
+
+
+# --- delegations -----------------------------------------------------------------------------
+
+
+async def _delegation_page(
+    request: Request, user: WebUser, *, error: str = "", status: int = 200
+) -> Response:
+    web = state(request)
+    boxes = await practice_mailboxes(web, user)
+    ids = {m.id for m in boxes}
+    delegations = [d for d in await mailboxes.list_delegations(web.app) if d.mailbox_id in ids]
+    return render(
+        request,
+        "admin/delegations.html",
+        {
+            "delegations": delegations,
+            "mailboxes": boxes,
+            "accounts": await practice_accounts(web, user),
+            "error": error,
+            "admin_tab": "delegations",
+        },
+        status=status,
+    )
+
+
+@page(admin=True)
+async def delegation_list(request: Request, user: WebUser) -> Response:
+    return await _delegation_page(request, user)
+
+
+@page(admin=True)
+async def delegation_grant(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    form = await form_data(request)
+    mailbox = await mailbox_of_practice(web, user, _form_id(form, "boite"))
+    grantee = await account_of_practice(web, user, _form_id(form, "compte"))
+    try:
+        await mailboxes.delegate(
+            web.app,
+            mailbox.address,
+            grantee.login,
+            can_send=form.get("droit") == "envoi",
+            actor=user.account.login,
+            source=client_ip(request),
+        )
+    except CaduceeError as exc:
+        return await _delegation_page(request, user, error=error_message(exc), status=400)
+    return redirect("/admin/delegations", flash="delegation_granted")
+
+
+@page(admin=True)
+async def delegation_revoke(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    form = await form_data(request)
+    mailbox = await mailbox_of_practice(web, user, _form_id(form, "boite"))
+    grantee = await account_of_practice(web, user, _form_id(form, "compte"))
+    try:
+        await mailboxes.revoke_delegation(
+            web.app,
+            mailbox.address,
+            grantee.login,
+            actor=user.account.login,
+            source=client_ip(request),
+        )
+    except CaduceeError as exc:
+        return await _delegation_page(request, user, error=error_message(exc), status=404)
+    return redirect("/admin/delegations", flash="delegation_revoked")
+
+
+routes = [
+    Route("/admin/boites", mailbox_list, methods=["GET"], name="admin_mailboxes"),
+    Route("/admin/boites", mailbox_create, methods=["POST"], name="admin_mailbox_create"),
+    Route(
+        "/admin/boites/{mailbox_id}/quota",
+        mailbox_quota,
+        methods=["POST"],
+        name="admin_mailbox_quota",
+    ),
+    Route("/admin/delegations", delegation_list, methods=["GET"], name="admin_delegations"),
+    Route("/admin/delegations", delegation_grant, methods=["POST"], name="admin_delegation_grant"),
+    Route(
+        "/admin/delegations/revoquer",
+        delegation_revoke,
+        methods=["POST"],
+        name="admin_delegation_revoke",
+    ),
+]

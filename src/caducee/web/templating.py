@@ -1,0 +1,89 @@
+"""Jinja2 templates (autoescaped), gettext in templates, French dates and sizes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from babel.numbers import format_decimal
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from caducee.web.i18n import N_, current_language, gettext, ngettext
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def format_when(value: datetime | None, fmt: str = "medium") -> str:
+    """A date and time in Europe/Paris, in the page's language (``d MMM y, HH:mm``)."""
+    if value is None:
+        return "—"
+    if value.tzinfo is None:  # SQLite gives naive datetimes back: they are UTC
+        value = value.replace(tzinfo=UTC)
+    lang = current_language.get()
+    pattern = "d MMM y, HH:mm" if fmt == "medium" else "dd/MM/y HH:mm:ss"
+    return format_datetime(value, pattern, tzinfo=PARIS, locale=lang)
+
+
+_UNITS = {"fr": ("o", "Ko", "Mo", "Go", "To"), "en": ("B", "KB", "MB", "GB", "TB")}
+
+
+def format_size(value: int | None) -> str:
+    """1536 → « 1,5 Ko » (French) or "1.5 KB" (English): powers of 1024."""
+    if value is None:
+        return "—"
+    lang = current_language.get()
+    units = _UNITS.get(lang, _UNITS["fr"])
+    number = float(value)
+    unit = 0
+    while number >= 1024 and unit < len(units) - 1:
+        number /= 1024
+        unit += 1
+    text = format_decimal(number, format="#,##0.#", locale=lang)
+    return f"{text}\u00a0{units[unit]}"
+
+
+def percent(used: int, total: int) -> int:
+    if total <= 0:
+        return 0
+    return min(100, round(100 * used / total))
+
+
+#: Display names of stored codes (roles, mailbox types, audit results), French msgids.
+LABELS: dict[str, dict[str, str]] = {
+    "role": {
+        "praticien": N_("Praticien"),
+        "secretaire": N_("Secrétaire"),
+        "admin": N_("Administrateur"),
+    },
+    "mailbox": {
+        "PER": N_("personnelle"),
+        "ORG": N_("organisationnelle (partagée)"),
+        "APP": N_("applicative (logiciel métier)"),
+        "TLT": N_("télétransmission"),
+    },
+    "result": {"ok": N_("réussi"), "denied": N_("refusé"), "failed": N_("échoué")},
+}
+
+
+def label(kind: str, value: object) -> str:
+    """The translated display name of a stored code (the code itself if unknown)."""
+    key = str(getattr(value, "value", value))
+    text = LABELS.get(kind, {}).get(key)
+    return gettext(text) if text else key
+
+
+def create_environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("caducee.web", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.filters["when"] = format_when
+    env.filters["size"] = format_size
+    env.globals["percent"] = percent
+    env.globals["label"] = label
+    return env

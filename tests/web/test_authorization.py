@@ -1,0 +1,263 @@
+"""Authorization matrix of the admin console: every admin route refuses the anonymous, the
+expired and the revoked session, a non-admin, and an admin of another practice (for objects of
+practice A, whatever id is put in the URL or the form)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from starlette.routing import Route
+
+from caducee.app import App
+from caducee.services import accounts, app_passwords, mailboxes, web_sessions
+from caducee.web import admin
+from tests.web.conftest import Clock, People, WebClient
+from tests.web.helpers import audit_actions
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    form: dict[str, str]
+
+
+async def admin_calls(app: App, people: People) -> list[Call]:
+    """One call per admin route, aimed at practice A's objects."""
+    box = await mailboxes.get_mailbox(app, people.doctor_a.login)
+    await app_passwords.create_app_password(app, people.doctor_a.login, "Téléphone")
+    item = (await app_passwords.list_app_passwords(app, people.doctor_a.login))[0]
+    await mailboxes.delegate(app, box.address, people.secretary_a.login, can_send=False)
+    a = people.doctor_a.id
+    calls = [
+        Call("GET", "/admin", {}),
+        Call("GET", "/admin/cabinet", {}),
+        Call("POST", "/admin/cabinet", {"nom": "Piraté", "finess": "", "siret": ""}),
+        Call("POST", "/admin/cabinet/second-facteur", {"exiger": "oui"}),
+        Call("GET", "/admin/comptes", {}),
+        Call("GET", "/admin/comptes/nouveau", {}),
+        Call(
+            "POST",
+            "/admin/comptes/nouveau",
+            {"identifiant": "intrus", "domaine": "cabinet-a.test", "nom": "X", "role": "admin"},
+        ),
+        Call("GET", f"/admin/comptes/{a}", {}),
+        Call("POST", f"/admin/comptes/{a}/desactiver", {}),
+        Call("POST", f"/admin/comptes/{a}/activer", {}),
+        Call("POST", f"/admin/comptes/{a}/mot-de-passe", {}),
+        Call("POST", f"/admin/comptes/{a}/second-facteur", {}),
+        Call("POST", f"/admin/comptes/{a}/applications/{item.id}/revoquer", {}),
+        Call("GET", "/admin/boites", {}),
+        Call(
+            "POST",
+            "/admin/boites",
+            {
+                "identifiant": "intrus",
+                "domaine": "cabinet-a.test",
+                "type": "ORG",
+                "titulaire": str(a),
+            },
+        ),
+        Call("POST", f"/admin/boites/{box.id}/quota", {"quota_mo": "1"}),
+        Call("GET", "/admin/delegations", {}),
+        Call(
+            "POST",
+            "/admin/delegations",
+            {"boite": str(box.id), "compte": str(people.secretary_a.id), "droit": "envoi"},
+        ),
+        Call(
+            "POST",
+            "/admin/delegations/revoquer",
+            {"boite": str(box.id), "compte": str(people.secretary_a.id)},
+        ),
+        Call("GET", "/admin/journal", {}),
+        Call("GET", "/admin/journal.csv", {}),
+    ]
+    return calls
+
+
+def test_every_admin_route_is_in_the_matrix() -> None:
+    declared = {
+        (method, route.path)
+        for route in admin.routes
+        if isinstance(route, Route)
+        for method in (route.methods or ())
+        if method != "HEAD"
+    }
+    covered = {
+        ("GET", "/admin"), ("GET", "/admin/cabinet"), ("POST", "/admin/cabinet"),
+        ("POST", "/admin/cabinet/second-facteur"), ("GET", "/admin/comptes"),
+        ("GET", "/admin/comptes/nouveau"), ("POST", "/admin/comptes/nouveau"),
+        ("GET", "/admin/comptes/{account_id}"), ("POST", "/admin/comptes/{account_id}/desactiver"),
+        ("POST", "/admin/comptes/{account_id}/activer"),
+        ("POST", "/admin/comptes/{account_id}/mot-de-passe"),
+        ("POST", "/admin/comptes/{account_id}/second-facteur"),
+        ("POST", "/admin/comptes/{account_id}/applications/{item_id}/revoquer"),
+        ("GET", "/admin/boites"), ("POST", "/admin/boites"),
+        ("POST", "/admin/boites/{mailbox_id}/quota"), ("GET", "/admin/delegations"),
+        ("POST", "/admin/delegations"), ("POST", "/admin/delegations/revoquer"),
+        ("GET", "/admin/journal"), ("GET", "/admin/journal.csv"),
+    }  # fmt: skip
+    assert declared == covered
+
+
+async def state_of_a(app: App, people: People) -> Any:
+    """Everything the calls could change in practice A."""
+    practice = await web_sessions.practice_of(app, people.doctor_a)
+    return (
+        practice,
+        await web_sessions.second_factor_required(app, practice.id),
+        await accounts.list_accounts(app, practice.id),
+        await mailboxes.list_mailboxes(app, practice.id),
+        await mailboxes.list_delegations(app),
+        await app_passwords.list_app_passwords(app, people.doctor_a.login),
+    )
+
+
+async def run(client: WebClient, call: Call) -> Any:
+    if call.method == "GET":
+        return await client.http.get(call.path)
+    return await client.post(call.path, call.form)
+
+
+async def test_anonymous(web: WebClient, people: People, app: App) -> None:
+    calls = await admin_calls(app, people)
+    before = await state_of_a(app, people)
+    for call in calls:
+        response = await run(web, call)
+        assert response.status_code == 303, call
+        assert response.headers["location"].startswith("/connexion"), call
+    assert await state_of_a(app, people) == before
+
+
+@pytest.mark.parametrize("who", ["doctor_a", "secretary_a"])
+async def test_non_admin_of_the_practice(
+    web: WebClient, people: People, app: App, who: str
+) -> None:
+    calls = await admin_calls(app, people)
+    await web.login(getattr(people, who).login)
+    await web.get("/accueil")
+    assert "/admin" not in (await web.get("/accueil")).text.split("<main")[1]
+    before = await state_of_a(app, people)
+    for call in calls:
+        response = await run(web, call)
+        assert response.status_code == 403, (call, response.status_code)
+        await web.get("/accueil")  # keep a fresh CSRF token
+    assert await state_of_a(app, people) == before
+
+
+async def test_admin_of_another_practice(web: WebClient, people: People, app: App) -> None:
+    calls = await admin_calls(app, people)
+    await web.login(people.admin_b.login)
+    before = await state_of_a(app, people)
+    for call in calls:
+        await web.get("/accueil")
+        response = await run(web, call)
+        if (
+            "{" not in call.path
+            and call.path
+            in (
+                "/admin",
+                "/admin/cabinet",
+                "/admin/comptes",
+                "/admin/comptes/nouveau",
+                "/admin/boites",
+                "/admin/delegations",
+                "/admin/journal",
+                "/admin/journal.csv",
+            )
+            and call.method == "GET"
+        ):
+            # Pages of their own practice: nothing of practice A shows.
+            assert response.status_code in (200, 303), call
+            assert "cabinet-a.test" not in response.text, call
+            assert "Cabinet A" not in response.text, call
+        elif call.path in ("/admin/cabinet", "/admin/cabinet/second-facteur"):
+            # Changes their own practice (B), never A.
+            assert response.status_code in (303, 400), call
+        else:
+            assert response.status_code == 404, (call, response.status_code)
+    assert await state_of_a(app, people) == before
+    assert not await web_sessions.second_factor_required(app, people.practice_a.id)
+
+
+async def test_ids_of_another_practice_in_forms(web: WebClient, people: People, app: App) -> None:
+    """Admin A may not pull practice B's objects into A's forms either."""
+    box_b = await mailboxes.get_mailbox(app, people.doctor_b.login)
+    box_a = await mailboxes.get_mailbox(app, people.doctor_a.login)
+    await web.login(people.admin_a.login)
+    attempts = [
+        ("/admin/delegations", {"boite": str(box_b.id), "compte": str(people.secretary_a.id)}),
+        ("/admin/delegations", {"boite": str(box_a.id), "compte": str(people.doctor_b.id)}),
+        (
+            "/admin/boites",
+            {"identifiant": "x", "domaine": "cabinet-a.test", "type": "ORG",
+             "titulaire": str(people.doctor_b.id)},
+        ),
+        (
+            "/admin/boites",
+            {"identifiant": "x", "domaine": "cabinet-b.test", "type": "ORG",
+             "titulaire": str(people.doctor_a.id)},
+        ),
+        (f"/admin/boites/{box_b.id}/quota", {"quota_mo": "1"}),
+        (f"/admin/comptes/{people.doctor_b.id}/desactiver", {}),
+        ("/admin/comptes/abc/desactiver", {}),
+        ("/admin/comptes/0/desactiver", {}),
+        ("/admin/comptes/-1/desactiver", {}),
+    ]  # fmt: skip
+    for path, form in attempts:
+        await web.get("/admin/boites")
+        response = await web.post(path, form)
+        assert response.status_code == 404, (path, form, response.status_code)
+    assert not (await accounts.get_account(app, people.doctor_b.login)).disabled
+    assert await mailboxes.list_delegations(app) == []
+    assert (await mailboxes.get_mailbox(app, box_b.address)).quota_bytes != 1024 * 1024
+
+
+async def test_expired_session(web: WebClient, people: People, app: App, clock: Clock) -> None:
+    calls = await admin_calls(app, people)
+    await web.login(people.admin_a.login)
+    clock.advance(minutes=31)
+    before = await state_of_a(app, people)
+    for call in calls:
+        response = await run(web, call)
+        assert response.status_code == 303, call
+        assert response.headers["location"].startswith("/connexion"), call
+    assert await state_of_a(app, people) == before
+
+
+async def test_revoked_session(web: WebClient, people: People, app: App) -> None:
+    calls = await admin_calls(app, people)
+    await web.login(people.admin_a.login)
+    await web.get("/admin/comptes")
+    await web_sessions.end_all_sessions(app, people.admin_a, actor="test", source="test")
+    before = await state_of_a(app, people)
+    for call in calls:
+        response = await run(web, call)
+        assert response.status_code == 303, call
+        assert response.headers["location"].startswith("/connexion"), call
+    assert await state_of_a(app, people) == before
+    assert ("test", "web.logout_all", people.admin_a.login, "ok") in await audit_actions(app)
+
+
+async def test_half_logged_in_session(
+    web: WebClient, people: People, app: App, clock: Clock
+) -> None:
+    """Password right, second factor not given yet: the admin console stays closed."""
+    from tests.web.helpers import enrol_totp
+
+    await web.login(people.admin_a.login)
+    await enrol_totp(web, clock)
+    await web.get("/compte")
+    await web.post("/deconnexion")
+    calls = await admin_calls(app, people)
+    await web.login(people.admin_a.login)
+    before = await state_of_a(app, people)
+    for call in calls:
+        await web.get("/connexion/verification")
+        response = await run(web, call)
+        assert response.status_code == 303, call
+        assert response.headers["location"] == "/connexion/verification", call
+    assert await state_of_a(app, people) == before
