@@ -25,6 +25,7 @@ from caducee.errors import CaduceeError, ConfigurationError
 from caducee.i18n import tr
 from caducee.listeners import ListenAddress, Listener, parse_address
 from caducee.protocols.pop3.listener import pop3_listener
+from caducee.services.maintenance import MaintenanceWorker
 from caducee.services.outbound import OutboundWorker
 from caducee.web import HttpsListener
 
@@ -53,8 +54,8 @@ class Worker(Protocol):
     async def run(self, stop: asyncio.Event) -> None: ...
 
 
-#: Background workers every serving node runs (outbound delivery queue, ...).
-WORKER_FACTORIES: list[Callable[[App], Worker]] = [OutboundWorker]
+#: Background workers every serving node runs (outbound delivery queue, housekeeping).
+WORKER_FACTORIES: list[Callable[[App], Worker]] = [OutboundWorker, MaintenanceWorker]
 
 
 @asynccontextmanager
