@@ -52,6 +52,8 @@ class Settings:
     default_quota_bytes: int = 5 * 1024**3
     # SMTP
     max_message_bytes: int = 25 * 1024 * 1024
+    smtp_idle_timeout_seconds: int = 300  # RFC 5321 §4.5.3.2.7
+    smtp_data_timeout_seconds: int = 600  # RFC 5321 §4.5.3.2.6
     # Outbound delivery
     transport: dict[str, TransportRoute] = field(default_factory=dict)
     require_tls_domains: list[str] = field(default_factory=list)
@@ -175,6 +177,14 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.max_message_bytes = _int(
             smtp.get("max_message_bytes", settings.max_message_bytes), "smtp.max_message_bytes"
         )
+        settings.smtp_idle_timeout_seconds = _int(
+            smtp.get("idle_timeout_seconds", settings.smtp_idle_timeout_seconds),
+            "smtp.idle_timeout_seconds",
+        )
+        settings.smtp_data_timeout_seconds = _int(
+            smtp.get("data_timeout_seconds", settings.smtp_data_timeout_seconds),
+            "smtp.data_timeout_seconds",
+        )
         outbound = doc.get("outbound", {})
         settings.transport = _transport(outbound.get("transport", {}))
         settings.require_tls_domains = [str(d).lower() for d in outbound.get("require_tls", [])]
@@ -251,7 +261,7 @@ def render_config(settings: Settings) -> str:
         '# "domaine.fr" = { host = "relais.exemple.fr", port = 25, tls = "required" }',
     ]
     lines += [
-        f'{json.dumps(domain)} = {{ host = {json.dumps(route.host)}, port = {route.port}, '
+        f"{json.dumps(domain)} = {{ host = {json.dumps(route.host)}, port = {route.port}, "
         f"tls = {json.dumps(route.tls)} }}"
         for domain, route in settings.transport.items()
     ]

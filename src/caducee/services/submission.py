@@ -89,7 +89,12 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
             app.settings, message, domain_of(envelope.mail_from)
         )
         await queue.enqueue(
-            app, signed, envelope.mail_from, remote, envid=envelope.envid, ret=envelope.ret,
+            app,
+            signed,
+            envelope.mail_from,
+            remote,
+            envid=envelope.envid,
+            ret=envelope.ret,
             origin=QueueOrigin(actor=login, source=client.ip),
         )
     await record(
