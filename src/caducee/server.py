@@ -24,6 +24,7 @@ from caducee.config import PRODUCTION_LISTENERS, Settings
 from caducee.errors import CaduceeError, ConfigurationError
 from caducee.i18n import tr
 from caducee.listeners import ListenAddress, Listener, parse_address
+from caducee.protocols.imap.listener import imap_listener
 from caducee.protocols.pop3.listener import pop3_listener
 from caducee.services.maintenance import MaintenanceWorker
 from caducee.services.outbound import OutboundWorker
@@ -43,6 +44,8 @@ LISTENER_FACTORIES: dict[str, ListenerFactory] = {
     "https": lambda app, address: HttpsListener(app, address),
     "pop3": lambda app, address: pop3_listener(app, address, implicit_tls=False),
     "pop3s": lambda app, address: pop3_listener(app, address, implicit_tls=True),
+    "imap": lambda app, address: imap_listener(app, address, implicit_tls=False),
+    "imaps": lambda app, address: imap_listener(app, address, implicit_tls=True),
 }
 
 
@@ -204,9 +207,7 @@ async def run_listeners(
             asyncio.create_task(lst.wait_closed()): lst for lst in started
         }
         try:
-            done, _ = await asyncio.wait(
-                [stop_task, *closed], return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait([stop_task, *closed], return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in [stop_task, *closed]:
                 task.cancel()

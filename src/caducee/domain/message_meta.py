@@ -1,4 +1,5 @@
-"""What we precompute from a message once, at delivery: decoded headers and a snippet.
+"""What we precompute from a message once, at delivery: decoded headers, a snippet, and (from
+version 2) the IMAP ENVELOPE, BODYSTRUCTURE and section offsets (``domain/mime_structure``).
 
 Parsing uses the stdlib's fast ``compat32`` policy (about 7x faster than ``policy.default`` on a
 20 kB message); RFC 2047 encoded words and 8-bit (RFC 6532) headers are decoded here. Malformed
@@ -13,7 +14,9 @@ from email.parser import BytesParser
 from email.policy import compat32
 from typing import Any
 
-META_VERSION = 1
+from caducee.domain.mime_structure import parse_structure
+
+META_VERSION = 2  # 2: + "imap" (older metadata is recomputed from the raw message)
 SNIPPET_CHARS = 200
 _SNIPPET_SOURCE_BYTES = 8192
 HEADERS = ("Subject", "From", "To", "Cc", "Date", "Message-ID", "In-Reply-To", "References")
@@ -75,4 +78,5 @@ def extract_meta(raw: bytes) -> dict[str, Any]:
         meta["snippet"] = _snippet(message)
     except Exception:  # broken MIME is stored as-is, without a snippet
         meta["snippet"] = ""
+    meta["imap"] = parse_structure(raw).to_meta()
     return meta

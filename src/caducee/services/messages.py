@@ -27,7 +27,7 @@ from caducee.domain.model import Flag, StoredMessage
 from caducee.errors import CaduceeError, InvalidInput, MessageTooLarge, NotFound, QuotaExceeded
 from caducee.ids import new_blob_id
 from caducee.services.events import mailbox_events
-from caducee.store import delivery_repo, messages_repo
+from caducee.store import delivery_repo, mailstore_repo, messages_repo
 from caducee.store.keyring import mailbox_scope
 
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
@@ -324,20 +324,21 @@ async def read_message(app: App, message_id: int) -> tuple[StoredMessage, bytes]
 
 async def expunge_messages(app: App, folder_id: int, message_ids: list[int]) -> int:
     """Remove messages from a folder for good (IMAP EXPUNGE, POP3 UPDATE): rows, bytes used,
-    blobs. Messages already gone are skipped. Returns how many were removed."""
+    blobs no other copy shares; their UIDs are recorded for IMAP QRESYNC (RFC 7162 VANISHED).
+    Messages already gone are skipped. Returns how many were removed."""
     if not message_ids:
         return 0
     async with app.db.write() as conn:
-        gone = await messages_repo.delete_messages(conn, folder_id, message_ids)
+        removed, gone = await mailstore_repo.expunge(conn, folder_id, message_ids)
         if app.blobs.transactional:
-            for _, _, blob_id in gone:
+            for blob_id in gone:
                 await app.blobs.delete(conn, blob_id)
     if not app.blobs.transactional:  # after the commit: a crash leaves a harmless orphan blob
-        for _, _, blob_id in gone:
+        for blob_id in gone:
             await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
-    if gone:
+    if removed:
         try:
-            await mailbox_events(app).publish({mailbox_id for mailbox_id, _, _ in gone})
+            await mailbox_events(app).publish({mailbox_id for mailbox_id, _ in removed})
         except Exception:
             log.exception("could not publish mailbox events")
-    return len(gone)
+    return len(removed)

@@ -255,6 +255,27 @@ outbound_recipients = Table(
     Index("ix_outbound_recipients_report", "report"),
 )
 
+# --- IMAP (issue 4, migration 0003) ----------------------------------------------------------
+
+#: UIDs expunged from a folder and the MODSEQ of their expunge (RFC 7162 §3.2.10 VANISHED).
+imap_expunged = Table(
+    "imap_expunged",
+    metadata,
+    Column("folder_id", Integer, ForeignKey("folders.id"), primary_key=True),
+    Column("uid", BigInteger, primary_key=True),
+    Column("modseq", BigInteger, nullable=False),
+    Index("ix_imap_expunged_folder_modseq", "folder_id", "modseq"),
+)
+
+#: The last UIDVALIDITY given in a mailbox: a folder created again under an old name gets a
+#: new one (RFC 3501 §2.3.1.1).
+imap_mailbox_state = Table(
+    "imap_mailbox_state",
+    metadata,
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), primary_key=True),
+    Column("last_uidvalidity", BigInteger, nullable=False),
+)
+
 # --- web (issue 5, migration 0004): sessions, second factors, practice web settings ----------
 
 #: Server-side web sessions. Only the SHA-256 of the random cookie token is stored.
@@ -308,4 +329,23 @@ web_practice_settings = Table(
     Column("practice_id", Integer, ForeignKey("practices.id"), primary_key=True),
     Column("require_second_factor", Boolean, nullable=False, server_default="0"),
     _ts("updated_at"),
+)
+
+#: The first UID no session has seen yet as \\Recent (RFC 3501 §2.3.2: a message is recent for
+#: the first session that notices it).
+imap_folder_state = Table(
+    "imap_folder_state",
+    metadata,
+    Column("folder_id", Integer, ForeignKey("folders.id"), primary_key=True),
+    Column("recent_uid", BigInteger, nullable=False),
+)
+
+#: Subscriptions (RFC 3501 §6.3.6) an account holds besides its own existing folders (whose
+#: ``folders.subscribed`` says it): shared-namespace names (per delegate, never the owner's
+#: flag) and names whose folder was deleted (a subscription outlives its folder).
+imap_subscriptions = Table(
+    "imap_subscriptions",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("name", String(1000), primary_key=True),
 )

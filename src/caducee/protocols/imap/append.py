@@ -1,0 +1,38 @@
+"""APPEND (RFC 3501 §6.3.11) with MULTIAPPEND (RFC 3502), APPENDLIMIT (RFC 7889), UIDPLUS
+APPENDUID (RFC 4315) and RFC 6855 ``UTF8 (literal8)``; TRYCREATE for a missing folder.
+
+Messages go in through the delivery path (``services.messages.store_batch`` via
+``services.mailstore.append``): sealed, quota checked, durably stored before the OK.
+"""
+
+from __future__ import annotations
+
+from caducee.protocols.imap.copy_move import _target
+from caducee.protocols.imap.protocol import AppendItem, Command, format_set
+from caducee.protocols.imap.session import Session, no
+from caducee.protocols.imap.store import split_flags
+from caducee.services import mailstore
+
+
+async def cmd_append(session: Session, command: Command) -> None:
+    assert isinstance(command.args, tuple)
+    name, items = command.args
+    assert isinstance(items, list)
+    appended: list[mailstore.Appended] = []
+    total = 0
+    for item in items:
+        assert isinstance(item, AppendItem)
+        if len(item.data) > session.config.max_message_bytes:
+            raise no("message trop volumineux", "TOOBIG")
+        if not item.data:
+            raise no("message vide", "CANNOT")
+        total += len(item.data)
+        bits, keywords = split_flags(item.flags)
+        appended.append(mailstore.Appended(item.data, bits, tuple(keywords), item.date))
+    target = await _target(session, str(name))
+    uids = await mailstore.append(session.app, target, appended)
+    await session.ok(
+        command,
+        "APPEND fait",
+        f"APPENDUID {target.folder.uidvalidity} {format_set(uids)}",
+    )

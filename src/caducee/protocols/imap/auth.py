@@ -1,0 +1,195 @@
+"""Any-state and not-authenticated commands: CAPABILITY, NOOP, LOGOUT, ID (RFC 2971), ENABLE
+(RFC 5161), STARTTLS, LOGIN, AUTHENTICATE with SASL-IR (RFC 4959).
+
+Mechanisms are pluggable: :data:`MECHANISMS` maps a SASL name to a coroutine that runs the
+exchange and returns the authenticated account (OAUTHBEARER / XOAUTH2 plug in here later).
+Before TLS on port 143 no login is possible (LOGINDISABLED, RFC 3501 §6.2.3 / RFC 8314).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+
+from caducee.domain.model import Account
+from caducee.errors import AccessDenied
+from caducee.protocols.imap.protocol import Command
+from caducee.protocols.imap.session import Session, State, bad, no
+from caducee.protocols.tcp import ConnectionClosed, LineTooLong
+from caducee.services.auth import authenticate_mail
+from caducee.services.lockout import AccountLocked
+
+SASL_LINE_LIMIT = 8192
+FAILED_LOGIN_DELAY = 1.0
+
+#: Extensions advertised once authenticated; each one is implemented completely.
+EXTENSIONS = [
+    "SASL-IR",
+    "LITERAL+",
+    "ID",
+    "ENABLE",
+    "IDLE",
+    "UIDPLUS",
+    "MOVE",
+    "UNSELECT",
+    "NAMESPACE",
+    "CHILDREN",
+    "SPECIAL-USE",
+    "LIST-EXTENDED",
+    "LIST-STATUS",
+    "ESEARCH",
+    "STATUS=SIZE",
+    "QUOTA",
+    "QUOTA=RES-STORAGE",
+    "MULTIAPPEND",
+    "CONDSTORE",
+    "QRESYNC",
+    "UTF8=ACCEPT",
+]
+ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
+
+
+def capabilities(session: Session) -> list[str]:
+    caps = ["IMAP4rev1", "IMAP4rev2"]
+    if session.state is State.NOT_AUTHENTICATED:
+        if session.conn.tls:
+            caps += ["AUTH=PLAIN", "SASL-IR"]
+        else:
+            if session.config.tls_context is not None:
+                caps.append("STARTTLS")
+            caps.append("LOGINDISABLED")
+        caps += ["LITERAL+", "ID", "ENABLE"]
+        return caps
+    return [*caps, *EXTENSIONS, f"APPENDLIMIT={session.config.max_message_bytes}"]
+
+
+async def cmd_capability(session: Session, command: Command) -> None:
+    session.untagged("CAPABILITY " + " ".join(capabilities(session)))
+    await session.ok(command, "CAPABILITY fait")
+
+
+async def cmd_noop(session: Session, command: Command) -> None:
+    await session.ok(command, "NOOP fait")
+
+
+async def cmd_logout(session: Session, command: Command) -> None:
+    session.untagged("BYE au revoir")
+    session.state = State.LOGOUT
+    await session.tagged(command.tag, "OK", "LOGOUT fait")
+
+
+async def cmd_id(session: Session, command: Command) -> None:
+    values = command.args
+    assert isinstance(values, list)
+    pairs = dict(zip(values[::2], values[1::2], strict=False))
+    session.client_id = str(pairs.get("name", ""))[:60]
+    session.untagged('ID ("name" "Caducee" "vendor" "Caducee")')
+    await session.ok(command, "ID fait")
+
+
+async def cmd_enable(session: Session, command: Command) -> None:
+    """RFC 5161; QRESYNC implies CONDSTORE (RFC 7162 §3.2.3)."""
+    names = command.args
+    assert isinstance(names, list)
+    done = []
+    for name in names:
+        if name in ENABLEABLE and name not in session.enabled:
+            session.enabled.add(name)
+            done.append("IMAP4rev2" if name == "IMAP4REV2" else name)
+            if name in ("CONDSTORE", "QRESYNC"):
+                session.condstore = True
+            if name == "QRESYNC":
+                session.enabled.add("CONDSTORE")
+    session.untagged("ENABLED" + "".join(" " + name for name in done))
+    await session.ok(command, "ENABLE fait")
+
+
+async def cmd_starttls(session: Session, command: Command) -> None:
+    if session.conn.tls or session.config.tls_context is None:
+        raise bad("STARTTLS impossible ici")
+    await session.tagged(command.tag, "OK", "debut de la negociation TLS")
+    if session.conn.pending_input():  # RFC 3501 §6.2.1: no command may be injected
+        raise ConnectionClosed("pipelined STARTTLS")
+    await session.conn.start_tls(session.config.tls_context)
+
+
+async def _login(session: Session, user: str, password: str) -> None:
+    try:
+        account = await authenticate_mail(session.app, user, password, "imap", session.conn.ip)
+    except AccountLocked as locked:
+        await asyncio.sleep(FAILED_LOGIN_DELAY)
+        raise no(
+            f"compte temporairement verrouille, reessayez dans {locked.retry_after_seconds} s",
+            "UNAVAILABLE",
+        ) from None
+    except AccessDenied:
+        await asyncio.sleep(FAILED_LOGIN_DELAY)  # slows down guessing on one connection
+        raise no(
+            "identifiant ou mot de passe d'application incorrect", "AUTHENTICATIONFAILED"
+        ) from None
+    _logged_in(session, account)
+
+
+def _logged_in(session: Session, account: Account) -> None:
+    session.login = account.login
+    session.state = State.AUTHENTICATED
+
+
+def _require_tls(session: Session) -> None:
+    if not session.conn.tls:
+        raise no("utilisez STARTTLS avant de vous identifier", "PRIVACYREQUIRED")
+
+
+async def cmd_login(session: Session, command: Command) -> None:
+    _require_tls(session)
+    assert isinstance(command.args, tuple)
+    user, password = command.args
+    await _login(session, str(user), str(password))
+    await session.ok(command, "connecte", "CAPABILITY " + " ".join(capabilities(session)))
+
+
+async def _sasl_response(session: Session) -> str:
+    await session.flush()
+    try:
+        line = await session.conn.readline(SASL_LINE_LIMIT, 60)
+    except LineTooLong:
+        raise bad("reponse SASL trop longue") from None
+    return line.rstrip(b"\r\n").decode("ascii", "replace")
+
+
+async def _plain(session: Session, initial: str | None) -> tuple[str, str]:
+    """RFC 4616 PLAIN: authzid NUL authcid NUL password."""
+    if initial is None:
+        await session.conn.write(b"+ \r\n")
+        initial = await _sasl_response(session)
+    if initial == "*":
+        raise bad("authentification annulee")
+    if initial == "=":
+        initial = ""
+    try:
+        decoded = base64.b64decode(initial, validate=True).decode("utf-8")
+        authzid, authcid, password = decoded.split("\x00")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise bad("reponse SASL invalide") from None
+    if authzid and authzid.lower() != authcid.lower():
+        raise no("identite d'autorisation differente refusee", "AUTHORIZATIONFAILED")
+    return authcid, password
+
+
+Mechanism = Callable[[Session, str | None], Awaitable[tuple[str, str]]]
+#: SASL mechanisms by name (RFC 4422); a mechanism returns (login, app password) to check.
+MECHANISMS: dict[str, Mechanism] = {"PLAIN": _plain}
+
+
+async def cmd_authenticate(session: Session, command: Command) -> None:
+    _require_tls(session)
+    assert isinstance(command.args, tuple)
+    mechanism, initial = command.args
+    run = MECHANISMS.get(str(mechanism))
+    if run is None:
+        raise no("mecanisme non pris en charge (PLAIN)", "CANNOT")
+    user, password = await run(session, initial if isinstance(initial, str) else None)
+    await _login(session, user, password)
+    await session.ok(command, "connecte", "CAPABILITY " + " ".join(capabilities(session)))

@@ -1,0 +1,272 @@
+"""FETCH and UID FETCH (RFC 3501 §6.4.5, RFC 9051 §6.4.5 BINARY, RFC 7162 CHANGEDSINCE and
+VANISHED).
+
+ENVELOPE, BODYSTRUCTURE and section offsets come from the sealed metadata computed at delivery
+(``domain/mime_structure``): a full sync parses nothing. Sections are slices of the stored bytes;
+bodies are decrypted only when a section of them is asked for. A non-PEEK BODY[...] on a
+read-write selection sets \\Seen (§6.4.5) and reports the new FLAGS.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import quopri
+from datetime import UTC
+
+from caducee.domain.mime_structure import (
+    filter_header,
+    find_part,
+    header_fields,
+    section_span,
+)
+from caducee.domain.model import Flag
+from caducee.protocols.imap.protocol import Command, FetchArgs, FetchAtt, format_set
+from caducee.protocols.imap.session import Session, bad, no
+from caducee.services import mailstore
+from caducee.store.mailstore_repo import FetchRow, IndexRow
+
+META_BATCH = 500
+RAW_BATCH = 50
+_META_ATTS = {"ENVELOPE", "BODYSTRUCTURE", "BODY"}
+_RAW_ATTS = {
+    "RFC822",
+    "RFC822.HEADER",
+    "RFC822.TEXT",
+    "BODY",
+    "BODY.PEEK",
+    "BINARY",
+    "BINARY.PEEK",
+    "BINARY.SIZE",
+}
+_RFC822 = {"RFC822", "RFC822.HEADER", "RFC822.TEXT"}
+_SETS_SEEN = {"RFC822", "RFC822.TEXT", "BODY", "BINARY"}
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def internal_date(row: FetchRow) -> str:
+    when = row.internal_date.astimezone(UTC)
+    return f'"{when.day:02d}-{_MONTHS[when.month - 1]}-{when.year:04d} {when:%H:%M:%S} +0000"'
+
+
+def _literal(data: bytes, *, binary: bool = False) -> bytes:
+    prefix = b"~" if binary and b"\x00" in data else b""
+    return prefix + b"{%d}\r\n" % len(data) + data
+
+
+class UnknownCte(Exception):
+    pass
+
+
+def decode_cte(raw: bytes, part_start: int, part_body: int, body: bytes) -> bytes:
+    """RFC 9051 §6.4.5 BINARY: the content transfer decoding of a part's body."""
+    encoding = ""
+    for name, value in header_fields(raw[part_start:part_body]):
+        if name == "content-transfer-encoding":
+            encoding = value.strip().lower()
+            break
+    if encoding in ("", "7bit", "8bit", "binary"):
+        return body
+    if encoding == "base64":
+        try:
+            return base64.b64decode(b"".join(body.split()) + b"==", validate=False)
+        except (binascii.Error, ValueError):
+            return b""
+    if encoding == "quoted-printable":
+        return quopri.decodestring(body)
+    raise UnknownCte(encoding)
+
+
+def _needs(atts: list[FetchAtt]) -> tuple[bool, bool, bool]:
+    meta = raw = seen = False
+    for att in atts:
+        if att.name in _META_ATTS and att.section is None:
+            meta = True
+        if att.name in _RAW_ATTS and (att.section is not None or att.name in _RFC822):
+            raw = meta = True
+            if att.name in _SETS_SEEN and att.name != "RFC822.HEADER":
+                seen = True
+    return meta, raw, seen
+
+
+async def cmd_fetch(session: Session, command: Command) -> None:
+    by_uid = command.name == "UID FETCH"
+    assert isinstance(command.args, tuple)
+    ranges, args = command.args
+    assert isinstance(args, FetchArgs)
+    selected = session.selected
+    assert selected is not None
+    atts = list(args.atts)
+    if by_uid and not any(a.name == "UID" for a in atts):
+        atts.insert(0, FetchAtt("UID"))
+    if args.changedsince is not None or any(a.name == "MODSEQ" for a in atts):
+        session.condstore = True  # RFC 7162 §3.1: CONDSTORE-enabling
+    if args.changedsince is not None and not any(a.name == "MODSEQ" for a in atts):
+        atts.append(FetchAtt("MODSEQ"))
+    if args.vanished and (not by_uid or args.changedsince is None or not session.qresync):
+        raise bad("VANISHED demande UID FETCH, CHANGEDSINCE et QRESYNC")
+    targets = selected.resolve(ranges, by_uid)
+    if args.vanished:
+        changes = await mailstore.changes(
+            session.app, selected.of.folder.id, args.changedsince or 0
+        )
+        from caducee.protocols.imap.protocol import contains, resolve_set
+
+        # "*" is the largest UID ever given here (UIDNEXT - 1), expunged ones included
+        wanted = resolve_set(ranges, max(selected.uidnext - 1, 1))
+        gone = [u for u in changes.expunged if contains(wanted, u) and u not in selected.rows]
+        if gone:
+            session.untagged(f"VANISHED (EARLIER) {format_set(gone)}")
+    if args.changedsince is not None:
+        targets = [(seq, row) for seq, row in targets if row.modseq > args.changedsince]
+    need_meta, need_raw, sets_seen = _needs(atts)
+    sets_seen = sets_seen and not selected.readonly
+    batch = RAW_BATCH if need_raw else META_BATCH
+    # Most of the folder (a full sync): one query for every row rather than one per batch.
+    preloaded = (
+        await mailstore.fetch_rows(session.app, selected.of.folder.id, None)
+        if len(targets) > max(len(selected.uids) // 2, META_BATCH)
+        else None
+    )
+    for start in range(0, len(targets), batch):
+        await _fetch_batch(
+            session,
+            targets[start : start + batch],
+            atts,
+            need_meta,
+            need_raw,
+            sets_seen,
+            preloaded,
+        )
+        await session.maybe_flush()
+    await session.ok(command, "FETCH fait")
+
+
+async def _fetch_batch(
+    session: Session,
+    targets: list[tuple[int, IndexRow]],
+    atts: list[FetchAtt],
+    need_meta: bool,
+    need_raw: bool,
+    sets_seen: bool,
+    preloaded: dict[int, FetchRow] | None,
+) -> None:
+    selected = session.selected
+    assert selected is not None
+    app = session.app
+    if preloaded is not None:
+        rows = {r.id: preloaded[r.id] for _, r in targets if r.id in preloaded}
+    else:
+        rows = await mailstore.fetch_rows(app, selected.of.folder.id, [r.id for _, r in targets])
+    metas = await mailstore.load_meta(app, list(rows.values())) if need_meta else {}
+    raws = await mailstore.load_raw(app, list(rows.values())) if need_raw else {}
+    flagged_now: set[int] = set()
+    if sets_seen:
+        unseen = [r.id for r in rows.values() if not r.flags & Flag.SEEN]
+        if unseen:
+            current, _ = await mailstore.store_flags(app, selected.of, unseen, "+", Flag.SEEN, [])
+            for updated in current:
+                if updated.id in rows:
+                    row = rows[updated.id]
+                    row.flags, row.modseq = updated.flags, updated.modseq
+                    flagged_now.add(updated.id)
+    for seq, index_row in targets:
+        found = rows.get(index_row.id)
+        if found is None:  # expunged by another session, not reported yet (RFC 2180 §4.1.1)
+            continue
+        row = found
+        known = selected.rows.get(row.uid)
+        if known is not None:
+            selected.rows[row.uid] = _index(row)
+        items: list[bytes] = []
+        flags_sent = False
+        for att in atts:
+            name = att.name
+            if name == "UID":
+                items.append(b"UID %d" % row.uid)
+            elif name == "FLAGS":
+                items.append(b"FLAGS " + session.flags_of(_index(row)).encode())
+                flags_sent = True
+            elif name == "INTERNALDATE":
+                items.append(b"INTERNALDATE " + internal_date(row).encode())
+            elif name == "RFC822.SIZE":
+                items.append(b"RFC822.SIZE %d" % row.size)
+            elif name == "MODSEQ":
+                items.append(b"MODSEQ (%d)" % row.modseq)
+            elif name in ("ENVELOPE", "BODYSTRUCTURE") or (name == "BODY" and att.section is None):
+                meta = metas.get(row.id)
+                if meta is None:
+                    continue
+                structure = meta.structure
+                value = {
+                    "ENVELOPE": structure.envelope,
+                    "BODYSTRUCTURE": structure.bodystructure,
+                    "BODY": structure.body,
+                }[name]
+                items.append(name.encode() + b" " + value)
+            else:
+                raw = raws.get(row.id)
+                meta = metas.get(row.id)
+                if raw is None or meta is None:
+                    continue
+                items.append(_section_item(att, raw, meta.structure.tree))
+        if row.id in flagged_now and not flags_sent:
+            items.append(b"FLAGS " + session.flags_of(_index(row)).encode())
+        if (
+            session.condstore
+            and row.id in flagged_now
+            and not any(a.name == "MODSEQ" for a in atts)
+        ):
+            items.append(b"MODSEQ (%d)" % row.modseq)
+        session.untagged(b"%d FETCH (" % seq + b" ".join(items) + b")")
+
+
+def _index(row: FetchRow) -> IndexRow:
+    return IndexRow(row.uid, row.id, row.flags, row.keywords, row.modseq)
+
+
+def _section_item(att: FetchAtt, raw: bytes, tree: object) -> bytes:
+    from caducee.domain.mime_structure import Part
+
+    assert isinstance(tree, Part)
+    name = att.name
+    if name == "RFC822":
+        return b"RFC822 " + _literal(raw)
+    if name == "RFC822.HEADER":
+        return b"RFC822.HEADER " + _literal(raw[tree.start : tree.body])
+    if name == "RFC822.TEXT":
+        return b"RFC822.TEXT " + _literal(raw[tree.body : tree.end])
+    section = att.section
+    assert section is not None
+    if name.startswith("BINARY"):
+        part = find_part(tree, section.path)
+        if part is None:
+            raise no("section inexistante", "NONEXISTENT")
+        if section.path:
+            try:
+                data = decode_cte(raw, part.start, part.body, raw[part.body : part.end])
+            except UnknownCte:
+                raise no("encodage de transfert inconnu", "UNKNOWN-CTE") from None
+        else:
+            data = raw
+        label = ("BINARY.SIZE" if name == "BINARY.SIZE" else "BINARY").encode()
+        label += section.raw.encode()
+        if name == "BINARY.SIZE":
+            return label + b" %d" % len(data)
+        if att.partial is not None:
+            offset, length = att.partial
+            data = data[offset : offset + length]
+            label += b"<%d>" % offset
+        return label + b" " + _literal(data, binary=True)
+    text = section.text
+    kind = "HEADER" if text.startswith("HEADER") else text
+    span = section_span(tree, section.path, kind)
+    data = raw[span[0] : span[1]] if span else b""
+    if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT") and span:
+        data = filter_header(data, set(section.fields), text.endswith(".NOT"))
+    label = b"BODY" + section.raw.encode()
+    if att.partial is not None:
+        offset, length = att.partial
+        data = data[offset : offset + length]
+        label += b"<%d>" % offset
+    return label + b" " + _literal(data)

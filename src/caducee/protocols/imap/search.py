@@ -1,0 +1,338 @@
+"""SEARCH and UID SEARCH (RFC 3501 §6.4.4, RFC 9051 §6.4.4), ESEARCH results (RFC 4731),
+MODSEQ criterion (RFC 7162 §3.1.5).
+
+Matching is case-insensitive substring matching on decoded text (RFC 2047 headers, transfer
+and charset decoded bodies). Flags, dates and sizes come from clear columns; SUBJECT / FROM /
+TO / CC from the sealed metadata (no body decryption); other headers, BODY and TEXT decrypt
+the message once and keep its decoded text in a per-node in-memory cache.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, date
+from email import message_from_bytes
+from email.message import Message
+from email.policy import compat32
+
+from caducee.app import App
+from caducee.domain.message_meta import decode_header_value
+from caducee.domain.mime_structure import header_fields, parse_addresses
+from caducee.domain.model import Flag
+from caducee.protocols.imap.protocol import (
+    Command,
+    SearchArgs,
+    SearchKey,
+    SeqSet,
+    contains,
+    format_set,
+    resolve_set,
+)
+from caducee.protocols.imap.session import Session, no
+from caducee.services import mailstore
+from caducee.store.mailstore_repo import FetchRow
+
+BATCH = 500
+TEXT_CACHE_CHARS = 64 * 1024 * 1024
+_META_HEADERS = {"subject", "from", "to", "cc"}
+CHARSETS = {"UTF-8", "US-ASCII"}
+
+
+@dataclass
+class Text:
+    headers: dict[str, str]  # lower-case name -> decoded values, casefolded, "\n"-joined
+    body: str  # decoded text parts, casefolded
+
+
+class TextCache:
+    """Per node, in memory only: decoded, casefolded text of messages, by blob id."""
+
+    def __init__(self, _app: App) -> None:
+        self.entries: OrderedDict[str, Text] = OrderedDict()
+        self.size = 0
+
+    def get(self, blob_id: str) -> Text | None:
+        found = self.entries.get(blob_id)
+        if found is not None:
+            self.entries.move_to_end(blob_id)
+        return found
+
+    def put(self, blob_id: str, text: Text) -> None:
+        self.entries[blob_id] = text
+        self.size += len(text.body) + sum(len(v) for v in text.headers.values())
+        while self.size > TEXT_CACHE_CHARS and self.entries:
+            _, old = self.entries.popitem(last=False)
+            self.size -= len(old.body) + sum(len(v) for v in old.headers.values())
+
+
+def text_cache(app: App) -> TextCache:
+    return app.component(TextCache, TextCache)
+
+
+def _body_text(message: Message) -> str:
+    chunks: list[str] = []
+    for part in message.walk():
+        if part.get_content_maintype() != "text":
+            continue
+        try:
+            payload = part.get_payload(decode=True)
+        except Exception:  # noqa: S112 - malformed parts are skipped
+            continue
+        if not isinstance(payload, bytes):
+            continue
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            chunks.append(payload.decode(charset, "replace"))
+        except LookupError:
+            chunks.append(payload.decode("utf-8", "replace"))
+    return "\n".join(chunks)
+
+
+def extract_text(raw: bytes) -> Text:
+    head_end = raw.find(b"\r\n\r\n")
+    head = raw[: head_end + 4] if head_end >= 0 else raw
+    headers: dict[str, list[str]] = {}
+    for name, value in header_fields(head):
+        headers.setdefault(name, []).append(
+            decode_header_value(value.encode("latin-1").decode("utf-8", "replace")).casefold()
+        )
+    try:
+        body = _body_text(message_from_bytes(raw, policy=compat32))
+    except Exception:
+        body = raw[head_end + 4 :].decode("utf-8", "replace") if head_end >= 0 else ""
+    return Text({k: "\n".join(v) for k, v in headers.items()}, body.casefold())
+
+
+def _walk(key: SearchKey) -> list[SearchKey]:
+    out = [key]
+    kind = key[0]
+    if kind == "and":
+        for sub in key[1]:  # type: ignore[attr-defined]
+            out += _walk(sub)
+    elif kind == "or":
+        out += _walk(key[1]) + _walk(key[2])  # type: ignore[arg-type]
+    elif kind == "not":
+        out += _walk(key[1])  # type: ignore[arg-type]
+    return out
+
+
+def _needs(key: SearchKey) -> tuple[bool, bool]:
+    """(needs opened metadata, needs decoded text)."""
+    meta = text = False
+    for sub in _walk(key):
+        if sub[0] == "header":
+            if sub[1] in _META_HEADERS and sub[2] != "":
+                meta = True
+            else:
+                text = True
+        elif sub[0] in ("body", "text"):
+            text = True
+        elif sub[0] == "date" and sub[3]:
+            meta = True
+    return meta, text
+
+
+@dataclass
+class Candidate:
+    seq: int
+    row: FetchRow
+    meta: mailstore.Meta | None = None
+    text: Text | None = None
+
+
+def _sent_date(meta: mailstore.Meta | None) -> date | None:
+    if meta is None:
+        return None
+    value = meta.headers.get("date")
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed.date()
+
+
+class Matcher:
+    def __init__(self, count: int, largest_uid: int, recent: set[int]) -> None:
+        self.count = count
+        self.largest_uid = largest_uid
+        self.recent = recent
+
+    def match(self, key: SearchKey, c: Candidate) -> bool:
+        kind = key[0]
+        row = c.row
+        if kind == "and":
+            return all(self.match(sub, c) for sub in key[1])  # type: ignore[attr-defined]
+        if kind == "or":
+            return self.match(key[1], c) or self.match(key[2], c)  # type: ignore[arg-type]
+        if kind == "not":
+            return not self.match(key[1], c)  # type: ignore[arg-type]
+        if kind == "all":
+            return True
+        if kind == "none":
+            return False
+        if kind == "recent":
+            return (row.uid in self.recent) == key[1]
+        if kind == "flag":
+            bit = Flag.NAMES[str(key[1])]
+            return bool(row.flags & bit) == key[2]
+        if kind == "keyword":
+            present = str(key[1]).lower() in {k.lower() for k in row.keywords.split()}
+            return present == key[2]
+        if kind == "seq":
+            return contains(resolve_set(_set(key[1]), self.count), c.seq)
+        if kind == "uid":
+            return contains(resolve_set(_set(key[1]), self.largest_uid), row.uid)
+        if kind == "size":
+            return row.size > key[2] if key[1] == "larger" else row.size < key[2]  # type: ignore[operator]
+        if kind == "modseq":
+            return row.modseq >= key[1]  # type: ignore[operator]
+        if kind == "date":
+            when: date | None
+            when = _sent_date(c.meta) if key[3] else row.internal_date.astimezone(UTC).date()
+            if when is None:
+                return False
+            wanted = key[2]
+            assert isinstance(wanted, date)
+            if key[1] == "before":
+                return when < wanted
+            if key[1] == "on":
+                return when == wanted
+            return when >= wanted
+        if kind == "header":
+            name, needle = str(key[1]), str(key[2]).casefold()
+            if name in _META_HEADERS and needle and c.meta is not None:
+                value = c.meta.headers.get(name)
+                if not isinstance(value, str):
+                    return False
+                if needle in value.casefold():
+                    return True
+                return name != "subject" and needle in _address_forms(c.meta, name)
+            if c.text is None:
+                return False
+            if name not in c.text.headers:
+                return False
+            return needle in c.text.headers[name]
+        if kind == "body":
+            return c.text is not None and str(key[1]).casefold() in c.text.body
+        if kind == "text":
+            needle = str(key[1]).casefold()
+            if c.text is None:
+                return False
+            return needle in c.text.body or any(needle in v for v in c.text.headers.values())
+        return False
+
+
+def _address_forms(meta: mailstore.Meta, name: str) -> str:
+    """Addresses of a header as "name local@host", comments and routes dropped (so that
+    FROM user@domain matches ``<user (comment)@ (comment) domain>``); cached with the meta."""
+    cache = meta.headers.setdefault("_forms", {})
+    assert isinstance(cache, dict)
+    found = cache.get(name)
+    if found is None:
+        value = meta.headers.get(name)
+        forms = []
+        for display, _adl, local, host in parse_addresses(value if isinstance(value, str) else ""):
+            forms.append(f"{display or ''} {local or ''}@{host or ''}")
+        found = cache[name] = "\n".join(forms).casefold()
+    return str(found)
+
+
+def _set(value: object) -> SeqSet:
+    assert isinstance(value, list)
+    return value
+
+
+async def search(session: Session, args: SearchArgs) -> list[tuple[int, FetchRow]]:
+    selected = session.selected
+    assert selected is not None
+    app = session.app
+    need_meta, need_text = _needs(args.key)
+    matcher = Matcher(
+        len(selected.uids), selected.uids[-1] if selected.uids else 0, selected.recent
+    )
+    order = [
+        (seq, selected.rows[uid])
+        for seq, uid in enumerate(selected.uids, 1)
+        if uid not in selected.pending_expunge
+    ]
+    found: list[tuple[int, FetchRow]] = []
+    cache = text_cache(app)
+    all_rows = await mailstore.fetch_rows(app, selected.of.folder.id, None)  # one query
+    for start in range(0, len(order), BATCH):
+        chunk = order[start : start + BATCH]
+        rows = {r.id: all_rows[r.id] for _, r in chunk if r.id in all_rows}
+        metas = await mailstore.load_meta(app, list(rows.values())) if need_meta else {}
+        texts: dict[int, Text] = {}
+        if need_text:
+            missing = []
+            for row in rows.values():
+                cached = cache.get(row.blob_id)
+                if cached is None:
+                    missing.append(row)
+                else:
+                    texts[row.id] = cached
+            raws = await mailstore.load_raw(app, missing)
+            for row in missing:
+                if row.id in raws:
+                    extracted = extract_text(raws[row.id])
+                    cache.put(row.blob_id, extracted)
+                    texts[row.id] = extracted
+        for seq, index_row in chunk:
+            found_row = rows.get(index_row.id)
+            if found_row is None:
+                continue
+            row = found_row
+            candidate = Candidate(seq, row, metas.get(row.id), texts.get(row.id))
+            if matcher.match(args.key, candidate):
+                found.append((seq, row))
+    return found
+
+
+async def cmd_search(session: Session, command: Command) -> None:
+    args = command.args
+    assert isinstance(args, SearchArgs)
+    by_uid = command.name == "UID SEARCH"
+    if args.charset is not None and args.charset not in CHARSETS:
+        raise no("jeu de caracteres non pris en charge", "BADCHARSET (UTF-8 US-ASCII)")
+    with_modseq = any(sub[0] == "modseq" for sub in _walk(args.key))
+    if with_modseq:
+        session.condstore = True
+    found = await search(session, args)
+    numbers = [row.uid if by_uid else seq for seq, row in found]
+    highest = max((row.modseq for _, row in found), default=0)
+    returns = args.returns
+    if returns is None and session.rev2:
+        returns = []
+    if returns is None:
+        line = "SEARCH" + "".join(f" {n}" for n in numbers)
+        if with_modseq and numbers:
+            line += f" (MODSEQ {highest})"
+        session.untagged(line)
+    else:
+        options = set(returns) or {"ALL"}
+        parts = [f'ESEARCH (TAG "{command.tag}")']
+        if by_uid:
+            parts.append("UID")
+        if numbers:
+            if "MIN" in options:
+                parts.append(f"MIN {min(numbers)}")
+            if "MAX" in options:
+                parts.append(f"MAX {max(numbers)}")
+            if "ALL" in options:
+                parts.append(f"ALL {format_set(numbers)}")
+        if "COUNT" in options:
+            parts.append(f"COUNT {len(numbers)}")
+        if with_modseq and numbers:
+            if not options & {"ALL", "COUNT"}:  # the MODSEQ of the message(s) returned
+                chosen = {min(numbers) if "MIN" in options else 0}
+                chosen.add(max(numbers) if "MAX" in options else 0)
+                highest = max(
+                    row.modseq for seq, row in found if (row.uid if by_uid else seq) in chosen
+                )
+            parts.append(f"MODSEQ {highest}")
+        session.untagged(" ".join(parts))
+    await session.ok(command, "SEARCH fait")

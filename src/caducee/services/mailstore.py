@@ -1,0 +1,781 @@
+"""What IMAP needs on folders and messages, with the rules: names, rights, MODSEQ, quota.
+
+Names: the account's personal mailbox is the personal namespace (``INBOX``, ``Sent``, ...,
+hierarchy delimiter ``/``); every other mailbox it may open (owned ORG/APP/TLT mailboxes,
+delegations) appears under the shared namespace ``Partagés/<address>/...`` (RFC 2342). Every
+name is resolved to (mailbox address, folder) and **every** access goes through
+:func:`caducee.services.mailboxes.open_mailbox`, which decides and audits; an unknown mailbox and
+a forbidden one get the same answer.
+
+Rights: the owner has every right; a delegate with send-on-behalf may read, change flags,
+append, copy in and expunge; a read-only delegate may only read. Only the owner creates,
+deletes or renames folders.
+
+After every change, ``services.events`` wakes the IDLE sessions of the mailbox on every node.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from caducee.app import App
+from caducee.domain.mime_structure import Structure, parse_structure
+from caducee.domain.model import Flag, Folder, Mailbox
+from caducee.errors import (
+    AccessDenied,
+    AlreadyExists,
+    CaduceeError,
+    InvalidInput,
+    NotFound,
+    QuotaExceeded,
+)
+from caducee.ids import new_blob_id
+from caducee.services import mailboxes
+from caducee.services.events import mailbox_events
+from caducee.services.messages import Delivery, expunge_messages, store_batch
+from caducee.store import crypto, directory_repo
+from caducee.store import mailstore_repo as repo
+from caducee.store.keyring import mailbox_scope
+from caducee.store.mailstore_repo import FetchRow, IndexRow
+
+log = logging.getLogger(__name__)
+
+DELIMITER = "/"
+SHARED_PREFIX = "Partagés"
+MAX_NAME_CHARS = 200
+MAX_DEPTH = 16
+META_CACHE_ENTRIES = 50_000
+
+
+class NoPermission(AccessDenied):
+    """Allowed to see the folder, not to do this (IMAP ``NO [NOPERM]``)."""
+
+
+class NonExistent(NotFound):
+    """No such folder, or none the user may see (IMAP ``NO [NONEXISTENT]``)."""
+
+
+class HasChildren(InvalidInput):
+    """RFC 5530 ``HASCHILDREN``."""
+
+
+def nonexistent(name: str) -> NonExistent:
+    return NonExistent(
+        f"Dossier inexistant ou inaccessible : {name}.", f"No such folder or no access: {name}."
+    )
+
+
+def no_permission() -> NoPermission:
+    return NoPermission(
+        "Votre délégation ne permet pas cette opération.", "Your delegation does not allow this."
+    )
+
+
+@dataclass(frozen=True)
+class Rights:
+    read: bool = True
+    write: bool = False  # flags, expunge, append, copy into
+    manage: bool = False  # create, delete, rename folders
+
+
+OWNER = Rights(True, True, True)
+
+
+@dataclass(frozen=True)
+class Place:
+    """A name resolved: the mailbox address, the folder name inside it (None: a namespace
+    level that holds no messages), and the IMAP name it was given as."""
+
+    address: str
+    folder: str | None
+    shared: bool
+
+
+@dataclass(frozen=True)
+class OpenFolder:
+    mailbox: Mailbox
+    folder: Folder
+    rights: Rights
+    name: str  # the IMAP name (personal or shared namespace)
+
+
+@dataclass(frozen=True)
+class Listed:
+    name: str
+    folder: Folder | None  # None: \Noselect level (shared namespace roots) or nonexistent
+    has_children: bool
+    mailbox_address: str
+    subscribed: bool = False
+    nonexistent: bool = False  # only a subscription left (RFC 5258 \NonExistent)
+
+
+# --- names -----------------------------------------------------------------------------------
+
+
+def normalize_folder(name: str) -> str:
+    """INBOX is case-insensitive (RFC 3501 §5.1), also as the first level of a path."""
+    head, sep, rest = name.partition(DELIMITER)
+    if head.upper() == "INBOX":
+        return "INBOX" + sep + rest
+    return name
+
+
+def check_folder_name(name: str) -> str:
+    """A folder name we accept to create: NFC, bounded, no empty / dot levels, no wildcards,
+    no control characters, not in the shared namespace."""
+    name = normalize_folder(unicodedata.normalize("NFC", name))
+    levels = name.split(DELIMITER)
+    bad = (
+        not name
+        or len(name) > MAX_NAME_CHARS
+        or len(levels) > MAX_DEPTH
+        or any(level in ("", ".", "..") or level != level.strip() for level in levels)
+        or any(c in '%*\\"' or ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name)
+        or levels[0].casefold() == SHARED_PREFIX.casefold()
+    )
+    if bad:
+        raise InvalidInput(
+            "Nom de dossier invalide (niveaux vides, « . », « .. », caractères de contrôle, "
+            f"jokers ou préfixe « {SHARED_PREFIX} » interdits).",
+            "Invalid folder name (empty levels, '.', '..', control characters, wildcards or "
+            f"the '{SHARED_PREFIX}' prefix are not allowed).",
+        )
+    return name
+
+
+def resolve(login: str, name: str) -> Place:
+    """Where an IMAP name points: the personal mailbox or one under ``Partagés/<address>``."""
+    name = unicodedata.normalize("NFC", name)
+    head, _, rest = name.partition(DELIMITER)
+    if head.casefold() == SHARED_PREFIX.casefold():
+        address, _, folder = rest.partition(DELIMITER)
+        return Place(address.lower(), normalize_folder(folder) if folder else None, True)
+    return Place(login, normalize_folder(name), False)
+
+
+def shared_name(address: str, folder: str) -> str:
+    return f"{SHARED_PREFIX}{DELIMITER}{address}{DELIMITER}{folder}"
+
+
+def _rights(access: mailboxes.Access) -> Rights:
+    if not access.delegated:
+        return OWNER
+    return Rights(True, access.can_send, False)
+
+
+async def _access(app: App, login: str, place: Place, source: str) -> tuple[Mailbox, Rights]:
+    if not place.address or any(c in place.address for c in '%*\\"') or len(place.address) > 320:
+        raise nonexistent(place.address)
+    try:
+        access = await mailboxes.open_mailbox(app, login, place.address, source=source)
+    except (AccessDenied, InvalidInput):
+        # Unknown and forbidden look the same: nothing is learnt about other mailboxes.
+        raise nonexistent(place.address) from None
+    return access.mailbox, _rights(access)
+
+
+async def open_folder(
+    app: App, login: str, name: str, *, source: str, write: bool = False
+) -> OpenFolder:
+    """Open a folder for SELECT/EXAMINE/STATUS/APPEND/COPY (authorized and audited)."""
+    place = resolve(login, name)
+    if place.folder is None:
+        raise nonexistent(name)
+    mailbox, rights = await _access(app, login, place, source)
+    if write and not rights.write:
+        raise no_permission()
+    async with app.db.read() as conn:
+        folder = await repo.folder_by_name(conn, mailbox.id, place.folder)
+    if folder is None:
+        raise nonexistent(name)
+    return OpenFolder(mailbox, folder, rights, name)
+
+
+async def list_folders(app: App, login: str) -> list[Listed]:
+    """Every folder the account may see: personal ones, then the shared namespace."""
+    async with app.db.read() as conn:
+        account = await directory_repo.account_by_login(conn, login)
+        own = await directory_repo.mailbox_by_address(conn, login)
+        if account is None or account.disabled:
+            return []
+        others = await repo.other_mailboxes(conn, account.id, login)
+        own_folders = await repo.list_folders(conn, own.id) if own and not own.disabled else []
+        shared: dict[str, list[Folder]] = {}
+        for address in others:
+            box = await directory_repo.mailbox_by_address(conn, address)
+            if box is not None:
+                shared[address] = await repo.list_folders(conn, box.id)
+        names = await repo.subscriptions(conn, account.id)
+    out = _tree([(f.name, f) for f in own_folders], login, names, own=True)
+    if shared:
+        out.append(Listed(SHARED_PREFIX, None, True, ""))
+        for address, found in shared.items():
+            out.append(Listed(f"{SHARED_PREFIX}{DELIMITER}{address}", None, bool(found), address))
+            out += _tree([(shared_name(address, f.name), f) for f in found], address, names)
+    listed = {item.name for item in out}
+    out += [Listed(n, None, False, "", True, True) for n in sorted(names) if n not in listed]
+    return out
+
+
+def _tree(
+    items: list[tuple[str, Folder]], address: str, names: set[str], *, own: bool = False
+) -> list[Listed]:
+    present = {name for name, _ in items}
+    parents = {name.rsplit(DELIMITER, 1)[0] for name in present if DELIMITER in name}
+    return [
+        Listed(
+            name,
+            folder,
+            name in parents,
+            address,
+            folder.subscribed if own else name in names,
+        )
+        for name, folder in sorted(items, key=lambda i: (i[0] != "INBOX", i[0]))
+    ]
+
+
+# --- folder management (owner only) ----------------------------------------------------------
+
+
+async def _own_place(app: App, login: str, name: str, source: str) -> tuple[Mailbox, str]:
+    place = resolve(login, name)
+    if place.folder is None:
+        raise no_permission()
+    mailbox, rights = await _access(app, login, place, source)
+    if not rights.manage:
+        raise no_permission()
+    return mailbox, place.folder
+
+
+async def create_folder(app: App, login: str, name: str, *, source: str) -> None:
+    """RFC 3501 §6.3.3 CREATE; missing superior levels are created too."""
+    mailbox, folder = await _own_place(app, login, name.rstrip(DELIMITER), source)
+    folder = check_folder_name(folder)
+    levels = folder.split(DELIMITER)
+    async with app.db.write() as conn:
+        if await repo.folder_by_name(conn, mailbox.id, folder) is not None:
+            raise AlreadyExists(f"Le dossier {name} existe déjà.", f"Folder {name} exists.")
+        for depth in range(1, len(levels) + 1):
+            path = DELIMITER.join(levels[:depth])
+            if await repo.folder_by_name(conn, mailbox.id, path) is None:
+                await repo.insert_folder(conn, mailbox.id, path, None)
+        if mailbox.address == login:  # a subscription kept from before comes back to it
+            account = await directory_repo.account_by_login(conn, login)
+            if account is not None and folder in await repo.subscriptions(conn, account.id):
+                created = await repo.folder_by_name(conn, mailbox.id, folder)
+                assert created is not None
+                await repo.set_subscribed(conn, created.id, True)
+                await repo.subscribe_name(conn, account.id, folder, False)
+    await _publish(app, {mailbox.id})
+
+
+async def delete_folder(app: App, login: str, name: str, *, source: str) -> None:
+    """RFC 3501 §6.3.4 DELETE: never INBOX; not a folder with children."""
+    mailbox, folder = await _own_place(app, login, name, source)
+    if folder == "INBOX":
+        raise InvalidInput(
+            "La boîte de réception ne peut pas être supprimée.", "INBOX cannot be deleted."
+        )
+    async with app.db.write() as conn:
+        found = await repo.folder_by_name(conn, mailbox.id, folder, for_update=True)
+        if found is None:
+            raise nonexistent(name)
+        children = [
+            f
+            for f in await repo.list_folders(conn, mailbox.id)
+            if f.name.startswith(folder + DELIMITER)
+        ]
+        if children:
+            raise HasChildren(
+                "Ce dossier contient des sous-dossiers : supprimez-les d'abord.",
+                "This folder has subfolders: delete them first.",
+            )
+        if found.subscribed and mailbox.address == login:  # RFC 3501 §6.3.6: it stays
+            account = await directory_repo.account_by_login(conn, login)
+            if account is not None:
+                await repo.subscribe_name(conn, account.id, folder, True)
+        gone = await repo.delete_folder(conn, found.id)
+        if app.blobs.transactional:
+            for blob_id in gone:
+                await app.blobs.delete(conn, blob_id)
+    await _drop_blobs(app, gone)
+    await _publish(app, {mailbox.id})
+
+
+async def rename_folder(app: App, login: str, old: str, new: str, *, source: str) -> None:
+    """RFC 3501 §6.3.5 RENAME (children follow; renaming INBOX moves its messages)."""
+    mailbox, source_name = await _own_place(app, login, old, source)
+    target_box, target_name = await _own_place(app, login, new.rstrip(DELIMITER), source)
+    if target_box.id != mailbox.id:
+        raise no_permission()
+    target_name = check_folder_name(target_name)
+    async with app.db.write() as conn:
+        existing = {f.name: f for f in await repo.list_folders(conn, mailbox.id)}
+        if source_name not in existing:
+            raise nonexistent(old)
+        if target_name in existing:
+            raise AlreadyExists(f"Le dossier {new} existe déjà.", f"Folder {new} exists.")
+        if target_name.startswith(source_name + DELIMITER):
+            raise InvalidInput(
+                "Un dossier ne peut pas devenir son propre sous-dossier.",
+                "A folder cannot become its own subfolder.",
+            )
+        levels = target_name.split(DELIMITER)
+        for depth in range(1, len(levels)):
+            path = DELIMITER.join(levels[:depth])
+            if path not in existing:
+                await repo.insert_folder(conn, mailbox.id, path, None)
+        if source_name == "INBOX":
+            await repo.insert_folder(conn, mailbox.id, target_name, None)
+            created = await repo.folder_by_name(conn, mailbox.id, target_name)
+            assert created is not None
+            await repo.move_all(conn, existing["INBOX"].id, created.id)
+        else:
+            moving = [
+                f
+                for name, f in existing.items()
+                if name == source_name or name.startswith(source_name + DELIMITER)
+            ]
+            for folder in moving:
+                renamed = target_name + folder.name[len(source_name) :]
+                await repo.rename_folder(conn, folder.id, renamed, new_uidvalidity=True)
+    await _publish(app, {mailbox.id})
+
+
+async def set_subscribed(app: App, login: str, name: str, subscribed: bool, *, source: str) -> None:
+    """RFC 3501 §6.3.6-7. The account's own folders carry their flag; any other name (shared
+    namespace, or a folder that does not exist) is kept per account: a delegate's
+    subscription never changes the owner's."""
+    del source  # subscribing reads nothing: no access check, nothing to audit
+    place = resolve(login, name)
+    name = unicodedata.normalize("NFC", name)
+    if any(ord(c) < 0x20 for c in name) or len(name) > MAX_NAME_CHARS * 2:
+        raise nonexistent(name)
+    async with app.db.write() as conn:
+        account = await directory_repo.account_by_login(conn, login)
+        if account is None:
+            raise nonexistent(name)
+        folder = None
+        if not place.shared and place.folder is not None:
+            own = await directory_repo.mailbox_by_address(conn, login)
+            if own is not None:
+                folder = await repo.folder_by_name(conn, own.id, place.folder, for_update=True)
+        if folder is not None:
+            await repo.set_subscribed(conn, folder.id, subscribed)
+            await repo.subscribe_name(conn, account.id, place.folder or name, False)
+        else:
+            await repo.subscribe_name(conn, account.id, name, subscribed)
+
+
+# --- state of a folder -----------------------------------------------------------------------
+
+
+async def folder_state(app: App, folder_id: int) -> Folder:
+    async with app.db.read() as conn:
+        folder = await repo.folder_by_id(conn, folder_id)
+    if folder is None:
+        raise nonexistent(str(folder_id))
+    return folder
+
+
+async def status(app: App, folder_id: int) -> tuple[Folder, repo.Counts]:
+    async with app.db.read() as conn:
+        folder = await repo.folder_by_id(conn, folder_id)
+        counts = await repo.counts(conn, folder_id)
+    if folder is None:
+        raise nonexistent(str(folder_id))
+    return folder, counts
+
+
+async def index(app: App, folder_id: int) -> tuple[Folder, list[IndexRow]]:
+    """A folder's state and every message's (uid, id, flags, keywords, modseq)."""
+    async with app.db.read() as conn:
+        folder = await repo.folder_by_id(conn, folder_id)  # first: see repo docstring
+        rows = await repo.message_index(conn, folder_id)
+    if folder is None:
+        raise nonexistent(str(folder_id))
+    return folder, rows
+
+
+@dataclass(frozen=True)
+class Changes:
+    folder: Folder | None  # None: the folder was deleted or renamed away
+    changed: list[IndexRow]
+    expunged: list[int]
+
+
+async def changes(app: App, folder_id: int, since: int) -> Changes:
+    """What changed in a folder after MODSEQ ``since``: new or re-flagged messages, expunged
+    UIDs. The folder row is read first (a concurrent commit is seen twice, never missed)."""
+    async with app.db.read() as conn:
+        folder = await repo.folder_by_id(conn, folder_id)
+        if folder is None or folder.highestmodseq <= since:
+            return Changes(folder, [], [])
+        changed = await repo.changed_since(conn, folder_id, since)
+        expunged = await repo.expunged_since(conn, folder_id, since)
+    return Changes(folder, changed, expunged)
+
+
+async def claim_recent(app: App, folder_id: int, uidnext: int, *, claim: bool) -> int:
+    """RFC 3501 §2.3.2 \\Recent: the first UID recent for this session (claimed unless
+    ``claim`` is false, as for EXAMINE)."""
+    if not claim:
+        async with app.db.read() as conn:
+            return await repo.recent_uid(conn, folder_id)
+    async with app.db.write() as conn:
+        return await repo.claim_recent(conn, folder_id, uidnext)
+
+
+async def recent_count(app: App, folder_id: int) -> int:
+    async with app.db.read() as conn:
+        first = await repo.recent_uid(conn, folder_id)
+        return await repo.count_from_uid(conn, folder_id, first)
+
+
+# --- flags -----------------------------------------------------------------------------------
+
+
+def keywords_of(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+async def store_flags(
+    app: App,
+    of: OpenFolder,
+    ids: Sequence[int],
+    mode: str,
+    flags: int,
+    keywords: Sequence[str],
+    *,
+    unchangedsince: int | None = None,
+) -> tuple[list[IndexRow], list[int]]:
+    """RFC 3501 §6.4.6 STORE (``mode``: "+", "-" or ""), RFC 7162 §3.1.3 UNCHANGEDSINCE.
+
+    One new MODSEQ for the messages this changes. Returns the current state of every message
+    still there, and the ids refused because they changed after ``unchangedsince``."""
+    if not of.rights.write:
+        raise no_permission()
+    current: list[IndexRow] = []
+    refused: list[int] = []
+    async with app.db.write() as conn:
+        state = await repo.lock_folder(conn, of.folder.id)
+        if state is None:
+            raise nonexistent(of.name)
+        uidnext, modseq = state
+        rows = {r.id: r for r in await repo.message_index(conn, of.folder.id) if r.id in set(ids)}
+        new_modseq = modseq + 1
+        updates: list[tuple[int, int, str, int]] = []
+        for message_id in ids:
+            row = rows.get(message_id)
+            if row is None:
+                continue
+            if unchangedsince is not None and row.modseq > unchangedsince:
+                refused.append(message_id)
+                current.append(row)
+                continue
+            old_keywords = keywords_of(row.keywords)
+            if mode == "+":
+                new_flags = row.flags | flags
+                new_keywords = tuple(dict.fromkeys([*old_keywords, *keywords]))
+            elif mode == "-":
+                new_flags = row.flags & ~flags
+                drop = {k.lower() for k in keywords}
+                new_keywords = tuple(k for k in old_keywords if k.lower() not in drop)
+            else:
+                new_flags, new_keywords = flags, tuple(dict.fromkeys(keywords))
+            text = " ".join(new_keywords)
+            if new_flags == row.flags and text == row.keywords:
+                current.append(row)
+                continue
+            updates.append((row.id, new_flags, text, new_modseq))
+            current.append(IndexRow(row.uid, row.id, new_flags, text, new_modseq))
+        if updates:
+            await repo.update_flags(conn, updates)
+            await repo.set_modseq(conn, of.folder.id, new_modseq, uidnext)
+    if updates:
+        await _publish(app, {of.mailbox.id})
+    return current, refused
+
+
+# --- expunge, copy, move, append -------------------------------------------------------------
+
+
+async def _drop_blobs(app: App, blob_ids: Sequence[str]) -> None:
+    if not app.blobs.transactional:  # after the commit: a crash leaves a harmless orphan
+        for blob_id in blob_ids:
+            await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
+
+
+async def _publish(app: App, mailbox_ids: set[int]) -> None:
+    try:
+        await mailbox_events(app).publish(mailbox_ids)
+    except Exception:  # a lost wake-up only delays IDLE sessions
+        log.exception("could not publish mailbox events")
+
+
+async def expunge(app: App, folder_id: int, message_ids: Sequence[int]) -> int:
+    """Remove messages for good, recording their UIDs for QRESYNC (the same expunge as
+    POP3's). Rights are the caller's job."""
+    return await expunge_messages(app, folder_id, list(message_ids))
+
+
+async def expunge_deleted(app: App, of: OpenFolder, ids: Sequence[int]) -> int:
+    if not of.rights.write:
+        raise no_permission()
+    return await expunge(app, of.folder.id, ids)
+
+
+def _quota_error(box: Mailbox) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"La boîte {box.address} est pleine (quota dépassé).",
+        f"Mailbox {box.address} is full (over quota).",
+    )
+
+
+async def copy(
+    app: App, source: OpenFolder, ids: Sequence[int], target: OpenFolder
+) -> list[tuple[int, int]]:
+    """RFC 3501 §6.4.7 COPY, all or nothing: flags, keywords and internal dates kept, new UIDs
+    (RFC 4315 COPYUID pairs returned). In one mailbox the sealed blob is shared; into another
+    mailbox the message is re-sealed with that mailbox's key and counts in its quota."""
+    if not target.rights.write:
+        raise no_permission()
+    same_box = source.mailbox.id == target.mailbox.id
+    prepared: list[tuple[Any, str, bytes, bytes]] = []
+    async with app.db.read() as conn:
+        rows = await repo.source_rows(conn, source.folder.id, ids)
+        if not same_box:
+            src_scope, dst_scope = (
+                mailbox_scope(source.mailbox.id),
+                mailbox_scope(target.mailbox.id),
+            )
+            for row in rows:
+                raw = await app.keyring.open(
+                    conn, src_scope, row.blob_id, "raw", await app.blobs.get(conn, row.blob_id)
+                )
+                meta = await app.keyring.open(
+                    conn, src_scope, row.blob_id, "meta", bytes(row.meta_sealed)
+                )
+                blob_id = new_blob_id()
+                prepared.append(
+                    (
+                        row,
+                        blob_id,
+                        await app.keyring.seal(conn, dst_scope, blob_id, "raw", raw),
+                        await app.keyring.seal(conn, dst_scope, blob_id, "meta", meta),
+                    )
+                )
+    if not rows:
+        return []
+    new_rows: list[dict[str, Any]] = []
+    blobs: list[tuple[str, bytes]] = []
+    if same_box:
+        for row in rows:
+            new_rows.append(_copied(row, target.mailbox.id, row.blob_id, bytes(row.meta_sealed)))
+    else:
+        for row, blob_id, sealed_raw, sealed_meta in prepared:
+            new_rows.append(_copied(row, target.mailbox.id, blob_id, sealed_meta))
+            blobs.append((blob_id, sealed_raw))
+    if blobs and not app.blobs.transactional:
+        await app.blobs.put_many(None, blobs)
+    committed = False
+    try:
+        async with app.db.write() as conn:
+            if not same_box:
+                used, quota = await repo.lock_mailbox_usage(conn, target.mailbox.id)
+                total = sum(int(r.size) for r in rows)
+                if used + total > quota:
+                    raise _quota_error(target.mailbox)
+                await repo.add_used_bytes(conn, target.mailbox.id, total)
+                if app.blobs.transactional:
+                    await app.blobs.put_many(conn, blobs)
+            else:
+                await repo.add_used_bytes(conn, target.mailbox.id, 0)
+            uids = await repo.copy_rows(conn, target.folder.id, new_rows)
+        committed = True
+    finally:
+        if not committed and blobs and not app.blobs.transactional:
+            await _drop_blobs(app, [b for b, _ in blobs])
+    await _publish(app, {target.mailbox.id})
+    return list(zip([int(r.uid) for r in rows], uids, strict=True))
+
+
+def _copied(row: Any, mailbox_id: int, blob_id: str, meta_sealed: bytes) -> dict[str, Any]:
+    return {
+        "mailbox_id": mailbox_id,
+        "flags": row.flags,
+        "keywords": row.keywords,
+        "internal_date": row.internal_date,
+        "size": row.size,
+        "blob_id": blob_id,
+        "meta_sealed": meta_sealed,
+    }
+
+
+async def move(
+    app: App, source: OpenFolder, ids: Sequence[int], target: OpenFolder
+) -> list[tuple[int, int]]:
+    """RFC 6851 MOVE. In one mailbox, rows change folder in one transaction (atomic); across
+    mailboxes, a copy then an expunge of the originals."""
+    if not source.rights.write or not target.rights.write:
+        raise no_permission()
+    if source.mailbox.id == target.mailbox.id:
+        async with app.db.write() as conn:
+            pairs = await repo.move_rows(conn, source.folder.id, target.folder.id, ids)
+        if pairs:
+            await _publish(app, {source.mailbox.id})
+        return pairs
+    pairs = await copy(app, source, ids, target)
+    await expunge(app, source.folder.id, ids)
+    return pairs
+
+
+@dataclass
+class Appended:
+    raw: bytes
+    flags: int = 0
+    keywords: tuple[str, ...] = ()
+    internal_date: datetime | None = None
+
+
+async def append(app: App, target: OpenFolder, items: Sequence[Appended]) -> list[int]:
+    """RFC 3501 §6.3.11 APPEND / RFC 3502 MULTIAPPEND (all or nothing): stored, sealed and
+    counted in the quota through the delivery path. Returns the new UIDs."""
+    if not target.rights.write:
+        raise no_permission()
+    deliveries = [
+        Delivery(
+            item.raw,
+            [target.mailbox.id],
+            target.folder.name,
+            item.flags & sum(Flag.NAMES.values()),
+            item.keywords,
+            item.internal_date,
+        )
+        for item in items
+    ]
+    results = await store_batch(app, deliveries)
+    stored = [r[0] for r in results if not isinstance(r, CaduceeError)]
+    errors = [r for r in results if isinstance(r, CaduceeError)]
+    if errors:
+        if stored:  # MULTIAPPEND is all or nothing: undo the ones that went in
+            await expunge(app, target.folder.id, [m.id for m in stored])
+        raise errors[0]
+    return [m.uid for m in stored]
+
+
+async def quota(app: App, mailbox_id: int) -> tuple[int, int]:
+    """(used bytes, quota bytes) of a mailbox (RFC 9208 STORAGE)."""
+    async with app.db.read() as conn:
+        box = await directory_repo.mailbox_by_id(conn, mailbox_id)
+    if box is None:
+        raise nonexistent(str(mailbox_id))
+    return box.used_bytes, box.quota_bytes
+
+
+# --- reading for FETCH and SEARCH ------------------------------------------------------------
+
+
+@dataclass
+class Meta:
+    """Opened metadata of a message: decoded headers (search) and its IMAP structure."""
+
+    headers: dict[str, Any]
+    structure: Structure
+
+
+class MetaCache:
+    """Per node: opened metadata by blob id (a blob id names one content in one mailbox), so a
+    warm full sync decrypts nothing. In memory only."""
+
+    def __init__(self, _app: App) -> None:
+        self.entries: OrderedDict[str, Meta] = OrderedDict()
+
+    def get(self, blob_id: str) -> Meta | None:
+        found = self.entries.get(blob_id)
+        if found is not None:
+            self.entries.move_to_end(blob_id)
+        return found
+
+    def put(self, blob_id: str, meta: Meta) -> None:
+        self.entries[blob_id] = meta
+        if len(self.entries) > META_CACHE_ENTRIES:
+            self.entries.popitem(last=False)
+
+
+def meta_cache(app: App) -> MetaCache:
+    return app.component(MetaCache, MetaCache)
+
+
+async def fetch_rows(app: App, folder_id: int, ids: Sequence[int] | None) -> dict[int, FetchRow]:
+    """Clear columns of messages by id (the whole folder in one query when ``ids`` is None)."""
+    async with app.db.read() as conn:
+        return {r.id: r for r in await repo.fetch_rows(conn, folder_id, ids)}
+
+
+async def load_meta(app: App, rows: Sequence[FetchRow]) -> dict[int, Meta]:
+    """Opened metadata for messages (cache, else one query and one data key per mailbox).
+
+    Metadata from before META_VERSION 2 lacks the IMAP structure: it is computed from the raw
+    message then (and cached)."""
+    cache = meta_cache(app)
+    out: dict[int, Meta] = {}
+    missing: list[FetchRow] = []
+    for row in rows:
+        found = cache.get(row.blob_id)
+        if found is None:
+            missing.append(row)
+        else:
+            out[row.id] = found
+    if not missing:
+        return out
+    async with app.db.read() as conn:
+        sealed = await repo.sealed_meta(conn, [r.id for r in missing])
+        keys = {
+            mid: await app.keyring.data_key(conn, mailbox_scope(mid))
+            for mid in {r.mailbox_id for r in missing}
+        }
+        for row in missing:
+            data = sealed.get(row.id)
+            if data is None:
+                continue
+            scope = mailbox_scope(row.mailbox_id)
+            opened = crypto.open_sealed(
+                keys[row.mailbox_id], data, crypto.aad_for(scope, row.blob_id, "meta")
+            )
+            headers = json.loads(opened)
+            imap = headers.pop("imap", None)
+            if isinstance(imap, dict):
+                structure = Structure.from_meta(imap)
+            else:
+                raw = await _open_raw(app, conn, row)
+                structure = parse_structure(raw)
+            meta = Meta(headers, structure)
+            cache.put(row.blob_id, meta)
+            out[row.id] = meta
+    return out
+
+
+async def _open_raw(app: App, conn: Any, row: FetchRow) -> bytes:
+    scope = mailbox_scope(row.mailbox_id)
+    sealed = await app.blobs.get(conn, row.blob_id)
+    return await app.keyring.open(conn, scope, row.blob_id, "raw", sealed)
+
+
+async def load_raw(app: App, rows: Sequence[FetchRow]) -> dict[int, bytes]:
+    """Decrypted raw messages (bodies for FETCH BODY[...] and SEARCH BODY/TEXT)."""
+    out: dict[int, bytes] = {}
+    async with app.db.read() as conn:
+        for row in rows:
+            try:
+                out[row.id] = await _open_raw(app, conn, row)
+            except NotFound:  # expunged meanwhile (file store): served as gone
+                continue
+    return out

@@ -1,0 +1,586 @@
+"""SQL for IMAP: folders, message index and flags, MODSEQ, expunges, copies and moves.
+
+Every change to a folder's messages takes a new MODSEQ from ``folders.highestmodseq`` with the
+folder row locked (RFC 7162 §3.1): flag changes stamp the rows they change, expunges are
+recorded in ``imap_expunged`` with theirs (for QRESYNC VANISHED), new messages carry theirs.
+Readers compare against a MODSEQ to learn what changed since; they must read the folder row
+*before* the changes (a later commit is then seen twice, never missed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, case, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from caducee.domain.model import Folder
+from caducee.store import directory_repo
+from caducee.store.tables import (
+    accounts,
+    delegations,
+    folders,
+    imap_expunged,
+    imap_folder_state,
+    imap_mailbox_state,
+    imap_subscriptions,
+    mailboxes,
+    messages,
+)
+
+#: SQL parameter lists are cut to this size (SQLite allows 32766 variables).
+CHUNK = 500
+
+
+@dataclass
+class IndexRow:
+    """What a session keeps per message: UID, id, flags, keywords, MODSEQ."""
+
+    uid: int
+    id: int
+    flags: int
+    keywords: str
+    modseq: int
+
+
+@dataclass
+class FetchRow:
+    id: int
+    uid: int
+    flags: int
+    keywords: str
+    modseq: int
+    internal_date: datetime
+    size: int
+    blob_id: str
+    mailbox_id: int
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# --- mailboxes and folders -------------------------------------------------------------------
+
+
+async def other_mailboxes(conn: AsyncConnection, account_id: int, own: str) -> list[str]:
+    """Addresses of the mailboxes an account may open besides its personal one: those it
+    owns, and those delegated to it (``services.mailboxes.open_mailbox`` decides at use)."""
+    owned = select(mailboxes.c.address).where(
+        mailboxes.c.owner_account_id == account_id,
+        mailboxes.c.address != own,
+        mailboxes.c.disabled.is_(False),
+    )
+    delegated = (
+        select(mailboxes.c.address)
+        .join(delegations, delegations.c.mailbox_id == mailboxes.c.id)
+        .join(accounts, accounts.c.id == delegations.c.account_id)
+        .where(delegations.c.account_id == account_id, mailboxes.c.disabled.is_(False))
+    )
+    rows = (await conn.execute(owned.union(delegated))).all()
+    return sorted(str(row[0]) for row in rows)
+
+
+async def list_folders(conn: AsyncConnection, mailbox_id: int) -> list[Folder]:
+    return await directory_repo.list_folders(conn, mailbox_id)
+
+
+async def folder_by_name(
+    conn: AsyncConnection, mailbox_id: int, name: str, *, for_update: bool = False
+) -> Folder | None:
+    return await directory_repo.folder_by_name(conn, mailbox_id, name, for_update=for_update)
+
+
+async def folder_by_id(conn: AsyncConnection, folder_id: int) -> Folder | None:
+    row = (await conn.execute(select(folders).where(folders.c.id == folder_id))).first()
+    if row is None:
+        return None
+    return Folder(
+        id=row.id,
+        mailbox_id=row.mailbox_id,
+        name=row.name,
+        special_use=row.special_use,
+        uidvalidity=row.uidvalidity,
+        uidnext=row.uidnext,
+        highestmodseq=row.highestmodseq,
+        subscribed=bool(row.subscribed),
+    )
+
+
+async def lock_folder(conn: AsyncConnection, folder_id: int) -> tuple[int, int] | None:
+    """Lock a folder row; its (uidnext, highestmodseq), or None if it is gone."""
+    row = (
+        await conn.execute(
+            select(folders.c.uidnext, folders.c.highestmodseq)
+            .where(folders.c.id == folder_id)
+            .with_for_update()
+        )
+    ).first()
+    return (int(row.uidnext), int(row.highestmodseq)) if row else None
+
+
+async def next_uidvalidity(conn: AsyncConnection, mailbox_id: int) -> int:
+    """A UIDVALIDITY never given before in this mailbox (RFC 3501 §2.3.1.1)."""
+    row = (
+        await conn.execute(
+            select(imap_mailbox_state.c.last_uidvalidity)
+            .where(imap_mailbox_state.c.mailbox_id == mailbox_id)
+            .with_for_update()
+        )
+    ).first()
+    existing = (
+        await conn.execute(
+            select(func.max(folders.c.uidvalidity)).where(folders.c.mailbox_id == mailbox_id)
+        )
+    ).scalar()
+    last = max(int(row.last_uidvalidity) if row else 0, int(existing or 0))
+    value = min(max(int(time.time()), last + 1), 2**32 - 1)
+    if row is None:
+        await conn.execute(
+            insert(imap_mailbox_state).values(mailbox_id=mailbox_id, last_uidvalidity=value)
+        )
+    else:
+        await conn.execute(
+            update(imap_mailbox_state)
+            .where(imap_mailbox_state.c.mailbox_id == mailbox_id)
+            .values(last_uidvalidity=value)
+        )
+    return value
+
+
+async def insert_folder(
+    conn: AsyncConnection, mailbox_id: int, name: str, special_use: str | None
+) -> None:
+    await conn.execute(
+        insert(folders).values(
+            mailbox_id=mailbox_id,
+            name=name,
+            special_use=special_use,
+            uidvalidity=await next_uidvalidity(conn, mailbox_id),
+            uidnext=1,
+            highestmodseq=1,
+            subscribed=False,  # RFC 3501 §6.3.3: CREATE does not subscribe
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
+async def rename_folder(
+    conn: AsyncConnection, folder_id: int, new_name: str, *, new_uidvalidity: bool
+) -> None:
+    values: dict[str, Any] = {"name": new_name}
+    if new_uidvalidity:
+        row = (
+            await conn.execute(select(folders.c.mailbox_id).where(folders.c.id == folder_id))
+        ).one()
+        values["uidvalidity"] = await next_uidvalidity(conn, int(row.mailbox_id))
+    await conn.execute(update(folders).where(folders.c.id == folder_id).values(**values))
+
+
+async def set_subscribed(conn: AsyncConnection, folder_id: int, subscribed: bool) -> None:
+    await conn.execute(
+        update(folders).where(folders.c.id == folder_id).values(subscribed=subscribed)
+    )
+
+
+async def delete_folder(conn: AsyncConnection, folder_id: int) -> list[str]:
+    """Delete a folder and its messages; blob ids no other message names any more."""
+    rows = (
+        await conn.execute(
+            select(messages.c.id, messages.c.mailbox_id, messages.c.size, messages.c.blob_id).where(
+                messages.c.folder_id == folder_id
+            )
+        )
+    ).all()
+    await conn.execute(delete(messages).where(messages.c.folder_id == folder_id))
+    await _free_bytes(conn, rows)
+    await conn.execute(delete(imap_expunged).where(imap_expunged.c.folder_id == folder_id))
+    await conn.execute(delete(imap_folder_state).where(imap_folder_state.c.folder_id == folder_id))
+    await conn.execute(delete(folders).where(folders.c.id == folder_id))
+    return await unreferenced_blobs(conn, [row.blob_id for row in rows])
+
+
+async def _free_bytes(conn: AsyncConnection, rows: Sequence[Any]) -> None:
+    freed: dict[int, int] = {}
+    for row in rows:
+        freed[row.mailbox_id] = freed.get(row.mailbox_id, 0) + int(row.size)
+    if freed:
+        await conn.execute(
+            update(mailboxes)
+            .where(mailboxes.c.id == bindparam("mid"))
+            .values(used_bytes=mailboxes.c.used_bytes - bindparam("freed")),
+            [{"mid": mid, "freed": size} for mid, size in sorted(freed.items())],
+        )
+
+
+async def unreferenced_blobs(conn: AsyncConnection, blob_ids: Sequence[str]) -> list[str]:
+    """Those of ``blob_ids`` no message row names any more (copies in one mailbox share)."""
+    wanted = sorted(set(blob_ids))
+    still: set[str] = set()
+    for chunk in _chunks(wanted):
+        rows = await conn.execute(
+            select(messages.c.blob_id).where(messages.c.blob_id.in_(chunk)).distinct()
+        )
+        still.update(str(row.blob_id) for row in rows)
+    return [blob_id for blob_id in wanted if blob_id not in still]
+
+
+# --- messages --------------------------------------------------------------------------------
+
+
+async def message_index(conn: AsyncConnection, folder_id: int) -> list[IndexRow]:
+    rows = await conn.execute(
+        select(
+            messages.c.uid, messages.c.id, messages.c.flags, messages.c.keywords, messages.c.modseq
+        )
+        .where(messages.c.folder_id == folder_id)
+        .order_by(messages.c.uid)
+    )
+    return [IndexRow(r.uid, r.id, r.flags, r.keywords, r.modseq) for r in rows]
+
+
+async def changed_since(conn: AsyncConnection, folder_id: int, modseq: int) -> list[IndexRow]:
+    """Messages added or changed after ``modseq`` (UID order)."""
+    rows = await conn.execute(
+        select(
+            messages.c.uid, messages.c.id, messages.c.flags, messages.c.keywords, messages.c.modseq
+        )
+        .where(messages.c.folder_id == folder_id, messages.c.modseq > modseq)
+        .order_by(messages.c.uid)
+    )
+    return [IndexRow(r.uid, r.id, r.flags, r.keywords, r.modseq) for r in rows]
+
+
+async def expunged_since(conn: AsyncConnection, folder_id: int, modseq: int) -> list[int]:
+    rows = await conn.execute(
+        select(imap_expunged.c.uid)
+        .where(imap_expunged.c.folder_id == folder_id, imap_expunged.c.modseq > modseq)
+        .order_by(imap_expunged.c.uid)
+    )
+    return [int(r.uid) for r in rows]
+
+
+async def fetch_rows(
+    conn: AsyncConnection, folder_id: int, ids: Sequence[int] | None
+) -> list[FetchRow]:
+    """Rows of these messages, or of the whole folder (one query) when ``ids`` is None."""
+    out: list[FetchRow] = []
+    chunks: Iterable[Sequence[int] | None] = [None] if ids is None else _chunks(list(ids))
+    for chunk in chunks:
+        where = [messages.c.folder_id == folder_id]
+        if chunk is not None:
+            where.append(messages.c.id.in_(chunk))
+        rows = await conn.execute(
+            select(
+                messages.c.id,
+                messages.c.uid,
+                messages.c.flags,
+                messages.c.keywords,
+                messages.c.modseq,
+                messages.c.internal_date,
+                messages.c.size,
+                messages.c.blob_id,
+                messages.c.mailbox_id,
+            ).where(*where)
+        )
+        out.extend(
+            FetchRow(
+                r.id,
+                r.uid,
+                r.flags,
+                r.keywords,
+                r.modseq,
+                _aware(r.internal_date),
+                r.size,
+                r.blob_id,
+                r.mailbox_id,
+            )
+            for r in rows
+        )
+    return out
+
+
+async def sealed_meta(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    for chunk in _chunks(list(ids)):
+        rows = await conn.execute(
+            select(messages.c.id, messages.c.meta_sealed).where(messages.c.id.in_(chunk))
+        )
+        out.update((int(r.id), bytes(r.meta_sealed)) for r in rows)
+    return out
+
+
+async def update_flags(conn: AsyncConnection, changes: Sequence[tuple[int, int, str, int]]) -> None:
+    """(message id, flags, keywords, modseq) for each changed message."""
+    if changes:
+        await conn.execute(
+            update(messages)
+            .where(messages.c.id == bindparam("mid"))
+            .values(flags=bindparam("f"), keywords=bindparam("k"), modseq=bindparam("m")),
+            [{"mid": i, "f": f, "k": k, "m": m} for i, f, k, m in changes],
+        )
+
+
+async def set_modseq(conn: AsyncConnection, folder_id: int, modseq: int, uidnext: int) -> None:
+    await conn.execute(
+        update(folders)
+        .where(folders.c.id == folder_id)
+        .values(highestmodseq=modseq, uidnext=uidnext)
+    )
+
+
+async def expunge(
+    conn: AsyncConnection, folder_id: int, message_ids: Sequence[int]
+) -> tuple[list[tuple[int, int]], list[str]]:
+    """Delete messages of a folder, recording their UIDs with a new MODSEQ (RFC 7162 §3.2.10).
+
+    Returns ((mailbox id, uid) of each message deleted, blob ids no longer named by any row).
+    """
+    state = await lock_folder(conn, folder_id)
+    if state is None or not message_ids:
+        return [], []
+    rows: list[Any] = []
+    for chunk in _chunks(list(message_ids)):
+        rows.extend(
+            (
+                await conn.execute(
+                    select(
+                        messages.c.id,
+                        messages.c.uid,
+                        messages.c.mailbox_id,
+                        messages.c.size,
+                        messages.c.blob_id,
+                    ).where(messages.c.folder_id == folder_id, messages.c.id.in_(chunk))
+                )
+            ).all()
+        )
+    if not rows:
+        return [], []
+    uidnext, modseq = state
+    modseq += 1
+    for chunk in _chunks([row.id for row in rows]):
+        await conn.execute(delete(messages).where(messages.c.id.in_(chunk)))
+    await conn.execute(
+        insert(imap_expunged),
+        [{"folder_id": folder_id, "uid": row.uid, "modseq": modseq} for row in rows],
+    )
+    await set_modseq(conn, folder_id, modseq, uidnext)
+    await _free_bytes(conn, rows)
+    gone = await unreferenced_blobs(conn, [row.blob_id for row in rows])
+    return [(int(row.mailbox_id), int(row.uid)) for row in rows], gone
+
+
+async def move_rows(
+    conn: AsyncConnection, source_id: int, target_id: int, message_ids: Sequence[int]
+) -> list[tuple[int, int]]:
+    """Move messages between two folders of one mailbox (no re-sealing: the ciphertexts are
+    bound to the mailbox and blob, not to the folder). (old uid, new uid) pairs, UID order."""
+    first, second = sorted((source_id, target_id))
+    locked = {first: await lock_folder(conn, first), second: await lock_folder(conn, second)}
+    source_state, target_state = locked[source_id], locked[target_id]
+    if source_state is None or target_state is None:
+        return []
+    rows: list[Any] = []
+    for chunk in _chunks(list(message_ids)):
+        rows.extend(
+            (
+                await conn.execute(
+                    select(messages.c.id, messages.c.uid).where(
+                        messages.c.folder_id == source_id, messages.c.id.in_(chunk)
+                    )
+                )
+            ).all()
+        )
+    rows.sort(key=lambda r: r.uid)
+    if not rows:
+        return []
+    uidnext, modseq = target_state
+    modseq += 1
+    pairs: list[tuple[int, int]] = []
+    params = []
+    for row in rows:
+        pairs.append((int(row.uid), uidnext))
+        params.append({"mid": row.id, "u": uidnext, "m": modseq, "fid": target_id})
+        uidnext += 1
+    await conn.execute(
+        update(messages)
+        .where(messages.c.id == bindparam("mid"))
+        .values(folder_id=bindparam("fid"), uid=bindparam("u"), modseq=bindparam("m")),
+        params,
+    )
+    await set_modseq(conn, target_id, modseq, uidnext)
+    source_next, source_modseq = source_state
+    source_modseq += 1
+    await conn.execute(
+        insert(imap_expunged),
+        [{"folder_id": source_id, "uid": row.uid, "modseq": source_modseq} for row in rows],
+    )
+    await set_modseq(conn, source_id, source_modseq, source_next)
+    return pairs
+
+
+async def copy_rows(
+    conn: AsyncConnection, target_id: int, new_rows: Sequence[dict[str, Any]]
+) -> list[int]:
+    """Insert copies (dicts of message columns without uid / modseq / folder) into a folder;
+    their new UIDs, in order."""
+    state = await lock_folder(conn, target_id)
+    if state is None or not new_rows:
+        return []
+    uidnext, modseq = state
+    modseq += 1
+    uids = list(range(uidnext, uidnext + len(new_rows)))
+    values = [
+        {**row, "folder_id": target_id, "uid": uid, "modseq": modseq}
+        for row, uid in zip(new_rows, uids, strict=True)
+    ]
+    for chunk in _chunks(values):
+        await conn.execute(insert(messages), list(chunk))
+    await set_modseq(conn, target_id, modseq, uidnext + len(new_rows))
+    return uids
+
+
+async def source_rows(conn: AsyncConnection, folder_id: int, ids: Sequence[int]) -> list[Any]:
+    """Full rows of messages to copy, UID order."""
+    out: list[Any] = []
+    for chunk in _chunks(list(ids)):
+        out.extend(
+            (
+                await conn.execute(
+                    select(messages).where(
+                        messages.c.folder_id == folder_id, messages.c.id.in_(chunk)
+                    )
+                )
+            ).all()
+        )
+    out.sort(key=lambda r: r.uid)
+    return out
+
+
+async def lock_mailbox_usage(conn: AsyncConnection, mailbox_id: int) -> tuple[int, int]:
+    row = (
+        await conn.execute(
+            select(mailboxes.c.used_bytes, mailboxes.c.quota_bytes)
+            .where(mailboxes.c.id == mailbox_id)
+            .with_for_update()
+        )
+    ).one()
+    return int(row.used_bytes), int(row.quota_bytes)
+
+
+async def add_used_bytes(conn: AsyncConnection, mailbox_id: int, delta: int) -> None:
+    await directory_repo.add_used_bytes(conn, mailbox_id, delta)
+
+
+async def move_all(conn: AsyncConnection, source_id: int, target_id: int) -> None:
+    """RFC 3501 §6.3.5: renaming INBOX moves its messages to a new folder (keeping their UIDs:
+    the new folder has a new UIDVALIDITY) and leaves INBOX empty."""
+    state = await lock_folder(conn, source_id)
+    assert state is not None
+    uidnext, modseq = state
+    uids = [
+        int(r.uid)
+        for r in await conn.execute(select(messages.c.uid).where(messages.c.folder_id == source_id))
+    ]
+    await conn.execute(
+        update(messages).where(messages.c.folder_id == source_id).values(folder_id=target_id)
+    )
+    await set_modseq(conn, target_id, modseq, uidnext)
+    if uids:
+        modseq += 1
+        await conn.execute(
+            insert(imap_expunged),
+            [{"folder_id": source_id, "uid": uid, "modseq": modseq} for uid in uids],
+        )
+        await set_modseq(conn, source_id, modseq, uidnext)
+
+
+@dataclass(frozen=True)
+class Counts:
+    messages: int
+    unseen: int
+    deleted: int
+    size: int
+
+
+async def counts(conn: AsyncConnection, folder_id: int) -> Counts:
+    """RFC 3501 §6.3.10 / RFC 9051 STATUS counts (UNSEEN, DELETED, SIZE of RFC 8438)."""
+    row = (
+        await conn.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(case((messages.c.flags.op("&")(1) == 0, 1), else_=0)), 0),
+                func.coalesce(func.sum(case((messages.c.flags.op("&")(8) != 0, 1), else_=0)), 0),
+                func.coalesce(func.sum(messages.c.size), 0),
+            ).where(messages.c.folder_id == folder_id)
+        )
+    ).one()
+    return Counts(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+
+async def recent_uid(conn: AsyncConnection, folder_id: int) -> int:
+    """The first UID still \\Recent (1 when no session has claimed any)."""
+    row = (
+        await conn.execute(
+            select(imap_folder_state.c.recent_uid).where(imap_folder_state.c.folder_id == folder_id)
+        )
+    ).first()
+    return int(row.recent_uid) if row else 1
+
+
+async def claim_recent(conn: AsyncConnection, folder_id: int, uidnext: int) -> int:
+    """Claim the UIDs below ``uidnext`` as seen by this session; the first one that was still
+    recent (the caller's \\Recent messages are those from there)."""
+    row = (
+        await conn.execute(
+            select(imap_folder_state.c.recent_uid)
+            .where(imap_folder_state.c.folder_id == folder_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        await conn.execute(
+            insert(imap_folder_state).values(folder_id=folder_id, recent_uid=uidnext)
+        )
+        return 1
+    first = int(row.recent_uid)
+    if uidnext > first:
+        await conn.execute(
+            update(imap_folder_state)
+            .where(imap_folder_state.c.folder_id == folder_id)
+            .values(recent_uid=uidnext)
+        )
+    return first
+
+
+async def count_from_uid(conn: AsyncConnection, folder_id: int, first_uid: int) -> int:
+    query = select(func.count()).where(
+        messages.c.folder_id == folder_id, messages.c.uid >= first_uid
+    )
+    return int((await conn.execute(query)).scalar() or 0)
+
+
+async def subscriptions(conn: AsyncConnection, account_id: int) -> set[str]:
+    rows = await conn.execute(
+        select(imap_subscriptions.c.name).where(imap_subscriptions.c.account_id == account_id)
+    )
+    return {str(row.name) for row in rows}
+
+
+async def subscribe_name(conn: AsyncConnection, account_id: int, name: str, on: bool) -> None:
+    await conn.execute(
+        delete(imap_subscriptions).where(
+            imap_subscriptions.c.account_id == account_id, imap_subscriptions.c.name == name
+        )
+    )
+    if on:
+        await conn.execute(insert(imap_subscriptions).values(account_id=account_id, name=name))

@@ -1,0 +1,89 @@
+"""CAPABILITY, STARTTLS / LOGINDISABLED, LOGIN, AUTHENTICATE PLAIN (SASL-IR), ENABLE, ID."""
+
+from __future__ import annotations
+
+import base64
+
+from tests.protocols.imap.conftest import LOGIN, Client, ImapServer, tagged
+from tests.services.helpers import PASSWORD
+
+
+async def test_plain_port_needs_starttls_before_login(server: ImapServer) -> None:
+    c = await Client.connect(server.plain)
+    assert "LOGINDISABLED" in c.greeting and "STARTTLS" in c.greeting
+    caps = (await c.ok("CAPABILITY"))[0]
+    assert "AUTH=PLAIN" not in caps and "LOGINDISABLED" in caps
+    assert tagged(await c.command(f"LOGIN {LOGIN} {server.password}")).startswith(
+        "NO [PRIVACYREQUIRED]"
+    )
+    assert tagged(await c.command("AUTHENTICATE PLAIN")).startswith("NO [PRIVACYREQUIRED]")
+    assert tagged(await c.command("SELECT INBOX")).startswith("BAD")  # not authenticated
+    await c.ok("STARTTLS")
+    await c.writer.start_tls(server.client_tls, server_hostname="localhost")
+    caps = (await c.ok("CAPABILITY"))[0]
+    assert "AUTH=PLAIN" in caps and "STARTTLS" not in caps and "LOGINDISABLED" not in caps
+    assert tagged(await c.command("STARTTLS")).startswith("BAD")
+    response = await c.ok(f"LOGIN {LOGIN} {server.password}")
+    assert "[CAPABILITY IMAP4rev1 IMAP4rev2" in response[-1] and "IDLE" in response[-1]
+    await c.ok("SELECT INBOX")
+    await c.close()
+
+
+async def test_only_app_passwords_and_wrong_ones_are_refused(server: ImapServer) -> None:
+    c = await Client.connect(server.implicit, server.client_tls)
+    assert "AUTH=PLAIN" in c.greeting and "SASL-IR" in c.greeting
+    assert tagged(await c.command(f"LOGIN {LOGIN} {PASSWORD}")).startswith(
+        "NO [AUTHENTICATIONFAILED]"
+    )
+    assert tagged(await c.command(f"LOGIN nobody@cabinet.test {PASSWORD}")).startswith(
+        "NO [AUTHENTICATIONFAILED]"
+    )
+    await c.ok(f'LOGIN "{LOGIN}" "{server.password}"')
+    assert tagged(await c.command(f"LOGIN {LOGIN} {server.password}")).startswith("BAD")
+    await c.close()
+
+
+async def test_authenticate_plain_with_and_without_initial_response(server: ImapServer) -> None:
+    token = base64.b64encode(f"\0{LOGIN}\0{server.password}".encode()).decode()
+    c = await Client.connect(server.implicit, server.client_tls)
+    await c.ok(f"AUTHENTICATE PLAIN {token}")  # RFC 4959 SASL-IR
+    await c.close()
+    c = await Client.connect(server.implicit, server.client_tls)
+    await c.send_raw(b"t1 AUTHENTICATE PLAIN\r\n")
+    assert await c.line() == "+ "
+    await c.send_raw(b"*\r\n")
+    assert (await c.line()).startswith("t1 BAD")
+    await c.send_raw(b"t2 AUTHENTICATE PLAIN\r\n")
+    assert await c.line() == "+ "
+    await c.send_raw(token.encode() + b"\r\n")
+    assert (await c.line()).startswith("t2 OK [CAPABILITY")
+    assert tagged(await c.command("AUTHENTICATE XOAUTH2 abc")).startswith("BAD")  # authenticated
+    await c.close()
+    c = await Client.connect(server.implicit, server.client_tls)
+    assert tagged(await c.command("AUTHENTICATE GSSAPI")).startswith("NO")
+    assert tagged(await c.command("AUTHENTICATE PLAIN !!!")).startswith("BAD")
+    bad = base64.b64encode(f"autre@cabinet.test\0{LOGIN}\0{server.password}".encode()).decode()
+    assert tagged(await c.command(f"AUTHENTICATE PLAIN {bad}")).startswith(
+        "NO [AUTHORIZATIONFAILED]"
+    )
+    await c.close()
+
+
+async def test_enable_id_noop_logout(server: ImapServer) -> None:
+    c = await server.client()
+    lines = await c.ok("ENABLE CONDSTORE UTF8=ACCEPT X-UNKNOWN")
+    assert lines[0] == "* ENABLED CONDSTORE UTF8=ACCEPT"
+    assert (await c.ok("ENABLE CONDSTORE"))[0] == "* ENABLED"
+    lines = await c.ok('ID ("name" "test-client" "version" "1")')
+    assert lines[0].startswith('* ID ("name" "Caducee"')
+    await c.ok("NOOP")
+    lines = await c.command("LOGOUT")
+    assert lines[0].startswith("* BYE") and tagged(lines).startswith("OK")
+
+
+async def test_too_many_bad_commands_end_the_session(server: ImapServer) -> None:
+    c = await Client.connect(server.implicit, server.client_tls)
+    for _ in range(19):
+        assert tagged(await c.command("BLAH")).startswith("BAD")
+    await c.send_raw(b"x BLAH\r\n")
+    assert (await c.line()).startswith("* BYE")

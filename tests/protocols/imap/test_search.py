@@ -1,0 +1,101 @@
+"""SEARCH / UID SEARCH: every RFC 3501 key family, ESEARCH (RFC 4731), CHARSET."""
+
+from __future__ import annotations
+
+from caducee.services.delivery import deliver_local
+from tests.protocols.imap.conftest import LOGIN, ImapServer, tagged
+from tests.protocols.imap.samples import NESTED
+
+
+def mail(subject: str, sender: str, body: str, date: str, extra: str = "") -> bytes:
+    return (
+        f"From: {sender}\r\nTo: {LOGIN}\r\nCc: copie@ailleurs.test\r\n"
+        f"Subject: {subject}\r\nDate: {date}\r\n{extra}\r\n{body}\r\n"
+    ).encode()
+
+
+async def test_search_keys(server: ImapServer) -> None:
+    await deliver_local(
+        server.app,
+        mail(
+            "Resultats analyse", "Labo <labo@ailleurs.test>", "glycemie", "1 Feb 2024 10:00 +0000"
+        ),
+        [LOGIN],
+    )
+    await deliver_local(
+        server.app,
+        mail(
+            "=?utf-8?q?Ordonnance_r=C3=A9nov=C3=A9e?=",
+            "Dr X <x@ailleurs.test>",
+            "renouvellement",
+            "5 Mar 2024 10:00 +0000",
+            "Bcc: cache@ailleurs.test\r\nX-Priorite: haute\r\n",
+        ),
+        [LOGIN],
+    )
+    await deliver_local(server.app, NESTED, [LOGIN])
+    c = await server.client()
+    await c.ok("SELECT INBOX")
+    await c.ok("STORE 1 +FLAGS (\\Seen \\Flagged $Suivi)")
+    await c.ok("STORE 3 +FLAGS (\\Deleted)")
+
+    async def search(criteria: str) -> str:
+        return (await c.ok(f"SEARCH {criteria}"))[0]
+
+    assert await search("ALL") == "* SEARCH 1 2 3"
+    assert await search("SEEN") == "* SEARCH 1"
+    assert await search("UNSEEN UNDELETED") == "* SEARCH 2"
+    assert await search("FLAGGED KEYWORD $suivi") == "* SEARCH 1"
+    assert await search("UNKEYWORD $Suivi") == "* SEARCH 2 3"
+    assert await search("DELETED") == "* SEARCH 3"
+    assert await search("SUBJECT analyse") == "* SEARCH 1"
+    assert await search("CHARSET UTF-8 SUBJECT {9+}\r\nrénovée") == "* SEARCH 2"
+    assert await search('FROM "labo@"') == "* SEARCH 1"
+    assert await search("TO dr@cabinet.test") == "* SEARCH 1 2"
+    assert await search("CC copie") == "* SEARCH 1 2"
+    assert await search("BCC cache") == "* SEARCH 2"
+    assert await search('HEADER X-Priorite "HAUTE"') == "* SEARCH 2"
+    assert await search('HEADER X-Priorite ""') == "* SEARCH 2"
+    assert await search("BODY glycemie") == "* SEARCH 1 3"
+    assert await search("CHARSET UTF-8 BODY {9+}\r\nrésultat") == "* SEARCH 3"
+    assert await search("TEXT renouvellement") == "* SEARCH 2"
+    assert await search("TEXT x-priorite") == "* SEARCH"  # header names are not text
+    assert await search("SENTBEFORE 1-Mar-2024") == "* SEARCH 1"
+    assert await search("SENTON 5-Mar-2024") == "* SEARCH 2"
+    assert await search("SENTSINCE 2-Dec-2024") == "* SEARCH 3"
+    assert await search("SINCE 1-Jan-2020 BEFORE 1-Jan-2100") == "* SEARCH 1 2 3"
+    assert await search("ON 1-Jan-2020") == "* SEARCH"
+    assert await search(f"LARGER {len(NESTED) - 1}") == "* SEARCH 3"
+    assert await search("SMALLER 300") == "* SEARCH 1 2"
+    assert await search("OR SEEN DELETED") == "* SEARCH 1 3"
+    assert await search("NOT (SEEN OR DELETED FLAGGED)") == "* SEARCH 2 3"
+    assert await search("2:* NOT 3") == "* SEARCH 2"
+    assert await search("UID 1,3") == "* SEARCH 1 3"
+    assert await search("RECENT") == "* SEARCH 1 2 3"  # first session to see them
+    assert await search("NEW") == "* SEARCH 2 3"
+    assert await search("OLD") == "* SEARCH"
+    assert (await c.ok("UID SEARCH SEEN"))[0] == "* SEARCH 1"
+    assert tagged(await c.command("SEARCH CHARSET KOI8-R ALL")) == (
+        "NO [BADCHARSET (UTF-8 US-ASCII)] jeu de caracteres non pris en charge"
+    )
+    assert tagged(await c.command("SEARCH BOGUS")).startswith("BAD")
+    assert tagged(await c.command("SEARCH SENTON 31-Feb-2024")).startswith("BAD")
+    assert tagged(await c.command("SEARCH " + "(" * 60 + "ALL" + ")" * 60)).startswith("BAD")
+
+
+async def test_esearch(server: ImapServer) -> None:
+    for n in range(5):
+        await deliver_local(server.app, f"Subject: m{n}\r\n\r\nx\r\n".encode(), [LOGIN])
+    c = await server.client()
+    await c.ok("SELECT INBOX")
+    await c.ok("STORE 2,4 +FLAGS (\\Seen)")
+    lines = await c.ok("SEARCH RETURN (MIN MAX COUNT ALL) UNSEEN")
+    tag = lines[-1].split()[0]
+    assert lines[0] == f'* ESEARCH (TAG "{tag}") MIN 1 MAX 5 ALL 1,3,5 COUNT 3'
+    lines = await c.ok("UID SEARCH RETURN () SEEN")
+    assert lines[0].endswith(" UID ALL 2,4")
+    lines = await c.ok("SEARCH RETURN (COUNT) DELETED")
+    assert lines[0].endswith(" COUNT 0")
+    await c.ok("ENABLE IMAP4rev2")
+    lines = await c.ok("SEARCH SEEN")
+    assert lines[0].endswith(" ALL 2,4") and lines[0].startswith("* ESEARCH")
