@@ -155,7 +155,7 @@ async def prepare(data: Path, users: int, database_url: str) -> Settings:
         domain=DOMAIN,
         mailbox_limit=users + 5,
         admin_login=f"admin@{DOMAIN}",
-        admin_password="Bench-Admin-2026!",
+        admin_password="Caducee-Bench-Adm1n-2026!",
     )
     async with open_app(settings) as app:
         for u in range(1, users + 1):

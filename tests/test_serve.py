@@ -203,14 +203,13 @@ async def test_unimplemented_listeners_are_skipped(
     await asyncio.to_thread(
         prepare,
         sqlite_settings,
-        {"https": "127.0.0.1:0", "smtp": "127.0.0.1:0", "submissions": "[::1]:0"},
+        {"https": "127.0.0.1:0", "lmtp": "127.0.0.1:0"},
     )
     caplog.set_level("INFO", logger="caducee")
     task = asyncio.create_task(serve(sqlite_settings))
     bound = await wait_file(listeners_file(sqlite_settings), task)
     assert list(bound) == ["https"]
-    assert "pas encore disponible" in caplog.text
-    assert "listener=smtp" in caplog.text and "listener=submissions" in caplog.text
+    assert "service inconnu" in caplog.text and "listener=lmtp" in caplog.text
     os.kill(os.getpid(), signal.SIGTERM)  # serve() handles it; pytest is not touched
     await asyncio.wait_for(task, STOP_TIMEOUT)
     assert not listeners_file(sqlite_settings).exists()

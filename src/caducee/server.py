@@ -26,6 +26,7 @@ from caducee.i18n import tr
 from caducee.listeners import ListenAddress, Listener, parse_address
 from caducee.protocols.imap.listener import imap_listener
 from caducee.protocols.pop3.listener import pop3_listener
+from caducee.protocols.smtp.listener import smtp_listener
 from caducee.services.maintenance import MaintenanceWorker
 from caducee.services.outbound import OutboundWorker
 from caducee.web import HttpsListener
@@ -46,6 +47,9 @@ LISTENER_FACTORIES: dict[str, ListenerFactory] = {
     "pop3s": lambda app, address: pop3_listener(app, address, implicit_tls=True),
     "imap": lambda app, address: imap_listener(app, address, implicit_tls=False),
     "imaps": lambda app, address: imap_listener(app, address, implicit_tls=True),
+    "smtp": lambda app, address: smtp_listener(app, "smtp", address),
+    "submission": lambda app, address: smtp_listener(app, "submission", address),
+    "submissions": lambda app, address: smtp_listener(app, "submissions", address),
 }
 
 

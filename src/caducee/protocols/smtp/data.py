@@ -1,0 +1,115 @@
+"""The DATA stream (RFC 5321 §4.1.1.4, §4.5.2) and the content checks done before storing.
+
+Reading: the stream is cut out of the session's input buffer in chunks, up to the exact
+end-of-data sequence CRLF "." CRLF; "\\n.\\n", "\\r.\\r" or "\\n.\\r\\n" do not end it (no SMTP
+smuggling). A message over the size limit is read to its end and dropped (552 5.3.4 after
+the dot, RFC 1870 §6.3): the connection stays usable and nothing partial is ever stored.
+
+Checks, on the whole message once received (nothing is stored when one fails):
+
+- bare LF or bare CR (RFC 5321 §2.3.8: lines end with CRLF only) → 550 5.6.2. We refuse rather
+  than normalise: a bare line ending is the raw material of SMTP smuggling, and a message
+  whose line ends were rewritten no longer verifies its DKIM signature anyway; every real
+  client sends CRLF;
+- a NUL octet → 550 5.6.0;
+- more than :data:`~caducee.protocols.smtp.limits.MAX_HEADER_FIELDS` header fields → 552 5.3.4;
+- a header line over 998 octets (RFC 5322 §2.1.1) → 550 5.6.0;
+- 8-bit octets in the header without SMTPUTF8 (RFC 6531 §3.2, RFC 6532) → 550 5.6.7.
+
+Body lines are not checked for length and MIME is not looked at: a broken MIME structure is not
+a protocol error, such a message is stored as received.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from caducee.protocols.smtp import replies
+from caducee.protocols.smtp.limits import HEADER_LINE_MAX, MAX_HEADER_FIELDS
+from caducee.protocols.smtp.replies import Reply
+from caducee.protocols.smtp.stream import SmtpStream
+
+CRLF = b"\r\n"
+#: RFC 5321 §4.1.1.4: the end of the mail data.
+END_OF_DATA = b"\r\n.\r\n"
+
+
+@dataclass(frozen=True)
+class ReceivedData:
+    """What came between 354 and the final dot."""
+
+    raw: bytes | None  # dot-unstuffed message; None when it exceeded the size limit
+    received: int  # octets received on the wire (dot-stuffed), for the logs
+
+
+def unstuff(stuffed: bytes) -> bytes:
+    """RFC 5321 §4.5.2: drop the first "." of every line; ``stuffed`` starts with CRLF."""
+    return stuffed.replace(b"\r\n.", CRLF)[2:]
+
+
+async def read_data(stream: SmtpStream, max_bytes: int, timeout: float) -> ReceivedData:
+    """Consume the mail data from ``stream`` up to and including the end-of-data sequence."""
+    buffer = stream.buffer
+    # The CRLF that ended the DATA line begins the first line: a message that is just "."
+    # then matches END_OF_DATA at 0 like every later dot line.
+    buffer[0:0] = CRLF
+    pieces: list[bytes] = []
+    received = 0
+    keep = True
+
+    def take(count: int) -> None:
+        nonlocal received, keep
+        received += count
+        if keep and received - len(CRLF) > max_bytes:
+            keep = False
+            pieces.clear()  # too large: keep reading to the end, store nothing
+        if keep:
+            with memoryview(buffer) as view:  # one copy, released before the buffer shrinks
+                pieces.append(bytes(view[:count]))
+        del buffer[:count]
+
+    while True:
+        end = buffer.find(END_OF_DATA)
+        if end >= 0:
+            take(end + len(CRLF))  # the message ends with the CRLF of its last line
+            del buffer[: len(END_OF_DATA) - len(CRLF)]  # ".\r\n"
+            break
+        # A terminator not found yet can only start in the last 4 octets: keep them.
+        if len(buffer) > len(END_OF_DATA) - 1:
+            take(len(buffer) - (len(END_OF_DATA) - 1))
+        await stream.fill(timeout)
+    size = received - len(CRLF)
+    if not keep:
+        return ReceivedData(None, size)
+    return ReceivedData(unstuff(b"".join(pieces)), size)
+
+
+def header_section(raw: bytes) -> bytes:
+    """The header lines of ``raw`` (without the empty line that ends them)."""
+    if raw.startswith(CRLF):
+        return b""
+    end = raw.find(b"\r\n\r\n")
+    return raw[:end] if end >= 0 else raw[: -len(CRLF)]
+
+
+def check_content(
+    raw: bytes, *, smtputf8: bool, max_header_fields: int = MAX_HEADER_FIELDS
+) -> Reply | None:
+    """The refusal a received message deserves, or None if it may be stored as is."""
+    if not raw:
+        return replies.EMPTY_MESSAGE
+    crlf = raw.count(CRLF)
+    if raw.count(b"\n") != crlf or raw.count(b"\r") != crlf:
+        return replies.BARE_LINE_END
+    if b"\x00" in raw:
+        return replies.NUL_BYTE
+    header = header_section(raw)
+    lines = header.split(CRLF) if header else []
+    fields = sum(1 for line in lines if line[:1] not in (b" ", b"\t"))
+    if fields > max_header_fields:
+        return replies.TOO_MANY_HEADERS
+    if any(len(line) > HEADER_LINE_MAX for line in lines):
+        return replies.HEADER_LINE_TOO_LONG
+    if not smtputf8 and not header.isascii():
+        return replies.EIGHT_BIT_HEADERS
+    return None

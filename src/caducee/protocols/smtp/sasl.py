@@ -1,0 +1,150 @@
+"""SASL mechanisms for SMTP AUTH (RFC 4954), behind a small registry.
+
+A mechanism turns the client's responses into :class:`Credentials` (or asks for more with a
+:class:`Challenge`); it verifies nothing: the handler checks the credentials with the services.
+PLAIN (RFC 4616) and LOGIN are built in; a later mechanism (OAUTHBEARER, RFC 7628, or XOAUTH2)
+is one more class registered with :meth:`SaslRegistry.register`, producing credentials of kind
+``"token"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """Send ``334 base64(data)`` and wait for the client's next response."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the client claims; ``secret`` is a password or a bearer token (per ``kind``)."""
+
+    mechanism: str
+    authcid: str
+    secret: str
+    authzid: str = ""
+    kind: Literal["password", "token"] = "password"
+
+    def __repr__(self) -> str:  # never show the secret, even in a traceback
+        return f"Credentials(mechanism={self.mechanism!r}, authcid={self.authcid!r})"
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """The client's response does not follow the mechanism (→ 501)."""
+
+    fr: str
+    en: str
+
+
+Step = Challenge | Credentials | Malformed
+
+
+class SaslExchange(Protocol):
+    """One authentication in progress."""
+
+    def step(self, response: bytes | None) -> Step:
+        """Next step given the client's decoded ``response`` (None: no initial response)."""
+        ...
+
+
+class SaslMechanism(Protocol):
+    name: str
+
+    def start(self) -> SaslExchange: ...
+
+
+def _text(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+class _PlainExchange:
+    """RFC 4616 §2: ``[authzid] NUL authcid NUL passwd``."""
+
+    def step(self, response: bytes | None) -> Step:
+        if response is None:
+            return Challenge(b"")  # RFC 4954 §4: an empty challenge asks for the response
+        parts = response.split(b"\x00")
+        texts = [_text(part) for part in parts]
+        if len(parts) != 3 or any(t is None for t in texts):
+            return Malformed("Reponse PLAIN mal formee", "Malformed PLAIN response")
+        authzid, authcid, passwd = (t or "" for t in texts)
+        if not authcid or not passwd:
+            return Malformed("Reponse PLAIN incomplete", "Incomplete PLAIN response")
+        # Acting as someone else (authzid) is not offered: only oneself may be named.
+        if authzid and authzid.lower() != authcid.lower():
+            return Malformed(
+                "Identite d'autorisation differente non prise en charge",
+                "Authorization identity other than the login is not supported",
+            )
+        return Credentials("PLAIN", authcid, passwd, authzid)
+
+
+class Plain:
+    name = "PLAIN"
+
+    def start(self) -> SaslExchange:
+        return _PlainExchange()
+
+
+class _LoginExchange:
+    """The LOGIN mechanism (draft-murchison-sasl-login): user name, then password."""
+
+    def __init__(self) -> None:
+        self.username: str | None = None
+
+    def step(self, response: bytes | None) -> Step:
+        if response is None:
+            return Challenge(b"Username:")
+        text = _text(response)
+        if text is None or not text:
+            return Malformed("Reponse LOGIN mal formee", "Malformed LOGIN response")
+        if self.username is None:
+            self.username = text
+            return Challenge(b"Password:")
+        return Credentials("LOGIN", self.username, text)
+
+
+class Login:
+    name = "LOGIN"
+
+    def start(self) -> SaslExchange:
+        return _LoginExchange()
+
+
+class SaslRegistry:
+    """The mechanisms a handler offers, by upper-case name, in the order advertised."""
+
+    def __init__(self, *mechanisms: SaslMechanism) -> None:
+        self._mechanisms: dict[str, SaslMechanism] = {}
+        for mechanism in mechanisms:
+            self.register(mechanism)
+
+    def register(self, mechanism: SaslMechanism) -> None:
+        self._mechanisms[mechanism.name.upper()] = mechanism
+
+    def get(self, name: str) -> SaslMechanism | None:
+        return self._mechanisms.get(name.upper())
+
+    def names(self) -> list[str]:
+        return list(self._mechanisms)
+
+    def __iter__(self) -> Iterator[SaslMechanism]:
+        return iter(self._mechanisms.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._mechanisms)
+
+
+def password_mechanisms() -> SaslRegistry:
+    """PLAIN and LOGIN: what every mail client knows (only ever offered under TLS)."""
+    return SaslRegistry(Plain(), Login())
