@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: run test lint typecheck unit bench clean
 
 $(BIN)/python:
-	scripts/system-deps run
+	bash scripts/system-deps run
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
@@ -24,7 +24,7 @@ run: $(VENV)/.installed
 
 ## Install the development tools and run the whole suite (lint, types, tests on SQLite and PostgreSQL).
 test: $(VENV)/.installed-dev
-	scripts/system-deps test
+	bash scripts/system-deps test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
