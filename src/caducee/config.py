@@ -63,6 +63,11 @@ class Settings:
     # DNS resolver for MX, SPF, DKIM, DMARC: "" = the system's, else "host:port"
     dns_resolver: str = ""
     dkim_selector: str = "caducee"
+    # MSSanté trust space: whitelist download (empty URL: imported by hand only)
+    trust_list_url: str = ""
+    trust_list_checksum_url: str = ""
+    trust_list_refresh_hours: int = 24
+    trust_list_max_age_days: int = 7
 
     @property
     def keys_dir(self) -> Path:
@@ -198,6 +203,17 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         )
         settings.dns_resolver = str(doc.get("dns", {}).get("resolver", ""))
         settings.dkim_selector = str(doc.get("dkim", {}).get("selector", settings.dkim_selector))
+        trust = doc.get("trust", {})
+        settings.trust_list_url = str(trust.get("list_url", settings.trust_list_url))
+        settings.trust_list_checksum_url = str(
+            trust.get("checksum_url", settings.trust_list_checksum_url)
+        )
+        settings.trust_list_refresh_hours = _int(
+            trust.get("refresh_hours", settings.trust_list_refresh_hours), "trust.refresh_hours"
+        )
+        settings.trust_list_max_age_days = _int(
+            trust.get("max_age_days", settings.trust_list_max_age_days), "trust.max_age_days"
+        )
     env = os.environ
     settings.dns_resolver = env.get("CADUCEE_DNS_RESOLVER", settings.dns_resolver)
     settings.hostname = env.get("CADUCEE_HOSTNAME", settings.hostname)
@@ -273,6 +289,14 @@ def render_config(settings: Settings) -> str:
         "",
         "[dkim]",
         f"selector = {json.dumps(settings.dkim_selector)}",
+        "",
+        "[trust]",
+        "# Liste blanche MSSanté : adresse de téléchargement (vide : import manuel par",
+        "# `caducee trust import`), empreinte SHA-256, période et âge maximal avant alerte.",
+        f"list_url = {json.dumps(settings.trust_list_url)}",
+        f"checksum_url = {json.dumps(settings.trust_list_checksum_url)}",
+        f"refresh_hours = {settings.trust_list_refresh_hours}",
+        f"max_age_days = {settings.trust_list_max_age_days}",
         "",
     ]
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from typing import Protocol
 from caducee.app import App, open_app
 from caducee.config import PRODUCTION_LISTENERS, Settings
 from caducee.errors import CaduceeError, ConfigurationError
+from caducee.health.trust_list import TrustListRefresher
 from caducee.i18n import tr
 from caducee.listeners import ListenAddress, Listener, parse_address
 from caducee.protocols.imap.listener import imap_listener
@@ -62,7 +63,11 @@ class Worker(Protocol):
 
 
 #: Background workers every serving node runs (outbound delivery queue, housekeeping).
-WORKER_FACTORIES: list[Callable[[App], Worker]] = [OutboundWorker, MaintenanceWorker]
+WORKER_FACTORIES: list[Callable[[App], Worker]] = [
+    OutboundWorker,
+    MaintenanceWorker,
+    TrustListRefresher,
+]
 
 
 @asynccontextmanager

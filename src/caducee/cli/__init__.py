@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from caducee.cli import app_password, audit, keys, mailbox, practice, queue, user
+from caducee.cli import app_password, audit, keys, mailbox, practice, queue, trust, user
 from caducee.cli.common import fail
 from caducee.cli.demo import demo_command
 from caducee.cli.dns import dns_command
@@ -36,6 +36,7 @@ app.add_typer(app_password.app, name="app-password")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
 app.add_typer(queue.app, name="queue")
+app.add_typer(trust.app, name="trust")
 
 
 def main() -> None:

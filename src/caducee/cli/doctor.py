@@ -13,7 +13,7 @@ from caducee.cli.common import DEFAULT_DATA, DataOption, console, settings_for
 from caducee.config import Settings
 from caducee.errors import CaduceeError
 from caducee.i18n import tr
-from caducee.store import migrate
+from caducee.store import migrate, trust_repo
 from caducee.store.database import Database
 from caducee.store.keyring import load_master_keys
 from caducee.store.tables import data_keys
@@ -117,8 +117,35 @@ async def check_database(settings: Settings, key_ids: set[str], report: Report) 
             )
         elif key_ids:
             report.ok("toutes les clés de données sont lisibles", "every data key is readable")
+        await check_trust_list(settings, db, report)
     finally:
         await db.dispose()
+
+
+async def check_trust_list(settings: Settings, db: Database, report: Report) -> None:
+    """The MSSanté whitelist: present, and generated less than ``trust_list_max_age_days`` ago."""
+    async with db.read() as conn:
+        info = await trust_repo.active_list(conn)
+    if info is None:
+        report.warn(
+            "aucune liste blanche MSSanté : lancez « caducee trust import » (ou réglez "
+            "[trust] list_url)",
+            "no MSSanté whitelist: run 'caducee trust import' (or set [trust] list_url)",
+        )
+        return
+    day = info.generated_at.astimezone(UTC).date().isoformat()
+    if info.generated_at < datetime.now(UTC) - timedelta(days=settings.trust_list_max_age_days):
+        report.warn(
+            f"liste blanche MSSanté périmée (générée le {day}, plus de "
+            f"{settings.trust_list_max_age_days} jours) : rafraîchissez-la",
+            f"stale MSSanté whitelist (generated {day}, more than "
+            f"{settings.trust_list_max_age_days} days ago): refresh it",
+        )
+    else:
+        report.ok(
+            f"liste blanche MSSanté du {day} ({info.domain_count} domaines)",
+            f"MSSanté whitelist of {day} ({info.domain_count} domains)",
+        )
 
 
 def doctor_command(data: DataOption = DEFAULT_DATA) -> None:

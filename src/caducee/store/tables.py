@@ -349,3 +349,31 @@ imap_subscriptions = Table(
     Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
     Column("name", String(1000), primary_key=True),
 )
+
+#: The MSSanté whitelist in force (one row per import; the newest ``active`` row counts).
+trust_lists = Table(
+    "trust_lists",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _ts("generated_at"),
+    _ts("imported_at"),
+    Column("source", String(500), nullable=False, server_default=""),
+    Column("sha256", String(64), nullable=False),
+    Column("domain_count", Integer, nullable=False),
+    Column("entry_count", Integer, nullable=False),
+)
+
+#: Domain → certificate DNs of its operator, as listed by the active whitelist.
+trust_domains = Table(
+    "trust_domains",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("list_id", Integer, ForeignKey("trust_lists.id"), nullable=False),
+    Column("domain", String(253), nullable=False),
+    Column("dn", String(1000), nullable=False),
+    Column("dn_key", String(1000), nullable=False),
+    Column("description", String(500), nullable=False, server_default=""),
+    Column("support_contact", String(500), nullable=False, server_default=""),
+    Column("updated", String(50), nullable=False, server_default=""),
+    Index("ix_trust_domains_list_domain", "list_id", "domain"),
+)

@@ -1,0 +1,225 @@
+"""The MSSanté whitelist in force: import (file or URL, optional SHA-256 checksum), status,
+lookups, and the scheduled refresh that keeps the last good list when a download fails."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from caducee.app import App
+from caducee.errors import InvalidInput, TemporaryFailure
+from caducee.health import whitelist
+from caducee.services.audit import AuditEvent, append
+from caducee.store import trust_repo
+
+log = logging.getLogger(__name__)
+
+#: Seconds a whitelist download may take.
+DOWNLOAD_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    generated_at: datetime
+    domain_count: int
+    entry_count: int
+    rejected: list[str]
+    sha256: str
+    unchanged: bool  # the same list was already in force
+
+
+@dataclass(frozen=True)
+class TrustStatus:
+    info: trust_repo.ListInfo | None
+    stale: bool  # no list, or generated longer ago than ``trust_list_max_age_days``
+    max_age_days: int
+
+
+def _is_url(location: str) -> bool:
+    return location.startswith(("http://", "https://"))
+
+
+def _read_limited(location: str, max_bytes: int) -> bytes:
+    if _is_url(location):
+        # Only http(s) reaches here (read_source refuses other schemes).
+        request = urllib.request.Request(location, headers={"User-Agent": "Caducee"})  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as response:  # noqa: S310
+                data: bytes = response.read(max_bytes + 1)
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise TemporaryFailure(
+                f"Téléchargement de {location} impossible : {exc}.",
+                f"Cannot download {location}: {exc}.",
+            ) from None
+    else:
+        path = Path(location)
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise InvalidInput(
+                f"Lecture de {location} impossible : {exc.strerror}.",
+                f"Cannot read {location}: {exc.strerror}.",
+            ) from None
+    if len(data) > max_bytes:
+        raise InvalidInput(
+            f"{location} dépasse la taille maximale ({max_bytes} octets).",
+            f"{location} is larger than the limit ({max_bytes} bytes).",
+        )
+    return data
+
+
+async def read_source(location: str, max_bytes: int = whitelist.MAX_BYTES) -> bytes:
+    """The bytes of a file path or an http(s) URL, bounded in size and time."""
+    if location.startswith("file:") or ("://" in location and not _is_url(location)):
+        raise InvalidInput(
+            "Seuls un chemin de fichier ou une adresse http(s) sont acceptés.",
+            "Only a file path or an http(s) address is accepted.",
+        )
+    return await asyncio.to_thread(_read_limited, location, max_bytes)
+
+
+async def import_whitelist(
+    app: App,
+    data: bytes,
+    *,
+    checksum: str | None = None,
+    source: str = "",
+    actor: str = "system",
+) -> ImportReport:
+    """Verify, parse and install a whitelist; the list in force changes only on success."""
+    if checksum is not None:
+        whitelist.verify_checksum(data, checksum)
+    parsed = whitelist.parse_whitelist(data)
+    domains = len({entry.domain for entry in parsed.entries})
+    async with app.db.write() as conn:
+        current = await trust_repo.active_list(conn)
+        unchanged = current is not None and current.sha256 == parsed.sha256
+        if not unchanged:
+            await trust_repo.replace_list(
+                conn,
+                generated_at=parsed.generated_at,
+                imported_at=datetime.now(UTC),
+                source=source,
+                sha256=parsed.sha256,
+                rows=[
+                    trust_repo.DomainRow(
+                        e.domain, e.dn, e.dn_key, e.description, e.support_contact, e.updated
+                    )
+                    for e in parsed.entries
+                ],
+            )
+            await append(
+                conn,
+                AuditEvent(
+                    actor=actor,
+                    action="trust.import",
+                    target=source[:200],
+                    source="cli" if actor == "cli" else "system",
+                    details={
+                        "domains": domains,
+                        "entries": len(parsed.entries),
+                        "rejected": len(parsed.rejected),
+                        "sha256": parsed.sha256,
+                    },
+                ),
+            )
+    return ImportReport(
+        parsed.generated_at, domains, len(parsed.entries), parsed.rejected, parsed.sha256, unchanged
+    )
+
+
+async def import_from(
+    app: App, location: str, *, checksum_location: str | None = None, actor: str = "system"
+) -> ImportReport:
+    data = await read_source(location)
+    checksum = None
+    if checksum_location:
+        checksum = (await read_source(checksum_location, 4096)).decode("ascii", "replace")
+    return await import_whitelist(app, data, checksum=checksum, source=location, actor=actor)
+
+
+async def status(app: App) -> TrustStatus:
+    async with app.db.read() as conn:
+        info = await trust_repo.active_list(conn)
+    max_age = app.settings.trust_list_max_age_days
+    stale = info is None or info.generated_at < datetime.now(UTC) - timedelta(days=max_age)
+    return TrustStatus(info, stale, max_age)
+
+
+async def entries(app: App, domain: str) -> list[trust_repo.DomainRow]:
+    async with app.db.read() as conn:
+        return await trust_repo.domain_entries(conn, domain.lower().rstrip("."))
+
+
+async def is_listed(app: App, domain: str) -> bool:
+    """Whether ``domain`` belongs to the trust space."""
+    return bool(await entries(app, domain))
+
+
+async def allowed_dns(app: App, domain: str) -> frozenset[str]:
+    """Canonical certificate DNs (see :func:`whitelist.canonical_dn`) listed for ``domain``."""
+    return frozenset(row.dn_key for row in await entries(app, domain))
+
+
+class TrustListRefresher:
+    """Downloads ``trust_list_url`` every ``trust_list_refresh_hours``; a failed download or a
+    bad file is logged and audited, and the last good list stays in force."""
+
+    name = "trust-list"
+
+    def __init__(self, app: App, *, first_delay: float = 30.0) -> None:
+        self.app = app
+        self.first_delay = first_delay
+
+    async def refresh_once(self) -> ImportReport | None:
+        settings = self.app.settings
+        if not settings.trust_list_url:
+            return None
+        try:
+            report = await import_from(
+                self.app,
+                settings.trust_list_url,
+                checksum_location=settings.trust_list_checksum_url or None,
+            )
+        except (InvalidInput, TemporaryFailure) as exc:
+            log.warning(
+                "trust list refresh failed, keeping the current list error=%s",
+                type(exc).__name__,
+            )
+            async with self.app.db.write() as conn:
+                await append(
+                    conn,
+                    AuditEvent(
+                        actor="system",
+                        action="trust.refresh",
+                        target=settings.trust_list_url[:200],
+                        source="system",
+                        result="failed",
+                        details={"error": type(exc).__name__},
+                    ),
+                )
+            return None
+        log.info(
+            "trust list refreshed domains=%d unchanged=%s", report.domain_count, report.unchanged
+        )
+        return report
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = self.first_delay
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            if stop.is_set():
+                return
+            try:
+                await self.refresh_once()
+            except Exception:
+                log.exception("trust list refresh crashed")
+            delay = max(60.0, self.app.settings.trust_list_refresh_hours * 3600.0)
