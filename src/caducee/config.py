@@ -68,6 +68,11 @@ class Settings:
     trust_list_checksum_url: str = ""
     trust_list_refresh_hours: int = 24
     trust_list_max_age_days: int = 7
+    # MSSanté trust space TLS: CAs operators chain to, their CRLs, our operator certificate
+    trust_ca_file: str = ""
+    trust_crl_dir: str = ""
+    trust_client_cert: str = ""  # empty: tls/server.crt
+    trust_client_key: str = ""  # empty: tls/server.key
 
     @property
     def keys_dir(self) -> Path:
@@ -214,6 +219,10 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.trust_list_max_age_days = _int(
             trust.get("max_age_days", settings.trust_list_max_age_days), "trust.max_age_days"
         )
+        settings.trust_ca_file = str(trust.get("ca_file", settings.trust_ca_file))
+        settings.trust_crl_dir = str(trust.get("crl_dir", settings.trust_crl_dir))
+        settings.trust_client_cert = str(trust.get("client_cert", settings.trust_client_cert))
+        settings.trust_client_key = str(trust.get("client_key", settings.trust_client_key))
     env = os.environ
     settings.dns_resolver = env.get("CADUCEE_DNS_RESOLVER", settings.dns_resolver)
     settings.hostname = env.get("CADUCEE_HOSTNAME", settings.hostname)
@@ -297,6 +306,11 @@ def render_config(settings: Settings) -> str:
         f"checksum_url = {json.dumps(settings.trust_list_checksum_url)}",
         f"refresh_hours = {settings.trust_list_refresh_hours}",
         f"max_age_days = {settings.trust_list_max_age_days}",
+        "# Autorités (IGC-Santé) des certificats d'opérateurs, leurs CRL, notre certificat client",
+        f"ca_file = {json.dumps(settings.trust_ca_file)}",
+        f"crl_dir = {json.dumps(settings.trust_crl_dir)}",
+        f"client_cert = {json.dumps(settings.trust_client_cert)}",
+        f"client_key = {json.dumps(settings.trust_client_key)}",
         "",
     ]
     return "\n".join(lines)

@@ -11,7 +11,10 @@ One round (:meth:`OutboundWorker.run_once`):
    the domain's own A/AAAA records (the implicit MX); a null MX (RFC 7505) refuses mail.
    STARTTLS (RFC 3207) whenever offered; with ``tls = "required"`` (route) or the domain in
    ``require_tls_domains``, STARTTLS must succeed with a certificate verified against the
-   system store plus ``outbound_ca_file``, otherwise the attempt is a temporary failure. DSN
+   system store plus ``outbound_ca_file``, otherwise the attempt is a temporary failure. A
+   domain of the MSSanté trust space (listed in the whitelist) always gets mutual TLS: the
+   server verified against the trust store only, our operator certificate presented, never a
+   plaintext fallback (``health.trust_tls.operator_client_context``). DSN
    parameters (RFC 3461 ENVID, RET, NOTIFY, ORCPT) go on to a next hop that advertises DSN;
    8BITMIME, SMTPUTF8 and SIZE are used when offered;
 3. **record** each recipient's result: 2xx delivered; 5xx bounced at once; 4xx or no
@@ -58,7 +61,9 @@ import dns.rdtypes.IN.AAAA
 
 from caducee.app import App
 from caducee.config import TransportRoute
-from caducee.errors import CaduceeError, NotFound
+from caducee.errors import CaduceeError, ConfigurationError, NotFound
+from caducee.health import trust_list
+from caducee.health.trust_tls import load_trust_store, operator_client_context
 from caducee.i18n import tr
 from caducee.services.audit import AuditEvent, append
 from caducee.services.dns import DnsTemporaryError, lookup, make_resolver
@@ -77,6 +82,8 @@ from caducee.store.queue_repo import QueueRow
 log = logging.getLogger(__name__)
 
 #: How long a claim holds a recipient; longer than any session (see SESSION_DEADLINE).
+#: TLS policies under which the peer's certificate must verify (no plaintext fallback).
+_VERIFIED = ("required", "mssante")
 LEASE = timedelta(hours=1)
 #: The longest one domain's delivery may take before it is abandoned (temporary failure).
 SESSION_DEADLINE = timedelta(minutes=45)
@@ -309,6 +316,9 @@ class OutboundWorker:
         """Where to deliver mail for ``domain``, in order; DeliveryFailure when nowhere."""
         route = self.app.settings.transport.get(domain)
         policy = self.tls_policy(domain, route)
+        if await trust_list.is_listed(self.app, domain):
+            # MSSanté trust space: mutual TLS verified against the trust store, never plaintext.
+            policy = "mssante"
         if route is not None:
             return [Target(route.host, route.port, None, policy)]
         if domain.startswith("[") and domain.endswith("]"):  # RFC 5321 §4.1.3 address literal
@@ -451,6 +461,14 @@ class OutboundWorker:
         context = self._contexts.get(policy)
         if context is not None:
             return context
+        if policy == "mssante":
+            try:
+                settings = self.app.settings
+                context = operator_client_context(settings, load_trust_store(settings))
+            except ConfigurationError as exc:
+                raise DeliveryFailure(local_reply("4.7.5", exc.fr, exc.en)) from None
+            self._contexts[policy] = context
+            return context
         context = ssl.create_default_context()
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if policy == "required":
@@ -514,7 +532,7 @@ class OutboundWorker:
                 try:
                     await smtp.starttls(server_hostname=target.host, tls_context=context)
                 except (aiosmtplib.SMTPException, OSError) as exc:
-                    if target.tls != "required":
+                    if target.tls not in _VERIFIED:
                         raise _PlaintextRetry from None
                     raise DeliveryFailure(
                         local_reply(
@@ -527,7 +545,7 @@ class OutboundWorker:
                         )
                     ) from None
                 await self._hello(smtp, remote)  # RFC 3207 §4.2: forget what was said before
-            elif target.tls == "required":
+            elif target.tls in _VERIFIED:
                 raise DeliveryFailure(
                     local_reply(
                         "4.7.10",
