@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -130,6 +131,7 @@ async def import_whitelist(
                     },
                 ),
             )
+    forget_snapshot(app)
     return ImportReport(
         parsed.generated_at, domains, len(parsed.entries), parsed.rejected, parsed.sha256, unchanged
     )
@@ -158,14 +160,61 @@ async def entries(app: App, domain: str) -> list[trust_repo.DomainRow]:
         return await trust_repo.domain_entries(conn, domain.lower().rstrip("."))
 
 
+@dataclass
+class _Snapshot:
+    """The active list in memory: checked against the database at most every
+    :data:`SNAPSHOT_SECONDS` (an import on another node shows within that delay)."""
+
+    list_id: int | None = None
+    checked_at: float = float("-inf")
+    domains: dict[str, frozenset[str]] = field(default_factory=dict)
+    dns: frozenset[str] = frozenset()
+
+
+#: How long a node trusts its in-memory copy of the list before asking which list is active.
+SNAPSHOT_SECONDS = 30.0
+
+
+async def _snapshot(app: App) -> _Snapshot:
+    snapshot = app.components.get("TrustSnapshot")
+    if not isinstance(snapshot, _Snapshot):
+        snapshot = _Snapshot()
+        app.components["TrustSnapshot"] = snapshot
+    now = time.monotonic()
+    if now - snapshot.checked_at < SNAPSHOT_SECONDS:
+        return snapshot
+    async with app.db.read() as conn:
+        list_id = await trust_repo.active_list_id(conn)
+        if list_id != snapshot.list_id:
+            rows = await trust_repo.all_entries(conn, list_id) if list_id is not None else []
+            grouped: dict[str, set[str]] = {}
+            for domain, dn_key in rows:
+                grouped.setdefault(domain, set()).add(dn_key)
+            snapshot.domains = {d: frozenset(keys) for d, keys in grouped.items()}
+            snapshot.dns = frozenset(key for _, key in rows)
+            snapshot.list_id = list_id
+    snapshot.checked_at = now
+    return snapshot
+
+
+def forget_snapshot(app: App) -> None:
+    """Drop this node's in-memory copy (after an import here)."""
+    app.components.pop("TrustSnapshot", None)
+
+
 async def is_listed(app: App, domain: str) -> bool:
     """Whether ``domain`` belongs to the trust space."""
-    return bool(await entries(app, domain))
+    return domain.lower().rstrip(".") in (await _snapshot(app)).domains
 
 
 async def allowed_dns(app: App, domain: str) -> frozenset[str]:
     """Canonical certificate DNs (see :func:`whitelist.canonical_dn`) listed for ``domain``."""
-    return frozenset(row.dn_key for row in await entries(app, domain))
+    return (await _snapshot(app)).domains.get(domain.lower().rstrip("."), frozenset())
+
+
+async def dn_listed(app: App, dn_key: str) -> bool:
+    """Whether a canonical DN is listed for any domain."""
+    return dn_key in (await _snapshot(app)).dns
 
 
 class TrustListRefresher:

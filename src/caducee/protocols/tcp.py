@@ -129,6 +129,14 @@ class Connection:
         cipher = ssl_object.cipher()
         return f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
 
+    def peer_certificate(self) -> bytes | None:
+        """The DER client certificate the peer presented under TLS, if any."""
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return None
+        der: bytes | None = ssl_object.getpeercert(binary_form=True)
+        return der
+
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             self.writer.close()

@@ -112,3 +112,18 @@ async def domain_entries(conn: AsyncConnection, domain: str) -> list[DomainRow]:
         DomainRow(r.domain, r.dn, r.dn_key, r.description, r.support_contact, r.updated)
         for r in rows
     ]
+
+
+async def active_list_id(conn: AsyncConnection) -> int | None:
+    found = await conn.scalar(select(func.max(trust_lists.c.id)))
+    return int(found) if found is not None else None
+
+
+async def all_entries(conn: AsyncConnection, list_id: int) -> list[tuple[str, str]]:
+    """(domain, canonical DN) of every entry of a list."""
+    rows = await conn.execute(
+        select(trust_domains.c.domain, trust_domains.c.dn_key).where(
+            trust_domains.c.list_id == list_id
+        )
+    )
+    return [(row.domain, row.dn_key) for row in rows]

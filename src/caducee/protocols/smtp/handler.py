@@ -15,10 +15,12 @@ from typing import Protocol
 
 from caducee.app import App
 from caducee.errors import CaduceeError, NotFound
+from caducee.health import trust_inbound
+from caducee.health.trust_inbound import PeerTls
 from caducee.protocols.smtp import replies
 from caducee.protocols.smtp.errors import SmtpRefusal
 from caducee.protocols.smtp.parser import Mail, Rcpt
-from caducee.protocols.smtp.replies import Reply
+from caducee.protocols.smtp.replies import Reply, bilingual
 from caducee.protocols.smtp.sasl import Credentials, SaslRegistry, password_mechanisms
 from caducee.protocols.smtp.state import SessionInfo, Transaction
 from caducee.services import auth, inbound, submission
@@ -87,11 +89,24 @@ class MxHandler:
         raise SmtpRefusal(replies.AUTH_NOT_AVAILABLE)
 
     async def on_mail(self, session: SessionInfo, mail: Mail) -> str:
-        # The sender is judged on the message (SPF, DKIM, DMARC), once DATA has arrived.
+        # A trust-space sender domain must come from its operator (mutual TLS); other senders
+        # are judged on the message (SPF, DKIM, DMARC), once DATA has arrived.
+        domain = mail.path.address.rpartition("@")[2]
+        peer = PeerTls.from_description(session.tls, session.peer_certificate)
+        refusal = await trust_inbound.check_sender_domain(self.app, domain, peer, session.ip)
+        if refusal is not None:
+            code = 530 if refusal.reason == "plaintext" else 550
+            raise SmtpRefusal(bilingual(code, refusal.status, refusal.fr, refusal.en))
         return mail.path.address
 
     async def on_rcpt(self, session: SessionInfo, transaction: Transaction, rcpt: Rcpt) -> str:
         address = await _postmaster(self.app) if rcpt.path.postmaster else rcpt.path.address
+        peer = PeerTls.from_description(session.tls, session.peer_certificate)
+        refusal = await trust_inbound.check_recipient_domain(
+            self.app, transaction.mail_from, address, peer, session.ip
+        )
+        if refusal is not None:
+            raise SmtpRefusal(bilingual(550, refusal.status, refusal.fr, refusal.en))
         size = transaction.mail.params.size or 0
         return await inbound.check_recipient(self.app, address, size)
 

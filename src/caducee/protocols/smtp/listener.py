@@ -12,6 +12,7 @@ import ssl
 from dataclasses import dataclass
 
 from caducee.app import App
+from caducee.health.trust_tls import accept_client_certificates, load_trust_store
 from caducee.listeners import ListenAddress
 from caducee.protocols.smtp import replies
 from caducee.protocols.smtp.handler import MxHandler, SmtpHandler, SubmissionHandler
@@ -53,6 +54,9 @@ class SmtpListener:
         self.name = name
         self.limits = limits or SmtpLimits.from_settings(app.settings)
         context = tls_context or server_ssl_context(app.settings)
+        if not kind.submission and tls_context is None:
+            # MSSanté operators present client certificates (RFC 8446 §4.3.2 / RFC 5246 §7.4.4).
+            accept_client_certificates(context, load_trust_store(app.settings))
         self.handler: SmtpHandler = handler or (
             SubmissionHandler(app) if kind.submission else MxHandler(app)
         )

@@ -68,7 +68,12 @@ class SmtpSession:
         self.config = config
         self.limits = config.limits
         self.stream = SmtpStream(conn, config.limits.idle_timeout)
-        self.info = SessionInfo(config.listener, conn.ip, tls=conn.tls_description())
+        self.info = SessionInfo(
+            config.listener,
+            conn.ip,
+            tls=conn.tls_description(),
+            peer_certificate=conn.peer_certificate(),
+        )
         self.transaction: Transaction | None = None
         self.done = False
         self.errors = 0
@@ -234,7 +239,12 @@ class SmtpSession:
         await self.conn.start_tls(context)
         # RFC 3207 §4.2: forget everything learnt before TLS; the client says EHLO again.
         self.transaction = None
-        self.info = SessionInfo(self.config.listener, self.conn.ip, tls=self.conn.tls_description())
+        self.info = SessionInfo(
+            self.config.listener,
+            self.conn.ip,
+            tls=self.conn.tls_description(),
+            peer_certificate=self.conn.peer_certificate(),
+        )
 
     # --- AUTH (RFC 4954) ---------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ class SessionInfo:
     esmtp: bool = False  # EHLO (True) or HELO (False)
     tls: str = ""  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"; "" without TLS
     login: str = ""  # the authenticated account, "" before AUTH
+    peer_certificate: bytes | None = None  # DER of the TLS client certificate, if presented
 
     def protocol(self, smtputf8: bool = False) -> str:
         """RFC 3848 / RFC 6531 §3.7.3 "with" protocol type for the Received header."""
