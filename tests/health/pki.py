@@ -3,6 +3,7 @@ foreign), and a CRL, written as PEM files the way an operator installs them."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,7 +108,13 @@ class TestPKI:
             .not_valid_before(not_before or now - timedelta(days=1))
             .not_valid_after(not_after or now + timedelta(days=365))
             .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(host), x509.DNSName("localhost")]),
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName(host),
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    ]
+                ),
                 critical=False,
             )
             .add_extension(
