@@ -239,6 +239,15 @@ def test_trust_space_between_three_operators(network: dict[str, Operator]) -> No
     genuine = _mail_from_b(a, pki, b.cert)
     assert genuine.startswith("250")
 
+    # A's practitioner may not write outside the trust space, whatever the client.
+    with smtplib.SMTP("127.0.0.1", a.submission_port, timeout=30) as client:
+        client.starttls(context=_tls_client(pki))
+        client.login(a.user, a.app_password)
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            client.sendmail(a.user, ["patient@gmail.test"], b"Subject: x\r\n\r\nx\r\n")
+    code, text = refused.value.recipients["patient@gmail.test"]
+    assert code == 550 and b"espace de confiance" in text
+
     reasons = " ".join(asyncio.run(_denials(a)))
     for reason in ("sender-outside", "dn-mismatch", "expired", "revoked", "plaintext"):
         assert reason in reasons

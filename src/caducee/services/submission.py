@@ -15,6 +15,7 @@ from email.utils import format_datetime, getaddresses, make_msgid
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.errors import AccessDenied, InvalidInput, PolicyRejected, SenderNotAllowed
+from caducee.health import trust_policy
 from caducee.services import mail_auth, mailboxes, queue
 from caducee.services.audit import AuditEvent, record
 from caducee.services.delivery import deliver_local
@@ -44,11 +45,15 @@ async def authorize_sender(app: App, login: str, mail_from: str, source: str) ->
     return address
 
 
-async def check_submission_recipient(app: App, address: str, domains: set[str]) -> str:
-    """RCPT TO on the submission door: local recipients must exist; remote ones are queued."""
+async def check_submission_recipient(
+    app: App, address: str, domains: set[str], sender: str = ""
+) -> str:
+    """RCPT TO on the submission door: local recipients must exist; remote ones are queued,
+    unless the sender is a trust-space mailbox and the recipient outside it."""
     clean = normalize_address(address)
     if domain_of(clean) in domains:
         return await check_recipient(app, clean)
+    await trust_policy.check_recipients(app, sender, [clean], domains)
     return clean
 
 
@@ -78,6 +83,9 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
         added += f"Message-ID: {make_msgid(domain=app.settings.hostname)}\r\n".encode()
     message = received_header(app.settings.hostname, client) + added + raw
     domains = await our_domains(app)
+    await trust_policy.check_recipients(
+        app, envelope.mail_from, [r.address for r in envelope.recipients], domains
+    )
     local = [r.address for r in envelope.recipients if domain_of(r.address) in domains]
     remote = [r for r in envelope.recipients if domain_of(r.address) not in domains]
     # Local copies first: they can be refused (a full mailbox) and the client then retries

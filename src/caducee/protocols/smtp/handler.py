@@ -150,7 +150,9 @@ class SubmissionHandler:
         if not isinstance(domains, set):
             domains = await inbound.our_domains(self.app)
             transaction.context["domains"] = domains
-        return await submission.check_submission_recipient(self.app, rcpt.path.address, domains)
+        return await submission.check_submission_recipient(
+            self.app, rcpt.path.address, domains, transaction.mail_from
+        )
 
     async def on_data(self, session: SessionInfo, envelope: Envelope, raw: bytes) -> None:
         await submission.submit(
