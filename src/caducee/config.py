@@ -73,6 +73,14 @@ class Settings:
     trust_crl_dir: str = ""
     trust_client_cert: str = ""  # empty: tls/server.crt
     trust_client_key: str = ""  # empty: tls/server.key
+    # OpenID Connect (Pro Santé Connect): web login and SASL OAUTHBEARER/XOAUTH2
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_scopes: str = "openid scope_all"
+    oidc_acr_values: str = "eidas1"
+    oidc_identifier_claim: str = "SubjectNameID"
+    oidc_audience: str = ""  # of access tokens for SASL; empty: the client id
 
     @property
     def keys_dir(self) -> Path:
@@ -223,7 +231,20 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.trust_crl_dir = str(trust.get("crl_dir", settings.trust_crl_dir))
         settings.trust_client_cert = str(trust.get("client_cert", settings.trust_client_cert))
         settings.trust_client_key = str(trust.get("client_key", settings.trust_client_key))
+        oidc = doc.get("oidc", {})
+        for name in (
+            "issuer",
+            "client_id",
+            "client_secret",
+            "scopes",
+            "acr_values",
+            "identifier_claim",
+            "audience",
+        ):
+            attribute = f"oidc_{name}"
+            setattr(settings, attribute, str(oidc.get(name, getattr(settings, attribute))))
     env = os.environ
+    settings.oidc_client_secret = env.get("CADUCEE_OIDC_CLIENT_SECRET", settings.oidc_client_secret)
     settings.dns_resolver = env.get("CADUCEE_DNS_RESOLVER", settings.dns_resolver)
     settings.hostname = env.get("CADUCEE_HOSTNAME", settings.hostname)
     settings.database_url = env.get("CADUCEE_DATABASE_URL", settings.database_url)
@@ -311,6 +332,17 @@ def render_config(settings: Settings) -> str:
         f"crl_dir = {json.dumps(settings.trust_crl_dir)}",
         f"client_cert = {json.dumps(settings.trust_client_cert)}",
         f"client_key = {json.dumps(settings.trust_client_key)}",
+        "",
+        "[oidc]",
+        "# Pro Santé Connect (ou autre fournisseur OpenID Connect) ; vide : désactivé.",
+        "# Le secret peut venir de CADUCEE_OIDC_CLIENT_SECRET.",
+        f"issuer = {json.dumps(settings.oidc_issuer)}",
+        f"client_id = {json.dumps(settings.oidc_client_id)}",
+        f"client_secret = {json.dumps(settings.oidc_client_secret)}",
+        f"scopes = {json.dumps(settings.oidc_scopes)}",
+        f"acr_values = {json.dumps(settings.oidc_acr_values)}",
+        f"identifier_claim = {json.dumps(settings.oidc_identifier_claim)}",
+        f"audience = {json.dumps(settings.oidc_audience)}",
         "",
     ]
     return "\n".join(lines)

@@ -372,3 +372,8 @@ async def list_delegations(
     if account_id is not None:
         query = query.where(delegations.c.account_id == account_id)
     return [_delegation(row) for row in (await conn.execute(query)).all()]
+
+
+async def account_by_rpps(conn: AsyncConnection, rpps: str) -> Account | None:
+    row = (await conn.execute(select(accounts).where(accounts.c.rpps == rpps))).first()
+    return account_from_row(row) if row else None

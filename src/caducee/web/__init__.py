@@ -28,7 +28,7 @@ from caducee.app import App
 from caducee.errors import CaduceeError
 from caducee.listeners import ListenAddress, bind_tcp, bound_address
 from caducee.tls import SERVER_CERT, SERVER_KEY, server_ssl_context
-from caducee.web import account, admin, home, login, status
+from caducee.web import account, admin, home, login, oidc_login, status
 from caducee.web.config import WebConfig
 from caducee.web.core import WebState, error_page
 from caducee.web.i18n import gettext
@@ -89,6 +89,7 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
     routes: list[BaseRoute] = [
         *status.routes,
         *login.routes,
+        *oidc_login.routes,
         *home.routes,
         *account.routes,
         *admin.routes,

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from caducee.domain.model import Account
 from caducee.errors import AccessDenied
-from caducee.services import totp, web_sessions
+from caducee.services import oidc, totp, web_sessions
 from caducee.services.auth import verify_password_login
 from caducee.services.lockout import AccountLocked
 from caducee.services.web_sessions import Stage, WebSession
@@ -73,6 +73,7 @@ def _login_form(
             "error": error,
             "login": login,
             "next": safe_next(request.query_params.get("suite"), ""),
+            "psc": oidc.provider(state(request).app).configured,
         },
         csrf=token,
         status=status,

@@ -1,0 +1,112 @@
+"""Login with Pro Santé Connect against a local OpenID provider (real HTTP, real RS256 tokens):
+the authorization code flow with state, nonce and PKCE, the RPPS mapping, and refusals."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from caducee.app import App
+from caducee.services.audit import iter_records
+from caducee.store.tables import accounts
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, TestProvider
+from tests.web.conftest import People, WebClient
+
+RPPS = "10003456784"  # Luhn-valid
+IDNAT = "8" + RPPS
+
+
+@pytest.fixture
+def provider() -> Iterator[TestProvider]:
+    started = TestProvider().start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+async def psc(app: App, people: People, provider: TestProvider) -> TestProvider:
+    app.settings.oidc_issuer = provider.issuer
+    app.settings.oidc_client_id = CLIENT_ID
+    app.settings.oidc_client_secret = CLIENT_SECRET
+    async with app.db.write() as conn:
+        await conn.execute(
+            update(accounts).where(accounts.c.id == people.doctor_a.id).values(rpps=RPPS)
+        )
+    return provider
+
+
+async def _through_provider(web: WebClient, provider: TestProvider, identifier: str) -> str:
+    """Start on our side, let the provider approve ``identifier``; our return URL (path+query)."""
+    provider.identifier = identifier
+    start = await web.get("/connexion/psc")
+    assert start.status_code == 303
+    location = start.headers["location"]
+    assert location.startswith(provider.issuer + "/authorize?")
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))
+    assert query["code_challenge_method"] == "S256" and query["state"] and query["nonce"]
+    async with httpx.AsyncClient() as browser:  # the provider is a real server
+        approved = await browser.get(location)
+    assert approved.status_code == 302
+    back = urllib.parse.urlsplit(approved.headers["location"])
+    assert back.path == "/connexion/psc/retour"
+    return f"{back.path}?{back.query}"
+
+
+async def test_login_page_offers_psc_only_when_configured(
+    app: App, web: WebClient, psc: TestProvider
+) -> None:
+    assert "Pro Santé Connect" in (await web.get("/connexion")).text
+    app.settings.oidc_issuer = ""
+    assert "Pro Santé Connect" not in (await web.get("/connexion")).text
+    assert (await web.get("/connexion/psc")).status_code == 404
+
+
+async def test_psc_login_opens_a_full_session(
+    app: App, web: WebClient, psc: TestProvider, people: People
+) -> None:
+    back = await _through_provider(web, psc, IDNAT)
+    landed = await web.get(back)
+    assert landed.status_code == 200 and 'http-equiv="refresh"' in landed.text
+    assert web.session_cookie()
+    home = await web.get("/accueil")
+    assert home.status_code == 200 and "Martin" in home.text
+    logins = [r async for r in iter_records(app.db) if r.action == "web.login"]
+    assert logins[-1].actor == people.doctor_a.login and '"psc"' in logins[-1].details
+
+
+async def test_return_without_our_cookie_or_with_another_state_is_refused(
+    web: WebClient, psc: TestProvider, new_client: object
+) -> None:
+    back = await _through_provider(web, psc, IDNAT)
+    async with new_client() as stranger:  # type: ignore[operator]
+        refused = await stranger.get(back)  # no login cookie: a forged or replayed return
+    assert refused.status_code == 403 and "état invalide" in refused.text
+    tampered = back.replace("state=", "state=x")
+    refused = await web.get(tampered)
+    assert refused.status_code == 403 and not web.session_cookie()
+
+
+async def test_unknown_rpps_is_refused_with_an_explanation(
+    web: WebClient, psc: TestProvider
+) -> None:
+    back = await _through_provider(web, psc, "8" + "10000000008")
+    refused = await web.get(back)
+    assert refused.status_code == 403 and "RPPS" in refused.text
+    assert not web.session_cookie()
+
+
+async def test_disabled_account_is_refused(
+    app: App, web: WebClient, psc: TestProvider, people: People
+) -> None:
+    async with app.db.write() as conn:
+        await conn.execute(
+            update(accounts).where(accounts.c.id == people.doctor_a.id).values(disabled=True)
+        )
+    refused = await web.get(await _through_provider(web, psc, IDNAT))
+    assert refused.status_code == 403 and not web.session_cookie()
