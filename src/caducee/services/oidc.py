@@ -33,6 +33,8 @@ import jwt
 from caducee.app import App
 from caducee.domain.model import Account
 from caducee.errors import AccessDenied, ConfigurationError, TemporaryFailure
+from caducee.services.audit import record
+from caducee.services.lockout import Outcome, auth_event, normalize_login, normalize_source
 from caducee.store import directory_repo
 
 log = logging.getLogger(__name__)
@@ -292,4 +294,50 @@ async def account_for_identifier(app: App, identifier: object) -> Account:
             "No active Caducée account matches your national identifier (RPPS): ask the "
             "practice's administrator to set it on your account.",
         )
+    return account
+
+
+async def authenticate_bearer(
+    app: App, user: str, token: str, service: str, source: str
+) -> Account:
+    """SASL OAUTHBEARER / XOAUTH2 for a mail client: the token must be valid and name the
+    account ``user`` designates (its login; "" takes the token's account). Audited like the
+    other mail logins (``auth.mail`` with ``method: oauth``), never with the token."""
+    source = normalize_source(source)
+    try:
+        account = await provider(app).account_for_access_token(token)
+    except AccessDenied:
+        await record(
+            app.db,
+            auth_event(
+                normalize_login(user) if user else "?",
+                "auth.mail",
+                source,
+                Outcome.FAILED,
+                "bad_token",
+                service=service,
+                method="oauth",
+            ),
+        )
+        raise
+    if user and normalize_login(user) != account.login:
+        await record(
+            app.db,
+            auth_event(
+                normalize_login(user),
+                "auth.mail",
+                source,
+                Outcome.DENIED,
+                "other_account",
+                service=service,
+                method="oauth",
+            ),
+        )
+        raise refused(
+            "Ce jeton appartient à un autre compte.", "This token belongs to another account."
+        )
+    await record(
+        app.db,
+        auth_event(account.login, "auth.mail", source, Outcome.OK, service=service, method="oauth"),
+    )
     return account

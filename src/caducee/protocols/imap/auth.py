@@ -14,10 +14,12 @@ import binascii
 from collections.abc import Awaitable, Callable
 
 from caducee.domain.model import Account
-from caducee.errors import AccessDenied
+from caducee.errors import AccessDenied, TemporaryFailure
 from caducee.protocols.imap.protocol import Command
 from caducee.protocols.imap.session import Session, State, bad, no
+from caducee.protocols.sasl_bearer import parse_oauthbearer, parse_xoauth2
 from caducee.protocols.tcp import ConnectionClosed, LineTooLong
+from caducee.services import oidc
 from caducee.services.auth import authenticate_mail
 from caducee.services.lockout import AccountLocked
 
@@ -55,7 +57,10 @@ def capabilities(session: Session) -> list[str]:
     caps = ["IMAP4rev1", "IMAP4rev2"]
     if session.state is State.NOT_AUTHENTICATED:
         if session.conn.tls:
-            caps += ["AUTH=PLAIN", "SASL-IR"]
+            caps.append("AUTH=PLAIN")
+            if session.app.settings.oidc_issuer:
+                caps += ["AUTH=OAUTHBEARER", "AUTH=XOAUTH2"]
+            caps.append("SASL-IR")
         else:
             if session.config.tls_context is not None:
                 caps.append("STARTTLS")
@@ -183,10 +188,38 @@ Mechanism = Callable[[Session, str | None], Awaitable[tuple[str, str]]]
 MECHANISMS: dict[str, Mechanism] = {"PLAIN": _plain}
 
 
+async def _bearer(session: Session, name: str, initial: str | None) -> None:
+    """RFC 7628 OAUTHBEARER or XOAUTH2: a bearer token of the configured OpenID issuer."""
+    if initial is None:
+        await session.conn.write(b"+ \r\n")
+        initial = await _sasl_response(session)
+    if initial == "*":
+        raise bad("authentification annulee")
+    try:
+        decoded = base64.b64decode(initial, validate=True)
+    except binascii.Error:
+        raise bad("reponse SASL invalide") from None
+    parsed = (parse_oauthbearer if name == "OAUTHBEARER" else parse_xoauth2)(decoded)
+    if parsed is None:
+        raise bad("reponse SASL invalide")
+    user, token = parsed
+    try:
+        account = await oidc.authenticate_bearer(session.app, user, token, "imap", session.conn.ip)
+    except (AccessDenied, TemporaryFailure):
+        await asyncio.sleep(FAILED_LOGIN_DELAY)
+        raise no("jeton refuse", "AUTHENTICATIONFAILED") from None
+    _logged_in(session, account)
+
+
 async def cmd_authenticate(session: Session, command: Command) -> None:
     _require_tls(session)
     assert isinstance(command.args, tuple)
     mechanism, initial = command.args
+    name = str(mechanism).upper()
+    if name in ("OAUTHBEARER", "XOAUTH2") and session.app.settings.oidc_issuer:
+        await _bearer(session, name, initial if isinstance(initial, str) else None)
+        await session.ok(command, "connecte", "CAPABILITY " + " ".join(capabilities(session)))
+        return
     run = MECHANISMS.get(str(mechanism))
     if run is None:
         raise no("mecanisme non pris en charge (PLAIN)", "CANNOT")

@@ -23,7 +23,7 @@ from caducee.protocols.smtp.parser import Mail, Rcpt
 from caducee.protocols.smtp.replies import Reply, bilingual
 from caducee.protocols.smtp.sasl import Credentials, SaslRegistry, password_mechanisms
 from caducee.protocols.smtp.state import SessionInfo, Transaction
-from caducee.services import auth, inbound, submission
+from caducee.services import auth, inbound, oidc, submission
 from caducee.services.envelope import Envelope
 
 
@@ -119,7 +119,11 @@ class SubmissionHandler:
 
     def __init__(self, app: App, sasl: SaslRegistry | None = None) -> None:
         self.app = app
-        self.sasl = sasl if sasl is not None else password_mechanisms()
+        self.sasl = (
+            sasl
+            if sasl is not None
+            else password_mechanisms(bearer=bool(app.settings.oidc_issuer))
+        )
 
     def ehlo_keywords(self, session: SessionInfo) -> list[str]:
         # RFC 8314 §3 / RFC 3207: credentials travel only under TLS, so AUTH shows only then.
@@ -131,6 +135,11 @@ class SubmissionHandler:
         return None if session.tls else replies.ENCRYPTION_REQUIRED
 
     async def on_auth(self, session: SessionInfo, credentials: Credentials) -> str:
+        if credentials.kind == "token":
+            account = await oidc.authenticate_bearer(
+                self.app, credentials.authcid, credentials.secret, "smtp", session.ip
+            )
+            return account.login
         if credentials.kind != "password":
             raise SmtpRefusal(replies.AUTH_UNKNOWN_MECHANISM)
         account = await auth.authenticate_mail(

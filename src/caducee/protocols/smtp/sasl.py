@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from caducee.protocols.sasl_bearer import parse_oauthbearer, parse_xoauth2
+
 
 @dataclass(frozen=True)
 class Challenge:
@@ -121,6 +123,36 @@ class Login:
         return _LoginExchange()
 
 
+class _BearerExchange:
+    """OAUTHBEARER (RFC 7628) or XOAUTH2: one response carrying the user and a bearer token."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def step(self, response: bytes | None) -> Step:
+        if response is None:
+            return Challenge(b"")
+        parsed = (parse_oauthbearer if self.name == "OAUTHBEARER" else parse_xoauth2)(response)
+        if parsed is None:
+            return Malformed(f"Reponse {self.name} mal formee", f"Malformed {self.name} response")
+        user, token = parsed
+        return Credentials(self.name, user, token, kind="token")
+
+
+class OAuthBearer:
+    name = "OAUTHBEARER"
+
+    def start(self) -> SaslExchange:
+        return _BearerExchange(self.name)
+
+
+class XOAuth2:
+    name = "XOAUTH2"
+
+    def start(self) -> SaslExchange:
+        return _BearerExchange(self.name)
+
+
 class SaslRegistry:
     """The mechanisms a handler offers, by upper-case name, in the order advertised."""
 
@@ -145,6 +177,11 @@ class SaslRegistry:
         return bool(self._mechanisms)
 
 
-def password_mechanisms() -> SaslRegistry:
-    """PLAIN and LOGIN: what every mail client knows (only ever offered under TLS)."""
-    return SaslRegistry(Plain(), Login())
+def password_mechanisms(*, bearer: bool = False) -> SaslRegistry:
+    """PLAIN and LOGIN: what every mail client knows (only ever offered under TLS); with
+    ``bearer`` (an OpenID issuer is configured), OAUTHBEARER and XOAUTH2 too."""
+    registry = SaslRegistry(Plain(), Login())
+    if bearer:
+        registry.register(OAuthBearer())
+        registry.register(XOAuth2())
+    return registry
