@@ -73,6 +73,7 @@ class Settings:
     trust_crl_dir: str = ""
     trust_client_cert: str = ""  # empty: tls/server.crt
     trust_client_key: str = ""  # empty: tls/server.key
+    mssante_product: str = ""  # X-MSS-NIL product reference; empty: "Caducee"
     # OpenID Connect (Pro Santé Connect): web login and SASL OAUTHBEARER/XOAUTH2
     oidc_issuer: str = ""
     oidc_client_id: str = ""
@@ -231,6 +232,7 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.trust_crl_dir = str(trust.get("crl_dir", settings.trust_crl_dir))
         settings.trust_client_cert = str(trust.get("client_cert", settings.trust_client_cert))
         settings.trust_client_key = str(trust.get("client_key", settings.trust_client_key))
+        settings.mssante_product = str(trust.get("product", settings.mssante_product))
         oidc = doc.get("oidc", {})
         for name in (
             "issuer",
@@ -332,6 +334,8 @@ def render_config(settings: Settings) -> str:
         f"crl_dir = {json.dumps(settings.trust_crl_dir)}",
         f"client_cert = {json.dumps(settings.trust_client_cert)}",
         f"client_key = {json.dumps(settings.trust_client_key)}",
+        "# Référence produit de l'en-tête X-MSS-NIL (vide : Caducee)",
+        f"product = {json.dumps(settings.mssante_product)}",
         "",
         "[oidc]",
         "# Pro Santé Connect (ou autre fournisseur OpenID Connect) ; vide : désactivé.",

@@ -66,3 +66,12 @@ async def test_domain_outside_the_trust_space_keeps_ordinary_rules(app: App) -> 
     await trust_list.import_whitelist(app, whitelist_xml([(PEER, operator_dn(2))]))
     await _send(app, "dr.b@cabinet.test", "dr.b@cabinet.test", "patient@gmail.test")
     assert [e.address for e in await queue.list_queue(app)] == ["patient@gmail.test"]
+
+
+async def test_trust_space_mail_carries_x_mss_nil(listed: App) -> None:
+    sender = f"dr.a@{OURS}"
+    listed.settings.mssante_product = "Caducee 0.1 (test)"
+    await _send(listed, sender, sender, f"confrere@{PEER}")
+    [entry] = await queue.list_queue(listed)
+    raw = await queue.read_content(listed, entry)
+    assert b"\r\nX-MSS-NIL: Caducee 0.1 (test)\r\n" in raw

@@ -56,3 +56,19 @@ async def check_recipients(
         f"addresses. Recipient(s) outside: {listed}. For a patient, use the patient channel; "
         "otherwise write from a non-MSSanté address.",
     )
+
+
+#: Default product reference of the ``X-MSS-NIL`` header (configurable: ``[trust] product``).
+PRODUCT_REFERENCE = "Caducee"
+
+
+async def mssante_headers(app: App, sender: str, raw: bytes) -> bytes:
+    """Header lines to prepend to a message a trust-space mailbox submits: ``X-MSS-NIL`` (the
+    product reference) unless the client already set it."""
+    if not await bound_to_trust_space(app, sender):
+        return b""
+    head = raw.split(b"\r\n\r\n", 1)[0].lower()
+    if head.startswith(b"x-mss-nil:") or b"\r\nx-mss-nil:" in head:
+        return b""
+    reference = app.settings.mssante_product or PRODUCT_REFERENCE
+    return f"X-MSS-NIL: {reference}\r\n".encode("ascii", "replace")

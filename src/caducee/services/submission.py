@@ -81,6 +81,7 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
         added += f"Date: {format_datetime(datetime.now(UTC))}\r\n".encode()
     if not has_message_id:
         added += f"Message-ID: {make_msgid(domain=app.settings.hostname)}\r\n".encode()
+    added += await trust_policy.mssante_headers(app, envelope.mail_from, raw)
     message = received_header(app.settings.hostname, client) + added + raw
     domains = await our_domains(app)
     await trust_policy.check_recipients(
