@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from caducee.errors import CaduceeError
+from caducee.health import trust_list
 from caducee.services import practices, web_sessions
 from caducee.web.admin.common import practice_mailboxes
 from caducee.web.core import (
@@ -27,6 +28,8 @@ async def _settings_page(
     web = state(request)
     used = len(await practice_mailboxes(web, user))
     required = await web_sessions.second_factor_required(web.app, user.practice.id)
+    trust = await trust_list.status(web.app)
+    listed = [d for d in user.practice.domains if await trust_list.is_listed(web.app, d)]
     return render(
         request,
         "admin/practice.html",
@@ -34,6 +37,8 @@ async def _settings_page(
             "practice": user.practice,
             "used": used,
             "required": required,
+            "trust": trust,
+            "listed_domains": listed,
             "error": error,
             "admin_tab": "cabinet",
         },
