@@ -28,7 +28,7 @@ from caducee.app import App
 from caducee.errors import CaduceeError
 from caducee.listeners import ListenAddress, bind_tcp, bound_address
 from caducee.tls import SERVER_CERT, SERVER_KEY, server_ssl_context
-from caducee.web import account, admin, home, login, oidc_login, status
+from caducee.web import account, admin, home, login, oidc_login, status, webmail
 from caducee.web.config import WebConfig
 from caducee.web.core import WebState, error_page
 from caducee.web.i18n import gettext
@@ -90,6 +90,7 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
         *status.routes,
         *login.routes,
         *oidc_login.routes,
+        *webmail.routes,
         *home.routes,
         *account.routes,
         *admin.routes,
@@ -107,7 +108,12 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
         login_limiter=RateLimiter(config.login_attempts_per_minute),
     )
     return SecurityHeadersMiddleware(
-        BodyLimitMiddleware(LanguageMiddleware(web), config.max_body_bytes)
+        BodyLimitMiddleware(
+            LanguageMiddleware(web),
+            config.max_body_bytes,
+            # A message with its attachments (multipart overhead: a third more).
+            large=(("/envoyer", app.settings.max_message_bytes * 4 // 3 + 65536),),
+        )
     )
 
 

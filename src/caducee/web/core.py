@@ -46,6 +46,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Short notices shown once on the next page, by key (the cookie carries only the key).
 FLASHES: dict[str, str] = {
     "logged_out": N_("Vous êtes déconnecté."),
+    "sent": N_("Message envoyé."),
     "logged_out_all": N_("Toutes vos sessions ont été fermées, sur tous vos appareils."),
     "expired": N_("Votre session a expiré : reconnectez-vous."),
     "password_changed": N_("Mot de passe modifié. Vos autres sessions ont été fermées."),

@@ -28,7 +28,7 @@ TILES: list[Tile] = [
     Tile(
         N_("Messagerie"),
         N_("Lire et envoyer vos messages sécurisés, et ceux des boîtes qui vous sont déléguées."),
-        None,
+        "/courrier",
     ),
     Tile(N_("Mon compte"), N_("Vos informations et votre mot de passe."), "/compte"),
     Tile(

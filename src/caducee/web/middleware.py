@@ -15,6 +15,10 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+#: The message page: the same policy, also framing the sanitised body from our origin.
+CONTENT_SECURITY_POLICY_MAIL_VIEW = CONTENT_SECURITY_POLICY.replace(
+    "default-src 'none';", "default-src 'none'; frame-src 'self';"
+)
 #: The same policy, also allowing ``data:`` images (the TOTP QR code page only).
 CONTENT_SECURITY_POLICY_DATA_IMAGES = CONTENT_SECURITY_POLICY.replace(
     "img-src 'self'", "img-src 'self' data:"
@@ -82,19 +86,30 @@ class BodyLimitMiddleware:
     upload that grows past the limit is cut off too.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, large: tuple[tuple[str, int], ...] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        #: (path suffix, limit): routes that take bigger bodies (a message with attachments).
+        self.large = large
+
+    def limit_for(self, path: str) -> int:
+        for suffix, limit in self.large:
+            if path.endswith(suffix):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         too_large = "Requête trop volumineuse. / Request too large."
+        max_bytes = self.limit_for(str(scope.get("path", "")))
         declared = _header(scope, b"content-length")
         if declared is not None:
             try:
-                if int(declared) > self.max_bytes:
+                if int(declared) > max_bytes:
                     await _plain(send, 413, too_large)
                     return
             except ValueError:
@@ -108,7 +123,7 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
+            if size > max_bytes:
                 await _plain(send, 413, too_large)
                 return
             chunks.append(chunk)

@@ -66,6 +66,25 @@ LABELS: dict[str, dict[str, str]] = {
 }
 
 
+#: Display names of the special-use folders (RFC 6154), French msgids.
+FOLDER_NAMES: dict[str, str] = {
+    "\\Inbox": N_("Boîte de réception"),
+    "\\Sent": N_("Envoyés"),
+    "\\Drafts": N_("Brouillons"),
+    "\\Trash": N_("Corbeille"),
+    "\\Junk": N_("Indésirables"),
+    "\\Archive": N_("Archives"),
+}
+
+
+def folder_label(folder: object) -> str:
+    """A folder's name as people read it: special-use folders translated."""
+    use = getattr(folder, "special_use", None)
+    if use in FOLDER_NAMES:
+        return gettext(FOLDER_NAMES[str(use)])
+    return str(getattr(folder, "name", folder))
+
+
 def label(kind: str, value: object) -> str:
     """The translated display name of a stored code (the code itself if unknown)."""
     key = str(getattr(value, "value", value))
@@ -86,4 +105,5 @@ def create_environment() -> Environment:
     env.filters["size"] = format_size
     env.globals["percent"] = percent
     env.globals["label"] = label
+    env.globals["folder_label"] = folder_label
     return env

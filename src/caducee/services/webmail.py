@@ -1,0 +1,270 @@
+"""What the webmail reads and changes, with the same rules as IMAP: every mailbox is opened
+through :func:`caducee.services.mailboxes.open_mailbox` (delegation rights, audit), folders must
+belong to that mailbox, and changes go through :mod:`caducee.services.mailstore` (MODSEQ, quota,
+IDLE wake-ups on every node)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Literal
+
+from caducee.app import App
+from caducee.domain.model import Flag, Folder, Mailbox, SpecialUse
+from caducee.errors import AccessDenied, NotFound
+from caducee.services import mailboxes, mailstore
+from caducee.services.mailstore import OpenFolder, Rights
+from caducee.store import directory_repo
+from caducee.store import mailstore_repo as repo
+from caducee.store.mailstore_repo import FetchRow
+
+PAGE_SIZE = 50
+SortKey = Literal["date", "expediteur", "objet", "taille"]
+SORT_KEYS: tuple[str, ...] = ("date", "expediteur", "objet", "taille")
+
+
+def _gone() -> NotFound:
+    return NotFound("Message ou dossier introuvable.", "Message or folder not found.")
+
+
+async def usable_mailboxes(app: App, login: str) -> list[Mailbox]:
+    """The account's own mailbox first, then those it owns or is delegated (switcher)."""
+    async with app.db.read() as conn:
+        own = await directory_repo.mailbox_by_address(conn, login)
+        account = await directory_repo.account_by_login(conn, login)
+        if account is None:
+            return []
+        others = await repo.other_mailboxes(conn, account.id, login)
+        found = [await directory_repo.mailbox_by_address(conn, a) for a in others]
+    boxes = [own] if own is not None and not own.disabled else []
+    return boxes + [b for b in found if b is not None and not b.disabled]
+
+
+async def open_box(
+    app: App, login: str, mailbox_id: int, *, source: str, need_send: bool = False
+) -> mailboxes.Access:
+    async with app.db.read() as conn:
+        box = await directory_repo.mailbox_by_id(conn, mailbox_id)
+    if box is None:
+        raise AccessDenied("Accès refusé à cette boîte.", "Access to this mailbox is denied.")
+    return await mailboxes.open_mailbox(app, login, box.address, need_send=need_send, source=source)
+
+
+def rights_of(access: mailboxes.Access) -> Rights:
+    if not access.delegated:
+        return mailstore.OWNER
+    return Rights(True, access.can_send, False)
+
+
+async def folders(app: App, mailbox: Mailbox) -> list[tuple[Folder, repo.Counts]]:
+    async with app.db.read() as conn:
+        found = await repo.list_folders(conn, mailbox.id)
+        counted = [(folder, await repo.counts(conn, folder.id)) for folder in found]
+    order = {use.value: n for n, use in enumerate(SpecialUse)}
+    return sorted(counted, key=lambda fc: (order.get(fc[0].special_use or "", 99), fc[0].name))
+
+
+async def open_folder(app: App, access: mailboxes.Access, folder_id: int) -> OpenFolder:
+    async with app.db.read() as conn:
+        folder = await repo.folder_by_id(conn, folder_id)
+    if folder is None or folder.mailbox_id != access.mailbox.id:
+        raise _gone()
+    return OpenFolder(access.mailbox, folder, rights_of(access), folder.name)
+
+
+async def special_folder(app: App, access: mailboxes.Access, use: SpecialUse) -> OpenFolder:
+    async with app.db.read() as conn:
+        found = await repo.list_folders(conn, access.mailbox.id)
+    for folder in found:
+        if folder.special_use == use.value:
+            return OpenFolder(access.mailbox, folder, rights_of(access), folder.name)
+    raise _gone()
+
+
+@dataclass(frozen=True)
+class Item:
+    uid: int
+    id: int
+    flags: int
+    internal_date: datetime
+    size: int
+    subject: str
+    sender: str
+    to: str
+    snippet: str
+
+    @property
+    def seen(self) -> bool:
+        return bool(self.flags & Flag.SEEN)
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags & Flag.FLAGGED)
+
+
+@dataclass(frozen=True)
+class Search:
+    text: str = ""
+    field: Literal["objet", "expediteur", "texte", "tout"] = "tout"
+    since: date | None = None
+    until: date | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.text or self.since or self.until)
+
+
+@dataclass(frozen=True)
+class Listing:
+    items: list[Item]
+    total: int
+    page: int
+    pages: int
+
+
+def _item(row: FetchRow, headers: dict[str, object]) -> Item:
+    return Item(
+        uid=row.uid,
+        id=row.id,
+        flags=row.flags,
+        internal_date=row.internal_date,
+        size=row.size,
+        subject=str(headers.get("subject", "")),
+        sender=str(headers.get("from", "")),
+        to=str(headers.get("to", "")),
+        snippet=str(headers.get("snippet", "")),
+    )
+
+
+async def list_messages(
+    app: App,
+    of: OpenFolder,
+    *,
+    page: int = 1,
+    sort: str = "date",
+    descending: bool = True,
+    search: Search | None = None,
+    page_size: int = PAGE_SIZE,
+) -> Listing:
+    """One page of a folder, sorted and filtered. Sorting by date or size needs no decryption;
+    by sender or subject, and searching, use the per-node metadata cache."""
+    rows = list((await mailstore.fetch_rows(app, of.folder.id, None)).values())
+    search = search or Search()
+    if search.since is not None:
+        start = datetime.combine(search.since, time.min).astimezone()
+        rows = [r for r in rows if r.internal_date.astimezone() >= start]
+    if search.until is not None:
+        end = datetime.combine(search.until + timedelta(days=1), time.min).astimezone()
+        rows = [r for r in rows if r.internal_date.astimezone() < end]
+    needs_meta = sort in ("expediteur", "objet") or bool(search.text)
+    metas = await mailstore.load_meta(app, rows) if needs_meta else {}
+    if search.text:
+        needle = search.text.casefold()
+        bodies: dict[int, bytes] = {}
+        if search.field in ("texte", "tout"):
+            bodies = await mailstore.load_raw(app, rows)
+
+        def matches(row: FetchRow) -> bool:
+            headers = metas[row.id].headers if row.id in metas else {}
+            subject = str(headers.get("subject", "")).casefold()
+            sender = str(headers.get("from", "")).casefold()
+            if search.field in ("objet", "tout") and needle in subject:
+                return True
+            if search.field in ("expediteur", "tout") and needle in sender:
+                return True
+            if search.field in ("texte", "tout"):
+                body = bodies.get(row.id, b"").decode("utf-8", "replace").casefold()
+                return needle in body
+            return False
+
+        rows = [r for r in rows if matches(r)]
+    if sort == "taille":
+        rows.sort(key=lambda r: (r.size, r.uid), reverse=descending)
+    elif sort in ("expediteur", "objet"):
+        name = "from" if sort == "expediteur" else "subject"
+        rows.sort(
+            key=lambda r: (
+                (str(metas[r.id].headers.get(name, "")).casefold(), r.uid)
+                if r.id in metas
+                else ("", r.uid)
+            ),
+            reverse=descending,
+        )
+    else:
+        rows.sort(key=lambda r: (r.internal_date, r.uid), reverse=descending)
+    total = len(rows)
+    pages = max(1, -(-total // page_size))
+    page = min(max(1, page), pages)
+    chosen = rows[(page - 1) * page_size : page * page_size]
+    page_metas = {
+        **metas,
+        **(await mailstore.load_meta(app, [r for r in chosen if r.id not in metas])),
+    }
+    items = [_item(r, page_metas[r.id].headers if r.id in page_metas else {}) for r in chosen]
+    return Listing(items, total, page, pages)
+
+
+async def message(app: App, of: OpenFolder, uid: int) -> tuple[FetchRow, bytes]:
+    """One message of the folder by UID, decrypted."""
+    rows = await mailstore.fetch_rows(app, of.folder.id, None)
+    row = next((r for r in rows.values() if r.uid == uid), None)
+    if row is None:
+        raise _gone()
+    raw = (await mailstore.load_raw(app, [row])).get(row.id)
+    if raw is None:
+        raise _gone()
+    return row, raw
+
+
+async def set_flags(app: App, of: OpenFolder, ids: list[int], flag: int, on: bool) -> None:
+    await mailstore.store_flags(app, of, ids, "+" if on else "-", flag, ())
+
+
+async def move(app: App, of: OpenFolder, ids: list[int], target: OpenFolder) -> None:
+    await mailstore.move(app, of, ids, target)
+
+
+async def delete(app: App, access: mailboxes.Access, of: OpenFolder, ids: list[int]) -> None:
+    """To the Trash; from the Trash, for good."""
+    if of.folder.special_use == SpecialUse.TRASH.value:
+        await mailstore.expunge_deleted(app, of, ids)
+        return
+    await mailstore.move(app, of, ids, await special_folder(app, access, SpecialUse.TRASH))
+
+
+async def conversation(app: App, of: OpenFolder, row: FetchRow) -> list[Item]:
+    """Messages of the same mailbox's Inbox, Sent and current folder linked to this one by
+    Message-ID / In-Reply-To / References (RFC 5322 §3.6.4), oldest first."""
+    metas = await mailstore.load_meta(app, [row])
+    own = metas[row.id].headers if row.id in metas else {}
+    thread_ids = {str(own.get("message-id", "")).strip()}
+    thread_ids |= set(str(own.get("references", "")).split())
+    thread_ids |= set(str(own.get("in-reply-to", "")).split())
+    thread_ids.discard("")
+    if not thread_ids:
+        return []
+    out: list[Item] = []
+    async with app.db.read() as conn:
+        found = await repo.list_folders(conn, of.mailbox.id)
+    wanted = [
+        f
+        for f in found
+        if f.id == of.folder.id or f.special_use in (SpecialUse.INBOX.value, SpecialUse.SENT.value)
+    ]
+    for folder in wanted:
+        rows = list((await mailstore.fetch_rows(app, folder.id, None)).values())
+        for other, meta in (await mailstore.load_meta(app, rows)).items():
+            headers = meta.headers
+            linked = {str(headers.get("message-id", "")).strip()}
+            linked |= set(str(headers.get("references", "")).split())
+            linked |= set(str(headers.get("in-reply-to", "")).split())
+            if linked & thread_ids:
+                match = next(r for r in rows if r.id == other)
+                out.append(_item(match, headers))
+    out.sort(key=lambda i: i.internal_date)
+    return out if len(out) > 1 else []
+
+
+async def rows_by_uid(app: App, of: OpenFolder, uids: set[int]) -> list[FetchRow]:
+    rows = await mailstore.fetch_rows(app, of.folder.id, None)
+    return [r for r in rows.values() if r.uid in uids]

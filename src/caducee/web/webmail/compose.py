@@ -1,0 +1,275 @@
+"""Writing mail: new message, reply, reply-all, forward, with attachments. Sending goes through
+``services.submission.submit`` — the same pipeline, checks and audit as SMTP submission — then
+a copy is filed in the mailbox's Sent folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, getaddresses, make_msgid
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from caducee.domain import mail_display
+from caducee.domain.addresses import normalize_address
+from caducee.domain.model import Flag, SpecialUse
+from caducee.errors import CaduceeError, InvalidInput, MessageTooLarge
+from caducee.services import mailstore, submission, webmail
+from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
+from caducee.web.core import WebUser, client_ip, error_message, page, redirect, render, state
+from caducee.web.i18n import gettext as _
+from caducee.web.webmail.common import BoxView, base_path, open_view
+
+MAX_RECIPIENTS = 100
+MAX_SUBJECT = 500
+MAX_ATTACHMENTS = 20
+
+
+@dataclass
+class Draft:
+    to: str = ""
+    cc: str = ""
+    bcc: str = ""
+    subject: str = ""
+    body: str = ""
+    in_reply_to: str = ""
+    references: str = ""
+    forward: str = ""  # "folder_id:uid" whose attachments go along
+    reply_to_ref: str = ""  # "folder_id:uid" to mark \\Answered once sent
+    forwarded_files: list[str] = field(default_factory=list)
+
+
+def _split(value: str) -> list[str]:
+    return [a for _n, a in getaddresses([value]) if a]
+
+
+def _ref(value: str) -> tuple[int, int] | None:
+    folder, _, uid = value.partition(":")
+    if folder.isdigit() and uid.isdigit():
+        return int(folder), int(uid)
+    return None
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.splitlines())
+
+
+def _prefix(subject: str, prefix: str) -> str:
+    return subject if subject.lower().startswith(prefix.lower()) else f"{prefix} {subject}"
+
+
+async def _prefill(request: Request, view: BoxView) -> Draft:
+    params = request.query_params
+    app = state(request).app
+    for mode in ("repondre", "repondre-tous", "transferer"):
+        ref = _ref(params.get(mode, ""))
+        if ref is None:
+            continue
+        of = await webmail.open_folder(app, view.access, ref[0])
+        _row, raw = await webmail.message(app, of, ref[1])
+        shown = mail_display.display(raw)
+        parsed = mail_display.parse(raw)
+        intro = _("Le %(date)s, %(sender)s a écrit :") % {
+            "date": shown.date,
+            "sender": shown.sender,
+        }
+        if mode == "transferer":
+            header = "\n".join(
+                [
+                    _("-------- Message transféré --------"),
+                    f"{_('Objet')} : {shown.subject}",
+                    f"{_('De')} : {shown.sender}",
+                    f"{_('Date')} : {shown.date}",
+                    f"{_('À')} : {', '.join(shown.to)}",
+                ]
+            )
+            return Draft(
+                subject=_prefix(shown.subject, "Tr :"),
+                body=f"\n\n{header}\n\n{shown.text}",
+                forward=params["transferer"],
+                forwarded_files=[a.filename for a in shown.attachments],
+            )
+        reply_to = str(parsed.get("Reply-To") or "") or str(parsed.get("From") or "")
+        to = _split(reply_to)
+        cc: list[str] = []
+        if mode == "repondre-tous":
+            own = view.mailbox.address
+            others = _split(", ".join(shown.to + shown.cc))
+            cc = [a for a in others if a.lower() != own and a.lower() not in map(str.lower, to)]
+        references = " ".join([*shown.references, shown.message_id]).strip()
+        return Draft(
+            to=", ".join(to),
+            cc=", ".join(cc),
+            subject=_prefix(shown.subject, "Re :"),
+            body=f"\n\n{intro}\n{_quote(shown.text)}",
+            in_reply_to=shown.message_id,
+            references=references,
+            reply_to_ref=params[mode],
+        )
+    return Draft(to=params.get("a", "")[:1000])
+
+
+def _form(
+    request: Request, view: BoxView, draft: Draft, *, error: str = "", status: int = 200
+) -> Response:
+    return render(
+        request,
+        "webmail/compose.html",
+        {
+            "nav_active": "courrier",
+            "view": view,
+            "base": base_path(view),
+            "draft": draft,
+            "error": error,
+            "max_bytes": state(request).app.settings.max_message_bytes,
+        },
+        status=status,
+    )
+
+
+@page()
+async def compose_page(request: Request, user: WebUser) -> Response:
+    view = await open_view(request, user, need_send=True)
+    return _form(request, view, await _prefill(request, view))
+
+
+def _addresses(value: str, label: str) -> list[str]:
+    found = []
+    for address in _split(value):
+        try:
+            found.append(normalize_address(address))
+        except InvalidInput:
+            raise InvalidInput(
+                f"{label} : adresse invalide « {address[:100]} ».",
+                f"{label}: invalid address '{address[:100]}'.",
+            ) from None
+    return found
+
+
+async def _build(
+    request: Request, view: BoxView, user: WebUser, draft: Draft, files: list[UploadFile]
+) -> tuple[EmailMessage, list[str]]:
+    app = state(request).app
+    to = _addresses(draft.to, "À")
+    cc = _addresses(draft.cc, "Cc")
+    bcc = _addresses(draft.bcc, "Cci")
+    recipients = list(dict.fromkeys(to + cc + bcc))
+    if not recipients:
+        raise InvalidInput("Indiquez au moins un destinataire.", "Give at least one recipient.")
+    if len(recipients) > MAX_RECIPIENTS:
+        raise InvalidInput(
+            f"Trop de destinataires ({len(recipients)} ; {MAX_RECIPIENTS} au plus).",
+            f"Too many recipients ({len(recipients)}; at most {MAX_RECIPIENTS}).",
+        )
+    message = EmailMessage()
+    own = view.mailbox.address
+    name = user.account.display_name if not view.access.delegated else ""
+    local, _, domain = own.partition("@")
+    message["From"] = Address(display_name=name, username=local, domain=domain)
+    if to:
+        message["To"] = ", ".join(to)
+    if cc:
+        message["Cc"] = ", ".join(cc)
+    message["Subject"] = draft.subject[:MAX_SUBJECT]
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=domain)
+    if draft.in_reply_to:
+        message["In-Reply-To"] = draft.in_reply_to[:1000]
+    if draft.references:
+        message["References"] = draft.references[:4000]
+    message.set_content(draft.body or "\n")
+    total = 0
+    limit = app.settings.max_message_bytes
+    if len(files) > MAX_ATTACHMENTS:
+        raise InvalidInput(
+            f"Trop de pièces jointes ({MAX_ATTACHMENTS} au plus).",
+            f"Too many attachments (at most {MAX_ATTACHMENTS}).",
+        )
+    for upload in files:
+        data = await upload.read(limit + 1)
+        total += len(data)
+        if total > limit:
+            raise MessageTooLarge(
+                f"Pièces jointes trop volumineuses ({limit // (1024 * 1024)} Mo au plus).",
+                f"Attachments too large (at most {limit // (1024 * 1024)} MB).",
+            )
+        maintype, _, subtype = (upload.content_type or "application/octet-stream").partition("/")
+        filename = (upload.filename or "piece-jointe").replace("/", "_")[:150]
+        message.add_attachment(
+            data,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=filename,
+        )
+    forward = _ref(draft.forward)
+    if forward is not None:
+        of = await webmail.open_folder(app, view.access, forward[0])
+        _row, raw = await webmail.message(app, of, forward[1])
+        for attachment in mail_display.display(raw).attachments:
+            found = mail_display.part_bytes(raw, attachment.index)
+            if found is None:
+                continue
+            maintype, _, subtype = attachment.content_type.partition("/")
+            message.add_attachment(
+                found[1], maintype=maintype, subtype=subtype, filename=attachment.filename
+            )
+    return message, recipients
+
+
+@page()
+async def send(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    view = await open_view(request, user, need_send=True)
+    form = await request.form(
+        max_files=MAX_ATTACHMENTS + 1, max_part_size=web.app.settings.max_message_bytes
+    )
+    text = {k: v for k, v in form.items() if isinstance(v, str)}
+    files = [f for f in form.getlist("pieces") if isinstance(f, UploadFile) and f.filename]
+    draft = Draft(
+        to=text.get("a", "")[:5000],
+        cc=text.get("cc", "")[:5000],
+        bcc=text.get("cci", "")[:5000],
+        subject=text.get("objet", "")[:MAX_SUBJECT],
+        body=text.get("corps", "")[:1_000_000],
+        in_reply_to=text.get("en_reponse_a", ""),
+        references=text.get("references", ""),
+        forward=text.get("transfert", ""),
+        reply_to_ref=text.get("reponse_a", ""),
+    )
+    try:
+        message, recipients = await _build(request, view, user, draft, files)
+        raw = message.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        await submission.submit(
+            web.app,
+            user.account.login,
+            Envelope(view.mailbox.address, tuple(EnvelopeRecipient(r) for r in recipients)),
+            raw,
+            ClientInfo(
+                ip=client_ip(request), helo="webmail", login=user.account.login, protocol="HTTPS"
+            ),
+        )
+    except CaduceeError as exc:
+        return _form(request, view, draft, error=error_message(exc), status=400)
+    sent = await webmail.special_folder(web.app, view.access, SpecialUse.SENT)
+    await mailstore.append(web.app, sent, [mailstore.Appended(raw, flags=Flag.SEEN)])
+    answered = _ref(draft.reply_to_ref)
+    if answered is not None:
+        try:
+            of = await webmail.open_folder(web.app, view.access, answered[0])
+            rows = await webmail.rows_by_uid(web.app, of, {answered[1]})
+            if rows and of.rights.write:
+                await webmail.set_flags(web.app, of, [rows[0].id], Flag.ANSWERED, True)
+        except CaduceeError:
+            pass  # the original is gone: the message is sent all the same
+    return redirect(f"{base_path(view)}/d/{sent.folder.id}", flash="sent")
+
+
+routes = [
+    Route("/courrier/b/{mailbox_id}/ecrire", compose_page, methods=["GET"]),
+    Route("/courrier/b/{mailbox_id}/envoyer", send, methods=["POST"]),
+]

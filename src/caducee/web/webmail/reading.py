@@ -1,0 +1,285 @@
+"""Reading mail: folders with unread counts, the message list (pages, sort, search), the
+message with its sanitised body in a sandboxed frame, attachments, conversation, and actions
+(read/unread, flag, move, delete, archive). Every page opens the mailbox through
+``services.webmail.open_box`` (delegation rights, audit)."""
+
+from __future__ import annotations
+
+import urllib.parse
+from datetime import date
+
+from markupsafe import escape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from caducee.domain import mail_display
+from caducee.domain.model import Flag, SpecialUse
+from caducee.errors import CaduceeError, InvalidInput
+from caducee.services import webmail
+from caducee.services.mailstore import OpenFolder
+from caducee.web.core import (
+    WebUser,
+    error_message,
+    error_page,
+    int_param,
+    not_found,
+    page,
+    redirect,
+    render,
+    state,
+)
+from caducee.web.i18n import gettext as _
+from caducee.web.middleware import CONTENT_SECURITY_POLICY_MAIL_VIEW
+from caducee.web.webmail.common import BoxView, base_path, open_folder_of, open_view
+
+#: CSP of the framed message body: nothing runs, nothing loads but our inline images.
+BODY_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; sandbox allow-popups "
+    "allow-popups-to-escape-sandbox"
+)
+BODY_CSP_REMOTE_IMAGES = BODY_CSP.replace("img-src data:;", "img-src data: https:;")
+FIELDS = ("tout", "objet", "expediteur", "texte")
+
+
+@page()
+async def webmail_home(request: Request, user: WebUser) -> Response:
+    boxes = await webmail.usable_mailboxes(state(request).app, user.account.login)
+    if not boxes:
+        return render(request, "webmail/none.html", {"nav_active": "courrier"})
+    return redirect(f"/courrier/b/{boxes[0].id}")
+
+
+@page()
+async def mailbox_home(request: Request, user: WebUser) -> Response:
+    view = await open_view(request, user)
+    inbox = next(
+        (f for f, _ in view.folders if f.special_use == SpecialUse.INBOX.value), view.folders[0][0]
+    )
+    return redirect(f"{base_path(view)}/d/{inbox.id}")
+
+
+def _date(value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            "Date invalide : utilisez le format AAAA-MM-JJ.", "Invalid date: use YYYY-MM-DD."
+        ) from None
+
+
+@page()
+async def folder_page(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    view = await open_view(request, user)
+    of = await open_folder_of(request, view)
+    params = request.query_params
+    sort = params.get("tri", "date")
+    sort = sort if sort in webmail.SORT_KEYS else "date"
+    descending = params.get("ordre", "desc") != "asc"
+    field = params.get("champ", "tout")
+    field = field if field in FIELDS else "tout"
+    error = ""
+    try:
+        search = webmail.Search(
+            text=params.get("q", "").strip()[:200],
+            field=field,  # type: ignore[arg-type]
+            since=_date(params.get("du")),
+            until=_date(params.get("au")),
+        )
+    except InvalidInput as exc:
+        error, search = error_message(exc), webmail.Search()
+    try:
+        page_number = int(params.get("page", "1"))
+    except ValueError:
+        page_number = 1
+    listing = await webmail.list_messages(
+        web.app, of, page=page_number, sort=sort, descending=descending, search=search
+    )
+    keep = {k: v for k, v in params.items() if k in ("tri", "ordre", "q", "champ", "du", "au")}
+
+    def page_url(number: int) -> str:
+        return "?" + urllib.parse.urlencode({**keep, "page": number})
+
+    def sort_url(key: str) -> str:
+        order = "asc" if key == sort and descending else "desc"
+        return "?" + urllib.parse.urlencode({**keep, "tri": key, "ordre": order, "page": 1})
+
+    return render(
+        request,
+        "webmail/folder.html",
+        {
+            "nav_active": "courrier",
+            "view": view,
+            "base": base_path(view),
+            "folder": of.folder,
+            "listing": listing,
+            "search": search,
+            "sort": sort,
+            "descending": descending,
+            "page_url": page_url,
+            "sort_url": sort_url,
+            "can_write": of.rights.write,
+            "error": error,
+            "Flag": Flag,
+        },
+    )
+
+
+@page()
+async def message_page(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    view = await open_view(request, user)
+    of = await open_folder_of(request, view)
+    uid = int_param(request, "uid")
+    row, raw = await webmail.message(web.app, of, uid)
+    if not row.flags & Flag.SEEN and of.rights.write:
+        await webmail.set_flags(web.app, of, [row.id], Flag.SEEN, True)
+    shown = mail_display.display(raw)
+    _clean, blocked = (
+        mail_display.sanitize(shown.html, raw, shown, remote_images=False)
+        if shown.html
+        else ("", False)
+    )
+    thread = await webmail.conversation(web.app, of, row)
+    response = render(
+        request,
+        "webmail/message.html",
+        {
+            "nav_active": "courrier",
+            "view": view,
+            "base": base_path(view),
+            "folder": of.folder,
+            "row": row,
+            "shown": shown,
+            "blocked": blocked,
+            "images": request.query_params.get("images") == "1",
+            "thread": thread,
+            "can_write": of.rights.write,
+            "can_send": view.access.can_send,
+            "flagged": bool(row.flags & Flag.FLAGGED),
+        },
+    )
+    response.headers["content-security-policy"] = CONTENT_SECURITY_POLICY_MAIL_VIEW
+    return response
+
+
+@page()
+async def message_body(request: Request, user: WebUser) -> Response:
+    """The body alone, for the ``<iframe sandbox>`` of the message page."""
+    web = state(request)
+    view = await open_view(request, user)
+    of = await open_folder_of(request, view)
+    _row, raw = await webmail.message(web.app, of, int_param(request, "uid"))
+    shown = mail_display.display(raw)
+    remote = request.query_params.get("images") == "1"
+    if shown.html:
+        clean, _blocked = mail_display.sanitize(shown.html, raw, shown, remote_images=remote)
+    else:
+        clean = f'<pre style="white-space:pre-wrap;font-family:inherit">{escape(shown.text)}</pre>'
+    document = (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        '<meta name="referrer" content="no-referrer">'
+        "<style>body{font-family:system-ui,sans-serif;margin:0.5rem;color:#1b2a33}"
+        "img{max-width:100%;height:auto}</style></head><body>"
+        f"{clean}</body></html>"
+    )
+    response = HTMLResponse(document)
+    response.headers["content-security-policy"] = BODY_CSP_REMOTE_IMAGES if remote else BODY_CSP
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+def _disposition(filename: str) -> str:
+    """RFC 6266: an ASCII fallback and the UTF-8 name (RFC 8187)."""
+    cleaned = "".join(c for c in filename if c.isprintable() and c not in '/\\"\r\n')[:150]
+    cleaned = cleaned.strip(". ") or "piece-jointe"
+    fallback = cleaned.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(cleaned)}"
+
+
+@page()
+async def attachment(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    view = await open_view(request, user)
+    of = await open_folder_of(request, view)
+    _row, raw = await webmail.message(web.app, of, int_param(request, "uid"))
+    shown = mail_display.display(raw)
+    index = int_param(request, "part")
+    meta = next((a for a in shown.attachments if a.index == index), None)
+    found = mail_display.part_bytes(raw, index) if meta is not None else None
+    if meta is None or found is None:
+        raise not_found()
+    response = Response(found[1], media_type=mail_display.download_type(meta.content_type))
+    response.headers["content-disposition"] = _disposition(meta.filename)
+    response.headers["x-content-type-options"] = "nosniff"
+    response.headers["cache-control"] = "no-store"
+    response.headers["content-security-policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+ACTIONS = ("lu", "non-lu", "suivi", "non-suivi", "supprimer", "archiver", "deplacer")
+
+
+@page()
+async def folder_actions(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    view = await open_view(request, user)
+    of = await open_folder_of(request, view)
+    form = await request.form()
+    action = str(form.get("action", ""))
+    uids = {int(u) for u in form.getlist("uid") if isinstance(u, str) and u.isdigit()}
+    back = str(form.get("retour", "")) or f"{base_path(view)}/d/{of.folder.id}"
+    if not back.startswith(base_path(view) + "/"):
+        back = f"{base_path(view)}/d/{of.folder.id}"
+    if action not in ACTIONS or not uids:
+        return redirect(back)
+    rows = await webmail.rows_by_uid(web.app, of, uids)
+    ids = [r.id for r in rows]
+    try:
+        await _apply(request, view, of, action, ids, str(form.get("dossier", "")))
+    except CaduceeError as exc:
+        return error_page(request, 403, error_message(exc))
+    if action in ("supprimer", "archiver", "deplacer"):
+        return redirect(f"{base_path(view)}/d/{of.folder.id}", flash="saved")
+    return redirect(back)
+
+
+async def _apply(
+    request: Request,
+    view: BoxView,
+    of: OpenFolder,
+    action: str,
+    ids: list[int],
+    target: str,
+) -> None:
+    app = state(request).app
+    if action in ("lu", "non-lu"):
+        await webmail.set_flags(app, of, ids, Flag.SEEN, action == "lu")
+    elif action in ("suivi", "non-suivi"):
+        await webmail.set_flags(app, of, ids, Flag.FLAGGED, action == "suivi")
+    elif action == "supprimer":
+        await webmail.delete(app, view.access, of, ids)
+    elif action == "archiver":
+        archive = await webmail.special_folder(app, view.access, SpecialUse.ARCHIVE)
+        await webmail.move(app, of, ids, archive)
+    elif action == "deplacer":
+        try:
+            destination = await webmail.open_folder(app, view.access, int(target))
+        except ValueError:
+            raise InvalidInput(_("Choisissez un dossier."), "Choose a folder.") from None
+        await webmail.move(app, of, ids, destination)
+
+
+routes = [
+    Route("/courrier", webmail_home, methods=["GET"], name="webmail"),
+    Route("/courrier/b/{mailbox_id}", mailbox_home, methods=["GET"], name="webmail_box"),
+    Route("/courrier/b/{mailbox_id}/d/{folder_id}", folder_page, methods=["GET"]),
+    Route("/courrier/b/{mailbox_id}/d/{folder_id}/actions", folder_actions, methods=["POST"]),
+    Route("/courrier/b/{mailbox_id}/d/{folder_id}/m/{uid}", message_page, methods=["GET"]),
+    Route("/courrier/b/{mailbox_id}/d/{folder_id}/m/{uid}/corps", message_body, methods=["GET"]),
+    Route("/courrier/b/{mailbox_id}/d/{folder_id}/m/{uid}/pj/{part}", attachment, methods=["GET"]),
+]
