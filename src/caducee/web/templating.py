@@ -85,6 +85,17 @@ def folder_label(folder: object) -> str:
     return str(getattr(folder, "name", folder))
 
 
+def person(value: str) -> str:
+    """``"Dr Anne Moreau <a.moreau@chu.test>"`` → ``"Dr Anne Moreau"`` (the address if no name;
+    the first of several)."""
+    first = value.split(",")[0].strip() if "<" not in value.split(",")[0] else value
+    name, _, rest = first.partition("<")
+    name = name.strip().strip('"')
+    if name and rest:
+        return name
+    return rest.rstrip(">").strip() or first.strip()
+
+
 def label(kind: str, value: object) -> str:
     """The translated display name of a stored code (the code itself if unknown)."""
     key = str(getattr(value, "value", value))
@@ -106,4 +117,5 @@ def create_environment() -> Environment:
     env.globals["percent"] = percent
     env.globals["label"] = label
     env.globals["folder_label"] = folder_label
+    env.filters["person"] = person
     return env
