@@ -20,6 +20,7 @@ from caducee.app import App
 from caducee.domain.addresses import normalize_address
 from caducee.domain.model import StoredMessage
 from caducee.errors import CaduceeError
+from caducee.services import mdn
 from caducee.services.messages import Delivery, store_batch
 
 log = logging.getLogger(__name__)
@@ -92,4 +93,6 @@ async def deliver_local(
     is raised. Returns once every copy is durably committed.
     """
     addresses = list(dict.fromkeys(normalize_address(a) for a in recipients))
-    return await pipeline(app).deliver(Delivery(raw, folder=folder, addresses=addresses))
+    stored = await pipeline(app).deliver(Delivery(raw, folder=folder, addresses=addresses))
+    await mdn.record_received(app, raw, stored)  # a read receipt: into the sender's trace
+    return stored

@@ -65,6 +65,7 @@ from caducee.errors import CaduceeError, ConfigurationError, NotFound
 from caducee.health import trust_list
 from caducee.health.trust_tls import load_trust_store, operator_client_context
 from caducee.i18n import tr
+from caducee.services import trace
 from caducee.services.audit import AuditEvent, append
 from caducee.services.dns import DnsTemporaryError, lookup, make_resolver
 from caducee.services.dsn import RecipientStatus, Report, send_report, xtext_encode
@@ -736,6 +737,15 @@ class OutboundWorker:
                     row.message_id,
                     row.id,
                     reply.status,
+                )
+                event = action.removeprefix("queue.") if action else "deferred"
+                await trace.record_outbound(
+                    conn,
+                    row.message_id,
+                    row.address,
+                    event,
+                    f"{reply.status} {reply.text}"[:500],
+                    now,
                 )
                 if action is not None:
                     await append(

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from caducee.app import App
 from caducee.errors import InvalidInput, MessageTooLarge, NotFound
 from caducee.ids import new_blob_id
+from caducee.services import trace
 from caducee.services.audit import AuditEvent, append
 from caducee.services.envelope import EnvelopeRecipient
 from caducee.store import queue_repo
@@ -189,8 +190,10 @@ async def enqueue(
     ret: str | None = None,
     origin: QueueOrigin = SYSTEM_ORIGIN,
     now: datetime | None = None,
+    trace_key: str | None = None,
 ) -> int:
     """Queue ``raw`` for remote ``recipients``; returns the queue id once durably committed.
+    With ``trace_key`` and ``origin.mailbox_id``, results go to the sender's trace.
 
     ``mail_from`` is ``""`` for the null reverse-path (delivery reports). Recipients are
     deduplicated; their NOTIFY and ORCPT are kept for the next hop and for our reports.
@@ -238,6 +241,7 @@ async def enqueue(
                 origin=origin.actor,
                 origin_account_id=origin.account_id,
                 origin_mailbox_id=origin.mailbox_id,
+                trace_key=trace_key,
                 created_at=when,
             )
             await queue_repo.insert_recipients(
@@ -267,6 +271,11 @@ async def enqueue(
                 ),
                 now=when,
             )
+            if trace_key is not None and origin.mailbox_id is not None:
+                for address, _domain, _recipient in targets.values():
+                    await trace.record(
+                        conn, origin.mailbox_id, trace_key, address, "queued", now=when
+                    )
             await _notify_nodes(app, conn)
         committed = True
     finally:

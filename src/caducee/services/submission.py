@@ -14,9 +14,9 @@ from email.utils import format_datetime, getaddresses, make_msgid
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
-from caducee.errors import AccessDenied, InvalidInput, PolicyRejected, SenderNotAllowed
+from caducee.errors import AccessDenied, InvalidInput, NotFound, PolicyRejected, SenderNotAllowed
 from caducee.health import trust_policy
-from caducee.services import mail_auth, mailboxes, queue
+from caducee.services import mail_auth, mailboxes, queue, trace
 from caducee.services.audit import AuditEvent, record
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
@@ -57,6 +57,19 @@ async def check_submission_recipient(
     return clean
 
 
+def _message_id(raw: bytes) -> str:
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    return str(headers.get("Message-ID") or "").strip()
+
+
+async def _our_mailbox(app: App, address: str) -> int | None:
+    """The id of our mailbox ``address`` (the sender's trace lives there), if it is ours."""
+    try:
+        return (await mailboxes.get_mailbox(app, address)).id
+    except (NotFound, InvalidInput):
+        return None
+
+
 def _header_from_addresses(raw: bytes) -> tuple[list[str], bool, bool]:
     headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
     from_values = headers.get_all("From") or []
@@ -79,8 +92,10 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
     added = b""
     if not has_date:
         added += f"Date: {format_datetime(datetime.now(UTC))}\r\n".encode()
+    message_id = _message_id(raw)
     if not has_message_id:
-        added += f"Message-ID: {make_msgid(domain=app.settings.hostname)}\r\n".encode()
+        message_id = make_msgid(domain=app.settings.hostname)
+        added += f"Message-ID: {message_id}\r\n".encode()
     added += await trust_policy.mssante_headers(app, envelope.mail_from, raw)
     message = received_header(app.settings.hostname, client) + added + raw
     domains = await our_domains(app)
@@ -91,11 +106,19 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
     remote = [r for r in envelope.recipients if domain_of(r.address) not in domains]
     # Local copies first: they can be refused (a full mailbox) and the client then retries
     # the whole message; queueing for remote recipients is the last step.
+    key = trace.trace_key(message_id)
+    sender_box = await _our_mailbox(app, envelope.mail_from) if key else None
     if local:
         await deliver_local(app, message, local)
+        if sender_box is not None and key is not None:
+            async with app.db.write() as conn:
+                for address in local:
+                    await trace.record(conn, sender_box, key, address, "delivered", "local")
     if remote:
+        # A null reverse-path (a read receipt) is signed for its From domain.
+        signing_domain = domain_of(envelope.mail_from) if envelope.mail_from else ""
         signed = await mail_auth.dkim_sign_async(
-            app.settings, message, domain_of(envelope.mail_from)
+            app.settings, message, signing_domain or domain_of(addresses[0])
         )
         await queue.enqueue(
             app,
@@ -104,7 +127,8 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
             remote,
             envid=envelope.envid,
             ret=envelope.ret,
-            origin=QueueOrigin(actor=login, source=client.ip),
+            origin=QueueOrigin(actor=login, source=client.ip, mailbox_id=sender_box),
+            trace_key=key if sender_box is not None else None,
         )
     await record(
         app.db,

@@ -217,6 +217,8 @@ outbound_messages = Table(
     Column("origin", String(320), nullable=False, server_default=""),
     Column("origin_account_id", Integer),
     Column("origin_mailbox_id", Integer),
+    # SHA-256 of the Message-ID, so the sender's trace can follow the message (0011)
+    Column("trace_key", String(64)),
     _ts("created_at"),
 )
 
@@ -376,4 +378,30 @@ trust_domains = Table(
     Column("support_contact", String(500), nullable=False, server_default=""),
     Column("updated", String(50), nullable=False, server_default=""),
     Index("ix_trust_domains_list_domain", "list_id", "domain"),
+)
+
+
+#: What happened to a sent message, per recipient, for its sender's trace: queued, delivered,
+#: deferred, bounced, expired, read (an RFC 8098 MDN came back). ``trace_key`` is the SHA-256
+#: of the message's Message-ID (no content, no subject).
+message_trace = Table(
+    "message_trace",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False),
+    Column("trace_key", String(64), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("event", String(12), nullable=False),
+    Column("detail", String(500), nullable=False, server_default=""),
+    _ts("ts"),
+    Index("ix_message_trace_mailbox_key", "mailbox_id", "trace_key"),
+)
+
+#: Per-mailbox preferences (one row once a default was changed).
+mailbox_settings = Table(
+    "mailbox_settings",
+    metadata,
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), primary_key=True),
+    # RFC 8098: send a "displayed" MDN when a message asking for one is first opened
+    Column("read_receipts", Boolean, nullable=False, server_default="0"),
 )

@@ -63,6 +63,14 @@ LABELS: dict[str, dict[str, str]] = {
         "TLT": N_("télétransmission"),
     },
     "result": {"ok": N_("réussi"), "denied": N_("refusé"), "failed": N_("échoué")},
+    "trace": {
+        "queued": N_("en attente d'envoi"),
+        "delivered": N_("remis"),
+        "deferred": N_("différé"),
+        "bounced": N_("rejeté"),
+        "expired": N_("expiré"),
+        "read": N_("lu (accusé de lecture)"),
+    },
 }
 
 

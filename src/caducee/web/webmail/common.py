@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from caducee.domain.model import Folder, Mailbox
-from caducee.services import mailboxes, webmail
+from caducee.services import mailboxes, trace, webmail
 from caducee.services.mailstore import OpenFolder
 from caducee.store import mailstore_repo
 from caducee.web.core import WebUser, client_ip, int_param, state
@@ -20,6 +20,7 @@ class BoxView:
     access: mailboxes.Access
     usable: list[Mailbox]
     folders: list[tuple[Folder, mailstore_repo.Counts]]
+    read_receipts: bool = False
 
     @property
     def mailbox(self) -> Mailbox:
@@ -37,7 +38,8 @@ async def open_view(request: Request, user: WebUser, *, need_send: bool = False)
     )
     usable = await webmail.usable_mailboxes(web.app, user.account.login)
     folders = await webmail.folders(web.app, access.mailbox)
-    return BoxView(access, usable, folders)
+    receipts = await trace.read_receipts_enabled(web.app, access.mailbox.id)
+    return BoxView(access, usable, folders, receipts)
 
 
 async def open_folder_of(request: Request, view: BoxView) -> OpenFolder:

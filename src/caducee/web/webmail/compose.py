@@ -41,6 +41,7 @@ class Draft:
     references: str = ""
     forward: str = ""  # "folder_id:uid" whose attachments go along
     reply_to_ref: str = ""  # "folder_id:uid" to mark \\Answered once sent
+    receipt: bool = False  # ask for a read receipt (RFC 8098 Disposition-Notification-To)
     forwarded_files: list[str] = field(default_factory=list)
 
 
@@ -182,6 +183,8 @@ async def _build(
         message["In-Reply-To"] = draft.in_reply_to[:1000]
     if draft.references:
         message["References"] = draft.references[:4000]
+    if draft.receipt:
+        message["Disposition-Notification-To"] = own
     message.set_content(draft.body or "\n")
     total = 0
     limit = app.settings.max_message_bytes
@@ -240,6 +243,7 @@ async def send(request: Request, user: WebUser) -> Response:
         references=text.get("references", ""),
         forward=text.get("transfert", ""),
         reply_to_ref=text.get("reponse_a", ""),
+        receipt=text.get("accuse") == "oui",
     )
     try:
         message, recipients = await _build(request, view, user, draft, files)

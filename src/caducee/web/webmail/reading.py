@@ -5,6 +5,7 @@ message with its sanitised body in a sandboxed frame, attachments, conversation,
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from datetime import date
 
@@ -15,13 +16,15 @@ from starlette.routing import Route
 
 from caducee.domain import mail_display
 from caducee.domain.model import Flag, SpecialUse
-from caducee.errors import CaduceeError, InvalidInput
-from caducee.services import webmail
+from caducee.errors import AccessDenied, CaduceeError, InvalidInput
+from caducee.services import read_receipts, trace, webmail
 from caducee.services.mailstore import OpenFolder
 from caducee.web.core import (
     WebUser,
+    client_ip,
     error_message,
     error_page,
+    form_data,
     int_param,
     not_found,
     page,
@@ -32,6 +35,8 @@ from caducee.web.core import (
 from caducee.web.i18n import gettext as _
 from caducee.web.middleware import CONTENT_SECURITY_POLICY_MAIL_VIEW
 from caducee.web.webmail.common import BoxView, base_path, open_folder_of, open_view
+
+log = logging.getLogger(__name__)
 
 #: CSP of the framed message body: nothing runs, nothing loads but our inline images.
 BODY_CSP = (
@@ -138,6 +143,7 @@ async def message_page(request: Request, user: WebUser) -> Response:
     row, raw = await webmail.message(web.app, of, uid)
     if not row.flags & Flag.SEEN and of.rights.write:
         await webmail.set_flags(web.app, of, [row.id], Flag.SEEN, True)
+        await _read_receipt(request, user, view, raw)
     shown = mail_display.display(raw)
     _clean, blocked = (
         mail_display.sanitize(shown.html, raw, shown, remote_images=False)
@@ -161,10 +167,64 @@ async def message_page(request: Request, user: WebUser) -> Response:
             "can_write": of.rights.write,
             "can_send": view.access.can_send,
             "flagged": bool(row.flags & Flag.FLAGGED),
+            "is_sent": of.folder.special_use == SpecialUse.SENT.value,
         },
     )
     response.headers["content-security-policy"] = CONTENT_SECURITY_POLICY_MAIL_VIEW
     return response
+
+
+async def _read_receipt(request: Request, user: WebUser, view: BoxView, raw: bytes) -> None:
+    """RFC 8098: a ``displayed`` MDN when the message asks for one and the mailbox allows it."""
+    app = state(request).app
+    if not view.access.can_send or not await trace.read_receipts_enabled(app, view.mailbox.id):
+        return
+    try:
+        await read_receipts.send_displayed(
+            app, user.account.login, view.mailbox.address, raw, client_ip(request)
+        )
+    except CaduceeError as exc:  # the page still opens; the receipt is just not sent
+        log.info("read receipt not sent: %s", type(exc).__name__)
+
+
+@page()
+async def trace_page(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    view = await open_view(request, user)
+    of = await open_folder_of(request, view)
+    row, raw = await webmail.message(web.app, of, int_param(request, "uid"))
+    shown = mail_display.display(raw)
+    events = await trace.events(web.app, view.mailbox.id, shown.message_id)
+    recipients: dict[str, list[trace.TraceEvent]] = {}
+    for event in events:
+        recipients.setdefault(event.recipient, []).append(event)
+    return render(
+        request,
+        "webmail/trace.html",
+        {
+            "nav_active": "courrier",
+            "view": view,
+            "base": base_path(view),
+            "folder": of.folder,
+            "row": row,
+            "shown": shown,
+            "recipients": recipients,
+        },
+    )
+
+
+@page()
+async def mailbox_settings(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    view = await open_view(request, user)
+    if view.access.delegated:
+        raise AccessDenied(
+            "Seul le titulaire de la boîte règle ses accusés de lecture.",
+            "Only the mailbox's owner sets its read receipts.",
+        )
+    form = await form_data(request)
+    await trace.set_read_receipts(web.app, view.mailbox.id, form.get("accuses") == "oui")
+    return redirect(base_path(view), flash="saved")
 
 
 @page()
@@ -282,4 +342,6 @@ routes = [
     Route("/courrier/b/{mailbox_id}/d/{folder_id}/m/{uid}", message_page, methods=["GET"]),
     Route("/courrier/b/{mailbox_id}/d/{folder_id}/m/{uid}/corps", message_body, methods=["GET"]),
     Route("/courrier/b/{mailbox_id}/d/{folder_id}/m/{uid}/pj/{part}", attachment, methods=["GET"]),
+    Route("/courrier/b/{mailbox_id}/d/{folder_id}/m/{uid}/trace", trace_page, methods=["GET"]),
+    Route("/courrier/b/{mailbox_id}/reglages", mailbox_settings, methods=["POST"]),
 ]
