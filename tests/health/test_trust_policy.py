@@ -7,7 +7,7 @@ import pytest
 
 from caducee.app import App
 from caducee.domain.model import MailboxType
-from caducee.errors import PolicyRejected
+from caducee.errors import InvalidInput, PolicyRejected
 from caducee.health import trust_list
 from caducee.services import mailboxes, queue, submission
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
@@ -75,3 +75,17 @@ async def test_trust_space_mail_carries_x_mss_nil(listed: App) -> None:
     [entry] = await queue.list_queue(listed)
     raw = await queue.read_content(listed, entry)
     assert b"\r\nX-MSS-NIL: Caducee 0.1 (test)\r\n" in raw
+
+
+async def test_x_mss_mes_takes_only_fin(listed: App) -> None:
+    sender = f"dr.a@{OURS}"
+    for value, accepted in (("FIN", True), ("fin", True), ("AUTRE", False)):
+        raw = _mail(sender, f"confrere@{PEER}").replace(
+            b"Subject:", f"X-MSS-MES: {value}\r\nSubject:".encode()
+        )
+        envelope = Envelope(sender, (EnvelopeRecipient(f"confrere@{PEER}"),))
+        if accepted:
+            await submission.submit(listed, sender, envelope, raw, CLIENT)
+        else:
+            with pytest.raises(InvalidInput, match="X-MSS-MES"):
+                await submission.submit(listed, sender, envelope, raw, CLIENT)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from caducee.app import App
 from caducee.domain.addresses import domain_of
 from caducee.domain.model import MailboxType
-from caducee.errors import NotFound, PolicyRejected
+from caducee.errors import InvalidInput, NotFound, PolicyRejected
 from caducee.health import trust_list
 from caducee.services import mailboxes
 
@@ -60,6 +60,19 @@ async def check_recipients(
 
 #: Default product reference of the ``X-MSS-NIL`` header (configurable: ``[trust] product``).
 PRODUCT_REFERENCE = "Caducee"
+
+
+def check_mss_headers(raw: bytes) -> None:
+    """``X-MSS-MES`` takes only the value ``FIN`` (close an exchange with a patient's Mon espace
+    santé address); anything else is refused rather than passed on."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() == b"x-mss-mes" and value.strip().upper() != b"FIN":
+            raise InvalidInput(
+                "En-tête X-MSS-MES invalide : seule la valeur FIN est admise.",
+                "Invalid X-MSS-MES header: only the value FIN is allowed.",
+            )
 
 
 async def mssante_headers(app: App, sender: str, raw: bytes) -> bytes:

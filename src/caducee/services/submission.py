@@ -96,6 +96,7 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
     if not has_message_id:
         message_id = make_msgid(domain=app.settings.hostname)
         added += f"Message-ID: {message_id}\r\n".encode()
+    trust_policy.check_mss_headers(raw)
     added += await trust_policy.mssante_headers(app, envelope.mail_from, raw)
     message = received_header(app.settings.hostname, client) + added + raw
     domains = await our_domains(app)

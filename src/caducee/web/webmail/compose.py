@@ -42,6 +42,7 @@ class Draft:
     forward: str = ""  # "folder_id:uid" whose attachments go along
     reply_to_ref: str = ""  # "folder_id:uid" to mark \\Answered once sent
     receipt: bool = False  # ask for a read receipt (RFC 8098 Disposition-Notification-To)
+    close_exchange: bool = False  # MSSanté X-MSS-MES: FIN (end an exchange with a patient)
     forwarded_files: list[str] = field(default_factory=list)
 
 
@@ -185,6 +186,8 @@ async def _build(
         message["References"] = draft.references[:4000]
     if draft.receipt:
         message["Disposition-Notification-To"] = own
+    if draft.close_exchange:
+        message["X-MSS-MES"] = "FIN"
     message.set_content(draft.body or "\n")
     total = 0
     limit = app.settings.max_message_bytes
@@ -244,6 +247,7 @@ async def send(request: Request, user: WebUser) -> Response:
         forward=text.get("transfert", ""),
         reply_to_ref=text.get("reponse_a", ""),
         receipt=text.get("accuse") == "oui",
+        close_exchange=text.get("fin_echange") == "oui",
     )
     try:
         message, recipients = await _build(request, view, user, draft, files)
