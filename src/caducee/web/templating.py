@@ -63,6 +63,13 @@ LABELS: dict[str, dict[str, str]] = {
         "TLT": N_("télétransmission"),
     },
     "result": {"ok": N_("réussi"), "denied": N_("refusé"), "failed": N_("échoué")},
+    "queue": {
+        "queued": N_("en attente"),
+        "deferred": N_("différé"),
+        "delivered": N_("remis"),
+        "bounced": N_("rejeté"),
+        "expired": N_("expiré"),
+    },
     "trace": {
         "queued": N_("en attente d'envoi"),
         "delivered": N_("remis"),
