@@ -19,6 +19,8 @@ from caducee.store import mailstore_repo as repo
 from caducee.store.mailstore_repo import FetchRow
 
 PAGE_SIZE = 50
+#: How many of the newest messages of a folder a conversation is looked for in.
+CONVERSATION_WINDOW = 2000
 SortKey = Literal["date", "expediteur", "objet", "taille"]
 SORT_KEYS: tuple[str, ...] = ("date", "expediteur", "objet", "taille")
 
@@ -146,10 +148,29 @@ async def list_messages(
     search: Search | None = None,
     page_size: int = PAGE_SIZE,
 ) -> Listing:
-    """One page of a folder, sorted and filtered. Sorting by date or size needs no decryption;
-    by sender or subject, and searching, use the per-node metadata cache."""
-    rows = list((await mailstore.fetch_rows(app, of.folder.id, None)).values())
+    """One page of a folder, sorted and filtered. By date or size without a search, only the
+    page is read (SQL order and limit); by sender or subject, and searching, every row's
+    metadata comes from the per-node cache."""
     search = search or Search()
+    if not search.active and sort in ("date", "taille"):
+        async with app.db.read() as conn:
+            page_rows, total = await repo.fetch_page(
+                conn,
+                of.folder.id,
+                by_size=sort == "taille",
+                descending=descending,
+                offset=(max(1, page) - 1) * page_size,
+                limit=page_size,
+            )
+        pages = max(1, -(-total // page_size))
+        if page > pages:
+            return await list_messages(
+                app, of, page=pages, sort=sort, descending=descending, page_size=page_size
+            )
+        metas = await mailstore.load_meta(app, page_rows)
+        items = [_item(r, metas[r.id].headers if r.id in metas else {}) for r in page_rows]
+        return Listing(items, total, max(1, page), pages)
+    rows = list((await mailstore.fetch_rows(app, of.folder.id, None)).values())
     if search.since is not None:
         start = datetime.combine(search.since, time.min).astimezone()
         rows = [r for r in rows if r.internal_date.astimezone() >= start]
@@ -206,8 +227,9 @@ async def list_messages(
 
 async def message(app: App, of: OpenFolder, uid: int) -> tuple[FetchRow, bytes]:
     """One message of the folder by UID, decrypted."""
-    rows = await mailstore.fetch_rows(app, of.folder.id, None)
-    row = next((r for r in rows.values() if r.uid == uid), None)
+    async with app.db.read() as conn:
+        found = await repo.fetch_by_uids(conn, of.folder.id, [uid])
+    row = found[0] if found else None
     if row is None:
         raise _gone()
     raw = (await mailstore.load_raw(app, [row])).get(row.id)
@@ -252,7 +274,8 @@ async def conversation(app: App, of: OpenFolder, row: FetchRow) -> list[Item]:
         if f.id == of.folder.id or f.special_use in (SpecialUse.INBOX.value, SpecialUse.SENT.value)
     ]
     for folder in wanted:
-        rows = list((await mailstore.fetch_rows(app, folder.id, None)).values())
+        async with app.db.read() as conn:
+            rows = await repo.fetch_recent(conn, folder.id, CONVERSATION_WINDOW)
         for other, meta in (await mailstore.load_meta(app, rows)).items():
             headers = meta.headers
             linked = {str(headers.get("message-id", "")).strip()}
@@ -266,5 +289,5 @@ async def conversation(app: App, of: OpenFolder, row: FetchRow) -> list[Item]:
 
 
 async def rows_by_uid(app: App, of: OpenFolder, uids: set[int]) -> list[FetchRow]:
-    rows = await mailstore.fetch_rows(app, of.folder.id, None)
-    return [r for r in rows.values() if r.uid in uids]
+    async with app.db.read() as conn:
+        return await repo.fetch_by_uids(conn, of.folder.id, sorted(uids))

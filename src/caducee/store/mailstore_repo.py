@@ -584,3 +584,81 @@ async def subscribe_name(conn: AsyncConnection, account_id: int, name: str, on: 
     )
     if on:
         await conn.execute(insert(imap_subscriptions).values(account_id=account_id, name=name))
+
+
+_FETCH_COLUMNS = (
+    messages.c.id,
+    messages.c.uid,
+    messages.c.flags,
+    messages.c.keywords,
+    messages.c.modseq,
+    messages.c.internal_date,
+    messages.c.size,
+    messages.c.blob_id,
+    messages.c.mailbox_id,
+)
+
+
+def _fetch_row(r: Any) -> FetchRow:
+    return FetchRow(
+        r.id,
+        r.uid,
+        r.flags,
+        r.keywords,
+        r.modseq,
+        _aware(r.internal_date),
+        r.size,
+        r.blob_id,
+        r.mailbox_id,
+    )
+
+
+async def fetch_page(
+    conn: AsyncConnection,
+    folder_id: int,
+    *,
+    by_size: bool,
+    descending: bool,
+    offset: int,
+    limit: int,
+) -> tuple[list[FetchRow], int]:
+    """One page of a folder by date (or size), and the folder's message count: what the
+    webmail's list needs without reading every row (index ``folder_id, uid``)."""
+    key = messages.c.size if by_size else messages.c.internal_date
+    order = [key.desc(), messages.c.uid.desc()] if descending else [key, messages.c.uid]
+    total = await conn.scalar(
+        select(func.count()).select_from(messages).where(messages.c.folder_id == folder_id)
+    )
+    rows = await conn.execute(
+        select(*_FETCH_COLUMNS)
+        .where(messages.c.folder_id == folder_id)
+        .order_by(*order)
+        .offset(offset)
+        .limit(limit)
+    )
+    return [_fetch_row(r) for r in rows], int(total or 0)
+
+
+async def fetch_by_uids(
+    conn: AsyncConnection, folder_id: int, uids: Sequence[int]
+) -> list[FetchRow]:
+    out: list[FetchRow] = []
+    for chunk in _chunks(list(uids)):
+        rows = await conn.execute(
+            select(*_FETCH_COLUMNS).where(
+                messages.c.folder_id == folder_id, messages.c.uid.in_(chunk)
+            )
+        )
+        out.extend(_fetch_row(r) for r in rows)
+    return out
+
+
+async def fetch_recent(conn: AsyncConnection, folder_id: int, limit: int) -> list[FetchRow]:
+    """The ``limit`` newest messages of a folder (conversation lookups)."""
+    rows = await conn.execute(
+        select(*_FETCH_COLUMNS)
+        .where(messages.c.folder_id == folder_id)
+        .order_by(messages.c.uid.desc())
+        .limit(limit)
+    )
+    return [_fetch_row(r) for r in rows]

@@ -144,6 +144,7 @@ messages = Table(
     Column("meta_sealed", LargeBinary, nullable=False),
     UniqueConstraint("folder_id", "uid", name="uq_messages_folder_uid"),
     Index("ix_messages_folder_modseq", "folder_id", "modseq"),
+    Index("ix_messages_folder_date", "folder_id", "internal_date"),  # webmail pages (0011)
 )
 
 blobs = Table(

@@ -1,4 +1,4 @@
-"""message trace, read-receipt setting, outbound trace key
+"""message trace, read-receipt setting, outbound trace key, messages by date
 
 Revision ID: 0011
 Revises: 0010
@@ -16,6 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_index("ix_messages_folder_date", "messages", ["folder_id", "internal_date"])
     with op.batch_alter_table("outbound_messages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("trace_key", sa.String(length=64), nullable=True))
     op.create_table(
@@ -45,6 +46,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_messages_folder_date", table_name="messages")
     op.drop_table("mailbox_settings")
     op.drop_index("ix_message_trace_mailbox_key", table_name="message_trace")
     op.drop_table("message_trace")
