@@ -125,7 +125,7 @@ def test_webmail_in_chromium(browser: Browser, node: Node, tmp_path: object) -> 
     pdf = node.settings.data_dir / "courrier.pdf"
     pdf.write_bytes(b"%PDF-1.4 courrier de sortie")
     doctor.set_input_files("#pieces", str(pdf))
-    doctor.click("button:has-text('Envoyer')")
+    doctor.click("form.compose button[type=submit]")
     expect(doctor.locator(".notice")).to_have_text("Message envoyé.")
     expect(doctor.locator("table.mail-list")).to_contain_text("Dossier de M. Roux")
 
@@ -142,7 +142,7 @@ def test_webmail_in_chromium(browser: Browser, node: Node, tmp_path: object) -> 
     secretary.click("text=Répondre")
     expect(secretary.locator("#objet")).to_have_value("Re : Dossier de M. Roux")
     secretary.fill("#corps", "C'est prêt, je vous l'envoie demain.")
-    secretary.click("button:has-text('Envoyer')")
+    secretary.click("form.compose button[type=submit]")
     expect(secretary.locator(".notice")).to_have_text("Message envoyé.")
 
     # 4. The reply reaches the doctor, in the same conversation.
@@ -158,8 +158,30 @@ def test_webmail_in_chromium(browser: Browser, node: Node, tmp_path: object) -> 
     expect(secretary.locator("form.compose")).to_contain_text(DOCTOR)
     secretary.fill("#a", SECRETARY)
     secretary.fill("#objet", "Envoyé pour le Dr Lefèvre")
-    secretary.click("button:has-text('Envoyer')")
+    secretary.click("form.compose button[type=submit]")
     expect(secretary.locator(".notice")).to_have_text("Message envoyé.")
     expect(secretary.locator("table.mail-list")).to_contain_text("Envoyé pour le Dr Lefèvre")
+
+    # 6. The two address books, and the channel of each recipient at a glance.
+    doctor.goto("/courrier")
+    doctor.click("text=Carnets d'adresses")
+    doctor.select_option("#carnet", "patient")
+    doctor.fill("#nom", "Mme Lucie Garnier")
+    doctor.fill("#adresse", "lucie.garnier@gmail.test")
+    doctor.click("button:has-text('Ajouter')")
+    expect(doctor.locator("#carnet-patients")).to_contain_text("lucie.garnier@gmail.test")
+    doctor.click("text=Nouveau message")
+    doctor.fill("#carnet-patients", "garn")
+    expect(doctor.locator("#liste-patients option")).to_have_count(1)
+    doctor.fill("#carnet-pros", "garn")
+    doctor.wait_for_timeout(300)
+    expect(doctor.locator("#liste-pros option")).to_have_count(0)  # never in the other book
+    doctor.fill("#carnet-patients", "lucie.garnier@gmail.test")
+    expect(doctor.locator("#a")).to_have_value("lucie.garnier@gmail.test")
+    doctor.fill("#cc", f"{SECRETARY}, inconnu@ailleurs.test")
+    doctor.locator("#cc").dispatch_event("change")
+    expect(doctor.locator("#canaux")).to_contain_text("Patient")
+    expect(doctor.locator("#canaux")).to_contain_text("Interne au cabinet")
+    expect(doctor.locator("#canaux")).to_contain_text("Externe — non sécurisé")
 
     assert errors == [] and s_errors == [], (errors, s_errors)

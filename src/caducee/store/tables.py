@@ -406,3 +406,19 @@ mailbox_settings = Table(
     # RFC 8098: send a "displayed" MDN when a message asking for one is first opened
     Column("read_receipts", Boolean, nullable=False, server_default="0"),
 )
+
+#: A practice's address books: professional contacts and patients, never mixed (``kind``).
+#: Names and addresses are sealed (scope ``contacts:<practice id>``); ``email_key`` is a keyed
+#: hash of the address so that duplicates are found without storing it in clear.
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", Integer, ForeignKey("practices.id"), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("ref", String(32), nullable=False, unique=True),
+    Column("email_key", String(64), nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    _ts("created_at"),
+    UniqueConstraint("practice_id", "email_key", name="uq_contacts_practice_email"),
+)

@@ -1,7 +1,9 @@
-"""The webmail: reading (:mod:`.reading`) and writing (:mod:`.compose`)."""
+"""The webmail: reading (:mod:`.reading`), writing (:mod:`.compose`), address books
+(:mod:`.books`)."""
 
 from __future__ import annotations
 
-from caducee.web.webmail import compose, reading
+from caducee.web.webmail import books, compose, reading
 
-routes = [*reading.routes, *compose.routes]
+# The books' fixed paths ("/carnet/pros") come before the parameterised ones.
+routes = [*books.routes, *reading.routes, *compose.routes]

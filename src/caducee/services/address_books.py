@@ -1,0 +1,203 @@
+"""A practice's two address books — « Professionnels » and « Patients » — kept apart: an address
+is in one book at most, and each book is searched on its own. Names and addresses are sealed
+with the practice's contacts key; the colleagues of the practice (its mailboxes) complete the
+professional book. The patient registry of a later issue will replace the patient book's
+storage behind the same functions."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+
+from caducee.app import App
+from caducee.domain.addresses import normalize_address
+from caducee.errors import AlreadyExists, InvalidInput, NotFound
+from caducee.services.audit import AuditEvent, append
+from caducee.store import directory_repo, queue_repo
+from caducee.store.tables import contacts
+
+Kind = Literal["pro", "patient"]
+KINDS: tuple[str, ...] = ("pro", "patient")
+MAX_NAME = 200
+#: Suggestions returned for one query.
+MAX_SUGGESTIONS = 20
+
+
+@dataclass(frozen=True)
+class Contact:
+    id: int  # 0: a colleague (a mailbox of the practice), not a stored contact
+    kind: str
+    name: str
+    email: str
+
+
+def _scope(practice_id: int) -> str:
+    return f"contacts:{practice_id}"
+
+
+def _other(kind: str) -> str:
+    return "Patients" if kind == "pro" else "Professionnels"
+
+
+async def _key(app: App, practice_id: int) -> bytes:
+    scope = _scope(practice_id)
+    async with app.db.read() as conn:
+        if await queue_repo.has_data_key(conn, scope):
+            return await app.keyring.data_key(conn, scope)
+    async with app.db.write() as conn:
+        await queue_repo.ensure_data_key(conn, app.keyring, scope)
+        return await app.keyring.data_key(conn, scope)
+
+
+def _email_key(key: bytes, email: str) -> str:
+    return hmac.new(key, b"email:" + email.lower().encode(), hashlib.sha256).hexdigest()
+
+
+async def add_contact(
+    app: App, practice_id: int, kind: str, name: str, email: str, *, actor: str, source: str
+) -> Contact:
+    if kind not in KINDS:
+        raise InvalidInput("Carnet inconnu.", "Unknown address book.")
+    address = normalize_address(email)
+    name = " ".join(name.split())[:MAX_NAME]
+    key = await _key(app, practice_id)
+    email_key = _email_key(key, address)
+    ref = secrets.token_hex(16)
+    scope = _scope(practice_id)
+    try:
+        async with app.db.write() as conn:
+            existing = (
+                await conn.execute(
+                    select(contacts.c.kind).where(
+                        contacts.c.practice_id == practice_id, contacts.c.email_key == email_key
+                    )
+                )
+            ).first()
+            if existing is not None:
+                where = "ce carnet" if existing.kind == kind else f"le carnet {_other(kind)}"
+                raise AlreadyExists(
+                    f"{address} est déjà dans {where} : un contact n'est que dans un carnet.",
+                    f"{address} is already in an address book: a contact is in one book only.",
+                )
+            sealed = await app.keyring.seal(
+                conn, scope, ref, "contact", json.dumps({"name": name, "email": address}).encode()
+            )
+            result = await conn.execute(
+                insert(contacts).values(
+                    practice_id=practice_id,
+                    kind=kind,
+                    ref=ref,
+                    email_key=email_key,
+                    sealed=sealed,
+                    created_at=datetime.now(UTC),
+                )
+            )
+            contact_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            await append(
+                conn,
+                AuditEvent(
+                    actor=actor,
+                    action="contact.add",
+                    target=f"practice:{practice_id}",
+                    source=source,
+                    details={"kind": kind, "contact": contact_id},
+                ),
+            )
+    except SqlIntegrityError:
+        raise AlreadyExists(
+            f"{address} est déjà dans un carnet.", f"{address} is already in an address book."
+        ) from None
+    return Contact(contact_id, kind, name, address)
+
+
+async def contacts_of(app: App, practice_id: int, kind: str) -> list[Contact]:
+    async with app.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(contacts).where(
+                    contacts.c.practice_id == practice_id, contacts.c.kind == kind
+                )
+            )
+        ).all()
+        out = []
+        for row in rows:
+            opened = json.loads(
+                await app.keyring.open(conn, _scope(practice_id), row.ref, "contact", row.sealed)
+            )
+            out.append(Contact(row.id, row.kind, opened["name"], opened["email"]))
+    return sorted(out, key=lambda c: (c.name.casefold(), c.email))
+
+
+async def colleagues(app: App, practice_id: int) -> list[Contact]:
+    """The practice's own mailboxes, named after their owner (professional book)."""
+    async with app.db.read() as conn:
+        boxes = await directory_repo.list_mailboxes(conn, practice_id)
+        out = []
+        for box in boxes:
+            if box.disabled:
+                continue
+            owner = await directory_repo.account_by_id(conn, box.owner_account_id)
+            name = owner.display_name if owner is not None and box.address == owner.login else ""
+            out.append(Contact(0, "pro", name, box.address))
+    return out
+
+
+async def delete_contact(
+    app: App, practice_id: int, contact_id: int, *, actor: str, source: str
+) -> None:
+    async with app.db.write() as conn:
+        result = await conn.execute(
+            delete(contacts).where(
+                contacts.c.id == contact_id, contacts.c.practice_id == practice_id
+            )
+        )
+        if not result.rowcount:
+            raise NotFound("Contact introuvable.", "Contact not found.")
+        await append(
+            conn,
+            AuditEvent(
+                actor=actor,
+                action="contact.delete",
+                target=f"practice:{practice_id}",
+                source=source,
+                details={"contact": contact_id},
+            ),
+        )
+
+
+async def suggest(app: App, practice_id: int, kind: str, query: str) -> list[Contact]:
+    """Autocompletion in one book (the professional one includes the colleagues)."""
+    if kind not in KINDS:
+        raise InvalidInput("Carnet inconnu.", "Unknown address book.")
+    needle = query.strip().casefold()
+    pool = await contacts_of(app, practice_id, kind)
+    if kind == "pro":
+        known = {c.email for c in pool}
+        pool += [c for c in await colleagues(app, practice_id) if c.email not in known]
+    found = [c for c in pool if needle in c.name.casefold() or needle in c.email.casefold()]
+    return found[:MAX_SUGGESTIONS]
+
+
+async def book_of(app: App, practice_id: int, address: str) -> str | None:
+    """Which book ``address`` is in ("pro", "patient"), if any."""
+    try:
+        clean = normalize_address(address)
+    except InvalidInput:
+        return None
+    key = await _key(app, practice_id)
+    async with app.db.read() as conn:
+        kind = await conn.scalar(
+            select(contacts.c.kind).where(
+                contacts.c.practice_id == practice_id,
+                contacts.c.email_key == _email_key(key, clean),
+            )
+        )
+    return str(kind) if kind is not None else None

@@ -1,0 +1,129 @@
+"""The practice's two address books in the webmail: a page to keep them (add, remove), and the
+JSON the compose page uses — suggestions from one book at a time, and the channel a recipient
+falls in."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from caducee.errors import CaduceeError
+from caducee.services import address_books, channels
+from caducee.web.core import (
+    N_,
+    WebUser,
+    client_ip,
+    error_message,
+    form_data,
+    int_param,
+    page,
+    redirect,
+    render,
+    state,
+)
+from caducee.web.i18n import gettext as _
+from caducee.web.webmail.common import base_path, open_view
+
+CHANNEL_LABELS = {
+    "interne": N_("Interne au cabinet"),
+    "confiance": N_("Espace de confiance MSSanté"),
+    "patient": N_("Patient"),
+    "professionnel": N_("Professionnel (hors espace de confiance)"),
+    "externe": N_("Externe — non sécurisé"),
+    "invalide": N_("Adresse invalide"),
+}
+
+
+async def _page(request: Request, user: WebUser, *, error: str = "", status: int = 200) -> Response:
+    app = state(request).app
+    view = await open_view(request, user)
+    return render(
+        request,
+        "webmail/books.html",
+        {
+            "nav_active": "courrier",
+            "view": view,
+            "base": base_path(view),
+            "folder": None,
+            "pros": await address_books.contacts_of(app, user.practice.id, "pro"),
+            "patients": await address_books.contacts_of(app, user.practice.id, "patient"),
+            "colleagues": await address_books.colleagues(app, user.practice.id),
+            "error": error,
+        },
+        status=status,
+    )
+
+
+@page()
+async def books_page(request: Request, user: WebUser) -> Response:
+    return await _page(request, user)
+
+
+@page()
+async def book_add(request: Request, user: WebUser) -> Response:
+    view = await open_view(request, user)
+    form = await form_data(request)
+    try:
+        await address_books.add_contact(
+            state(request).app,
+            user.practice.id,
+            form.get("carnet", ""),
+            form.get("nom", ""),
+            form.get("adresse", ""),
+            actor=user.account.login,
+            source=client_ip(request),
+        )
+    except CaduceeError as exc:
+        return await _page(request, user, error=error_message(exc), status=400)
+    return redirect(f"{base_path(view)}/carnet", flash="saved")
+
+
+@page()
+async def book_delete(request: Request, user: WebUser) -> Response:
+    view = await open_view(request, user)
+    await address_books.delete_contact(
+        state(request).app,
+        user.practice.id,
+        int_param(request, "contact_id"),
+        actor=user.account.login,
+        source=client_ip(request),
+    )
+    return redirect(f"{base_path(view)}/carnet", flash="saved")
+
+
+async def _suggest(request: Request, user: WebUser, kind: str) -> Response:
+    await open_view(request, user)
+    found = await address_books.suggest(
+        state(request).app, user.practice.id, kind, request.query_params.get("q", "")[:100]
+    )
+    return JSONResponse([{"nom": c.name, "adresse": c.email} for c in found])
+
+
+@page(json=True)
+async def suggest_pros(request: Request, user: WebUser) -> Response:
+    return await _suggest(request, user, "pro")
+
+
+@page(json=True)
+async def suggest_patients(request: Request, user: WebUser) -> Response:
+    return await _suggest(request, user, "patient")
+
+
+@page(json=True)
+async def channel(request: Request, user: WebUser) -> Response:
+    await open_view(request, user)
+    found = await channels.classify(
+        state(request).app, user.practice.id, request.query_params.get("a", "")[:320]
+    )
+    return JSONResponse({"canal": found, "libelle": _(CHANNEL_LABELS[found])})
+
+
+routes = [
+    Route("/courrier/b/{mailbox_id}/carnet", books_page, methods=["GET"]),
+    Route("/courrier/b/{mailbox_id}/carnet", book_add, methods=["POST"]),
+    Route("/courrier/b/{mailbox_id}/carnet/{contact_id}/supprimer", book_delete, methods=["POST"]),
+    Route("/courrier/b/{mailbox_id}/carnet/pros", suggest_pros, methods=["GET"]),
+    Route("/courrier/b/{mailbox_id}/carnet/patients", suggest_patients, methods=["GET"]),
+    Route("/courrier/b/{mailbox_id}/canal", channel, methods=["GET"]),
+]
