@@ -6,7 +6,17 @@ import os
 
 import typer
 
-from caducee.cli import app_password, audit, keys, mailbox, practice, queue, trust, user
+from caducee.cli import (
+    api_token,
+    app_password,
+    audit,
+    keys,
+    mailbox,
+    practice,
+    queue,
+    trust,
+    user,
+)
 from caducee.cli.common import fail
 from caducee.cli.demo import demo_command
 from caducee.cli.dns import dns_command
@@ -37,6 +47,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
 app.add_typer(queue.app, name="queue")
 app.add_typer(trust.app, name="trust")
+app.add_typer(api_token.app, name="api-token")
 
 
 def main() -> None:

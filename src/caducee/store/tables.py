@@ -422,3 +422,20 @@ contacts = Table(
     _ts("created_at"),
     UniqueConstraint("practice_id", "email_key", name="uq_contacts_practice_email"),
 )
+
+#: API tokens of practice software (LPS): only a keyed hash of the token is stored; scopes and
+#: mailboxes bound the token, and each call re-checks the account's access to the mailbox.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("label", String(100), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("scopes", String(100), nullable=False),
+    Column("mailbox_ids", String(1000), nullable=False),
+    _ts("created_at"),
+    _ts("expires_at", nullable=True),
+    _ts("revoked_at", nullable=True),
+    _ts("last_used_at", nullable=True),
+)

@@ -28,7 +28,17 @@ from caducee.app import App
 from caducee.errors import CaduceeError
 from caducee.listeners import ListenAddress, bind_tcp, bound_address
 from caducee.tls import SERVER_CERT, SERVER_KEY, server_ssl_context
-from caducee.web import account, admin, home, login, oidc_login, status, webmail
+from caducee.web import (
+    account,
+    admin,
+    api,
+    api_tokens_page,
+    home,
+    login,
+    oidc_login,
+    status,
+    webmail,
+)
 from caducee.web.config import WebConfig
 from caducee.web.core import WebState, error_page
 from caducee.web.i18n import gettext
@@ -91,6 +101,8 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
         *login.routes,
         *oidc_login.routes,
         *webmail.routes,
+        *api.routes,
+        *api_tokens_page.routes,
         *home.routes,
         *account.routes,
         *admin.routes,

@@ -1,0 +1,198 @@
+"""The REST API for practice software: tokens (shown once, hashed, scoped, revocable,
+expiring), every endpoint, refusals as JSON, rate limit, audit; the OpenAPI description matches
+the routes."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from sqlalchemy import select, update
+from starlette.routing import Route
+
+from caducee.app import App
+from caducee.services import api_tokens, mailboxes
+from caducee.services.audit import iter_records
+from caducee.services.delivery import deliver_local
+from caducee.store.tables import api_tokens as api_tokens_table
+from caducee.web import api
+from tests.web.conftest import People, WebClient
+
+DOCTOR = "dr.martin@cabinet-a.test"
+SECRETARY = "secretariat@cabinet-a.test"
+MAIL = (
+    f"From: Labo <labo@ailleurs.test>\r\nTo: {DOCTOR}\r\nSubject: Resultats\r\n"
+    "Message-ID: <api-1@ailleurs.test>\r\nMIME-Version: 1.0\r\n"
+    "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+    "Glycemie normale.\r\n--b\r\nContent-Type: application/pdf\r\n"
+    'Content-Disposition: attachment; filename="cr.pdf"\r\nContent-Transfer-Encoding: base64\r\n'
+    "\r\nJVBERi0xLjQK\r\n--b--\r\n"
+).encode()
+
+
+async def _token(app: App, scopes: list[str], boxes: list[str] | None = None) -> str:
+    token, _created = await api_tokens.create_token(
+        app, DOCTOR, "Logiciel", boxes or [DOCTOR], scopes, actor="t", source="t"
+    )
+    return token
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def test_token_created_in_the_account_page_is_shown_once_and_hashed(
+    app: App, web: WebClient, people: People
+) -> None:
+    await web.login(DOCTOR)
+    page = await web.get("/compte/api")
+    assert page.status_code == 200
+    created = await web.post(
+        "/compte/api", {"libelle": "Logiciel de cabinet", "boite": DOCTOR, "droit": "lecture"}
+    )
+    token = re.search(r'id="api-token">(cdc_[^<]+)<', created.text)
+    assert token
+    listing = await web.get("/compte/api")
+    assert "Logiciel de cabinet" in listing.text and token.group(1) not in listing.text
+    async with app.db.read() as conn:
+        stored = (await conn.execute(select(api_tokens_table.c.token_hash))).scalars().all()
+    assert token.group(1) not in " ".join(stored)
+    refused = await web.post("/compte/api", {"libelle": "x", "droit": "lecture"})
+    assert refused.status_code == 400 and "au moins une boîte" in refused.text
+
+
+async def test_read_mark_and_fetch(app: App, web: WebClient, people: People) -> None:
+    await deliver_local(app, MAIL, [DOCTOR])
+    token = await _token(app, ["lecture", "marquage"])
+    http = web.http
+    boxes = (await http.get("/api/v1/boites", headers=_auth(token))).json()
+    assert [b["adresse"] for b in boxes] == [DOCTOR]
+    box_id = boxes[0]["id"]
+    folders = (await http.get(f"/api/v1/boites/{box_id}/dossiers", headers=_auth(token))).json()
+    inbox = next(f for f in folders if f["usage"] == "\\Inbox")
+    assert inbox["non_lus"] == 1
+    base = f"/api/v1/boites/{box_id}/dossiers/{inbox['id']}/messages"
+    listing = (await http.get(base + "?non_lus=1", headers=_auth(token))).json()
+    [summary] = listing["messages"]
+    message = (await http.get(f"{base}/{summary['uid']}", headers=_auth(token))).json()
+    assert (
+        message["texte"].startswith("Glycemie") and message["pieces_jointes"][0]["nom"] == "cr.pdf"
+    )
+    part = message["pieces_jointes"][0]["index"]
+    pdf = await http.get(f"{base}/{summary['uid']}/pieces/{part}", headers=_auth(token))
+    assert pdf.content.startswith(b"%PDF") and pdf.headers["x-content-type-options"] == "nosniff"
+    marked = await http.post(
+        f"{base}/{summary['uid']}/marquer", json={"lu": True}, headers=_auth(token)
+    )
+    assert marked.status_code == 200
+    assert (await http.get(base + "?non_lus=1", headers=_auth(token))).json()["messages"] == []
+    bad = await http.post(
+        f"{base}/{summary['uid']}/marquer", json={"lu": "oui"}, headers=_auth(token)
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["message"].startswith("lu")
+    # No send right: 403 with a French reason.
+    refused = await http.post(
+        f"/api/v1/boites/{box_id}/envoyer", json={"a": [SECRETARY]}, headers=_auth(token)
+    )
+    assert refused.status_code == 403 and "envoi" in refused.json()["error"]["message"]
+    calls = [r async for r in iter_records(app.db) if r.action == "api.call"]
+    assert len(calls) >= 7 and all(token not in r.details for r in calls)
+
+
+async def test_send_through_the_pipeline(app: App, web: WebClient, people: People) -> None:
+    token = await _token(app, ["envoi", "lecture"])
+    box = await mailboxes.get_mailbox(app, DOCTOR)
+    sent = await web.http.post(
+        f"/api/v1/boites/{box.id}/envoyer",
+        json={
+            "a": [SECRETARY],
+            "objet": "Ordonnance",
+            "texte": "Voir la pièce jointe.",
+            "pieces_jointes": [
+                {
+                    "nom": "o.pdf",
+                    "type": "application/pdf",
+                    "contenu": base64.b64encode(b"%PDF-1").decode(),
+                }
+            ],
+        },
+        headers=_auth(token),
+    )
+    assert sent.status_code == 201 and sent.json()["message_id"].startswith("<")
+    secretary_box = await mailboxes.get_mailbox(app, SECRETARY)
+    assert secretary_box.used_bytes > 0
+    for body, status in (
+        ({"a": []}, 422),
+        ({"a": ["pas une adresse"]}, 422),
+        ({"a": [SECRETARY], "pieces_jointes": [{"nom": "x", "contenu": "***"}]}, 422),
+        ({"a": "x"}, 422),
+    ):
+        response = await web.http.post(
+            f"/api/v1/boites/{box.id}/envoyer", json=body, headers=_auth(token)
+        )
+        assert response.status_code == status, (body, response.text)
+    garbage = await web.http.post(
+        f"/api/v1/boites/{box.id}/envoyer", content=b"{pas du json", headers=_auth(token)
+    )
+    assert garbage.status_code == 400
+
+
+async def test_tokens_refused(app: App, web: WebClient, people: People) -> None:
+    http = web.http
+    assert (await http.get("/api/v1/boites")).status_code == 401
+    assert (await http.get("/api/v1/boites", headers=_auth("cdc_faux"))).status_code == 401
+    token = await _token(app, ["lecture"])
+    other = await mailboxes.get_mailbox(app, "dr.durand@cabinet-b.test")
+    assert (
+        await http.get(f"/api/v1/boites/{other.id}/dossiers", headers=_auth(token))
+    ).status_code == 404
+    # Expired, then revoked.
+    [created] = await api_tokens.tokens_of(app, DOCTOR)
+    async with app.db.write() as conn:
+        await conn.execute(
+            update(api_tokens_table)
+            .where(api_tokens_table.c.id == created.id)
+            .values(expires_at=created.created_at)
+        )
+    assert (await http.get("/api/v1/boites", headers=_auth(token))).status_code == 401
+    second = await _token(app, ["lecture"])
+    await api_tokens.revoke_token(app, DOCTOR, created.id + 1, actor="t", source="t")
+    assert (await http.get("/api/v1/boites", headers=_auth(second))).status_code == 401
+
+
+async def test_revoked_delegation_ends_the_token_access(
+    app: App, web: WebClient, people: People
+) -> None:
+    await mailboxes.delegate(app, SECRETARY, DOCTOR, can_send=False)
+    token = await _token(app, ["lecture"], [SECRETARY])
+    box = await mailboxes.get_mailbox(app, SECRETARY)
+    path = f"/api/v1/boites/{box.id}/dossiers"
+    assert (await web.http.get(path, headers=_auth(token))).status_code == 200
+    await mailboxes.revoke_delegation(app, SECRETARY, DOCTOR)
+    assert (await web.http.get(path, headers=_auth(token))).status_code == 403
+    assert (await web.http.get("/api/v1/boites", headers=_auth(token))).json() == []
+
+
+async def test_bad_tokens_are_rate_limited(app: App, web: WebClient, people: People) -> None:
+    api._LIMITERS.clear()
+    statuses = [
+        (await web.http.get("/api/v1/boites", headers=_auth("cdc_x"))).status_code
+        for _ in range(api.BAD_TOKENS_PER_MINUTE + 2)
+    ]
+    api._LIMITERS.clear()
+    assert statuses[0] == 401 and statuses[-1] == 429
+
+
+def test_openapi_describes_every_route_and_only_them() -> None:
+    described = {
+        (method.upper(), "/api/v1" + path)
+        for path, operations in api.openapi()["paths"].items()
+        for method in operations
+    }
+    routed = {
+        (method, route.path)
+        for route in api.routes
+        if isinstance(route, Route) and not route.path.endswith("openapi.json")
+        for method in (route.methods or set()) - {"HEAD"}
+    }
+    assert described == routed and len(described) == len(api.ENDPOINTS)
