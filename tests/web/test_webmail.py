@@ -226,3 +226,50 @@ async def test_other_practice_and_expired_session_are_refused(
     clock.advance(hours=13)
     expired = await web.get(path)
     assert expired.status_code in (302, 303) and "/connexion" in expired.headers["location"]
+
+
+async def test_drafts_saved_resumed_replaced_and_dropped_when_sent(
+    app: App, web: WebClient, people: People
+) -> None:
+    await web.login(DOCTOR)
+    box = await mailboxes.get_mailbox(app, DOCTOR)
+    base = f"/courrier/b/{box.id}"
+    await web.get(base + "/ecrire")
+    fields = {"a": "secretariat@cabinet-a.test", "objet": "Brouillon CR", "corps": "Début"}
+    saved = await web.post(base + "/brouillon", fields)
+    assert saved.status_code == 303 and "?brouillon=" in saved.headers["location"]
+    resumed = await web.get(saved.headers["location"])
+    assert 'value="Brouillon CR"' in resumed.text and ">Début</textarea>" in resumed.text
+    uid = saved.headers["location"].rsplit("=", 1)[1]
+    again = await web.http.post(
+        base + "/brouillon",
+        data={**fields, "corps": "Suite", "brouillon": uid, "csrf": web.csrf},
+        headers={"accept": "application/json"},
+    )
+    new_uid = again.json()["brouillon"]
+    access = await mailboxes.open_mailbox(app, DOCTOR, DOCTOR)
+    drafts = await webmail.special_folder(app, access, SpecialUse.DRAFTS)
+    rows = await webmail.rows_by_uid(app, drafts, set(range(1, 20)))
+    assert [r.uid for r in rows] == [new_uid] and rows[0].flags & Flag.DRAFT
+    sent = await web.http.post(
+        base + "/envoyer", data={**fields, "brouillon": str(new_uid), "csrf": web.csrf}
+    )
+    assert sent.status_code == 303
+    assert await webmail.rows_by_uid(app, drafts, set(range(1, 20))) == []
+
+
+async def test_a_two_megabyte_attachment_goes_through(
+    app: App, web: WebClient, people: People
+) -> None:
+    await web.login(DOCTOR)
+    box = await mailboxes.get_mailbox(app, DOCTOR)
+    await web.get(f"/courrier/b/{box.id}/ecrire")
+    big = b"%PDF-1.4 " + bytes(range(256)) * 8192  # 2 MB
+    response = await web.http.post(
+        f"/courrier/b/{box.id}/envoyer",
+        data={"csrf": web.csrf, "a": "secretariat@cabinet-a.test", "objet": "Imagerie"},
+        files={"pieces": ("irm.pdf", big, "application/pdf")},
+    )
+    assert response.status_code == 303, response.text[:500]
+    secretary = await mailboxes.get_mailbox(app, "secretariat@cabinet-a.test")
+    assert secretary.used_bytes > len(big)

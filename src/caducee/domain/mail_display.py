@@ -107,7 +107,7 @@ def _payload_text(part: Message) -> str:
     except Exception:
         payload = part.get_payload(decode=True)
         content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    return content if isinstance(content, str) else ""
+    return content.replace("\r\n", "\n") if isinstance(content, str) else ""
 
 
 def _is_attachment(part: Message) -> bool:

@@ -47,6 +47,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FLASHES: dict[str, str] = {
     "logged_out": N_("Vous êtes déconnecté."),
     "sent": N_("Message envoyé."),
+    "draft_saved": N_("Brouillon enregistré."),
     "logged_out_all": N_("Toutes vos sessions ont été fermées, sur tous vos appareils."),
     "expired": N_("Votre session a expiré : reconnectez-vous."),
     "password_changed": N_("Mot de passe modifié. Vos autres sessions ont été fermées."),
@@ -246,7 +247,11 @@ async def check_csrf(request: Request, expected: str) -> bool:
     if given is None:
         content_type = request.headers.get("content-type", "")
         if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            form = await request.form()
+            # The form is parsed once and cached: allow parts as large as a message may be (the
+            # body limit middleware bounds the whole request first).
+            form = await request.form(
+                max_files=64, max_part_size=state(request).app.settings.max_message_bytes
+            )
             value = form.get("csrf")
             given = value if isinstance(value, str) else None
     if not given or not expected:

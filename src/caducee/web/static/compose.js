@@ -75,3 +75,74 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   showChannels();
 });
+
+// Drafts saved every 15 s while the message changes, and sending with an upload progress bar.
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.querySelector("form.compose[data-draft-url]");
+  if (!form) {
+    return;
+  }
+  const draftField = document.getElementById("brouillon");
+  const status = document.getElementById("brouillon-etat");
+  let dirty = false;
+  let saving = false;
+  form.addEventListener("input", () => { dirty = true; });
+
+  const saveDraft = async () => {
+    if (!dirty || saving) {
+      return;
+    }
+    saving = true;
+    dirty = false;
+    const data = new FormData(form);
+    data.delete("pieces");
+    try {
+      const response = await fetch(form.dataset.draftUrl, {
+        method: "POST",
+        body: data,
+        headers: { accept: "application/json" },
+      });
+      if (response.ok) {
+        const saved = await response.json();
+        draftField.value = String(saved.brouillon);
+        status.textContent = `${status.dataset.saved} ${new Date().toLocaleTimeString()}`;
+      } else {
+        dirty = true;
+      }
+    } finally {
+      saving = false;
+    }
+  };
+  setInterval(saveDraft, 15000);
+  form.dataset.autosave = "on";
+
+  const progress = document.getElementById("envoi-progression");
+  form.addEventListener("submit", (event) => {
+    const files = form.querySelector("#pieces");
+    if (event.submitter && event.submitter.hasAttribute("formaction")) {
+      return; // "Enregistrer le brouillon": an ordinary form post
+    }
+    if (!files || files.files.length === 0) {
+      return;
+    }
+    event.preventDefault();
+    const request = new XMLHttpRequest();
+    request.open("POST", form.action);
+    progress.hidden = false;
+    request.upload.addEventListener("progress", (e) => {
+      if (e.lengthComputable) {
+        progress.value = Math.round((100 * e.loaded) / e.total);
+      }
+    });
+    request.addEventListener("load", () => {
+      // The redirect was followed: show the page it led to (with its notice) as it is.
+      if (request.status < 400 && request.responseURL) {
+        window.history.replaceState(null, "", request.responseURL);
+      }
+      document.open();
+      document.write(request.responseText);
+      document.close();
+    });
+    request.send(new FormData(form));
+  });
+});

@@ -12,7 +12,7 @@ from email.utils import format_datetime, getaddresses, make_msgid
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from caducee.domain import mail_display
@@ -43,6 +43,7 @@ class Draft:
     reply_to_ref: str = ""  # "folder_id:uid" to mark \\Answered once sent
     receipt: bool = False  # ask for a read receipt (RFC 8098 Disposition-Notification-To)
     close_exchange: bool = False  # MSSanté X-MSS-MES: FIN (end an exchange with a patient)
+    draft_uid: int | None = None  # the saved copy in Drafts, replaced at each save
     forwarded_files: list[str] = field(default_factory=list)
 
 
@@ -112,6 +113,22 @@ async def _prefill(request: Request, view: BoxView) -> Draft:
             in_reply_to=shown.message_id,
             references=references,
             reply_to_ref=params[mode],
+        )
+    saved = params.get("brouillon", "")
+    if saved.isdigit():
+        drafts = await webmail.special_folder(app, view.access, SpecialUse.DRAFTS)
+        _row, raw = await webmail.message(app, drafts, int(saved))
+        shown = mail_display.display(raw)
+        parsed = mail_display.parse(raw)
+        return Draft(
+            to=", ".join(shown.to),
+            cc=", ".join(shown.cc),
+            bcc=", ".join(_split(str(parsed.get("Bcc") or ""))),
+            subject=shown.subject,
+            body=shown.text.rstrip("\n"),
+            in_reply_to=str(parsed.get("In-Reply-To") or ""),
+            references=str(parsed.get("References") or ""),
+            draft_uid=int(saved),
         )
     return Draft(to=params.get("a", "")[:1000])
 
@@ -231,24 +248,10 @@ async def _build(
 async def send(request: Request, user: WebUser) -> Response:
     web = state(request)
     view = await open_view(request, user, need_send=True)
-    form = await request.form(
-        max_files=MAX_ATTACHMENTS + 1, max_part_size=web.app.settings.max_message_bytes
-    )
+    form = await request.form(max_files=64, max_part_size=web.app.settings.max_message_bytes)
     text = {k: v for k, v in form.items() if isinstance(v, str)}
     files = [f for f in form.getlist("pieces") if isinstance(f, UploadFile) and f.filename]
-    draft = Draft(
-        to=text.get("a", "")[:5000],
-        cc=text.get("cc", "")[:5000],
-        bcc=text.get("cci", "")[:5000],
-        subject=text.get("objet", "")[:MAX_SUBJECT],
-        body=text.get("corps", "")[:1_000_000],
-        in_reply_to=text.get("en_reponse_a", ""),
-        references=text.get("references", ""),
-        forward=text.get("transfert", ""),
-        reply_to_ref=text.get("reponse_a", ""),
-        receipt=text.get("accuse") == "oui",
-        close_exchange=text.get("fin_echange") == "oui",
-    )
+    draft = _draft_from(text)
     try:
         message, recipients = await _build(request, view, user, draft, files)
         raw = message.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
@@ -263,6 +266,40 @@ async def send(request: Request, user: WebUser) -> Response:
         )
     except CaduceeError as exc:
         return _form(request, view, draft, error=error_message(exc), status=400)
+    await _drop_draft(request, view, draft.draft_uid)
+    return await _after_send(request, view, draft, raw)
+
+
+def _draft_from(text: dict[str, str]) -> Draft:
+    uid = text.get("brouillon", "")
+    return Draft(
+        to=text.get("a", "")[:5000],
+        cc=text.get("cc", "")[:5000],
+        bcc=text.get("cci", "")[:5000],
+        subject=text.get("objet", "")[:MAX_SUBJECT],
+        body=text.get("corps", "")[:1_000_000],
+        in_reply_to=text.get("en_reponse_a", ""),
+        references=text.get("references", ""),
+        forward=text.get("transfert", ""),
+        reply_to_ref=text.get("reponse_a", ""),
+        receipt=text.get("accuse") == "oui",
+        close_exchange=text.get("fin_echange") == "oui",
+        draft_uid=int(uid) if uid.isdigit() else None,
+    )
+
+
+async def _drop_draft(request: Request, view: BoxView, uid: int | None) -> None:
+    if uid is None:
+        return
+    app = state(request).app
+    drafts = await webmail.special_folder(app, view.access, SpecialUse.DRAFTS)
+    rows = await webmail.rows_by_uid(app, drafts, {uid})
+    if rows:
+        await mailstore.expunge_deleted(app, drafts, [r.id for r in rows])
+
+
+async def _after_send(request: Request, view: BoxView, draft: Draft, raw: bytes) -> Response:
+    web = state(request)
     sent = await webmail.special_folder(web.app, view.access, SpecialUse.SENT)
     await mailstore.append(web.app, sent, [mailstore.Appended(raw, flags=Flag.SEEN)])
     answered = _ref(draft.reply_to_ref)
@@ -277,7 +314,47 @@ async def send(request: Request, user: WebUser) -> Response:
     return redirect(f"{base_path(view)}/d/{sent.folder.id}", flash="sent")
 
 
+def _draft_message(view: BoxView, draft: Draft) -> bytes:
+    """The draft as a message for the Drafts folder (what IMAP clients see too); uploads are
+    not kept in a draft, they go with the message when it is sent."""
+    message = EmailMessage()
+    message["From"] = view.mailbox.address
+    for header, value in (("To", draft.to), ("Cc", draft.cc), ("Bcc", draft.bcc)):
+        found = _split(value)
+        if found:
+            message[header] = ", ".join(found)
+    message["Subject"] = draft.subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=view.mailbox.address.partition("@")[2])
+    if draft.in_reply_to:
+        message["In-Reply-To"] = draft.in_reply_to[:1000]
+    if draft.references:
+        message["References"] = draft.references[:4000]
+    message.set_content(draft.body or "\n")
+    return message.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+@page()
+async def save_draft(request: Request, user: WebUser) -> Response:
+    """Auto-save (JSON for the page's script) or the « Enregistrer » button (redirect)."""
+    web = state(request)
+    view = await open_view(request, user)
+    form = await request.form(max_files=64, max_part_size=web.app.settings.max_message_bytes)
+    draft = _draft_from({k: v for k, v in form.items() if isinstance(v, str)})
+    drafts = await webmail.special_folder(web.app, view.access, SpecialUse.DRAFTS)
+    [uid] = await mailstore.append(
+        web.app,
+        drafts,
+        [mailstore.Appended(_draft_message(view, draft), flags=Flag.SEEN | Flag.DRAFT)],
+    )
+    await _drop_draft(request, view, draft.draft_uid)
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"brouillon": uid})
+    return redirect(f"{base_path(view)}/ecrire?brouillon={uid}", flash="draft_saved")
+
+
 routes = [
     Route("/courrier/b/{mailbox_id}/ecrire", compose_page, methods=["GET"]),
+    Route("/courrier/b/{mailbox_id}/brouillon", save_draft, methods=["POST"]),
     Route("/courrier/b/{mailbox_id}/envoyer", send, methods=["POST"]),
 ]
