@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from caducee.app import App
 from caducee.services import audit, lockout
+from caducee.store import mailstore_repo
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,20 @@ async def _stale_lockouts(app: App) -> int:
     return await lockout.purge_stale(app.db, app.settings)
 
 
+#: Expunged UIDs kept per folder for QRESYNC before older ones are pruned (see
+#: ``mailstore_repo.prune_expunged``): a client resyncing from before gets a conservative list.
+EXPUNGED_KEPT = 10_000
+
+
+async def _expunged_uids(app: App) -> int:
+    async with app.db.write() as conn:
+        return await mailstore_repo.prune_expunged(conn, EXPUNGED_KEPT)
+
+
 TASKS: tuple[Task, ...] = (
     Task("audit-retention", 6 * 3600, _audit_retention),
     Task("stale-lockouts", 3600, _stale_lockouts),
+    Task("imap-expunged", 6 * 3600, _expunged_uids),
 )
 
 

@@ -24,6 +24,7 @@ from caducee.store.tables import (
     accounts,
     delegations,
     folders,
+    imap_expunge_horizon,
     imap_expunged,
     imap_folder_state,
     imap_mailbox_state,
@@ -204,6 +205,9 @@ async def delete_folder(conn: AsyncConnection, folder_id: int) -> list[str]:
     await conn.execute(delete(messages).where(messages.c.folder_id == folder_id))
     await _free_bytes(conn, rows)
     await conn.execute(delete(imap_expunged).where(imap_expunged.c.folder_id == folder_id))
+    await conn.execute(
+        delete(imap_expunge_horizon).where(imap_expunge_horizon.c.folder_id == folder_id)
+    )
     await conn.execute(delete(imap_folder_state).where(imap_folder_state.c.folder_id == folder_id))
     await conn.execute(delete(folders).where(folders.c.id == folder_id))
     return await unreferenced_blobs(conn, [row.blob_id for row in rows])
@@ -261,6 +265,20 @@ async def changed_since(conn: AsyncConnection, folder_id: int, modseq: int) -> l
 
 
 async def expunged_since(conn: AsyncConnection, folder_id: int, modseq: int) -> list[int]:
+    """UIDs expunged after ``modseq``. When the records of that time were pruned, every UID
+    below UIDNEXT that no longer exists (RFC 7162 §3.2.5.2 allows reporting UIDs the client
+    never knew): conservative, never a miss."""
+    horizon = await conn.scalar(
+        select(imap_expunge_horizon.c.modseq).where(imap_expunge_horizon.c.folder_id == folder_id)
+    )
+    if horizon is not None and modseq < int(horizon):
+        uidnext = await conn.scalar(select(folders.c.uidnext).where(folders.c.id == folder_id))
+        present = set(
+            (
+                await conn.execute(select(messages.c.uid).where(messages.c.folder_id == folder_id))
+            ).scalars()
+        )
+        return [uid for uid in range(1, int(uidnext or 1)) if uid not in present]
     rows = await conn.execute(
         select(imap_expunged.c.uid)
         .where(imap_expunged.c.folder_id == folder_id, imap_expunged.c.modseq > modseq)
@@ -662,3 +680,52 @@ async def fetch_recent(conn: AsyncConnection, folder_id: int, limit: int) -> lis
         .limit(limit)
     )
     return [_fetch_row(r) for r in rows]
+
+
+async def prune_expunged(conn: AsyncConnection, keep: int) -> int:
+    """Forget all but the ``keep`` newest expunged UIDs of every folder holding more than twice
+    that many, moving the folder's horizon forward; returns how many records were dropped."""
+    crowded = (
+        (
+            await conn.execute(
+                select(imap_expunged.c.folder_id)
+                .group_by(imap_expunged.c.folder_id)
+                .having(func.count() > 2 * keep)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    dropped = 0
+    for folder_id in crowded:
+        threshold = await conn.scalar(
+            select(imap_expunged.c.modseq)
+            .where(imap_expunged.c.folder_id == folder_id)
+            .order_by(imap_expunged.c.modseq.desc())
+            .offset(keep)
+            .limit(1)
+        )
+        if threshold is None:
+            continue
+        result = await conn.execute(
+            delete(imap_expunged).where(
+                imap_expunged.c.folder_id == folder_id, imap_expunged.c.modseq <= threshold
+            )
+        )
+        dropped += result.rowcount or 0
+        current = await conn.scalar(
+            select(imap_expunge_horizon.c.modseq).where(
+                imap_expunge_horizon.c.folder_id == folder_id
+            )
+        )
+        if current is None:
+            await conn.execute(
+                insert(imap_expunge_horizon).values(folder_id=folder_id, modseq=threshold)
+            )
+        elif int(current) < int(threshold):
+            await conn.execute(
+                update(imap_expunge_horizon)
+                .where(imap_expunge_horizon.c.folder_id == folder_id)
+                .values(modseq=threshold)
+            )
+    return dropped

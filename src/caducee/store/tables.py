@@ -439,3 +439,12 @@ api_tokens = Table(
     _ts("revoked_at", nullable=True),
     _ts("last_used_at", nullable=True),
 )
+
+#: Per folder, the MODSEQ up to which expunged UIDs were pruned from ``imap_expunged``: a
+#: QRESYNC client whose state is older gets every UID that no longer exists (RFC 7162 §3.2.5.2).
+imap_expunge_horizon = Table(
+    "imap_expunge_horizon",
+    metadata,
+    Column("folder_id", Integer, ForeignKey("folders.id"), primary_key=True),
+    Column("modseq", BigInteger, nullable=False),
+)
