@@ -11,7 +11,7 @@ import pytest
 from starlette.routing import Route
 
 from caducee.app import App
-from caducee.services import accounts, app_passwords, mailboxes, web_sessions
+from caducee.services import accounts, app_passwords, mailboxes, queue, web_sessions
 from caducee.web import admin
 from tests.web.conftest import Clock, People, WebClient
 from tests.web.helpers import audit_actions
@@ -30,6 +30,12 @@ async def admin_calls(app: App, people: People) -> list[Call]:
     await app_passwords.create_app_password(app, people.doctor_a.login, "Téléphone")
     item = (await app_passwords.list_app_passwords(app, people.doctor_a.login))[0]
     await mailboxes.delegate(app, box.address, people.secretary_a.login, can_send=False)
+    queued = await queue.enqueue(
+        app,
+        b"From: dr.martin@cabinet-a.test\r\nSubject: x\r\n\r\nx\r\n",
+        people.doctor_a.login,
+        [queue.QueueRecipient("confrere@ailleurs.test")],
+    )
     a = people.doctor_a.id
     calls = [
         Call("GET", "/admin", {}),
@@ -74,6 +80,9 @@ async def admin_calls(app: App, people: People) -> list[Call]:
         ),
         Call("GET", "/admin/journal", {}),
         Call("GET", "/admin/journal.csv", {}),
+        Call("GET", "/admin/file", {}),
+        Call("POST", f"/admin/file/{queued}/relancer", {}),
+        Call("POST", f"/admin/file/{queued}/supprimer", {"avis": "oui"}),
     ]
     return calls
 
@@ -98,7 +107,8 @@ def test_every_admin_route_is_in_the_matrix() -> None:
         ("GET", "/admin/boites"), ("POST", "/admin/boites"),
         ("POST", "/admin/boites/{mailbox_id}/quota"), ("GET", "/admin/delegations"),
         ("POST", "/admin/delegations"), ("POST", "/admin/delegations/revoquer"),
-        ("GET", "/admin/journal"), ("GET", "/admin/journal.csv"),
+        ("GET", "/admin/journal"), ("GET", "/admin/journal.csv"), ("GET", "/admin/file"),
+        ("POST", "/admin/file/{queue_id}/relancer"), ("POST", "/admin/file/{queue_id}/supprimer"),
     }  # fmt: skip
     assert declared == covered
 
@@ -113,6 +123,7 @@ async def state_of_a(app: App, people: People) -> Any:
         await mailboxes.list_mailboxes(app, practice.id),
         await mailboxes.list_delegations(app),
         await app_passwords.list_app_passwords(app, people.doctor_a.login),
+        [(e.address, e.state) for e in await queue.list_queue(app, include_finished=True)],
     )
 
 
@@ -167,6 +178,7 @@ async def test_admin_of_another_practice(web: WebClient, people: People, app: Ap
                 "/admin/delegations",
                 "/admin/journal",
                 "/admin/journal.csv",
+                "/admin/file",
             )
             and call.method == "GET"
         ):
