@@ -17,6 +17,7 @@ from caducee.config import Settings
 from caducee.services import dns as caducee_dns
 from caducee.store.keyring import create_master_key_file
 from tests.dnsserver import LocalDNS
+from tests.oidc_provider import TestProvider
 from tests.pgcluster import PgCluster, find_pg_bin
 
 BACKENDS = ["sqlite", "postgres"]
@@ -99,3 +100,13 @@ def settings(
 async def app(settings: Settings) -> AsyncIterator[App]:
     async with open_app(settings, upgrade=True) as opened:
         yield opened
+
+
+@pytest.fixture
+def provider() -> Iterator[TestProvider]:
+    """A local OpenID provider (Pro Santé Connect's stand-in) on loopback."""
+    started = TestProvider().start()
+    try:
+        yield started
+    finally:
+        started.stop()

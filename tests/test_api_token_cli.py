@@ -6,24 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import caducee
+from tests.test_cli import caducee, init_installation
 
 
 @pytest.fixture(scope="module")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = tmp_path_factory.mktemp("api-cli") / "data"
-    result = caducee(
-        "init",
-        "--data",
-        str(data),
-        "--domain",
-        "cabinet.fr",
-        "--practice",
-        "Cabinet",
-        "--dev-ports",
-    )
-    assert result.returncode == 0, result.stderr
-    return data
+    return init_installation(tmp_path_factory.mktemp("api-cli"))
 
 
 def test_create_list_revoke(installation: Path) -> None:

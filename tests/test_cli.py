@@ -27,6 +27,17 @@ def caducee(
     )
 
 
+def init_installation(base: Path, domain: str = "cabinet.fr", *extra: str) -> Path:
+    """``caducee init`` of a fresh installation in ``base/data`` (dev ports)."""
+    data = base / "data"
+    result = caducee(
+        "init", "--data", str(data), "--domain", domain, "--practice", "Cabinet", "--dev-ports",
+        *extra,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return data
+
+
 @pytest.fixture(scope="module")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("cli") / "data"

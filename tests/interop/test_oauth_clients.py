@@ -8,7 +8,6 @@ import base64
 import imaplib
 import smtplib
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +25,6 @@ from tests.serving import prepare, serve_process, wait_listeners
 LOGIN = "dr@cabinet.test"
 RPPS = "10003456784"
 IDNAT = "8" + RPPS
-
-
-@pytest.fixture
-def provider() -> Iterator[TestProvider]:
-    started = TestProvider().start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def _setup(settings: Settings) -> None:

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -24,15 +23,6 @@ from tests.services.helpers import person, practice
 
 RPPS = "10003456784"
 IDNAT = "8" + RPPS
-
-
-@pytest.fixture
-def provider() -> Iterator[TestProvider]:
-    started = TestProvider().start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the authorization code flow with state, nonce and PKCE, the RPPS mapping, and re
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -18,15 +17,6 @@ from tests.web.conftest import People, WebClient
 
 RPPS = "10003456784"  # Luhn-valid
 IDNAT = "8" + RPPS
-
-
-@pytest.fixture
-def provider() -> Iterator[TestProvider]:
-    started = TestProvider().start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture

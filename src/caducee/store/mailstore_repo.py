@@ -287,6 +287,33 @@ async def expunged_since(conn: AsyncConnection, folder_id: int, modseq: int) -> 
     return [int(r.uid) for r in rows]
 
 
+_FETCH_COLUMNS = (
+    messages.c.id,
+    messages.c.uid,
+    messages.c.flags,
+    messages.c.keywords,
+    messages.c.modseq,
+    messages.c.internal_date,
+    messages.c.size,
+    messages.c.blob_id,
+    messages.c.mailbox_id,
+)
+
+
+def _fetch_row(r: Any) -> FetchRow:
+    return FetchRow(
+        r.id,
+        r.uid,
+        r.flags,
+        r.keywords,
+        r.modseq,
+        _aware(r.internal_date),
+        r.size,
+        r.blob_id,
+        r.mailbox_id,
+    )
+
+
 async def fetch_rows(
     conn: AsyncConnection, folder_id: int, ids: Sequence[int] | None
 ) -> list[FetchRow]:
@@ -297,33 +324,8 @@ async def fetch_rows(
         where = [messages.c.folder_id == folder_id]
         if chunk is not None:
             where.append(messages.c.id.in_(chunk))
-        rows = await conn.execute(
-            select(
-                messages.c.id,
-                messages.c.uid,
-                messages.c.flags,
-                messages.c.keywords,
-                messages.c.modseq,
-                messages.c.internal_date,
-                messages.c.size,
-                messages.c.blob_id,
-                messages.c.mailbox_id,
-            ).where(*where)
-        )
-        out.extend(
-            FetchRow(
-                r.id,
-                r.uid,
-                r.flags,
-                r.keywords,
-                r.modseq,
-                _aware(r.internal_date),
-                r.size,
-                r.blob_id,
-                r.mailbox_id,
-            )
-            for r in rows
-        )
+        rows = await conn.execute(select(*_FETCH_COLUMNS).where(*where))
+        out.extend(_fetch_row(r) for r in rows)
     return out
 
 
@@ -602,33 +604,6 @@ async def subscribe_name(conn: AsyncConnection, account_id: int, name: str, on: 
     )
     if on:
         await conn.execute(insert(imap_subscriptions).values(account_id=account_id, name=name))
-
-
-_FETCH_COLUMNS = (
-    messages.c.id,
-    messages.c.uid,
-    messages.c.flags,
-    messages.c.keywords,
-    messages.c.modseq,
-    messages.c.internal_date,
-    messages.c.size,
-    messages.c.blob_id,
-    messages.c.mailbox_id,
-)
-
-
-def _fetch_row(r: Any) -> FetchRow:
-    return FetchRow(
-        r.id,
-        r.uid,
-        r.flags,
-        r.keywords,
-        r.modseq,
-        _aware(r.internal_date),
-        r.size,
-        r.blob_id,
-        r.mailbox_id,
-    )
 
 
 async def fetch_page(

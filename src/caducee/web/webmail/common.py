@@ -10,6 +10,7 @@ from caducee.domain.model import Folder, Mailbox
 from caducee.services import mailboxes, trace, webmail
 from caducee.services.mailstore import OpenFolder
 from caducee.store import mailstore_repo
+from caducee.store.mailstore_repo import FetchRow
 from caducee.web.core import WebUser, client_ip, int_param, state
 
 
@@ -50,3 +51,13 @@ async def open_folder_of(request: Request, view: BoxView) -> OpenFolder:
 
 def base_path(view: BoxView) -> str:
     return f"/courrier/b/{view.mailbox.id}"
+
+
+async def open_message(
+    request: Request, user: WebUser
+) -> tuple[BoxView, OpenFolder, FetchRow, bytes]:
+    """The mailbox, folder and message (decrypted) a ``…/d/{folder_id}/m/{uid}`` URL names."""
+    view = await open_view(request, user)
+    of = await open_folder_of(request, view)
+    row, raw = await webmail.message(state(request).app, of, int_param(request, "uid"))
+    return view, of, row, raw

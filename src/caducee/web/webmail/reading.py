@@ -34,7 +34,13 @@ from caducee.web.core import (
 )
 from caducee.web.i18n import gettext as _
 from caducee.web.middleware import CONTENT_SECURITY_POLICY_MAIL_VIEW
-from caducee.web.webmail.common import BoxView, base_path, open_folder_of, open_view
+from caducee.web.webmail.common import (
+    BoxView,
+    base_path,
+    open_folder_of,
+    open_message,
+    open_view,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +143,7 @@ async def folder_page(request: Request, user: WebUser) -> Response:
 @page()
 async def message_page(request: Request, user: WebUser) -> Response:
     web = state(request)
-    view = await open_view(request, user)
-    of = await open_folder_of(request, view)
-    uid = int_param(request, "uid")
-    row, raw = await webmail.message(web.app, of, uid)
+    view, of, row, raw = await open_message(request, user)
     if not row.flags & Flag.SEEN and of.rights.write:
         await webmail.set_flags(web.app, of, [row.id], Flag.SEEN, True)
         await _read_receipt(request, user, view, raw)
@@ -190,9 +193,7 @@ async def _read_receipt(request: Request, user: WebUser, view: BoxView, raw: byt
 @page()
 async def trace_page(request: Request, user: WebUser) -> Response:
     web = state(request)
-    view = await open_view(request, user)
-    of = await open_folder_of(request, view)
-    row, raw = await webmail.message(web.app, of, int_param(request, "uid"))
+    view, of, row, raw = await open_message(request, user)
     shown = mail_display.display(raw)
     events = await trace.events(web.app, view.mailbox.id, shown.message_id)
     recipients: dict[str, list[trace.TraceEvent]] = {}
@@ -230,10 +231,7 @@ async def mailbox_settings(request: Request, user: WebUser) -> Response:
 @page()
 async def message_body(request: Request, user: WebUser) -> Response:
     """The body alone, for the ``<iframe sandbox>`` of the message page."""
-    web = state(request)
-    view = await open_view(request, user)
-    of = await open_folder_of(request, view)
-    _row, raw = await webmail.message(web.app, of, int_param(request, "uid"))
+    *_opened, raw = await open_message(request, user)
     shown = mail_display.display(raw)
     remote = request.query_params.get("images") == "1"
     if shown.html:
@@ -263,10 +261,7 @@ def _disposition(filename: str) -> str:
 
 @page()
 async def attachment(request: Request, user: WebUser) -> Response:
-    web = state(request)
-    view = await open_view(request, user)
-    of = await open_folder_of(request, view)
-    _row, raw = await webmail.message(web.app, of, int_param(request, "uid"))
+    *_opened, raw = await open_message(request, user)
     shown = mail_display.display(raw)
     index = int_param(request, "part")
     meta = next((a for a in shown.attachments if a.index == index), None)
