@@ -714,10 +714,49 @@ def meta_cache(app: App) -> MetaCache:
     return app.component(MetaCache, MetaCache)
 
 
+class FolderRowsCache:
+    """Per node: the clear columns of whole folders, each valid for one HIGHESTMODSEQ (every
+    change to a folder's messages takes a new MODSEQ, so a stale copy is never used). Searches
+    and sorted lists of a large folder then skip re-reading and re-parsing every row."""
+
+    def __init__(self, _app: App) -> None:
+        self.entries: OrderedDict[int, tuple[int, dict[int, FetchRow]]] = OrderedDict()
+
+    def get(self, folder_id: int, modseq: int) -> dict[int, FetchRow] | None:
+        found = self.entries.get(folder_id)
+        if found is None or found[0] != modseq:
+            return None
+        self.entries.move_to_end(folder_id)
+        return found[1]
+
+    def put(self, folder_id: int, modseq: int, rows: dict[int, FetchRow]) -> None:
+        self.entries[folder_id] = (modseq, rows)
+        self.entries.move_to_end(folder_id)
+        while len(self.entries) > FOLDER_ROWS_CACHED:
+            self.entries.popitem(last=False)
+
+
+#: Whole folders whose rows a node keeps in memory (a 10,000-message folder is ~3 MB).
+FOLDER_ROWS_CACHED = 32
+
+
 async def fetch_rows(app: App, folder_id: int, ids: Sequence[int] | None) -> dict[int, FetchRow]:
-    """Clear columns of messages by id (the whole folder in one query when ``ids`` is None)."""
+    """Clear columns of messages by id (the whole folder in one query when ``ids`` is None;
+    served from the node's cache while the folder's HIGHESTMODSEQ is unchanged). The returned
+    rows are shared: callers must not change them."""
     async with app.db.read() as conn:
-        return {r.id: r for r in await repo.fetch_rows(conn, folder_id, ids)}
+        if ids is not None:
+            return {r.id: r for r in await repo.fetch_rows(conn, folder_id, ids)}
+        folder = await repo.folder_by_id(conn, folder_id)  # first: see repo docstring
+        cache = app.component(FolderRowsCache, FolderRowsCache)
+        modseq = folder.highestmodseq if folder is not None else -1
+        cached = cache.get(folder_id, modseq)
+        if cached is not None:
+            return cached
+        rows = {r.id: r for r in await repo.fetch_rows(conn, folder_id, None)}
+    if folder is not None:
+        cache.put(folder_id, modseq, rows)
+    return rows
 
 
 async def load_meta(app: App, rows: Sequence[FetchRow]) -> dict[int, Meta]:
