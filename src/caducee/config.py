@@ -82,6 +82,17 @@ class Settings:
     oidc_acr_values: str = "eidas1"
     oidc_identifier_claim: str = "SubjectNameID"
     oidc_audience: str = ""  # of access tokens for SASL; empty: the client id
+    # Where people reach the web server from outside: links in emails (patient portal, address
+    # verification) start with it. Empty: https://<hostname>.
+    public_url: str = ""
+    # "production" (default) or "development" (the demo): development-only conveniences, such
+    # as an SMS provider writing to a file, are refused in production.
+    deployment: str = "production"
+
+    @property
+    def public_base_url(self) -> str:
+        """The web server's external base URL, without a trailing slash."""
+        return (self.public_url or f"https://{self.hostname}").rstrip("/")
 
     @property
     def keys_dir(self) -> Path:
@@ -169,6 +180,8 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.hostname = str(doc.get("hostname", settings.hostname))
         settings.database_url = str(doc.get("database_url", settings.database_url))
         settings.blob_store = str(doc.get("blob_store", settings.blob_store))
+        settings.public_url = str(doc.get("public_url", settings.public_url))
+        settings.deployment = str(doc.get("deployment", settings.deployment))
         settings.listeners = {str(k): str(v) for k, v in doc.get("listeners", {}).items()}
         audit = doc.get("audit", {})
         settings.audit_retention_days = _int(
@@ -259,6 +272,18 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         override = env.get(f"CADUCEE_LISTEN_{name.upper()}")
         if override:
             settings.listeners[name] = override
+    settings.public_url = env.get("CADUCEE_PUBLIC_URL", settings.public_url)
+    if settings.deployment not in ("production", "development"):
+        raise ConfigurationError(
+            f"deployment doit valoir « production » ou « development »,"
+            f" pas {settings.deployment!r}.",
+            f"deployment must be 'production' or 'development', not {settings.deployment!r}.",
+        )
+    if settings.public_url and not settings.public_url.startswith(("https://", "http://")):
+        raise ConfigurationError(
+            f"public_url doit commencer par https:// (reçu {settings.public_url!r}).",
+            f"public_url must start with https:// (got {settings.public_url!r}).",
+        )
     if settings.blob_store not in ("files", "database"):
         raise ConfigurationError(
             f"blob_store doit valoir « files » ou « database », pas {settings.blob_store!r}.",
