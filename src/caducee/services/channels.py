@@ -14,7 +14,7 @@ from caducee.domain.addresses import domain_of, normalize_address
 from caducee.errors import InvalidInput
 from caducee.health import trust_list
 from caducee.services import address_books
-from caducee.services.inbound import our_domains
+from caducee.services.local_domains import our_domains
 
 CHANNELS = ("interne", "confiance", "patient", "professionnel", "externe")
 

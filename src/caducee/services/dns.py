@@ -39,6 +39,7 @@ CACHE_SIZE = 10_000
 
 _caches: dict[str, dns.resolver.LRUCache] = {}
 _caches_lock = threading.Lock()
+_resolvers: dict[str, dns.asyncresolver.Resolver] = {}
 _warned_no_config = False
 
 
@@ -81,13 +82,24 @@ def _cache_for(spec: str) -> dns.resolver.LRUCache:
 
 
 def make_resolver(settings: Settings) -> dns.asyncresolver.Resolver:
-    """A fresh asynchronous resolver configured from ``settings.dns_resolver``.
+    """The node's asynchronous resolver for ``settings.dns_resolver`` (made once per setting:
+    reading the system configuration costs more than a cached answer).
 
     Raises :class:`ConfigurationError` when the setting is malformed. Without a system
     configuration (no ``/etc/resolv.conf``), falls back to 127.0.0.1:53 and logs it once.
     """
-    global _warned_no_config
     spec = settings.dns_resolver.strip()
+    with _caches_lock:
+        resolver = _resolvers.get(spec)
+    if resolver is None:
+        resolver = _new_resolver(spec)
+        with _caches_lock:
+            resolver = _resolvers.setdefault(spec, resolver)
+    return resolver
+
+
+def _new_resolver(spec: str) -> dns.asyncresolver.Resolver:
+    global _warned_no_config
     if spec:
         host, port = parse_resolver_spec(spec)
         resolver = dns.asyncresolver.Resolver(configure=False)

@@ -36,7 +36,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 from caducee.app import App
 from caducee.domain.addresses import domain_of
 from caducee.services.delivery import deliver_local
-from caducee.services.inbound import our_domains
+from caducee.services.local_domains import our_domains
 from caducee.services.queue import QueueRecipient, enqueue
 
 REPORTER_NAME = "Système de messagerie Caducée"

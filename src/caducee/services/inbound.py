@@ -8,6 +8,7 @@ from caducee.errors import InvalidInput, NotFound, QuotaExceeded, TemporaryFailu
 from caducee.services import mail_auth
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
+from caducee.services.local_domains import our_domains
 from caducee.services.received import received_header
 from caducee.store import directory_repo as repo
 
@@ -40,11 +41,6 @@ async def check_recipient(app: App, address: str, size_hint: int = 0) -> str:
             f"Mailbox {clean} is full; try again later.",
         )
     return clean
-
-
-async def our_domains(app: App) -> set[str]:
-    async with app.db.read() as conn:
-        return set(await repo.all_domains(conn))
 
 
 async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) -> None:

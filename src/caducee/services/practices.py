@@ -8,6 +8,7 @@ from caducee.domain.identifiers import normalize_finess, normalize_siret
 from caducee.domain.model import DEFAULT_MAILBOX_LIMIT, Practice
 from caducee.errors import AlreadyExists, InvalidInput, NotFound
 from caducee.services.audit import AuditEvent, append
+from caducee.services.local_domains import domains_changed
 from caducee.store import directory_repo as repo
 
 MAX_NAME = 200
@@ -74,6 +75,7 @@ async def create_practice(
             ),
         )
         practice = await repo.get_practice(conn, practice_id)
+    domains_changed(app)
     assert practice is not None
     return practice
 
@@ -161,5 +163,6 @@ async def update_practice(
             ),
         )
         updated = await repo.get_practice(conn, practice_id)
+    domains_changed(app)
     assert updated is not None
     return updated

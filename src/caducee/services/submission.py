@@ -20,7 +20,8 @@ from caducee.services import mail_auth, mailboxes, queue, trace
 from caducee.services.audit import AuditEvent, record
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
-from caducee.services.inbound import check_recipient, our_domains
+from caducee.services.inbound import check_recipient
+from caducee.services.local_domains import our_domains
 from caducee.services.queue import QueueOrigin
 from caducee.services.received import received_header
 

@@ -23,7 +23,7 @@ from caducee.protocols.smtp.parser import Mail, Rcpt
 from caducee.protocols.smtp.replies import Reply, bilingual
 from caducee.protocols.smtp.sasl import Credentials, SaslRegistry, password_mechanisms
 from caducee.protocols.smtp.state import SessionInfo, Transaction
-from caducee.services import auth, inbound, oidc, submission
+from caducee.services import auth, inbound, local_domains, oidc, submission
 from caducee.services.envelope import Envelope
 
 
@@ -59,7 +59,7 @@ class SmtpHandler(Protocol):
 async def _postmaster(app: App) -> str:
     """RFC 5321 §4.1.1.3: ``<Postmaster>`` without a domain means ours; the first of our
     domains that has a postmaster mailbox (else an address that is refused as unknown)."""
-    domains = sorted(await inbound.our_domains(app))
+    domains = sorted(await local_domains.our_domains(app))
     for domain in domains:
         address = f"postmaster@{domain}"
         try:
@@ -157,7 +157,7 @@ class SubmissionHandler:
     async def on_rcpt(self, session: SessionInfo, transaction: Transaction, rcpt: Rcpt) -> str:
         domains = transaction.context.get("domains")
         if not isinstance(domains, set):
-            domains = await inbound.our_domains(self.app)
+            domains = await local_domains.our_domains(self.app)
             transaction.context["domains"] = domains
         return await submission.check_submission_recipient(
             self.app, rcpt.path.address, domains, transaction.mail_from
