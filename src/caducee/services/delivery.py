@@ -6,7 +6,9 @@ committed), so the caller may then acknowledge (SMTP 250, API 201).
 
 Group commit: concurrent deliveries are gathered by a per-node :class:`DeliveryPipeline` and
 stored in one transaction — one fsync of the database for the whole group — so durability does
-not cost throughput. A delivery waits at most for the group in progress to commit.
+not cost throughput. Several groups are in flight at once: while one commits, the next ones are
+parsed, sealed and their blobs written, so the database's single writer (SQLite) is never idle
+waiting for them.
 """
 
 from __future__ import annotations
@@ -27,24 +29,30 @@ log = logging.getLogger(__name__)
 
 #: At most this many deliveries share one transaction.
 MAX_GROUP = 64
+#: Groups in flight at once (each is prepared while another commits).
+GROUPS_IN_FLIGHT = 1
 
 
 class DeliveryPipeline:
     """Gathers concurrent deliveries of one node into group commits."""
 
-    def __init__(self, app: App, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self, app: App, max_group: int = MAX_GROUP, in_flight: int = GROUPS_IN_FLIGHT
+    ) -> None:
         self.app = app
         self.max_group = max_group
+        self.in_flight = in_flight
         self._queue: asyncio.Queue[tuple[Delivery, asyncio.Future[list[StoredMessage]]]] = (
             asyncio.Queue()
         )
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.groups = 0  # committed groups, for benchmarks and tests
         self.delivered = 0
 
     async def deliver(self, delivery: Delivery) -> list[StoredMessage]:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="delivery-pipeline")
+        self._tasks = [task for task in self._tasks if not task.done()]
+        while len(self._tasks) < self.in_flight:
+            self._tasks.append(asyncio.create_task(self._run(), name="delivery-pipeline"))
         future: asyncio.Future[list[StoredMessage]] = asyncio.get_running_loop().create_future()
         await self._queue.put((delivery, future))
         return await future
@@ -73,10 +81,12 @@ class DeliveryPipeline:
                     future.set_result(result)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        self._tasks = []
 
 
 def pipeline(app: App) -> DeliveryPipeline:

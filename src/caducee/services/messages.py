@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from caducee.app import App
 from caducee.domain.message_meta import extract_meta
 from caducee.domain.model import Flag, StoredMessage
@@ -151,82 +153,17 @@ async def store_batch(app: App, deliveries: Sequence[Delivery]) -> list[Result]:
     blobs = [(blob_id, raw) for item in prepared for _, blob_id, raw, _ in item.copies]
     if not app.blobs.transactional:  # files: durable on disk before the rows naming them commit
         await app.blobs.put_many(None, blobs)
-    stored_blobs: set[str] = set()
+    commit = _GroupCommit(app, prepared, position, results, blobs)
     committed = False
     try:
-        async with app.db.write() as conn:
-            boxes = await delivery_repo.lock_mailboxes(
-                conn, (m for item in prepared for m in item.mailbox_ids)
-            )
-            folders = await delivery_repo.lock_folders(
-                conn, boxes, {item.delivery.folder for item in prepared}
-            )
-            rows: list[dict[str, Any]] = []
-            made: list[tuple[int, int, StoredMessage]] = []  # (result index, row index, message)
-            touched: dict[int, delivery_repo.FolderState] = {}
-            deltas: dict[int, int] = {}
-            for item in prepared:
-                index, delivery = position[id(item)], item.delivery
-                try:
-                    _admit(item, boxes, folders, deltas)
-                except CaduceeError as error:
-                    results[index] = error
-                    continue
-                when = (delivery.internal_date or datetime.now(UTC)).astimezone(UTC)
-                size = len(delivery.raw)
-                for mailbox_id, blob_id, _, sealed_meta in item.copies:
-                    folder = folders[(mailbox_id, delivery.folder)]
-                    if folder.id not in touched:  # one new MODSEQ per folder per group
-                        folder.highestmodseq += 1
-                        touched[folder.id] = folder
-                    uid, folder.uidnext = folder.uidnext, folder.uidnext + 1
-                    deltas[mailbox_id] = deltas.get(mailbox_id, 0) + size
-                    boxes[mailbox_id].used_bytes += size
-                    rows.append(
-                        {
-                            "mailbox_id": mailbox_id,
-                            "folder_id": folder.id,
-                            "uid": uid,
-                            "modseq": folder.highestmodseq,
-                            "flags": delivery.flags,
-                            "keywords": " ".join(delivery.keywords),
-                            "internal_date": when,
-                            "size": size,
-                            "blob_id": blob_id,
-                            "meta_sealed": sealed_meta,
-                        }
-                    )
-                    made.append(
-                        (
-                            index,
-                            len(rows) - 1,
-                            StoredMessage(
-                                id=0,
-                                mailbox_id=mailbox_id,
-                                folder_id=folder.id,
-                                uid=uid,
-                                modseq=folder.highestmodseq,
-                                flags=delivery.flags,
-                                keywords=delivery.keywords,
-                                internal_date=when,
-                                size=size,
-                                blob_id=blob_id,
-                                meta=delivery.meta or {},
-                            ),
-                        )
-                    )
-                    stored_blobs.add(blob_id)
-            if app.blobs.transactional:
-                await app.blobs.put_many(conn, [b for b in blobs if b[0] in stored_blobs])
-            ids = await delivery_repo.insert_messages(conn, rows)
-            await delivery_repo.save_folders(conn, list(touched.values()))
-            await delivery_repo.add_used_bytes(conn, deltas)
+        ids = await app.db.write_sync(commit.run)
         committed = True
     finally:
         if not app.blobs.transactional:  # remove blobs no committed row names
             for blob_id, _ in blobs:
-                if not committed or blob_id not in stored_blobs:
+                if not committed or blob_id not in commit.stored_blobs:
                     await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
+    made = commit.made
     for index, row_index, message in made:
         entry = results[index]
         assert isinstance(entry, list)
@@ -237,6 +174,94 @@ async def store_batch(app: App, deliveries: Sequence[Delivery]) -> list[Result]:
         except Exception:  # stored is stored: a lost wake-up only delays IDLE sessions
             log.exception("could not publish mailbox events")
     return results
+
+
+class _GroupCommit:
+    """The write transaction of one group: plain synchronous code, run in one go."""
+
+    def __init__(
+        self,
+        app: App,
+        prepared: list[_Prepared],
+        position: dict[int, int],
+        results: list[Result],
+        blobs: list[tuple[str, bytes]],
+    ) -> None:
+        self.app, self.prepared, self.position = app, prepared, position
+        self.results, self.blobs = results, blobs
+        self.stored_blobs: set[str] = set()
+        self.made: list[tuple[int, int, StoredMessage]] = []  # (result index, row, message)
+
+    def run(self, conn: Connection) -> list[int]:
+        prepared = self.prepared
+        boxes = delivery_repo.lock_mailboxes(
+            conn, (m for item in prepared for m in item.mailbox_ids)
+        )
+        folders = delivery_repo.lock_folders(
+            conn, boxes, {item.delivery.folder for item in prepared}
+        )
+        rows: list[dict[str, Any]] = []
+        touched: dict[int, delivery_repo.FolderState] = {}
+        deltas: dict[int, int] = {}
+        for item in prepared:
+            index, delivery = self.position[id(item)], item.delivery
+            try:
+                _admit(item, boxes, folders, deltas)
+            except CaduceeError as error:
+                self.results[index] = error
+                continue
+            when = (delivery.internal_date or datetime.now(UTC)).astimezone(UTC)
+            size = len(delivery.raw)
+            for mailbox_id, blob_id, _, sealed_meta in item.copies:
+                folder = folders[(mailbox_id, delivery.folder)]
+                if folder.id not in touched:  # one new MODSEQ per folder per group
+                    folder.highestmodseq += 1
+                    touched[folder.id] = folder
+                uid, folder.uidnext = folder.uidnext, folder.uidnext + 1
+                deltas[mailbox_id] = deltas.get(mailbox_id, 0) + size
+                boxes[mailbox_id].used_bytes += size
+                rows.append(
+                    {
+                        "mailbox_id": mailbox_id,
+                        "folder_id": folder.id,
+                        "uid": uid,
+                        "modseq": folder.highestmodseq,
+                        "flags": delivery.flags,
+                        "keywords": " ".join(delivery.keywords),
+                        "internal_date": when,
+                        "size": size,
+                        "blob_id": blob_id,
+                        "meta_sealed": sealed_meta,
+                    }
+                )
+                self.made.append(
+                    (
+                        index,
+                        len(rows) - 1,
+                        StoredMessage(
+                            id=0,
+                            mailbox_id=mailbox_id,
+                            folder_id=folder.id,
+                            uid=uid,
+                            modseq=folder.highestmodseq,
+                            flags=delivery.flags,
+                            keywords=delivery.keywords,
+                            internal_date=when,
+                            size=size,
+                            blob_id=blob_id,
+                            meta=delivery.meta or {},
+                        ),
+                    )
+                )
+                self.stored_blobs.add(blob_id)
+        if self.app.blobs.transactional:
+            self.app.blobs.put_many_sync(
+                conn, [b for b in self.blobs if b[0] in self.stored_blobs]
+            )
+        ids = delivery_repo.insert_messages(conn, rows)
+        delivery_repo.save_folders(conn, list(touched.values()))
+        delivery_repo.add_used_bytes(conn, deltas)
+        return ids
 
 
 def _indexed(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.errors import IntegrityError, NotFound
@@ -46,6 +47,7 @@ class BlobStore(Protocol):
     async def put_many(
         self, conn: AsyncConnection | None, items: list[tuple[str, bytes]]
     ) -> None: ...
+    def put_many_sync(self, conn: Connection, items: list[tuple[str, bytes]]) -> None: ...
     async def get(self, conn: AsyncConnection, blob_id: str) -> bytes: ...
     async def delete(self, conn: AsyncConnection, blob_id: str) -> None: ...
 
@@ -95,6 +97,10 @@ class FileBlobStore:
         """Write blobs in parallel threads: concurrent fsyncs share journal commits."""
         await asyncio.gather(*(asyncio.to_thread(self._write, b, d) for b, d in items))
 
+    def put_many_sync(self, conn: Connection | None, items: list[tuple[str, bytes]]) -> None:
+        for blob_id, data in items:
+            self._write(blob_id, data)
+
     async def get(self, conn: AsyncConnection | None, blob_id: str) -> bytes:
         try:
             return await asyncio.to_thread(self.path_of(blob_id).read_bytes)
@@ -119,6 +125,13 @@ class DatabaseBlobStore:
             _check_id(blob_id)
         if items:
             await conn.execute(insert(blobs), [{"id": b, "data": d} for b, d in items])
+
+    def put_many_sync(self, conn: Connection, items: list[tuple[str, bytes]]) -> None:
+        """Inside a synchronous write transaction (``Database.write_sync``)."""
+        for blob_id, _ in items:
+            _check_id(blob_id)
+        if items:
+            conn.execute(insert(blobs), [{"id": b, "data": d} for b, d in items])
 
     async def get(self, conn: AsyncConnection, blob_id: str) -> bytes:
         _check_id(blob_id)

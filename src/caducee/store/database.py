@@ -7,13 +7,18 @@ commit durable before it returns (a message is acknowledged only once it is on d
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, event
-from sqlalchemy.engine import Connection
+from sqlalchemy import CursorResult, create_engine, event
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from caducee.errors import TemporaryFailure
+
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_POOL_SIZE = 20
@@ -42,6 +47,9 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._write_lock = asyncio.Lock()
+        self._sync_engine: Engine | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
         if self.is_sqlite:
             # Connections are kept (each is a thread): opening one per burst costs more than a
             # message's whole delivery.
@@ -67,14 +75,80 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction, committed durably on exit, rolled back on error."""
+        """A write transaction, committed durably on exit, rolled back on error.
+
+        SQLite has one writer at a time: the writers of this process queue on a lock (woken
+        in order as soon as the previous one commits) rather than on SQLite's busy handler,
+        which polls with growing sleeps; other processes still meet the busy handler.
+        """
+        if self.is_sqlite:
+            lock = self._sqlite_write_lock()
+            try:
+                await asyncio.wait_for(lock.acquire(), SQLITE_BUSY_TIMEOUT_MS / 1000)
+            except TimeoutError:
+                raise TemporaryFailure(
+                    "Base de données occupée ; réessayez dans un instant.",
+                    "Database busy; try again in a moment.",
+                ) from None
+            try:
+                async with self._write_transaction() as conn:
+                    yield conn
+            finally:
+                lock.release()
+        else:
+            async with self._write_transaction() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(caducee_write=True)
             async with conn.begin():
                 yield conn
 
+    async def write_sync(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction, committed durably, and return its result.
+
+        ``work`` is plain synchronous code. On SQLite it runs whole in a worker thread on a
+        synchronous connection: a transaction of several statements then costs one hand-over
+        between threads instead of one per statement, each of which waits for the event loop.
+        On PostgreSQL it runs on the async connection (``run_sync``).
+        """
+        if not self.is_sqlite:
+            async with self._write_transaction() as conn:
+                return await conn.run_sync(work)
+        lock = self._sqlite_write_lock()
+        await lock.acquire()
+        try:
+            return await asyncio.to_thread(self._sqlite_write, work)
+        finally:
+            lock.release()
+
+    def _sqlite_write(self, work: Callable[[Connection], T]) -> T:
+        if self._sync_engine is None:
+            self._sync_engine = create_engine(
+                self.url.replace("sqlite+aiosqlite:", "sqlite:", 1),
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                pool_size=1,
+                max_overflow=2,
+            )
+            event.listen(self._sync_engine, "connect", _sqlite_on_connect)
+            event.listen(self._sync_engine, "begin", _sqlite_on_begin)
+        with self._sync_engine.connect() as conn:
+            conn = conn.execution_options(caducee_write=True)
+            with conn.begin():
+                return work(conn)
+
+    def _sqlite_write_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock_loop is not loop:  # an asyncio lock serves one event loop
+            self._write_lock, self._lock_loop = asyncio.Lock(), loop
+        return self._write_lock
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
 
 
 def inserted_id(result: CursorResult[Any]) -> int:

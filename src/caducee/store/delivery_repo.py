@@ -1,7 +1,8 @@
 """Set-based SQL for group commits: a whole group of deliveries in a handful of statements.
 
 Rows are locked in id order (mailboxes, then folders) so that concurrent groups on several
-nodes never deadlock.
+nodes never deadlock. The statements of the write transaction are synchronous: the whole group
+runs in one go (see ``Database.write_sync``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.store.tables import folders, mailboxes, messages
@@ -48,8 +50,8 @@ async def mailbox_ids_by_address(
     return {row.address: (row.id, bool(row.disabled)) for row in rows}
 
 
-async def lock_mailboxes(conn: AsyncConnection, ids: Iterable[int]) -> dict[int, MailboxState]:
-    rows = await conn.execute(
+def lock_mailboxes(conn: Connection, ids: Iterable[int]) -> dict[int, MailboxState]:
+    rows = conn.execute(
         select(
             mailboxes.c.id,
             mailboxes.c.address,
@@ -69,10 +71,10 @@ async def lock_mailboxes(conn: AsyncConnection, ids: Iterable[int]) -> dict[int,
     }
 
 
-async def lock_folders(
-    conn: AsyncConnection, mailbox_ids: Iterable[int], names: Iterable[str]
+def lock_folders(
+    conn: Connection, mailbox_ids: Iterable[int], names: Iterable[str]
 ) -> dict[tuple[int, str], FolderState]:
-    rows = await conn.execute(
+    rows = conn.execute(
         select(
             folders.c.id,
             folders.c.mailbox_id,
@@ -92,19 +94,19 @@ async def lock_folders(
     }
 
 
-async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[int]:
+def insert_messages(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert many message rows; their ids, in the order given."""
     if not rows:
         return []
-    result = await conn.execute(
+    result = conn.execute(
         insert(messages).returning(messages.c.id, sort_by_parameter_order=True), list(rows)
     )
     return [row.id for row in result]
 
 
-async def save_folders(conn: AsyncConnection, changed: Sequence[FolderState]) -> None:
+def save_folders(conn: Connection, changed: Sequence[FolderState]) -> None:
     if changed:
-        await conn.execute(
+        conn.execute(
             update(folders)
             .where(folders.c.id == bindparam("fid"))
             .values(uidnext=bindparam("next_uid"), highestmodseq=bindparam("modseq")),
@@ -112,9 +114,9 @@ async def save_folders(conn: AsyncConnection, changed: Sequence[FolderState]) ->
         )
 
 
-async def add_used_bytes(conn: AsyncConnection, deltas: dict[int, int]) -> None:
+def add_used_bytes(conn: Connection, deltas: dict[int, int]) -> None:
     if deltas:
-        await conn.execute(
+        conn.execute(
             update(mailboxes)
             .where(mailboxes.c.id == bindparam("mid"))
             .values(used_bytes=mailboxes.c.used_bytes + bindparam("delta")),
