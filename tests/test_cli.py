@@ -296,6 +296,8 @@ def test_demo_creates_a_complete_practice(tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     assert "dr.martin@cabinet-demo.test" in created.stdout
     assert (data / "demo-logins.txt").stat().st_mode & 0o777 == 0o600
+    demo_settings = load_settings(data)  # SMS go to a file: allowed in development only
+    assert (demo_settings.deployment, demo_settings.sms_provider) == ("development", "fichier")
     boxes = caducee("mailbox", "list", "--data", str(data)).stdout
     for address, kind in (("accueil@", "ORG"), ("tlt.martin@", "TLT"), ("logiciel@", "APP")):
         assert f"{address}cabinet-demo.test" in boxes and kind in boxes

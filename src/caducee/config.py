@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from caducee.errors import ConfigurationError
+from caducee.health.sms_settings import check_sms_settings
 
 DEFAULT_DATA_DIR = Path("var/caducee")
 CONFIG_NAME = "caducee.toml"
@@ -88,6 +89,15 @@ class Settings:
     # "production" (default) or "development" (the demo): development-only conveniences, such
     # as an SMS provider writing to a file, are refused in production.
     deployment: str = "production"
+    # Patient channel — SMS gateway (caducee.health.sms), section [sms] of caducee.toml.
+    # provider: "" (no SMS), "fichier" (development: <data>/sms/outbox.jsonl), "webhook",
+    # "smsfactor". sender: ≤ 11 letters or digits shown as the SMS sender ("" : the provider's).
+    sms_provider: str = ""
+    sms_sender: str = ""
+    sms_url: str = ""  # webhook: required; smsfactor: empty = https://api.smsfactor.com
+    sms_token: str = ""  # bearer token (also CADUCEE_SMS_TOKEN)
+    sms_secret: str = ""  # webhook: HMAC-SHA256 key of the X-Caducee-Signature header
+    sms_ca_file: str = ""  # extra CA bundle to verify the provider's certificate (tests)
     # Secure pickup portal (issue #7): how long a pickup stays on the server, the largest reply
     # a patient may send (all files together), in ``[patients]``.
     pickup_days: int = 30
@@ -262,6 +272,10 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         ):
             attribute = f"oidc_{name}"
             setattr(settings, attribute, str(oidc.get(name, getattr(settings, attribute))))
+        sms = doc.get("sms", {})
+        for name in ("provider", "sender", "url", "token", "secret", "ca_file"):
+            attribute = f"sms_{name}"
+            setattr(settings, attribute, str(sms.get(name, getattr(settings, attribute))))
         patients = doc.get("patients", {})
         settings.pickup_days = _int(
             patients.get("pickup_days", settings.pickup_days), "patients.pickup_days"
@@ -285,12 +299,15 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         if override:
             settings.listeners[name] = override
     settings.public_url = env.get("CADUCEE_PUBLIC_URL", settings.public_url)
+    settings.sms_token = env.get("CADUCEE_SMS_TOKEN", settings.sms_token)
+    settings.sms_secret = env.get("CADUCEE_SMS_SECRET", settings.sms_secret)
     if settings.deployment not in ("production", "development"):
         raise ConfigurationError(
             f"deployment doit valoir « production » ou « development »,"
             f" pas {settings.deployment!r}.",
             f"deployment must be 'production' or 'development', not {settings.deployment!r}.",
         )
+    check_sms_settings(settings)
     if settings.public_url and not settings.public_url.startswith(("https://", "http://")):
         raise ConfigurationError(
             f"public_url doit commencer par https:// (reçu {settings.public_url!r}).",
@@ -315,6 +332,8 @@ def render_config(settings: Settings) -> str:
         f'database_url = "{settings.database_url}"',
         '# "files" (répertoire de données) ou "database" (table, pour plusieurs nœuds)',
         f'blob_store = "{settings.blob_store}"',
+        '# "production" ou "development" (démonstration : fournisseur SMS « fichier » permis)',
+        f"deployment = {json.dumps(settings.deployment)}",
         "",
         "[listeners]",
     ]
@@ -384,6 +403,16 @@ def render_config(settings: Settings) -> str:
         f"acr_values = {json.dumps(settings.oidc_acr_values)}",
         f"identifier_claim = {json.dumps(settings.oidc_identifier_claim)}",
         f"audience = {json.dumps(settings.oidc_audience)}",
+        "",
+        "[sms]",
+        '# Fournisseur : "" (aucun), "fichier" (développement), "webhook", "smsfactor".',
+        "# Le jeton peut venir de CADUCEE_SMS_TOKEN, le secret de CADUCEE_SMS_SECRET.",
+        f"provider = {json.dumps(settings.sms_provider)}",
+        f"sender = {json.dumps(settings.sms_sender)}",
+        f"url = {json.dumps(settings.sms_url)}",
+        f"token = {json.dumps(settings.sms_token)}",
+        f"secret = {json.dumps(settings.sms_secret)}",
+        f"ca_file = {json.dumps(settings.sms_ca_file)}",
         "",
     ]
     return "\n".join(lines)

@@ -103,6 +103,9 @@ async def populate(app: App) -> list[tuple[str, str]]:
 async def create_demo(settings: Settings) -> None:
     settings.hostname = f"mail.{DEMO_DOMAIN}"
     settings.listeners = dev_listeners()
+    # SMS (portal codes, attachment passwords) are written to <data>/sms/outbox.jsonl.
+    settings.deployment = "development"
+    settings.sms_provider = "fichier"
     admin_password = generate_password(16)
     await initialise(
         settings,

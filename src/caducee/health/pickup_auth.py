@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from caducee.app import App
 from caducee.errors import LimitReached
-from caducee.health import pickup_mail
+from caducee.health import pickup_mail, sms
 from caducee.health.pickup_store import (
     Pickup,
     PickupClosed,
@@ -112,8 +112,6 @@ async def request_code(app: App, pickup: Pickup, *, source: str) -> str:
         )
         await add_event(conn, pickup, patient.email, "code_sent", now=now)
         await append(conn, _audit(pickup, "pickup.code_sent", source))
-    from caducee.health import sms  # until the SMS gateway is merged
-
     receipt = await sms.send_sms(
         app,
         patient.mobile,
