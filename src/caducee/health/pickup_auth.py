@@ -117,6 +117,8 @@ async def request_code(app: App, pickup: Pickup, *, source: str) -> str:
         patient.mobile,
         f"Caducée : votre code pour lire le message de votre cabinet est {code}. "
         f"Valable {CODE_MINUTES} min. Ne le communiquez à personne.",
+        actor=f"pickup:{pickup.id}",
+        purpose="portal.code",
     )
     return receipt.masked_to
 
