@@ -144,9 +144,7 @@ async def handshake(
         finally:
             writer.close()
 
-    server = await asyncio.start_server(
-        echo, "127.0.0.1", 0, ssl=server_ssl_context(settings)
-    )
+    server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=server_ssl_context(settings))
     port = server.sockets[0].getsockname()[1]
     try:
         reader, writer = await asyncio.open_connection(

@@ -98,6 +98,10 @@ class Settings:
     sms_token: str = ""  # bearer token (also CADUCEE_SMS_TOKEN)
     sms_secret: str = ""  # webhook: HMAC-SHA256 key of the X-Caducee-Signature header
     sms_ca_file: str = ""  # extra CA bundle to verify the provider's certificate (tests)
+    # Secure pickup portal (issue #7): how long a pickup stays on the server, the largest reply
+    # a patient may send (all files together), in ``[patients]``.
+    pickup_days: int = 30
+    pickup_reply_max_bytes: int = 10 * 1024 * 1024
 
     @property
     def public_base_url(self) -> str:
@@ -272,6 +276,14 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         for name in ("provider", "sender", "url", "token", "secret", "ca_file"):
             attribute = f"sms_{name}"
             setattr(settings, attribute, str(sms.get(name, getattr(settings, attribute))))
+        patients = doc.get("patients", {})
+        settings.pickup_days = _int(
+            patients.get("pickup_days", settings.pickup_days), "patients.pickup_days"
+        )
+        settings.pickup_reply_max_bytes = _int(
+            patients.get("pickup_reply_max_bytes", settings.pickup_reply_max_bytes),
+            "patients.pickup_reply_max_bytes",
+        )
     env = os.environ
     settings.oidc_client_secret = env.get("CADUCEE_OIDC_CLIENT_SECRET", settings.oidc_client_secret)
     settings.dns_resolver = env.get("CADUCEE_DNS_RESOLVER", settings.dns_resolver)

@@ -1,4 +1,5 @@
-"""Periodic housekeeping of a node: audit retention, stale lockout counters.
+"""Periodic housekeeping of a node: audit retention, stale lockout counters, expired portal
+pickups.
 
 Each task is idempotent and safe to run on several nodes at once (they only delete what is
 past its date), so every node runs the worker; no leader election is needed.
@@ -13,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from caducee.app import App
+from caducee.health import pickup
 from caducee.services import audit, lockout
 from caducee.store import mailstore_repo
 
@@ -44,10 +46,15 @@ async def _expunged_uids(app: App) -> int:
         return await mailstore_repo.prune_expunged(conn, EXPUNGED_KEPT)
 
 
+async def _expired_pickups(app: App) -> int:
+    return await pickup.purge_expired(app)
+
+
 TASKS: tuple[Task, ...] = (
     Task("audit-retention", 6 * 3600, _audit_retention),
     Task("stale-lockouts", 3600, _stale_lockouts),
     Task("imap-expunged", 6 * 3600, _expunged_uids),
+    Task("portal-expiry", 3600, _expired_pickups),
 )
 
 

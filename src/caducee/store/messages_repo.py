@@ -50,4 +50,3 @@ async def message_row(conn: AsyncConnection, message_id: int) -> Any:
 async def folder_message_rows(conn: AsyncConnection, folder_id: int) -> list[Any]:
     query = select(messages).where(messages.c.folder_id == folder_id).order_by(messages.c.uid)
     return list((await conn.execute(query)).all())
-

@@ -448,3 +448,68 @@ imap_expunge_horizon = Table(
     Column("folder_id", Integer, ForeignKey("folders.id"), primary_key=True),
     Column("modseq", BigInteger, nullable=False),
 )
+
+#: The secure pickup portal (issue #7): one message left on the server for one patient. The
+#: link's token is random (256 bits); only its SHA-256 is stored. The patient's email and mobile
+#: (``contact_sealed``) and the message (blob ``blob_id``) are sealed with the sender mailbox's
+#: data key; ``blob_id`` is emptied when the content is purged (expiry). ``trace_key`` ties the
+#: pickup to the sender's trace of the original message.
+pickups = Table(
+    "pickups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", Integer, ForeignKey("practices.id"), nullable=False),
+    Column("sender_mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False, index=True),
+    Column("patient_id", Integer, nullable=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("record_id", String(32), nullable=False, unique=True),
+    Column("contact_sealed", LargeBinary, nullable=False),
+    Column("blob_id", String(32), nullable=True),
+    Column("size", Integer, nullable=False),
+    Column("trace_key", String(64), nullable=True),
+    Column("passphrase_hash", String(200), nullable=True),
+    Column("failed_attempts", Integer, nullable=False, server_default="0"),
+    _ts("created_at"),
+    _ts("expires_at"),
+    _ts("revoked_at", nullable=True),
+    _ts("locked_at", nullable=True),
+    _ts("purged_at", nullable=True),
+    Index("ix_pickups_expires_at", "expires_at"),
+)
+
+#: One-time codes sent by SMS for a pickup: a keyed hash only; a newer code ends older ones.
+pickup_codes = Table(
+    "pickup_codes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pickup_id", Integer, ForeignKey("pickups.id"), nullable=False, index=True),
+    Column("code_hash", String(64), nullable=False),
+    _ts("created_at"),
+    _ts("expires_at"),
+    _ts("used_at", nullable=True),
+    Column("superseded", Boolean, nullable=False, server_default="0"),
+)
+
+#: What happened on a pickup (opened, downloaded, replied, code sent or failed, locked, revoked,
+#: expired), content-free, shown to the sender.
+pickup_events = Table(
+    "pickup_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("pickup_id", Integer, ForeignKey("pickups.id"), nullable=False, index=True),
+    Column("event", String(20), nullable=False),
+    Column("detail", String(200), nullable=False, server_default=""),
+    _ts("ts"),
+)
+
+#: Short-lived portal sessions: one cookie opens ONE pickup; only the token's SHA-256 is kept.
+pickup_sessions = Table(
+    "pickup_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pickup_id", Integer, ForeignKey("pickups.id"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("csrf_token", String(64), nullable=False),
+    _ts("created_at"),
+    _ts("expires_at"),
+)

@@ -36,6 +36,7 @@ from caducee.web import (
     home,
     login,
     oidc_login,
+    portal,
     status,
     webmail,
 )
@@ -101,6 +102,7 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
         *login.routes,
         *oidc_login.routes,
         *webmail.routes,
+        *portal.routes,
         *api.routes,
         *api_tokens_page.routes,
         *home.routes,
@@ -113,6 +115,7 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
         exception_handlers={HTTPException: _http_error},
     )
     web.state.caducee = app
+    web.state.portal_limiter = portal.UnknownLinkLimiter()
     web.state.web = WebState(
         app=app,
         config=config,

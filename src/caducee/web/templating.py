@@ -77,6 +77,15 @@ LABELS: dict[str, dict[str, str]] = {
         "bounced": N_("rejeté"),
         "expired": N_("expiré"),
         "read": N_("lu (accusé de lecture)"),
+        "deposited": N_("déposé sur le portail"),
+        "opened": N_("ouvert sur le portail"),
+        "downloaded": N_("pièce jointe téléchargée"),
+        "replied": N_("réponse du patient"),
+        "code_sent": N_("code envoyé par SMS"),
+        "code_failed": N_("code erroné"),
+        "locked": N_("lien verrouillé"),
+        "revoked": N_("retiré du portail"),
+        "purged": N_("expiré, contenu effacé"),
     },
 }
 

@@ -120,9 +120,7 @@ class SubmissionHandler:
     def __init__(self, app: App, sasl: SaslRegistry | None = None) -> None:
         self.app = app
         self.sasl = (
-            sasl
-            if sasl is not None
-            else password_mechanisms(bearer=bool(app.settings.oidc_issuer))
+            sasl if sasl is not None else password_mechanisms(bearer=bool(app.settings.oidc_issuer))
         )
 
     def ehlo_keywords(self, session: SessionInfo) -> list[str]:

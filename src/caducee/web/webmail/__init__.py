@@ -1,9 +1,9 @@
 """The webmail: reading (:mod:`.reading`), writing (:mod:`.compose`), address books
-(:mod:`.books`)."""
+(:mod:`.books`), the portal pickups of sent mail (:mod:`.pickups`)."""
 
 from __future__ import annotations
 
-from caducee.web.webmail import books, compose, reading
+from caducee.web.webmail import books, compose, pickups, reading
 
 # The books' fixed paths ("/carnet/pros") come before the parameterised ones.
-routes = [*books.routes, *reading.routes, *compose.routes]
+routes = [*books.routes, *reading.routes, *compose.routes, *pickups.routes]

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from caducee.domain import mail_display
 from caducee.domain.model import Flag, SpecialUse
 from caducee.errors import AccessDenied, CaduceeError, InvalidInput
+from caducee.health import pickup
 from caducee.services import read_receipts, trace, webmail
 from caducee.services.mailstore import OpenFolder
 from caducee.web.core import (
@@ -210,6 +211,8 @@ async def trace_page(request: Request, user: WebUser) -> Response:
             "row": row,
             "shown": shown,
             "recipients": recipients,
+            "pickups": await pickup.for_message(web.app, view.mailbox.id, shown.message_id),
+            "can_send": view.access.can_send,
         },
     )
 

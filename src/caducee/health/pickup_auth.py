@@ -1,0 +1,268 @@
+"""Opening a pickup: one-time codes by SMS, the passphrase given in person, portal sessions.
+
+- A code is 6 random digits, valid 10 minutes, single use; a new code supersedes the previous
+  ones; at most :data:`CODES_PER_WINDOW` codes per link every :data:`CODE_WINDOW`. Only a keyed
+  hash (HMAC-SHA256 under a key derived from the sender mailbox's data key) is stored.
+- Wrong codes and wrong passphrases count together: at :data:`MAX_FAILURES` the link locks,
+  the practice gets an alert in the sender mailbox's Inbox, and it is audited.
+- A right code or passphrase opens a portal session: a 256-bit cookie token (SHA-256 kept)
+  bound to ONE pickup, valid :data:`SESSION_MINUTES` minutes, with its CSRF token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, insert, select, update
+
+from caducee.app import App
+from caducee.errors import LimitReached
+from caducee.health import pickup_mail, sms
+from caducee.health.pickup_store import (
+    Pickup,
+    PickupClosed,
+    add_event,
+    by_id,
+    code_key,
+    contact,
+    passphrase_hash,
+    token_hash,
+)
+from caducee.services.audit import AuditEvent, append
+from caducee.services.delivery import deliver_local
+from caducee.services.passwords import verify_password
+from caducee.store import directory_repo
+from caducee.store.auth_repo import aware
+from caducee.store.tables import pickup_codes, pickup_sessions, pickups
+
+log = logging.getLogger(__name__)
+
+CODE_DIGITS = 6
+CODE_MINUTES = 10
+MAX_FAILURES = 5
+CODES_PER_WINDOW = 3
+CODE_WINDOW = timedelta(minutes=15)
+SESSION_MINUTES = 15
+
+
+def _audit(
+    pickup: Pickup, action: str, source: str, result: str = "ok", **details: int
+) -> AuditEvent:
+    return AuditEvent(
+        actor=f"pickup:{pickup.id}",
+        action=action,
+        target=f"mailbox:{pickup.sender_mailbox_id}",
+        source=source,
+        result=result,
+        details={"pickup": pickup.id, **details},
+    )
+
+
+def _code_hash(key: bytes, pickup_id: int, code: str) -> str:
+    return hmac.new(key, f"{pickup_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def _too_many_codes() -> LimitReached:
+    return LimitReached(
+        "Trop de codes demandés pour ce lien : patientez un quart d'heure avant d'en demander "
+        "un autre.",
+        "Too many codes asked for this link: wait a quarter of an hour before asking again.",
+    )
+
+
+async def request_code(app: App, pickup: Pickup, *, source: str) -> str:
+    """Send a new code by SMS to the patient's mobile; returns the masked number."""
+    pickup.check_open()
+    now = datetime.now(UTC)
+    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+    key = await code_key(app, pickup)
+    patient = await contact(app, pickup)
+    async with app.db.write() as conn:
+        pickup = await by_id(conn, pickup.id, lock=True)
+        pickup.check_open(now)
+        recent = await conn.scalar(
+            select(func.count())
+            .select_from(pickup_codes)
+            .where(
+                pickup_codes.c.pickup_id == pickup.id,
+                pickup_codes.c.created_at > now - CODE_WINDOW,
+            )
+        )
+        if int(recent or 0) >= CODES_PER_WINDOW:
+            await append(conn, _audit(pickup, "pickup.code_request", source, "denied"))
+            raise _too_many_codes()
+        await conn.execute(
+            update(pickup_codes)
+            .where(pickup_codes.c.pickup_id == pickup.id, pickup_codes.c.used_at.is_(None))
+            .values(superseded=True)
+        )
+        await conn.execute(
+            insert(pickup_codes).values(
+                pickup_id=pickup.id,
+                code_hash=_code_hash(key, pickup.id, code),
+                created_at=now,
+                expires_at=now + timedelta(minutes=CODE_MINUTES),
+                superseded=False,
+            )
+        )
+        await add_event(conn, pickup, patient.email, "code_sent", now=now)
+        await append(conn, _audit(pickup, "pickup.code_sent", source))
+    receipt = await sms.send_sms(
+        app,
+        patient.mobile,
+        f"Caducée : votre code pour lire le message de votre cabinet est {code}. "
+        f"Valable {CODE_MINUTES} min. Ne le communiquez à personne.",
+        actor=f"pickup:{pickup.id}",
+        purpose="portal.code",
+    )
+    return receipt.masked_to
+
+
+async def check_code(app: App, pickup: Pickup, code: str, *, source: str) -> bool:
+    """Whether ``code`` is the link's current code (then used up); a wrong one counts toward
+    the lock (:class:`PickupClosed` once locked)."""
+    given = "".join(code.split())
+    key = await code_key(app, pickup)
+    digest = _code_hash(key, pickup.id, given[:20])
+    now = datetime.now(UTC)
+    async with app.db.write() as conn:
+        pickup = await by_id(conn, pickup.id, lock=True)
+        pickup.check_open(now)
+        rows = (
+            await conn.execute(
+                select(
+                    pickup_codes.c.id, pickup_codes.c.code_hash, pickup_codes.c.expires_at
+                ).where(
+                    pickup_codes.c.pickup_id == pickup.id,
+                    pickup_codes.c.used_at.is_(None),
+                    pickup_codes.c.superseded.is_(False),
+                )
+            )
+        ).all()
+        matched = None
+        for row in rows:  # every candidate compared, in constant time
+            expires = aware(row.expires_at)
+            fits = hmac.compare_digest(row.code_hash.encode(), digest.encode())
+            if fits and expires is not None and expires > now and matched is None:
+                matched = row.id
+        if matched is not None and len(given) == CODE_DIGITS and given.isdigit():
+            await conn.execute(
+                update(pickup_codes).where(pickup_codes.c.id == matched).values(used_at=now)
+            )
+            await append(conn, _audit(pickup, "pickup.code_ok", source))
+            return True
+    await _failure(app, pickup, source, "code")
+    return False
+
+
+async def check_passphrase(app: App, pickup: Pickup, passphrase: str, *, source: str) -> bool:
+    """Whether ``passphrase`` is the one the practitioner gave; failures count like codes."""
+    pickup.check_open()
+    async with app.db.read() as conn:
+        stored = await passphrase_hash(conn, pickup.id)
+    if stored is not None and verify_password(stored, passphrase[:200]):
+        async with app.db.write() as conn:
+            await append(conn, _audit(pickup, "pickup.passphrase_ok", source))
+        return True
+    await _failure(app, pickup, source, "passphrase")
+    return False
+
+
+async def _failure(app: App, pickup: Pickup, source: str, kind: str) -> None:
+    patient = await contact(app, pickup)
+    now = datetime.now(UTC)
+    async with app.db.write() as conn:
+        pickup = await by_id(conn, pickup.id, lock=True)
+        pickup.check_open(now)
+        failures = pickup.failed_attempts + 1
+        locks = failures >= MAX_FAILURES
+        await conn.execute(
+            update(pickups)
+            .where(pickups.c.id == pickup.id)
+            .values(failed_attempts=failures, locked_at=now if locks else None)
+        )
+        await add_event(conn, pickup, patient.email, "code_failed", kind, now=now)
+        await append(
+            conn, _audit(pickup, f"pickup.{kind}_failed", source, "denied", failures=failures)
+        )
+        if locks:
+            await conn.execute(
+                delete(pickup_sessions).where(pickup_sessions.c.pickup_id == pickup.id)
+            )
+            await add_event(conn, pickup, patient.email, "locked", now=now)
+            await append(conn, _audit(pickup, "pickup.locked", source, "denied"))
+        mailbox = await directory_repo.mailbox_by_id(conn, pickup.sender_mailbox_id)
+    if locks and mailbox is not None:
+        alert = pickup_mail.lock_alert(
+            hostname=app.settings.hostname,
+            mailbox_address=mailbox.address,
+            patient_email=patient.email,
+            created_at=pickup.created_at,
+        )
+        await deliver_local(app, alert, [mailbox.address])
+        raise PickupClosed(
+            "locked",
+            "Ce lien est verrouillé après trop de codes erronés. Votre cabinet est prévenu : "
+            "contactez-le pour recevoir un nouveau lien.",
+            "This link is locked after too many wrong codes. Your practice has been told: "
+            "contact it to get a new link.",
+        )
+
+
+@dataclass(frozen=True)
+class PortalSession:
+    id: int
+    pickup_id: int
+    csrf_token: str
+    expires_at: datetime
+
+
+async def open_session(app: App, pickup: Pickup) -> tuple[str, PortalSession]:
+    """A new portal session for ``pickup``: (cookie token, session)."""
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    expires = now + timedelta(minutes=SESSION_MINUTES)
+    async with app.db.write() as conn:
+        session_id = (
+            await conn.execute(
+                insert(pickup_sessions)
+                .values(
+                    pickup_id=pickup.id,
+                    token_hash=token_hash(token),
+                    csrf_token=csrf,
+                    created_at=now,
+                    expires_at=expires,
+                )
+                .returning(pickup_sessions.c.id)
+            )
+        ).scalar_one()
+    return token, PortalSession(session_id, pickup.id, csrf, expires)
+
+
+async def load_session(app: App, token: str) -> PortalSession | None:
+    """The live session of a cookie token (None: unknown or expired)."""
+    if not token or len(token) > 100:
+        return None
+    async with app.db.read() as conn:
+        row = (
+            await conn.execute(
+                select(pickup_sessions).where(pickup_sessions.c.token_hash == token_hash(token))
+            )
+        ).first()
+    if row is None:
+        return None
+    expires = aware(row.expires_at)
+    if expires is None or expires <= datetime.now(UTC):
+        return None
+    return PortalSession(row.id, row.pickup_id, row.csrf_token, expires)
+
+
+async def end_session(app: App, session: PortalSession) -> None:
+    async with app.db.write() as conn:
+        await conn.execute(delete(pickup_sessions).where(pickup_sessions.c.id == session.id))

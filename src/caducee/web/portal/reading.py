@@ -1,0 +1,158 @@
+"""The portal once the patient holds a session for THIS pickup: the message (sanitised body in
+a sandboxed frame, like the webmail), attachment downloads, the reply form with files, and
+leaving. Every page checks the session's pickup against the URL's."""
+
+from __future__ import annotations
+
+from markupsafe import escape
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from caducee.domain import mail_display
+from caducee.errors import InvalidInput, LimitReached, NotFound
+from caducee.health import pickup, pickup_auth
+from caducee.health.pickup_store import Pickup, content
+from caducee.web.core import clear_cookie, client_ip, error_message, int_param, redirect, render
+from caducee.web.core import state as web_state
+from caducee.web.i18n import gettext as _
+from caducee.web.middleware import CONTENT_SECURITY_POLICY_MAIL_VIEW
+from caducee.web.portal import entry
+from caducee.web.portal.common import (
+    PORTAL_COOKIE,
+    check_session_csrf,
+    portal_page,
+    session_for,
+)
+from caducee.web.webmail.reading import BODY_CSP, _disposition
+
+
+def _base(request: Request) -> str:
+    return f"/portail/{request.path_params['token']}"
+
+
+async def _message_page(
+    request: Request, found: Pickup, *, error: str = "", status: int = 200
+) -> Response:
+    session = await session_for(request, found)
+    raw = await pickup.open_message(web_state(request).app, found, source=client_ip(request))
+    response = render(
+        request,
+        "portal/message.html",
+        {
+            "base": _base(request),
+            "pickup": found,
+            "shown": pickup.read_view(raw),
+            "error": error,
+            "max_files": pickup.MAX_REPLY_FILES,
+            "max_bytes": web_state(request).app.settings.pickup_reply_max_bytes,
+        },
+        csrf=session.csrf_token,
+        status=status,
+    )
+    response.headers["content-security-policy"] = CONTENT_SECURITY_POLICY_MAIL_VIEW
+    return response
+
+
+@portal_page
+async def message_page(request: Request, found: Pickup) -> Response:
+    return await _message_page(request, found)
+
+
+@portal_page
+async def message_body(request: Request, found: Pickup) -> Response:
+    """The body alone, for the ``<iframe sandbox>`` of the message page."""
+    await session_for(request, found)
+    raw = await content(web_state(request).app, found)
+    shown = mail_display.display(raw)
+    if shown.html:
+        clean, _blocked = mail_display.sanitize(shown.html, raw, shown, remote_images=False)
+    else:
+        clean = f'<pre style="white-space:pre-wrap;font-family:inherit">{escape(shown.text)}</pre>'
+    document = (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        '<meta name="referrer" content="no-referrer">'
+        "<style>body{font-family:system-ui,sans-serif;margin:0.5rem;color:#1b2a33}"
+        "img{max-width:100%;height:auto}</style></head><body>"
+        f"{clean}</body></html>"
+    )
+    response = HTMLResponse(document)
+    response.headers["content-security-policy"] = BODY_CSP
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+@portal_page
+async def attachment(request: Request, found: Pickup) -> Response:
+    await session_for(request, found)
+    try:
+        meta, data = await pickup.download(
+            web_state(request).app, found, int_param(request, "part"), source=client_ip(request)
+        )
+    except NotFound:
+        return render(
+            request,
+            "portal/closed.html",
+            {
+                "title": _("Pièce jointe introuvable"),
+                "message": _("Cette pièce jointe n'existe pas."),
+            },
+            status=404,
+        )
+    response = Response(data, media_type=mail_display.download_type(meta.content_type))
+    response.headers["content-disposition"] = _disposition(meta.filename)
+    response.headers["x-content-type-options"] = "nosniff"
+    response.headers["cache-control"] = "no-store"
+    response.headers["content-security-policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+@portal_page
+async def send_reply(request: Request, found: Pickup) -> Response:
+    session = await session_for(request, found)
+    app = web_state(request).app
+    form = await request.form(
+        max_files=pickup.MAX_REPLY_FILES + 1,
+        max_part_size=app.settings.pickup_reply_max_bytes + 1,
+    )
+    given = form.get("csrf")
+    check_session_csrf(session, given if isinstance(given, str) else None)
+    text = form.get("texte")
+    files = []
+    try:
+        for item in form.getlist("fichiers"):
+            if isinstance(item, UploadFile) and item.filename:
+                files.append(pickup.check_reply_file(item.filename, await item.read()))
+        await pickup.reply(
+            app, found, text if isinstance(text, str) else "", files, source=client_ip(request)
+        )
+    except (InvalidInput, LimitReached) as exc:
+        return await _message_page(request, found, error=error_message(exc), status=400)
+    return render(request, "portal/sent.html", {"base": _base(request)}, csrf=session.csrf_token)
+
+
+@portal_page
+async def leave(request: Request, found: Pickup) -> Response:
+    session = await session_for(request, found)
+    form = await request.form()
+    given = form.get("csrf")
+    check_session_csrf(session, given if isinstance(given, str) else None)
+    await pickup_auth.end_session(web_state(request).app, session)
+    response = redirect(_base(request))
+    clear_cookie(response, PORTAL_COOKIE)
+    return response
+
+
+routes = [
+    Route("/portail/{token}", entry.landing, methods=["GET"], name="portal"),
+    Route("/portail/{token}/code", entry.ask_code, methods=["POST"]),
+    Route("/portail/{token}/verifier", entry.code_page, methods=["GET"]),
+    Route("/portail/{token}/verifier", entry.check_code, methods=["POST"]),
+    Route("/portail/{token}/mot-de-passe", entry.check_passphrase, methods=["POST"]),
+    Route("/portail/{token}/message", message_page, methods=["GET"]),
+    Route("/portail/{token}/corps", message_body, methods=["GET"]),
+    Route("/portail/{token}/pj/{part}", attachment, methods=["GET"]),
+    Route("/portail/{token}/envoyer", send_reply, methods=["POST"]),
+    Route("/portail/{token}/fin", leave, methods=["POST"]),
+]
