@@ -39,7 +39,7 @@ from caducee.ids import new_blob_id
 from caducee.services import mail_auth, practices, queue, trace
 from caducee.services.audit import AuditEvent, append
 from caducee.services.delivery import deliver_local
-from caducee.services.inbound import our_domains
+from caducee.services.local_domains import our_domains
 from caducee.services.passwords import hash_password
 from caducee.services.queue import QueueOrigin
 from caducee.store import directory_repo
