@@ -24,6 +24,7 @@ in its Inbox directly; otherwise it goes through the outbound queue.
 from __future__ import annotations
 
 import contextlib
+import logging
 import quopri
 import secrets
 import unicodedata
@@ -36,8 +37,11 @@ from email.utils import format_datetime, formataddr, make_msgid
 from caducee.app import App
 from caducee.domain.addresses import domain_of
 from caducee.services.delivery import deliver_local
+from caducee.services.envelope import Envelope
 from caducee.services.local_domains import our_domains
 from caducee.services.queue import QueueRecipient, enqueue
+
+log = logging.getLogger(__name__)
 
 REPORTER_NAME = "Système de messagerie Caducée"
 #: Room kept for the report's own parts when the whole original goes back (RET=FULL).
@@ -388,3 +392,39 @@ async def send_report(app: App, report: Report, *, now: datetime | None = None) 
     remote = replace(report, reporter_domain=report.reporter_domain or report.reporting_mta)
     recipient = QueueRecipient(report.sender, notify=("NEVER",))
     await enqueue(app, build_dsn(remote, now=now), "", [recipient], now=now)
+
+
+async def report_local_delivery(
+    app: App, envelope: Envelope, original: bytes, delivered: Sequence[str]
+) -> None:
+    """RFC 3461 §5.2.2 and §6.2: a « delivered » report for the recipients that asked for one
+    (NOTIFY=SUCCESS) and whose copy is now in one of our mailboxes. A failure to report is
+    logged, never passed on: the message itself is stored."""
+    wanted = set(delivered)
+    statuses = [
+        RecipientStatus(
+            recipient.address,
+            "delivered",
+            "2.0.0",
+            original_recipient=recipient.orcpt,
+            diagnostic="Remis dans la boîte du destinataire / delivered to the mailbox",
+        )
+        for recipient in envelope.recipients
+        if "SUCCESS" in recipient.notify and recipient.address in wanted
+    ]
+    if not statuses or not envelope.mail_from:
+        return
+    report = Report(
+        reporting_mta=app.settings.hostname,
+        sender=envelope.mail_from,
+        original=original,
+        recipients=statuses,
+        arrival=datetime.now(UTC),
+        envid=envelope.envid,
+        ret=envelope.ret,
+        max_bytes=app.settings.max_message_bytes,
+    )
+    try:
+        await send_report(app, report)
+    except Exception:
+        log.exception("could not send the success report (%d recipients)", len(statuses))

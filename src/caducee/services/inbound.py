@@ -8,7 +8,7 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import Mailbox
 from caducee.errors import InvalidInput, NotFound, QuotaExceeded, TemporaryFailure
-from caducee.services import mail_auth
+from caducee.services import dsn, mail_auth
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
 from caducee.services.local_domains import our_domains
@@ -105,6 +105,7 @@ async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) 
         + mail_auth.strip_own_results(raw, app.settings.hostname)
     )
     await deliver_local(app, stamped, recipients, folder=folder)
+    await dsn.report_local_delivery(app, envelope, stamped, recipients)
 
 
 def is_local_domain(domains: set[str], address: str) -> bool:

@@ -16,7 +16,7 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.errors import AccessDenied, InvalidInput, NotFound, PolicyRejected, SenderNotAllowed
 from caducee.health import trust_policy
-from caducee.services import mail_auth, mailboxes, queue, trace
+from caducee.services import dsn, mail_auth, mailboxes, queue, trace
 from caducee.services.audit import AuditEvent, record
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
@@ -112,6 +112,7 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
     sender_box = await _our_mailbox(app, envelope.mail_from) if key else None
     if local:
         await deliver_local(app, message, local)
+        await dsn.report_local_delivery(app, envelope, message, local)
         if sender_box is not None and key is not None:
             async with app.db.write() as conn:
                 for address in local:

@@ -46,6 +46,7 @@ def ehlo(*extra: str) -> str:
         "PIPELINING",
         "ENHANCEDSTATUSCODES",
         "DSN",
+        "CHUNKING",
         *extra,
     ]
     return "\n".join(
@@ -255,6 +256,7 @@ async def test_sequence_errors(server: SmtpServer) -> None:
         C: MAIL FROM:<a@ailleurs.test>
         S: 503 5.5.1 Envoyez EHLO d'abord / Send EHLO first
         C: EHLO client.test
+        S: 250-*
         S: 250-*
         S: 250-*
         S: 250-*

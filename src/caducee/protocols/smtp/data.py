@@ -84,6 +84,27 @@ async def read_data(stream: SmtpStream, max_bytes: int, timeout: float) -> Recei
     return ReceivedData(unstuff(b"".join(pieces)), size)
 
 
+async def read_chunk(
+    stream: SmtpStream, size: int, *, keep: bool, timeout: float
+) -> bytes | None:
+    """RFC 3030 §2: exactly ``size`` octets following a BDAT line, taken as they are (no dot
+    stuffing). With ``keep`` false (the message would exceed its limit) they are read and
+    dropped, so that a huge announced size never costs memory; None is then returned."""
+    buffer = stream.buffer
+    pieces: list[bytes] = []
+    left = size
+    while True:
+        count = min(left, len(buffer))
+        if count:
+            if keep:
+                pieces.append(bytes(buffer[:count]))
+            del buffer[:count]
+            left -= count
+        if not left:
+            return b"".join(pieces) if keep else None
+        await stream.fill(timeout)
+
+
 def header_section(raw: bytes) -> bytes:
     """The header lines of ``raw`` (without the empty line that ends them)."""
     if raw.startswith(CRLF):

@@ -113,13 +113,26 @@ class Simple:
     argument: str = ""
 
 
-Command = Hello | Mail | Rcpt | Auth | Simple
+@dataclass(frozen=True)
+class Bdat:
+    """RFC 3030 §2: ``BDAT <chunk-size> [LAST]``; the chunk's octets follow the line."""
+
+    size: int
+    last: bool
+
+
+Command = Hello | Mail | Rcpt | Auth | Simple | Bdat
+
+#: RFC 3030 §3: chunk-size is 1*DIGIT; more digits than this cannot be a size we would take.
+BDAT_SIZE_DIGITS = 12
 
 #: Commands that take no argument (RFC 5321 §4.1.1; RFC 3207 §4).
 NO_ARGUMENT = frozenset({"DATA", "RSET", "QUIT", "STARTTLS"})
 #: Commands whose argument is free text or ignored.
 FREE_ARGUMENT = frozenset({"NOOP", "HELP", "VRFY", "EXPN"})
-KNOWN_VERBS = frozenset({"EHLO", "HELO", "MAIL", "RCPT", "AUTH"}) | NO_ARGUMENT | FREE_ARGUMENT
+KNOWN_VERBS = (
+    frozenset({"EHLO", "HELO", "MAIL", "RCPT", "AUTH", "BDAT"}) | NO_ARGUMENT | FREE_ARGUMENT
+)
 
 # --- lexical pieces (RFC 5321 §4.1.2, RFC 6531 §3.3 for UTF-8) ---------------------------------
 
@@ -416,6 +429,29 @@ def decode_line(line: bytes) -> str:
     return text
 
 
+def _bdat(argument: str) -> Bdat:
+    """RFC 3030 §3: bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] CR LF."""
+    parts = argument.split(" ")
+    size_text = parts[0]
+    last = len(parts) == 2 and parts[1].upper() == "LAST"
+    if (
+        not size_text.isascii()
+        or not size_text.isdigit()
+        or len(size_text) > BDAT_SIZE_DIGITS
+        or len(parts) > 2
+        or (len(parts) == 2 and not last)
+    ):
+        raise ParseError(
+            bilingual(
+                501,
+                "5.5.4",
+                "Syntaxe : BDAT <taille> [LAST]",
+                "Syntax: BDAT <chunk-size> [LAST]",
+            )
+        )
+    return Bdat(int(size_text), last)
+
+
 def parse_command(line: bytes) -> Command:
     """One command line without its line ending; ParseError for anything malformed."""
     text = decode_line(line)
@@ -439,4 +475,6 @@ def parse_command(line: bytes) -> Command:
         return _hello(verb, argument)
     if verb == "AUTH":
         return _auth(argument.strip(" "))
+    if verb == "BDAT":
+        return _bdat(argument.strip(" "))
     return _mail_or_rcpt(verb, argument.rstrip(" "))

@@ -154,6 +154,9 @@ NESTED_MAIL = bilingual(503, "5.5.1", "Transaction deja commencee (MAIL)", "Nest
 NEED_MAIL = bilingual(503, "5.5.1", "Envoyez MAIL d'abord", "Send MAIL first")
 NEED_RCPT = bilingual(503, "5.5.1", "Envoyez RCPT d'abord", "Send RCPT first")
 NO_VALID_RECIPIENTS = bilingual(554, "5.5.1", "Aucun destinataire valide", "No valid recipients")
+DATA_AFTER_BDAT = bilingual(
+    503, "5.5.1", "DATA impossible apres BDAT (RFC 3030)", "DATA not allowed after BDAT (RFC 3030)"
+)
 TLS_ACTIVE = bilingual(503, "5.5.1", "TLS deja actif", "TLS already active")
 TLS_UNAVAILABLE = bilingual(502, "5.5.1", "STARTTLS non disponible", "STARTTLS not available")
 PIPELINED_STARTTLS = bilingual(
@@ -251,3 +254,8 @@ def greeting(hostname: str) -> Reply:
 def closing(reply_: Reply, hostname: str) -> Reply:
     """A 421 names the host (RFC 5321 §3.8)."""
     return Reply(reply_.code, reply_.enhanced, (f"{ascii_text(hostname)} {reply_.lines[0]}",))
+
+
+def chunk_received(size: int) -> Reply:
+    """RFC 3030 §2: the reply to a BDAT chunk that is not the last."""
+    return bilingual(250, "2.0.0", f"{size} octets recus", f"{size} octets received")

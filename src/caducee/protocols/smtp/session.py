@@ -5,7 +5,9 @@ Each decision about *who* or *what* is delegated to the :class:`~.handler.SmtpHa
 module enforces the grammar, the order of commands, and the listener's limits.
 
 Extensions: SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), PIPELINING (RFC 2920),
-ENHANCEDSTATUSCODES (RFC 2034, RFC 3463), DSN (RFC 3461), STARTTLS (RFC 3207), AUTH (RFC 4954).
+ENHANCEDSTATUSCODES (RFC 2034, RFC 3463), DSN (RFC 3461), STARTTLS (RFC 3207), AUTH (RFC 4954),
+CHUNKING (RFC 3030: BDAT; BINARYMIME is not offered, so a message is still lines ending in
+CRLF and gets the same content checks as after DATA).
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from collections import Counter
 from dataclasses import dataclass
 
 from caducee.protocols.smtp import replies
-from caducee.protocols.smtp.data import check_content, read_data
+from caducee.protocols.smtp.data import check_content, read_chunk, read_data
 from caducee.protocols.smtp.errors import internal_error, reply_for_error
 from caducee.protocols.smtp.handler import SmtpHandler
 from caducee.protocols.smtp.limits import AUTH_LINE_MAX, READ_LINE_MAX, SmtpLimits, line_limit
 from caducee.protocols.smtp.parser import (
     Auth,
+    Bdat,
     Command,
     Hello,
     Mail,
@@ -164,6 +167,8 @@ class SmtpSession:
             await self.rcpt(command)
         elif isinstance(command, Auth):
             await self.auth(command)
+        elif isinstance(command, Bdat):
+            await self.bdat(command)
         else:
             await self.simple(command)
 
@@ -199,6 +204,7 @@ class SmtpSession:
             "PIPELINING",
             "ENHANCEDSTATUSCODES",
             "DSN",
+            "CHUNKING",
         ]
         if self.config.tls_context is not None and not self.info.tls:
             keywords.append("STARTTLS")
@@ -402,6 +408,9 @@ class SmtpSession:
         if not transaction.recipients:
             self.reply(replies.NO_VALID_RECIPIENTS)
             return
+        if transaction.chunks is not None:  # RFC 3030 §2: BDAT and DATA do not mix
+            self.reply(replies.DATA_AFTER_BDAT)
+            return
         self.reply(replies.START_DATA)
         received = await read_data(
             self.stream, self.limits.max_message_bytes, self.limits.data_timeout
@@ -410,9 +419,45 @@ class SmtpSession:
         if received.raw is None:
             self.reply(self._too_big(), counts=False)
             return
+        await self._accept_message(transaction, received.raw)
+
+    async def bdat(self, command: Bdat) -> None:
+        """RFC 3030 §2: the chunk's octets are always read (the stream stays in step), then
+        refused if the command is; an error ends the transaction, as the client then gives
+        up on the message (§2: "the sender-SMTP ... should RSET")."""
+        transaction = self.transaction
+        limit = self.limits.max_message_bytes
+        taken = 0 if transaction is None or transaction.chunks is None else len(transaction.chunks)
+        chunk = await read_chunk(
+            self.stream,
+            command.size,
+            keep=taken + command.size <= limit,
+            timeout=self.limits.data_timeout,
+        )
+        if transaction is None:
+            self.reply(replies.NEED_MAIL)
+            return
+        if not transaction.recipients:
+            self.transaction = None
+            self.reply(replies.NO_VALID_RECIPIENTS)
+            return
+        if chunk is None:
+            self.transaction = None
+            self.reply(self._too_big(), counts=False)
+            return
+        if transaction.chunks is None:
+            transaction.chunks = bytearray()
+        transaction.chunks += chunk
+        if not command.last:
+            self.reply(replies.chunk_received(command.size))
+            return
+        self.transaction = None
+        await self._accept_message(transaction, bytes(transaction.chunks))
+
+    async def _accept_message(self, transaction: Transaction, raw: bytes) -> None:
         envelope = transaction.envelope()
         problem = check_content(
-            received.raw,
+            raw,
             smtputf8=envelope.smtputf8,
             max_header_fields=self.limits.max_header_fields,
         )
@@ -420,7 +465,7 @@ class SmtpSession:
             self.reply(problem, counts=False)
             return
         try:
-            await self.handler.on_data(self.info, envelope, received.raw)
+            await self.handler.on_data(self.info, envelope, raw)
         except Exception as error:
             self.reply(reply_for_error(error, "data"), counts=False)
             return

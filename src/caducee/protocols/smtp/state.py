@@ -50,6 +50,8 @@ class Transaction:
     accepted_rcpts: int = 0
     #: Scratch space for the handler within this transaction (e.g. our domains, looked up once).
     context: dict[str, object] = field(default_factory=dict)
+    #: The message received so far by BDAT (RFC 3030); None while no chunk came.
+    chunks: bytearray | None = None
 
     def add_recipient(self, recipient: EnvelopeRecipient) -> None:
         """Record an accepted recipient; the same address twice is kept once."""
