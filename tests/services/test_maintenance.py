@@ -39,7 +39,13 @@ async def test_run_once_purges_what_is_past_its_date(app: App) -> None:
             ],
         )
     done = await maintenance.run_once(app)
-    assert done == {"audit-retention": 3, "stale-lockouts": 1, "imap-expunged": 0}
+    assert done == {
+        "audit-retention": 3,
+        "stale-lockouts": 1,
+        "imap-expunged": 0,
+        "portal-expiry": 0,
+        "text-index": 0,
+    }
     assert (await audit.verify(app.db)).ok
     async with app.db.read() as conn:
         assert await conn.scalar(select(func.count()).select_from(auth_failures)) == 1

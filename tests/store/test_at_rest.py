@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from caducee.app import App
 from caducee.errors import IntegrityError, LimitReached
-from caducee.services import mailboxes, messages
+from caducee.services import mailboxes, messages, text_index
 from caducee.store.tables import messages as messages_table
 from tests.pgcluster import PgCluster
 from tests.services.helpers import person, practice
@@ -58,13 +58,19 @@ async def test_marker_nowhere_in_clear(
     # …but neither the marker nor its base64 form (attachment) is anywhere at rest.
     import base64
 
+    # The full-text index of the message exists too (it is what SEARCH TEXT uses).
+    await text_index.indexer(app).drain()
+    assert stored.id in await text_index.load_filters(app, [stored.id])
+
     needles = [marker.encode(), base64.b64encode(f"compte rendu {marker}-pj".encode())[:16]]
+    needles.append(marker.lower().encode())  # the index's words are casefolded
     assert files_containing(app.settings.data_dir, needles) == []
     if backend == "postgres":
         pg: PgCluster = request.getfixturevalue("pg_cluster")
         dbname = app.settings.database_url.rsplit("/", 1)[1]
         dump = pg.dump(dbname)
         assert b"COPY public.messages" in dump and b"COPY public.blobs" in dump
+        assert b"COPY public.message_text_index" in dump
         assert all(n not in dump for n in needles)
     else:
         assert (app.settings.data_dir / "db.sqlite3").exists()

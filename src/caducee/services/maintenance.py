@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from caducee.app import App
 from caducee.health import pickup
-from caducee.services import audit, lockout
+from caducee.services import audit, lockout, text_index
 from caducee.store import mailstore_repo
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,16 @@ async def _expired_pickups(app: App) -> int:
     return await pickup.purge_expired(app)
 
 
+async def _text_index(app: App) -> int:
+    return await text_index.index_unindexed(app)
+
+
 TASKS: tuple[Task, ...] = (
     Task("audit-retention", 6 * 3600, _audit_retention),
     Task("stale-lockouts", 3600, _stale_lockouts),
     Task("imap-expunged", 6 * 3600, _expunged_uids),
     Task("portal-expiry", 3600, _expired_pickups),
+    Task("text-index", 600, _text_index),
 )
 
 

@@ -28,6 +28,7 @@ from caducee.domain.message_meta import extract_meta
 from caducee.domain.model import Flag, StoredMessage
 from caducee.errors import CaduceeError, InvalidInput, MessageTooLarge, NotFound, QuotaExceeded
 from caducee.ids import new_blob_id
+from caducee.services import text_index
 from caducee.services.events import mailbox_events
 from caducee.store import delivery_repo, mailstore_repo, messages_repo
 from caducee.store.keyring import mailbox_scope
@@ -173,6 +174,10 @@ async def store_batch(app: App, deliveries: Sequence[Delivery]) -> list[Result]:
             await mailbox_events(app).publish({message.mailbox_id for _, _, message in made})
         except Exception:  # stored is stored: a lost wake-up only delays IDLE sessions
             log.exception("could not publish mailbox events")
+        text_index.indexer(app).offer(
+            (ids[row_index], message.mailbox_id, deliveries[index].raw)
+            for index, row_index, message in made
+        )
     return results
 
 

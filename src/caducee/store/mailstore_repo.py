@@ -30,6 +30,7 @@ from caducee.store.tables import (
     imap_mailbox_state,
     imap_subscriptions,
     mailboxes,
+    message_text_index,
     messages,
 )
 
@@ -202,6 +203,13 @@ async def delete_folder(conn: AsyncConnection, folder_id: int) -> list[str]:
             )
         )
     ).all()
+    await conn.execute(
+        delete(message_text_index).where(
+            message_text_index.c.message_id.in_(
+                select(messages.c.id).where(messages.c.folder_id == folder_id)
+            )
+        )
+    )
     await conn.execute(delete(messages).where(messages.c.folder_id == folder_id))
     await _free_bytes(conn, rows)
     await conn.execute(delete(imap_expunged).where(imap_expunged.c.folder_id == folder_id))
@@ -388,6 +396,9 @@ async def expunge(
     uidnext, modseq = state
     modseq += 1
     for chunk in _chunks([row.id for row in rows]):
+        await conn.execute(
+            delete(message_text_index).where(message_text_index.c.message_id.in_(chunk))
+        )
         await conn.execute(delete(messages).where(messages.c.id.in_(chunk)))
     await conn.execute(
         insert(imap_expunged),

@@ -513,3 +513,18 @@ pickup_sessions = Table(
     _ts("created_at"),
     _ts("expires_at"),
 )
+
+#: IMAP SEARCH BODY/TEXT prefilter: per message, a Bloom filter of the trigrams of its words,
+#: each trigram hashed with a secret key of its mailbox — no word is kept in clear. A message
+#: whose filter lacks one of a search's trigrams cannot match; the others are checked exactly.
+message_text_index = Table(
+    "message_text_index",
+    metadata,
+    Column(
+        "message_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("bloom", LargeBinary, nullable=False),
+)

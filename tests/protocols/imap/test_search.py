@@ -99,3 +99,35 @@ async def test_esearch(server: ImapServer) -> None:
     await c.ok("ENABLE IMAP4rev2")
     lines = await c.ok("SEARCH SEEN")
     assert lines[0].endswith(" ALL 2,4") and lines[0].startswith("* ESEARCH")
+
+
+async def test_text_search_same_answers_before_and_after_indexing(server: ImapServer) -> None:
+    """The full-text prefilter only skips messages that cannot match: the answers are those
+    of an exhaustive search, whether messages were indexed at delivery or by the search."""
+    from caducee.services import text_index
+
+    words = ["ordonnance", "radiographie", "kinésithérapie", "bilan sanguin"]
+    for i in range(24):
+        body = f"Message {i} : {words[i % 4]} et suivi n°{i}"
+        await deliver_local(
+            server.app,
+            mail(f"Dossier {i}", "a@ailleurs.test", body, "1 Feb 2024 10:00 +0000"),
+            [LOGIN],
+        )
+    expected = {
+        "TEXT ordonnance": " ".join(str(n) for n in range(1, 25, 4)),
+        'BODY "donnance et"': " ".join(str(n) for n in range(1, 25, 4)),
+        "TEXT SANGUIN": " ".join(str(n) for n in range(4, 25, 4)),
+        'TEXT "dossier 1"': "2 11 12 13 14 15 16 17 18 19 20",
+        "BODY ordonnance NOT TEXT radiographie": " ".join(str(n) for n in range(1, 25, 4)),
+        "OR BODY kin BODY radio": " ".join(str(n) for n in range(1, 25) if n % 4 in (2, 3)),
+        "TEXT absentissime": "",
+    }
+    c = await server.client()
+    await c.ok("SELECT INBOX")
+    for criteria, numbers in expected.items():  # first search: indexes as it goes
+        assert (await c.ok(f"SEARCH {criteria}"))[0] == f"* SEARCH {numbers}".rstrip(), criteria
+    text_index.filter_cache(server.app).entries.clear()
+    await text_index.indexer(server.app).drain()
+    for criteria, numbers in expected.items():  # from the stored filters
+        assert (await c.ok(f"SEARCH {criteria}"))[0] == f"* SEARCH {numbers}".rstrip(), criteria

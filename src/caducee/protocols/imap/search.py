@@ -13,13 +13,10 @@ import email.utils
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, date
-from email import message_from_bytes
-from email.message import Message
-from email.policy import compat32
 
 from caducee.app import App
-from caducee.domain.message_meta import decode_header_value
-from caducee.domain.mime_structure import header_fields, parse_addresses
+from caducee.domain.message_text import Text, extract_text
+from caducee.domain.mime_structure import parse_addresses
 from caducee.domain.model import Flag
 from caducee.protocols.imap.protocol import (
     Command,
@@ -31,19 +28,13 @@ from caducee.protocols.imap.protocol import (
     resolve_set,
 )
 from caducee.protocols.imap.session import Session, no
-from caducee.services import mailstore
-from caducee.store.mailstore_repo import FetchRow
+from caducee.services import mailstore, text_index
+from caducee.store.mailstore_repo import FetchRow, IndexRow
 
 BATCH = 500
 TEXT_CACHE_CHARS = 64 * 1024 * 1024
 _META_HEADERS = {"subject", "from", "to", "cc"}
 CHARSETS = {"UTF-8", "US-ASCII"}
-
-
-@dataclass
-class Text:
-    headers: dict[str, str]  # lower-case name -> decoded values, casefolded, "\n"-joined
-    body: str  # decoded text parts, casefolded
 
 
 class TextCache:
@@ -69,40 +60,6 @@ class TextCache:
 
 def text_cache(app: App) -> TextCache:
     return app.component(TextCache, TextCache)
-
-
-def _body_text(message: Message) -> str:
-    chunks: list[str] = []
-    for part in message.walk():
-        if part.get_content_maintype() != "text":
-            continue
-        try:
-            payload = part.get_payload(decode=True)
-        except Exception:  # noqa: S112 - malformed parts are skipped
-            continue
-        if not isinstance(payload, bytes):
-            continue
-        charset = part.get_content_charset() or "utf-8"
-        try:
-            chunks.append(payload.decode(charset, "replace"))
-        except LookupError:
-            chunks.append(payload.decode("utf-8", "replace"))
-    return "\n".join(chunks)
-
-
-def extract_text(raw: bytes) -> Text:
-    head_end = raw.find(b"\r\n\r\n")
-    head = raw[: head_end + 4] if head_end >= 0 else raw
-    headers: dict[str, list[str]] = {}
-    for name, value in header_fields(head):
-        headers.setdefault(name, []).append(
-            decode_header_value(value.encode("latin-1").decode("utf-8", "replace")).casefold()
-        )
-    try:
-        body = _body_text(message_from_bytes(raw, policy=compat32))
-    except Exception:
-        body = raw[head_end + 4 :].decode("utf-8", "replace") if head_end >= 0 else ""
-    return Text({k: "\n".join(v) for k, v in headers.items()}, body.casefold())
 
 
 def _walk(key: SearchKey) -> list[SearchKey]:
@@ -246,6 +203,54 @@ def _set(value: object) -> SeqSet:
     return value
 
 
+def _required_needles(key: SearchKey) -> list[str]:
+    """BODY / TEXT strings every matching message must contain (through AND only)."""
+    if key[0] in ("body", "text"):
+        return [str(key[1])]
+    if key[0] == "and":
+        return [n for sub in key[1] for n in _required_needles(sub)]  # type: ignore[attr-defined]
+    return []
+
+
+class _Prefilter:
+    """Skips messages whose text index proves they lack a required BODY / TEXT string (see
+    :mod:`caducee.services.text_index`); indexes on the way those not indexed yet."""
+
+    def __init__(self, app: App, key: bytes, hashes: list[list[int]]) -> None:
+        self.app, self.key, self.hashes = app, key, hashes
+        self.unindexed: set[int] = set()
+
+    @classmethod
+    async def make(cls, app: App, mailbox_id: int, key: SearchKey) -> _Prefilter | None:
+        needles = _required_needles(key)
+        if not needles:
+            return None
+        index_key = await text_index.mailbox_index_key(app, mailbox_id)
+        hashes = [h for h in (text_index.needle_hashes(index_key, n) for n in needles) if h]
+        return cls(app, index_key, hashes) if hashes else None
+
+    async def candidates(self, order: list[tuple[int, IndexRow]]) -> list[tuple[int, IndexRow]]:
+        filters = await text_index.load_filters(self.app, [row.id for _, row in order])
+        kept = []
+        for seq, row in order:
+            table = filters.get(row.id)
+            if table is None:
+                self.unindexed.add(row.id)
+                kept.append((seq, row))
+            elif all(text_index.may_contain(table, h) for h in self.hashes):
+                kept.append((seq, row))
+        return kept
+
+    async def index(self, texts: dict[int, Text]) -> None:
+        built = {
+            message_id: text_index.build(self.key, text)
+            for message_id, text in texts.items()
+            if message_id in self.unindexed
+        }
+        self.unindexed.difference_update(built)
+        await text_index.store_filters(self.app, built)
+
+
 async def search(session: Session, args: SearchArgs) -> list[tuple[int, FetchRow]]:
     selected = session.selected
     assert selected is not None
@@ -262,6 +267,9 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, FetchRow
     found: list[tuple[int, FetchRow]] = []
     cache = text_cache(app)
     all_rows = await mailstore.fetch_rows(app, selected.of.folder.id, None)  # one query
+    prefilter = await _Prefilter.make(app, selected.of.mailbox.id, args.key) if need_text else None
+    if prefilter is not None:
+        order = await prefilter.candidates(order)
     for start in range(0, len(order), BATCH):
         chunk = order[start : start + BATCH]
         rows = {r.id: all_rows[r.id] for _, r in chunk if r.id in all_rows}
@@ -281,6 +289,8 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, FetchRow
                     extracted = extract_text(raws[row.id])
                     cache.put(row.blob_id, extracted)
                     texts[row.id] = extracted
+            if prefilter is not None:
+                await prefilter.index(texts)
         for seq, index_row in chunk:
             found_row = rows.get(index_row.id)
             if found_row is None:

@@ -1,0 +1,331 @@
+"""A full-text prefilter for IMAP SEARCH BODY / TEXT that keeps no word in clear.
+
+Per message, a Bloom filter of the trigrams of its words (the words of its decoded headers and
+text parts, casefolded exactly as :mod:`caducee.domain.message_text` gives them). Each trigram is
+hashed with a key derived from the mailbox's data key (BLAKE2b keyed): without that key, the
+filter tells nothing about the words; with it, it only answers « might this message contain
+these trigrams? ».
+
+Why trigrams of words, and why no false negative is possible: IMAP searches are substring
+searches. Cut the needle at every non-word character; each piece is a run of word characters
+found inside the text, so it lies inside one word of the text, and each of its trigrams is a
+trigram of that word, hence in the filter. A message whose filter lacks one of the needle's
+trigrams cannot match; the others (candidates) are checked exactly on their decrypted text.
+A needle with no piece of three characters or more filters nothing.
+
+Sizing: m = the power of two ≥ 4 bits per distinct trigram (256 bits to 64 kbit), two hash
+positions per trigram: about 15 % false positives per trigram, so about 3·10⁻⁷ for a
+ten-letter word (eight trigrams), whatever the message's length.
+
+Filters are built when messages are delivered — by a background task of the node once its
+delivery pipeline is idle, so that indexing never slows the SMTP door — or, for a message
+not indexed yet, by the search that first needs it. They live in ``message_text_index`` and in
+a per-node memory cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+
+from caducee.app import App
+from caducee.domain.message_text import Text, extract_text
+from caducee.errors import NotFound
+from caducee.store.keyring import mailbox_scope
+from caducee.store.tables import message_text_index, messages
+
+log = logging.getLogger(__name__)
+
+_WORD = re.compile(r"\w+")
+MIN_BITS = 256
+MAX_BITS = 65536
+#: Filters kept in memory per node (bytes).
+CACHE_BYTES = 64 * 1024 * 1024
+#: Raw messages held for the background indexer at most (bytes; beyond, a message is indexed
+#: by the first search that needs it).
+MAX_PENDING_BYTES = 16 * 1024 * 1024
+#: The background indexer waits this long without deliveries before it works.
+IDLE_SECONDS = 1.0
+BATCH = 100
+_KEY_LABEL = b"caducee imap text index v1"
+
+
+def index_key(data_key: bytes) -> bytes:
+    """The mailbox's index key, derived from its data key (never stored)."""
+    return hmac.new(data_key, _KEY_LABEL, hashlib.sha256).digest()
+
+
+class _TrigramHashes:
+    """trigram → 64-bit keyed hash, remembered per key (a mailbox reuses the same trigrams)."""
+
+    MAX = 500_000
+
+    def __init__(self) -> None:
+        self.by_key: dict[bytes, dict[str, int]] = {}
+
+    def of(self, key: bytes, trigrams: Iterable[str]) -> list[int]:
+        known = self.by_key.get(key)
+        if known is None:
+            if len(self.by_key) > 64:
+                self.by_key.clear()
+            known = self.by_key[key] = {}
+        elif len(known) > self.MAX:
+            known.clear()
+        out = []
+        for trigram in trigrams:
+            value = known.get(trigram)
+            if value is None:
+                digest = hashlib.blake2b(trigram.encode(), key=key, digest_size=8).digest()
+                value = known[trigram] = int.from_bytes(digest, "little")
+            out.append(value)
+        return out
+
+
+_hashes = _TrigramHashes()
+
+
+def _trigrams_of_words(words: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    for word in words:
+        for i in range(len(word) - 2):
+            found.add(word[i : i + 3])
+    return found
+
+
+def build(key: bytes, text: Text) -> bytes:
+    """The filter of one message's text."""
+    words = set(_WORD.findall(text.body))
+    for header in text.headers.values():
+        words.update(_WORD.findall(header))
+    hashes = _hashes.of(key, _trigrams_of_words(words))
+    bits = MIN_BITS
+    while bits < 4 * len(hashes) and bits < MAX_BITS:
+        bits *= 2
+    table = bytearray(bits // 8)
+    for value in hashes:
+        for position in ((value & 0xFFFFFFFF) % bits, (value >> 32) % bits):
+            table[position >> 3] |= 1 << (position & 7)
+    return bytes(table)
+
+
+def needle_hashes(key: bytes, needle: str) -> list[int]:
+    """The keyed hashes a matching message's filter must hold ([] : filters nothing)."""
+    return _hashes.of(key, sorted(_trigrams_of_words(_WORD.findall(needle.casefold()))))
+
+
+def may_contain(table: bytes, hashes: Sequence[int]) -> bool:
+    bits = len(table) * 8
+    for value in hashes:
+        for position in ((value & 0xFFFFFFFF) % bits, (value >> 32) % bits):
+            if not table[position >> 3] >> (position & 7) & 1:
+                return False
+    return True
+
+
+# --- keys, storage and the node's cache ------------------------------------------------------
+
+
+async def mailbox_index_key(app: App, mailbox_id: int) -> bytes:
+    async with app.db.read() as conn:
+        return index_key(await app.keyring.data_key(conn, mailbox_scope(mailbox_id)))
+
+
+class FilterCache:
+    """Per node: filters by message id (a message's text never changes)."""
+
+    def __init__(self, _app: App) -> None:
+        self.entries: OrderedDict[int, bytes] = OrderedDict()
+        self.size = 0
+
+    def get(self, message_id: int) -> bytes | None:
+        return self.entries.get(message_id)
+
+    def put(self, message_id: int, table: bytes) -> None:
+        if message_id in self.entries:
+            return
+        self.entries[message_id] = table
+        self.size += len(table)
+        while self.size > CACHE_BYTES and self.entries:
+            _, old = self.entries.popitem(last=False)
+            self.size -= len(old)
+
+
+def filter_cache(app: App) -> FilterCache:
+    return app.component(FilterCache, FilterCache)
+
+
+async def load_filters(app: App, message_ids: Sequence[int]) -> dict[int, bytes]:
+    """The stored filters of these messages (missing ones: not indexed yet)."""
+    cache = filter_cache(app)
+    out: dict[int, bytes] = {}
+    wanted: list[int] = []
+    for message_id in message_ids:
+        found = cache.get(message_id)
+        if found is None:
+            wanted.append(message_id)
+        else:
+            out[message_id] = found
+    for start in range(0, len(wanted), 900):
+        chunk = wanted[start : start + 900]
+        async with app.db.read() as conn:
+            rows = await conn.execute(
+                select(message_text_index.c.message_id, message_text_index.c.bloom).where(
+                    message_text_index.c.message_id.in_(chunk)
+                )
+            )
+            for row in rows:
+                table = bytes(row.bloom)
+                cache.put(row.message_id, table)
+                out[row.message_id] = table
+    return out
+
+
+async def store_filters(app: App, tables: dict[int, bytes]) -> None:
+    """Record built filters (a message indexed meanwhile, or expunged, is skipped)."""
+    if not tables:
+        return
+    cache = filter_cache(app)
+    for message_id, table in tables.items():
+        cache.put(message_id, table)
+    async with app.db.read() as conn:
+        present = set(
+            await conn.scalars(
+                select(message_text_index.c.message_id).where(
+                    message_text_index.c.message_id.in_(list(tables))
+                )
+            )
+        )
+    rows = [{"message_id": m, "bloom": t} for m, t in tables.items() if m not in present]
+    if not rows:
+        return
+    try:
+        async with app.db.write() as conn:
+            await conn.execute(insert(message_text_index), rows)
+    except SqlIntegrityError:  # indexed by another node, or expunged, meanwhile: one by one
+        for row in rows:
+            with contextlib.suppress(SqlIntegrityError):
+                async with app.db.write() as conn:
+                    await conn.execute(insert(message_text_index), [row])
+
+
+async def index_unindexed(app: App, limit: int = 2000, batch: int = 200) -> int:
+    """Index up to ``limit`` stored messages that have no filter yet (messages the background
+    indexer dropped under load, or stored before this index existed); how many were indexed."""
+    async with app.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(messages.c.id, messages.c.mailbox_id, messages.c.blob_id)
+                .outerjoin(message_text_index, message_text_index.c.message_id == messages.c.id)
+                .where(message_text_index.c.message_id.is_(None))
+                .order_by(messages.c.id)
+                .limit(limit)
+            )
+        ).all()
+    keys: dict[int, bytes] = {}
+    done = 0
+    for start in range(0, len(rows), batch):
+        tables: dict[int, bytes] = {}
+        async with app.db.read() as conn:
+            for row in rows[start : start + batch]:
+                scope = mailbox_scope(row.mailbox_id)
+                try:
+                    sealed = await app.blobs.get(conn, row.blob_id)
+                    raw = await app.keyring.open(conn, scope, row.blob_id, "raw", sealed)
+                except NotFound:  # expunged meanwhile
+                    continue
+                key = keys.get(row.mailbox_id)
+                if key is None:
+                    key = keys[row.mailbox_id] = index_key(await app.keyring.data_key(conn, scope))
+                tables[row.id] = build(key, extract_text(raw))
+        await store_filters(app, tables)
+        done += len(tables)
+    return done
+
+
+# --- the background indexer ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pending:
+    message_id: int
+    mailbox_id: int
+    raw: bytes
+
+
+class Indexer:
+    """Indexes newly delivered messages while the node's deliveries pause."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.pending: list[_Pending] = []
+        self.pending_bytes = 0
+        self.last_offer = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def offer(self, items: Iterable[tuple[int, int, bytes]]) -> None:
+        """(message id, mailbox id, raw) of messages just committed."""
+        loop = asyncio.get_running_loop()
+        for message_id, mailbox_id, raw in items:
+            if self.pending_bytes + len(raw) > MAX_PENDING_BYTES:
+                break  # the first search that needs them indexes them
+            self.pending_bytes += len(raw)
+            self.pending.append(_Pending(message_id, mailbox_id, raw))
+        self.last_offer = loop.time()
+        if self.pending and (self._task is None or self._task.done()):
+            self._idle.clear()
+            self._task = loop.create_task(self._run(), name="text-indexer")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.pending:
+                quiet = loop.time() - self.last_offer
+                if quiet < IDLE_SECONDS:
+                    await asyncio.sleep(IDLE_SECONDS - quiet)
+                    continue
+                batch, self.pending = self.pending[:BATCH], self.pending[BATCH:]
+                self.pending_bytes -= sum(len(item.raw) for item in batch)
+                try:
+                    await self._index(batch)
+                except Exception:  # the search indexes what this missed
+                    log.exception("text indexing failed (%d messages)", len(batch))
+        finally:
+            self._idle.set()
+
+    async def _index(self, batch: list[_Pending]) -> None:
+        keys: dict[int, bytes] = {}
+        tables: dict[int, bytes] = {}
+        for item in batch:
+            key = keys.get(item.mailbox_id)
+            if key is None:
+                key = keys[item.mailbox_id] = await mailbox_index_key(self.app, item.mailbox_id)
+            tables[item.message_id] = build(key, extract_text(item.raw))
+            await asyncio.sleep(0)  # one message at a time: sessions stay responsive
+        await store_filters(self.app, tables)
+
+    async def drain(self) -> None:
+        """Wait until every offered message is indexed (benchmarks, tests)."""
+        self.last_offer = 0.0
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def indexer(app: App) -> Indexer:
+    return app.component(Indexer, Indexer)

@@ -1,0 +1,64 @@
+"""The SEARCH BODY/TEXT prefilter: never a false negative, no word in clear, kept in step."""
+
+from __future__ import annotations
+
+import secrets
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from caducee.app import App
+from caducee.domain.message_text import Text, extract_text
+from caducee.services import mailstore, messages, text_index
+from tests.services.helpers import person, practice
+
+KEY = secrets.token_bytes(32)
+ALPHABET = "abcdeéèfghijklmnopqrstuvwxyzßÆœ0123 -.'\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet=ALPHABET, max_size=300),
+    start=st.integers(0, 300),
+    size=st.integers(0, 40),
+)
+def test_every_substring_passes_the_filter(text: str, start: int, size: int) -> None:
+    """Whatever the text, any of its substrings gets through: no false negatives."""
+    body = text.casefold()
+    table = text_index.build(KEY, Text({}, body))
+    needle = body[start : start + size]
+    assert text_index.may_contain(table, text_index.needle_hashes(KEY, needle))
+
+
+def test_absent_words_are_filtered_out_and_headers_count() -> None:
+    raw = (
+        b"From: Labo <labo@ailleurs.test>\r\nSubject: =?utf-8?q?H=C3=A9moglobine?=\r\n\r\n"
+        b"Bilan sanguin normal.\r\n"
+    )
+    table = text_index.build(KEY, extract_text(raw))
+    for present in ("sanguin", "anguin", "HÉMOGLOBINE", "bilan sanguin", "labo@ailleurs"):
+        assert text_index.may_contain(table, text_index.needle_hashes(KEY, present)), present
+    for absent in ("ordonnance", "chimiothérapie", "vaccination"):
+        assert not text_index.may_contain(table, text_index.needle_hashes(KEY, absent)), absent
+    assert text_index.needle_hashes(KEY, "ab c") == []  # too short to filter anything
+
+
+def test_the_filter_depends_on_the_key() -> None:
+    text = Text({}, "ordonnance renouvelée pour trois mois")
+    assert text_index.build(KEY, text) != text_index.build(secrets.token_bytes(32), text)
+
+
+async def test_delivered_messages_are_indexed_and_expunge_removes_their_filters(app: App) -> None:
+    await practice(app)
+    _, box = await person(app, "dr@cabinet.test")
+    stored = await messages.store_message(
+        app, box.id, "INBOX", b"Subject: suivi\r\n\r\nordonnance de kinesitherapie\r\n"
+    )
+    await text_index.indexer(app).drain()
+    filters = await text_index.load_filters(app, [stored.id])
+    key = await text_index.mailbox_index_key(app, box.id)
+    assert text_index.may_contain(filters[stored.id], text_index.needle_hashes(key, "kinesi"))
+    await messages.expunge_messages(app, stored.folder_id, [stored.id])
+    text_index.filter_cache(app).entries.clear()
+    assert await text_index.load_filters(app, [stored.id]) == {}
+    assert await mailstore.fetch_rows(app, stored.folder_id, None) == {}
