@@ -812,9 +812,11 @@ async def load_raw(app: App, rows: Sequence[FetchRow]) -> dict[int, bytes]:
     """Decrypted raw messages (bodies for FETCH BODY[...] and SEARCH BODY/TEXT)."""
     out: dict[int, bytes] = {}
     async with app.db.read() as conn:
+        sealed = await app.blobs.get_many(conn, list({row.blob_id for row in rows}))
         for row in rows:
-            try:
-                out[row.id] = await _open_raw(app, conn, row)
-            except NotFound:  # expunged meanwhile (file store): served as gone
+            found = sealed.get(row.blob_id)
+            if found is None:  # expunged meanwhile (file store): served as gone
                 continue
+            scope = mailbox_scope(row.mailbox_id)
+            out[row.id] = await app.keyring.open(conn, scope, row.blob_id, "raw", found)
     return out

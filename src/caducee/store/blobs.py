@@ -49,6 +49,7 @@ class BlobStore(Protocol):
     ) -> None: ...
     def put_many_sync(self, conn: Connection, items: list[tuple[str, bytes]]) -> None: ...
     async def get(self, conn: AsyncConnection, blob_id: str) -> bytes: ...
+    async def get_many(self, conn: AsyncConnection, blob_ids: list[str]) -> dict[str, bytes]: ...
     async def delete(self, conn: AsyncConnection, blob_id: str) -> None: ...
 
 
@@ -107,6 +108,18 @@ class FileBlobStore:
         except FileNotFoundError:
             raise _missing(blob_id) from None
 
+    async def get_many(self, conn: AsyncConnection | None, blob_ids: list[str]) -> dict[str, bytes]:
+        """Several blobs read in one worker-thread call; missing ones are left out."""
+
+        def read_all() -> dict[str, bytes]:
+            found: dict[str, bytes] = {}
+            for blob_id in blob_ids:
+                with contextlib.suppress(FileNotFoundError):
+                    found[blob_id] = self.path_of(blob_id).read_bytes()
+            return found
+
+        return await asyncio.to_thread(read_all)
+
     async def delete(self, conn: AsyncConnection | None, blob_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(self.path_of(blob_id).unlink)
@@ -139,6 +152,19 @@ class DatabaseBlobStore:
         if data is None:
             raise _missing(blob_id)
         return bytes(data)
+
+    async def get_many(self, conn: AsyncConnection, blob_ids: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for blob_id in blob_ids:
+            _check_id(blob_id)
+        for start in range(0, len(blob_ids), 500):
+            rows = await conn.execute(
+                select(blobs.c.id, blobs.c.data).where(
+                    blobs.c.id.in_(blob_ids[start : start + 500])
+                )
+            )
+            found.update((row.id, bytes(row.data)) for row in rows)
+        return found
 
     async def delete(self, conn: AsyncConnection, blob_id: str) -> None:
         await conn.execute(delete(blobs).where(blobs.c.id == blob_id))
