@@ -55,10 +55,26 @@ async def test_delivered_messages_are_indexed_and_expunge_removes_their_filters(
         app, box.id, "INBOX", b"Subject: suivi\r\n\r\nordonnance de kinesitherapie\r\n"
     )
     await text_index.indexer(app).drain()
-    filters = await text_index.load_filters(app, [stored.id])
+    filters = await text_index.load_filters(app, [(stored.id, stored.blob_id)])
     key = await text_index.mailbox_index_key(app, box.id)
     assert text_index.may_contain(filters[stored.id], text_index.needle_hashes(key, "kinesi"))
     await messages.expunge_messages(app, stored.folder_id, [stored.id])
     text_index.filter_cache(app).entries.clear()
-    assert await text_index.load_filters(app, [stored.id]) == {}
+    assert await text_index.load_filters(app, [(stored.id, stored.blob_id)]) == {}
     assert await mailstore.fetch_rows(app, stored.folder_id, None) == {}
+
+
+async def test_a_filter_never_serves_another_message_with_the_same_id(app: App) -> None:
+    """SQLite reuses the id of the last deleted row: a filter (in memory, in the table, or
+    offered to the indexer before the expunge) counts only for the blob it was built from."""
+    await practice(app)
+    _, box = await person(app, "dr@cabinet.test")
+    first = await messages.store_message(app, box.id, "INBOX", b"Subject: a\r\n\r\nradio\r\n")
+    key = await text_index.mailbox_index_key(app, box.id)
+    stale = {(first.id, first.blob_id): text_index.build(key, Text({}, "radio"))}
+    await messages.expunge_messages(app, first.folder_id, [first.id])
+    second = await messages.store_message(app, box.id, "INBOX", b"Subject: b\r\n\r\nscanner\r\n")
+    await text_index.store_filters(app, stale)  # the indexer, late, for the expunged message
+    await text_index.indexer(app).drain()
+    filters = await text_index.load_filters(app, [(second.id, second.blob_id)])
+    assert text_index.may_contain(filters[second.id], text_index.needle_hashes(key, "scanner"))

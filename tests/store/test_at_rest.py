@@ -60,7 +60,7 @@ async def test_marker_nowhere_in_clear(
 
     # The full-text index of the message exists too (it is what SEARCH TEXT uses).
     await text_index.indexer(app).drain()
-    assert stored.id in await text_index.load_filters(app, [stored.id])
+    assert stored.id in await text_index.load_filters(app, [(stored.id, stored.blob_id)])
 
     needles = [marker.encode(), base64.b64encode(f"compte rendu {marker}-pj".encode())[:16]]
     needles.append(marker.lower().encode())  # the index's words are casefolded

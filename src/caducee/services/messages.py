@@ -175,7 +175,7 @@ async def store_batch(app: App, deliveries: Sequence[Delivery]) -> list[Result]:
         except Exception:  # stored is stored: a lost wake-up only delays IDLE sessions
             log.exception("could not publish mailbox events")
         text_index.indexer(app).offer(
-            (ids[row_index], message.mailbox_id, deliveries[index].raw)
+            (ids[row_index], message.blob_id, message.mailbox_id, deliveries[index].raw)
             for index, row_index, message in made
         )
     return results

@@ -35,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from caducee.app import App
@@ -141,19 +141,20 @@ async def mailbox_index_key(app: App, mailbox_id: int) -> bytes:
 
 
 class FilterCache:
-    """Per node: filters by message id (a message's text never changes)."""
+    """Per node: filters by blob id (a blob's content never changes; a message id may be
+    reused by SQLite once its message is gone)."""
 
     def __init__(self, _app: App) -> None:
-        self.entries: OrderedDict[int, bytes] = OrderedDict()
+        self.entries: OrderedDict[str, bytes] = OrderedDict()
         self.size = 0
 
-    def get(self, message_id: int) -> bytes | None:
-        return self.entries.get(message_id)
+    def get(self, blob_id: str) -> bytes | None:
+        return self.entries.get(blob_id)
 
-    def put(self, message_id: int, table: bytes) -> None:
-        if message_id in self.entries:
+    def put(self, blob_id: str, table: bytes) -> None:
+        if blob_id in self.entries:
             return
-        self.entries[message_id] = table
+        self.entries[blob_id] = table
         self.size += len(table)
         while self.size > CACHE_BYTES and self.entries:
             _, old = self.entries.popitem(last=False)
@@ -164,48 +165,73 @@ def filter_cache(app: App) -> FilterCache:
     return app.component(FilterCache, FilterCache)
 
 
-async def load_filters(app: App, message_ids: Sequence[int]) -> dict[int, bytes]:
-    """The stored filters of these messages (missing ones: not indexed yet)."""
+async def load_filters(app: App, messages_: Sequence[tuple[int, str]]) -> dict[int, bytes]:
+    """The stored filters of these (message id, blob id); missing ones: not indexed yet."""
     cache = filter_cache(app)
     out: dict[int, bytes] = {}
-    wanted: list[int] = []
-    for message_id in message_ids:
-        found = cache.get(message_id)
+    wanted: dict[int, str] = {}
+    for message_id, blob_id in messages_:
+        found = cache.get(blob_id)
         if found is None:
-            wanted.append(message_id)
+            wanted[message_id] = blob_id
         else:
             out[message_id] = found
-    for start in range(0, len(wanted), 900):
-        chunk = wanted[start : start + 900]
+    ids = list(wanted)
+    for start in range(0, len(ids), 900):
         async with app.db.read() as conn:
             rows = await conn.execute(
-                select(message_text_index.c.message_id, message_text_index.c.bloom).where(
-                    message_text_index.c.message_id.in_(chunk)
-                )
+                select(
+                    message_text_index.c.message_id,
+                    message_text_index.c.blob_id,
+                    message_text_index.c.bloom,
+                ).where(message_text_index.c.message_id.in_(ids[start : start + 900]))
             )
             for row in rows:
+                if row.blob_id != wanted[row.message_id]:  # left by another message
+                    continue
                 table = bytes(row.bloom)
-                cache.put(row.message_id, table)
+                cache.put(row.blob_id, table)
                 out[row.message_id] = table
     return out
 
 
-async def store_filters(app: App, tables: dict[int, bytes]) -> None:
-    """Record built filters (a message indexed meanwhile, or expunged, is skipped)."""
+async def store_filters(app: App, tables: dict[tuple[int, str], bytes]) -> None:
+    """Record filters built for (message id, blob id). A message expunged meanwhile is
+    skipped; a row left by a deleted message whose id was reused is replaced."""
     if not tables:
         return
     cache = filter_cache(app)
-    for message_id, table in tables.items():
-        cache.put(message_id, table)
+    for (_, blob_id), table in tables.items():
+        cache.put(blob_id, table)
+    ids = [message_id for message_id, _ in tables]
     async with app.db.read() as conn:
-        present = set(
-            await conn.scalars(
-                select(message_text_index.c.message_id).where(
-                    message_text_index.c.message_id.in_(list(tables))
+        current = {
+            row.id: row.blob_id
+            for row in await conn.execute(
+                select(messages.c.id, messages.c.blob_id).where(messages.c.id.in_(ids))
+            )
+        }
+        present = {
+            row.message_id: row.blob_id
+            for row in await conn.execute(
+                select(message_text_index.c.message_id, message_text_index.c.blob_id).where(
+                    message_text_index.c.message_id.in_(ids)
                 )
             )
-        )
-    rows = [{"message_id": m, "bloom": t} for m, t in tables.items() if m not in present]
+        }
+    stale = [m for m, b in present.items() if current.get(m) != b]
+    rows = [
+        {"message_id": m, "blob_id": b, "bloom": t}
+        for (m, b), t in tables.items()
+        if current.get(m) == b and present.get(m) != b
+    ]
+    if not rows and not stale:
+        return
+    if stale:
+        async with app.db.write() as conn:
+            await conn.execute(
+                delete(message_text_index).where(message_text_index.c.message_id.in_(stale))
+            )
     if not rows:
         return
     try:
@@ -234,7 +260,7 @@ async def index_unindexed(app: App, limit: int = 2000, batch: int = 200) -> int:
     keys: dict[int, bytes] = {}
     done = 0
     for start in range(0, len(rows), batch):
-        tables: dict[int, bytes] = {}
+        tables: dict[tuple[int, str], bytes] = {}
         async with app.db.read() as conn:
             for row in rows[start : start + batch]:
                 scope = mailbox_scope(row.mailbox_id)
@@ -246,7 +272,7 @@ async def index_unindexed(app: App, limit: int = 2000, batch: int = 200) -> int:
                 key = keys.get(row.mailbox_id)
                 if key is None:
                     key = keys[row.mailbox_id] = index_key(await app.keyring.data_key(conn, scope))
-                tables[row.id] = build(key, extract_text(raw))
+                tables[(row.id, row.blob_id)] = build(key, extract_text(raw))
         await store_filters(app, tables)
         done += len(tables)
     return done
@@ -258,6 +284,7 @@ async def index_unindexed(app: App, limit: int = 2000, batch: int = 200) -> int:
 @dataclass(frozen=True)
 class _Pending:
     message_id: int
+    blob_id: str
     mailbox_id: int
     raw: bytes
 
@@ -274,14 +301,14 @@ class Indexer:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def offer(self, items: Iterable[tuple[int, int, bytes]]) -> None:
-        """(message id, mailbox id, raw) of messages just committed."""
+    def offer(self, items: Iterable[tuple[int, str, int, bytes]]) -> None:
+        """(message id, blob id, mailbox id, raw) of messages just committed."""
         loop = asyncio.get_running_loop()
-        for message_id, mailbox_id, raw in items:
+        for message_id, blob_id, mailbox_id, raw in items:
             if self.pending_bytes + len(raw) > MAX_PENDING_BYTES:
                 break  # the first search that needs them indexes them
             self.pending_bytes += len(raw)
-            self.pending.append(_Pending(message_id, mailbox_id, raw))
+            self.pending.append(_Pending(message_id, blob_id, mailbox_id, raw))
         self.last_offer = loop.time()
         if self.pending and (self._task is None or self._task.done()):
             self._idle.clear()
@@ -306,12 +333,12 @@ class Indexer:
 
     async def _index(self, batch: list[_Pending]) -> None:
         keys: dict[int, bytes] = {}
-        tables: dict[int, bytes] = {}
+        tables: dict[tuple[int, str], bytes] = {}
         for item in batch:
             key = keys.get(item.mailbox_id)
             if key is None:
                 key = keys[item.mailbox_id] = await mailbox_index_key(self.app, item.mailbox_id)
-            tables[item.message_id] = build(key, extract_text(item.raw))
+            tables[(item.message_id, item.blob_id)] = build(key, extract_text(item.raw))
             await asyncio.sleep(0)  # one message at a time: sessions stay responsive
         await store_filters(self.app, tables)
 

@@ -526,5 +526,8 @@ message_text_index = Table(
         ForeignKey("messages.id", ondelete="CASCADE"),
         primary_key=True,
     ),
+    #: The message's blob: a filter counts only for the content it was built from (SQLite may
+    #: reuse the id of a deleted message).
+    Column("blob_id", String(32), nullable=False),
     Column("bloom", LargeBinary, nullable=False),
 )

@@ -229,8 +229,12 @@ class _Prefilter:
         hashes = [h for h in (text_index.needle_hashes(index_key, n) for n in needles) if h]
         return cls(app, index_key, hashes) if hashes else None
 
-    async def candidates(self, order: list[tuple[int, IndexRow]]) -> list[tuple[int, IndexRow]]:
-        filters = await text_index.load_filters(self.app, [row.id for _, row in order])
+    async def candidates(
+        self, order: list[tuple[int, IndexRow]], rows: dict[int, FetchRow]
+    ) -> list[tuple[int, IndexRow]]:
+        filters = await text_index.load_filters(
+            self.app, [(row.id, rows[row.id].blob_id) for _, row in order if row.id in rows]
+        )
         kept = []
         for seq, row in order:
             table = filters.get(row.id)
@@ -241,13 +245,13 @@ class _Prefilter:
                 kept.append((seq, row))
         return kept
 
-    async def index(self, texts: dict[int, Text]) -> None:
+    async def index(self, texts: dict[int, Text], rows: dict[int, FetchRow]) -> None:
         built = {
-            message_id: text_index.build(self.key, text)
+            (message_id, rows[message_id].blob_id): text_index.build(self.key, text)
             for message_id, text in texts.items()
             if message_id in self.unindexed
         }
-        self.unindexed.difference_update(built)
+        self.unindexed.difference_update(message_id for message_id, _ in built)
         await text_index.store_filters(self.app, built)
 
 
@@ -269,7 +273,7 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, FetchRow
     all_rows = await mailstore.fetch_rows(app, selected.of.folder.id, None)  # one query
     prefilter = await _Prefilter.make(app, selected.of.mailbox.id, args.key) if need_text else None
     if prefilter is not None:
-        order = await prefilter.candidates(order)
+        order = await prefilter.candidates(order, all_rows)
     for start in range(0, len(order), BATCH):
         chunk = order[start : start + BATCH]
         rows = {r.id: all_rows[r.id] for _, r in chunk if r.id in all_rows}
@@ -290,7 +294,7 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, FetchRow
                     cache.put(row.blob_id, extracted)
                     texts[row.id] = extracted
             if prefilter is not None:
-                await prefilter.index(texts)
+                await prefilter.index(texts, rows)
         for seq, index_row in chunk:
             found_row = rows.get(index_row.id)
             if found_row is None:

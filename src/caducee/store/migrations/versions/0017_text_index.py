@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column(
             "message_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
+        sa.Column("blob_id", sa.String(length=32), nullable=False),
         sa.Column("bloom", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(
             ["message_id"],
