@@ -89,6 +89,10 @@ class Settings:
     # "production" (default) or "development" (the demo): development-only conveniences, such
     # as an SMS provider writing to a file, are refused in production.
     deployment: str = "production"
+    # Per client address, on every mail door (SMTP, IMAP, POP3): connections at once, and new
+    # connections per minute (a practice behind one NAT address may need more).
+    connections_per_address: int = 20
+    connections_per_minute: int = 120
     # Patient channel — SMS gateway (caducee.health.sms), section [sms] of caducee.toml.
     # provider: "" (no SMS), "fichier" (development: <data>/sms/outbox.jsonl), "webhook",
     # "smsfactor". sender: ≤ 11 letters or digits shown as the SMS sender ("" : the provider's).
@@ -196,6 +200,15 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.blob_store = str(doc.get("blob_store", settings.blob_store))
         settings.public_url = str(doc.get("public_url", settings.public_url))
         settings.deployment = str(doc.get("deployment", settings.deployment))
+        client_limits = doc.get("limits", {})
+        settings.connections_per_address = _int(
+            client_limits.get("connections_per_address", settings.connections_per_address),
+            "limits.connections_per_address",
+        )
+        settings.connections_per_minute = _int(
+            client_limits.get("connections_per_minute", settings.connections_per_minute),
+            "limits.connections_per_minute",
+        )
         settings.listeners = {str(k): str(v) for k, v in doc.get("listeners", {}).items()}
         audit = doc.get("audit", {})
         settings.audit_retention_days = _int(
@@ -299,6 +312,11 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         if override:
             settings.listeners[name] = override
     settings.public_url = env.get("CADUCEE_PUBLIC_URL", settings.public_url)
+    if settings.connections_per_address < 1 or settings.connections_per_minute < 1:
+        raise ConfigurationError(
+            "[limits] connections_per_address et connections_per_minute doivent valoir au moins 1.",
+            "[limits] connections_per_address and connections_per_minute must be at least 1.",
+        )
     settings.sms_token = env.get("CADUCEE_SMS_TOKEN", settings.sms_token)
     settings.sms_secret = env.get("CADUCEE_SMS_SECRET", settings.sms_secret)
     if settings.deployment not in ("production", "development"):

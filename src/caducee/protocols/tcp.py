@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from caducee.config import Settings
 from caducee.listeners import ListenAddress, bind_tcp, bound_address
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ class ClientLimits:
     connections_per_minute: int = 120  # token bucket refilled continuously
     _active: dict[str, int] = field(default_factory=dict)
     _tokens: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClientLimits:
+        return cls(settings.connections_per_address, settings.connections_per_minute)
 
     def admit(self, ip: str, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now

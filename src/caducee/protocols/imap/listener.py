@@ -28,6 +28,6 @@ def imap_listener(
         tls_context=context,
         implicit_tls=implicit_tls,
         refusal=b"* BYE [UNAVAILABLE] trop de connexions, reessayez plus tard\r\n",
-        limits=limits,
+        limits=limits or ClientLimits.from_settings(app.settings),
         line_limit=LINE_LIMIT + 2,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from caducee.app import App
 from caducee.listeners import ListenAddress
 from caducee.protocols.pop3.session import Pop3Config, Pop3Session
-from caducee.protocols.tcp import Connection, StreamListener
+from caducee.protocols.tcp import ClientLimits, Connection, StreamListener
 from caducee.tls import server_ssl_context
 
 
@@ -27,4 +27,5 @@ def pop3_listener(app: App, address: ListenAddress, *, implicit_tls: bool) -> St
         tls_context=context,
         implicit_tls=implicit_tls,
         refusal=b"-ERR [SYS/TEMP] trop de connexions, reessayez\r\n",
+        limits=ClientLimits.from_settings(app.settings),
     )

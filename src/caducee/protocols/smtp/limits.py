@@ -58,6 +58,8 @@ class SmtpLimits:
             max_message_bytes=settings.max_message_bytes,
             idle_timeout=float(settings.smtp_idle_timeout_seconds),
             data_timeout=float(settings.smtp_data_timeout_seconds),
+            max_connections_per_ip=settings.connections_per_address,
+            connections_per_minute=settings.connections_per_minute,
         )
 
     def client_limits(self) -> ClientLimits:

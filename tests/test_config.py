@@ -1,0 +1,59 @@
+"""caducee.toml settings that have no command of their own: read, checked, applied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from caducee.config import CONFIG_NAME, load_settings
+from caducee.errors import ConfigurationError
+from caducee.protocols.smtp.limits import SmtpLimits
+from caducee.protocols.tcp import ClientLimits
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / CONFIG_NAME).write_text(text, "utf-8")
+    return tmp_path
+
+
+def test_client_limits_apply_to_every_mail_door(tmp_path: Path) -> None:
+    data = _write(
+        tmp_path,
+        'hostname = "mail.cabinet.test"\n[limits]\nconnections_per_address = 2\n'
+        "connections_per_minute = 3\n",
+    )
+    settings = load_settings(data)
+    limits = ClientLimits.from_settings(settings)  # IMAP and POP3
+    assert SmtpLimits.from_settings(settings).client_limits() == limits
+    assert [limits.admit("192.0.2.1", now=0.0) for _ in range(3)] == [True, True, False]
+    limits.release("192.0.2.1")
+    assert limits.admit("192.0.2.1", now=0.0)  # the third connection of the minute
+    limits.release("192.0.2.1")
+    assert not limits.admit("192.0.2.1", now=1.0)  # a fourth in the same minute: refused
+    assert limits.admit("192.0.2.2", now=1.0)  # another address is not affected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[limits]\nconnections_per_address = 0\n", "au moins 1"),
+        ('[limits]\nconnections_per_minute = "beaucoup"\n', "nombre entier attendu"),
+        ('public_url = "ftp://mail.cabinet.test"\n', "https://"),
+        ('deployment = "test"\n', "production"),
+    ],
+)
+def test_bad_values_are_refused_with_a_clear_message(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(_write(tmp_path, text))
+
+
+def test_public_base_url_defaults_to_the_host_name(tmp_path: Path) -> None:
+    settings = load_settings(_write(tmp_path, 'hostname = "mail.cabinet.test"\n'))
+    assert settings.public_base_url == "https://mail.cabinet.test"
+    settings = load_settings(
+        _write(tmp_path, 'public_url = "https://portail.cabinet.test:8443/"\n')
+    )
+    assert settings.public_base_url == "https://portail.cabinet.test:8443"
