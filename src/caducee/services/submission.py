@@ -7,6 +7,7 @@ remote recipients go through the outbound queue, DKIM-signed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -14,12 +15,13 @@ from email.utils import format_datetime, getaddresses, make_msgid
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
+from caducee.domain.model import Mailbox
 from caducee.errors import AccessDenied, InvalidInput, NotFound, PolicyRejected, SenderNotAllowed
-from caducee.health import trust_policy
+from caducee.health import patient_delivery, patients, trust_policy
 from caducee.services import dsn, mail_auth, mailboxes, queue, trace
 from caducee.services.audit import AuditEvent, record
 from caducee.services.delivery import deliver_local
-from caducee.services.envelope import ClientInfo, Envelope
+from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from caducee.services.inbound import check_recipient
 from caducee.services.local_domains import our_domains
 from caducee.services.queue import QueueOrigin
@@ -55,7 +57,38 @@ async def check_submission_recipient(
     if domain_of(clean) in domains:
         return await check_recipient(app, clean)
     await trust_policy.check_recipients(app, sender, [clean], domains)
+    box = await _sender_mailbox(app, sender)
+    if box is not None:
+        verdict = await patients.recipient_verdict(app, box.practice_id, clean)
+        if verdict.refused:
+            raise PolicyRejected(*patients.refusal_text(app, verdict))
     return clean
+
+
+async def _sender_mailbox(app: App, address: str) -> Mailbox | None:
+    try:
+        return await mailboxes.get_mailbox(app, address)
+    except (NotFound, InvalidInput):
+        return None
+
+
+async def _patient_recipients(
+    app: App, box: Mailbox | None, recipients: tuple[EnvelopeRecipient, ...]
+) -> tuple[tuple[EnvelopeRecipient, ...], list[patients.Patient]]:
+    """Split the recipients: registered patients (verified, else refused) and the others."""
+    if box is None:
+        return recipients, []
+    kept: list[EnvelopeRecipient] = []
+    found: list[patients.Patient] = []
+    for recipient in recipients:
+        verdict = await patients.recipient_verdict(app, box.practice_id, recipient.address)
+        if verdict.refused:
+            raise PolicyRejected(*patients.refusal_text(app, verdict))
+        if verdict.patient is not None:
+            found.append(verdict.patient)
+        else:
+            kept.append(recipient)
+    return tuple(kept), found
 
 
 def _message_id(raw: bytes) -> str:
@@ -104,6 +137,21 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
     await trust_policy.check_recipients(
         app, envelope.mail_from, [r.address for r in envelope.recipients], domains
     )
+    sender_mailbox = await _sender_mailbox(app, envelope.mail_from) if envelope.mail_from else None
+    others, patient_list = await _patient_recipients(app, sender_mailbox, envelope.recipients)
+    if patient_list:
+        assert sender_mailbox is not None
+        envelope = replace(envelope, recipients=others)
+        for patient in patient_list:  # the message itself never goes to the patient's mailbox
+            await patient_delivery.deliver_to_patient(
+                app,
+                practice_id=sender_mailbox.practice_id,
+                sender_mailbox_id=sender_mailbox.id,
+                sender_address=sender_mailbox.address,
+                patient=patient,
+                message=message,
+                source=client.ip,
+            )
     local = [r.address for r in envelope.recipients if domain_of(r.address) in domains]
     remote = [r for r in envelope.recipients if domain_of(r.address) not in domains]
     # Local copies first: they can be refused (a full mailbox) and the client then retries

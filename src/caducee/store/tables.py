@@ -531,3 +531,26 @@ message_text_index = Table(
     Column("blob_id", String(32), nullable=False),
     Column("bloom", LargeBinary, nullable=False),
 )
+
+#: The practice's patient registry (issue #7): names, birth date, INS, email, mobile and notes
+#: are sealed together (scope ``patients:<practice>``, record ``ref``); ``email_key`` is a keyed
+#: HMAC of the email for lookups. ``address_status``: unverified, pending (verification sent)
+#: or verified (the patient confirmed from the link); only the token's SHA-256 is kept.
+patients = Table(
+    "patients",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", Integer, ForeignKey("practices.id"), nullable=False),
+    Column("ref", String(32), nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("email_key", String(64), nullable=False),
+    Column("delivery_mode", String(10), nullable=False),
+    Column("shared_address", Boolean, nullable=False),
+    Column("address_status", String(12), nullable=False),
+    Column("verify_token_hash", String(64), unique=True),
+    _ts("verify_expires_at", nullable=True),
+    _ts("verified_at", nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+    UniqueConstraint("practice_id", "email_key", name="uq_patients_practice_email"),
+)

@@ -1,0 +1,170 @@
+"""How a message reaches a verified patient — whatever door it came in by (SMTP submission,
+webmail, API: all go through ``services.submission.submit``).
+
+The message itself never travels to the patient's mailbox:
+
+- ``retrait`` (default): it stays on the server (:func:`caducee.health.pickup.create_pickup`);
+  the patient gets a notice without health content and opens it on the portal with a code
+  sent by SMS;
+- ``pdf`` / ``zip``: the message's text and attachments are put in an AES-256 encrypted PDF
+  (or ZIP) sent with a notice without health content; the random password goes separately,
+  by SMS to the patient's registered mobile.
+
+Both need the patient's mobile: without it the sender is told to add it (nothing is sent).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+
+from caducee.app import App
+from caducee.domain.addresses import domain_of
+from caducee.errors import PolicyRejected
+from caducee.health import pickup, protected_attachments, sms
+from caducee.health.patients import Patient
+from caducee.health.protected_attachments import Attachment
+from caducee.services import mail_auth, practices, queue, trace
+from caducee.services.delivery import deliver_local
+from caducee.services.local_domains import our_domains
+from caducee.services.queue import QueueOrigin
+
+
+def _needs_mobile(app: App, patient: Patient) -> PolicyRejected:
+    url = f"{app.settings.public_base_url}/patients/{patient.id}"
+    return PolicyRejected(
+        "Le numéro de mobile de ce patient manque : il faut l'envoyer par SMS le code ou le "
+        f"mot de passe qui ouvre le message. Ajoutez-le à sa fiche : {url}",
+        "This patient's mobile number is missing: the code or password that opens the message "
+        f"is sent by SMS. Add it to the patient's record: {url}",
+    )
+
+
+async def deliver_to_patient(
+    app: App,
+    *,
+    practice_id: int,
+    sender_mailbox_id: int,
+    sender_address: str,
+    patient: Patient,
+    message: bytes,
+    source: str,
+) -> str:
+    """Deliver ``message`` to a verified patient in their preferred mode; returns the mode."""
+    if not patient.data.mobile:
+        raise _needs_mobile(app, patient)
+    if patient.data.delivery_mode == "retrait":
+        await pickup.create_pickup(
+            app,
+            practice_id=practice_id,
+            sender_mailbox_id=sender_mailbox_id,
+            sender_address=sender_address,
+            patient_email=patient.data.email,
+            patient_mobile=patient.data.mobile,
+            raw_message=message,
+            patient_id=patient.id,
+            source=source,
+        )
+        return "retrait"
+    await _send_protected(
+        app,
+        practice_id=practice_id,
+        sender_mailbox_id=sender_mailbox_id,
+        sender_address=sender_address,
+        patient=patient,
+        message=message,
+        source=source,
+    )
+    return patient.data.delivery_mode
+
+
+def contents_of(message: bytes) -> list[Attachment]:
+    """The message's text (as ``message.txt``) and its attachments, for the protected file."""
+    parsed = message_from_bytes(message, policy=policy.default)
+    found: list[Attachment] = []
+    body = parsed.get_body(preferencelist=("plain", "html"))
+    if body is not None:
+        text = body.get_content()
+        subject = str(parsed.get("Subject", ""))
+        found.append(
+            Attachment("message.txt", "text/plain", f"Objet : {subject}\n\n{text}".encode())
+        )
+    for index, part in enumerate(parsed.iter_attachments(), 1):
+        data = part.get_payload(decode=True)
+        if isinstance(data, bytes):
+            name = part.get_filename() or f"piece-jointe-{index}"
+            found.append(Attachment(name, part.get_content_type(), data))
+    return found
+
+
+async def _send_protected(
+    app: App,
+    *,
+    practice_id: int,
+    sender_mailbox_id: int,
+    sender_address: str,
+    patient: Patient,
+    message: bytes,
+    source: str,
+) -> None:
+    practice = await practices.get_practice(app, practice_id)
+    password = protected_attachments.generate_password()
+    contents = contents_of(message)
+    if patient.data.delivery_mode == "zip":
+        data = protected_attachments.encrypted_zip(contents, password)
+        filename, maintype, subtype = "documents.zip", "application", "zip"
+        how_fr, how_en = (
+            protected_attachments.zip_notice("fr"),
+            protected_attachments.zip_notice("en"),
+        )
+    else:
+        data = protected_attachments.encrypted_pdf(
+            contents, password, title=f"Message de {practice.name}"
+        )
+        filename, maintype, subtype = "documents.pdf", "application", "pdf"
+        how_fr, how_en = (
+            protected_attachments.pdf_notice("fr"),
+            protected_attachments.pdf_notice("en"),
+        )
+    original_id = str(message_from_bytes(message, policy=policy.compat32).get("Message-ID", ""))
+    notice = EmailMessage(policy=policy.SMTP)
+    notice["From"] = formataddr((practice.name, sender_address))
+    notice["To"] = patient.data.email
+    notice["Subject"] = f"Document de {practice.name}"
+    notice["Date"] = format_datetime(datetime.now(UTC))
+    notice["Message-ID"] = original_id.strip() or make_msgid(domain=app.settings.hostname)
+    notice["Content-Language"] = "fr, en"
+    notice.set_content(
+        f"Bonjour,\n\n{practice.name} vous transmet un document protégé par un mot de passe, "
+        "envoyé séparément par SMS sur votre téléphone portable.\n"
+        f"{how_fr}\n"
+        "Par sécurité, ce courriel ne contient aucune information sur votre santé.\n\n"
+        "— English —\n\n"
+        f"Hello,\n\n{practice.name} sends you a document protected by a password, sent "
+        f"separately by SMS to your mobile phone.\n{how_en}\n"
+        "For your safety, this email contains no information about your health.\n"
+    )
+    notice.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    raw = notice.as_bytes()
+    await sms.send_sms(
+        app,
+        patient.data.mobile,
+        f"{practice.name} : le mot de passe de votre document est {password}",
+        actor=sender_address,
+        purpose="document-password",
+    )
+    key = trace.trace_key(original_id)
+    if domain_of(patient.data.email) in await our_domains(app):
+        await deliver_local(app, raw, [patient.data.email])
+        return
+    signed = await mail_auth.dkim_sign_async(app.settings, raw, domain_of(sender_address))
+    await queue.enqueue(
+        app,
+        signed,
+        sender_address,
+        [queue.QueueRecipient(patient.data.email)],
+        origin=QueueOrigin(actor=sender_address, source=source, mailbox_id=sender_mailbox_id),
+        trace_key=key,
+    )

@@ -1,0 +1,584 @@
+"""The practice's patient registry and the verification of patients' addresses (issue #7).
+
+A patient: last and first name, date of birth, optional INS (NIR form, key checked), personal
+email, mobile (E.164), preferred delivery mode, consent date, notes, and whether the address
+is shared (a family address). Everything but the delivery mode and the address state is
+sealed (scope ``patients:<practice>``); the email is found through a keyed HMAC.
+
+Address verification is a double opt-in (the CNIL's « écrire uniquement à l'adresse du
+patient »): ``unverified`` → ``pending`` (a link was sent, valid :data:`VERIFY_DAYS` days,
+single use, only its SHA-256 kept) → ``verified`` when the patient confirms from the link.
+Until then the address receives nothing but the verification message.
+
+:func:`recipient_verdict` is the one question every door asks (through
+``services.submission``) before mail leaves for an address of the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr, make_msgid
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+
+from caducee.app import App
+from caducee.domain.addresses import domain_of, normalize_address
+from caducee.errors import AlreadyExists, InvalidInput, NotFound
+from caducee.health.dlp_detectors import nir_key_valid
+from caducee.health.sms import normalise_mobile
+from caducee.services import address_books, mail_auth, practices, queue
+from caducee.services.audit import AuditEvent, append
+from caducee.services.delivery import deliver_local
+from caducee.services.local_domains import our_domains
+from caducee.store import queue_repo
+from caducee.store.tables import patients
+
+DELIVERY_MODES = ("retrait", "pdf", "zip")
+STATUSES = ("unverified", "pending", "verified")
+VERIFY_DAYS = 7
+MAX_TEXT = 200
+MAX_NOTES = 2000
+
+
+@dataclass(frozen=True)
+class PatientData:
+    """What the practice types in (validated by :func:`validate`)."""
+
+    last_name: str
+    first_name: str
+    birth_date: str  # ISO date
+    email: str
+    mobile: str = ""  # E.164 once validated
+    ins: str = ""  # 15 characters, no separators
+    delivery_mode: str = "retrait"
+    consent_date: str = ""  # ISO date, or empty
+    notes: str = ""
+    shared_address: bool = False
+
+
+@dataclass(frozen=True)
+class Patient:
+    id: int
+    practice_id: int
+    data: PatientData
+    address_status: str
+    verified_at: datetime | None
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.data.last_name.upper()} {self.data.first_name}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What sending to an address means: ``not_patient`` (outside the registry), ``verified``
+    (``patient`` set), or a refusal: ``unverified``, ``shared``, ``conflict``."""
+
+    kind: str
+    patient: Patient | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.kind in ("unverified", "shared", "conflict")
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def _text(value: str, label_fr: str, label_en: str, *, required: bool, limit: int) -> str:
+    clean = " ".join(value.split())
+    if required and not clean:
+        raise InvalidInput(f"{label_fr} : champ obligatoire.", f"{label_en}: required.")
+    if len(clean) > limit:
+        raise InvalidInput(
+            f"{label_fr} : {limit} caractères au plus.", f"{label_en}: at most {limit} characters."
+        )
+    return clean
+
+
+def _date(value: str, label_fr: str, label_en: str, *, required: bool) -> str:
+    value = value.strip()
+    if not value:
+        if required:
+            raise InvalidInput(f"{label_fr} : champ obligatoire.", f"{label_en}: required.")
+        return ""
+    parsed: date | None = None
+    for pattern in ("%Y-%m-%d", "%d/%m/%Y"):
+        try:
+            parsed = datetime.strptime(value, pattern).date()
+            break
+        except ValueError:
+            continue
+    if parsed is None or parsed > date.today() or parsed.year < 1890:
+        raise InvalidInput(
+            f"{label_fr} invalide : {value[:20]!r} (écrivez JJ/MM/AAAA).",
+            f"Invalid {label_en.lower()}: {value[:20]!r} (write DD/MM/YYYY).",
+        )
+    return parsed.isoformat()
+
+
+def normalize_ins(value: str) -> str:
+    """The 15 characters of an INS (NIR form: 13 + a 2-digit key), key checked."""
+    clean = "".join(value.split()).replace(".", "").upper()
+    if not clean:
+        return ""
+    if len(clean) != 15 or not nir_key_valid(clean):
+        raise InvalidInput(
+            "INS invalide : 15 chiffres (13 + la clé de 2 chiffres), clé vérifiée.",
+            "Invalid INS: 15 digits (13 + the 2-digit key), key checked.",
+        )
+    return clean
+
+
+def validate(data: PatientData) -> PatientData:
+    mode = data.delivery_mode.strip().lower() or "retrait"
+    if mode not in DELIVERY_MODES:
+        raise InvalidInput(
+            "Mode d'envoi inconnu : « retrait », « pdf » ou « zip ».",
+            "Unknown delivery mode: 'retrait', 'pdf' or 'zip'.",
+        )
+    mobile = data.mobile.strip()
+    return PatientData(
+        last_name=_text(data.last_name, "Nom", "Last name", required=True, limit=MAX_TEXT),
+        first_name=_text(data.first_name, "Prénom", "First name", required=True, limit=MAX_TEXT),
+        birth_date=_date(data.birth_date, "Date de naissance", "Date of birth", required=True),
+        email=normalize_address(data.email),
+        mobile=normalise_mobile(mobile) if mobile else "",
+        ins=normalize_ins(data.ins),
+        delivery_mode=mode,
+        consent_date=_date(
+            data.consent_date, "Date du consentement", "Consent date", required=False
+        ),
+        notes=data.notes.strip()[:MAX_NOTES],
+        shared_address=bool(data.shared_address),
+    )
+
+
+# --- keys and sealing --------------------------------------------------------------------------
+
+
+def _scope(practice_id: int) -> str:
+    return f"patients:{practice_id}"
+
+
+async def _key(app: App, practice_id: int) -> bytes:
+    scope = _scope(practice_id)
+    async with app.db.read() as conn:
+        if await queue_repo.has_data_key(conn, scope):
+            return await app.keyring.data_key(conn, scope)
+    async with app.db.write() as conn:
+        await queue_repo.ensure_data_key(conn, app.keyring, scope)
+        return await app.keyring.data_key(conn, scope)
+
+
+def _email_key(key: bytes, email: str) -> str:
+    return hmac.new(key, b"patient-email:" + email.lower().encode(), hashlib.sha256).hexdigest()
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _patient(app: App, row: Any) -> Patient:
+    async with app.db.read() as conn:
+        opened = await app.keyring.open(
+            conn,
+            _scope(row.practice_id),
+            row.ref,
+            "patient",
+            bytes(row.sealed),
+        )
+    fields = json.loads(opened)
+    data = PatientData(
+        **fields,
+        delivery_mode=row.delivery_mode,
+        shared_address=bool(row.shared_address),
+    )
+    verified_at = row.verified_at
+    if verified_at is not None and verified_at.tzinfo is None:
+        verified_at = verified_at.replace(tzinfo=UTC)
+    return Patient(row.id, row.practice_id, data, row.address_status, verified_at)
+
+
+def _sealed_fields(data: PatientData) -> bytes:
+    fields = asdict(data)
+    del fields["delivery_mode"], fields["shared_address"]
+    return json.dumps(fields, ensure_ascii=False).encode()
+
+
+def _audit(
+    actor: str, action: str, patient_id: int, source: str, **details: str | int | None
+) -> AuditEvent:
+    return AuditEvent(
+        actor=actor,
+        action=action,
+        target=f"patient:{patient_id}",
+        source=source,
+        details=dict(details),
+    )
+
+
+# --- the registry ---------------------------------------------------------------------
+
+
+async def _check_address_free(
+    app: App, practice_id: int, email: str, key: bytes, except_id: int | None
+) -> None:
+    if domain_of(email) in await our_domains(app):
+        raise InvalidInput(
+            f"{email} est une adresse de notre messagerie, pas l'adresse personnelle d'un patient.",
+            f"{email} is an address of our mail server, not a patient's personal address.",
+        )
+    if await address_books.book_of(app, practice_id, email) == "pro":
+        raise AlreadyExists(
+            f"{email} est dans le carnet des professionnels : une adresse ne peut pas être à "
+            "la fois celle d'un professionnel et celle d'un patient.",
+            f"{email} is in the professional address book: an address cannot be both a "
+            "professional's and a patient's.",
+        )
+    async with app.db.read() as conn:
+        owner = await conn.scalar(
+            select(patients.c.id).where(
+                patients.c.practice_id == practice_id,
+                patients.c.email_key == _email_key(key, email),
+            )
+        )
+    if owner is not None and owner != except_id:
+        raise AlreadyExists(
+            f"L'adresse {email} est déjà celle d'un autre patient : chaque patient doit avoir "
+            "sa propre adresse (cochez « adresse partagée » s'il s'agit d'une adresse "
+            "familiale : elle ne recevra alors aucun contenu de santé).",
+            f"Address {email} already belongs to another patient: each patient needs an "
+            "address of their own.",
+        )
+
+
+async def add_patient(
+    app: App, practice_id: int, data: PatientData, *, actor: str, source: str
+) -> Patient:
+    data = validate(data)
+    await practices.get_practice(app, practice_id)
+    key = await _key(app, practice_id)
+    await _check_address_free(app, practice_id, data.email, key, None)
+    ref = secrets.token_hex(16)
+    now = datetime.now(UTC)
+    async with app.db.write() as conn:
+        sealed = await app.keyring.seal(
+            conn, _scope(practice_id), ref, "patient", _sealed_fields(data)
+        )
+        try:
+            patient_id = (
+                await conn.execute(
+                    insert(patients)
+                    .values(
+                        practice_id=practice_id,
+                        ref=ref,
+                        sealed=sealed,
+                        email_key=_email_key(key, data.email),
+                        delivery_mode=data.delivery_mode,
+                        shared_address=data.shared_address,
+                        address_status="unverified",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .returning(patients.c.id)
+                )
+            ).scalar_one()
+        except SqlIntegrityError:
+            raise AlreadyExists(
+                "Cette adresse est déjà celle d'un autre patient.",
+                "This address already belongs to another patient.",
+            ) from None
+        await append(conn, _audit(actor, "patient.create", patient_id, source))
+    return Patient(patient_id, practice_id, data, "unverified", None)
+
+
+async def get_patient(app: App, practice_id: int, patient_id: int) -> Patient:
+    async with app.db.read() as conn:
+        row = (
+            await conn.execute(
+                select(patients).where(
+                    patients.c.id == patient_id, patients.c.practice_id == practice_id
+                )
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"Patient n° {patient_id} introuvable.", f"Patient #{patient_id} not found.")
+    return await _patient(app, row)
+
+
+async def list_patients(app: App, practice_id: int, query: str = "") -> list[Patient]:
+    """The practice's patients, sorted by name; ``query`` filters on name, email, birth date."""
+    async with app.db.read() as conn:
+        rows = (
+            await conn.execute(select(patients).where(patients.c.practice_id == practice_id))
+        ).all()
+    found = [await _patient(app, row) for row in rows]
+    needle = query.strip().casefold()
+    if needle:
+        found = [
+            p
+            for p in found
+            if needle
+            in f"{p.data.last_name} {p.data.first_name} {p.data.email} "
+            f"{p.data.birth_date}".casefold()
+        ]
+    return sorted(found, key=lambda p: (p.data.last_name.casefold(), p.data.first_name.casefold()))
+
+
+async def update_patient(
+    app: App, practice_id: int, patient_id: int, data: PatientData, *, actor: str, source: str
+) -> Patient:
+    """Change a patient; a new email goes back to « non vérifiée »."""
+    current = await get_patient(app, practice_id, patient_id)
+    data = validate(data)
+    key = await _key(app, practice_id)
+    email_changed = data.email != current.data.email
+    if email_changed:
+        await _check_address_free(app, practice_id, data.email, key, patient_id)
+    status = "unverified" if email_changed else current.address_status
+    async with app.db.write() as conn:
+        ref = secrets.token_hex(16)
+        sealed = await app.keyring.seal(
+            conn, _scope(practice_id), ref, "patient", _sealed_fields(data)
+        )
+        values: dict[str, object] = {
+            "ref": ref,
+            "sealed": sealed,
+            "email_key": _email_key(key, data.email),
+            "delivery_mode": data.delivery_mode,
+            "shared_address": data.shared_address,
+            "address_status": status,
+            "updated_at": datetime.now(UTC),
+        }
+        if email_changed:
+            values.update(verify_token_hash=None, verify_expires_at=None, verified_at=None)
+        await conn.execute(update(patients).where(patients.c.id == patient_id).values(**values))
+        await append(
+            conn,
+            _audit(actor, "patient.update", patient_id, source, email_changed=email_changed),
+        )
+    verified_at = None if email_changed else current.verified_at
+    return Patient(patient_id, practice_id, data, status, verified_at)
+
+
+async def delete_patient(
+    app: App, practice_id: int, patient_id: int, *, actor: str, source: str
+) -> None:
+    await get_patient(app, practice_id, patient_id)
+    async with app.db.write() as conn:
+        await conn.execute(delete(patients).where(patients.c.id == patient_id))
+        await append(conn, _audit(actor, "patient.delete", patient_id, source))
+
+
+async def find_by_email(app: App, practice_id: int, address: str) -> Patient | None:
+    try:
+        email = normalize_address(address)
+    except InvalidInput:
+        return None
+    async with app.db.read() as conn:
+        has_key = await queue_repo.has_data_key(conn, _scope(practice_id))
+    if not has_key:
+        return None
+    key = await _key(app, practice_id)
+    async with app.db.read() as conn:
+        row = (
+            await conn.execute(
+                select(patients).where(
+                    patients.c.practice_id == practice_id,
+                    patients.c.email_key == _email_key(key, email),
+                )
+            )
+        ).first()
+    return await _patient(app, row) if row is not None else None
+
+
+# --- verification (double opt-in) -----------------------------------------------------
+
+
+def verification_message(
+    *, hostname: str, practice_name: str, sender: str, patient_email: str, link: str
+) -> bytes:
+    """No health content: the practice's name and the link."""
+    message = EmailMessage(policy=SMTP)
+    message["From"] = formataddr((practice_name, sender))
+    message["To"] = patient_email
+    message["Subject"] = f"Confirmez votre adresse pour {practice_name}"
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=hostname)
+    message["Auto-Submitted"] = "auto-generated"
+    message["Content-Language"] = "fr, en"
+    message.set_content(
+        f"Bonjour,\n\n{practice_name} souhaite vous écrire à cette adresse par sa messagerie "
+        "sécurisée de santé. Pour confirmer que cette adresse est bien la vôtre, et que vous "
+        f"seul(e) la consultez, ouvrez ce lien (valable {VERIFY_DAYS} jours) :\n\n{link}\n\n"
+        "Si vous n'êtes pas patient(e) de ce cabinet, ignorez ce courriel.\n\n"
+        "— English —\n\n"
+        f"Hello,\n\n{practice_name} would like to write to you at this address through its "
+        "secure health messaging. To confirm that this address is yours and that only you "
+        f"read it, open this link (valid {VERIFY_DAYS} days):\n\n{link}\n\n"
+        "If you are not a patient of this practice, ignore this email.\n"
+    )
+    return message.as_bytes()
+
+
+async def practice_sender(app: App, practice_id: int) -> str:
+    """The address patient mail is sent from: the practice's patient-facing mailbox when it
+    has one, else its first mailbox."""
+    from caducee.services import mailboxes
+
+    boxes = await mailboxes.list_mailboxes(app, practice_id)
+    if not boxes:
+        raise NotFound(
+            "Le cabinet n'a aucune boîte aux lettres d'où écrire au patient.",
+            "The practice has no mailbox to write to the patient from.",
+        )
+    return boxes[0].address
+
+
+async def send_verification(
+    app: App, practice_id: int, patient_id: int, *, actor: str, source: str
+) -> str:
+    """Send the verification link; returns the link (for the tests and the CLI's output)."""
+    patient = await get_patient(app, practice_id, patient_id)
+    if patient.data.shared_address:
+        raise InvalidInput(
+            "Adresse marquée partagée ou familiale : elle ne peut pas être vérifiée comme "
+            "l'adresse personnelle du patient. Demandez-lui une adresse à lui seul.",
+            "Address marked shared or family: it cannot be verified as the patient's own "
+            "address. Ask the patient for an address of their own.",
+        )
+    token = secrets.token_urlsafe(24)  # 192 bits
+    now = datetime.now(UTC)
+    async with app.db.write() as conn:
+        await conn.execute(
+            update(patients)
+            .where(patients.c.id == patient_id)
+            .values(
+                verify_token_hash=_token_hash(token),
+                verify_expires_at=now + timedelta(days=VERIFY_DAYS),
+                address_status="pending" if patient.address_status != "verified" else "verified",
+                updated_at=now,
+            )
+        )
+        await append(conn, _audit(actor, "patient.verification_sent", patient_id, source))
+    practice = await practices.get_practice(app, practice_id)
+    sender = await practice_sender(app, practice_id)
+    link = f"{app.settings.public_base_url}/patient/verifier/{token}"
+    raw = verification_message(
+        hostname=app.settings.hostname,
+        practice_name=practice.name,
+        sender=sender,
+        patient_email=patient.data.email,
+        link=link,
+    )
+    if domain_of(patient.data.email) in await our_domains(app):
+        await deliver_local(app, raw, [patient.data.email])
+    else:
+        signed = await mail_auth.dkim_sign_async(app.settings, raw, domain_of(sender))
+        await queue.enqueue(app, signed, sender, [queue.QueueRecipient(patient.data.email)])
+    return link
+
+
+async def pending_verification(app: App, token: str) -> Patient | None:
+    """The patient a verification link is for, if it is valid (unknown, expired and used
+    links all give None)."""
+    if not token or len(token) > 100:
+        return None
+    async with app.db.read() as conn:
+        row = (
+            await conn.execute(
+                select(patients).where(patients.c.verify_token_hash == _token_hash(token))
+            )
+        ).first()
+    if row is None:
+        return None
+    expires = row.verify_expires_at
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    if expires is None or expires < datetime.now(UTC):
+        return None
+    return await _patient(app, row)
+
+
+async def confirm_verification(app: App, token: str, *, source: str) -> Patient | None:
+    """The patient confirmed from the link: the address is verified (the link is then used
+    up). None for an unknown, expired or used link — audited as such."""
+    patient = await pending_verification(app, token)
+    async with app.db.write() as conn:
+        if patient is None:
+            await append(
+                conn,
+                AuditEvent(
+                    actor="patient",
+                    action="patient.verify",
+                    target="patient:?",
+                    source=source,
+                    result="denied",
+                ),
+            )
+            return None
+        now = datetime.now(UTC)
+        await conn.execute(
+            update(patients)
+            .where(patients.c.id == patient.id, patients.c.verify_token_hash == _token_hash(token))
+            .values(
+                address_status="verified",
+                verified_at=now,
+                verify_token_hash=None,
+                verify_expires_at=None,
+                updated_at=now,
+            )
+        )
+        await append(conn, _audit("patient", "patient.verify", patient.id, source))
+    return replace(patient, address_status="verified", verified_at=now)
+
+
+# --- the sending policy ---------------------------------------------------------------
+
+
+async def recipient_verdict(app: App, practice_id: int, address: str) -> Verdict:
+    patient = await find_by_email(app, practice_id, address)
+    if patient is None:
+        return Verdict("not_patient")
+    if patient.data.shared_address:
+        return Verdict("shared", patient)
+    if await address_books.book_of(app, practice_id, patient.data.email) == "pro":
+        return Verdict("conflict", patient)
+    if patient.address_status != "verified":
+        return Verdict("unverified", patient)
+    return Verdict("verified", patient)
+
+
+def refusal_text(app: App, verdict: Verdict) -> tuple[str, str]:
+    """The French and English explanation of a refused patient recipient, with its fix."""
+    assert verdict.patient is not None
+    url = f"{app.settings.public_base_url}/patients/{verdict.patient.id}"
+    email = verdict.patient.data.email
+    if verdict.kind == "shared":
+        return (
+            f"{email} est marquée comme adresse partagée ou familiale : elle ne peut pas "
+            f"recevoir de contenu de santé. Demandez au patient une adresse personnelle : {url}",
+            f"{email} is marked as a shared or family address: it cannot receive health "
+            f"content. Ask the patient for a personal address: {url}",
+        )
+    if verdict.kind == "conflict":
+        return (
+            f"{email} est aussi dans le carnet des professionnels : corrigez la fiche : {url}",
+            f"{email} is also in the professional address book: fix the record: {url}",
+        )
+    return (
+        f"L'adresse de ce patient ({email}) n'est pas encore vérifiée : envoyez-lui le lien de "
+        f"vérification, puis écrivez-lui une fois qu'il l'a confirmé : {url}",
+        f"This patient's address ({email}) is not verified yet: send the verification link, "
+        f"then write once the patient has confirmed it: {url}",
+    )
