@@ -40,6 +40,9 @@ from caducee.web import (
     status,
     webmail,
 )
+from caducee.web import (
+    patients as patients_web,
+)
 from caducee.web.config import WebConfig
 from caducee.web.core import WebState, error_page
 from caducee.web.i18n import gettext
@@ -103,6 +106,7 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
         *oidc_login.routes,
         *webmail.routes,
         *portal.routes,
+        *patients_web.routes,
         *api.routes,
         *api_tokens_page.routes,
         *home.routes,

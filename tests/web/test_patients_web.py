@@ -1,0 +1,95 @@
+"""The patient registry pages (practice-scoped) and the patient's confirmation page (a POST
+behind a button: opening the link confirms nothing)."""
+
+from __future__ import annotations
+
+import re
+
+from caducee.app import App
+from caducee.health import patients
+from caducee.services import queue
+from tests.web.conftest import BASE_URL, People, WebClient
+
+SECRETARY = "secretariat@cabinet-a.test"
+FORM = {
+    "nom": "Garnier",
+    "prenom": "Lucie",
+    "naissance": "02/03/1990",
+    "adresse": "lucie.garnier@patient-mail.test",
+    "mobile": "06 98 76 54 32",
+    "mode": "retrait",
+}
+
+
+async def test_secretary_registers_and_sends_the_verification(
+    app: App, web: WebClient, people: People
+) -> None:
+    await web.login(SECRETARY)
+    listing = await web.get("/patients")
+    assert listing.status_code == 200 and "Registre des patients" in listing.text
+    bad = await web.post("/patients", {**FORM, "naissance": "30/02/1990"})
+    assert bad.status_code == 400 and "Date de naissance invalide" in bad.text
+    created = await web.post("/patients", FORM)
+    assert created.status_code == 303
+    page_url = created.headers["location"].split("?")[0]
+    detail = await web.get(page_url)
+    assert "GARNIER Lucie" in detail.text and "non vérifiée" in detail.text
+    sent = await web.post(page_url + "/verification", {})
+    assert sent.status_code == 303
+    assert "Lien de vérification envoyé" in (await web.get(sent.headers["location"])).text
+    assert "en attente" in (await web.get(page_url)).text
+    assert "GARNIER" in (await web.get("/patients?q=garn")).text
+    assert "GARNIER" not in (await web.get("/patients?q=zzz")).text
+    [entry] = await queue.list_queue(app)
+    assert entry.address == FORM["adresse"]
+
+
+async def test_another_practice_sees_nothing(app: App, web: WebClient, people: People) -> None:
+    patient = await patients.add_patient(
+        app,
+        people.practice_a.id,
+        patients.PatientData("Garnier", "Lucie", "1990-03-02", FORM["adresse"]),
+        actor="t",
+        source="t",
+    )
+    await web.login("dr.durand@cabinet-b.test")
+    assert "Garnier" not in (await web.get("/patients")).text.replace("GARNIER", "Garnier")
+    base = f"/patients/{patient.id}"
+    assert (await web.get(base)).status_code == 404
+    assert (await web.post(base, FORM)).status_code == 404
+    assert (await web.post(base + "/verification", {})).status_code == 404
+    assert (await web.post(base + "/supprimer", {})).status_code == 404
+    assert await patients.get_patient(app, people.practice_a.id, patient.id)  # still there
+
+
+async def test_patient_confirms_with_the_button_only(
+    app: App, web: WebClient, people: People
+) -> None:
+    patient = await patients.add_patient(
+        app,
+        people.practice_a.id,
+        patients.PatientData("Garnier", "Lucie", "1990-03-02", FORM["adresse"]),
+        actor="t",
+        source="t",
+    )
+    link = await patients.send_verification(
+        app, people.practice_a.id, patient.id, actor="t", source="t"
+    )
+    path = link.removeprefix(BASE_URL)
+    landing = await web.get(path)  # what a mail scanner does: nothing changes
+    assert landing.status_code == 200 and "Cabinet A" in landing.text
+    assert (await patients.get_patient(app, people.practice_a.id, patient.id)).address_status == (
+        "pending"
+    )
+    csrf = re.search(r'name="csrf" value="([^"]+)"', landing.text)
+    assert csrf is not None
+    refused = await web.post(path, {"csrf": "faux"})
+    assert refused.status_code == 403
+    done = await web.post(path, {"csrf": csrf.group(1)})
+    assert done.status_code == 200 and "Adresse confirmée" in done.text
+    assert (await patients.get_patient(app, people.practice_a.id, patient.id)).address_status == (
+        "verified"
+    )
+    again = await web.get(path)
+    assert again.status_code == 404 and "Lien inconnu ou expiré" in again.text
+    assert (await web.get("/patient/verifier/" + "x" * 32)).status_code == 404
