@@ -12,6 +12,7 @@ from caducee.cli import (
     audit,
     keys,
     mailbox,
+    patient,
     practice,
     queue,
     trust,
@@ -48,6 +49,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(queue.app, name="queue")
 app.add_typer(trust.app, name="trust")
 app.add_typer(api_token.app, name="api-token")
+app.add_typer(patient.app, name="patient")
 
 
 def main() -> None:
