@@ -186,3 +186,47 @@ async def test_patient_without_mobile_cannot_be_written_to(app: App, cab: Cabine
     await verified(app, cab, mobile="")
     with pytest.raises(PolicyRejected, match="mobile"):
         await submit_to(app, PATIENT)
+
+
+def message_with(body: str, to: str = "confrere@ailleurs.test") -> bytes:
+    return (
+        f"From: {DOCTOR}\r\nTo: {to}\r\nSubject: Avis\r\nMessage-ID: <dlp-1@cabinet.test>\r\n\r\n"
+        f"{body}\r\n"
+    ).encode()
+
+
+NIR_TEXT = f"Patient NIR {INS[:13]} {INS[13:]}, né le 14/07/1985."
+
+
+async def test_sensitive_data_policy_warn_block_or_pickup(app: App, cab: Cabinet) -> None:
+    from caducee.health import patient_settings
+    from caducee.services import trace
+
+    # avertir (default): the message leaves with a header naming kinds and counts only
+    await submit_to(app, "confrere@ailleurs.test", message_with(NIR_TEXT))
+    [entry] = await queue.list_queue(app)
+    raw = await queue.read_content(app, entry)
+    header = BytesParser(policy=default).parsebytes(raw)["X-Caducee-DLP"]
+    assert header.startswith("avertissement;") and "nir=1" in header
+    assert INS[:13] not in header
+    steps = await trace.events(app, cab.mailbox.id, "<dlp-1@cabinet.test>")
+    assert "sensitive" in [s.event for s in steps]
+    # inside our own domains nothing is scanned
+    await submit_to(app, DOCTOR, message_with(NIR_TEXT, DOCTOR))
+    # bloquer: refused with the kinds found, never the values
+    await patient_settings.save_settings(
+        app, cab.practice.id, dlp_policy="bloquer", actor=DOCTOR, source="test"
+    )
+    with pytest.raises(PolicyRejected, match="(?i)nir") as refused:
+        await submit_to(app, "confrere@ailleurs.test", message_with(NIR_TEXT))
+    assert INS[:13] not in str(refused.value)
+    # retrait: a patient in PDF mode gets the portal instead; a non-patient cannot
+    await patient_settings.save_settings(
+        app, cab.practice.id, dlp_policy="retrait", actor=DOCTOR, source="test"
+    )
+    await verified(app, cab, delivery_mode="pdf")
+    await submit_to(app, PATIENT, message_with(NIR_TEXT, PATIENT))
+    assert len(await pickup.list_pickups(app, cab.mailbox.id)) == 1
+    assert sms_sent(app) == []  # no PDF password was sent
+    with pytest.raises(PolicyRejected, match="portail"):
+        await submit_to(app, "confrere@ailleurs.test", message_with(NIR_TEXT))

@@ -51,11 +51,13 @@ async def deliver_to_patient(
     patient: Patient,
     message: bytes,
     source: str,
+    force_pickup: bool = False,
 ) -> str:
-    """Deliver ``message`` to a verified patient in their preferred mode; returns the mode."""
+    """Deliver ``message`` to a verified patient in their preferred mode (the portal when
+    ``force_pickup``: the practice's sensitive-data policy asked for it); returns the mode."""
     if not patient.data.mobile:
         raise _needs_mobile(app, patient)
-    if patient.data.delivery_mode == "retrait":
+    if force_pickup or patient.data.delivery_mode == "retrait":
         await pickup.create_pickup(
             app,
             practice_id=practice_id,

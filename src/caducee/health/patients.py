@@ -434,9 +434,14 @@ def verification_message(
 async def practice_sender(app: App, practice_id: int) -> str:
     """The address patient mail is sent from: the practice's patient-facing mailbox when it
     has one, else its first mailbox."""
+    from caducee.health.patient_settings import settings_of
     from caducee.services import mailboxes
 
+    chosen = (await settings_of(app, practice_id)).patient_mailbox_id
     boxes = await mailboxes.list_mailboxes(app, practice_id)
+    for box in boxes:
+        if box.id == chosen:
+            return box.address
     if not boxes:
         raise NotFound(
             "Le cabinet n'a aucune boîte aux lettres d'où écrire au patient.",

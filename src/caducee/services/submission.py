@@ -17,7 +17,14 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import Mailbox
 from caducee.errors import AccessDenied, InvalidInput, NotFound, PolicyRejected, SenderNotAllowed
-from caducee.health import patient_delivery, patients, trust_policy
+from caducee.health import (
+    dlp,
+    patient_delivery,
+    patient_settings,
+    patients,
+    trust_list,
+    trust_policy,
+)
 from caducee.services import dsn, mail_auth, mailboxes, queue, trace
 from caducee.services.audit import AuditEvent, record
 from caducee.services.delivery import deliver_local
@@ -63,6 +70,47 @@ async def check_submission_recipient(
         if verdict.refused:
             raise PolicyRejected(*patients.refusal_text(app, verdict))
     return clean
+
+
+async def _sensitive_data_check(
+    app: App,
+    box: Mailbox,
+    message: bytes,
+    others: tuple[EnvelopeRecipient, ...],
+    patient_list: list[patients.Patient],
+    domains: set[str],
+) -> tuple[bytes, bool]:
+    """Sensitive data in a message leaving for a patient or outside the trust space: what the
+    practice's policy says (warn with a header, block, or force the secure pickup portal).
+    Returns the message (with the warning header if any) and whether pickup is forced."""
+    outside = [
+        r.address
+        for r in others
+        if domain_of(r.address) not in domains
+        and not await trust_list.is_listed(app, domain_of(r.address))
+    ]
+    if not outside and not patient_list:
+        return message, False
+    settings = await patient_settings.settings_of(app, box.practice_id)
+    decision = dlp.decide(settings.dlp_policy, dlp.scan_message(message, settings.term_list()))
+    if decision.blocked:
+        raise PolicyRejected(decision.reason_fr, decision.reason_en)
+    if decision.secure_pickup and outside:
+        raise PolicyRejected(
+            f"{decision.reason_fr} Or le portail ne sert que les patients du registre : "
+            f"{', '.join(outside[:5])} ne peut pas recevoir ce message.",
+            f"{decision.reason_en} But the portal serves only patients of the registry: "
+            f"{', '.join(outside[:5])} cannot receive this message.",
+        )
+    if decision.header:
+        message = f"{dlp.WARNING_HEADER}: {decision.header}\r\n".encode() + message
+        key = trace.trace_key(_message_id(message))
+        if key is not None:  # the sender sees it in the message's trace
+            detail = ", ".join(f"{k}={n}" for k, n in dlp.summary(decision.findings).items())
+            async with app.db.write() as conn:
+                for address in [*outside, *(p.data.email for p in patient_list)]:
+                    await trace.record(conn, box.id, key, address, "sensitive", detail)
+    return message, decision.secure_pickup
 
 
 async def _sender_mailbox(app: App, address: str) -> Mailbox | None:
@@ -139,6 +187,11 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
     )
     sender_mailbox = await _sender_mailbox(app, envelope.mail_from) if envelope.mail_from else None
     others, patient_list = await _patient_recipients(app, sender_mailbox, envelope.recipients)
+    force_pickup = False
+    if sender_mailbox is not None:
+        message, force_pickup = await _sensitive_data_check(
+            app, sender_mailbox, message, others, patient_list, domains
+        )
     if patient_list:
         assert sender_mailbox is not None
         envelope = replace(envelope, recipients=others)
@@ -151,6 +204,7 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
                 patient=patient,
                 message=message,
                 source=client.ip,
+                force_pickup=force_pickup,
             )
     local = [r.address for r in envelope.recipients if domain_of(r.address) in domains]
     remote = [r for r in envelope.recipients if domain_of(r.address) not in domains]

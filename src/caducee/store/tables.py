@@ -554,3 +554,15 @@ patients = Table(
     _ts("updated_at"),
     UniqueConstraint("practice_id", "email_key", name="uq_patients_practice_email"),
 )
+
+#: A practice's patient-channel settings: what to do when sensitive data is found in a message
+#: leaving for a patient or outside the trust space (avertir, bloquer, retrait), its own extra
+#: terms (one per line), and the mailbox patient mail is sent from (None: the first one).
+patient_settings = Table(
+    "patient_settings",
+    metadata,
+    Column("practice_id", Integer, ForeignKey("practices.id"), primary_key=True),
+    Column("dlp_policy", String(10), nullable=False),
+    Column("dlp_terms", Text, nullable=False),
+    Column("patient_mailbox_id", Integer, ForeignKey("mailboxes.id")),
+)

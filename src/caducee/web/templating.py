@@ -86,6 +86,7 @@ LABELS: dict[str, dict[str, str]] = {
         "locked": N_("lien verrouillé"),
         "revoked": N_("retiré du portail"),
         "purged": N_("expiré, contenu effacé"),
+        "sensitive": N_("données sensibles signalées"),
     },
 }
 

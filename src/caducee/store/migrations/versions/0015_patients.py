@@ -1,4 +1,4 @@
-"""patient registry (sealed), address verification (double opt-in)
+"""patient registry (sealed), address verification (double opt-in), patient settings
 
 Revision ID: 0015
 Revises: 0014
@@ -40,5 +40,26 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "patient_settings",
+        sa.Column("practice_id", sa.Integer(), nullable=False),
+        sa.Column("dlp_policy", sa.String(length=10), nullable=False),
+        sa.Column("dlp_terms", sa.Text(), nullable=False),
+        sa.Column("patient_mailbox_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["practice_id"],
+            ["practices.id"],
+            name=op.f("fk_patient_settings_practice_id_practices"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["patient_mailbox_id"],
+            ["mailboxes.id"],
+            name=op.f("fk_patient_settings_patient_mailbox_id_mailboxes"),
+        ),
+        sa.PrimaryKeyConstraint("practice_id", name=op.f("pk_patient_settings")),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("patient_settings")
     op.drop_table("patients")

@@ -1,0 +1,100 @@
+"""A practice's patient-channel settings: the sensitive-data (DLP) policy and extra terms, and
+the dedicated patient-facing mailbox (patient traffic apart from professional traffic)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+
+from caducee.app import App
+from caducee.errors import InvalidInput
+from caducee.health import dlp
+from caducee.health.dlp_terms import TermList, parse_terms
+from caducee.services import mailboxes
+from caducee.services.audit import AuditEvent, append
+from caducee.store.tables import patient_settings
+
+MAX_TERMS_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class PatientSettings:
+    dlp_policy: dlp.DlpPolicy = dlp.DlpPolicy.AVERTIR
+    dlp_terms: tuple[str, ...] = ()
+    patient_mailbox_id: int | None = None
+
+    def term_list(self) -> TermList:
+        return TermList.default(self.dlp_terms)
+
+
+async def settings_of(app: App, practice_id: int) -> PatientSettings:
+    async with app.db.read() as conn:
+        row = (
+            await conn.execute(
+                select(patient_settings).where(patient_settings.c.practice_id == practice_id)
+            )
+        ).first()
+    if row is None:
+        return PatientSettings()
+    return PatientSettings(
+        dlp.parse_policy(row.dlp_policy), tuple(parse_terms(row.dlp_terms)), row.patient_mailbox_id
+    )
+
+
+async def save_settings(
+    app: App,
+    practice_id: int,
+    *,
+    dlp_policy: str,
+    dlp_terms: str = "",
+    patient_mailbox: str = "",
+    actor: str,
+    source: str,
+) -> PatientSettings:
+    policy = dlp.parse_policy(dlp_policy)
+    if len(dlp_terms) > MAX_TERMS_CHARS:
+        raise InvalidInput(
+            f"Liste de termes trop longue : {MAX_TERMS_CHARS} caractères au plus.",
+            f"Term list too long: at most {MAX_TERMS_CHARS} characters.",
+        )
+    terms = parse_terms(dlp_terms)
+    mailbox_id: int | None = None
+    if patient_mailbox.strip():
+        box = await mailboxes.get_mailbox(app, patient_mailbox)
+        if box.practice_id != practice_id:
+            raise InvalidInput(
+                "La boîte des patients doit être une boîte du cabinet.",
+                "The patient mailbox must be one of the practice's mailboxes.",
+            )
+        mailbox_id = box.id
+    values = {
+        "dlp_policy": policy.value,
+        "dlp_terms": "\n".join(terms),
+        "patient_mailbox_id": mailbox_id,
+    }
+    async with app.db.write() as conn:
+        exists = await conn.scalar(
+            select(patient_settings.c.practice_id).where(
+                patient_settings.c.practice_id == practice_id
+            )
+        )
+        if exists is None:
+            await conn.execute(insert(patient_settings).values(practice_id=practice_id, **values))
+        else:
+            await conn.execute(
+                update(patient_settings)
+                .where(patient_settings.c.practice_id == practice_id)
+                .values(**values)
+            )
+        await append(
+            conn,
+            AuditEvent(
+                actor=actor,
+                action="practice.patient_settings",
+                target=f"practice:{practice_id}",
+                source=source,
+                details={"dlp": policy.value, "terms": len(terms), "mailbox": mailbox_id},
+            ),
+        )
+    return PatientSettings(policy, tuple(terms), mailbox_id)
