@@ -217,7 +217,7 @@ async def test_sensitive_data_policy_warn_block_or_pickup(app: App, cab: Cabinet
     await patient_settings.save_settings(
         app, cab.practice.id, dlp_policy="bloquer", actor=DOCTOR, source="test"
     )
-    with pytest.raises(PolicyRejected, match="(?i)nir") as refused:
+    with pytest.raises(PolicyRejected, match=r"(?i)nir") as refused:
         await submit_to(app, "confrere@ailleurs.test", message_with(NIR_TEXT))
     assert INS[:13] not in str(refused.value)
     # retrait: a patient in PDF mode gets the portal instead; a non-patient cannot

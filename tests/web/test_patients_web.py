@@ -4,11 +4,13 @@ behind a button: opening the link confirms nothing)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from caducee.app import App
 from caducee.health import patients
 from caducee.services import queue
 from tests.web.conftest import BASE_URL, People, WebClient
+from tests.web.helpers import audit_actions
 
 SECRETARY = "secretariat@cabinet-a.test"
 FORM = {
@@ -93,3 +95,51 @@ async def test_patient_confirms_with_the_button_only(
     again = await web.get(path)
     assert again.status_code == 404 and "Lien inconnu ou expiré" in again.text
     assert (await web.get("/patient/verifier/" + "x" * 32)).status_code == 404
+
+
+async def test_admin_sets_the_patient_channel(
+    app: App, web: WebClient, people: People, new_client: Any
+) -> None:
+    from caducee.health import patient_settings
+    from caducee.health.dlp import DlpPolicy
+
+    await web.login("admin@cabinet-a.test")
+    page_ = await web.get("/admin/cabinet")
+    assert "Échanges avec les patients" in page_.text
+    saved = await web.post(
+        "/admin/cabinet/patients",
+        {"politique": "bloquer", "termes": "Lyme\nmucoviscidose", "boite_patients": SECRETARY},
+    )
+    assert saved.status_code == 303, saved.text
+    assert saved.headers["location"].startswith("/admin/cabinet"), saved.headers["location"]
+    current = await patient_settings.settings_of(app, people.practice_a.id)
+    assert current.dlp_policy is DlpPolicy.BLOQUER and current.dlp_terms == (
+        "Lyme",
+        "mucoviscidose",
+    )
+    assert await patients.practice_sender(app, people.practice_a.id) == SECRETARY
+    other_practice = await web.post(
+        "/admin/cabinet/patients",
+        {"politique": "avertir", "boite_patients": "admin@cabinet-b.test"},
+    )
+    assert other_practice.status_code == 400 and "boîte du cabinet" in other_practice.text
+    assert (await patient_settings.settings_of(app, people.practice_a.id)).dlp_policy is (
+        DlpPolicy.BLOQUER
+    )
+    async with new_client() as http:
+        secretary = WebClient(http)
+        await secretary.login(SECRETARY)  # not an administrator
+        await secretary.get("/patients")
+        refused = await secretary.post("/admin/cabinet/patients", {"politique": "avertir"})
+    assert refused.status_code == 403
+    assert [a for a in await audit_actions(app) if a[1] == "practice.patient_settings"] == [
+        (
+            "admin@cabinet-a.test",
+            "practice.patient_settings",
+            f"practice:{people.practice_a.id}",
+            "ok",
+        )
+    ]
+    assert (await patient_settings.settings_of(app, people.practice_a.id)).dlp_policy is (
+        DlpPolicy.BLOQUER
+    )

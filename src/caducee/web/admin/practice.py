@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from caducee.errors import CaduceeError
-from caducee.health import trust_list
+from caducee.health import patient_settings, trust_list
 from caducee.services import practices, web_sessions
 from caducee.web.admin.common import practice_mailboxes
 from caducee.web.core import (
@@ -39,6 +39,8 @@ async def _settings_page(
             "required": required,
             "trust": trust,
             "listed_domains": listed,
+            "patient_settings": await patient_settings.settings_of(web.app, user.practice.id),
+            "mailboxes": await practice_mailboxes(web, user),
             "error": error,
             "admin_tab": "cabinet",
         },
@@ -89,10 +91,35 @@ async def second_factor_policy(request: Request, user: WebUser) -> Response:
     return redirect("/admin/cabinet", flash="saved")
 
 
+@page(admin=True)
+async def patient_settings_update(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    form = await form_data(request)
+    try:
+        await patient_settings.save_settings(
+            web.app,
+            user.practice.id,
+            dlp_policy=form.get("politique", "avertir"),
+            dlp_terms=form.get("termes", ""),
+            patient_mailbox=form.get("boite_patients", ""),
+            actor=user.account.login,
+            source=client_ip(request),
+        )
+    except CaduceeError as exc:
+        return await _settings_page(request, user, error=error_message(exc), status=400)
+    return redirect("/admin/cabinet", flash="saved")
+
+
 routes = [
     Route("/admin", admin_home, methods=["GET"], name="admin"),
     Route("/admin/cabinet", settings_page, methods=["GET"], name="admin_practice"),
     Route("/admin/cabinet", settings_update, methods=["POST"], name="admin_practice_update"),
+    Route(
+        "/admin/cabinet/patients",
+        patient_settings_update,
+        methods=["POST"],
+        name="admin_patient_settings",
+    ),
     Route(
         "/admin/cabinet/second-facteur",
         second_factor_policy,
