@@ -32,7 +32,7 @@ def _setup(settings: Settings) -> str:
             )
             await deliver_local(app, mail.encode(), [LOGIN])
             token, _ = await api_tokens.create_token(
-                app, LOGIN, "schemathesis", [LOGIN], ["lecture", "marquage", "envoi"],
+                app, LOGIN, "schemathesis", [LOGIN], ["lecture", "marquage", "envoi", "patients"],
                 actor="t", source="t",
             )  # fmt: skip
             return token
@@ -72,4 +72,4 @@ def test_schemathesis_finds_no_server_error(settings: Settings, tmp_path: Path) 
             cwd=tmp_path,
         )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "Tested: 7" in result.stdout  # every operation was exercised
+    assert "Tested: 13" in result.stdout  # every operation was exercised

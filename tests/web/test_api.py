@@ -196,3 +196,44 @@ def test_openapi_describes_every_route_and_only_them() -> None:
         for method in (route.methods or set()) - {"HEAD"}
     }
     assert described == routed and len(described) == len(api.ENDPOINTS)
+
+
+async def test_patient_registry_through_the_api(app: App, web: WebClient, people: People) -> None:
+    token = await _token(app, ["patients"])
+    reader = await _token(app, ["lecture"])
+    body = {
+        "nom": "Garnier",
+        "prenom": "Lucie",
+        "naissance": "1990-03-02",
+        "email": "lucie.garnier@patient-mail.test",
+        "mobile": "06 98 76 54 32",
+    }
+    assert (await web.http.get("/api/v1/patients", headers=_auth(reader))).status_code == 403
+    created = await web.http.post("/api/v1/patients", json=body, headers=_auth(token))
+    assert created.status_code == 201, created.text
+    patient = created.json()
+    assert patient["mobile"] == "+33698765432" and patient["verification"] == "unverified"
+    again = await web.http.post("/api/v1/patients", json=body, headers=_auth(token))
+    assert again.status_code == 422 and "autre patient" in again.json()["error"]["message"]
+    bad = await web.http.post(
+        "/api/v1/patients", json={**body, "email": "x@patient-mail.test", "ins": "1" * 15},
+        headers=_auth(token),
+    )  # fmt: skip
+    assert bad.status_code == 422 and "INS invalide" in bad.json()["error"]["message"]
+    url = f"/api/v1/patients/{patient['id']}"
+    listed = (await web.http.get("/api/v1/patients?q=garn", headers=_auth(token))).json()
+    assert [p["id"] for p in listed] == [patient["id"]]
+    sent = await web.http.post(url + "/verification", headers=_auth(token))
+    assert sent.status_code == 202
+    assert (await web.http.get(url, headers=_auth(token))).json()["verification"] == "pending"
+    changed = await web.http.post(url, json={**body, "mode": "pdf"}, headers=_auth(token))
+    assert changed.json()["mode"] == "pdf" and changed.json()["verification"] == "pending"
+    # another practice's token reaches nothing
+    other, _ = await api_tokens.create_token(
+        app, "dr.durand@cabinet-b.test", "Autre", ["dr.durand@cabinet-b.test"], ["patients"],
+        actor="t", source="t",
+    )  # fmt: skip
+    assert (await web.http.get(url, headers=_auth(other))).status_code == 404
+    assert (await web.http.delete(url, headers=_auth(other))).status_code == 404
+    assert (await web.http.delete(url, headers=_auth(token))).status_code == 204
+    assert (await web.http.get(url, headers=_auth(token))).status_code == 404

@@ -24,7 +24,7 @@ from caducee.store.auth_repo import aware
 from caducee.store.tables import api_tokens
 
 PREFIX = "cdc_"
-SCOPES = ("lecture", "marquage", "envoi")
+SCOPES = ("lecture", "marquage", "envoi", "patients")
 KEY_SCOPE = "api-tokens"
 MAX_LABEL = 100
 MAX_MAILBOXES = 50
@@ -93,8 +93,8 @@ async def create_token(
     chosen = sorted(set(scopes))
     if not chosen or any(s not in SCOPES for s in chosen):
         raise InvalidInput(
-            "Droits du jeton : lecture, marquage et/ou envoi.",
-            "Token scopes: lecture, marquage and/or envoi.",
+            "Droits du jeton : lecture, marquage, envoi et/ou patients.",
+            "Token scopes: lecture, marquage, envoi and/or patients.",
         )
     if not mailbox_addresses or len(mailbox_addresses) > MAX_MAILBOXES:
         raise InvalidInput("Choisissez au moins une boîte.", "Choose at least one mailbox.")

@@ -36,11 +36,13 @@ from caducee.errors import (
     QuotaExceeded,
     SenderNotAllowed,
 )
+from caducee.health import patients
 from caducee.services import api_tokens, mailboxes, mailstore, submission, webmail
 from caducee.services.api_tokens import ApiToken
 from caducee.services.audit import AuditEvent, record
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from caducee.store import directory_repo
+from caducee.web import api_patients
 from caducee.web.core import client_ip, state
 from caducee.web.ratelimit import RateLimiter
 
@@ -367,6 +369,62 @@ _SUMMARY = {
 }
 _ADDRESSES = {"type": "array", "items": {"type": "string", "format": "email"}, "maxItems": 100}
 
+
+async def list_patients(call: Call) -> Response:
+    found = await patients.list_patients(
+        call.app, call.account.practice_id, call.request.query_params.get("q", "")[:100]
+    )
+    return api_patients.json_response([api_patients.patient_json(p) for p in found])
+
+
+def _patient_id(call: Call) -> int:
+    return _int(call.request.path_params.get("patient_id"))
+
+
+async def get_patient(call: Call) -> Response:
+    found = await patients.get_patient(call.app, call.account.practice_id, _patient_id(call))
+    return api_patients.json_response(api_patients.patient_json(found))
+
+
+async def create_patient(call: Call) -> Response:
+    created = await patients.add_patient(
+        call.app,
+        call.account.practice_id,
+        api_patients.patient_data(await _json_body(call)),
+        actor=call.account.login,
+        source=call.source,
+    )
+    return api_patients.json_response(api_patients.patient_json(created), 201)
+
+
+async def update_patient(call: Call) -> Response:
+    changed = await patients.update_patient(
+        call.app,
+        call.account.practice_id,
+        _patient_id(call),
+        api_patients.patient_data(await _json_body(call)),
+        actor=call.account.login,
+        source=call.source,
+    )
+    return api_patients.json_response(api_patients.patient_json(changed))
+
+
+async def delete_patient(call: Call) -> Response:
+    await patients.delete_patient(
+        call.app, call.account.practice_id, _patient_id(call), actor=call.account.login,
+        source=call.source,
+    )  # fmt: skip
+    return Response(status_code=204)
+
+
+async def verify_patient(call: Call) -> Response:
+    await patients.send_verification(
+        call.app, call.account.practice_id, _patient_id(call), actor=call.account.login,
+        source=call.source,
+    )  # fmt: skip
+    return api_patients.json_response({"verification": "pending"}, 202)
+
+
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "GET",
@@ -462,6 +520,57 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             },
         },
     ),
+    Endpoint(
+        "GET",
+        "/patients",
+        list_patients,
+        "patients",
+        "Patients du cabinet (recherche : q)",
+        {"type": "array", "items": api_patients.PATIENT_JSON},
+        query=(("q", {"type": "string", "maxLength": 100}),),
+    ),
+    Endpoint(
+        "POST",
+        "/patients",
+        create_patient,
+        "patients",
+        "Ajouter un patient au registre",
+        api_patients.PATIENT_JSON,
+        request_body=api_patients.PATIENT_BODY,
+    ),
+    Endpoint(
+        "GET",
+        "/patients/{patient_id}",
+        get_patient,
+        "patients",
+        "Une fiche patient",
+        api_patients.PATIENT_JSON,
+    ),
+    Endpoint(
+        "POST",
+        "/patients/{patient_id}",
+        update_patient,
+        "patients",
+        "Modifier une fiche (une nouvelle adresse est à vérifier)",
+        api_patients.PATIENT_JSON,
+        request_body=api_patients.PATIENT_BODY,
+    ),
+    Endpoint(
+        "DELETE",
+        "/patients/{patient_id}",
+        delete_patient,
+        "patients",
+        "Retirer un patient du registre",
+        {"type": "object"},
+    ),
+    Endpoint(
+        "POST",
+        "/patients/{patient_id}/verification",
+        verify_patient,
+        "patients",
+        "Envoyer au patient le lien de vérification de son adresse",
+        {"type": "object"},
+    ),
 )
 
 
@@ -470,7 +579,7 @@ def openapi() -> dict[str, Any]:
     for endpoint in ENDPOINTS:
         parameters: list[dict[str, Any]] = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
-            for name in ("mailbox_id", "folder_id", "uid", "part")
+            for name in ("mailbox_id", "folder_id", "uid", "part", "patient_id")
             if "{" + name + "}" in endpoint.path
         ]
         parameters += [
@@ -516,8 +625,10 @@ def openapi() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "Caducée — API des logiciels métier",
-            "version": "1",
-            "description": "Messagerie sécurisée de santé : lecture, marquage et envoi.",
+            "description": (
+                "Messagerie sécurisée de santé : lecture, marquage, envoi ; registre des patients."
+            ),
+            "description": "Messagerie sécurisée de santé : lecture, marquage, envoi ; registre des patients.",
         },
         "servers": [{"url": PREFIX}],
         "security": [{"jeton": []}],
