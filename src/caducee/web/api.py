@@ -628,7 +628,6 @@ def openapi() -> dict[str, Any]:
             "description": (
                 "Messagerie sécurisée de santé : lecture, marquage, envoi ; registre des patients."
             ),
-            "description": "Messagerie sécurisée de santé : lecture, marquage, envoi ; registre des patients.",
         },
         "servers": [{"url": PREFIX}],
         "security": [{"jeton": []}],
