@@ -143,3 +143,32 @@ async def test_admin_sets_the_patient_channel(
     assert (await patient_settings.settings_of(app, people.practice_a.id)).dlp_policy is (
         DlpPolicy.BLOQUER
     )
+
+
+async def test_webmail_shows_sensitive_data_before_it_leaves(
+    app: App, web: WebClient, people: People
+) -> None:
+    from caducee.services import mailboxes
+
+    box = await mailboxes.get_mailbox(app, "dr.martin@cabinet-a.test")
+    base = f"/courrier/b/{box.id}"
+    await web.login("dr.martin@cabinet-a.test")
+    await web.get(base + "/ecrire")
+    fields = {
+        "a": "confrere@ailleurs.test",
+        "objet": "Avis",
+        "corps": "Patient NIR 1850578006084 91, suivi pour dépression.",
+    }
+    first = await web.post(base + "/envoyer", fields)
+    assert first.status_code == 409 and "Données sensibles dans ce message" in first.text
+    warning = first.text.split('id="donnees-sensibles"', 1)[1].split("</section>", 1)[0]
+    assert "1850578006084" not in warning and "18505******** 91" in warning  # masked
+    assert "dépression" in first.text.split("<textarea", 1)[1]  # kept for editing
+    assert await queue.list_queue(app) == []  # nothing left yet
+    internal = await web.post(base + "/envoyer", {**fields, "a": SECRETARY})
+    assert internal.status_code == 303  # inside the practice: nothing to warn about
+    confirmed = await web.post(base + "/envoyer", {**fields, "confirmer": "oui"})
+    assert confirmed.status_code == 303
+    [entry] = await queue.list_queue(app)
+    raw = await queue.read_content(app, entry)
+    assert b"X-Caducee-DLP: avertissement;" in raw

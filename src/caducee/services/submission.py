@@ -72,6 +72,29 @@ async def check_submission_recipient(
     return clean
 
 
+async def sensitive_findings(
+    app: App, sender: str, recipients: list[str], raw: bytes
+) -> list[dlp.Finding]:
+    """What the pipeline's sensitive-data check would find in ``raw`` (the webmail shows it
+    before sending, so that the sender can edit): [] when no recipient is a patient or outside
+    the trust space, or when the sender is not one of our mailboxes."""
+    box = await _sender_mailbox(app, sender)
+    if box is None:
+        return []
+    domains = await our_domains(app)
+    concerned = False
+    for address in recipients:
+        domain = domain_of(address)
+        outside = domain not in domains and not await trust_list.is_listed(app, domain)
+        verdict = await patients.recipient_verdict(app, box.practice_id, address)
+        if outside or verdict.patient is not None:
+            concerned = True
+    if not concerned:
+        return []
+    settings = await patient_settings.settings_of(app, box.practice_id)
+    return dlp.scan_message(raw, settings.term_list())
+
+
 async def _sensitive_data_check(
     app: App,
     box: Mailbox,

@@ -19,6 +19,7 @@ from caducee.domain import mail_display
 from caducee.domain.addresses import normalize_address
 from caducee.domain.model import Flag, SpecialUse
 from caducee.errors import CaduceeError, InvalidInput, MessageTooLarge
+from caducee.health import dlp
 from caducee.services import mailstore, submission, webmail
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from caducee.web.core import WebUser, client_ip, error_message, page, redirect, render, state
@@ -134,7 +135,13 @@ async def _prefill(request: Request, view: BoxView) -> Draft:
 
 
 def _form(
-    request: Request, view: BoxView, draft: Draft, *, error: str = "", status: int = 200
+    request: Request,
+    view: BoxView,
+    draft: Draft,
+    *,
+    error: str = "",
+    status: int = 200,
+    findings: list[dlp.Finding] | None = None,
 ) -> Response:
     return render(
         request,
@@ -145,6 +152,7 @@ def _form(
             "base": base_path(view),
             "draft": draft,
             "error": error,
+            "findings": findings or [],
             "max_bytes": state(request).app.settings.max_message_bytes,
         },
         status=status,
@@ -255,6 +263,12 @@ async def send(request: Request, user: WebUser) -> Response:
     try:
         message, recipients = await _build(request, view, user, draft, files)
         raw = message.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if text.get("confirmer") != "oui":  # shown before it leaves: the sender may edit
+            found = await submission.sensitive_findings(
+                web.app, view.mailbox.address, recipients, raw
+            )
+            if found:
+                return _form(request, view, draft, findings=found, status=409)
         await submission.submit(
             web.app,
             user.account.login,
