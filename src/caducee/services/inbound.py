@@ -8,6 +8,7 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import Mailbox
 from caducee.errors import InvalidInput, NotFound, QuotaExceeded, TemporaryFailure
+from caducee.health import mon_espace_sante
 from caducee.services import dsn, mail_auth
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
@@ -82,6 +83,7 @@ async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) 
     removed (RFC 8601 §5), ours and a trace header (RFC 5321 §4.4) prepended. Returns once every
     copy is durably stored.
     """
+    await mon_espace_sante.check_inbound(app, envelope.mail_from, raw)
     verdict = await mail_auth.evaluate_inbound(
         app.settings, raw, client.ip, client.helo, envelope.mail_from
     )

@@ -19,6 +19,7 @@ from caducee.domain.model import Mailbox
 from caducee.errors import AccessDenied, InvalidInput, NotFound, PolicyRejected, SenderNotAllowed
 from caducee.health import (
     dlp,
+    mon_espace_sante,
     patient_delivery,
     patient_settings,
     patients,
@@ -258,6 +259,10 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
             origin=QueueOrigin(actor=login, source=client.ip, mailbox_id=sender_box),
             trace_key=key if sender_box is not None else None,
         )
+        if sender_box is not None:
+            await mon_espace_sante.record_sent(
+                app, sender_box, message_id, [r.address for r in remote], message
+            )
     await record(
         app.db,
         AuditEvent(

@@ -87,6 +87,7 @@ LABELS: dict[str, dict[str, str]] = {
         "revoked": N_("retiré du portail"),
         "purged": N_("expiré, contenu effacé"),
         "sensitive": N_("données sensibles signalées"),
+        "closed": N_("échange clos (Mon espace santé)"),
     },
 }
 

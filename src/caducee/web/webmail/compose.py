@@ -202,7 +202,10 @@ async def _build(
         message["To"] = ", ".join(to)
     if cc:
         message["Cc"] = ", ".join(cc)
-    message["Subject"] = draft.subject[:MAX_SUBJECT]
+    subject = draft.subject[:MAX_SUBJECT]
+    if draft.close_exchange and "[FIN]" not in subject.upper():
+        subject = f"[FIN] {subject}"[:MAX_SUBJECT]  # what Mon espace santé shows the patient
+    message["Subject"] = subject
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = make_msgid(domain=domain)
     if draft.in_reply_to:
