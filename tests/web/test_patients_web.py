@@ -172,3 +172,23 @@ async def test_webmail_shows_sensitive_data_before_it_leaves(
     [entry] = await queue.list_queue(app)
     raw = await queue.read_content(app, entry)
     assert b"X-Caducee-DLP: avertissement;" in raw
+
+
+async def test_csv_import_from_the_page(app: App, web: WebClient, people: People) -> None:
+    await web.login(SECRETARY)
+    await web.get("/patients")
+    csv_text = (
+        "nom,prenom,naissance,email,mobile\r\n"
+        "Garnier,Lucie,02/03/1990,lucie.garnier@patient-mail.test,06 98 76 54 32\r\n"
+        "Roux,Marie,31/02/1990,marie.roux@patient-mail.test,\r\n"
+    )
+    response = await web.http.post(
+        "/patients/import",
+        data={"csrf": web.csrf},
+        files={"fichier": ("patients.csv", csv_text.encode(), "text/csv")},
+    )
+    assert response.status_code == 200
+    assert "1 patient(s) importé(s), 1 ligne(s) rejetée(s)" in response.text
+    assert "Date de naissance invalide" in response.text
+    [patient] = await patients.list_patients(app, people.practice_a.id)
+    assert patient.data.last_name == "Garnier"

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp
 
 from caducee.app import App
 from caducee.errors import CaduceeError
+from caducee.health import patient_import
 from caducee.listeners import ListenAddress, bind_tcp, bound_address
 from caducee.tls import SERVER_CERT, SERVER_KEY, server_ssl_context
 from caducee.web import (
@@ -131,7 +132,10 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
             LanguageMiddleware(web),
             config.max_body_bytes,
             # A message with its attachments (multipart overhead: a third more).
-            large=(("/envoyer", app.settings.max_message_bytes * 4 // 3 + 65536),),
+            large=(
+                ("/envoyer", app.settings.max_message_bytes * 4 // 3 + 65536),
+                ("/patients/import", patient_import.MAX_BYTES * 4 // 3 + 65536),
+            ),
         )
     )
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import secrets
 
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from caducee.errors import CaduceeError
-from caducee.health import patients
+from caducee.health import patient_import, patients
 from caducee.health.patients import PatientData
 from caducee.web.core import (
     N_,
@@ -27,6 +28,7 @@ from caducee.web.core import (
     render,
     state,
 )
+from caducee.web.i18n import gettext as _
 from caducee.web.portal.common import PORTAL_CSRF_COOKIE, check_landing_csrf, set_portal_cookie
 
 STATUS_LABELS = {
@@ -76,6 +78,27 @@ async def _list(
 @page()
 async def list_page(request: Request, user: WebUser) -> Response:
     return await _list(request, user)
+
+
+@page()
+async def import_csv(request: Request, user: WebUser) -> Response:
+    app = state(request).app
+    form = await request.form(max_files=1, max_part_size=patient_import.MAX_BYTES + 1024)
+    upload = form.get("fichier")
+    if not isinstance(upload, UploadFile):
+        return await _list(request, user, error=_("Choisissez un fichier CSV."), status=400)
+    data = await upload.read(patient_import.MAX_BYTES + 1)
+    try:
+        report = await patient_import.import_csv(
+            app, user.practice.id, data, actor=user.account.login, source=client_ip(request)
+        )
+    except CaduceeError as exc:
+        return await _list(request, user, error=error_message(exc), status=400)
+    return render(
+        request,
+        "patients/imported.html",
+        {"nav_active": "patients", "report": report},
+    )
 
 
 @page()
@@ -211,6 +234,7 @@ routes = [
     Route("/patients", list_page, methods=["GET"]),
     Route("/patients", add, methods=["POST"]),
     Route("/patients/nouveau", list_page, methods=["GET"]),
+    Route("/patients/import", import_csv, methods=["POST"]),
     Route("/patients/{patient_id:int}", detail, methods=["GET"]),
     Route("/patients/{patient_id:int}", update, methods=["POST"]),
     Route("/patients/{patient_id:int}/verification", send_verification, methods=["POST"]),
