@@ -39,6 +39,7 @@ from caducee.services import address_books, mail_auth, practices, queue
 from caducee.services.audit import AuditEvent, append
 from caducee.services.delivery import deliver_local
 from caducee.services.local_domains import our_domains
+from caducee.services.scope_keys import scope_key
 from caducee.store import queue_repo
 from caducee.store.tables import patients
 
@@ -171,13 +172,7 @@ def _scope(practice_id: int) -> str:
 
 
 async def _key(app: App, practice_id: int) -> bytes:
-    scope = _scope(practice_id)
-    async with app.db.read() as conn:
-        if await queue_repo.has_data_key(conn, scope):
-            return await app.keyring.data_key(conn, scope)
-    async with app.db.write() as conn:
-        await queue_repo.ensure_data_key(conn, app.keyring, scope)
-        return await app.keyring.data_key(conn, scope)
+    return await scope_key(app, _scope(practice_id))
 
 
 def _email_key(key: bytes, email: str) -> str:

@@ -21,7 +21,8 @@ from caducee.app import App
 from caducee.domain.addresses import normalize_address
 from caducee.errors import AlreadyExists, InvalidInput, NotFound
 from caducee.services.audit import AuditEvent, append
-from caducee.store import directory_repo, queue_repo
+from caducee.services.scope_keys import scope_key
+from caducee.store import directory_repo
 from caducee.store.tables import contacts
 
 Kind = Literal["pro", "patient"]
@@ -48,13 +49,7 @@ def _other(kind: str) -> str:
 
 
 async def _key(app: App, practice_id: int) -> bytes:
-    scope = _scope(practice_id)
-    async with app.db.read() as conn:
-        if await queue_repo.has_data_key(conn, scope):
-            return await app.keyring.data_key(conn, scope)
-    async with app.db.write() as conn:
-        await queue_repo.ensure_data_key(conn, app.keyring, scope)
-        return await app.keyring.data_key(conn, scope)
+    return await scope_key(app, _scope(practice_id))
 
 
 def _email_key(key: bytes, email: str) -> str:

@@ -19,7 +19,8 @@ from caducee.domain.model import Account
 from caducee.errors import AccessDenied, InvalidInput, NotFound
 from caducee.services import mailboxes
 from caducee.services.audit import AuditEvent, append
-from caducee.store import directory_repo, queue_repo
+from caducee.services.scope_keys import scope_key
+from caducee.store import directory_repo
 from caducee.store.auth_repo import aware
 from caducee.store.tables import api_tokens
 
@@ -64,13 +65,7 @@ def _row(row: object) -> ApiToken:
 
 
 async def _hash(app: App, token: str) -> str:
-    async with app.db.read() as conn:
-        if await queue_repo.has_data_key(conn, KEY_SCOPE):
-            key = await app.keyring.data_key(conn, KEY_SCOPE)
-            return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
-    async with app.db.write() as conn:
-        await queue_repo.ensure_data_key(conn, app.keyring, KEY_SCOPE)
-        key = await app.keyring.data_key(conn, KEY_SCOPE)
+    key = await scope_key(app, KEY_SCOPE)
     return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
 
 
