@@ -42,6 +42,7 @@ async def admin_calls(app: App, people: People) -> list[Call]:
         Call("GET", "/admin/cabinet", {}),
         Call("POST", "/admin/cabinet", {"nom": "Piraté", "finess": "", "siret": ""}),
         Call("POST", "/admin/cabinet/second-facteur", {"exiger": "oui"}),
+        Call("POST", "/admin/cabinet/patients", {"politique": "avertir"}),
         Call("GET", "/admin/comptes", {}),
         Call("GET", "/admin/comptes/nouveau", {}),
         Call(
@@ -98,6 +99,7 @@ def test_every_admin_route_is_in_the_matrix() -> None:
     covered = {
         ("GET", "/admin"), ("GET", "/admin/cabinet"), ("POST", "/admin/cabinet"),
         ("POST", "/admin/cabinet/second-facteur"), ("GET", "/admin/comptes"),
+        ("POST", "/admin/cabinet/patients"),
         ("GET", "/admin/comptes/nouveau"), ("POST", "/admin/comptes/nouveau"),
         ("GET", "/admin/comptes/{account_id}"), ("POST", "/admin/comptes/{account_id}/desactiver"),
         ("POST", "/admin/comptes/{account_id}/activer"),
@@ -186,7 +188,11 @@ async def test_admin_of_another_practice(web: WebClient, people: People, app: Ap
             assert response.status_code in (200, 303), call
             assert "cabinet-a.test" not in response.text, call
             assert "Cabinet A" not in response.text, call
-        elif call.path in ("/admin/cabinet", "/admin/cabinet/second-facteur"):
+        elif call.path in (
+            "/admin/cabinet",
+            "/admin/cabinet/second-facteur",
+            "/admin/cabinet/patients",
+        ):
             # Changes their own practice (B), never A.
             assert response.status_code in (303, 400), call
         else:
