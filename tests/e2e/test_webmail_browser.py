@@ -162,14 +162,19 @@ def test_webmail_in_chromium(browser: Browser, node: Node, tmp_path: object) -> 
     expect(secretary.locator(".notice")).to_have_text("Message envoyé.")
     expect(secretary.locator("table.mail-list")).to_contain_text("Envoyé pour le Dr Lefèvre")
 
-    # 6. The two address books, and the channel of each recipient at a glance.
+    # 6. The patient registry apart from the professional book, and the channel of each
+    # recipient at a glance.
+    doctor.click("nav.mainnav >> text=Patients")
+    doctor.fill("#nom", "Garnier")
+    doctor.fill("#prenom", "Lucie")
+    doctor.fill("#naissance", "02/03/1990")
+    doctor.fill("#adresse", "lucie.garnier@gmail.test")
+    doctor.click("button:has-text('Enregistrer')")
+    expect(doctor.locator("h1")).to_have_text("GARNIER Lucie")
+    expect(doctor.locator("#verification")).to_contain_text("non vérifiée")
     doctor.goto("/courrier")
     doctor.click("text=Carnets d'adresses")
-    doctor.select_option("#carnet", "patient")
-    doctor.fill("#nom", "Mme Lucie Garnier")
-    doctor.fill("#adresse", "lucie.garnier@gmail.test")
-    doctor.click("button:has-text('Ajouter')")
-    expect(doctor.locator("#carnet-patients")).to_contain_text("lucie.garnier@gmail.test")
+    expect(doctor.locator("#registre-patients")).to_contain_text("1 patient(s)")
     doctor.click("text=Nouveau message")
     doctor.fill("#carnet-patients", "garn")
     expect(doctor.locator("#liste-patients option")).to_have_count(1)

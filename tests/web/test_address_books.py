@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from caducee.app import App
-from caducee.errors import AlreadyExists
-from caducee.health import trust_list
+from caducee.errors import AlreadyExists, InvalidInput
+from caducee.health import patients, trust_list
 from caducee.services import address_books, channels, mailboxes
 from caducee.store.tables import contacts
 from tests.health.whitelists import operator_dn, whitelist_xml
@@ -17,26 +17,34 @@ from tests.web.conftest import People, WebClient
 DOCTOR = "dr.martin@cabinet-a.test"
 
 
-async def test_books_never_mix_and_are_sealed(app: App, people: People) -> None:
-    practice = people.practice_a.id
-    await address_books.add_contact(
-        app, practice, "patient", "Mme Lucie Garnier", "lucie.garnier@gmail.test",
+async def _register(app: App, practice: int, email: str) -> None:
+    await patients.add_patient(
+        app, practice, patients.PatientData("Garnier", "Lucie", "1990-03-02", email),
         actor="t", source="t",
     )  # fmt: skip
+
+
+async def test_books_never_mix_and_are_sealed(app: App, people: People) -> None:
+    practice = people.practice_a.id
+    with pytest.raises(InvalidInput, match="registre des patients"):
+        await address_books.add_contact(
+            app, practice, "patient", "Mme Lucie Garnier", "lucie.garnier@gmail.test",
+            actor="t", source="t",
+        )  # fmt: skip
+    await _register(app, practice, "lucie.garnier@gmail.test")
     await address_books.add_contact(
         app, practice, "pro", "Dr Anne Moreau", "a.moreau@chu.test", actor="t", source="t"
     )
-    with pytest.raises(AlreadyExists, match="carnet Patients"):
+    with pytest.raises(AlreadyExists, match="patient du registre"):
         await address_books.add_contact(
             app, practice, "pro", "Lucie", "Lucie.Garnier@gmail.test", actor="t", source="t"
         )
     pros = [c.email for c in await address_books.suggest(app, practice, "pro", "")]
-    patients = [c.email for c in await address_books.suggest(app, practice, "patient", "")]
     assert "a.moreau@chu.test" in pros and "lucie.garnier@gmail.test" not in pros
-    assert patients == ["lucie.garnier@gmail.test"]
     assert DOCTOR in pros  # colleagues complete the professional book
     # Another practice sees none of it.
-    assert await address_books.suggest(app, people.practice_b.id, "patient", "") == []
+    others = await address_books.suggest(app, people.practice_b.id, "pro", "")
+    assert all(c.email.endswith("@cabinet-b.test") for c in others)
     async with app.db.read() as conn:
         stored = b"".join(r.sealed for r in await conn.execute(select(contacts)))
     assert b"Garnier" not in stored and b"gmail" not in stored
@@ -44,9 +52,7 @@ async def test_books_never_mix_and_are_sealed(app: App, people: People) -> None:
 
 async def test_channels(app: App, people: People) -> None:
     practice = people.practice_a.id
-    await address_books.add_contact(
-        app, practice, "patient", "P", "patient@gmail.test", actor="t", source="t"
-    )
+    await _register(app, practice, "patient@gmail.test")
     await address_books.add_contact(
         app, practice, "pro", "K", "kine@libre.test", actor="t", source="t"
     )
@@ -65,17 +71,22 @@ async def test_web_books_and_channel_json(app: App, web: WebClient, people: Peop
     await web.login(DOCTOR)
     page = await web.get(base + "/carnet")
     assert page.status_code == 200 and "Professionnels" in page.text
-    added = await web.post(
+    refused = await web.post(
         base + "/carnet",
         {"carnet": "patient", "nom": "M. Paul Roux", "adresse": "paul.roux@gmail.test"},
     )
-    assert added.status_code == 303
+    assert refused.status_code == 400 and "registre des patients" in refused.text
+    await patients.add_patient(
+        app, people.practice_a.id,
+        patients.PatientData("Roux", "Paul", "1980-01-01", "paul.roux@gmail.test"),
+        actor="t", source="t",
+    )  # fmt: skip
     again = await web.post(
         base + "/carnet", {"carnet": "pro", "nom": "Paul", "adresse": "paul.roux@gmail.test"}
     )
-    assert again.status_code == 400 and "un contact n&#39;est que dans un carnet" in again.text
+    assert again.status_code == 400 and "patient du registre" in again.text
     assert (await web.get(base + "/carnet/patients?q=roux")).json() == [
-        {"nom": "M. Paul Roux", "adresse": "paul.roux@gmail.test"}
+        {"nom": "ROUX Paul", "adresse": "paul.roux@gmail.test", "verification": "unverified"}
     ]
     assert (await web.get(base + "/carnet/pros?q=roux")).json() == []
     info = (await web.get(base + "/canal?a=paul.roux@gmail.test")).json()

@@ -26,6 +26,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
@@ -82,14 +83,15 @@ class Patient:
 @dataclass(frozen=True)
 class Verdict:
     """What sending to an address means: ``not_patient`` (outside the registry), ``verified``
-    (``patient`` set), or a refusal: ``unverified``, ``shared``, ``conflict``."""
+    (``patient`` set), or a refusal: ``unverified``, ``shared``, ``conflict``, ``unregistered``
+    (a patient of the old address book, not in the registry)."""
 
     kind: str
     patient: Patient | None = None
 
     @property
     def refused(self) -> bool:
-        return self.kind in ("unverified", "shared", "conflict")
+        return self.kind in ("unverified", "shared", "conflict", "unregistered")
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -549,6 +551,8 @@ async def confirm_verification(app: App, token: str, *, source: str) -> Patient 
 async def recipient_verdict(app: App, practice_id: int, address: str) -> Verdict:
     patient = await find_by_email(app, practice_id, address)
     if patient is None:
+        if await address_books.book_of(app, practice_id, address) == "patient":
+            return Verdict("unregistered")  # an old patient-book entry: register them first
         return Verdict("not_patient")
     if patient.data.shared_address:
         return Verdict("shared", patient)
@@ -559,9 +563,16 @@ async def recipient_verdict(app: App, practice_id: int, address: str) -> Verdict
     return Verdict("verified", patient)
 
 
-def refusal_text(app: App, verdict: Verdict) -> tuple[str, str]:
+def refusal_text(app: App, verdict: Verdict, address: str = "") -> tuple[str, str]:
     """The French and English explanation of a refused patient recipient, with its fix."""
-    assert verdict.patient is not None
+    if verdict.patient is None:  # unregistered
+        url = f"{app.settings.public_base_url}/patients/nouveau?email={quote(address)}"
+        return (
+            f"{address} est un patient du carnet d'adresses, pas encore du registre des "
+            f"patients : enregistrez-le et faites vérifier son adresse : {url}",
+            f"{address} is a patient of the address book, not yet of the patient registry: "
+            f"register them and have their address verified: {url}",
+        )
     url = f"{app.settings.public_base_url}/patients/{verdict.patient.id}"
     email = verdict.patient.data.email
     if verdict.kind == "shared":

@@ -1,8 +1,10 @@
 """A practice's two address books — « Professionnels » and « Patients » — kept apart: an address
 is in one book at most, and each book is searched on its own. Names and addresses are sealed
 with the practice's contacts key; the colleagues of the practice (its mailboxes) complete the
-professional book. The patient registry of a later issue will replace the patient book's
-storage behind the same functions."""
+professional book. Patients are now kept in the patient registry (:mod:`caducee.health.patients`,
+with address verification): no patient contact is added here any more; patient contacts
+recorded before it are still known (``book_of``) so that sending to them asks for their
+registration."""
 
 from __future__ import annotations
 
@@ -61,8 +63,24 @@ async def add_contact(
 ) -> Contact:
     if kind not in KINDS:
         raise InvalidInput("Carnet inconnu.", "Unknown address book.")
+    if kind == "patient":
+        raise InvalidInput(
+            "Les patients s'enregistrent dans le registre des patients (menu « Patients »), où "
+            "leur adresse est vérifiée avant tout envoi.",
+            "Patients are recorded in the patient registry ('Patients' menu), where their "
+            "address is verified before anything is sent.",
+        )
     address = normalize_address(email)
     name = " ".join(name.split())[:MAX_NAME]
+    from caducee.health import patients  # the registry builds on this module
+
+    if await patients.find_by_email(app, practice_id, address) is not None:
+        raise AlreadyExists(
+            f"{address} est l'adresse d'un patient du registre : un correspondant est soit un "
+            "professionnel, soit un patient.",
+            f"{address} is the address of a patient of the registry: a correspondent is either "
+            "a professional or a patient.",
+        )
     key = await _key(app, practice_id)
     email_key = _email_key(key, address)
     ref = secrets.token_hex(16)

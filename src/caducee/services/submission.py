@@ -69,7 +69,7 @@ async def check_submission_recipient(
     if box is not None:
         verdict = await patients.recipient_verdict(app, box.practice_id, clean)
         if verdict.refused:
-            raise PolicyRejected(*patients.refusal_text(app, verdict))
+            raise PolicyRejected(*patients.refusal_text(app, verdict, clean))
     return clean
 
 
@@ -155,7 +155,7 @@ async def _patient_recipients(
     for recipient in recipients:
         verdict = await patients.recipient_verdict(app, box.practice_id, recipient.address)
         if verdict.refused:
-            raise PolicyRejected(*patients.refusal_text(app, verdict))
+            raise PolicyRejected(*patients.refusal_text(app, verdict, recipient.address))
         if verdict.patient is not None:
             found.append(verdict.patient)
         else:

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from caducee.errors import CaduceeError
+from caducee.health import patients
 from caducee.services import address_books, channels
 from caducee.web.core import (
     N_,
@@ -48,6 +49,7 @@ async def _page(request: Request, user: WebUser, *, error: str = "", status: int
             "folder": None,
             "pros": await address_books.contacts_of(app, user.practice.id, "pro"),
             "patients": await address_books.contacts_of(app, user.practice.id, "patient"),
+            "registry_count": len(await patients.list_patients(app, user.practice.id)),
             "colleagues": await address_books.colleagues(app, user.practice.id),
             "error": error,
         },
@@ -107,7 +109,17 @@ async def suggest_pros(request: Request, user: WebUser) -> Response:
 
 @page(json=True)
 async def suggest_patients(request: Request, user: WebUser) -> Response:
-    return await _suggest(request, user, "patient")
+    """From the patient registry (with each address's verification state)."""
+    await open_view(request, user)
+    found = await patients.list_patients(
+        state(request).app, user.practice.id, request.query_params.get("q", "")[:100]
+    )
+    return JSONResponse(
+        [
+            {"nom": p.display_name, "adresse": p.data.email, "verification": p.address_status}
+            for p in found[: address_books.MAX_SUGGESTIONS]
+        ]
+    )
 
 
 @page(json=True)
