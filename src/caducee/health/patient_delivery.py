@@ -19,17 +19,20 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
+from typing import TYPE_CHECKING
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of
 from caducee.errors import PolicyRejected
-from caducee.health import pickup, protected_attachments, sms
+from caducee.health import pickup, sms
 from caducee.health.patients import Patient
-from caducee.health.protected_attachments import Attachment
 from caducee.services import mail_auth, practices, queue, trace
 from caducee.services.delivery import deliver_local
 from caducee.services.local_domains import our_domains
 from caducee.services.queue import QueueOrigin
+
+if TYPE_CHECKING:  # pikepdf and pyzipper are loaded only when a PDF or ZIP is made
+    from caducee.health.protected_attachments import Attachment
 
 
 def _needs_mobile(app: App, patient: Patient) -> PolicyRejected:
@@ -84,6 +87,7 @@ async def deliver_to_patient(
 
 def contents_of(message: bytes) -> list[Attachment]:
     """The message's text (as ``message.txt``) and its attachments, for the protected file."""
+    from caducee.health.protected_attachments import Attachment
     parsed = message_from_bytes(message, policy=policy.default)
     found: list[Attachment] = []
     body = parsed.get_body(preferencelist=("plain", "html"))
@@ -111,6 +115,8 @@ async def _send_protected(
     message: bytes,
     source: str,
 ) -> None:
+    from caducee.health import protected_attachments
+
     practice = await practices.get_practice(app, practice_id)
     password = protected_attachments.generate_password()
     contents = contents_of(message)

@@ -53,7 +53,7 @@ MAX_BITS = 65536
 CACHE_BYTES = 64 * 1024 * 1024
 #: Raw messages held for the background indexer at most (bytes; beyond, a message is indexed
 #: by the first search that needs it).
-MAX_PENDING_BYTES = 16 * 1024 * 1024
+MAX_PENDING_BYTES = 4 * 1024 * 1024
 #: The background indexer waits this long without deliveries before it works.
 IDLE_SECONDS = 1.0
 BATCH = 100
