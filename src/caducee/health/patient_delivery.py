@@ -22,14 +22,11 @@ from email.utils import format_datetime, formataddr, make_msgid
 from typing import TYPE_CHECKING
 
 from caducee.app import App
-from caducee.domain.addresses import domain_of
 from caducee.errors import PolicyRejected
 from caducee.health import pickup, sms
 from caducee.health.patients import Patient
-from caducee.services import mail_auth, practices, queue, trace
-from caducee.services.delivery import deliver_local
-from caducee.services.local_domains import our_domains
-from caducee.services.queue import QueueOrigin
+from caducee.services import practices, trace
+from caducee.services.generated_mail import send_generated
 
 if TYPE_CHECKING:  # pikepdf and pyzipper are loaded only when a PDF or ZIP is made
     from caducee.health.protected_attachments import Attachment
@@ -88,6 +85,7 @@ async def deliver_to_patient(
 def contents_of(message: bytes) -> list[Attachment]:
     """The message's text (as ``message.txt``) and its attachments, for the protected file."""
     from caducee.health.protected_attachments import Attachment
+
     parsed = message_from_bytes(message, policy=policy.default)
     found: list[Attachment] = []
     body = parsed.get_body(preferencelist=("plain", "html"))
@@ -163,16 +161,12 @@ async def _send_protected(
         actor=sender_address,
         purpose="document-password",
     )
-    key = trace.trace_key(original_id)
-    if domain_of(patient.data.email) in await our_domains(app):
-        await deliver_local(app, raw, [patient.data.email])
-        return
-    signed = await mail_auth.dkim_sign_async(app.settings, raw, domain_of(sender_address))
-    await queue.enqueue(
+    await send_generated(
         app,
-        signed,
+        raw,
         sender_address,
-        [queue.QueueRecipient(patient.data.email)],
-        origin=QueueOrigin(actor=sender_address, source=source, mailbox_id=sender_mailbox_id),
-        trace_key=key,
+        patient.data.email,
+        mailbox_id=sender_mailbox_id,
+        trace_key=trace.trace_key(original_id),
+        source=source,
     )

@@ -35,10 +35,11 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.errors import AlreadyExists, InvalidInput, NotFound
 from caducee.health.dlp_detectors import nir_key_valid
+from caducee.health.patient_settings import settings_of
 from caducee.health.sms import normalise_mobile
-from caducee.services import address_books, mail_auth, practices, queue
+from caducee.services import address_books, mailboxes, practices
 from caducee.services.audit import AuditEvent, append
-from caducee.services.delivery import deliver_local
+from caducee.services.generated_mail import send_generated
 from caducee.services.local_domains import our_domains
 from caducee.services.scope_keys import scope_key
 from caducee.store import queue_repo
@@ -431,9 +432,6 @@ def verification_message(
 async def practice_sender(app: App, practice_id: int) -> str:
     """The address patient mail is sent from: the practice's patient-facing mailbox when it
     has one, else its first mailbox."""
-    from caducee.health.patient_settings import settings_of
-    from caducee.services import mailboxes
-
     chosen = (await settings_of(app, practice_id)).patient_mailbox_id
     boxes = await mailboxes.list_mailboxes(app, practice_id)
     for box in boxes:
@@ -483,11 +481,7 @@ async def send_verification(
         patient_email=patient.data.email,
         link=link,
     )
-    if domain_of(patient.data.email) in await our_domains(app):
-        await deliver_local(app, raw, [patient.data.email])
-    else:
-        signed = await mail_auth.dkim_sign_async(app.settings, raw, domain_of(sender))
-        await queue.enqueue(app, signed, sender, [queue.QueueRecipient(patient.data.email)])
+    await send_generated(app, raw, sender, patient.data.email, source=source)
     return link
 
 

@@ -21,13 +21,14 @@ from sqlalchemy import delete, insert, select, update
 
 from caducee.app import App
 from caducee.domain import mail_display
-from caducee.domain.addresses import domain_of, normalize_address
+from caducee.domain.addresses import normalize_address
 from caducee.errors import InvalidInput, LimitReached, NotFound
 from caducee.health import pickup_mail
 from caducee.health.pickup_mail import ReplyFile
 from caducee.health.pickup_store import (
     Pickup,
     add_event,
+    audit_event,
     by_id,
     contact,
     content,
@@ -36,12 +37,11 @@ from caducee.health.pickup_store import (
     token_hash,
 )
 from caducee.ids import new_blob_id
-from caducee.services import mail_auth, practices, queue, trace
-from caducee.services.audit import AuditEvent, append
+from caducee.services import practices, trace
+from caducee.services.audit import append
 from caducee.services.delivery import deliver_local
-from caducee.services.local_domains import our_domains
+from caducee.services.generated_mail import send_generated
 from caducee.services.passwords import hash_password
-from caducee.services.queue import QueueOrigin
 from caducee.store import directory_repo
 from caducee.store.keyring import mailbox_scope
 from caducee.store.tables import pickup_codes, pickup_sessions, pickups
@@ -63,19 +63,6 @@ MAX_REPLY_FILES = 5
 MAX_REPLY_TEXT = 20_000
 MAX_PASSPHRASE = 200
 MIN_PASSPHRASE = 8
-
-
-def _audit(
-    pickup: Pickup, action: str, source: str, result: str = "ok", **details: int
-) -> AuditEvent:
-    return AuditEvent(
-        actor=f"pickup:{pickup.id}",
-        action=action,
-        target=f"mailbox:{pickup.sender_mailbox_id}",
-        source=source,
-        result=result,
-        details={"pickup": pickup.id, **details},
-    )
 
 
 async def _mailbox_address(app: App, mailbox_id: int) -> str:
@@ -166,7 +153,7 @@ async def create_pickup(
             ).scalar_one()
             pickup = await by_id(conn, pickup_id)
             await add_event(conn, pickup, email, "deposited", now=now)
-            await append(conn, _audit(pickup, "pickup.create", source, size=len(raw_message)))
+            await append(conn, audit_event(pickup, "pickup.create", source, size=len(raw_message)))
         committed = True
     finally:
         if not committed and not app.blobs.transactional:
@@ -181,32 +168,16 @@ async def create_pickup(
         expires_at=expires,
         passphrase=passphrase_hash is not None,
     )
-    await _send(app, notice, sender, email, pickup, source)
-    return replace(pickup, link=link)
-
-
-async def _send(
-    app: App, raw: bytes, sender: str, recipient: str, pickup: Pickup, source: str
-) -> None:
-    """The notice through the outbound pipeline, like a submission."""
-    if domain_of(recipient) in await our_domains(app):
-        await deliver_local(app, raw, [recipient])
-        if pickup.trace_key is not None:
-            async with app.db.write() as conn:
-                await trace.record(
-                    conn, pickup.sender_mailbox_id, pickup.trace_key, recipient, "delivered",
-                    "local",
-                )  # fmt: skip
-        return
-    signed = await mail_auth.dkim_sign_async(app.settings, raw, domain_of(sender))
-    await queue.enqueue(
+    await send_generated(
         app,
-        signed,
+        notice,
         sender,
-        [queue.QueueRecipient(recipient)],
-        origin=QueueOrigin(actor=sender, source=source, mailbox_id=pickup.sender_mailbox_id),
+        email,
+        mailbox_id=pickup.sender_mailbox_id,
         trace_key=pickup.trace_key,
+        source=source,
     )
+    return replace(pickup, link=link)
 
 
 async def revoke(app: App, pickup_id: int, mailbox_id: int, *, actor: str, source: str) -> None:
@@ -232,7 +203,7 @@ async def revoke(app: App, pickup_id: int, mailbox_id: int, *, actor: str, sourc
         )
         await conn.execute(delete(pickup_sessions).where(pickup_sessions.c.pickup_id == pickup.id))
         await add_event(conn, pickup, recipient, "revoked", now=now)
-        event = _audit(pickup, "pickup.revoke", source)
+        event = audit_event(pickup, "pickup.revoke", source)
         await append(conn, replace(event, actor=actor))
         if pickup.blob_id is not None and app.blobs.transactional:
             await app.blobs.delete(conn, pickup.blob_id)
@@ -251,7 +222,7 @@ async def open_message(app: App, pickup: Pickup, *, source: str) -> bytes:
     recipient = await _recipient(app, pickup)
     async with app.db.write() as conn:
         await add_event(conn, pickup, recipient, "opened")
-        await append(conn, _audit(pickup, "pickup.open", source))
+        await append(conn, audit_event(pickup, "pickup.open", source))
     return raw
 
 
@@ -274,7 +245,7 @@ async def download(
     recipient = await _recipient(app, pickup)
     async with app.db.write() as conn:
         await add_event(conn, pickup, recipient, "downloaded", str(number))
-        await append(conn, _audit(pickup, "pickup.download", source, attachment=number))
+        await append(conn, audit_event(pickup, "pickup.download", source, attachment=number))
     return meta, found[1]
 
 
@@ -342,7 +313,7 @@ async def reply(
     await deliver_local(app, raw, [mailbox_address])
     async with app.db.write() as conn:
         await add_event(conn, pickup, patient, "replied", str(len(files)))
-        await append(conn, _audit(pickup, "pickup.reply", source, files=len(files)))
+        await append(conn, audit_event(pickup, "pickup.reply", source, files=len(files)))
 
 
 async def for_message(app: App, mailbox_id: int, message_id: str) -> list[Pickup]:
@@ -394,7 +365,7 @@ async def purge_expired(app: App, now: datetime | None = None) -> int:
                 .values(blob_id=None, purged_at=when)
             )
             await add_event(conn, pickup, recipient, "purged", now=when)
-            await append(conn, _audit(pickup, "pickup.expire", "system"), now=when)
+            await append(conn, audit_event(pickup, "pickup.expire", "system"), now=when)
             if app.blobs.transactional:
                 await app.blobs.delete(conn, pickup.blob_id)
         if not app.blobs.transactional:

@@ -27,13 +27,14 @@ from caducee.health.pickup_store import (
     Pickup,
     PickupClosed,
     add_event,
+    audit_event,
     by_id,
     code_key,
     contact,
     passphrase_hash,
     token_hash,
 )
-from caducee.services.audit import AuditEvent, append
+from caducee.services.audit import append
 from caducee.services.delivery import deliver_local
 from caducee.services.passwords import verify_password
 from caducee.store import directory_repo
@@ -48,19 +49,6 @@ MAX_FAILURES = 5
 CODES_PER_WINDOW = 3
 CODE_WINDOW = timedelta(minutes=15)
 SESSION_MINUTES = 15
-
-
-def _audit(
-    pickup: Pickup, action: str, source: str, result: str = "ok", **details: int
-) -> AuditEvent:
-    return AuditEvent(
-        actor=f"pickup:{pickup.id}",
-        action=action,
-        target=f"mailbox:{pickup.sender_mailbox_id}",
-        source=source,
-        result=result,
-        details={"pickup": pickup.id, **details},
-    )
 
 
 def _code_hash(key: bytes, pickup_id: int, code: str) -> str:
@@ -94,7 +82,7 @@ async def request_code(app: App, pickup: Pickup, *, source: str) -> str:
             )
         )
         if int(recent or 0) >= CODES_PER_WINDOW:
-            await append(conn, _audit(pickup, "pickup.code_request", source, "denied"))
+            await append(conn, audit_event(pickup, "pickup.code_request", source, "denied"))
             raise _too_many_codes()
         await conn.execute(
             update(pickup_codes)
@@ -111,7 +99,7 @@ async def request_code(app: App, pickup: Pickup, *, source: str) -> str:
             )
         )
         await add_event(conn, pickup, patient.email, "code_sent", now=now)
-        await append(conn, _audit(pickup, "pickup.code_sent", source))
+        await append(conn, audit_event(pickup, "pickup.code_sent", source))
     receipt = await sms.send_sms(
         app,
         patient.mobile,
@@ -154,7 +142,7 @@ async def check_code(app: App, pickup: Pickup, code: str, *, source: str) -> boo
             await conn.execute(
                 update(pickup_codes).where(pickup_codes.c.id == matched).values(used_at=now)
             )
-            await append(conn, _audit(pickup, "pickup.code_ok", source))
+            await append(conn, audit_event(pickup, "pickup.code_ok", source))
             return True
     await _failure(app, pickup, source, "code")
     return False
@@ -167,7 +155,7 @@ async def check_passphrase(app: App, pickup: Pickup, passphrase: str, *, source:
         stored = await passphrase_hash(conn, pickup.id)
     if stored is not None and verify_password(stored, passphrase[:200]):
         async with app.db.write() as conn:
-            await append(conn, _audit(pickup, "pickup.passphrase_ok", source))
+            await append(conn, audit_event(pickup, "pickup.passphrase_ok", source))
         return True
     await _failure(app, pickup, source, "passphrase")
     return False
@@ -188,14 +176,14 @@ async def _failure(app: App, pickup: Pickup, source: str, kind: str) -> None:
         )
         await add_event(conn, pickup, patient.email, "code_failed", kind, now=now)
         await append(
-            conn, _audit(pickup, f"pickup.{kind}_failed", source, "denied", failures=failures)
+            conn, audit_event(pickup, f"pickup.{kind}_failed", source, "denied", failures=failures)
         )
         if locks:
             await conn.execute(
                 delete(pickup_sessions).where(pickup_sessions.c.pickup_id == pickup.id)
             )
             await add_event(conn, pickup, patient.email, "locked", now=now)
-            await append(conn, _audit(pickup, "pickup.locked", source, "denied"))
+            await append(conn, audit_event(pickup, "pickup.locked", source, "denied"))
         mailbox = await directory_repo.mailbox_by_id(conn, pickup.sender_mailbox_id)
     if locks and mailbox is not None:
         alert = pickup_mail.lock_alert(

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from caducee.app import App
 from caducee.errors import AccessDenied, NotFound
 from caducee.services import trace
+from caducee.services.audit import AuditEvent
 from caducee.store.auth_repo import aware
 from caducee.store.keyring import mailbox_scope
 from caducee.store.tables import pickup_events, pickups
@@ -255,3 +256,17 @@ async def events(app: App, pickup_id: int) -> list[PickupEvent]:
             assert ts is not None
             found.append(PickupEvent(row.event, row.detail, ts))
     return found
+
+
+def audit_event(
+    pickup: Pickup, action: str, source: str, result: str = "ok", **details: int
+) -> AuditEvent:
+    """An audit record about a pickup: ids only, never the content or the patient."""
+    return AuditEvent(
+        actor=f"pickup:{pickup.id}",
+        action=action,
+        target=f"mailbox:{pickup.sender_mailbox_id}",
+        source=source,
+        result=result,
+        details={"pickup": pickup.id, **details},
+    )

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from caducee.errors import CaduceeError
 from caducee.health import patient_import, patients
 from caducee.health.patients import PatientData
+from caducee.services import practices
 from caducee.web.core import (
     N_,
     PageError,
@@ -225,8 +226,6 @@ async def verify_confirm(request: Request) -> Response:
 
 
 async def _practice_name(request: Request, practice_id: int) -> str:
-    from caducee.services import practices
-
     return (await practices.get_practice(state(request).app, practice_id)).name
 
 
