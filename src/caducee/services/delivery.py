@@ -4,11 +4,11 @@ SMTP (MX and submission), the webmail, the REST API and bounce generation all ca
 :func:`deliver_local`. It returns only once every copy is durably stored (blob on disk, row
 committed), so the caller may then acknowledge (SMTP 250, API 201).
 
-Group commit: concurrent deliveries are gathered by a per-node :class:`DeliveryPipeline` and
-stored in one transaction — one fsync of the database for the whole group — so durability does
-not cost throughput. Several groups are in flight at once: while one commits, the next ones are
-parsed, sealed and their blobs written, so the database's single writer (SQLite) is never idle
-waiting for them.
+Group commit: each delivery is prepared in its caller's task — parsed, its recipients resolved,
+sealed, its blobs written and fsynced (:func:`~caducee.services.messages.prepare_delivery`) —
+then joins a per-node :class:`DeliveryPipeline` that commits the waiting deliveries in one
+transaction: one fsync of the database for the whole group, so durability does not cost
+throughput. Only the transaction is serial; everything else overlaps it.
 """
 
 from __future__ import annotations
@@ -23,39 +23,45 @@ from caducee.domain.addresses import normalize_address
 from caducee.domain.model import StoredMessage
 from caducee.errors import CaduceeError
 from caducee.services import mdn
-from caducee.services.messages import Delivery, store_batch
+from caducee.services.messages import (
+    Delivery,
+    Prepared,
+    commit_prepared,
+    discard_blobs,
+    prepare_delivery,
+)
 
 log = logging.getLogger(__name__)
 
 #: At most this many deliveries share one transaction.
 MAX_GROUP = 64
-#: Groups in flight at once (each is prepared while another commits).
-GROUPS_IN_FLIGHT = 1
 
 
 class DeliveryPipeline:
     """Gathers concurrent deliveries of one node into group commits."""
 
-    def __init__(
-        self, app: App, max_group: int = MAX_GROUP, in_flight: int = GROUPS_IN_FLIGHT
-    ) -> None:
+    def __init__(self, app: App, max_group: int = MAX_GROUP) -> None:
         self.app = app
         self.max_group = max_group
-        self.in_flight = in_flight
-        self._queue: asyncio.Queue[tuple[Delivery, asyncio.Future[list[StoredMessage]]]] = (
+        self._queue: asyncio.Queue[tuple[Prepared, asyncio.Future[list[StoredMessage]]]] = (
             asyncio.Queue()
         )
-        self._tasks: list[asyncio.Task[None]] = []
+        self._task: asyncio.Task[None] | None = None
         self.groups = 0  # committed groups, for benchmarks and tests
         self.delivered = 0
 
     async def deliver(self, delivery: Delivery) -> list[StoredMessage]:
-        self._tasks = [task for task in self._tasks if not task.done()]
-        while len(self._tasks) < self.in_flight:
-            self._tasks.append(asyncio.create_task(self._run(), name="delivery-pipeline"))
+        item = await prepare_delivery(self.app, delivery)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="delivery-pipeline")
         future: asyncio.Future[list[StoredMessage]] = asyncio.get_running_loop().create_future()
-        await self._queue.put((delivery, future))
-        return await future
+        try:
+            self._queue.put_nowait((item, future))
+        except BaseException:
+            await discard_blobs(self.app, [item])
+            raise
+        # once queued, the delivery is committed even if this caller goes away
+        return await asyncio.shield(future)
 
     async def _run(self) -> None:
         while True:
@@ -63,7 +69,7 @@ class DeliveryPipeline:
             while len(group) < self.max_group and not self._queue.empty():
                 group.append(self._queue.get_nowait())
             try:
-                results = await store_batch(self.app, [delivery for delivery, _ in group])
+                results = await commit_prepared(self.app, [item for item, _ in group])
             except Exception as error:  # the transaction failed: every waiter learns it
                 log.exception("group commit failed (%d deliveries)", len(group))
                 for _, future in group:
@@ -81,12 +87,16 @@ class DeliveryPipeline:
                     future.set_result(result)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+                await self._task
+            self._task = None
+        while not self._queue.empty():  # never committed: the senders were not answered
+            item, future = self._queue.get_nowait()
+            await discard_blobs(self.app, [item])
+            if not future.done():
+                future.cancel()
 
 
 def pipeline(app: App) -> DeliveryPipeline:

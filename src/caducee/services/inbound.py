@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
-from caducee.domain.model import Mailbox
 from caducee.errors import InvalidInput, NotFound, QuotaExceeded, TemporaryFailure
 from caducee.health import mon_espace_sante
 from caducee.services import dsn, mail_auth
@@ -14,35 +11,7 @@ from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
 from caducee.services.local_domains import our_domains
 from caducee.services.received import received_header
-from caducee.store import directory_repo as repo
-
-
-class RecipientCache:
-    """The node's recent answers to « which mailbox is this address? », for RCPT TO.
-
-    Only found mailboxes are kept, for :data:`TTL_SECONDS`: an address created a moment ago is
-    never refused, and what a cached answer may have missed (a mailbox disabled or filled in
-    the meantime) is checked again when the message is stored.
-    """
-
-    TTL_SECONDS = 2.0
-    MAX_ENTRIES = 10_000
-
-    def __init__(self, _app: App) -> None:
-        self._entries: dict[str, tuple[float, Mailbox]] = {}
-
-    async def mailbox(self, app: App, address: str) -> Mailbox | None:
-        now = time.monotonic()
-        entry = self._entries.get(address)
-        if entry is not None and now - entry[0] <= self.TTL_SECONDS:
-            return entry[1]
-        async with app.db.read() as conn:
-            found = await repo.mailbox_by_address(conn, address)
-        if found is not None:
-            if len(self._entries) >= self.MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[address] = (now, found)
-        return found
+from caducee.services.recipient_cache import recipient_cache
 
 
 def unknown_recipient(address: str) -> NotFound:
@@ -63,7 +32,7 @@ async def check_recipient(app: App, address: str, size_hint: int = 0) -> str:
         clean = normalize_address(address)
     except InvalidInput:
         raise unknown_recipient(address) from None
-    mailbox = await app.component(RecipientCache, RecipientCache).mailbox(app, clean)
+    mailbox = await recipient_cache(app).mailbox(app, clean)
     if mailbox is None or mailbox.disabled:
         raise unknown_recipient(clean)
     if mailbox.used_bytes + max(size_hint, 1) > mailbox.quota_bytes:

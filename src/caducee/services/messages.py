@@ -13,15 +13,17 @@ the others.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.app import App
 from caducee.domain.message_meta import extract_meta
@@ -30,7 +32,9 @@ from caducee.errors import CaduceeError, InvalidInput, MessageTooLarge, NotFound
 from caducee.ids import new_blob_id
 from caducee.services import text_index
 from caducee.services.events import mailbox_events
+from caducee.services.recipient_cache import recipient_cache
 from caducee.store import delivery_repo, mailstore_repo, messages_repo
+from caducee.store.crypto import aad_for, seal
 from caducee.store.keyring import mailbox_scope
 
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
@@ -78,64 +82,159 @@ class Delivery:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """A delivery ready to commit: recipients resolved, copies sealed, file blobs on disk."""
+
     delivery: Delivery
     mailbox_ids: list[int]
+    # the address each mailbox was found by, checked again when committing
+    addressed: dict[int, str] = field(default_factory=dict)
     # (mailbox id, blob id, sealed raw, sealed meta) per mailbox
     copies: list[tuple[int, str, bytes, bytes]] = field(default_factory=list)
+    blobs_written: bool = False
+
+    @property
+    def blobs(self) -> list[tuple[str, bytes]]:
+        return [(blob_id, raw) for _, blob_id, raw, _ in self.copies]
 
 
 def _unknown(address: str) -> NotFound:
     return NotFound(f"Destinataire inconnu : {address}.", f"Unknown recipient: {address}.")
 
 
+def _check_delivery(delivery: Delivery) -> None:
+    _check_message(delivery.raw, delivery.flags)
+    _keywords_text(delivery.keywords)
+    if not delivery.mailbox_ids and not delivery.addresses:
+        raise InvalidInput("Aucun destinataire.", "No recipient.")
+    if delivery.meta is None:
+        delivery.meta = extract_meta(delivery.raw)
+
+
+def _resolved(delivery: Delivery, known: dict[str, tuple[int, bool]]) -> Prepared:
+    ids = list(delivery.mailbox_ids)
+    addressed: dict[int, str] = {}
+    for address in delivery.addresses:
+        found = known.get(address)
+        if found is None or found[1]:
+            raise _unknown(address)
+        ids.append(found[0])
+        addressed[found[0]] = address
+    return Prepared(delivery, list(dict.fromkeys(ids)), addressed)
+
+
+def _seal_copies(item: Prepared, keys: dict[int, bytes]) -> None:
+    meta_bytes = json.dumps(item.delivery.meta, ensure_ascii=False).encode()
+    for mailbox_id in item.mailbox_ids:
+        scope, blob_id = mailbox_scope(mailbox_id), new_blob_id()
+        key = keys[mailbox_id]
+        item.copies.append(
+            (
+                mailbox_id,
+                blob_id,
+                seal(key, item.delivery.raw, aad_for(scope, blob_id, "raw")),
+                seal(key, meta_bytes, aad_for(scope, blob_id, "meta")),
+            )
+        )
+
+
+async def _data_keys(
+    app: App, conn: AsyncConnection | None, ids: Iterable[int]
+) -> dict[int, bytes]:
+    """The data key of each mailbox: from the keyring's cache, else read with ``conn``."""
+    keys: dict[int, bytes] = {}
+    missing: list[int] = []
+    for mailbox_id in ids:
+        cached = app.keyring.cached_key(mailbox_scope(mailbox_id))
+        if cached is None:
+            missing.append(mailbox_id)
+        else:
+            keys[mailbox_id] = cached
+    if missing:
+        async with contextlib.AsyncExitStack() as stack:
+            if conn is None:
+                conn = await stack.enter_async_context(app.db.read())
+            for mailbox_id in missing:
+                keys[mailbox_id] = await app.keyring.data_key(conn, mailbox_scope(mailbox_id))
+    return keys
+
+
+async def prepare_delivery(app: App, delivery: Delivery) -> Prepared:
+    """Validate, parse, resolve and seal one delivery, and write its file blobs durably.
+
+    Runs in the caller's task, before the delivery joins a group commit, so that the group's
+    serial part is only the database transaction. Needs no database round trip when the
+    recipients and their data keys are in the node's caches. Raises :class:`CaduceeError`.
+    """
+    _check_delivery(delivery)
+    known: dict[str, tuple[int, bool]] = {}
+    unresolved = []
+    cache = recipient_cache(app)
+    for address in delivery.addresses:
+        mailbox = cache.cached(address)
+        if mailbox is None:
+            unresolved.append(address)
+        else:
+            known[address] = (mailbox.id, mailbox.disabled)
+    if unresolved:
+        async with app.db.read() as conn:
+            known.update(await delivery_repo.mailbox_ids_by_address(conn, unresolved))
+    item = _resolved(delivery, known)
+    _seal_copies(item, await _data_keys(app, None, item.mailbox_ids))
+    await write_blobs(app, [item])
+    return item
+
+
+async def write_blobs(app: App, items: Sequence[Prepared]) -> None:
+    """File blob store: every copy fsynced on disk before the rows naming them commit."""
+    if app.blobs.transactional:
+        return
+    pending = [item for item in items if not item.blobs_written]
+    blobs = [blob for item in pending for blob in item.blobs]
+    try:
+        await app.blobs.put_many(None, blobs)
+    except BaseException:
+        await discard_blobs(app, pending)
+        raise
+    for item in pending:
+        item.blobs_written = True
+
+
+async def discard_blobs(app: App, items: Sequence[Prepared]) -> None:
+    """Remove the file blobs of deliveries that will not be committed."""
+    if app.blobs.transactional:
+        return
+    for item in items:
+        for blob_id, _ in item.blobs:
+            await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
+        item.blobs_written = False
+
+
 async def _prepare(
     app: App, deliveries: Sequence[Delivery], results: list[Result]
-) -> list[_Prepared]:
+) -> list[tuple[int, Prepared]]:
     """Validate, resolve addresses (one query), parse and seal; outside any write lock."""
     checked: list[tuple[int, Delivery]] = []
     for index, delivery in enumerate(deliveries):
         try:
-            _check_message(delivery.raw, delivery.flags)
-            _keywords_text(delivery.keywords)
-            if not delivery.mailbox_ids and not delivery.addresses:
-                raise InvalidInput("Aucun destinataire.", "No recipient.")
-            if delivery.meta is None:
-                delivery.meta = extract_meta(delivery.raw)
+            _check_delivery(delivery)
         except CaduceeError as error:
             results[index] = error
             continue
         checked.append((index, delivery))
-    prepared: list[_Prepared] = []
+    prepared: list[tuple[int, Prepared]] = []
     async with app.db.read() as conn:
         known = await delivery_repo.mailbox_ids_by_address(
             conn, (a for _, d in checked for a in d.addresses)
         )
         for index, delivery in checked:
-            ids = list(delivery.mailbox_ids)
             try:
-                for address in delivery.addresses:
-                    found = known.get(address)
-                    if found is None or found[1]:
-                        raise _unknown(address)
-                    ids.append(found[0])
+                item = _resolved(delivery, known)
             except CaduceeError as error:
                 results[index] = error
                 continue
-            item = _Prepared(delivery, list(dict.fromkeys(ids)))
-            meta_bytes = json.dumps(delivery.meta, ensure_ascii=False).encode()
-            for mailbox_id in item.mailbox_ids:
-                scope, blob_id = mailbox_scope(mailbox_id), new_blob_id()
-                item.copies.append(
-                    (
-                        mailbox_id,
-                        blob_id,
-                        await app.keyring.seal(conn, scope, blob_id, "raw", delivery.raw),
-                        await app.keyring.seal(conn, scope, blob_id, "meta", meta_bytes),
-                    )
-                )
-            results[index] = []
-            prepared.append(item)
+            _seal_copies(item, await _data_keys(app, conn, item.mailbox_ids))
+            prepared.append((index, item))
     return prepared
 
 
@@ -150,20 +249,28 @@ async def store_batch(app: App, deliveries: Sequence[Delivery]) -> list[Result]:
     """
     results: list[Result] = [[] for _ in deliveries]
     prepared = await _prepare(app, deliveries, results)
-    position = {id(item): index for index, item in _indexed(deliveries, prepared)}
-    blobs = [(blob_id, raw) for item in prepared for _, blob_id, raw, _ in item.copies]
-    if not app.blobs.transactional:  # files: durable on disk before the rows naming them commit
-        await app.blobs.put_many(None, blobs)
-    commit = _GroupCommit(app, prepared, position, results, blobs)
+    await write_blobs(app, [item for _, item in prepared])
+    outcomes = await commit_prepared(app, [item for _, item in prepared])
+    for (index, _), outcome in zip(prepared, outcomes, strict=True):
+        results[index] = outcome
+    return results
+
+
+async def commit_prepared(app: App, items: Sequence[Prepared]) -> list[Result]:
+    """Commit prepared deliveries in one transaction (group commit); per delivery, its stored
+    messages or why it was refused. File blobs no committed row names are removed."""
+    results: list[Result] = [[] for _ in items]
+    commit = _GroupCommit(app, list(items), results)
     committed = False
     try:
         ids = await app.db.write_sync(commit.run)
         committed = True
     finally:
-        if not app.blobs.transactional:  # remove blobs no committed row names
-            for blob_id, _ in blobs:
-                if not committed or blob_id not in commit.stored_blobs:
-                    await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
+        if not app.blobs.transactional:
+            for item in items:
+                for blob_id, _ in item.blobs:
+                    if not committed or blob_id not in commit.stored_blobs:
+                        await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
     made = commit.made
     for index, row_index, message in made:
         entry = results[index]
@@ -175,7 +282,7 @@ async def store_batch(app: App, deliveries: Sequence[Delivery]) -> list[Result]:
         except Exception:  # stored is stored: a lost wake-up only delays IDLE sessions
             log.exception("could not publish mailbox events")
         text_index.indexer(app).offer(
-            (ids[row_index], message.blob_id, message.mailbox_id, deliveries[index].raw)
+            (ids[row_index], message.blob_id, message.mailbox_id, items[index].delivery.raw)
             for index, row_index, message in made
         )
     return results
@@ -184,16 +291,8 @@ async def store_batch(app: App, deliveries: Sequence[Delivery]) -> list[Result]:
 class _GroupCommit:
     """The write transaction of one group: plain synchronous code, run in one go."""
 
-    def __init__(
-        self,
-        app: App,
-        prepared: list[_Prepared],
-        position: dict[int, int],
-        results: list[Result],
-        blobs: list[tuple[str, bytes]],
-    ) -> None:
-        self.app, self.prepared, self.position = app, prepared, position
-        self.results, self.blobs = results, blobs
+    def __init__(self, app: App, prepared: list[Prepared], results: list[Result]) -> None:
+        self.app, self.prepared, self.results = app, prepared, results
         self.stored_blobs: set[str] = set()
         self.made: list[tuple[int, int, StoredMessage]] = []  # (result index, row, message)
 
@@ -208,8 +307,8 @@ class _GroupCommit:
         rows: list[dict[str, Any]] = []
         touched: dict[int, delivery_repo.FolderState] = {}
         deltas: dict[int, int] = {}
-        for item in prepared:
-            index, delivery = self.position[id(item)], item.delivery
+        for index, item in enumerate(prepared):
+            delivery = item.delivery
             try:
                 _admit(item, boxes, folders, deltas)
             except CaduceeError as error:
@@ -261,7 +360,8 @@ class _GroupCommit:
                 self.stored_blobs.add(blob_id)
         if self.app.blobs.transactional:
             self.app.blobs.put_many_sync(
-                conn, [b for b in self.blobs if b[0] in self.stored_blobs]
+                conn,
+                [b for item in prepared for b in item.blobs if b[0] in self.stored_blobs],
             )
         ids = delivery_repo.insert_messages(conn, rows)
         delivery_repo.save_folders(conn, list(touched.values()))
@@ -269,15 +369,8 @@ class _GroupCommit:
         return ids
 
 
-def _indexed(
-    deliveries: Sequence[Delivery], prepared: list[_Prepared]
-) -> list[tuple[int, _Prepared]]:
-    index_of = {id(d): i for i, d in enumerate(deliveries)}
-    return [(index_of[id(item.delivery)], item) for item in prepared]
-
-
 def _admit(
-    item: _Prepared,
+    item: Prepared,
     boxes: dict[int, delivery_repo.MailboxState],
     folders: dict[tuple[int, str], delivery_repo.FolderState],
     deltas: dict[int, int],
@@ -288,6 +381,8 @@ def _admit(
         box = boxes.get(mailbox_id)
         if box is None or box.disabled:
             raise NotFound("Boîte aux lettres introuvable.", "Mailbox not found.")
+        if item.addressed.get(mailbox_id, box.address) != box.address:  # renamed meanwhile
+            raise _unknown(item.addressed[mailbox_id])
         if box.used_bytes + size > box.quota_bytes:
             raise QuotaExceeded(
                 f"La boîte {box.address} est pleine (quota dépassé).",

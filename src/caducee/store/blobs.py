@@ -1,8 +1,8 @@
 """Blob stores for raw messages and attachments (already sealed by the caller).
 
-- :class:`FileBlobStore` (default): one file per blob under ``<data dir>/blobs/ab/cd/``, written to
-  a temporary file, fsynced, renamed into place, and the directory fsynced, so that a blob is on
-  disk before the transaction that references it commits.
+- :class:`FileBlobStore` (default): one file per blob under ``<data dir>/blobs/ab/cd/``, written,
+  fsynced and its directory fsynced, so that a blob is on disk before the transaction that
+  references it commits.
 - :class:`DatabaseBlobStore`: a ``blobs`` table, written in the caller's transaction, for
   deployments where several nodes share one PostgreSQL database.
 """
@@ -72,20 +72,30 @@ class FileBlobStore:
         return self.root / blob_id[:2] / blob_id[2:4] / blob_id
 
     def _write(self, blob_id: str, data: bytes) -> None:
+        """Create the blob's file, write it and fsync it, then fsync its directory.
+
+        No temporary name and rename: nothing reads a blob before the row naming it commits,
+        which happens only after this returns; a crash mid-write leaves an orphan file that no
+        row names. Without a rename, the directory fsync finds the new entry already in the
+        journal commit the file's fsync forced, so each blob costs one journal commit, not two.
+        """
         final = self.path_of(blob_id)
         created = not final.parent.exists()
-        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = final.with_name(f".{blob_id}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if created:
+            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
-        os.replace(tmp, final)
+            with contextlib.suppress(OSError):
+                final.unlink()
+            raise
+        os.close(fd)
         _fsync_dir(final.parent)
         if created:
             _fsync_dir(final.parent.parent)

@@ -120,6 +120,10 @@ class Keyring:
         )
         return data_key
 
+    def cached_key(self, scope: str) -> bytes | None:
+        """The data key of ``scope`` if this node has already opened it (no database read)."""
+        return self._data_keys.get(scope)
+
     async def data_key(self, conn: AsyncConnection, scope: str) -> bytes:
         cached = self._data_keys.get(scope)
         if cached is not None:
