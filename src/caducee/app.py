@@ -70,7 +70,7 @@ async def open_app(settings: Settings, *, upgrade: bool = False) -> AsyncIterato
         blobs: BlobStore = (
             DatabaseBlobStore()
             if settings.blob_store == "database"
-            else FileBlobStore(settings.blobs_dir)
+            else FileBlobStore(settings.blobs_dir, settings.blob_inline_max)
         )
         app = App(settings=settings, db=db, keyring=keyring, blobs=blobs)
         try:

@@ -37,6 +37,10 @@ class TransportRoute:
     tls: str = "opportunistic"  # "none", "opportunistic" or "required" (verified certificate)
 
 
+#: Largest ``blob_inline_max``: a bigger blob belongs in a file.
+MAX_BLOB_INLINE = 1024 * 1024
+
+
 @dataclass
 class Settings:
     """Everything that configures one node. Paths are absolute."""
@@ -45,6 +49,8 @@ class Settings:
     hostname: str = "localhost"
     database_url: str = ""
     blob_store: str = "files"  # "files" (data dir) or "database" (blobs table, multi-node)
+    # "files": blobs up to this size are rows of the database (0: every blob in a file)
+    blob_inline_max: int = 100 * 1024
     listeners: dict[str, str] = field(default_factory=dict)
     audit_retention_days: int = 183
     lockout_threshold: int = 5
@@ -198,6 +204,8 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.hostname = str(doc.get("hostname", settings.hostname))
         settings.database_url = str(doc.get("database_url", settings.database_url))
         settings.blob_store = str(doc.get("blob_store", settings.blob_store))
+        if "blob_inline_max" in doc:
+            settings.blob_inline_max = _int(doc["blob_inline_max"], "blob_inline_max")
         settings.public_url = str(doc.get("public_url", settings.public_url))
         settings.deployment = str(doc.get("deployment", settings.deployment))
         client_limits = doc.get("limits", {})
@@ -303,6 +311,8 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
     settings.hostname = env.get("CADUCEE_HOSTNAME", settings.hostname)
     settings.database_url = env.get("CADUCEE_DATABASE_URL", settings.database_url)
     settings.blob_store = env.get("CADUCEE_BLOB_STORE", settings.blob_store)
+    if "CADUCEE_BLOB_INLINE_MAX" in env:
+        settings.blob_inline_max = _int(env["CADUCEE_BLOB_INLINE_MAX"], "CADUCEE_BLOB_INLINE_MAX")
     if "CADUCEE_AUDIT_RETENTION_DAYS" in env:
         settings.audit_retention_days = _int(
             env["CADUCEE_AUDIT_RETENTION_DAYS"], "CADUCEE_AUDIT_RETENTION_DAYS"
@@ -336,6 +346,13 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             f"blob_store doit valoir « files » ou « database », pas {settings.blob_store!r}.",
             f"blob_store must be 'files' or 'database', not {settings.blob_store!r}.",
         )
+    if not 0 <= settings.blob_inline_max <= MAX_BLOB_INLINE:
+        raise ConfigurationError(
+            f"blob_inline_max doit être compris entre 0 et {MAX_BLOB_INLINE} octets, "
+            f"pas {settings.blob_inline_max}.",
+            f"blob_inline_max must be between 0 and {MAX_BLOB_INLINE} bytes, "
+            f"not {settings.blob_inline_max}.",
+        )
     return settings
 
 
@@ -350,6 +367,8 @@ def render_config(settings: Settings) -> str:
         f'database_url = "{settings.database_url}"',
         '# "files" (répertoire de données) ou "database" (table, pour plusieurs nœuds)',
         f'blob_store = "{settings.blob_store}"',
+        "# files : blobs jusqu'à cette taille (octets) dans la base ; 0 : tous en fichiers",
+        f"blob_inline_max = {settings.blob_inline_max}",
         '# "production" ou "development" (démonstration : fournisseur SMS « fichier » permis)',
         f"deployment = {json.dumps(settings.deployment)}",
         "",

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from caducee.app import App
-from caducee.errors import InvalidInput
+from caducee.errors import InvalidInput, NotFound
 from caducee.health import pickup, pickup_auth
 from caducee.health.pickup_store import PickupClosed, by_token, events
 from caducee.services import maintenance, queue, trace
@@ -133,9 +133,10 @@ async def test_revoked_link_is_closed_and_content_gone(app: App, cab: Cabinet) -
     assert revoked.state() == "revoked" and revoked.blob_id is None
     with pytest.raises(PickupClosed):
         await pickup.open_message(app, revoked, source="ip")
-    if not app.blobs.transactional and found.blob_id:
-        assert not app.settings.blobs_dir.joinpath(found.blob_id[:2], found.blob_id[2:4],
-                                                   found.blob_id).exists()  # fmt: skip
+    assert found.blob_id is not None
+    async with app.db.read() as conn:
+        with pytest.raises(NotFound):
+            await app.blobs.get(conn, found.blob_id)
 
 
 async def cabinet_other_mailbox(app: App) -> int:

@@ -12,12 +12,13 @@ from sqlalchemy import select, update
 from caducee.app import App
 from caducee.errors import IntegrityError, LimitReached
 from caducee.services import mailboxes, messages, text_index
+from caducee.store.tables import blobs
 from caducee.store.tables import messages as messages_table
 from tests.pgcluster import PgCluster
 from tests.services.helpers import person, practice
 
 
-def health_message(marker: str, to: str) -> bytes:
+def health_message(marker: str, to: str, scan_bytes: int = 0) -> bytes:
     msg = EmailMessage()
     msg["From"] = f"Dr {marker}-Nom <confrere@ailleurs.test>"
     msg["To"] = to
@@ -29,6 +30,10 @@ def health_message(marker: str, to: str) -> bytes:
         subtype="octet-stream",
         filename="cr.bin",
     )
+    if scan_bytes:  # a large attachment: the blob goes to a file, not a database row
+        msg.add_attachment(
+            secrets.token_bytes(scan_bytes), maintype="image", subtype="png", filename="scan.png"
+        )
     return bytes(msg)
 
 
@@ -48,6 +53,9 @@ async def test_marker_nowhere_in_clear(
     await practice(app)
     _, box = await person(app, "dr@cabinet.test")
     stored = await messages.store_message(app, box.id, "INBOX", health_message(marker, box.address))
+    large = health_message(marker, box.address, scan_bytes=app.settings.blob_inline_max)
+    stored_large = await messages.store_message(app, box.id, "INBOX", large)
+    assert (await messages.read_message(app, stored_large.id))[1] == large
 
     # The service reads everything back…
     message, raw = await messages.read_message(app, stored.id)
@@ -74,7 +82,13 @@ async def test_marker_nowhere_in_clear(
         assert all(n not in dump for n in needles)
     else:
         assert (app.settings.data_dir / "db.sqlite3").exists()
-        assert any(app.settings.blobs_dir.rglob("*"))
+        # the small message's blob is a database row, the large one's a file: both were searched
+        assert [p.name for p in app.settings.blobs_dir.rglob("*") if p.is_file()] == [
+            stored_large.blob_id
+        ]
+        async with app.db.read() as conn:
+            rows = (await conn.execute(select(blobs.c.id))).scalars().all()
+        assert stored.blob_id in rows and stored_large.blob_id not in rows
 
 
 async def test_sealed_metadata_is_bound_to_its_record(app: App) -> None:

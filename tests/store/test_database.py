@@ -9,7 +9,8 @@ from caducee.app import App, check_schema
 from caducee.errors import NotFound
 from caducee.ids import new_blob_id
 from caducee.store import migrate
-from caducee.store.tables import audit_anchor, practices
+from caducee.store.blobs import FileBlobStore
+from caducee.store.tables import audit_anchor, blobs, practices
 
 
 async def test_migrations_reach_head(app: App) -> None:
@@ -31,15 +32,58 @@ async def test_failed_write_rolls_back(app: App) -> None:
         assert await conn.scalar(select(func.count()).select_from(practices)) == 0
 
 
-async def test_blob_roundtrip_and_delete(app: App) -> None:
-    blob_id = new_blob_id()
-    payload = bytes(range(256)) * 1000
+def blob_files(app: App) -> list[str]:
+    return sorted(p.name for p in app.settings.blobs_dir.rglob("*") if p.is_file())
+
+
+async def test_blob_lifecycle_small_and_large(app: App) -> None:
+    """stage → record → get → forget → remove_files, for a blob kept in the database and one
+    too large for it (a file with the default store)."""
+    small = (new_blob_id(), bytes(range(256)) * 100)
+    large = (new_blob_id(), bytes(range(256)) * (app.settings.blob_inline_max // 256 + 1))
+    await app.blobs.stage([small, large])
     async with app.db.write() as conn:
-        await app.blobs.put(conn, blob_id, payload)
+        await app.blobs.record(conn, [small, large])
     async with app.db.read() as conn:
-        assert await app.blobs.get(conn, blob_id) == payload
+        assert await app.blobs.get(conn, small[0]) == small[1]
+        assert await app.blobs.get_many(conn, [large[0], small[0], new_blob_id()]) == dict(
+            [small, large]
+        )
+        stored_rows = set((await conn.execute(select(blobs.c.id))).scalars())
+    if app.settings.blob_store == "files":
+        assert blob_files(app) == [large[0]] and stored_rows == {small[0]}
+    else:
+        assert blob_files(app) == [] and stored_rows == {small[0], large[0]}
     async with app.db.write() as conn:
-        await app.blobs.delete(conn, blob_id)
+        await app.blobs.forget(conn, [small[0], large[0]])
+    await app.blobs.remove_files([small[0], large[0]])
+    assert blob_files(app) == []
     async with app.db.read() as conn:
-        with pytest.raises(NotFound):
-            await app.blobs.get(conn, blob_id)
+        for blob_id, _ in (small, large):
+            with pytest.raises(NotFound):
+                await app.blobs.get(conn, blob_id)
+
+
+async def test_staged_blobs_of_a_failed_transaction_are_removed(app: App) -> None:
+    large = (new_blob_id(), b"x" * (app.settings.blob_inline_max + 1))
+    small = (new_blob_id(), b"y" * 10)
+    await app.blobs.stage([small, large])
+    with pytest.raises(RuntimeError):
+        async with app.db.write() as conn:
+            await app.blobs.record(conn, [small, large])
+            raise RuntimeError("boom")
+    await app.blobs.remove_files([small[0], large[0]])
+    assert blob_files(app) == []
+    async with app.db.read() as conn:
+        assert await app.blobs.get_many(conn, [small[0], large[0]]) == {}
+
+
+async def test_every_blob_in_files_when_inlining_is_off(app: App) -> None:
+    store = FileBlobStore(app.settings.blobs_dir, inline_max=0)
+    blob = (new_blob_id(), b"z" * 10)
+    await store.stage([blob])
+    async with app.db.write() as conn:
+        await store.record(conn, [blob])
+    assert blob_files(app) == [blob[0]]
+    async with app.db.read() as conn:
+        assert await store.get(conn, blob[0]) == blob[1]

@@ -125,11 +125,9 @@ async def create_pickup(
         )
     committed = False
     try:
-        if not app.blobs.transactional:
-            await app.blobs.put(None, blob_id, sealed_raw)  # type: ignore[arg-type]
+        await app.blobs.stage([(blob_id, sealed_raw)])
         async with app.db.write() as conn:
-            if app.blobs.transactional:
-                await app.blobs.put(conn, blob_id, sealed_raw)
+            await app.blobs.record(conn, [(blob_id, sealed_raw)])
             pickup_id = (
                 await conn.execute(
                     insert(pickups)
@@ -156,8 +154,8 @@ async def create_pickup(
             await append(conn, audit_event(pickup, "pickup.create", source, size=len(raw_message)))
         committed = True
     finally:
-        if not committed and not app.blobs.transactional:
-            await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
+        if not committed:
+            await app.blobs.remove_files([blob_id])
     link = f"{app.settings.public_base_url}/portail/{token}"
     notice = pickup_mail.notice(
         hostname=app.settings.hostname,
@@ -205,10 +203,10 @@ async def revoke(app: App, pickup_id: int, mailbox_id: int, *, actor: str, sourc
         await add_event(conn, pickup, recipient, "revoked", now=now)
         event = audit_event(pickup, "pickup.revoke", source)
         await append(conn, replace(event, actor=actor))
-        if pickup.blob_id is not None and app.blobs.transactional:
-            await app.blobs.delete(conn, pickup.blob_id)
-    if pickup.blob_id is not None and not app.blobs.transactional:
-        await app.blobs.delete(None, pickup.blob_id)  # type: ignore[arg-type]
+        if pickup.blob_id is not None:
+            await app.blobs.forget(conn, [pickup.blob_id])
+    if pickup.blob_id is not None:
+        await app.blobs.remove_files([pickup.blob_id])
 
 
 async def _recipient(app: App, pickup: Pickup) -> str:
@@ -366,10 +364,8 @@ async def purge_expired(app: App, now: datetime | None = None) -> int:
             )
             await add_event(conn, pickup, recipient, "purged", now=when)
             await append(conn, audit_event(pickup, "pickup.expire", "system"), now=when)
-            if app.blobs.transactional:
-                await app.blobs.delete(conn, pickup.blob_id)
-        if not app.blobs.transactional:
-            await app.blobs.delete(None, pickup.blob_id)  # type: ignore[arg-type]
+            await app.blobs.forget(conn, [pickup.blob_id])
+        await app.blobs.remove_files([pickup.blob_id])
     async with app.db.write() as conn:
         await conn.execute(delete(pickup_sessions).where(pickup_sessions.c.expires_at <= when))
         await conn.execute(

@@ -302,9 +302,7 @@ async def delete_folder(app: App, login: str, name: str, *, source: str) -> None
             if account is not None:
                 await repo.subscribe_name(conn, account.id, folder, True)
         gone = await repo.delete_folder(conn, found.id)
-        if app.blobs.transactional:
-            for blob_id in gone:
-                await app.blobs.delete(conn, blob_id)
+        await app.blobs.forget(conn, gone)
     await _drop_blobs(app, gone)
     await _publish(app, {mailbox.id})
 
@@ -508,9 +506,8 @@ async def store_flags(
 
 
 async def _drop_blobs(app: App, blob_ids: Sequence[str]) -> None:
-    if not app.blobs.transactional:  # after the commit: a crash leaves a harmless orphan
-        for blob_id in blob_ids:
-            await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
+    """After the commit (a crash before leaves a harmless orphan file)."""
+    await app.blobs.remove_files(blob_ids)
 
 
 async def _publish(app: App, mailbox_ids: set[int]) -> None:
@@ -583,8 +580,7 @@ async def copy(
         for row, blob_id, sealed_raw, sealed_meta in prepared:
             new_rows.append(_copied(row, target.mailbox.id, blob_id, sealed_meta))
             blobs.append((blob_id, sealed_raw))
-    if blobs and not app.blobs.transactional:
-        await app.blobs.put_many(None, blobs)
+    await app.blobs.stage(blobs)
     committed = False
     try:
         async with app.db.write() as conn:
@@ -594,14 +590,13 @@ async def copy(
                 if used + total > quota:
                     raise _quota_error(target.mailbox)
                 await repo.add_used_bytes(conn, target.mailbox.id, total)
-                if app.blobs.transactional:
-                    await app.blobs.put_many(conn, blobs)
+                await app.blobs.record(conn, blobs)
             else:
                 await repo.add_used_bytes(conn, target.mailbox.id, 0)
             uids = await repo.copy_rows(conn, target.folder.id, new_rows)
         committed = True
     finally:
-        if not committed and blobs and not app.blobs.transactional:
+        if not committed and blobs:
             await _drop_blobs(app, [b for b, _ in blobs])
     await _publish(app, {target.mailbox.id})
     return list(zip([int(r.uid) for r in rows], uids, strict=True))

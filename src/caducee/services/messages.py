@@ -83,7 +83,7 @@ class Delivery:
 
 @dataclass
 class Prepared:
-    """A delivery ready to commit: recipients resolved, copies sealed, file blobs on disk."""
+    """A delivery ready to commit: recipients resolved, copies sealed, blobs staged."""
 
     delivery: Delivery
     mailbox_ids: list[int]
@@ -160,7 +160,7 @@ async def _data_keys(
 
 
 async def prepare_delivery(app: App, delivery: Delivery) -> Prepared:
-    """Validate, parse, resolve and seal one delivery, and write its file blobs durably.
+    """Validate, parse, resolve and seal one delivery, and stage its blobs (large: on disk).
 
     Runs in the caller's task, before the delivery joins a group commit, so that the group's
     serial part is only the database transaction. Needs no database round trip when the
@@ -186,13 +186,10 @@ async def prepare_delivery(app: App, delivery: Delivery) -> Prepared:
 
 
 async def write_blobs(app: App, items: Sequence[Prepared]) -> None:
-    """File blob store: every copy fsynced on disk before the rows naming them commit."""
-    if app.blobs.transactional:
-        return
+    """What the blob store needs on disk before the commit (large blobs: fsynced files)."""
     pending = [item for item in items if not item.blobs_written]
-    blobs = [blob for item in pending for blob in item.blobs]
     try:
-        await app.blobs.put_many(None, blobs)
+        await app.blobs.stage([blob for item in pending for blob in item.blobs])
     except BaseException:
         await discard_blobs(app, pending)
         raise
@@ -201,12 +198,9 @@ async def write_blobs(app: App, items: Sequence[Prepared]) -> None:
 
 
 async def discard_blobs(app: App, items: Sequence[Prepared]) -> None:
-    """Remove the file blobs of deliveries that will not be committed."""
-    if app.blobs.transactional:
-        return
+    """Remove the staged blobs of deliveries that will not be committed."""
+    await app.blobs.remove_files(blob_id for item in items for blob_id, _ in item.blobs)
     for item in items:
-        for blob_id, _ in item.blobs:
-            await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
         item.blobs_written = False
 
 
@@ -258,7 +252,7 @@ async def store_batch(app: App, deliveries: Sequence[Delivery]) -> list[Result]:
 
 async def commit_prepared(app: App, items: Sequence[Prepared]) -> list[Result]:
     """Commit prepared deliveries in one transaction (group commit); per delivery, its stored
-    messages or why it was refused. File blobs no committed row names are removed."""
+    messages or why it was refused. Staged blobs no committed row names are removed."""
     results: list[Result] = [[] for _ in items]
     commit = _GroupCommit(app, list(items), results)
     committed = False
@@ -266,11 +260,14 @@ async def commit_prepared(app: App, items: Sequence[Prepared]) -> list[Result]:
         ids = await app.db.write_sync(commit.run)
         committed = True
     finally:
-        if not app.blobs.transactional:
-            for item in items:
-                for blob_id, _ in item.blobs:
-                    if not committed or blob_id not in commit.stored_blobs:
-                        await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
+        unused = [
+            blob_id
+            for item in items
+            for blob_id, _ in item.blobs
+            if not committed or blob_id not in commit.stored_blobs
+        ]
+        if unused:
+            await app.blobs.remove_files(unused)
     made = commit.made
     for index, row_index, message in made:
         entry = results[index]
@@ -358,11 +355,9 @@ class _GroupCommit:
                     )
                 )
                 self.stored_blobs.add(blob_id)
-        if self.app.blobs.transactional:
-            self.app.blobs.put_many_sync(
-                conn,
-                [b for item in prepared for b in item.blobs if b[0] in self.stored_blobs],
-            )
+        self.app.blobs.record_sync(
+            conn, [b for item in prepared for b in item.blobs if b[0] in self.stored_blobs]
+        )
         ids = delivery_repo.insert_messages(conn, rows)
         delivery_repo.save_folders(conn, list(touched.values()))
         delivery_repo.add_used_bytes(conn, deltas)
@@ -455,12 +450,8 @@ async def expunge_messages(app: App, folder_id: int, message_ids: list[int]) -> 
         return 0
     async with app.db.write() as conn:
         removed, gone = await mailstore_repo.expunge(conn, folder_id, message_ids)
-        if app.blobs.transactional:
-            for blob_id in gone:
-                await app.blobs.delete(conn, blob_id)
-    if not app.blobs.transactional:  # after the commit: a crash leaves a harmless orphan blob
-        for blob_id in gone:
-            await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
+        await app.blobs.forget(conn, gone)
+    await app.blobs.remove_files(gone)  # after the commit: a crash leaves a harmless orphan
     if removed:
         try:
             await mailbox_events(app).publish({mailbox_id for mailbox_id, _ in removed})

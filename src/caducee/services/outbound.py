@@ -851,10 +851,10 @@ class OutboundWorker:
         for message_id, blob_id in finished:
             async with self.app.db.write() as conn:
                 forgotten = await queue_repo.forget_blob(conn, message_id, blob_id)
-                if forgotten and blobs.transactional:
-                    await blobs.delete(conn, blob_id)
-            if forgotten and not blobs.transactional:
-                await blobs.delete(None, blob_id)  # type: ignore[arg-type]
+                if forgotten:
+                    await blobs.forget(conn, [blob_id])
+            if forgotten:
+                await blobs.remove_files([blob_id])
         async with self.app.db.write() as conn:
             await queue_repo.purge_finished(conn, now - HISTORY)
 

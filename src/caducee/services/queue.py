@@ -226,11 +226,9 @@ async def enqueue(
     sealed = await _seal(app, blob_id, raw)
     committed = False
     try:
-        if not app.blobs.transactional:  # files: durable on disk before the row naming them
-            await app.blobs.put(None, blob_id, sealed)  # type: ignore[arg-type]
+        await app.blobs.stage([(blob_id, sealed)])  # durable before the row naming it
         async with app.db.write() as conn:
-            if app.blobs.transactional:
-                await app.blobs.put(conn, blob_id, sealed)
+            await app.blobs.record(conn, [(blob_id, sealed)])
             queue_id = await queue_repo.insert_message(
                 conn,
                 blob_id=blob_id,
@@ -279,8 +277,8 @@ async def enqueue(
             await _notify_nodes(app, conn)
         committed = True
     finally:
-        if not committed and not app.blobs.transactional:
-            await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
+        if not committed:
+            await app.blobs.remove_files([blob_id])
     queue_signal(app).wake()
     log.info("queued queue_id=%d recipients=%d size=%d", queue_id, len(targets), len(raw))
     return queue_id
@@ -390,8 +388,8 @@ async def delete(
                     await queue_repo.set_report(conn, row.id, "failed")
         else:
             blob_id = await queue_repo.delete_message(conn, queue_id)
-            if blob_id is not None and app.blobs.transactional:
-                await app.blobs.delete(conn, blob_id)
+            if blob_id is not None:
+                await app.blobs.forget(conn, [blob_id])
         await append(
             conn,
             AuditEvent(
@@ -402,8 +400,8 @@ async def delete(
                 details={"queue_id": queue_id, "recipients": len(waiting), "bounce": bounce},
             ),
         )
-    if blob_id is not None and not app.blobs.transactional:
-        await app.blobs.delete(None, blob_id)  # type: ignore[arg-type]
+    if blob_id is not None:
+        await app.blobs.remove_files([blob_id])
     if bounce:
         queue_signal(app).wake()
     return len(waiting)

@@ -84,9 +84,7 @@ async def read_data(stream: SmtpStream, max_bytes: int, timeout: float) -> Recei
     return ReceivedData(unstuff(b"".join(pieces)), size)
 
 
-async def read_chunk(
-    stream: SmtpStream, size: int, *, keep: bool, timeout: float
-) -> bytes | None:
+async def read_chunk(stream: SmtpStream, size: int, *, keep: bool, timeout: float) -> bytes | None:
     """RFC 3030 §2: exactly ``size`` octets following a BDAT line, taken as they are (no dot
     stuffing). With ``keep`` false (the message would exceed its limit) they are read and
     dropped, so that a huge announced size never costs memory; None is then returned."""

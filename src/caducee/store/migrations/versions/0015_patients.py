@@ -39,7 +39,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("verify_token_hash", name=op.f("uq_patients_verify_token_hash")),
     )
 
-
     op.create_table(
         "patient_settings",
         sa.Column("practice_id", sa.Integer(), nullable=False),
