@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from caducee.app import App
 from caducee.domain.message_meta import META_VERSION, extract_meta
 from caducee.errors import NotFound, QuotaExceeded
-from caducee.services import mailboxes, messages
+from caducee.services import inbound, mailboxes, messages
 from caducee.services.delivery import deliver_local, pipeline
 from caducee.store.tables import blobs as blobs_table
+from caducee.store.tables import mailboxes as mailboxes_table
 from caducee.store.tables import messages as messages_table
 from tests.services.helpers import person, practice
 
@@ -110,3 +111,19 @@ def test_meta_decodes_headers_and_survives_broken_mime() -> None:
         b"Subject: =?bogus?x?zz?=\r\n\r\n",
     ):
         assert extract_meta(broken)["v"] == META_VERSION
+
+
+async def test_a_cached_address_is_checked_again_when_committing(app: App) -> None:
+    """The RCPT cache may name a mailbox whose address changed meanwhile: nothing is stored."""
+    await practice(app)
+    await person(app, "a@cabinet.test")
+    await inbound.check_recipient(app, "a@cabinet.test")  # now in the node's RCPT cache
+    async with app.db.write() as conn:
+        await conn.execute(
+            update(mailboxes_table)
+            .where(mailboxes_table.c.address == "a@cabinet.test")
+            .values(address="z@cabinet.test")
+        )
+    with pytest.raises(NotFound, match="inconnu"):
+        await deliver_local(app, sample(1), ["a@cabinet.test"])
+    assert await count_rows(app) == 0 and await stored_blobs(app) == 0
