@@ -580,9 +580,9 @@ async def copy(
         for row, blob_id, sealed_raw, sealed_meta in prepared:
             new_rows.append(_copied(row, target.mailbox.id, blob_id, sealed_meta))
             blobs.append((blob_id, sealed_raw))
-    await app.blobs.stage(blobs)
     committed = False
     try:
+        await app.blobs.stage(blobs)  # durable before the rows naming them
         async with app.db.write() as conn:
             if not same_box:
                 used, quota = await repo.lock_mailbox_usage(conn, target.mailbox.id)

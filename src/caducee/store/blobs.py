@@ -81,14 +81,17 @@ async def _insert(conn: AsyncConnection, items: Sequence[Blob]) -> None:
     for blob_id, _ in items:
         _check_id(blob_id)
     if items:
-        await conn.execute(insert(blobs), [{"id": b, "data": d} for b, d in items])
+        await conn.execute(_INSERT, [{"id": b, "data": d} for b, d in items])
+
+
+_INSERT = insert(blobs)
 
 
 def _insert_sync(conn: Connection, items: Sequence[Blob]) -> None:
     for blob_id, _ in items:
         _check_id(blob_id)
     if items:
-        conn.execute(insert(blobs), [{"id": b, "data": d} for b, d in items])
+        conn.execute(_INSERT, [{"id": b, "data": d} for b, d in items])
 
 
 async def _forget_rows(conn: AsyncConnection, blob_ids: Iterable[str]) -> None:

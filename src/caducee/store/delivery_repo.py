@@ -50,19 +50,52 @@ async def mailbox_ids_by_address(
     return {row.address: (row.id, bool(row.disabled)) for row in rows}
 
 
-def lock_mailboxes(conn: Connection, ids: Iterable[int]) -> dict[int, MailboxState]:
-    rows = conn.execute(
-        select(
-            mailboxes.c.id,
-            mailboxes.c.address,
-            mailboxes.c.used_bytes,
-            mailboxes.c.quota_bytes,
-            mailboxes.c.disabled,
-        )
-        .where(mailboxes.c.id.in_(sorted(set(ids))))
-        .order_by(mailboxes.c.id)
-        .with_for_update()
+# Built once: a group commit then only binds values (building a statement costs more than
+# running it on SQLite).
+_LOCK_MAILBOXES = (
+    select(
+        mailboxes.c.id,
+        mailboxes.c.address,
+        mailboxes.c.used_bytes,
+        mailboxes.c.quota_bytes,
+        mailboxes.c.disabled,
     )
+    .where(mailboxes.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(mailboxes.c.id)
+    .with_for_update()
+)
+_LOCK_FOLDERS = (
+    select(
+        folders.c.id,
+        folders.c.mailbox_id,
+        folders.c.name,
+        folders.c.uidnext,
+        folders.c.highestmodseq,
+    )
+    .where(
+        folders.c.mailbox_id.in_(bindparam("ids", expanding=True)),
+        folders.c.name.in_(bindparam("names", expanding=True)),
+    )
+    .order_by(folders.c.id)
+    .with_for_update()
+)
+_SAVE_FOLDERS = (
+    update(folders)
+    .where(folders.c.id == bindparam("fid"))
+    .values(uidnext=bindparam("next_uid"), highestmodseq=bindparam("modseq"))
+)
+_ADD_USED_BYTES = (
+    update(mailboxes)
+    .where(mailboxes.c.id == bindparam("mid"))
+    .values(used_bytes=mailboxes.c.used_bytes + bindparam("delta"))
+)
+_INSERT_MESSAGES = insert(messages)
+_INSERT_MESSAGES_RETURNING = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
+_LAST_MESSAGE_ID = select(func.max(messages.c.id))
+
+
+def lock_mailboxes(conn: Connection, ids: Iterable[int]) -> dict[int, MailboxState]:
+    rows = conn.execute(_LOCK_MAILBOXES, {"ids": sorted(set(ids))})
     return {
         row.id: MailboxState(
             row.id, row.address, row.used_bytes, row.quota_bytes, bool(row.disabled)
@@ -75,16 +108,7 @@ def lock_folders(
     conn: Connection, mailbox_ids: Iterable[int], names: Iterable[str]
 ) -> dict[tuple[int, str], FolderState]:
     rows = conn.execute(
-        select(
-            folders.c.id,
-            folders.c.mailbox_id,
-            folders.c.name,
-            folders.c.uidnext,
-            folders.c.highestmodseq,
-        )
-        .where(folders.c.mailbox_id.in_(sorted(set(mailbox_ids))), folders.c.name.in_(set(names)))
-        .order_by(folders.c.id)
-        .with_for_update()
+        _LOCK_FOLDERS, {"ids": sorted(set(mailbox_ids)), "names": sorted(set(names))}
     )
     return {
         (row.mailbox_id, row.name): FolderState(
@@ -104,22 +128,18 @@ def insert_messages(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[in
     if not rows:
         return []
     if conn.dialect.name == "sqlite":
-        first = int(conn.scalar(select(func.max(messages.c.id))) or 0) + 1
+        first = int(conn.scalar(_LAST_MESSAGE_ID) or 0) + 1
         ids = list(range(first, first + len(rows)))
-        conn.execute(insert(messages), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+        conn.execute(_INSERT_MESSAGES, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
         return ids
-    result = conn.execute(
-        insert(messages).returning(messages.c.id, sort_by_parameter_order=True), list(rows)
-    )
+    result = conn.execute(_INSERT_MESSAGES_RETURNING, list(rows))
     return [row.id for row in result]
 
 
 def save_folders(conn: Connection, changed: Sequence[FolderState]) -> None:
     if changed:
         conn.execute(
-            update(folders)
-            .where(folders.c.id == bindparam("fid"))
-            .values(uidnext=bindparam("next_uid"), highestmodseq=bindparam("modseq")),
+            _SAVE_FOLDERS,
             [{"fid": f.id, "next_uid": f.uidnext, "modseq": f.highestmodseq} for f in changed],
         )
 
@@ -127,8 +147,5 @@ def save_folders(conn: Connection, changed: Sequence[FolderState]) -> None:
 def add_used_bytes(conn: Connection, deltas: dict[int, int]) -> None:
     if deltas:
         conn.execute(
-            update(mailboxes)
-            .where(mailboxes.c.id == bindparam("mid"))
-            .values(used_bytes=mailboxes.c.used_bytes + bindparam("delta")),
-            [{"mid": mid, "delta": delta} for mid, delta in sorted(deltas.items())],
+            _ADD_USED_BYTES, [{"mid": mid, "delta": delta} for mid, delta in sorted(deltas.items())]
         )
