@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pytest
 from sqlalchemy import func, select, update
@@ -127,3 +128,35 @@ async def test_a_cached_address_is_checked_again_when_committing(app: App) -> No
     with pytest.raises(NotFound, match="inconnu"):
         await deliver_local(app, sample(1), ["a@cabinet.test"])
     assert await count_rows(app) == 0 and await stored_blobs(app) == 0
+
+
+def test_snippet_comes_from_the_first_inline_text_part_whatever_its_encoding() -> None:
+    def message(*parts: bytes, boundary: bytes = b"b") -> bytes:
+        return (
+            b'Subject: x\r\nContent-Type: multipart/mixed; boundary="'
+            + boundary
+            + b'"\r\n\r\n'
+            + b"".join(b"--" + boundary + b"\r\n" + p + b"\r\n" for p in parts)
+            + b"--"
+            + boundary
+            + b"--\r\n"
+        )
+
+    attached = b"Content-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\nannexe\r\n"
+    html = b"Content-Type: text/html\r\n\r\n<p>page</p>\r\n"
+    base64_text = (
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes("Résultat    normal\n".encode()).replace(b"\n", b"\r\n")
+    )
+    qp_text = (
+        b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\nH=E9l=E8ne =\r\nva bien\r\n"
+    )
+    assert extract_meta(message(attached, html, base64_text, qp_text))["snippet"] == (
+        "Résultat normal"
+    )
+    assert extract_meta(message(attached, qp_text, base64_text))["snippet"] == "Hélène va bien"
+    nested = b"Content-Type: message/rfc822\r\n\r\n" + message(html, qp_text, boundary=b"in")
+    assert extract_meta(message(html, nested))["snippet"] == "Hélène va bien"
+    long_text = b"Content-Type: text/plain\r\n\r\n" + b"mot " * 100_000 + b"\r\n"
+    assert extract_meta(message(long_text))["snippet"] == " ".join(["mot"] * 100)[:200]

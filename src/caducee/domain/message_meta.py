@@ -8,13 +8,14 @@ input never raises: a broken header or body just yields less metadata.
 
 from __future__ import annotations
 
+import quopri
+from collections.abc import Iterator
 from email.header import Header, decode_header, make_header
-from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
 from typing import Any
 
-from caducee.domain.mime_structure import parse_structure
+from caducee.domain.mime_structure import LEAF, Part, parse_structure
 
 META_VERSION = 2  # 2: + "imap" (older metadata is recomputed from the raw message)
 SNIPPET_CHARS = 200
@@ -46,19 +47,49 @@ def decode_header_value(value: Any) -> str:
     return " ".join(decoded.split())
 
 
-def _snippet(message: Message) -> str:
-    for part in message.walk():
-        if part.get_content_type() != "text/plain":
+#: Of a text part, at most this much is parsed for the snippet: enough for
+#: ``_SNIPPET_SOURCE_BYTES`` decoded bytes even in quoted-printable's worst case (3 octets each).
+_SNIPPET_PART_BYTES = 3 * _SNIPPET_SOURCE_BYTES + 1024
+
+
+def _text_leaves(tree: Part) -> Iterator[Part]:
+    """The leaf entities in the order ``Message.walk()`` visits them."""
+    stack = [tree]
+    while stack:
+        part = stack.pop()
+        if part.kind == LEAF:
+            yield part
+        else:
+            stack.extend(reversed(part.children))
+
+
+def _snippet(raw: bytes, tree: Part) -> str:
+    """The first words of the first inline text/plain part, decoded."""
+    parser = BytesParser(policy=compat32)
+    for leaf in _text_leaves(tree):
+        header = parser.parsebytes(raw[leaf.start : leaf.body], headersonly=True)
+        if header.get_content_type() != "text/plain":
             continue
-        if (part.get("Content-Disposition") or "").lower().startswith("attachment"):
+        if (header.get("Content-Disposition") or "").lower().startswith("attachment"):
             continue
-        try:
-            payload = part.get_payload(decode=True)
-        except (ValueError, LookupError, AssertionError):
-            return ""
+        cut = leaf.end
+        if cut - leaf.body > _SNIPPET_PART_BYTES:  # cut after a whole line
+            cut = raw.rfind(b"\n", leaf.body, leaf.body + _SNIPPET_PART_BYTES) + 1 or cut
+        # What Message.get_payload(decode=True) does, without parsing the part line by line
+        # for the usual encodings; the others (base64, uuencode) go through the stdlib.
+        encoding = str(header.get("content-transfer-encoding", "")).lower()
+        if encoding == "quoted-printable":
+            payload: Any = quopri.decodestring(raw[leaf.body : cut])
+        elif encoding in ("", "7bit", "8bit", "binary"):
+            payload = raw[leaf.body : cut]
+        else:
+            try:
+                payload = parser.parsebytes(raw[leaf.start : cut]).get_payload(decode=True)
+            except (ValueError, LookupError, AssertionError):
+                return ""
         if not isinstance(payload, bytes):
             return ""
-        charset = part.get_content_charset() or "utf-8"
+        charset = header.get_content_charset() or "utf-8"
         try:
             text = payload[:_SNIPPET_SOURCE_BYTES].decode(charset, "replace")
         except LookupError:
@@ -68,15 +99,20 @@ def _snippet(message: Message) -> str:
 
 
 def extract_meta(raw: bytes) -> dict[str, Any]:
-    """Decoded headers (lower-case keys) and a text snippet; ``v`` is the format version."""
-    message = BytesParser(policy=compat32).parsebytes(raw)
+    """Decoded headers (lower-case keys) and a text snippet; ``v`` is the format version.
+
+    The MIME structure is scanned once (``parse_structure``); the stdlib parser then reads
+    only the top-level header and the one text part the snippet comes from.
+    """
+    structure = parse_structure(raw)
+    header = BytesParser(policy=compat32).parsebytes(raw[: structure.tree.body], headersonly=True)
     meta: dict[str, Any] = {"v": META_VERSION}
     for name in HEADERS:
-        value = message.get(name)
+        value = header.get(name)
         meta[name.lower()] = decode_header_value(value) if value is not None else ""
     try:
-        meta["snippet"] = _snippet(message)
+        meta["snippet"] = _snippet(raw, structure.tree)
     except Exception:  # broken MIME is stored as-is, without a snippet
         meta["snippet"] = ""
-    meta["imap"] = parse_structure(raw).to_meta()
+    meta["imap"] = structure.to_meta()
     return meta

@@ -466,36 +466,61 @@ class _Scanner:
         """The (start, end) of each part between RFC 2046 §5.1.1 delimiter lines."""
         if not boundary:
             return []
-        delimiter = re.compile(
-            rb"^--" + re.escape(boundary.encode("latin-1", "replace")) + rb"(--)?[ \t]*(\r?\n|\Z)",
-            re.M,
-        )
+        delimiter = b"--" + boundary.encode("latin-1", "replace")
         raw = self.raw
         spans: list[tuple[int, int]] = []
         current: int | None = None
         pos = body
         while pos <= end:
-            match = delimiter.search(raw, pos, end)
-            if match is None:
+            found = _delimiter_line(raw, delimiter, pos, end)
+            if found is None:
                 break
+            start, after, closing = found
             if current is not None:
-                stop = match.start()
+                stop = start
                 if raw[stop - 2 : stop] == b"\r\n" and stop - 2 >= current:
                     stop -= 2
                 elif raw[stop - 1 : stop] == b"\n" and stop - 1 >= current:
                     stop -= 1
                 spans.append((current, stop))
-            if match.group(1):  # close delimiter
+            if closing:
                 return spans
-            current = match.end()
-            if match.end() == pos and pos == end:
+            current = after
+            if after == pos and pos == end:
                 break
-            pos = max(match.end(), pos + 1)
+            pos = max(after, pos + 1)
             if len(spans) + self.count >= MAX_PARTS:
                 break
         if current is not None:  # no close delimiter: the last part runs to the end
             spans.append((current, end))
         return spans
+
+
+def _delimiter_line(
+    raw: bytes, delimiter: bytes, pos: int, end: int
+) -> tuple[int, int, bool] | None:
+    """The next delimiter line in ``raw[pos:end]``: "--boundary", "--" for the close
+    delimiter, optional spaces or tabs, then a line end or the end of the span. Returns its
+    start, the index after it, and whether it closes the multipart. (A search by plain
+    ``find``: a regular expression per boundary is compiled anew for every message.)"""
+    while True:
+        start = raw.find(delimiter, pos, end)
+        if start < 0:
+            return None
+        if start == 0 or raw[start - 1] == 0x0A:  # at the start of a line
+            after = start + len(delimiter)
+            closing = raw.startswith(b"--", after, end)
+            if closing:
+                after += 2
+            while after < end and raw[after] in (0x20, 0x09):
+                after += 1
+            if after == end:
+                return start, after, closing
+            if raw.startswith(b"\r\n", after, end):
+                return start, after + 2, closing
+            if raw[after] == 0x0A:
+                return start, after + 1, closing
+        pos = start + 1
 
 
 def parse_structure(raw: bytes) -> Structure:
