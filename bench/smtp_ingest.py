@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
+import quopri
 import random
 import signal
 import socket
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from caducee.app import open_app
@@ -62,19 +65,54 @@ WORDS = [
 ]
 
 
-def make_message(i: int, rcpt: str, size: int = 20_000) -> bytes:
+def _own_message(i: int, rcpt: str, size: int = 20_000) -> bytes:
+    """A ~20 kB French message shaped like the yardstick's: multipart/mixed, a
+    quoted-printable text part and a base64 PDF attachment (~4 kB)."""
     rng = random.Random(i)
     lines, length = [], 0
-    while length < size:
-        line = " ".join(rng.choice(WORDS) for _ in range(12))
+    while length < size - 6_500:
+        line = " ".join(rng.choice(WORDS) for _ in range(9))
         lines.append(line)
         length += len(line) + 2
-    head = (
+    text = quopri.encodestring("\n".join(lines).encode()).replace(b"\n", b"\r\n")
+    pdf = b"%PDF-1.4\n" + rng.randbytes(4096 - 9)
+    attachment = base64.encodebytes(pdf).replace(b"\n", b"\r\n")
+    boundary = f"=_bench_{i}".encode()
+    return (
         f"From: Dr Bench <dr.bench@ailleurs.test>\r\nTo: <{rcpt}>\r\n"
-        f"Subject: Compte rendu {i}\r\nMessage-ID: <{i}.{time.time_ns()}@ailleurs.test>\r\n"
-        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        f"Subject: =?utf-8?q?Compte_rendu_n=C2=B0{i}?=\r\n"
+        f"Message-ID: <{i}.{time.time_ns()}@ailleurs.test>\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/mixed; boundary="=_bench_{i}"\r\n\r\n'
+    ).encode() + b"".join(
+        [
+            b"--" + boundary + b"\r\nContent-Type: text/plain; charset=utf-8\r\n",
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + text + b"\r\n",
+            b"--" + boundary + b'\r\nContent-Type: application/pdf; name="cr.pdf"\r\n',
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + attachment,
+            b"--" + boundary + b"--\r\n",
+        ]
     )
-    return (head + "\r\n".join(lines) + "\r\n").encode()
+
+
+def _yardstick_generator() -> Callable[[int, str], bytes] | None:
+    """The peers' message generator (../shared/peers/mailgen.py), when present: the same
+    corpus, byte for byte, as the Postfix → Dovecot figures."""
+    if not (PEERS / "mailgen.py").exists():
+        return None
+    sys.path.insert(0, str(PEERS))
+    try:
+        import mailgen  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(PEERS))
+    return lambda i, rcpt: bytes(mailgen.make_message(i, rcpt))
+
+
+_YARDSTICK = _yardstick_generator()
+CORPUS = "yardstick (../shared/peers/mailgen.py)" if _YARDSTICK else "own (bench/smtp_ingest.py)"
+
+
+def make_message(i: int, rcpt: str) -> bytes:
+    return _YARDSTICK(i, rcpt) if _YARDSTICK else _own_message(i, rcpt)
 
 
 class Client:
@@ -128,6 +166,23 @@ def count_messages(settings: Settings) -> int:
         return int(row[0]) if row else 0
 
 
+def _count_command(settings: Settings) -> str:
+    """A shell command printing the number of stored messages, cheap enough to poll (it does
+    not import Caducée: the yardstick runs it until every accepted message is visible)."""
+    if settings.is_sqlite:
+        query = (
+            f"import sqlite3; db = sqlite3.connect('{settings.data_dir / 'db.sqlite3'}'); "
+            "print(db.execute('SELECT count(*) FROM messages').fetchone()[0])"
+        )
+    else:
+        url = settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+        query = (
+            f"import psycopg; db = psycopg.connect('{url}'); "
+            "print(db.execute('SELECT count(*) FROM messages').fetchone()[0])"
+        )
+    return f'{sys.executable} -c "{query}"'
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
     rss = pss = 0.0
     try:
@@ -169,6 +224,10 @@ async def prepare(data: Path, users: int, database_url: str) -> Settings:
                 ),
             )
             await mailboxes.set_quota(app, f"user{u}@{DOMAIN}", 100 * 1024**3)
+    with (data / "caducee.toml").open("a") as config:  # a load generator on one address
+        config.write(
+            "\n[limits]\nconnections_per_address = 1000\nconnections_per_minute = 100000\n"
+        )
     return load_settings(data)
 
 
@@ -293,16 +352,13 @@ def main() -> None:
             backend = "PostgreSQL" if args.postgres else "SQLite"
             print(
                 f"Caducée SMTP ingest — {backend}, {args.n} messages, {args.c} connections, "
-                f"{args.per_session} per connection, {args.users} recipients"
+                f"{args.per_session} per connection, {args.users} recipients; "
+                f"messages: {CORPUS}"
             )
             run_load(port, settings, args, server.pid)
             script = PEERS / "smtp_load.py"
             if args.yardstick and script.exists():
-                count = (
-                    f'{sys.executable} -c "from bench.smtp_ingest import count_messages;'
-                    f"from caducee.config import load_settings;"
-                    f"print(count_messages(load_settings('{settings.data_dir}')))\""
-                )
+                count = _count_command(settings)
                 subprocess.run(
                     [
                         sys.executable,
