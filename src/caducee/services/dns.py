@@ -17,7 +17,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import dns.asyncresolver
 import dns.exception
@@ -37,7 +39,23 @@ DEFAULT_TIMEOUT = 3.0
 DEFAULT_LIFETIME = 8.0
 CACHE_SIZE = 10_000
 
-_caches: dict[str, dns.resolver.LRUCache] = {}
+
+class _AnswerCache(dns.resolver.LRUCache):
+    """dnspython's cache, plus our classified answers in front of it (dnspython answers even a
+    cached name error by building and raising an exception): (name, type) → (expiry on the
+    monotonic clock, answer). ``flush()`` forgets both."""
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__(max_size)
+        self.answers: dict[tuple[str, str], tuple[float, DnsAnswer]] = {}
+
+    def flush(self, key: Any = None) -> None:
+        super().flush(key)
+        if key is None:
+            self.answers.clear()
+
+
+_caches: dict[str, _AnswerCache] = {}
 _caches_lock = threading.Lock()
 _resolvers: dict[str, dns.asyncresolver.Resolver] = {}
 _warned_no_config = False
@@ -73,11 +91,11 @@ def _bad_spec(spec: str) -> ConfigurationError:
     )
 
 
-def _cache_for(spec: str) -> dns.resolver.LRUCache:
+def _cache_for(spec: str) -> _AnswerCache:
     with _caches_lock:
         cache = _caches.get(spec)
         if cache is None:
-            cache = _caches[spec] = dns.resolver.LRUCache(CACHE_SIZE)
+            cache = _caches[spec] = _AnswerCache(CACHE_SIZE)
         return cache
 
 
@@ -145,20 +163,47 @@ class DnsAnswer:
         ]
 
 
+def _negative_ttl(exc: dns.resolver.NXDOMAIN) -> float:
+    """RFC 2308 §5: a name error is kept min(SOA TTL, SOA MINIMUM) seconds; 0 without SOA."""
+    ttls = [
+        min(rrset.ttl, rrset[0].minimum)
+        for response in exc.responses().values()  # type: ignore[no-untyped-call]
+        for rrset in response.authority
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset)
+    ]
+    return float(min(ttls)) if ttls else 0.0
+
+
+def _remember(
+    cache: _AnswerCache | None, key: tuple[str, str], ttl: float, answer: DnsAnswer
+) -> DnsAnswer:
+    if cache is not None and ttl > 0:
+        if len(cache.answers) >= CACHE_SIZE:
+            cache.answers.clear()
+        cache.answers[key] = (time.monotonic() + ttl, answer)
+    return answer
+
+
 async def lookup(resolver: dns.asyncresolver.Resolver, name: str, rdtype: str) -> DnsAnswer:
     """Records of ``rdtype`` at the absolute ``name`` (CNAMEs followed).
 
     A name that is not valid DNS syntax (empty label, label over 63 octets, name over 255)
-    has no records. Raises :class:`DnsTemporaryError` when the DNS cannot answer now.
+    has no records. Raises :class:`DnsTemporaryError` when the DNS cannot answer now. Answers,
+    negative ones included, are kept as long as their TTL allows (temporary failures never).
     """
+    cache = resolver.cache if isinstance(resolver.cache, _AnswerCache) else None
+    key = (name.lower().rstrip("."), rdtype)
+    kept = cache.answers.get(key) if cache is not None else None
+    if kept is not None and kept[0] > time.monotonic():
+        return kept[1]
     try:
         qname = dns.name.from_text(name.rstrip(".") + ".")
     except dns.exception.DNSException:
         return DnsAnswer(name, rdtype)
     try:
         answer = await resolver.resolve(qname, rdtype, raise_on_no_answer=False, search=False)
-    except dns.resolver.NXDOMAIN:
-        return DnsAnswer(name, rdtype, nxdomain=True)
+    except dns.resolver.NXDOMAIN as exc:
+        return _remember(cache, key, _negative_ttl(exc), DnsAnswer(name, rdtype, nxdomain=True))
     except dns.resolver.NoAnswer:
         return DnsAnswer(name, rdtype)
     except dns.exception.DNSException as exc:  # timeout, SERVFAIL/REFUSED, malformed answer
@@ -166,4 +211,4 @@ async def lookup(resolver: dns.asyncresolver.Resolver, name: str, rdtype: str) -
     except OSError as exc:  # e.g. no route to the resolver
         raise DnsTemporaryError(f"{name}/{rdtype}: {exc.strerror or exc}") from exc
     records = tuple(answer.rrset) if answer.rrset is not None else ()
-    return DnsAnswer(name, rdtype, records)
+    return _remember(cache, key, answer.expiration - time.time(), DnsAnswer(name, rdtype, records))
