@@ -6,9 +6,12 @@ import asyncio
 import base64
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from caducee.app import App
+from caducee.domain import message_meta
 from caducee.domain.message_meta import META_VERSION, extract_meta
 from caducee.errors import NotFound, QuotaExceeded
 from caducee.services import inbound, mailboxes, messages
@@ -160,3 +163,8 @@ def test_snippet_comes_from_the_first_inline_text_part_whatever_its_encoding() -
     assert extract_meta(message(html, nested))["snippet"] == "Hélène va bien"
     long_text = b"Content-Type: text/plain\r\n\r\n" + b"mot " * 100_000 + b"\r\n"
     assert extract_meta(message(long_text))["snippet"] == " ".join(["mot"] * 100)[:200]
+
+
+@given(st.text(alphabet=" \t\r\nabé-", max_size=3000))
+def test_snippet_words_match_a_full_split(text: str) -> None:
+    assert message_meta._first_words(text) == " ".join(text.split())[: message_meta.SNIPPET_CHARS]

@@ -94,8 +94,20 @@ def _snippet(raw: bytes, tree: Part) -> str:
             text = payload[:_SNIPPET_SOURCE_BYTES].decode(charset, "replace")
         except LookupError:
             text = payload[:_SNIPPET_SOURCE_BYTES].decode("utf-8", "replace")
-        return " ".join(text.split())[:SNIPPET_CHARS]
+        return _first_words(text)
     return ""
+
+
+def _first_words(text: str) -> str:
+    """``" ".join(text.split())[:SNIPPET_CHARS]``, without splitting all of a long text: a
+    prefix will do once its collapsed form has a word boundary past the snippet's end."""
+    size = 4 * SNIPPET_CHARS
+    while size < len(text):
+        collapsed = " ".join(text[:size].split())
+        if collapsed.rfind(" ") >= SNIPPET_CHARS:  # the words up to the cut are whole
+            return collapsed[:SNIPPET_CHARS]
+        size *= 4
+    return " ".join(text.split())[:SNIPPET_CHARS]
 
 
 def extract_meta(raw: bytes) -> dict[str, Any]:
