@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from caducee.app import App, check_schema
-from caducee.errors import NotFound
+from caducee.errors import IntegrityError, NotFound
 from caducee.ids import new_blob_id
 from caducee.store import migrate
 from caducee.store.blobs import FileBlobStore
@@ -76,6 +76,18 @@ async def test_staged_blobs_of_a_failed_transaction_are_removed(app: App) -> Non
     assert blob_files(app) == []
     async with app.db.read() as conn:
         assert await app.blobs.get_many(conn, [small[0], large[0]]) == {}
+
+
+async def test_a_failed_stage_leaves_nothing_once_removed(app: App) -> None:
+    """One bad blob fails the stage only after the others are written: removing what was
+    staged then leaves no file behind."""
+    store = FileBlobStore(app.settings.blobs_dir)  # the store that stages files
+    size = store.inline_max + 1
+    good = [(new_blob_id(), b"g" * size) for _ in range(4)]
+    with pytest.raises(IntegrityError, match="invalide"):
+        await store.stage([*good, ("pas-un-identifiant", b"b" * size)])
+    await store.remove_files([b for b, _ in good])
+    assert blob_files(app) == []
 
 
 async def test_every_blob_in_files_when_inlining_is_off(app: App) -> None:

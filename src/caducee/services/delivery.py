@@ -5,7 +5,7 @@ SMTP (MX and submission), the webmail, the REST API and bounce generation all ca
 committed), so the caller may then acknowledge (SMTP 250, API 201).
 
 Group commit: each delivery is prepared in its caller's task — parsed, its recipients resolved,
-sealed, its blobs written and fsynced (:func:`~caducee.services.messages.prepare_delivery`) —
+sealed, its blobs staged (:func:`~caducee.services.messages.prepare_delivery`) —
 then joins a per-node :class:`DeliveryPipeline` that commits the waiting deliveries in one
 transaction: one fsync of the database for the whole group, so durability does not cost
 throughput. Only the transaction is serial; everything else overlaps it.

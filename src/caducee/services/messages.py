@@ -3,7 +3,7 @@
 The raw message is sealed into a blob (scope: its mailbox; record: its blob id; field "raw") and
 its metadata — decoded headers, snippet, and later the precomputed IMAP ENVELOPE and
 BODYSTRUCTURE — into ``messages.meta_sealed`` (same scope and record, field "meta"). A message is
-stored (blob fsynced, row committed) before these functions return: callers acknowledge only
+stored (blob durable, row committed) before these functions return: callers acknowledge only
 after.
 
 :func:`store_batch` stores many deliveries in one transaction (group commit): each delivery is
@@ -91,7 +91,6 @@ class Prepared:
     addressed: dict[int, str] = field(default_factory=dict)
     # (mailbox id, blob id, sealed raw, sealed meta) per mailbox
     copies: list[tuple[int, str, bytes, bytes]] = field(default_factory=list)
-    blobs_written: bool = False
 
     @property
     def blobs(self) -> list[tuple[str, bytes]]:
@@ -187,21 +186,16 @@ async def prepare_delivery(app: App, delivery: Delivery) -> Prepared:
 
 async def write_blobs(app: App, items: Sequence[Prepared]) -> None:
     """What the blob store needs on disk before the commit (large blobs: fsynced files)."""
-    pending = [item for item in items if not item.blobs_written]
     try:
-        await app.blobs.stage([blob for item in pending for blob in item.blobs])
+        await app.blobs.stage([blob for item in items for blob in item.blobs])
     except BaseException:
-        await discard_blobs(app, pending)
+        await discard_blobs(app, items)
         raise
-    for item in pending:
-        item.blobs_written = True
 
 
 async def discard_blobs(app: App, items: Sequence[Prepared]) -> None:
     """Remove the staged blobs of deliveries that will not be committed."""
     await app.blobs.remove_files(blob_id for item in items for blob_id, _ in item.blobs)
-    for item in items:
-        item.blobs_written = False
 
 
 async def _prepare(

@@ -77,14 +77,14 @@ class BlobStore(Protocol):
     async def get_many(self, conn: AsyncConnection, blob_ids: list[str]) -> dict[str, bytes]: ...
 
 
+_INSERT = insert(blobs)
+
+
 async def _insert(conn: AsyncConnection, items: Sequence[Blob]) -> None:
     for blob_id, _ in items:
         _check_id(blob_id)
     if items:
         await conn.execute(_INSERT, [{"id": b, "data": d} for b, d in items])
-
-
-_INSERT = insert(blobs)
 
 
 def _insert_sync(conn: Connection, items: Sequence[Blob]) -> None:
@@ -166,7 +166,13 @@ class FileBlobStore:
         """Write the large blobs as files, in parallel threads (concurrent fsyncs share
         journal commits)."""
         large = [item for item in items if len(item[1]) > self.inline_max]
-        await asyncio.gather(*(asyncio.to_thread(self._write, b, d) for b, d in large))
+        # every write ends before a failure is raised: the caller then removes what was staged
+        outcomes = await asyncio.gather(
+            *(asyncio.to_thread(self._write, b, d) for b, d in large), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def record(self, conn: AsyncConnection, items: Sequence[Blob]) -> None:
         await _insert(conn, self._inline(items))
