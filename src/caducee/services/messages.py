@@ -289,11 +289,10 @@ class _GroupCommit:
 
     def run(self, conn: Connection) -> list[int]:
         prepared = self.prepared
-        boxes = delivery_repo.lock_mailboxes(
-            conn, (m for item in prepared for m in item.mailbox_ids)
-        )
-        folders = delivery_repo.lock_folders(
-            conn, boxes, {item.delivery.folder for item in prepared}
+        boxes, folders = delivery_repo.lock_group_state(
+            conn,
+            (m for item in prepared for m in item.mailbox_ids),
+            {item.delivery.folder for item in prepared},
         )
         rows: list[dict[str, Any]] = []
         touched: dict[int, delivery_repo.FolderState] = {}

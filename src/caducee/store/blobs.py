@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.errors import IntegrityError, NotFound
+from caducee.store.batch_sql import insert_rows
 from caducee.store.tables import blobs
 
 _BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -90,8 +91,7 @@ async def _insert(conn: AsyncConnection, items: Sequence[Blob]) -> None:
 def _insert_sync(conn: Connection, items: Sequence[Blob]) -> None:
     for blob_id, _ in items:
         _check_id(blob_id)
-    if items:
-        conn.execute(_INSERT, [{"id": b, "data": d} for b, d in items])
+    insert_rows(conn, blobs, [{"id": b, "data": d} for b, d in items])
 
 
 async def _forget_rows(conn: AsyncConnection, blob_ids: Iterable[str]) -> None:

@@ -7,14 +7,16 @@ runs in one go (see ``Database.write_sync``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from caducee.store.batch_sql import insert_rows, update_rows
 from caducee.store.tables import folders, mailboxes, messages
 
 
@@ -79,43 +81,48 @@ _LOCK_FOLDERS = (
     .order_by(folders.c.id)
     .with_for_update()
 )
-_SAVE_FOLDERS = (
-    update(folders)
-    .where(folders.c.id == bindparam("fid"))
-    .values(uidnext=bindparam("next_uid"), highestmodseq=bindparam("modseq"))
-)
-_ADD_USED_BYTES = (
-    update(mailboxes)
-    .where(mailboxes.c.id == bindparam("mid"))
-    .values(used_bytes=mailboxes.c.used_bytes + bindparam("delta"))
-)
-_INSERT_MESSAGES = insert(messages)
 _INSERT_MESSAGES_RETURNING = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
-_LAST_MESSAGE_ID = select(func.max(messages.c.id))
 
 
-def lock_mailboxes(conn: Connection, ids: Iterable[int]) -> dict[int, MailboxState]:
-    rows = conn.execute(_LOCK_MAILBOXES, {"ids": sorted(set(ids))})
-    return {
-        row.id: MailboxState(
-            row.id, row.address, row.used_bytes, row.quota_bytes, bool(row.disabled)
-        )
-        for row in rows
-    }
+# SQLite: both reads in one statement of one row (each row fetched is a step, and each step
+# releases the interpreter lock: see ``batch_sql``); the ids and names come as JSON arrays so
+# that the text never changes. The write lock is already held.
+_SQLITE_GROUP_STATE = """
+SELECT
+  (SELECT json_group_array(json_array(id, address, used_bytes, quota_bytes, disabled))
+     FROM mailboxes WHERE id IN (SELECT value FROM json_each(?))),
+  (SELECT json_group_array(json_array(id, mailbox_id, name, uidnext, highestmodseq))
+     FROM folders
+     WHERE mailbox_id IN (SELECT value FROM json_each(?))
+       AND name IN (SELECT value FROM json_each(?)))
+"""
 
 
-def lock_folders(
+def lock_group_state(
     conn: Connection, mailbox_ids: Iterable[int], names: Iterable[str]
-) -> dict[tuple[int, str], FolderState]:
-    rows = conn.execute(
-        _LOCK_FOLDERS, {"ids": sorted(set(mailbox_ids)), "names": sorted(set(names))}
-    )
-    return {
-        (row.mailbox_id, row.name): FolderState(
-            row.id, row.mailbox_id, row.name, row.uidnext, row.highestmodseq
-        )
-        for row in rows
+) -> tuple[dict[int, MailboxState], dict[tuple[int, str], FolderState]]:
+    """The mailboxes and their folders ``names`` a group writes to, locked until the commit
+    (PostgreSQL: FOR UPDATE, mailboxes first, in id order; SQLite: its write lock)."""
+    params = {"ids": sorted(set(mailbox_ids)), "names": sorted(set(names))}
+    if conn.dialect.name == "sqlite":
+        row = conn.exec_driver_sql(
+            _SQLITE_GROUP_STATE,
+            (json.dumps(params["ids"]), json.dumps(params["ids"]), json.dumps(params["names"])),
+        ).one()
+        box_rows = json.loads(row[0] or "[]")
+        folder_rows = json.loads(row[1] or "[]")
+    else:
+        box_rows = [tuple(r) for r in conn.execute(_LOCK_MAILBOXES, {"ids": params["ids"]})]
+        folder_rows = [tuple(r) for r in conn.execute(_LOCK_FOLDERS, params)]
+    boxes = {
+        r[0]: MailboxState(int(r[0]), str(r[1]), int(r[2]), int(r[3]), bool(r[4])) for r in box_rows
     }
+    group_folders = {
+        (int(r[1]), str(r[2])): FolderState(int(r[0]), int(r[1]), str(r[2]), int(r[3]), int(r[4]))
+        for r in folder_rows
+        if r[1] in boxes
+    }
+    return boxes, group_folders
 
 
 def insert_messages(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -123,29 +130,33 @@ def insert_messages(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[in
 
     SQLite: the ids are chosen here, as SQLite would (the largest plus one: the table has no
     AUTOINCREMENT), which the write lock held since BEGIN IMMEDIATE makes safe; the rows then go
-    in as one ``executemany`` instead of one INSERT … RETURNING per row.
+    in as one multi-row INSERT (``batch_sql``) instead of one INSERT … RETURNING per row.
     """
     if not rows:
         return []
     if conn.dialect.name == "sqlite":
-        first = int(conn.scalar(_LAST_MESSAGE_ID) or 0) + 1
+        first = int(conn.exec_driver_sql("SELECT max(id) FROM messages").scalar() or 0) + 1
         ids = list(range(first, first + len(rows)))
-        conn.execute(_INSERT_MESSAGES, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+        insert_rows(conn, messages, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
         return ids
     result = conn.execute(_INSERT_MESSAGES_RETURNING, list(rows))
     return [row.id for row in result]
 
 
 def save_folders(conn: Connection, changed: Sequence[FolderState]) -> None:
-    if changed:
-        conn.execute(
-            _SAVE_FOLDERS,
-            [{"fid": f.id, "next_uid": f.uidnext, "modseq": f.highestmodseq} for f in changed],
-        )
+    update_rows(
+        conn,
+        folders,
+        "id",
+        {f.id: {"uidnext": f.uidnext, "highestmodseq": f.highestmodseq} for f in changed},
+    )
 
 
 def add_used_bytes(conn: Connection, deltas: dict[int, int]) -> None:
-    if deltas:
-        conn.execute(
-            _ADD_USED_BYTES, [{"mid": mid, "delta": delta} for mid, delta in sorted(deltas.items())]
-        )
+    update_rows(
+        conn,
+        mailboxes,
+        "id",
+        {mid: {"used_bytes": delta} for mid, delta in deltas.items()},
+        add=True,
+    )
