@@ -108,6 +108,13 @@ def test_meta_decodes_headers_and_survives_broken_mime() -> None:
     assert meta["from"] == "Hélène <h@ailleurs.test>"
     assert meta["to"] == "Élise <e@cabinet.test>"
     assert meta["snippet"] == "Bonjour Hélène, suite du bilan"
+    folded = extract_meta(
+        b"Subject: =?utf-8?q?Compte_rendu?=\r\n =?utf-8?q?_de_l=27=C3=A9chographie?=\r\n"
+        b"subject: second subject, ignored\r\n"
+        b"From: M\xe9decin \xff <m@ailleurs.test>\r\n\r\nbody\r\n"
+    )
+    assert folded["subject"] == "Compte rendu de l'échographie"
+    assert folded["from"] == "M\ufffddecin \ufffd <m@ailleurs.test>"  # not UTF-8: replaced
     for broken in (
         b"",
         b"\x00\xff\xfe",

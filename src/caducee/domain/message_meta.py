@@ -1,9 +1,10 @@
 """What we precompute from a message once, at delivery: decoded headers, a snippet, and (from
 version 2) the IMAP ENVELOPE, BODYSTRUCTURE and section offsets (``domain/mime_structure``).
 
-Parsing uses the stdlib's fast ``compat32`` policy (about 7x faster than ``policy.default`` on a
-20 kB message); RFC 2047 encoded words and 8-bit (RFC 6532) headers are decoded here. Malformed
-input never raises: a broken header or body just yields less metadata.
+Headers are read from our own scan of the message (the fields the IMAP ENVELOPE is built from);
+the snippet's text part, when it needs it, goes through the stdlib's fast ``compat32`` policy.
+RFC 2047 encoded words and 8-bit (RFC 6532) headers are decoded here. Malformed input never
+raises: a broken header or body just yields less metadata.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from email.parser import BytesParser
 from email.policy import compat32
 from typing import Any
 
-from caducee.domain.mime_structure import LEAF, Part, parse_structure
+from caducee.domain.mime_structure import LEAF, Part, header_fields, parse_structure
 
 META_VERSION = 2  # 2: + "imap" (older metadata is recomputed from the raw message)
 SNIPPET_CHARS = 200
@@ -29,6 +30,14 @@ def _unescape(value: str) -> str:
         return value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:
         return value
+
+
+def _from_latin1(value: str) -> str:
+    """A raw header value (bytes read as latin-1) with its 8-bit bytes read as UTF-8 (RFC 6532),
+    undecodable ones replaced."""
+    if value.isascii():
+        return value
+    return value.encode("latin-1").decode("utf-8", "replace")
 
 
 def decode_header_value(value: Any) -> str:
@@ -114,14 +123,18 @@ def extract_meta(raw: bytes) -> dict[str, Any]:
     """Decoded headers (lower-case keys) and a text snippet; ``v`` is the format version.
 
     The MIME structure is scanned once (``parse_structure``); the stdlib parser then reads
-    only the top-level header and the one text part the snippet comes from.
+    only the one text part the snippet comes from.
     """
     structure = parse_structure(raw)
-    header = BytesParser(policy=compat32).parsebytes(raw[: structure.tree.body], headersonly=True)
+    first: dict[str, str] = {}
+    for name, value in header_fields(raw[: structure.tree.body]):
+        first.setdefault(name, value)
     meta: dict[str, Any] = {"v": META_VERSION}
     for name in HEADERS:
-        value = header.get(name)
-        meta[name.lower()] = decode_header_value(value) if value is not None else ""
+        raw_value = first.get(name.lower())
+        meta[name.lower()] = (
+            "" if raw_value is None else decode_header_value(_from_latin1(raw_value))
+        )
     try:
         meta["snippet"] = _snippet(raw, structure.tree)
     except Exception:  # broken MIME is stored as-is, without a snippet

@@ -68,6 +68,7 @@ def _public_suffixes() -> PublicSuffixList:
         return PublicSuffixList()
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every message received
 def organizational_domain(domain: str) -> str:
     """The registered domain: one label more than its public suffix (RFC 7489 §3.2).
 

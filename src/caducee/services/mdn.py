@@ -23,7 +23,7 @@ from caducee.app import App
 from caducee.domain.model import StoredMessage
 from caducee.services import trace
 
-#: Only this much of a message is looked at to recognise an MDN.
+#: Only this much of a message's header is looked at to recognise an MDN.
 _HEAD = 16 * 1024
 
 
@@ -124,7 +124,8 @@ def _notification(message: Message) -> tuple[str, str, str] | None:
 
 async def record_received(app: App, raw: bytes, stored: Sequence[StoredMessage]) -> None:
     """If ``raw`` is an MDN, add ``read`` to each receiving mailbox's trace of the original."""
-    if b"disposition-notification" not in raw[:_HEAD].lower():
+    end = raw.find(b"\r\n\r\n", 0, _HEAD)  # an MDN says so in its top-level Content-Type
+    if b"disposition-notification" not in raw[: end if end >= 0 else _HEAD].lower():
         return
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
     found = _notification(message)
