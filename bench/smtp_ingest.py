@@ -5,7 +5,8 @@ server as a subprocess, sends the load with a lock-step raw-socket client (sever
 connection, RSET between them), and prints:
 
 - accept rate: messages answered 250 after DATA per second;
-- end-to-end rate: messages visible in the mailboxes (counted in the database) per second;
+- end-to-end rate: messages visible in the mailboxes per second (IMAP STATUS over STARTTLS,
+  polled once every message is accepted, as the yardstick does);
 - latency p50 / p99 (MAIL FROM → final 250), and the server's memory (RSS, PSS) under load.
 
 Encryption and durable commits are on, as in production, and every message is checked with SPF,
@@ -23,13 +24,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
+import imaplib
 import json
 import os
 import quopri
 import random
 import signal
 import socket
-import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -45,8 +48,10 @@ from caducee.cli.setup import initialise
 from caducee.config import Settings, load_settings
 from caducee.domain.model import Role
 from caducee.services import accounts, mailboxes
+from caducee.services.app_passwords import create_app_password
 
 DOMAIN = "bench.test"
+IMAP_PASSWORDS = "bench-imap-passwords.json"  # in the data dir: the recipients' app passwords
 PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
 WORDS = [
     "patient",
@@ -182,16 +187,36 @@ class Client:
             self.sock.close()
 
 
-def count_messages(settings: Settings) -> int:
-    if settings.is_sqlite:
-        with sqlite3.connect(settings.data_dir / "db.sqlite3", timeout=30) as db:
-            return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
-    import psycopg
+class ImapCounter:
+    """Messages visible in IMAP: STATUS INBOX (MESSAGES) of every recipient, over STARTTLS
+    (verified against the installation's test CA), one connection each kept open."""
 
-    url = settings.database_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(url) as db:
-        row = db.execute("SELECT count(*) FROM messages").fetchone()
-        return int(row[0]) if row else 0
+    def __init__(self, settings: Settings) -> None:
+        bound = json.loads((settings.run_dir / "listeners.json").read_text())
+        port = int(bound["imap"].rsplit(":", 1)[1])
+        context = ssl.create_default_context(cafile=str(settings.tls_dir / "ca.crt"))
+        passwords = json.loads((settings.data_dir / IMAP_PASSWORDS).read_text())
+        self.connections: list[imaplib.IMAP4] = []
+        for login, password in passwords.items():
+            connection = imaplib.IMAP4("127.0.0.1", port)
+            connection.host = settings.hostname  # the name the certificate is checked against
+            connection.starttls(context)
+            connection.login(login, password)
+            self.connections.append(connection)
+
+    def count(self) -> int:
+        total = 0
+        for connection in self.connections:
+            status, data = connection.status("INBOX", "(MESSAGES)")
+            if status != "OK" or not isinstance(data[0], bytes):
+                raise RuntimeError(f"STATUS failed: {status} {data!r}")
+            total += int(data[0].decode().rsplit("MESSAGES", 1)[1].strip(" )"))
+        return total
+
+    def close(self) -> None:
+        for connection in self.connections:
+            with contextlib.suppress(OSError, imaplib.IMAP4.error):
+                connection.logout()
 
 
 def _count_command(settings: Settings) -> str:
@@ -232,7 +257,7 @@ async def prepare(data: Path, users: int, database_url: str, dns_resolver: str) 
         blob_store="database" if database_url else "files",
         dns_resolver=dns_resolver,
     )
-    settings.listeners = {"smtp": "127.0.0.1:0"}
+    settings.listeners = {"smtp": "127.0.0.1:0", "imap": "127.0.0.1:0"}
     await initialise(
         settings,
         practice_name="Bench",
@@ -241,6 +266,7 @@ async def prepare(data: Path, users: int, database_url: str, dns_resolver: str) 
         admin_login=f"admin@{DOMAIN}",
         admin_password="Caducee-Bench-Adm1n-2026!",
     )
+    passwords: dict[str, str] = {}
     async with open_app(settings) as app:
         for u in range(1, users + 1):
             await accounts.add_account(
@@ -253,6 +279,10 @@ async def prepare(data: Path, users: int, database_url: str, dns_resolver: str) 
                 ),
             )
             await mailboxes.set_quota(app, f"user{u}@{DOMAIN}", 100 * 1024**3)
+            passwords[f"user{u}@{DOMAIN}"] = await create_app_password(
+                app, f"user{u}@{DOMAIN}", "bench"
+            )
+    (data / IMAP_PASSWORDS).write_text(json.dumps(passwords))
     with (data / "caducee.toml").open("a") as config:  # a load generator on one address
         config.write(
             "\n[limits]\nconnections_per_address = 1000\nconnections_per_minute = 100000\n"
@@ -275,7 +305,8 @@ def start_server(settings: Settings) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def run_load(port: int, settings: Settings, args: argparse.Namespace, pid: int) -> None:
-    baseline = count_messages(settings)
+    visible = ImapCounter(settings)
+    baseline = visible.count()
     messages = [make_message(i, f"user{i % args.users + 1}@{DOMAIN}") for i in range(args.n)]
     latencies: list[float] = []
     errors: list[str] = []
@@ -325,17 +356,20 @@ def run_load(port: int, settings: Settings, args: argparse.Namespace, pid: int) 
         thread.join()
     accepted_at = time.perf_counter()
     ok = len(latencies)
-    while count_messages(settings) < baseline + ok:
-        if time.perf_counter() - accepted_at > 120:
-            break
-        time.sleep(0.01)
+    seen = baseline
+    while seen < baseline + ok and time.perf_counter() - accepted_at < 120:
+        seen = visible.count()
+        if seen < baseline + ok:
+            time.sleep(0.01)
     visible_at = time.perf_counter()
+    visible.close()
     stop.set()
     sampler.join()
     latencies.sort()
     p = lambda q: latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000  # noqa: E731
     print(
-        f"messages      {ok} accepted of {args.n}, {len(errors)} errors "
+        f"messages      {ok} accepted of {args.n}, {seen - baseline} visible in IMAP, "
+        f"{len(errors)} errors "
         f"({errors[0] if errors else 'none'})"
     )
     print(f"accept        {ok / (accepted_at - started):7.1f} msg/s")
