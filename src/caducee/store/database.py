@@ -22,6 +22,11 @@ T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_POOL_SIZE = 20
+#: Page cache of each SQLite connection (KiB). SQLite's default, 2 MiB, is per connection and
+#: the pool keeps up to 40: their caches once held ~18 MB more after a burst of mail, for no
+#: measurable speed (the kernel's page cache holds the file; WAL readers' caches are reset by
+#: every write anyway).
+SQLITE_PAGE_CACHE_KIB = 256
 SQLITE_POOL_OVERFLOW = 20
 
 
@@ -33,6 +38,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_PAGE_CACHE_KIB}")
     cursor.close()
 
 
