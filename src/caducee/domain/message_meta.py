@@ -16,12 +16,13 @@ from email.parser import BytesParser
 from email.policy import compat32
 from typing import Any
 
-from caducee.domain.mime_structure import LEAF, Part, header_fields, parse_structure
+from caducee.domain.mime_structure import LEAF, Part, first_headers, parse_structure
 
 META_VERSION = 2  # 2: + "imap" (older metadata is recomputed from the raw message)
 SNIPPET_CHARS = 200
 _SNIPPET_SOURCE_BYTES = 8192
 HEADERS = ("Subject", "From", "To", "Cc", "Date", "Message-ID", "In-Reply-To", "References")
+_HEADER_KEYS = tuple(name.lower() for name in HEADERS)
 
 
 def _unescape(value: str) -> str:
@@ -126,9 +127,7 @@ def extract_meta(raw: bytes) -> dict[str, Any]:
     only the one text part the snippet comes from.
     """
     structure = parse_structure(raw)
-    first: dict[str, str] = {}
-    for name, value in header_fields(raw[: structure.tree.body]):
-        first.setdefault(name, value)
+    first = first_headers(raw, 0, structure.tree.body, _HEADER_KEYS)
     meta: dict[str, Any] = {"v": META_VERSION}
     for name in HEADERS:
         raw_value = first.get(name.lower())

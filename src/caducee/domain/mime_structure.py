@@ -147,7 +147,9 @@ def _field(lines: list[bytes]) -> tuple[str, str]:
     return name.strip().decode("latin-1").lower(), value.strip().decode("latin-1")
 
 
-def _headers(raw: bytes, start: int, body: int, wanted: tuple[str, ...]) -> dict[str, str]:
+def first_headers(raw: bytes, start: int, body: int, wanted: tuple[str, ...]) -> dict[str, str]:
+    """The first occurrence of each ``wanted`` field (lower-case names) of the header block
+    ``raw[start:body]``: unfolded raw values, read as latin-1."""
     found: dict[str, str] = {}
     for name, value in header_fields(raw[start:body]):
         if name in wanted and name not in found:  # the first occurrence wins
@@ -399,7 +401,7 @@ class _Scanner:
         raw = self.raw
         self.count += 1
         body = _body_start(raw, start, end)
-        hdr = _headers(raw, start, body, _MIME_HEADERS)
+        hdr = first_headers(raw, start, body, _MIME_HEADERS)
         default = ("message", "rfc822") if digest else ("text", "plain")
         ctype, subtype, params = _content_type(hdr.get("content-type"), default)
         part = Part(start, body, end)
@@ -452,7 +454,9 @@ class _Scanner:
             inner, inner_bs, inner_b = self.entity(body, end, depth + 1, False)
             part.kind = MESSAGE
             part.children.append(inner)
-            envelope = render_envelope(_headers(raw, inner.start, inner.body, _ENVELOPE_HEADERS))
+            envelope = render_envelope(
+                first_headers(raw, inner.start, inner.body, _ENVELOPE_HEADERS)
+            )
             full = [*basic, envelope, inner_bs, lines]
             plain = [*basic, envelope, inner_b, lines]
         elif ctype == "text":
@@ -527,7 +531,7 @@ def parse_structure(raw: bytes) -> Structure:
     """Parse a whole message once (never raises on malformed input)."""
     scanner = _Scanner(raw)
     tree, bodystructure, body = scanner.entity(0, len(raw), 0, False)
-    envelope = render_envelope(_headers(raw, 0, tree.body, _ENVELOPE_HEADERS))
+    envelope = render_envelope(first_headers(raw, 0, tree.body, _ENVELOPE_HEADERS))
     return Structure(envelope, bodystructure, body, tree)
 
 

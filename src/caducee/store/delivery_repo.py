@@ -105,9 +105,9 @@ def lock_group_state(
     (PostgreSQL: FOR UPDATE, mailboxes first, in id order; SQLite: its write lock)."""
     params = {"ids": sorted(set(mailbox_ids)), "names": sorted(set(names))}
     if conn.dialect.name == "sqlite":
+        ids = json.dumps(params["ids"])
         row = conn.exec_driver_sql(
-            _SQLITE_GROUP_STATE,
-            (json.dumps(params["ids"]), json.dumps(params["ids"]), json.dumps(params["names"])),
+            _SQLITE_GROUP_STATE, (ids, ids, json.dumps(params["names"]))
         ).one()
         box_rows = json.loads(row[0] or "[]")
         folder_rows = json.loads(row[1] or "[]")
