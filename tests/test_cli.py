@@ -219,6 +219,25 @@ def test_audit_verify_and_tamper_detection(installation: Path, tmp_path: Path) -
     assert bad.returncode == 2 and "n° 2" in bad.stderr and "modifié" in bad.stderr
 
 
+def test_audit_verify_reports_a_truncated_tail(tmp_path: Path) -> None:
+    installation = tmp_path / "d"
+    data = ["--data", str(installation)]
+    made = caducee("init", *data, "--domain", "trunc.fr", "--practice", "T", "--dev-ports")
+    assert made.returncode == 0, made.stderr
+    ok = caducee("audit", "verify", *data)
+    assert ok.returncode == 0 and "Journal intègre" in ok.stdout
+    import sqlite3
+
+    db = sqlite3.connect(installation / "db.sqlite3")
+    last = db.execute("SELECT max(seq) FROM audit_log").fetchone()[0]
+    db.execute("DELETE FROM audit_log WHERE seq = ?", (last,))
+    db.commit()
+    db.close()
+    bad = caducee("audit", "verify", *data)
+    assert bad.returncode == 2
+    assert "fin du journal manquante" in bad.stderr and f"n° {last}" in bad.stderr
+
+
 def test_doctor_reports_healthy_then_bad_key_permissions(tmp_path: Path) -> None:
     data = tmp_path / "d"
     assert (

@@ -12,12 +12,15 @@ from typing import Any, TypeVar
 
 from caducee.config import Settings
 from caducee.errors import ConfigurationError
+from caducee.services import audit
 from caducee.store import migrate
 from caducee.store.blobs import BlobStore, DatabaseBlobStore, FileBlobStore
 from caducee.store.database import Database
 from caducee.store.keyring import Keyring
 
 C = TypeVar("C")
+#: The revision that makes the audit trail HMAC-chained with a sealed head.
+AUDIT_HMAC_REVISION = "0018"
 
 
 @dataclass
@@ -62,9 +65,15 @@ async def open_app(settings: Settings, *, upgrade: bool = False) -> AsyncIterato
     """Open the node's store. With ``upgrade``, apply pending migrations first."""
     keyring = Keyring(settings)  # refuses a missing or over-readable master key first
     db = Database(settings.effective_database_url)
+    db.keyring = keyring  # the audit chain's key derives from it
     try:
         if upgrade:
+            before = await migrate.current_revision(db)
             await migrate.upgrade(db)
+            if before is None or before < AUDIT_HMAC_REVISION:
+                # Migration 0018 cannot compute MACs (no master key): seal the audit anchor now,
+                # and only now, so that a later upgrade never re-seals a head it did not check.
+                await audit.seal_anchor(db)
         else:
             await check_schema(db)
         blobs: BlobStore = (

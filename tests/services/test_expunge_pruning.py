@@ -6,6 +6,7 @@ from __future__ import annotations
 from caducee.app import App
 from caducee.services import mailboxes, mailstore, maintenance
 from caducee.services.delivery import deliver_local
+from caducee.services.messages import expunge_messages
 from caducee.store import mailstore_repo
 from tests.services.helpers import person, practice
 
@@ -23,7 +24,7 @@ async def test_pruned_history_answers_conservatively(app: App) -> None:
     before = (await mailstore.folder_state(app, inbox.id)).highestmodseq
     modseqs = []
     for row in rows[:25]:  # one expunge (one MODSEQ) per message
-        await mailstore.expunge(app, inbox.id, [row.id])
+        await expunge_messages(app, inbox.id, [row.id], actor=LOGIN, source="test")
         modseqs.append((await mailstore.folder_state(app, inbox.id)).highestmodseq)
     gone = [r.uid for r in rows[:25]]
     assert (await mailstore.changes(app, inbox.id, modseqs[21])).expunged == gone[22:]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from email.parser import BytesHeaderParser
 
 import pytest
 
 from caducee.app import App
 from caducee.errors import PolicyRejected, TemporaryFailure
-from caducee.services import inbound
+from caducee.services import audit, inbound
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from caducee.services.messages import read_message
 from caducee.store import directory_repo
@@ -105,3 +106,25 @@ async def test_dns_trouble_on_our_domain_is_temporary(ready: App, test_dns: Loca
             ClientInfo(OUTSIDE_IP, "x"),
         )
     assert await inbox_rows(ready) == []
+
+
+async def test_inbound_delivery_is_in_the_audit_trail(ready: App, test_dns: LocalDNS) -> None:
+    # ANS CONF.17-18: each copy delivered is traced — the sender's domain (never the address),
+    # the SMTP client, the mailbox, the message's ids — in the delivery's own transaction.
+    test_dns.add("expediteur.test", "TXT", f"v=spf1 ip4:{OUTSIDE_IP} -all")
+    client = ClientInfo(OUTSIDE_IP, "mx.expediteur.test")
+    await inbound.receive(
+        ready, envelope("a@expediteur.test"), message("a@expediteur.test", "ok"), client
+    )
+    [message_id] = await inbox_rows(ready)
+    [delivered] = [r async for r in audit.iter_records(ready.db) if r.action == "message.deliver"]
+    assert (delivered.actor, delivered.target, delivered.source) == (
+        "domain:expediteur.test",
+        "dr@cabinet.test",
+        OUTSIDE_IP,
+    )
+    details = json.loads(delivered.details)
+    assert details["message_id"] == message_id and details["folder"] == "INBOX"
+    assert details["uid"] == 1
+    assert "a@expediteur.test" not in delivered.details
+    assert (await audit.verify(ready.db)).ok

@@ -58,7 +58,9 @@ async def test_delivered_messages_are_indexed_and_expunge_removes_their_filters(
     filters = await text_index.load_filters(app, [(stored.id, stored.blob_id)])
     key = await text_index.mailbox_index_key(app, box.id)
     assert text_index.may_contain(filters[stored.id], text_index.needle_hashes(key, "kinesi"))
-    await messages.expunge_messages(app, stored.folder_id, [stored.id])
+    await messages.expunge_messages(
+        app, stored.folder_id, [stored.id], actor="dr@cabinet.test", source="test"
+    )
     text_index.filter_cache(app).entries.clear()
     assert await text_index.load_filters(app, [(stored.id, stored.blob_id)]) == {}
     assert await mailstore.fetch_rows(app, stored.folder_id, None) == {}
@@ -72,7 +74,9 @@ async def test_a_filter_never_serves_another_message_with_the_same_id(app: App) 
     first = await messages.store_message(app, box.id, "INBOX", b"Subject: a\r\n\r\nradio\r\n")
     key = await text_index.mailbox_index_key(app, box.id)
     stale = {(first.id, first.blob_id): text_index.build(key, Text({}, "radio"))}
-    await messages.expunge_messages(app, first.folder_id, [first.id])
+    await messages.expunge_messages(
+        app, first.folder_id, [first.id], actor="dr@cabinet.test", source="test"
+    )
     second = await messages.store_message(app, box.id, "INBOX", b"Subject: b\r\n\r\nscanner\r\n")
     await text_index.store_filters(app, stale)  # the indexer, late, for the expunged message
     await text_index.indexer(app).drain()

@@ -7,6 +7,8 @@ import io
 import re
 
 from caducee.app import App
+from caducee.domain.model import Practice
+from caducee.health import pickup, pickup_auth
 from caducee.services import accounts, app_passwords, mailboxes, web_sessions
 from caducee.services.auth import verify_password_login
 from tests.web.conftest import People, WebClient
@@ -224,3 +226,37 @@ async def test_csv_neutralises_formulas() -> None:
     )
     text = to_csv([record])
     assert "'=cmd" in text and "'+1" in text
+
+
+async def test_audit_viewer_shows_the_practices_portal_events(
+    web: WebClient, people: People, app: App
+) -> None:
+    # docs/patients.md: the practice sees its portal's events (links created, codes sent or
+    # failed, locks) — its own only.
+    async def deposit(practice: Practice, login: str) -> pickup.Pickup:
+        box = await mailboxes.get_mailbox(app, login)
+        created = await pickup.create_pickup(
+            app,
+            practice_id=practice.id,
+            sender_mailbox_id=box.id,
+            sender_address=login,
+            patient_email="paul.durand@patient-mail.test",
+            patient_mobile="+33612345678",
+            raw_message=b"From: " + login.encode() + b"\r\nSubject: Bilan\r\n\r\nRAS\r\n",
+            source="192.0.2.1",
+        )
+        assert not await pickup_auth.check_code(app, created, "000000", source="198.51.100.7")
+        return created
+
+    mine = await deposit(people.practice_a, people.doctor_a.login)
+    theirs = await deposit(people.practice_b, people.doctor_b.login)
+    await web.login(people.admin_a.login)
+    page = await web.get("/admin/journal?action=pickup.")
+    assert "pickup.create" in page.text and "pickup.code_failed" in page.text
+    assert f"pickup:{mine.id}" in page.text
+    assert f"pickup:{theirs.id}" not in page.text
+    assert "paul.durand" not in page.text
+    exported = await web.http.get("/admin/journal.csv?action=pickup.")
+    rows = list(csv.DictReader(io.StringIO(exported.text.lstrip("\ufeff"))))
+    assert {r["action"] for r in rows} == {"pickup.create", "pickup.code_failed"}
+    assert {r["actor"] for r in rows} == {f"pickup:{mine.id}"}

@@ -32,7 +32,7 @@ def parse_when(text: str | None, option: str) -> datetime | None:
 
 @app.command("verify")
 def verify(data: DataOption = DEFAULT_DATA) -> None:
-    """Vérifie la chaîne d'empreintes du journal. / Verify the hash chain."""
+    """Vérifie la chaîne du journal et sa tête scellée. / Verify the chain and its sealed head."""
 
     async def action(context: App) -> audit.VerifyResult:
         return await audit.verify(context.db)
@@ -41,17 +41,27 @@ def verify(data: DataOption = DEFAULT_DATA) -> None:
     if result.ok:
         console.print(
             tr(
-                f"Journal intègre : {result.checked} enregistrement(s) vérifié(s).",
-                f"Audit trail intact: {result.checked} record(s) verified.",
+                f"Journal intègre : {result.checked} enregistrement(s) vérifié(s) ; tête n° "
+                f"{result.head_seq}, MAC {result.head_hash} (conservez-la ailleurs pour "
+                "détecter la restauration d'une copie ancienne).",
+                f"Audit trail intact: {result.checked} record(s) verified; head #"
+                f"{result.head_seq}, MAC {result.head_hash} (keep it elsewhere to detect the "
+                "restoration of an older copy).",
             )
         )
         return
+    where_fr = (
+        f" (premier enregistrement en cause : n° {result.first_bad_seq})"
+        if result.first_bad_seq is not None
+        else ""
+    )
+    where_en = (
+        f" (first bad record: #{result.first_bad_seq})" if result.first_bad_seq is not None else ""
+    )
     raise fail(
         tr(
-            f"Journal altéré : {result.reason_fr} "
-            f"(premier enregistrement en cause : n° {result.first_bad_seq}).",
-            f"Audit trail tampered with: {result.reason_en} "
-            f"(first bad record: #{result.first_bad_seq}).",
+            f"Journal altéré : {result.reason_fr}{where_fr}.",
+            f"Audit trail tampered with: {result.reason_en}{where_en}.",
         ),
         code=2,
     )

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 
 from caducee.app import App
-from caducee.domain.addresses import normalize_address
+from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import StoredMessage
 from caducee.errors import CaduceeError
 from caducee.services import mdn
@@ -99,20 +99,46 @@ class DeliveryPipeline:
                 future.cancel()
 
 
+def delivery_actor(sender: str | None) -> str:
+    """Who a delivery is audited as: the sender's domain only (a patient's address is not
+    copied into the audit trail), "<>" for bounces from elsewhere, "system" for our own."""
+    if sender is None:
+        return "system"
+    if not sender:
+        return "<>"
+    return "domain:" + domain_of(sender.lower())
+
+
 def pipeline(app: App) -> DeliveryPipeline:
     """The node's delivery pipeline."""
     return app.component(DeliveryPipeline, DeliveryPipeline)
 
 
 async def deliver_local(
-    app: App, raw: bytes, recipients: Sequence[str], *, folder: str = "INBOX"
+    app: App,
+    raw: bytes,
+    recipients: Sequence[str],
+    *,
+    folder: str = "INBOX",
+    sender: str | None = None,
+    source: str = "",
 ) -> list[StoredMessage]:
     """Store one copy of ``raw`` in the ``folder`` of each local recipient's mailbox.
 
     All or nothing: if one recipient cannot take it (unknown, full), none gets it and the error
-    is raised. Returns once every copy is durably committed.
+    is raised. Returns once every copy is durably committed, with one ``message.deliver`` audit
+    record per copy in the same transaction: actor the domain of ``sender`` (the envelope's
+    MAIL FROM; "<>" for a null reverse-path; "system" for mail the server writes itself, when
+    None), ``source`` the SMTP client's address or the door.
     """
     addresses = list(dict.fromkeys(normalize_address(a) for a in recipients))
-    stored = await pipeline(app).deliver(Delivery(raw, folder=folder, addresses=addresses))
+    delivery = Delivery(
+        raw,
+        folder=folder,
+        addresses=addresses,
+        audit_actor=delivery_actor(sender),
+        audit_source=source,
+    )
+    stored = await pipeline(app).deliver(delivery)
     await mdn.record_received(app, raw, stored)  # a read receipt: into the sender's trace
     return stored

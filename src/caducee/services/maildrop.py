@@ -31,6 +31,8 @@ class Maildrop:
     mailbox_id: int
     folder_id: int
     messages: tuple[DropMessage, ...]
+    login: str  # who opened it, audited with the deletions at QUIT
+    source: str
 
 
 async def open_maildrop(app: App, login: str, source: str) -> Maildrop:
@@ -50,6 +52,8 @@ async def open_maildrop(app: App, login: str, source: str) -> Maildrop:
         access.mailbox.id,
         inbox.id,
         tuple(DropMessage(r.id, r.size, f"{inbox.uidvalidity}.{r.uid}") for r in rows),
+        access.account.login,
+        source,
     )
 
 
@@ -62,5 +66,12 @@ async def retrieve(app: App, drop: Maildrop, message: DropMessage) -> bytes:
 
 
 async def delete(app: App, drop: Maildrop, doomed: list[DropMessage]) -> int:
-    """Apply the deletions of the session (RFC 1939 UPDATE state). Returns how many."""
-    return await expunge_messages(app, drop.folder_id, [m.message_id for m in doomed])
+    """Apply the deletions of the session (RFC 1939 §6 UPDATE state, DELE'd messages) through
+    the audited expunge. Returns how many."""
+    return await expunge_messages(
+        app,
+        drop.folder_id,
+        [m.message_id for m in doomed],
+        actor=drop.login,
+        source=drop.source,
+    )

@@ -39,7 +39,14 @@ from caducee.errors import (
 from caducee.ids import new_blob_id
 from caducee.services import mailboxes
 from caducee.services.events import mailbox_events
-from caducee.services.messages import Delivery, expunge_messages, store_batch
+from caducee.services.messages import (
+    DELETE,
+    MOVE_OUT,
+    UNDO_APPEND,
+    Delivery,
+    expunge_messages,
+    store_batch,
+)
 from caducee.store import crypto, directory_repo
 from caducee.store import mailstore_repo as repo
 from caducee.store.keyring import mailbox_scope
@@ -104,6 +111,8 @@ class OpenFolder:
     folder: Folder
     rights: Rights
     name: str  # the IMAP name (personal or shared namespace)
+    actor: str  # the login that opened it (audited with what it removes)
+    source: str  # where from: client address, "web", ...
 
 
 @dataclass(frozen=True)
@@ -195,7 +204,7 @@ async def open_folder(
         folder = await repo.folder_by_name(conn, mailbox.id, place.folder)
     if folder is None:
         raise nonexistent(name)
-    return OpenFolder(mailbox, folder, rights, name)
+    return OpenFolder(mailbox, folder, rights, name, login, source)
 
 
 async def list_folders(app: App, login: str) -> list[Listed]:
@@ -517,16 +526,22 @@ async def _publish(app: App, mailbox_ids: set[int]) -> None:
         log.exception("could not publish mailbox events")
 
 
-async def expunge(app: App, folder_id: int, message_ids: Sequence[int]) -> int:
-    """Remove messages for good, recording their UIDs for QRESYNC (the same expunge as
-    POP3's). Rights are the caller's job."""
-    return await expunge_messages(app, folder_id, list(message_ids))
+async def expunge(
+    app: App, of: OpenFolder, message_ids: Sequence[int], *, action: str | None = DELETE
+) -> int:
+    """Remove messages of an open folder for good, recording their UIDs for QRESYNC and
+    auditing the removal by whoever opened it (the same expunge as POP3's). Rights are the
+    caller's job."""
+    return await expunge_messages(
+        app, of.folder.id, list(message_ids), actor=of.actor, source=of.source, action=action
+    )
 
 
 async def expunge_deleted(app: App, of: OpenFolder, ids: Sequence[int]) -> int:
+    """RFC 3501 §6.4.3 EXPUNGE, RFC 4315 §2.1 UID EXPUNGE, §6.4.2 CLOSE; webmail deletion."""
     if not of.rights.write:
         raise no_permission()
-    return await expunge(app, of.folder.id, ids)
+    return await expunge(app, of, ids)
 
 
 def _quota_error(box: Mailbox) -> QuotaExceeded:
@@ -628,7 +643,8 @@ async def move(
             await _publish(app, {source.mailbox.id})
         return pairs
     pairs = await copy(app, source, ids, target)
-    await expunge(app, source.folder.id, ids)
+    # Not a deletion by the user, but the messages leave this mailbox: audited as such.
+    await expunge(app, source, ids, action=MOVE_OUT)
     return pairs
 
 
@@ -661,7 +677,7 @@ async def append(app: App, target: OpenFolder, items: Sequence[Appended]) -> lis
     errors = [r for r in results if isinstance(r, CaduceeError)]
     if errors:
         if stored:  # MULTIAPPEND is all or nothing: undo the ones that went in
-            await expunge(app, target.folder.id, [m.id for m in stored])
+            await expunge(app, target, [m.id for m in stored], action=UNDO_APPEND)
         raise errors[0]
     return [m.uid for m in stored]
 

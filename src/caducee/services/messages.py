@@ -30,10 +30,10 @@ from caducee.domain.message_meta import extract_meta
 from caducee.domain.model import Flag, StoredMessage
 from caducee.errors import CaduceeError, InvalidInput, MessageTooLarge, NotFound, QuotaExceeded
 from caducee.ids import new_blob_id
-from caducee.services import text_index
+from caducee.services import audit, text_index
 from caducee.services.events import mailbox_events
 from caducee.services.recipient_cache import recipient_cache
-from caducee.store import delivery_repo, mailstore_repo, messages_repo
+from caducee.store import delivery_repo, directory_repo, mailstore_repo, messages_repo
 from caducee.store.crypto import aad_for, seal
 from caducee.store.keyring import mailbox_scope
 
@@ -79,6 +79,10 @@ class Delivery:
     internal_date: datetime | None = None
     addresses: Sequence[str] = ()
     meta: dict[str, Any] | None = None
+    #: Who delivers, for the audit trail (``message.deliver`` per mailbox, in the group's
+    #: transaction); None: not a delivery to trace (IMAP APPEND and COPY store the user's own).
+    audit_actor: str | None = None
+    audit_source: str = ""
 
 
 @dataclass
@@ -248,7 +252,9 @@ async def commit_prepared(app: App, items: Sequence[Prepared]) -> list[Result]:
     """Commit prepared deliveries in one transaction (group commit); per delivery, its stored
     messages or why it was refused. Staged blobs no committed row names are removed."""
     results: list[Result] = [[] for _ in items]
-    commit = _GroupCommit(app, list(items), results)
+    audited = any(item.delivery.audit_actor is not None for item in items)
+    key = await audit.chain_key(app.db) if audited else b""  # cached: no database read
+    commit = _GroupCommit(app, list(items), results, key)
     committed = False
     try:
         ids = await app.db.write_sync(commit.run)
@@ -282,8 +288,11 @@ async def commit_prepared(app: App, items: Sequence[Prepared]) -> list[Result]:
 class _GroupCommit:
     """The write transaction of one group: plain synchronous code, run in one go."""
 
-    def __init__(self, app: App, prepared: list[Prepared], results: list[Result]) -> None:
+    def __init__(
+        self, app: App, prepared: list[Prepared], results: list[Result], audit_key: bytes
+    ) -> None:
         self.app, self.prepared, self.results = app, prepared, results
+        self.audit_key = audit_key
         self.stored_blobs: set[str] = set()
         self.made: list[tuple[int, int, StoredMessage]] = []  # (result index, row, message)
 
@@ -354,7 +363,31 @@ class _GroupCommit:
         ids = delivery_repo.insert_messages(conn, rows)
         delivery_repo.save_folders(conn, list(touched.values()))
         delivery_repo.add_used_bytes(conn, deltas)
+        self._audit(conn, boxes, ids)
         return ids
+
+    def _audit(
+        self, conn: Connection, boxes: dict[int, delivery_repo.MailboxState], ids: list[int]
+    ) -> None:
+        """One ``message.deliver`` record per stored copy (ANS CONF.17-18), all in one
+        multi-row INSERT: who delivered, to which mailbox, which message — no content."""
+        events = [
+            audit.AuditEvent(
+                actor=delivery.audit_actor,
+                action="message.deliver",
+                target=boxes[message.mailbox_id].address,
+                source=delivery.audit_source,
+                details={
+                    "folder": delivery.folder,
+                    "uid": message.uid,
+                    "message_id": ids[row_index],
+                    "size": message.size,
+                },
+            )
+            for index, row_index, message in self.made
+            if (delivery := self.prepared[index].delivery).audit_actor is not None
+        ]
+        audit.append_sync(conn, self.audit_key, events)
 
 
 def _admit(
@@ -435,19 +468,56 @@ async def read_message(app: App, message_id: int) -> tuple[StoredMessage, bytes]
     return message, raw
 
 
-async def expunge_messages(app: App, folder_id: int, message_ids: list[int]) -> int:
-    """Remove messages from a folder for good (IMAP EXPUNGE, POP3 UPDATE): rows, bytes used,
-    blobs no other copy shares; their UIDs are recorded for IMAP QRESYNC (RFC 7162 VANISHED).
-    Messages already gone are skipped. Returns how many were removed."""
+#: Audit actions of :func:`expunge_messages` (ANS CONF.17-18: deletions are traced).
+DELETE = "message.delete"  # the user removed messages for good (IMAP, POP3, webmail)
+MOVE_OUT = "message.move_out"  # moved to another mailbox: gone from this one
+UNDO_APPEND = None  # a MULTIAPPEND refused as a whole: never acknowledged, nothing to trace
+
+
+async def expunge_messages(
+    app: App,
+    folder_id: int,
+    message_ids: list[int],
+    *,
+    actor: str,
+    source: str,
+    action: str | None = DELETE,
+) -> int:
+    """Remove messages from a folder for good (IMAP EXPUNGE, CLOSE and MOVE's source, POP3
+    UPDATE, webmail): rows, bytes used, blobs no other copy shares; their UIDs are recorded for
+    IMAP QRESYNC (RFC 7162 VANISHED). Messages already gone are skipped. Returns how many were
+    removed.
+
+    Every door removes messages here, and the removal is audited here, in its transaction:
+    ``action`` by ``actor`` (the login) from ``source``, target the mailbox's address, details
+    the folder id, the UIDs and message ids — never a subject, an address or any content.
+    """
     if not message_ids:
         return 0
     async with app.db.write() as conn:
         removed, gone = await mailstore_repo.expunge(conn, folder_id, message_ids)
         await app.blobs.forget(conn, gone)
+        if removed and action is not None:
+            mailbox = await directory_repo.mailbox_by_id(conn, removed[0][0])
+            await audit.append(
+                conn,
+                audit.AuditEvent(
+                    actor=actor,
+                    action=action,
+                    target=mailbox.address if mailbox is not None else f"mailbox:{removed[0][0]}",
+                    source=source,
+                    details={
+                        "folder_id": folder_id,
+                        "count": len(removed),
+                        "uids": ",".join(str(uid) for _, uid, _ in removed),
+                        "message_ids": ",".join(str(mid) for _, _, mid in removed),
+                    },
+                ),
+            )
     await app.blobs.remove_files(gone)  # after the commit: a crash leaves a harmless orphan
     if removed:
         try:
-            await mailbox_events(app).publish({mailbox_id for mailbox_id, _ in removed})
+            await mailbox_events(app).publish({mailbox_id for mailbox_id, _, _ in removed})
         except Exception:
             log.exception("could not publish mailbox events")
     return len(removed)

@@ -58,6 +58,11 @@ def rights_of(access: mailboxes.Access) -> Rights:
     return Rights(True, access.can_send, False)
 
 
+def _who(access: mailboxes.Access) -> tuple[str, str]:
+    """Who acts on folders opened by the webmail, for the audit trail."""
+    return access.account.login, "web"
+
+
 async def folders(app: App, mailbox: Mailbox) -> list[tuple[Folder, repo.Counts]]:
     async with app.db.read() as conn:
         found = await repo.list_folders(conn, mailbox.id)
@@ -71,7 +76,7 @@ async def open_folder(app: App, access: mailboxes.Access, folder_id: int) -> Ope
         folder = await repo.folder_by_id(conn, folder_id)
     if folder is None or folder.mailbox_id != access.mailbox.id:
         raise _gone()
-    return OpenFolder(access.mailbox, folder, rights_of(access), folder.name)
+    return OpenFolder(access.mailbox, folder, rights_of(access), folder.name, *_who(access))
 
 
 async def special_folder(app: App, access: mailboxes.Access, use: SpecialUse) -> OpenFolder:
@@ -79,7 +84,7 @@ async def special_folder(app: App, access: mailboxes.Access, use: SpecialUse) ->
         found = await repo.list_folders(conn, access.mailbox.id)
     for folder in found:
         if folder.special_use == use.value:
-            return OpenFolder(access.mailbox, folder, rights_of(access), folder.name)
+            return OpenFolder(access.mailbox, folder, rights_of(access), folder.name, *_who(access))
     raise _gone()
 
 

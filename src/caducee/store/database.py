@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import CursorResult, create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from caducee.errors import TemporaryFailure
+
+if TYPE_CHECKING:
+    from caducee.store.keyring import Keyring
 
 T = TypeVar("T")
 
@@ -28,6 +31,9 @@ SQLITE_POOL_SIZE = 20
 #: every write anyway).
 SQLITE_PAGE_CACHE_KIB = 256
 SQLITE_POOL_OVERFLOW = 20
+#: Execution option of every write connection: the :class:`Database` it belongs to, so code
+#: handed only a connection (the audit trail's appends) reaches the node's keyring.
+DATABASE_OPTION = "caducee_database"
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -56,6 +62,8 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._sync_engine: Engine | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
+        #: The node's keyring (set by ``open_app``): the audit chain's key derives from it.
+        self.keyring: Keyring | None = None
         if self.is_sqlite:
             # Connections are kept (each is a thread): opening one per burst costs more than a
             # message's whole delivery.
@@ -108,7 +116,7 @@ class Database:
     @asynccontextmanager
     async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
-            conn = await conn.execution_options(caducee_write=True)
+            conn = await conn.execution_options(caducee_write=True, **{DATABASE_OPTION: self})
             async with conn.begin():
                 yield conn
 
@@ -141,7 +149,7 @@ class Database:
             event.listen(self._sync_engine, "connect", _sqlite_on_connect)
             event.listen(self._sync_engine, "begin", _sqlite_on_begin)
         with self._sync_engine.connect() as conn:
-            conn = conn.execution_options(caducee_write=True)
+            conn = conn.execution_options(caducee_write=True, **{DATABASE_OPTION: self})
             with conn.begin():
                 return work(conn)
 

@@ -368,10 +368,11 @@ async def set_modseq(conn: AsyncConnection, folder_id: int, modseq: int, uidnext
 
 async def expunge(
     conn: AsyncConnection, folder_id: int, message_ids: Sequence[int]
-) -> tuple[list[tuple[int, int]], list[str]]:
+) -> tuple[list[tuple[int, int, int]], list[str]]:
     """Delete messages of a folder, recording their UIDs with a new MODSEQ (RFC 7162 §3.2.10).
 
-    Returns ((mailbox id, uid) of each message deleted, blob ids no longer named by any row).
+    Returns ((mailbox id, uid, message id) of each message deleted, in UID order, and the blob
+    ids no longer named by any row).
     """
     state = await lock_folder(conn, folder_id)
     if state is None or not message_ids:
@@ -407,7 +408,8 @@ async def expunge(
     await set_modseq(conn, folder_id, modseq, uidnext)
     await _free_bytes(conn, rows)
     gone = await unreferenced_blobs(conn, [row.blob_id for row in rows])
-    return [(int(row.mailbox_id), int(row.uid)) for row in rows], gone
+    removed = sorted((int(row.mailbox_id), int(row.uid), int(row.id)) for row in rows)
+    return removed, gone
 
 
 async def move_rows(

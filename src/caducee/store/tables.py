@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -189,16 +190,25 @@ audit_log = Table(
     Column("details", Text, nullable=False, server_default="{}"),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # 1: SHA-256 chain (records written before migration 0018); 2: HMAC-SHA256 chain
+    Column("chain", SmallInteger, nullable=False, server_default="1"),
     Index("ix_audit_log_ts", "ts"),
 )
 
-#: One row (id = 1): where the chain starts after retention purges.
+#: One row (id = 1): where the chain starts after retention purges (``seq``, ``hash``), its
+#: head — the last record's sequence number and MAC, updated with every append (migration 0018)
+#: —, the first record of the keyed chain, and an HMAC over all of these: deleting the last
+#: records leaves the head pointing past them, and rewinding the head needs the key.
 audit_anchor = Table(
     "audit_anchor",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("head_seq", BigInteger),
+    Column("head_hash", String(64)),
+    Column("keyed_from", BigInteger),
+    Column("mac", String(64)),
 )
 
 # ----- outbound queue (migration 0002) -------------------------------------------------------

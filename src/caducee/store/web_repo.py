@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import String, cast, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.store.auth_repo import aware
 from caducee.store.database import inserted_id
 from caducee.store.tables import (
     audit_log,
+    mailboxes,
+    practice_domains,
     web_practice_settings,
     web_recovery_codes,
     web_sessions,
@@ -349,8 +351,21 @@ def _like_escape(text: str) -> str:
 
 
 def _practice_scope(domains: Sequence[str], practice_target: str) -> Any:
-    """Records about a practice: its target marker, or an actor/target in one of its domains."""
-    clauses: list[Any] = [audit_log.c.target == practice_target]
+    """Records about a practice: its target marker, an actor/target in one of its domains, or
+    a target naming one of its mailboxes by id (``mailbox:<id>``: the patient portal's
+    ``pickup.*`` events, whose actor is the pickup and whose patient is never recorded). The
+    practice owns the mailboxes of the practice its domains belong to — never another's."""
+    own_mailboxes = select(literal("mailbox:") + cast(mailboxes.c.id, String)).where(
+        mailboxes.c.practice_id.in_(
+            select(practice_domains.c.practice_id).where(
+                practice_domains.c.domain.in_(list(domains))
+            )
+        )
+    )
+    clauses: list[Any] = [
+        audit_log.c.target == practice_target,
+        audit_log.c.target.in_(own_mailboxes),
+    ]
     for domain in domains:
         pattern = f"%@{_like_escape(domain)}"
         clauses.append(audit_log.c.actor.like(pattern, escape="\\"))

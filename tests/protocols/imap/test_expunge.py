@@ -4,6 +4,10 @@ STORE or SEARCH by sequence number."""
 
 from __future__ import annotations
 
+import json
+
+from caducee.services import audit
+from caducee.services.audit import AuditRecord
 from caducee.services.delivery import deliver_local
 from caducee.services.messages import expunge_messages
 from tests.protocols.imap.conftest import LOGIN, ImapServer, message, tagged
@@ -61,5 +65,29 @@ async def test_two_sessions_see_each_other(server: ImapServer) -> None:
 
     of = await mailstore.open_folder(server.app, LOGIN, "INBOX", source="test")
     _, rows = await mailstore.index(server.app, of.folder.id)
-    await expunge_messages(server.app, of.folder.id, [rows[0].id])
+    await expunge_messages(server.app, of.folder.id, [rows[0].id], actor=LOGIN, source="test")
     assert "* 1 EXPUNGE" in await a.ok("UID FETCH 1:* UID")
+
+
+async def deletions(server: ImapServer) -> list[AuditRecord]:
+    return [r async for r in audit.iter_records(server.app.db) if r.action.startswith("message.")]
+
+
+async def test_expunge_and_close_are_in_the_audit_trail(server: ImapServer) -> None:
+    # ANS CONF.17-18: who removed which messages of which mailbox, when — no content.
+    for n in range(4):
+        await deliver_local(server.app, message(n), [LOGIN])
+    c = await server.client()
+    await c.ok("SELECT INBOX")
+    await c.ok("STORE 1:2 +FLAGS.SILENT (\\Deleted)")
+    await c.ok("EXPUNGE")
+    await c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    await c.ok("CLOSE")
+    removed = [r for r in await deletions(server) if r.action == "message.delete"]
+    assert [(r.actor, r.target, json.loads(r.details)["uids"]) for r in removed] == [
+        (LOGIN, LOGIN, "1,2"),
+        (LOGIN, LOGIN, "3"),
+    ]
+    assert all(r.source == "127.0.0.1" for r in removed)
+    assert all("message 0" not in r.details and "ailleurs" not in r.details for r in removed)
+    assert (await audit.verify(server.app.db)).ok

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import poplib
 import ssl
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from caducee.app import App
 from caducee.listeners import ListenAddress
 from caducee.protocols.pop3.listener import pop3_listener
 from caducee.protocols.tcp import StreamListener
-from caducee.services import mailboxes
+from caducee.services import audit, mailboxes
 from caducee.services.app_passwords import create_app_password
 from caducee.services.delivery import deliver_local
 from caducee.tls import create_dev_ca
@@ -174,10 +175,32 @@ async def test_message_deleted_elsewhere_is_reported(server: Pop3Server) -> None
     await c.send(f"PASS {server.password}")
     from caducee.services.messages import expunge_messages
 
-    assert await expunge_messages(server.app, stored.folder_id, [stored.id]) == 1
+    assert (
+        await expunge_messages(server.app, stored.folder_id, [stored.id], actor="imap", source="t")
+        == 1
+    )
     assert (await c.send("RETR 1")).startswith("-ERR message supprime")
     await c.send("DELE 1")
     assert (await c.send("QUIT")).startswith("+OK 0 message(s)")
+
+
+async def test_deletions_at_quit_are_in_the_audit_trail(server: Pop3Server) -> None:
+    # ANS CONF.17-18: a POP3 deletion (RFC 1939 §6, applied at QUIT) is audited: who, which
+    # mailbox, which messages, when; never their content.
+    stored = [(await deliver_local(server.app, message(n), [LOGIN]))[0] for n in range(3)]
+    c = await Client.connect(server.implicit, server.client_tls)
+    await c.send(f"USER {LOGIN}")
+    await c.send(f"PASS {server.password}")
+    await c.send("DELE 1")
+    await c.send("DELE 3")
+    assert (await c.send("QUIT")).startswith("+OK 2 message(s) supprime")
+    [removed] = [r async for r in audit.iter_records(server.app.db) if r.action == "message.delete"]
+    details = json.loads(removed.details)
+    assert (removed.actor, removed.target, removed.source) == (LOGIN, LOGIN, "127.0.0.1")
+    assert details["uids"] == f"{stored[0].uid},{stored[2].uid}"
+    assert details["message_ids"] == f"{stored[0].id},{stored[2].id}"
+    assert "ailleurs" not in removed.details and "ligne" not in removed.details
+    assert (await audit.verify(server.app.db)).ok
 
 
 async def test_poplib_over_stls_and_ssl(server: Pop3Server) -> None:

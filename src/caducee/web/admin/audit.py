@@ -1,7 +1,10 @@
 """Admin console: the audit log of the practice, with filters and CSV export.
 
-Only records about the admin's own practice are shown: its settings (``practice:<id>``) and
-records whose actor or target is an address in one of its domains.
+Only records about the admin's own practice are shown: its settings (``practice:<id>``),
+records whose actor or target is an address in one of its domains, and records about one of its
+mailboxes by id (``mailbox:<id>``: the patient portal's ``pickup.*`` events — codes sent or
+failed, locks —, which docs/patients.md promises the practice). The scope is
+``store.web_repo``'s, the same for the page and its CSV export.
 """
 
 from __future__ import annotations
