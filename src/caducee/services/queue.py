@@ -314,16 +314,27 @@ async def reveal(app: App, rows: Sequence[QueueRow]) -> list[QueueRow]:
         return await queue_repo.reveal(conn, app.keyring, rows)
 
 
+async def _target(app: App, conn: AsyncConnection, address: str, mailbox_id: int | None) -> str:
+    scope = QUEUE_SCOPE
+    if mailbox_id is not None:
+        mailbox = mailbox_scope(mailbox_id)
+        if await queue_repo.has_data_key(conn, mailbox):
+            scope = mailbox
+    return "recipient:" + await trace.scope_pseudonym(app.keyring, conn, scope, address)
+
+
 async def recipient_target(app: App, conn: AsyncConnection, row: QueueRow) -> str:
     """The audit target naming a recipient without its address: ``recipient:<pseudonym>``,
     keyed by the sender mailbox's data key (the same pseudonym as in that mailbox's trace, so
     the practice finds both from the address), else by the queue's key (delivery reports)."""
-    scope = QUEUE_SCOPE
-    if row.origin_mailbox_id is not None:
-        mailbox = mailbox_scope(row.origin_mailbox_id)
-        if await queue_repo.has_data_key(conn, mailbox):
-            scope = mailbox
-    return "recipient:" + await trace.scope_pseudonym(app.keyring, conn, scope, row.address)
+    return await _target(app, conn, row.address, row.origin_mailbox_id)
+
+
+async def audit_target(app: App, address: str, mailbox_id: int | None = None) -> str:
+    """What the audit log's ``queue.delivered|bounced|expired`` records name ``address`` by,
+    for mail sent from ``mailbox_id`` (None: mail no mailbox of ours sent): search for it."""
+    async with app.db.read() as conn:
+        return await _target(app, conn, address, mailbox_id)
 
 
 async def finish(app: App, conn: AsyncConnection, recipient_ids: Sequence[int]) -> None:

@@ -11,9 +11,9 @@ lost cannot overwrite what another one recorded.
 Addresses: a recipient's address (and its ORCPT, which repeats it) stays in clear while the
 recipient waits for delivery — it routes the mail. When the recipient becomes final (delivered,
 bounced, expired), :func:`conceal` moves both into ``address_sealed`` in the same transaction
-(sealed with the ``queue`` data key, record ``recipient:<row id>``, field ``address``) and hides
-the address in the last reply; :func:`reveal` opens them for ``caducee queue list``, the admin
-queue page and the delivery reports.
+(sealed with the ``queue`` data key, record ``recipient:<row id>``, field ``address``, with the
+last reply as received) and hides the address in the last reply left in clear; :func:`reveal`
+opens them for ``caducee queue list``, the admin queue page and the delivery reports.
 """
 
 from __future__ import annotations
@@ -369,8 +369,8 @@ def _sealed_record(recipient_id: int) -> str:
 
 
 async def conceal(conn: AsyncConnection, keyring: Keyring, ids: Iterable[int]) -> None:
-    """Final recipients: address and ORCPT sealed, address hidden in the last reply (in the
-    caller's transaction, the one that made them final)."""
+    """Final recipients: address, ORCPT and last reply sealed, the address hidden in the reply
+    left in clear (in the caller's transaction, the one that made them final)."""
     chosen = list(ids)
     if not chosen:
         return
@@ -380,7 +380,9 @@ async def conceal(conn: AsyncConnection, keyring: Keyring, ids: Iterable[int]) -
         )
     )
     for row in rows.all():
-        plain = json.dumps({"address": row.address, "orcpt": row.orcpt}).encode()
+        plain = json.dumps(
+            {"address": row.address, "orcpt": row.orcpt, "last_reply": row.last_reply}
+        ).encode()
         sealed = await keyring.seal(conn, QUEUE_SCOPE, _sealed_record(row.id), "address", plain)
         reply = None if row.last_reply is None else hide_address(row.last_reply, row.address)
         await conn.execute(
@@ -415,7 +417,12 @@ async def reveal(
                 conn, QUEUE_SCOPE, _sealed_record(row.id), "address", row.address_sealed
             )
             values = json.loads(plain)
-            row = replace(row, address=str(values["address"]), orcpt=values.get("orcpt"))
+            row = replace(
+                row,
+                address=str(values["address"]),
+                orcpt=values.get("orcpt"),
+                last_reply=values.get("last_reply", row.last_reply),
+            )
         out.append(row)
     return out
 
