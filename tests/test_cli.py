@@ -325,3 +325,26 @@ def test_demo_creates_a_complete_practice(tmp_path: Path) -> None:
     again = caducee("demo", "--data", str(data), "--no-serve")  # reuses, never re-creates
     assert again.returncode == 0 and again.stdout.count("dr.martin@cabinet-demo.test") >= 1
     assert caducee("audit", "verify", "--data", str(data)).returncode == 0
+
+
+def test_migrate_conceals_addresses_stored_in_clear(tmp_path: Path) -> None:
+    """Revision 0019 needs the master key to pseudonymise older trace rows: ``migrate`` does."""
+    import sqlite3
+
+    data = init_installation(tmp_path)
+    database = sqlite3.connect(data / "db.sqlite3")
+    with database:
+        mailbox_id = database.execute("SELECT min(id) FROM mailboxes").fetchone()[0]
+        database.execute(
+            "INSERT INTO message_trace (mailbox_id, trace_key, recipient, event, detail, ts) "
+            "VALUES (?, ?, 'patient.durand@exemple.test', 'delivered', '', '2026-01-05')",
+            (mailbox_id, "0" * 64),
+        )
+    result = caducee("migrate", "--data", str(data))
+    assert result.returncode == 0, result.stderr
+    with database:
+        rows = database.execute(
+            "SELECT recipient, recipient_key, recipient_sealed FROM message_trace"
+        ).fetchall()
+    database.close()
+    assert [(r[0], len(r[1]), r[2] is not None) for r in rows] == [("", 64, True)]

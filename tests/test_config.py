@@ -57,3 +57,14 @@ def test_public_base_url_defaults_to_the_host_name(tmp_path: Path) -> None:
         _write(tmp_path, 'public_url = "https://portail.cabinet.test:8443/"\n')
     )
     assert settings.public_base_url == "https://portail.cabinet.test:8443"
+
+
+def test_trace_retention_from_the_file_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CADUCEE_TRACE_RETENTION_DAYS", raising=False)
+    assert load_settings(_write(tmp_path, "")).trace_retention_days == 365
+    data = _write(tmp_path, "[trace]\nretention_days = 90\n")
+    assert load_settings(data).trace_retention_days == 90
+    monkeypatch.setenv("CADUCEE_TRACE_RETENTION_DAYS", "30")
+    assert load_settings(data).trace_retention_days == 30

@@ -53,6 +53,9 @@ class Settings:
     blob_inline_max: int = 100 * 1024
     listeners: dict[str, str] = field(default_factory=dict)
     audit_retention_days: int = 183
+    #: The sender's trace of sent mail (per recipient, pseudonymised) is kept this long; 0 keeps
+    #: it forever. A year answers « did my letter arrive? » long after the queue forgot it.
+    trace_retention_days: int = 365
     lockout_threshold: int = 5
     lockout_base_seconds: int = 30
     lockout_max_seconds: int = 3600
@@ -222,6 +225,11 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.audit_retention_days = _int(
             audit.get("retention_days", settings.audit_retention_days), "audit.retention_days"
         )
+        trace_section = doc.get("trace", {})
+        settings.trace_retention_days = _int(
+            trace_section.get("retention_days", settings.trace_retention_days),
+            "trace.retention_days",
+        )
         security = doc.get("security", {})
         settings.lockout_threshold = _int(
             security.get("lockout_threshold", settings.lockout_threshold),
@@ -317,6 +325,10 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.audit_retention_days = _int(
             env["CADUCEE_AUDIT_RETENTION_DAYS"], "CADUCEE_AUDIT_RETENTION_DAYS"
         )
+    if "CADUCEE_TRACE_RETENTION_DAYS" in env:
+        settings.trace_retention_days = _int(
+            env["CADUCEE_TRACE_RETENTION_DAYS"], "CADUCEE_TRACE_RETENTION_DAYS"
+        )
     for name in PRODUCTION_LISTENERS:
         override = env.get(f"CADUCEE_LISTEN_{name.upper()}")
         if override:
@@ -379,6 +391,9 @@ def render_config(settings: Settings) -> str:
         "",
         "[audit]",
         f"retention_days = {settings.audit_retention_days}",
+        "",
+        "[trace]",
+        f"retention_days = {settings.trace_retention_days}",
         "",
         "[security]",
         f"lockout_threshold = {settings.lockout_threshold}",

@@ -41,6 +41,8 @@ async def test_run_once_purges_what_is_past_its_date(app: App) -> None:
     done = await maintenance.run_once(app)
     assert done == {
         "audit-retention": 3,
+        "trace-retention": 0,
+        "clear-addresses": 0,
         "stale-lockouts": 1,
         "imap-expunged": 0,
         "portal-expiry": 0,

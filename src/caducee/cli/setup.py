@@ -16,7 +16,7 @@ from caducee.domain.addresses import normalize_domain
 from caducee.domain.model import DEFAULT_MAILBOX_LIMIT, Role
 from caducee.errors import AlreadyExists, CaduceeError
 from caducee.i18n import tr
-from caducee.services import accounts, practices
+from caducee.services import accounts, maintenance, practices
 from caducee.services.audit import AuditEvent, record
 from caducee.services.dkim_keys import ensure_dkim_key
 from caducee.store import migrate as migrations
@@ -159,6 +159,8 @@ def migrate_command(data: DataOption = DEFAULT_DATA) -> None:
 
     async def go() -> str:
         async with open_app(settings, upgrade=True) as app:
+            # revision 0019: addresses written in clear before it (needs the master key)
+            await maintenance.conceal_clear_addresses(app)
             return await migrations.current_revision(app.db) or ""
 
     revision = run(go())

@@ -37,3 +37,22 @@ def normalize_address(value: str) -> str:
 
 def domain_of(address: str) -> str:
     return address.rpartition("@")[2]
+
+
+#: What replaces a recipient's address in text kept after delivery (a remote reply quoting it).
+HIDDEN_ADDRESS = "<destinataire>"
+
+
+def pseudonym_form(address: str) -> str:
+    """The form of an address its keyed pseudonym is computed from: trimmed, angle brackets
+    removed, lower-cased (a local part differing only in case reaches the same mailbox in
+    practice)."""
+    return address.strip().strip("<>").strip().lower().rstrip(".")
+
+
+def hide_address(text: str, address: str) -> str:
+    """``text`` with ``address`` (in any case) replaced by :data:`HIDDEN_ADDRESS`."""
+    value = pseudonym_form(address)
+    if not value or not text:
+        return text
+    return re.sub(re.escape(value), HIDDEN_ADDRESS, text, flags=re.IGNORECASE)

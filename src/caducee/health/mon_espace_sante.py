@@ -18,13 +18,10 @@ import re
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from sqlalchemy import select
-
 from caducee.app import App
 from caducee.domain.addresses import domain_of
 from caducee.errors import PolicyRejected
 from caducee.services import trace
-from caducee.store.tables import message_trace
 
 MES_DOMAIN = "patient.mssante.fr"
 MES_MAX_BYTES = 25 * 1024 * 1024
@@ -58,7 +55,7 @@ async def record_sent(
         return
     async with app.db.write() as conn:
         for address in targets:
-            await trace.record(conn, mailbox_id, key, address, "closed", "X-MSS-MES: FIN")
+            await trace.record(app, conn, mailbox_id, key, address, "closed", "X-MSS-MES: FIN")
 
 
 async def check_inbound(app: App, sender: str, raw: bytes) -> None:
@@ -70,17 +67,7 @@ async def check_inbound(app: App, sender: str, raw: bytes) -> None:
             "Mon espace santé : 25 Mo au plus par message.",
             "Mon espace santé: at most 25 MB per message.",
         )
-    keys = _referenced(raw)
-    rows: list[tuple[str, str]] = []
-    if keys:
-        async with app.db.read() as conn:
-            found = await conn.execute(
-                select(message_trace.c.trace_key, message_trace.c.event).where(
-                    message_trace.c.trace_key.in_(keys),
-                    message_trace.c.recipient == sender.lower(),
-                )
-            )
-            rows = [(row.trace_key, row.event) for row in found]
+    rows = await trace.sent_to(app, _referenced(raw), sender)
     if not rows:
         raise PolicyRejected(
             "Mon espace santé : seul le professionnel peut commencer un échange ; ce message "

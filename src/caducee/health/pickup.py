@@ -123,6 +123,11 @@ async def create_pickup(
         sealed_contact = await app.keyring.seal(
             conn, scope, record, "contact", contact_json.encode()
         )
+        patient = (
+            await trace.conceal(app.keyring, conn, sender_mailbox_id, key, email)
+            if key is not None
+            else None
+        )
     committed = False
     try:
         await app.blobs.stage([(blob_id, sealed_raw)])
@@ -141,6 +146,8 @@ async def create_pickup(
                         blob_id=blob_id,
                         size=len(raw_message),
                         trace_key=key,
+                        trace_recipient_key=patient.key if patient else None,
+                        trace_recipient_sealed=patient.sealed if patient else None,
                         passphrase_hash=passphrase_hash,
                         failed_attempts=0,
                         created_at=now,

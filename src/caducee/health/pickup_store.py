@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +26,8 @@ from caducee.services.audit import AuditEvent
 from caducee.store.auth_repo import aware
 from caducee.store.keyring import mailbox_scope
 from caducee.store.tables import pickup_events, pickups
+
+log = logging.getLogger(__name__)
 
 #: Events of a pickup, as the sender's trace shows them (≤ 12 characters: trace column).
 EVENTS = (
@@ -224,16 +227,57 @@ async def add_event(
     *,
     now: datetime | None = None,
 ) -> None:
-    """One event in the pickup's log and in the sender's trace (content-free ``detail``)."""
+    """One event in the pickup's log and in the sender's trace (content-free ``detail``).
+
+    The trace names the patient as the pickup keeps them (pseudonym and sealed address, set at
+    creation): ``recipient`` is not written anywhere."""
     assert event in EVENTS, event
     when = now or datetime.now(UTC)
     await conn.execute(
         insert(pickup_events).values(pickup_id=pickup.id, event=event, detail=detail, ts=when)
     )
     if pickup.trace_key is not None:
-        await trace.record(
-            conn, pickup.sender_mailbox_id, pickup.trace_key, recipient, event, detail, now=when
+        row = (
+            await conn.execute(
+                select(pickups.c.trace_recipient_key, pickups.c.trace_recipient_sealed).where(
+                    pickups.c.id == pickup.id, pickups.c.trace_recipient_key.is_not(None)
+                )
+            )
+        ).first()
+        if row is None:  # created before migration 0019 and not converted yet
+            log.warning("pickup event not traced pickup=%d", pickup.id)
+            return
+        concealed = trace.Concealed(row.trace_recipient_key, bytes(row.trace_recipient_sealed))
+        await trace.record_concealed(
+            conn, pickup.sender_mailbox_id, pickup.trace_key, concealed, event, detail, now=when
         )
+
+
+async def conceal_clear_patients(app: App) -> int:
+    """Pickups created before migration 0019: their patient as the sender's trace names them
+    (pseudonym and sealed address). Idempotent; returns how many pickups changed."""
+    async with app.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(pickups).where(
+                    pickups.c.trace_key.is_not(None), pickups.c.trace_recipient_key.is_(None)
+                )
+            )
+        ).all()
+    for row in rows:
+        pickup = _row(row)
+        assert pickup.trace_key is not None
+        email = (await contact(app, pickup)).email
+        async with app.db.write() as conn:
+            concealed = await trace.conceal(
+                app.keyring, conn, pickup.sender_mailbox_id, pickup.trace_key, email
+            )
+            await conn.execute(
+                update(pickups)
+                .where(pickups.c.id == pickup.id)
+                .values(trace_recipient_key=concealed.key, trace_recipient_sealed=concealed.sealed)
+            )
+    return len(rows)
 
 
 @dataclass(frozen=True)

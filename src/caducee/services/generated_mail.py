@@ -28,7 +28,9 @@ async def send_generated(
         await deliver_local(app, raw, [recipient])
         if mailbox_id is not None and trace_key is not None:
             async with app.db.write() as conn:
-                await trace.record(conn, mailbox_id, trace_key, recipient, "delivered", "local")
+                await trace.record(
+                    app, conn, mailbox_id, trace_key, recipient, "delivered", "local"
+                )
         return
     signed = await mail_auth.dkim_sign_async(app.settings, raw, domain_of(sender))
     await queue.enqueue(

@@ -1,5 +1,5 @@
-"""Periodic housekeeping of a node: audit retention, stale lockout counters, expired portal
-pickups.
+"""Periodic housekeeping of a node: audit and trace retention, stale lockout counters, expired
+portal pickups, and the conversion of addresses stored in clear before migration 0019.
 
 Each task is idempotent and safe to run on several nodes at once (they only delete what is
 past its date), so every node runs the worker; no leader election is needed.
@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from caducee.app import App
-from caducee.health import pickup
-from caducee.services import audit, lockout, text_index
+from caducee.health import pickup, pickup_store
+from caducee.services import audit, lockout, text_index, trace
 from caducee.store import mailstore_repo
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,18 @@ class Task:
 
 async def _audit_retention(app: App) -> int:
     return await audit.purge(app.db, app.settings.audit_retention_days)
+
+
+async def _trace_retention(app: App) -> int:
+    return await trace.purge(app.db, app.settings.trace_retention_days)
+
+
+async def conceal_clear_addresses(app: App) -> int:
+    """Addresses written in clear before migration 0019 (trace, pickups, finished queue rows):
+    pseudonymised and sealed. Run by ``caducee migrate`` and by this worker; nothing to do
+    after the first run."""
+    done = await pickup_store.conceal_clear_patients(app)
+    return done + await trace.conceal_clear_addresses(app)
 
 
 async def _stale_lockouts(app: App) -> int:
@@ -56,6 +68,8 @@ async def _text_index(app: App) -> int:
 
 TASKS: tuple[Task, ...] = (
     Task("audit-retention", 6 * 3600, _audit_retention),
+    Task("trace-retention", 6 * 3600, _trace_retention),
+    Task("clear-addresses", 6 * 3600, conceal_clear_addresses),
     Task("stale-lockouts", 3600, _stale_lockouts),
     Task("imap-expunged", 6 * 3600, _expunged_uids),
     Task("portal-expiry", 3600, _expired_pickups),

@@ -138,4 +138,4 @@ async def record_received(app: App, raw: bytes, stored: Sequence[StoredMessage])
     event = "read" if disposition == "displayed" else disposition[:12]
     async with app.db.write() as conn:
         for message_row in stored:
-            await trace.record(conn, message_row.mailbox_id, key, final or "?", event)
+            await trace.record(app, conn, message_row.mailbox_id, key, final or "?", event)

@@ -20,7 +20,8 @@ One round (:meth:`OutboundWorker.run_once`):
 3. **record** each recipient's result: 2xx delivered; 5xx bounced at once; 4xx or no
    connection deferred with back-off (RFC 5321 §4.5.4.1: 5 min, 15 min, 30 min, 1 h, 2 h,
    then every 4 h) until ``queue_max_age_hours``, then expired. Audit records
-   ``queue.delivered``, ``queue.bounced``, ``queue.expired``;
+   ``queue.delivered``, ``queue.bounced``, ``queue.expired`` (target: the recipient's keyed
+   pseudonym); a final recipient's address is sealed in the same transaction;
 4. **report** (RFC 3464, ``services.dsn``): failures, one delay notice after
    ``queue_delay_notice_hours``, and "relayed" when NOTIFY=SUCCESS was asked of a next hop
    that does not speak DSN. Reports are marked due in the same transaction as the result and
@@ -73,8 +74,11 @@ from caducee.services.queue import (
     CHANNEL,
     REPLY_MAX,
     backoff,
+    finish,
     queue_signal,
     read_content,
+    recipient_target,
+    reveal,
     wants_report,
 )
 from caducee.store import queue_repo
@@ -740,6 +744,7 @@ class OutboundWorker:
                 )
                 event = action.removeprefix("queue.") if action else "deferred"
                 await trace.record_outbound(
+                    self.app,
                     conn,
                     row.message_id,
                     row.address,
@@ -748,16 +753,18 @@ class OutboundWorker:
                     now,
                 )
                 if action is not None:
+                    await finish(self.app, conn, [row.id])  # the address leaves the clear
                     await append(
                         conn,
                         AuditEvent(
                             actor="system",
                             action=action,
-                            target=row.address,
+                            target=await recipient_target(self.app, conn, row),
                             source="outbound",
                             result="ok" if action == "queue.delivered" else "failed",
                             details={
                                 "queue_id": row.message_id,
+                                "mailbox": row.origin_mailbox_id,
                                 "status": reply.status,
                                 "code": reply.code,
                                 "remote": reply.remote_mta,
@@ -795,7 +802,7 @@ class OutboundWorker:
         if not rows:
             return 0
         by_message: dict[int, list[QueueRow]] = {}
-        for row in rows:
+        for row in await reveal(self.app, rows):
             by_message.setdefault(row.message_id, []).append(row)
         done: list[int] = []
         later: list[int] = []

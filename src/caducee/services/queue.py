@@ -4,7 +4,9 @@ A queued message is its envelope (sender, possibly empty ``<>`` for reports; RFC
 RET) in clear — addresses route mail — and its raw bytes sealed with the ``queue`` data key
 (record: a random blob id, field ``raw``) in the blob store. Each recipient has its own row:
 state (queued, deferred, delivered, bounced, expired), attempts, next attempt, last reply,
-RFC 3461 NOTIFY and ORCPT.
+RFC 3461 NOTIFY and ORCPT. A recipient's address is in clear only while it waits: once final,
+it is sealed in the same transaction (``queue_repo.conceal``), and opened again only to be
+shown or reported (:func:`list_queue`, :func:`reveal`).
 
 :func:`enqueue` returns once everything is durably committed: the SMTP door answers 250 only
 after it. It then wakes the delivery worker (in this process; through PostgreSQL
@@ -34,12 +36,13 @@ from caducee.services import trace
 from caducee.services.audit import AuditEvent, append
 from caducee.services.envelope import EnvelopeRecipient
 from caducee.store import queue_repo
+from caducee.store.keyring import mailbox_scope
 from caducee.store.queue_repo import QueueRow
 
 log = logging.getLogger(__name__)
 
-#: The data key sealing queued messages.
-QUEUE_SCOPE = "queue"
+#: The data key sealing queued messages (and finished recipients' addresses).
+QUEUE_SCOPE = queue_repo.QUEUE_SCOPE
 #: PostgreSQL channel waking the delivery workers of every node.
 CHANNEL = "caducee_queue"
 #: RFC 3461 §4.1: what a recipient without NOTIFY gets (see the module docstring).
@@ -272,7 +275,7 @@ async def enqueue(
             if trace_key is not None and origin.mailbox_id is not None:
                 for address, _domain, _recipient in targets.values():
                     await trace.record(
-                        conn, origin.mailbox_id, trace_key, address, "queued", now=when
+                        app, conn, origin.mailbox_id, trace_key, address, "queued", now=when
                     )
             await _notify_nodes(app, conn)
         committed = True
@@ -299,7 +302,44 @@ async def read_content(app: App, row: QueueRow) -> bytes:
 async def list_queue(app: App, *, include_finished: bool = False) -> list[QueueEntry]:
     """Recipients waiting for delivery (with ``include_finished``: the recent history too)."""
     async with app.db.read() as conn:
-        return await queue_repo.list_rows(conn, include_finished=include_finished)
+        rows = await queue_repo.list_rows(conn, include_finished=include_finished)
+        return await queue_repo.reveal(conn, app.keyring, rows)
+
+
+async def reveal(app: App, rows: Sequence[QueueRow]) -> list[QueueRow]:
+    """The rows with the addresses of final recipients opened (for a delivery report)."""
+    if not any(row.address_sealed is not None for row in rows):
+        return list(rows)
+    async with app.db.read() as conn:
+        return await queue_repo.reveal(conn, app.keyring, rows)
+
+
+async def _target(app: App, conn: AsyncConnection, address: str, mailbox_id: int | None) -> str:
+    scope = QUEUE_SCOPE
+    if mailbox_id is not None:
+        mailbox = mailbox_scope(mailbox_id)
+        if await queue_repo.has_data_key(conn, mailbox):
+            scope = mailbox
+    return "recipient:" + await trace.scope_pseudonym(app.keyring, conn, scope, address)
+
+
+async def recipient_target(app: App, conn: AsyncConnection, row: QueueRow) -> str:
+    """The audit target naming a recipient without its address: ``recipient:<pseudonym>``,
+    keyed by the sender mailbox's data key (the same pseudonym as in that mailbox's trace, so
+    the practice finds both from the address), else by the queue's key (delivery reports)."""
+    return await _target(app, conn, row.address, row.origin_mailbox_id)
+
+
+async def audit_target(app: App, address: str, mailbox_id: int | None = None) -> str:
+    """What the audit log's ``queue.delivered|bounced|expired`` records name ``address`` by,
+    for mail sent from ``mailbox_id`` (None: mail no mailbox of ours sent): search for it."""
+    async with app.db.read() as conn:
+        return await _target(app, conn, address, mailbox_id)
+
+
+async def finish(app: App, conn: AsyncConnection, recipient_ids: Sequence[int]) -> None:
+    """Recipients that just became final: their addresses leave the clear (same transaction)."""
+    await queue_repo.conceal(conn, app.keyring, recipient_ids)
 
 
 def _unknown(queue_id: int) -> NotFound:
@@ -374,7 +414,7 @@ async def delete(
             raise _unknown(queue_id)
         waiting = [row for row in rows if row.state in queue_repo.ACTIVE]
         if bounce:
-            for row in await queue_repo.bounce_active(
+            bounced = await queue_repo.bounce_active(
                 conn,
                 queue_id,
                 {
@@ -383,9 +423,11 @@ async def delete(
                     "last_status": DELETED_STATUS,
                     "last_reply": DELETED_REPLY,
                 },
-            ):
+            )
+            for row in bounced:
                 if wants_report(row.mail_from, row.notify, "FAILURE"):
                     await queue_repo.set_report(conn, row.id, "failed")
+            await finish(app, conn, [row.id for row in bounced])
         else:
             blob_id = await queue_repo.delete_message(conn, queue_id)
             if blob_id is not None:

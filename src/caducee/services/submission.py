@@ -133,7 +133,7 @@ async def _sensitive_data_check(
             detail = ", ".join(f"{k}={n}" for k, n in dlp.summary(decision.findings).items())
             async with app.db.write() as conn:
                 for address in [*outside, *(p.data.email for p in patient_list)]:
-                    await trace.record(conn, box.id, key, address, "sensitive", detail)
+                    await trace.record(app, conn, box.id, key, address, "sensitive", detail)
     return message, decision.secure_pickup
 
 
@@ -242,7 +242,7 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
         if sender_box is not None and key is not None:
             async with app.db.write() as conn:
                 for address in local:
-                    await trace.record(conn, sender_box, key, address, "delivered", "local")
+                    await trace.record(app, conn, sender_box, key, address, "delivered", "local")
     if remote:
         # A null reverse-path (a read receipt) is signed for its From domain.
         signing_domain = domain_of(envelope.mail_from) if envelope.mail_from else ""

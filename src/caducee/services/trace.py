@@ -1,20 +1,52 @@
 """The sender's trace of a sent message (per recipient): queued, delivered, deferred, bounced,
-expired, read. Keyed by the SHA-256 of the Message-ID; no subject, no content."""
+expired, read, and the patient portal's steps. Keyed by the SHA-256 of the Message-ID; no
+subject, no content.
+
+No recipient address is stored in clear (a patient's address is health data, and the trace is
+kept for ``trace_retention_days``). Every recipient — professional or patient: telling them
+apart would need the registry at every write, and a rule that seals every address cannot miss
+one — is stored as
+
+- ``recipient_key``, a keyed pseudonym: HMAC-SHA256 of the normalised address (trimmed, angle
+  brackets removed, lower-cased) under a key derived from the sender mailbox's data key. The
+  practice finds a recipient's rows by computing the pseudonym of the address it types
+  (:func:`pseudonym`); a database dump shows only opaque values, which differ from one mailbox
+  to another (a patient cannot be linked across mailboxes or practices);
+- ``recipient_sealed``, the address sealed with that data key (AES-256-GCM, record
+  ``trace:<trace key>``, field ``recipient:<pseudonym>``: a copy moved to another message or
+  recipient does not open), for the pages that show it (« suivi de l'envoi »).
+
+The details written with a recipient never carry its address either (a remote reply often
+quotes it): :func:`record` replaces it with ``<destinataire>``.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, literal, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.app import App
+from caducee.domain.addresses import hide_address, pseudonym_form
+from caducee.errors import IntegrityError
+from caducee.store import queue_repo
 from caducee.store.auth_repo import aware
+from caducee.store.database import Database
+from caducee.store.keyring import Keyring, mailbox_scope
 from caducee.store.tables import mailbox_settings, message_trace, outbound_messages
 
+log = logging.getLogger(__name__)
+
 EVENTS = ("queued", "delivered", "deferred", "bounced", "expired", "read")
+_PSEUDONYM_LABEL = b"caducee address pseudonym v1"
+#: Rows converted per transaction by :func:`conceal_clear_addresses`.
+_BATCH = 200
 
 
 def trace_key(message_id: str) -> str | None:
@@ -27,7 +59,46 @@ def trace_key(message_id: str) -> str | None:
     return hashlib.sha256(normalised.encode("utf-8", "replace")).hexdigest()
 
 
+def pseudonym(data_key: bytes, address: str) -> str:
+    """The keyed pseudonym of ``address`` under a scope's data key (64 hex digits)."""
+    key = hmac.new(data_key, _PSEUDONYM_LABEL, hashlib.sha256).digest()
+    return hmac.new(key, pseudonym_form(address).encode(), hashlib.sha256).hexdigest()
+
+
+async def scope_pseudonym(keyring: Keyring, conn: AsyncConnection, scope: str, address: str) -> str:
+    return pseudonym(await keyring.data_key(conn, scope), address)
+
+
+@dataclass(frozen=True)
+class Concealed:
+    """A recipient as the trace stores it: its pseudonym and its sealed address."""
+
+    key: str
+    sealed: bytes
+
+
+def _field(key: str) -> str:
+    return f"recipient:{key}"
+
+
+def _record_name(trace_key: str) -> str:
+    return f"trace:{trace_key}"
+
+
+async def conceal(
+    keyring: Keyring, conn: AsyncConnection, mailbox_id: int, trace_key: str, address: str
+) -> Concealed:
+    """The pseudonym and sealed copy of a recipient of the mailbox's message ``trace_key``."""
+    scope = mailbox_scope(mailbox_id)
+    data_key = await keyring.data_key(conn, scope)
+    key = pseudonym(data_key, address)
+    plain = address.strip()[:320].encode()
+    sealed = await keyring.seal(conn, scope, _record_name(trace_key), _field(key), plain)
+    return Concealed(key, sealed)
+
+
 async def record(
+    app: App,
     conn: AsyncConnection,
     mailbox_id: int,
     key: str,
@@ -37,11 +108,31 @@ async def record(
     *,
     now: datetime | None = None,
 ) -> None:
+    """One event of one recipient in the mailbox's trace (in the caller's transaction)."""
+    concealed = await conceal(app.keyring, conn, mailbox_id, key, recipient)
+    await record_concealed(
+        conn, mailbox_id, key, concealed, event, hide_address(detail, recipient), now=now
+    )
+
+
+async def record_concealed(
+    conn: AsyncConnection,
+    mailbox_id: int,
+    key: str,
+    recipient: Concealed,
+    event: str,
+    detail: str = "",
+    *,
+    now: datetime | None = None,
+) -> None:
+    """:func:`record` for a recipient already concealed (a pickup keeps its patient so)."""
     await conn.execute(
         insert(message_trace).values(
             mailbox_id=mailbox_id,
             trace_key=key,
-            recipient=recipient[:320],
+            recipient="",
+            recipient_key=recipient.key,
+            recipient_sealed=recipient.sealed,
             event=event,
             detail=detail[:500],
             ts=now or datetime.now(UTC),
@@ -50,23 +141,29 @@ async def record(
 
 
 async def record_outbound(
-    conn: AsyncConnection, queue_id: int, recipient: str, event: str, detail: str, now: datetime
+    app: App,
+    conn: AsyncConnection,
+    queue_id: int,
+    recipient: str,
+    event: str,
+    detail: str,
+    now: datetime,
 ) -> None:
     """An outbound result, traced when the queued message came from one of our mailboxes."""
     m = outbound_messages
-    chosen = select(
-        m.c.origin_mailbox_id,
-        m.c.trace_key,
-        literal(recipient[:320]),
-        literal(event),
-        literal(detail[:500]),
-        literal(now),
-    ).where(m.c.id == queue_id, m.c.trace_key.is_not(None), m.c.origin_mailbox_id.is_not(None))
-    await conn.execute(
-        insert(message_trace).from_select(
-            ["mailbox_id", "trace_key", "recipient", "event", "detail", "ts"], chosen
+    origin = (
+        await conn.execute(
+            select(m.c.origin_mailbox_id, m.c.trace_key).where(
+                m.c.id == queue_id,
+                m.c.trace_key.is_not(None),
+                m.c.origin_mailbox_id.is_not(None),
+            )
         )
-    )
+    ).first()
+    if origin is not None:
+        await record(
+            app, conn, origin.origin_mailbox_id, origin.trace_key, recipient, event, detail, now=now
+        )
 
 
 @dataclass(frozen=True)
@@ -78,9 +175,11 @@ class TraceEvent:
 
 
 async def events(app: App, mailbox_id: int, message_id: str) -> list[TraceEvent]:
+    """The trace of one message of the mailbox, recipients' addresses opened."""
     key = trace_key(message_id)
     if key is None:
         return []
+    scope = mailbox_scope(mailbox_id)
     async with app.db.read() as conn:
         rows = await conn.execute(
             select(message_trace)
@@ -88,11 +187,112 @@ async def events(app: App, mailbox_id: int, message_id: str) -> list[TraceEvent]
             .order_by(message_trace.c.ts, message_trace.c.id)
         )
         found = []
+        opened: dict[str, str] = {}
         for row in rows:
             ts = aware(row.ts)
             assert ts is not None
-            found.append(TraceEvent(row.recipient, row.event, row.detail, ts))
+            recipient = row.recipient  # a row written before 0019 and not converted yet
+            if row.recipient_sealed is not None:
+                recipient = opened.get(row.recipient_key, "")
+                if not recipient:
+                    try:
+                        plain = await app.keyring.open(
+                            conn,
+                            scope,
+                            _record_name(key),
+                            _field(row.recipient_key),
+                            bytes(row.recipient_sealed),
+                        )
+                        recipient = opened[row.recipient_key] = plain.decode()
+                    except IntegrityError:
+                        log.warning("trace recipient unreadable id=%d", row.id)
+                        recipient = "?"
+            found.append(TraceEvent(recipient, row.event, row.detail, ts))
         return found
+
+
+async def sent_to(app: App, keys: Iterable[str], address: str) -> list[tuple[str, str]]:
+    """(trace key, event) of the rows, in any mailbox, about ``address`` as a recipient of one
+    of the messages ``keys``: the pseudonym is computed under each candidate mailbox's key."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return []
+    t = message_trace
+    async with app.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(t.c.mailbox_id, t.c.trace_key, t.c.recipient, t.c.recipient_key, t.c.event)
+                .where(t.c.trace_key.in_(wanted))
+                .order_by(t.c.id)
+            )
+        ).all()
+        by_mailbox: dict[int, str] = {}
+        for mailbox_id in {row.mailbox_id for row in rows if row.recipient_key is not None}:
+            by_mailbox[mailbox_id] = await scope_pseudonym(
+                app.keyring, conn, mailbox_scope(mailbox_id), address
+            )
+    plain = pseudonym_form(address)
+    return [
+        (row.trace_key, row.event)
+        for row in rows
+        if (row.recipient_key is not None and row.recipient_key == by_mailbox[row.mailbox_id])
+        or (row.recipient_key is None and pseudonym_form(row.recipient) == plain)
+    ]
+
+
+async def purge(db: Database, retention_days: int, *, now: datetime | None = None) -> int:
+    """Delete trace rows older than ``retention_days`` (0: keep them forever)."""
+    if retention_days <= 0:
+        return 0
+    before = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    async with db.write() as conn:
+        result = await conn.execute(delete(message_trace).where(message_trace.c.ts < before))
+    return int(result.rowcount or 0)
+
+
+async def conceal_clear_addresses(app: App) -> int:
+    """Convert what was written in clear before migration 0019: trace rows and finished queue
+    rows (pickups: ``health.pickup_store.conceal_clear_patients``). Idempotent; returns how
+    many rows changed."""
+    done = 0
+    t = message_trace
+    while True:
+        async with app.db.write() as conn:
+            rows = (
+                await conn.execute(
+                    select(t.c.id, t.c.mailbox_id, t.c.trace_key, t.c.recipient, t.c.detail)
+                    .where(t.c.recipient_key.is_(None))
+                    .order_by(t.c.id)
+                    .limit(_BATCH)
+                )
+            ).all()
+            for row in rows:
+                concealed = await conceal(
+                    app.keyring, conn, row.mailbox_id, row.trace_key, row.recipient
+                )
+                await conn.execute(
+                    update(t)
+                    .where(t.c.id == row.id)
+                    .values(
+                        recipient="",
+                        recipient_key=concealed.key,
+                        recipient_sealed=concealed.sealed,
+                        detail=hide_address(row.detail, row.recipient)[:500],
+                    )
+                )
+        done += len(rows)
+        if len(rows) < _BATCH:
+            break
+    while True:
+        async with app.db.write() as conn:
+            ids = await queue_repo.finished_in_clear(conn, _BATCH)
+            await queue_repo.conceal(conn, app.keyring, ids)
+        done += len(ids)
+        if len(ids) < _BATCH:
+            break
+    if done:
+        log.info("addresses concealed rows=%d", done)
+    return done
 
 
 async def read_receipts_enabled(app: App, mailbox_id: int) -> bool:

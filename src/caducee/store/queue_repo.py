@@ -7,12 +7,20 @@ The lease, not the row lock, protects the row while the SMTP session runs outsid
 transaction: no other worker claims a leased row until the lease expires (a crashed node's rows
 come back after that). Every later update names the lease owner, so a worker whose lease was
 lost cannot overwrite what another one recorded.
+
+Addresses: a recipient's address (and its ORCPT, which repeats it) stays in clear while the
+recipient waits for delivery — it routes the mail. When the recipient becomes final (delivered,
+bounced, expired), :func:`conceal` moves both into ``address_sealed`` in the same transaction
+(sealed with the ``queue`` data key, record ``recipient:<row id>``, field ``address``, with the
+last reply as received) and hides the address in the last reply left in clear; :func:`reveal`
+opens them for ``caducee queue list``, the admin queue page and the delivery reports.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +28,7 @@ from sqlalchemy import and_, delete, exists, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from caducee.domain.addresses import hide_address
 from caducee.store.database import inserted_id
 from caducee.store.keyring import Keyring
 from caducee.store.tables import data_keys, outbound_messages, outbound_recipients
@@ -32,6 +41,8 @@ EXPIRED = "expired"
 #: States in which a recipient still waits for a delivery attempt.
 ACTIVE = (QUEUED, DEFERRED)
 FINAL = (DELIVERED, BOUNCED, EXPIRED)
+#: The data key sealing queued messages and finished recipients' addresses.
+QUEUE_SCOPE = "queue"
 
 m = outbound_messages
 r = outbound_recipients
@@ -75,6 +86,10 @@ class QueueRow:
     blob_id: str | None
     origin: str
     created_at: datetime
+    origin_mailbox_id: int | None = None
+    #: set once the recipient is final (``address`` and ``orcpt`` are then empty until
+    #: :func:`reveal`)
+    address_sealed: bytes | None = None
 
 
 _COLUMNS = (
@@ -102,6 +117,8 @@ _COLUMNS = (
     m.c.blob_id,
     m.c.origin,
     m.c.created_at,
+    m.c.origin_mailbox_id,
+    r.c.address_sealed,
 )
 
 
@@ -131,6 +148,8 @@ def _row(row: Any) -> QueueRow:
         blob_id=row.blob_id,
         origin=row.origin,
         created_at=aware(row.created_at),
+        origin_mailbox_id=row.origin_mailbox_id,
+        address_sealed=None if row.address_sealed is None else bytes(row.address_sealed),
     )
 
 
@@ -343,6 +362,69 @@ async def purge_finished(conn: AsyncConnection, before: datetime) -> int:
         await conn.execute(delete(r).where(r.c.message_id.in_(ids)))
         await conn.execute(delete(m).where(m.c.id.in_(ids)))
     return len(ids)
+
+
+def _sealed_record(recipient_id: int) -> str:
+    return f"recipient:{recipient_id}"
+
+
+async def conceal(conn: AsyncConnection, keyring: Keyring, ids: Iterable[int]) -> None:
+    """Final recipients: address, ORCPT and last reply sealed, the address hidden in the reply
+    left in clear (in the caller's transaction, the one that made them final)."""
+    chosen = list(ids)
+    if not chosen:
+        return
+    rows = await conn.execute(
+        select(r.c.id, r.c.address, r.c.orcpt, r.c.last_reply).where(
+            r.c.id.in_(chosen), r.c.state.in_(FINAL), r.c.address != ""
+        )
+    )
+    for row in rows.all():
+        plain = json.dumps(
+            {"address": row.address, "orcpt": row.orcpt, "last_reply": row.last_reply}
+        ).encode()
+        sealed = await keyring.seal(conn, QUEUE_SCOPE, _sealed_record(row.id), "address", plain)
+        reply = None if row.last_reply is None else hide_address(row.last_reply, row.address)
+        await conn.execute(
+            update(r)
+            .where(r.c.id == row.id)
+            .values(address="", orcpt=None, address_sealed=sealed, last_reply=reply)
+        )
+
+
+async def finished_in_clear(conn: AsyncConnection, limit: int) -> list[int]:
+    """Final recipients still in clear (written before migration 0019)."""
+    return list(
+        (
+            await conn.execute(
+                select(r.c.id)
+                .where(r.c.state.in_(FINAL), r.c.address != "")
+                .order_by(r.c.id)
+                .limit(limit)
+            )
+        ).scalars()
+    )
+
+
+async def reveal(
+    conn: AsyncConnection, keyring: Keyring, rows: Sequence[QueueRow]
+) -> list[QueueRow]:
+    """The rows with their sealed addresses opened."""
+    out = []
+    for row in rows:
+        if row.address_sealed is not None:
+            plain = await keyring.open(
+                conn, QUEUE_SCOPE, _sealed_record(row.id), "address", row.address_sealed
+            )
+            values = json.loads(plain)
+            row = replace(
+                row,
+                address=str(values["address"]),
+                orcpt=values.get("orcpt"),
+                last_reply=values.get("last_reply", row.last_reply),
+            )
+        out.append(row)
+    return out
 
 
 async def notify(conn: AsyncConnection, channel: str) -> None:

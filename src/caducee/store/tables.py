@@ -247,7 +247,11 @@ outbound_recipients = Table(
         nullable=False,
         index=True,
     ),
+    # in clear while the recipient waits; "" once final (delivered, bounced, expired), when
+    # the address and ORCPT move to ``address_sealed`` (scope "queue", record
+    # ``recipient:<id>``, field ``address``; migration 0019)
     Column("address", String(320), nullable=False),
+    Column("address_sealed", LargeBinary),
     Column("domain", String(255), nullable=False),
     Column("state", String(10), nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
@@ -401,11 +405,18 @@ message_trace = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False),
     Column("trace_key", String(64), nullable=False),
+    # "" since migration 0019: the recipient is ``recipient_key``, a keyed pseudonym (HMAC of
+    # the normalised address under a key derived from the mailbox's data key), and
+    # ``recipient_sealed``, the address sealed with that data key (record ``trace:<trace_key>``,
+    # field ``recipient:<recipient_key>``)
     Column("recipient", String(320), nullable=False),
+    Column("recipient_key", String(64)),
+    Column("recipient_sealed", LargeBinary),
     Column("event", String(12), nullable=False),
     Column("detail", String(500), nullable=False, server_default=""),
     _ts("ts"),
     Index("ix_message_trace_mailbox_key", "mailbox_id", "trace_key"),
+    Index("ix_message_trace_ts", "ts"),
 )
 
 #: Per-mailbox preferences (one row once a default was changed).
@@ -477,6 +488,10 @@ pickups = Table(
     Column("blob_id", String(32), nullable=True),
     Column("size", Integer, nullable=False),
     Column("trace_key", String(64), nullable=True),
+    # the patient as the sender's trace names them (pseudonym and sealed copy, see
+    # ``message_trace``), so that every pickup event is traced without the address (0019)
+    Column("trace_recipient_key", String(64), nullable=True),
+    Column("trace_recipient_sealed", LargeBinary, nullable=True),
     Column("passphrase_hash", String(200), nullable=True),
     Column("failed_attempts", Integer, nullable=False, server_default="0"),
     _ts("created_at"),
