@@ -104,14 +104,31 @@ def pipeline(app: App) -> DeliveryPipeline:
     return app.component(DeliveryPipeline, DeliveryPipeline)
 
 
+def return_path_line(reverse_path: str) -> bytes:
+    """RFC 5321 §4.4: ``Return-Path: <reverse-path>`` (the angle brackets even when empty)."""
+    clean = "".join(ch for ch in reverse_path if ch not in "<>\r\n")
+    return f"Return-Path: <{clean}>\r\n".encode("utf-8", "replace")
+
+
 async def deliver_local(
-    app: App, raw: bytes, recipients: Sequence[str], *, folder: str = "INBOX"
+    app: App,
+    raw: bytes,
+    recipients: Sequence[str],
+    *,
+    folder: str = "INBOX",
+    return_path: str | None = None,
 ) -> list[StoredMessage]:
     """Store one copy of ``raw`` in the ``folder`` of each local recipient's mailbox.
+
+    ``return_path`` is the envelope's reverse-path ("" for the null one): as the final
+    delivery, we insert it as a ``Return-Path`` line at the top (RFC 5321 §4.4), which read
+    receipts are compared with (RFC 8098 §2.1).
 
     All or nothing: if one recipient cannot take it (unknown, full), none gets it and the error
     is raised. Returns once every copy is durably committed.
     """
+    if return_path is not None:
+        raw = return_path_line(return_path) + raw
     addresses = list(dict.fromkeys(normalize_address(a) for a in recipients))
     stored = await pipeline(app).deliver(Delivery(raw, folder=folder, addresses=addresses))
     await mdn.record_received(app, raw, stored)  # a read receipt: into the sender's trace

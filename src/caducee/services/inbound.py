@@ -75,7 +75,7 @@ async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) 
         + verdict.header_line()
         + mail_auth.strip_own_results(raw, app.settings.hostname)
     )
-    await deliver_local(app, stamped, recipients, folder=folder)
+    await deliver_local(app, stamped, recipients, folder=folder, return_path=envelope.mail_from)
     await dsn.report_local_delivery(app, envelope, stamped, recipients)
 
 
