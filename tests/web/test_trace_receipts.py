@@ -57,7 +57,7 @@ async def test_trace_of_local_and_remote_recipients(
     assert trace.count("remis") >= 2 and len(peer.received) == 1
 
 
-async def test_read_receipt_sent_when_allowed_and_shown_in_the_trace(
+async def test_read_mdn_sent_when_allowed_and_shown_in_the_trace(
     app: App, web: WebClient, people: People, new_client: Any
 ) -> None:
     await web.login(DOCTOR)

@@ -22,6 +22,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 from typing import TYPE_CHECKING
 
 from caducee.app import App
+from caducee.domain.recipient_route import Purpose
 from caducee.errors import PolicyRejected
 from caducee.health import pickup, sms
 from caducee.health.patients import Patient
@@ -42,6 +43,13 @@ def _needs_mobile(app: App, patient: Patient) -> PolicyRejected:
     )
 
 
+def check_deliverable(app: App, patient: Patient) -> None:
+    """Raise before anything is stored when the message could not reach ``patient`` (the
+    pipeline checks every recipient first: all or nothing for the sender)."""
+    if not patient.data.mobile:
+        raise _needs_mobile(app, patient)
+
+
 async def deliver_to_patient(
     app: App,
     *,
@@ -55,8 +63,7 @@ async def deliver_to_patient(
 ) -> str:
     """Deliver ``message`` to a verified patient in their preferred mode (the portal when
     ``force_pickup``: the practice's sensitive-data policy asked for it); returns the mode."""
-    if not patient.data.mobile:
-        raise _needs_mobile(app, patient)
+    check_deliverable(app, patient)
     if force_pickup or patient.data.delivery_mode == "retrait":
         await pickup.create_pickup(
             app,
@@ -169,4 +176,5 @@ async def _send_protected(
         mailbox_id=sender_mailbox_id,
         trace_key=trace.trace_key(original_id),
         source=source,
+        purpose=Purpose.PATIENT_NOTICE,
     )

@@ -1,5 +1,10 @@
 """A practice's patient-channel settings: the sensitive-data (DLP) policy and extra terms, and
-the dedicated patient-facing mailbox (patient traffic apart from professional traffic)."""
+the dedicated patient-facing mailbox (patient traffic apart from professional traffic).
+
+The patient-facing mailbox writes outside the trust space only to verified patients, through
+the patient channel (« uniquement à l'adresse du patient »), unless the practice explicitly
+opens it to ordinary mail (``patient_mailbox_open``, audited): see
+:mod:`caducee.health.recipient_policy`."""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ class PatientSettings:
     dlp_policy: dlp.DlpPolicy = dlp.DlpPolicy.AVERTIR
     dlp_terms: tuple[str, ...] = ()
     patient_mailbox_id: int | None = None
+    patient_mailbox_open: bool = False
 
     def term_list(self) -> TermList:
         return TermList.default(self.dlp_terms)
@@ -38,7 +44,10 @@ async def settings_of(app: App, practice_id: int) -> PatientSettings:
     if row is None:
         return PatientSettings()
     return PatientSettings(
-        dlp.parse_policy(row.dlp_policy), tuple(parse_terms(row.dlp_terms)), row.patient_mailbox_id
+        dlp.parse_policy(row.dlp_policy),
+        tuple(parse_terms(row.dlp_terms)),
+        row.patient_mailbox_id,
+        bool(row.patient_mailbox_open),
     )
 
 
@@ -49,6 +58,7 @@ async def save_settings(
     dlp_policy: str,
     dlp_terms: str = "",
     patient_mailbox: str = "",
+    patient_mailbox_open: bool = False,
     actor: str,
     source: str,
 ) -> PatientSettings:
@@ -68,10 +78,12 @@ async def save_settings(
                 "The patient mailbox must be one of the practice's mailboxes.",
             )
         mailbox_id = box.id
+    open_to_all = bool(patient_mailbox_open and mailbox_id is not None)
     values = {
         "dlp_policy": policy.value,
         "dlp_terms": "\n".join(terms),
         "patient_mailbox_id": mailbox_id,
+        "patient_mailbox_open": open_to_all,
     }
     async with app.db.write() as conn:
         exists = await conn.scalar(
@@ -94,7 +106,12 @@ async def save_settings(
                 action="practice.patient_settings",
                 target=f"practice:{practice_id}",
                 source=source,
-                details={"dlp": policy.value, "terms": len(terms), "mailbox": mailbox_id},
+                details={
+                    "dlp": policy.value,
+                    "terms": len(terms),
+                    "mailbox": mailbox_id,
+                    "mailbox_open": open_to_all,
+                },
             ),
         )
-    return PatientSettings(policy, tuple(terms), mailbox_id)
+    return PatientSettings(policy, tuple(terms), mailbox_id, open_to_all)

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
+from caducee.domain.recipient_route import Purpose
 from caducee.errors import AlreadyExists, InvalidInput, NotFound
 from caducee.health.dlp_detectors import nir_key_valid
 from caducee.health.patient_settings import settings_of
@@ -481,7 +482,9 @@ async def send_verification(
         patient_email=patient.data.email,
         link=link,
     )
-    await send_generated(app, raw, sender, patient.data.email, source=source)
+    await send_generated(
+        app, raw, sender, patient.data.email, purpose=Purpose.ADDRESS_VERIFICATION, source=source
+    )
     return link
 
 

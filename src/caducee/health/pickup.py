@@ -22,6 +22,7 @@ from sqlalchemy import delete, insert, select, update
 from caducee.app import App
 from caducee.domain import mail_display
 from caducee.domain.addresses import normalize_address
+from caducee.domain.recipient_route import Purpose
 from caducee.errors import InvalidInput, LimitReached, NotFound
 from caducee.health import pickup_mail
 from caducee.health.pickup_mail import ReplyFile
@@ -181,6 +182,7 @@ async def create_pickup(
         mailbox_id=pickup.sender_mailbox_id,
         trace_key=pickup.trace_key,
         source=source,
+        purpose=Purpose.PATIENT_NOTICE,
     )
     return replace(pickup, link=link)
 

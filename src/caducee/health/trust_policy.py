@@ -1,21 +1,20 @@
-"""What a mailbox of an MSSanté domain may write to (one rule for every door: SMTP submission,
-webmail, API — all go through :func:`caducee.services.submission.submit`).
+"""The MSSanté rules of a trust-space mailbox's own messages: which mailboxes are bound to the
+trust space, the ``X-MSS-NIL`` and ``X-MSS-MES`` headers.
 
 A PER, ORG or APP mailbox whose domain is listed in the whitelist is a mailbox of the trust
-space: it writes to our own domains and to other trust-space domains only. Anything else is
-refused with an explanation (the patient channel of a later issue will add its own way out).
-Télétransmission (TLT) mailboxes and mailboxes of domains outside the trust space keep ordinary
-mail rules.
+space: it writes to our own domains, to other trust-space domains and to verified patients
+(through the patient channel) only — the recipient rule itself is
+:mod:`caducee.health.recipient_policy`, which every door and every server-written message
+goes through. Télétransmission (TLT) mailboxes and mailboxes of domains outside the trust space
+keep ordinary mail rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from caducee.app import App
 from caducee.domain.addresses import domain_of
-from caducee.domain.model import MailboxType
-from caducee.errors import InvalidInput, NotFound, PolicyRejected
+from caducee.domain.model import Mailbox, MailboxType
+from caducee.errors import InvalidInput, NotFound
 from caducee.health import trust_list
 from caducee.services import mailboxes
 
@@ -23,39 +22,20 @@ from caducee.services import mailboxes
 BOUND_TYPES = frozenset({MailboxType.PER, MailboxType.ORG, MailboxType.APP})
 
 
+async def mailbox_bound(app: App, box: Mailbox) -> bool:
+    """Whether ``box`` is a PER/ORG/APP mailbox on a listed (MSSanté) domain."""
+    return box.type in BOUND_TYPES and await trust_list.is_listed(app, domain_of(box.address))
+
+
 async def bound_to_trust_space(app: App, sender: str) -> bool:
     """Whether ``sender`` is a PER/ORG/APP mailbox of ours on a listed (MSSanté) domain."""
-    if not sender or not await trust_list.is_listed(app, domain_of(sender)):
+    if not sender:
         return False
     try:
         box = await mailboxes.get_mailbox(app, sender)
-    except NotFound:
+    except (NotFound, InvalidInput):
         return False
-    return box.type in BOUND_TYPES
-
-
-async def check_recipients(
-    app: App, sender: str, recipients: Iterable[str], our_domains: set[str]
-) -> None:
-    """Raise :class:`PolicyRejected` when a trust-space mailbox writes outside the trust space."""
-    outside = []
-    for address in recipients:
-        domain = domain_of(address)
-        if domain in our_domains or await trust_list.is_listed(app, domain):
-            continue
-        outside.append(address)
-    if not outside or not await bound_to_trust_space(app, sender):
-        return
-    listed = ", ".join(outside[:3]) + (" …" if len(outside) > 3 else "")
-    raise PolicyRejected(
-        f"{sender} est une messagerie de l'espace de confiance MSSanté : elle ne peut écrire "
-        f"qu'à des adresses de l'espace de confiance. Destinataire(s) hors espace : {listed}. "
-        "Pour un patient, utilisez le canal patient ; sinon, écrivez depuis une adresse hors "
-        "MSSanté.",
-        f"{sender} is an MSSanté trust-space mailbox: it may write only to trust-space "
-        f"addresses. Recipient(s) outside: {listed}. For a patient, use the patient channel; "
-        "otherwise write from a non-MSSanté address.",
-    )
+    return await mailbox_bound(app, box)
 
 
 #: Default product reference of the ``X-MSS-NIL`` header (configurable: ``[trust] product``).

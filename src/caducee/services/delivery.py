@@ -114,6 +114,12 @@ def pipeline(app: App) -> DeliveryPipeline:
     return app.component(DeliveryPipeline, DeliveryPipeline)
 
 
+def return_path_line(reverse_path: str) -> bytes:
+    """RFC 5321 §4.4: ``Return-Path: <reverse-path>`` (the angle brackets even when empty)."""
+    clean = "".join(ch for ch in reverse_path if ch not in "<>\r\n")
+    return f"Return-Path: <{clean}>\r\n".encode("utf-8", "replace")
+
+
 async def deliver_local(
     app: App,
     raw: bytes,
@@ -125,12 +131,18 @@ async def deliver_local(
 ) -> list[StoredMessage]:
     """Store one copy of ``raw`` in the ``folder`` of each local recipient's mailbox.
 
+    ``sender`` is the envelope's reverse-path ("" for the null one): as the final delivery, we
+    insert it as a ``Return-Path`` line at the top (RFC 5321 §4.4), which read receipts are
+    compared with (RFC 8098 §2.1).
+
     All or nothing: if one recipient cannot take it (unknown, full), none gets it and the error
     is raised. Returns once every copy is durably committed, with one ``message.deliver`` audit
     record per copy in the same transaction: actor the domain of ``sender`` (the envelope's
     MAIL FROM; "<>" for a null reverse-path; "system" for mail the server writes itself, when
     None), ``source`` the SMTP client's address or the door.
     """
+    if sender is not None:
+        raw = return_path_line(sender) + raw
     addresses = list(dict.fromkeys(normalize_address(a) for a in recipients))
     delivery = Delivery(
         raw,

@@ -386,7 +386,7 @@ async def send_report(app: App, report: Report, *, now: datetime | None = None) 
     if not report.sender:
         return
     if domain_of(report.sender.lower()) in await our_domains(app):
-        await deliver_local(app, build_dsn(report, now=now), [report.sender])
+        await deliver_local(app, build_dsn(report, now=now), [report.sender], sender="")
         return
     # A remote sender's domain is not ours to write From: in (their DMARC would refuse it).
     remote = replace(report, reporter_domain=report.reporter_domain or report.reporting_mta)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: Recipients of one message, whatever the door (SMTP, webmail, API): RFC 5321 §4.5.3.1.8 asks
+#: every server to accept at least 100; more are refused (SMTP: 452 at RCPT).
+MAX_RECIPIENTS = 100
+
 
 @dataclass(frozen=True)
 class EnvelopeRecipient:

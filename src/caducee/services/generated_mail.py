@@ -1,15 +1,18 @@
-"""Sending a message the server writes on someone's behalf (a pickup notice, an address
-verification, a protected document): to one of our mailboxes through local delivery, else
-DKIM-signed for the sender's domain and queued — the same outbound path as a submission,
-with the sender's trace when the message has one."""
+"""Sending a message the server writes on a mailbox's behalf (a pickup notice, an address
+verification, a protected document): held to that mailbox's recipient rule
+(:mod:`caducee.health.recipient_policy`, with the message's purpose), then to one of our
+mailboxes through local delivery, else DKIM-signed for the sender's domain and queued — the same
+outbound path as a submission, with the sender's trace when the message has one."""
 
 from __future__ import annotations
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of
+from caducee.domain.recipient_route import Purpose, Route
+from caducee.errors import PolicyRejected
+from caducee.health import recipient_policy
 from caducee.services import mail_auth, queue, trace
 from caducee.services.delivery import deliver_local
-from caducee.services.local_domains import our_domains
 from caducee.services.queue import QueueOrigin
 
 
@@ -19,13 +22,22 @@ async def send_generated(
     sender: str,
     recipient: str,
     *,
+    purpose: Purpose,
     mailbox_id: int | None = None,
     trace_key: str | None = None,
     source: str = "",
 ) -> None:
-    """Returns once the message is durably stored or queued."""
-    if domain_of(recipient) in await our_domains(app):
-        await deliver_local(app, raw, [recipient])
+    """Returns once the message is durably stored or queued; :class:`PolicyRejected` (nothing
+    sent) when the sender's mailbox may not write to ``recipient`` for this purpose."""
+    rules = await recipient_policy.sender_of(app, sender)
+    decision = await recipient_policy.decide(app, rules, recipient, purpose=purpose)
+    refused = recipient_policy.refusal(rules, [decision])
+    if refused is not None:
+        raise refused
+    if decision.route is Route.PATIENT and purpose is Purpose.MAIL:
+        raise PolicyRejected(*recipient_policy.patient_only_by_channel(recipient))
+    if decision.route is Route.LOCAL:
+        await deliver_local(app, raw, [recipient], sender=sender, source=source)
         if mailbox_id is not None and trace_key is not None:
             async with app.db.write() as conn:
                 await trace.record(

@@ -3,7 +3,8 @@
 - Sending: when a message asking for one (``Disposition-Notification-To``) is first opened in
   the webmail and the mailbox's setting allows it, a ``displayed`` MDN goes back through the
   submission pipeline, with the null reverse-path (RFC 8098 §2.1) and automatic-action mode
-  (§3.2.6.1). Never for an MDN, a delivery report or a message without a Message-ID.
+  (§3.2.6.1), under the mailbox's recipient rule (:mod:`.read_receipts`). Never for an MDN, a
+  delivery report, a message without a Message-ID, nor when the Return-Path differs.
 - Receiving: an MDN delivered to one of our mailboxes adds ``read`` to that mailbox's trace of
   the original message (by Original-Message-ID)."""
 
@@ -14,8 +15,9 @@ import email.policy
 import quopri
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.header import Header
+from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.utils import format_datetime, getaddresses, make_msgid
 
@@ -27,27 +29,57 @@ from caducee.services import trace
 _HEAD = 16 * 1024
 
 
-def requested_by(raw: bytes) -> str | None:
-    """The address a receipt should go to, if the message asks for one and may get it."""
+@dataclass(frozen=True)
+class ReceiptRequest:
+    """What a message asks: a receipt to ``target`` about ``message_id``."""
+
+    target: str
+    message_id: str
+    #: RFC 8098 §2.1: an automatic receipt goes only where the Return-Path (the envelope
+    #: sender, inserted at final delivery) says; a different address may be a trap.
+    matches_return_path: bool
+
+
+def receipt_request(raw: bytes) -> ReceiptRequest | None:
+    """The receipt a message asks for, if it asks one (never for a report or a message
+    without a Message-ID, nor to several addresses)."""
     message = email.message_from_bytes(raw[:_HEAD], policy=email.policy.compat32)
     target = message.get("Disposition-Notification-To")
-    if not target or not message.get("Message-ID"):
+    message_id = str(message.get("Message-ID") or "").strip()
+    if not target or not message_id:
         return None
     if message.get_content_type() == "multipart/report":
         return None  # never answer a report (RFC 8098 §2.1)
     found = [a for _n, a in getaddresses([str(target)]) if a]
-    return found[0] if len(found) == 1 else None
+    if len(found) != 1:
+        return None
+    return_path = [a for _n, a in getaddresses([str(message.get("Return-Path") or "")]) if a]
+    matches = bool(return_path) and return_path[0].lower() == found[0].lower()
+    return ReceiptRequest(found[0], message_id, matches)
+
+
+def requested_by(raw: bytes) -> str | None:
+    """The address a receipt should go to, if the message asks for one."""
+    request = receipt_request(raw)
+    return request.target if request is not None else None
 
 
 def build(
-    reporter: str, to: str, original: bytes, hostname: str, *, now: datetime | None = None
+    reporter: str,
+    to: str,
+    original: bytes,
+    hostname: str,
+    *,
+    include_subject: bool = False,
+    now: datetime | None = None,
 ) -> bytes:
     """A ``displayed`` MDN from ``reporter`` about ``original`` (RFC 8098 §3): a
     ``multipart/report`` with a human-readable part and the ``message/disposition-notification``
-    fields in clear (7-bit)."""
+    fields in clear (7-bit). The original subject is repeated only when ``include_subject``
+    (inside the trust space): §3.2.1 leaves the receipt's subject free."""
     head = email.message_from_bytes(original[:_HEAD], policy=email.policy.compat32)
     original_id = " ".join(str(head.get("Message-ID", "")).split())
-    subject = " ".join(str(head.get("Subject", "")).split())[:300]
+    subject = " ".join(_decoded(head.get("Subject", "")).split())[:300]
     when = now or datetime.now(UTC)
     boundary = f"=_mdn_{secrets.token_hex(12)}"
     text = (
@@ -57,7 +89,8 @@ def build(
         "guarantee that it was read or understood.\n"
     )
     encoded_text = quopri.encodestring(text.encode("utf-8")).replace(b"\n", b"\r\n")
-    subject_header = Header(f"Accusé de lecture / Read receipt: {subject}", "utf-8").encode()
+    title = "Accusé de lecture / Read receipt"
+    subject_header = Header(f"{title}: {subject}" if include_subject else title, "utf-8").encode()
     domain = reporter.rpartition("@")[2] or hostname
     lines = [
         f"From: {reporter}",
@@ -94,6 +127,14 @@ def build(
         + b"\r\n"
         + "\r\n".join(fields).encode("ascii", "replace")
     )
+
+
+def _decoded(value: object) -> str:
+    """A header's text with its RFC 2047 encoded words decoded (undecodable parts kept)."""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (ValueError, LookupError):
+        return str(value)
 
 
 def _notification(message: Message) -> tuple[str, str, str] | None:

@@ -7,7 +7,8 @@ remote recipients go through the outbound queue, DKIM-signed.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -16,22 +17,28 @@ from email.utils import format_datetime, getaddresses, make_msgid
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import Mailbox
-from caducee.errors import AccessDenied, InvalidInput, NotFound, PolicyRejected, SenderNotAllowed
+from caducee.domain.recipient_route import Route
+from caducee.errors import (
+    AccessDenied,
+    InvalidInput,
+    LimitReached,
+    MessageTooLarge,
+    PolicyRejected,
+    SenderNotAllowed,
+)
 from caducee.health import (
     dlp,
     mon_espace_sante,
     patient_delivery,
     patient_settings,
-    patients,
-    trust_list,
+    recipient_policy,
     trust_policy,
 )
 from caducee.services import dsn, mail_auth, mailboxes, queue, trace
-from caducee.services.audit import AuditEvent, record
+from caducee.services.audit import AuditEvent, append
 from caducee.services.delivery import deliver_local
-from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
+from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo, Envelope
 from caducee.services.inbound import check_recipient
-from caducee.services.local_domains import our_domains
 from caducee.services.queue import QueueOrigin
 from caducee.services.received import received_header
 
@@ -59,17 +66,16 @@ async def authorize_sender(app: App, login: str, mail_from: str, source: str) ->
 async def check_submission_recipient(
     app: App, address: str, domains: set[str], sender: str = ""
 ) -> str:
-    """RCPT TO on the submission door: local recipients must exist; remote ones are queued,
-    unless the sender is a trust-space mailbox and the recipient outside it."""
+    """RCPT TO on the submission door: the recipient rule of the sender's mailbox
+    (:mod:`caducee.health.recipient_policy`); local recipients must exist."""
     clean = normalize_address(address)
-    if domain_of(clean) in domains:
+    rules = await recipient_policy.sender_of(app, sender)
+    decision = await recipient_policy.decide(app, rules, clean, domains=domains)
+    refused = recipient_policy.refusal(rules, [decision])
+    if refused is not None:
+        raise refused
+    if decision.route is Route.LOCAL:
         return await check_recipient(app, clean)
-    await trust_policy.check_recipients(app, sender, [clean], domains)
-    box = await _sender_mailbox(app, sender)
-    if box is not None:
-        verdict = await patients.recipient_verdict(app, box.practice_id, clean)
-        if verdict.refused:
-            raise PolicyRejected(*patients.refusal_text(app, verdict, clean))
     return clean
 
 
@@ -79,44 +85,34 @@ async def sensitive_findings(
     """What the pipeline's sensitive-data check would find in ``raw`` (the webmail shows it
     before sending, so that the sender can edit): [] when no recipient is a patient or outside
     the trust space, or when the sender is not one of our mailboxes."""
-    box = await _sender_mailbox(app, sender)
-    if box is None:
+    rules = await recipient_policy.sender_of(app, sender)
+    if rules.mailbox is None:
         return []
-    domains = await our_domains(app)
-    concerned = False
-    for address in recipients:
-        domain = domain_of(address)
-        outside = domain not in domains and not await trust_list.is_listed(app, domain)
-        verdict = await patients.recipient_verdict(app, box.practice_id, address)
-        if outside or verdict.patient is not None:
-            concerned = True
-    if not concerned:
+    decisions = await recipient_policy.decide_all(app, rules, recipients)
+    if not any(d.leaves_trust_space for d in decisions):
         return []
-    settings = await patient_settings.settings_of(app, box.practice_id)
-    return dlp.scan_message(raw, settings.term_list())
+    settings = await patient_settings.settings_of(app, rules.mailbox.practice_id)
+    return await asyncio.to_thread(dlp.scan_message, raw, settings.term_list())
+
+
+@dataclass(frozen=True)
+class _SensitiveVerdict:
+    message: bytes  # with the warning header, if any
+    force_pickup: bool
+    trace_detail: str  # what the sender's trace records ("" when nothing was found)
 
 
 async def _sensitive_data_check(
-    app: App,
-    box: Mailbox,
-    message: bytes,
-    others: tuple[EnvelopeRecipient, ...],
-    patient_list: list[patients.Patient],
-    domains: set[str],
-) -> tuple[bytes, bool]:
+    app: App, box: Mailbox, message: bytes, decisions: list[recipient_policy.Decision]
+) -> _SensitiveVerdict:
     """Sensitive data in a message leaving for a patient or outside the trust space: what the
-    practice's policy says (warn with a header, block, or force the secure pickup portal).
-    Returns the message (with the warning header if any) and whether pickup is forced."""
-    outside = [
-        r.address
-        for r in others
-        if domain_of(r.address) not in domains
-        and not await trust_list.is_listed(app, domain_of(r.address))
-    ]
-    if not outside and not patient_list:
-        return message, False
+    practice's policy says (warn with a header, block, or force the secure pickup portal)."""
+    outside = [d.address for d in decisions if d.route is Route.OUTSIDE]
+    if not any(d.leaves_trust_space for d in decisions):
+        return _SensitiveVerdict(message, False, "")
     settings = await patient_settings.settings_of(app, box.practice_id)
-    decision = dlp.decide(settings.dlp_policy, dlp.scan_message(message, settings.term_list()))
+    found = await asyncio.to_thread(dlp.scan_message, message, settings.term_list())
+    decision = dlp.decide(settings.dlp_policy, found)
     if decision.blocked:
         raise PolicyRejected(decision.reason_fr, decision.reason_en)
     if decision.secure_pickup and outside:
@@ -126,54 +122,16 @@ async def _sensitive_data_check(
             f"{decision.reason_en} But the portal serves only patients of the registry: "
             f"{', '.join(outside[:5])} cannot receive this message.",
         )
+    detail = ""
     if decision.header:
         message = f"{dlp.WARNING_HEADER}: {decision.header}\r\n".encode() + message
-        key = trace.trace_key(_message_id(message))
-        if key is not None:  # the sender sees it in the message's trace
-            detail = ", ".join(f"{k}={n}" for k, n in dlp.summary(decision.findings).items())
-            async with app.db.write() as conn:
-                for address in [*outside, *(p.data.email for p in patient_list)]:
-                    await trace.record(app, conn, box.id, key, address, "sensitive", detail)
-    return message, decision.secure_pickup
-
-
-async def _sender_mailbox(app: App, address: str) -> Mailbox | None:
-    try:
-        return await mailboxes.get_mailbox(app, address)
-    except (NotFound, InvalidInput):
-        return None
-
-
-async def _patient_recipients(
-    app: App, box: Mailbox | None, recipients: tuple[EnvelopeRecipient, ...]
-) -> tuple[tuple[EnvelopeRecipient, ...], list[patients.Patient]]:
-    """Split the recipients: registered patients (verified, else refused) and the others."""
-    if box is None:
-        return recipients, []
-    kept: list[EnvelopeRecipient] = []
-    found: list[patients.Patient] = []
-    for recipient in recipients:
-        verdict = await patients.recipient_verdict(app, box.practice_id, recipient.address)
-        if verdict.refused:
-            raise PolicyRejected(*patients.refusal_text(app, verdict, recipient.address))
-        if verdict.patient is not None:
-            found.append(verdict.patient)
-        else:
-            kept.append(recipient)
-    return tuple(kept), found
+        detail = ", ".join(f"{k}={n}" for k, n in dlp.summary(decision.findings).items())
+    return _SensitiveVerdict(message, decision.secure_pickup, detail)
 
 
 def _message_id(raw: bytes) -> str:
     headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
     return str(headers.get("Message-ID") or "").strip()
-
-
-async def _our_mailbox(app: App, address: str) -> int | None:
-    """The id of our mailbox ``address`` (the sender's trace lives there), if it is ours."""
-    try:
-        return (await mailboxes.get_mailbox(app, address)).id
-    except (NotFound, InvalidInput):
-        return None
 
 
 def _header_from_addresses(raw: bytes) -> tuple[list[str], bool, bool]:
@@ -184,8 +142,40 @@ def _header_from_addresses(raw: bytes) -> tuple[list[str], bool, bool]:
     return addresses, headers.get("Message-ID") is not None, headers.get("Date") is not None
 
 
+def check_limits(app: App, envelope: Envelope, raw: bytes) -> None:
+    """The size and recipient limits of every door, checked before anything is stored."""
+    if not envelope.recipients:
+        raise InvalidInput("Indiquez au moins un destinataire.", "Give at least one recipient.")
+    if len(envelope.recipients) > MAX_RECIPIENTS:
+        raise LimitReached(
+            f"Trop de destinataires ({len(envelope.recipients)} ; {MAX_RECIPIENTS} au plus) : "
+            "envoyez le message en plusieurs fois.",
+            f"Too many recipients ({len(envelope.recipients)}; at most {MAX_RECIPIENTS}): send "
+            "the message in several parts.",
+        )
+    limit = app.settings.max_message_bytes
+    if len(raw) > limit:
+        raise MessageTooLarge(
+            f"Message trop volumineux ({_megabytes(len(raw))} ; {_megabytes(limit)} au plus, "
+            "pièces jointes encodées comprises) : allégez les pièces jointes.",
+            f"Message too large ({_megabytes(len(raw))}; at most {_megabytes(limit)}, encoded "
+            "attachments included): make the attachments smaller.",
+        )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} Mo".replace(".", ",")
+
+
 async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: ClientInfo) -> None:
-    """Accept a submitted message; returns once it is durably stored or queued."""
+    """Accept a submitted message; returns once it is durably stored or queued.
+
+    All or nothing for the sender, in this order: every check (limits, sender, recipient rule,
+    patients' channel, sensitive data), then every store that can be refused (local copies:
+    a full mailbox), then the patient handoff, then the outbound queue. A refusal at a check
+    leaves nothing behind, so the client's retry cannot duplicate a copy."""
+    # 1. Every check.
+    check_limits(app, envelope, raw)
     addresses, has_message_id, has_date = _header_from_addresses(raw)
     if not addresses:
         raise PolicyRejected(
@@ -194,6 +184,20 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
         )
     for address in dict.fromkeys(addresses):
         await authorize_sender(app, login, address, client.ip)
+    # The mailbox the message leaves in the name of: the envelope sender, or the From address
+    # for a null reverse-path (a read receipt) — held to the same recipient rule either way.
+    acting = envelope.mail_from or addresses[0]
+    rules = await recipient_policy.sender_of(app, acting)
+    decisions = await recipient_policy.decide_all(
+        app, rules, [r.address for r in envelope.recipients]
+    )
+    refused = recipient_policy.refusal(rules, decisions)
+    if refused is not None:
+        raise refused
+    patient_list = [d.patient for d in decisions if d.patient is not None]
+    for patient in patient_list:
+        patient_delivery.check_deliverable(app, patient)
+    trust_policy.check_mss_headers(raw)
     # RFC 6409 §8.1 and §8.3: the MSA may add a missing Date and Message-ID.
     added = b""
     if not has_date:
@@ -202,53 +206,39 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
     if not has_message_id:
         message_id = make_msgid(domain=app.settings.hostname)
         added += f"Message-ID: {message_id}\r\n".encode()
-    trust_policy.check_mss_headers(raw)
-    added += await trust_policy.mssante_headers(app, envelope.mail_from, raw)
+    added += await trust_policy.mssante_headers(app, acting, raw)
     message = received_header(app.settings.hostname, client) + added + raw
-    domains = await our_domains(app)
-    await trust_policy.check_recipients(
-        app, envelope.mail_from, [r.address for r in envelope.recipients], domains
-    )
-    sender_mailbox = await _sender_mailbox(app, envelope.mail_from) if envelope.mail_from else None
-    others, patient_list = await _patient_recipients(app, sender_mailbox, envelope.recipients)
-    force_pickup = False
-    if sender_mailbox is not None:
-        message, force_pickup = await _sensitive_data_check(
-            app, sender_mailbox, message, others, patient_list, domains
-        )
+    sensitive = _SensitiveVerdict(message, False, "")
+    if rules.mailbox is not None:
+        sensitive = await _sensitive_data_check(app, rules.mailbox, message, decisions)
+    message = sensitive.message
+    by_route = {d.address: d.route for d in decisions}
+    local = [r.address for r in envelope.recipients if by_route[r.address] is Route.LOCAL]
+    remote = [r for r in envelope.recipients if by_route[r.address] in (Route.TRUST, Route.OUTSIDE)]
+    key = trace.trace_key(message_id)
+    sender_box = rules.mailbox.id if rules.mailbox is not None and key else None
+    # 2. Stores that can be refused (a full mailbox): the client then retries the whole
+    # message, and nothing else has happened yet.
+    if local:
+        await deliver_local(app, message, local, sender=envelope.mail_from, source=client.ip)
+        await dsn.report_local_delivery(app, envelope, message, local)
+    # 3. The patient handoff: the message itself never goes to the patient's mailbox.
     if patient_list:
-        assert sender_mailbox is not None
-        envelope = replace(envelope, recipients=others)
-        for patient in patient_list:  # the message itself never goes to the patient's mailbox
+        assert rules.mailbox is not None
+        for patient in patient_list:
             await patient_delivery.deliver_to_patient(
                 app,
-                practice_id=sender_mailbox.practice_id,
-                sender_mailbox_id=sender_mailbox.id,
-                sender_address=sender_mailbox.address,
+                practice_id=rules.mailbox.practice_id,
+                sender_mailbox_id=rules.mailbox.id,
+                sender_address=rules.mailbox.address,
                 patient=patient,
                 message=message,
                 source=client.ip,
-                force_pickup=force_pickup,
+                force_pickup=sensitive.force_pickup,
             )
-    local = [r.address for r in envelope.recipients if domain_of(r.address) in domains]
-    remote = [r for r in envelope.recipients if domain_of(r.address) not in domains]
-    # Local copies first: they can be refused (a full mailbox) and the client then retries
-    # the whole message; queueing for remote recipients is the last step.
-    key = trace.trace_key(message_id)
-    sender_box = await _our_mailbox(app, envelope.mail_from) if key else None
-    if local:
-        await deliver_local(app, message, local)
-        await dsn.report_local_delivery(app, envelope, message, local)
-        if sender_box is not None and key is not None:
-            async with app.db.write() as conn:
-                for address in local:
-                    await trace.record(app, conn, sender_box, key, address, "delivered", "local")
+    # 4. The outbound queue.
     if remote:
-        # A null reverse-path (a read receipt) is signed for its From domain.
-        signing_domain = domain_of(envelope.mail_from) if envelope.mail_from else ""
-        signed = await mail_auth.dkim_sign_async(
-            app.settings, message, signing_domain or domain_of(addresses[0])
-        )
+        signed = await mail_auth.dkim_sign_async(app.settings, message, domain_of(acting))
         await queue.enqueue(
             app,
             signed,
@@ -263,13 +253,34 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
             await mon_espace_sante.record_sent(
                 app, sender_box, message_id, [r.address for r in remote], message
             )
-    await record(
-        app.db,
-        AuditEvent(
-            actor=login,
-            action="mail.submit",
-            target=envelope.mail_from,
-            source=client.ip,
-            details={"local": len(local), "remote": len(remote), "size": len(message)},
-        ),
-    )
+    async with app.db.write() as conn:
+        if sender_box is not None and key is not None:
+            for address in local:
+                await trace.record(app, conn, sender_box, key, address, "delivered", "local")
+            if sensitive.trace_detail:  # the sender sees it in the message's trace
+                for decision in decisions:
+                    if decision.leaves_trust_space:
+                        await trace.record(
+                            app,
+                            conn,
+                            sender_box,
+                            key,
+                            decision.address,
+                            "sensitive",
+                            sensitive.trace_detail,
+                        )
+        await append(
+            conn,
+            AuditEvent(
+                actor=login,
+                action="mail.submit",
+                target=acting,
+                source=client.ip,
+                details={
+                    "local": len(local),
+                    "remote": len(remote),
+                    "patients": len(patient_list),
+                    "size": len(message),
+                },
+            ),
+        )

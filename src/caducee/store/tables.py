@@ -590,4 +590,7 @@ patient_settings = Table(
     Column("dlp_policy", String(10), nullable=False),
     Column("dlp_terms", Text, nullable=False),
     Column("patient_mailbox_id", Integer, ForeignKey("mailboxes.id")),
+    # The practice's explicit leave for that mailbox to send ordinary mail outside the trust
+    # space (audited); without it, it writes outside only to verified patients.
+    Column("patient_mailbox_open", Boolean, nullable=False, server_default="0"),
 )

@@ -40,7 +40,7 @@ from caducee.health import patients
 from caducee.services import api_tokens, mailboxes, mailstore, submission, webmail
 from caducee.services.api_tokens import ApiToken
 from caducee.services.audit import AuditEvent, record
-from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
+from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo, Envelope, EnvelopeRecipient
 from caducee.store import directory_repo
 from caducee.web import api_patients
 from caducee.web.core import client_ip, state
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 CALLS_PER_MINUTE = 600
 BAD_TOKENS_PER_MINUTE = 20
-MAX_RECIPIENTS = 100
 
 
 class ApiError(Exception):
@@ -297,10 +296,8 @@ async def send_message(call: Call) -> Response:
     cc = _strings(body.get("cc"), "cc")
     bcc = _strings(body.get("cci"), "cci")
     recipients = list(dict.fromkeys(to + cc + bcc))
-    if not recipients or len(recipients) > MAX_RECIPIENTS:
-        raise ApiError(
-            422, "destinataires", "De 1 à 100 destinataires.", "From 1 to 100 recipients."
-        )
+    if not recipients:
+        raise ApiError(422, "destinataires", "Aucun destinataire.", "No recipient.")
     subject, text = body.get("objet", ""), body.get("texte", "")
     if not isinstance(subject, str) or not isinstance(text, str) or len(subject) > 500:
         raise ApiError(422, "invalide", "objet / texte : chaînes attendues.", "Strings expected.")
@@ -337,8 +334,6 @@ async def send_message(call: Call) -> Response:
             filename=str(item.get("nom") or "piece-jointe")[:150],
         )
     raw = message.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    if len(raw) > call.app.settings.max_message_bytes:
-        raise MessageTooLarge("Message trop volumineux.", "Message too large.")
     await submission.submit(
         call.app,
         call.account.login,
@@ -367,7 +362,11 @@ _SUMMARY = {
         "suivi": {"type": "boolean"},
     },
 }
-_ADDRESSES = {"type": "array", "items": {"type": "string", "format": "email"}, "maxItems": 100}
+_ADDRESSES = {
+    "type": "array",
+    "items": {"type": "string", "format": "email"},
+    "maxItems": MAX_RECIPIENTS,
+}
 
 
 async def list_patients(call: Call) -> Response:

@@ -88,6 +88,14 @@ LABELS: dict[str, dict[str, str]] = {
         "purged": N_("expiré, contenu effacé"),
         "sensitive": N_("données sensibles signalées"),
         "closed": N_("échange clos (Mon espace santé)"),
+        "mdn_sent": N_("accusé de lecture envoyé"),
+        "mdn_withheld": N_("accusé de lecture non envoyé"),
+    },
+    # Why a read receipt was not sent (services.read_receipts).
+    "mdn_withheld": {
+        "return-path": N_("l'adresse demandée n'est pas celle de l'expéditeur (Return-Path)"),
+        "patient": N_("un patient ne reçoit que les messages du canal patient"),
+        "policy": N_("la règle d'envoi de la boîte ne permet pas d'écrire à cette adresse"),
     },
 }
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from caducee.config import Settings
 from caducee.protocols.tcp import ClientLimits
+from caducee.services.envelope import MAX_RECIPIENTS
 
 #: RFC 5321 §4.5.3.1.4: a command line is at most 512 octets, CRLF included.
 COMMAND_LINE_MAX = 512
@@ -26,8 +27,8 @@ READ_LINE_MAX = AUTH_LINE_MAX + 2
 HEADER_LINE_MAX = 998
 #: More header fields than this is an abuse (parsers of every later reader suffer): 552 5.3.4.
 MAX_HEADER_FIELDS = 1000
-#: RFC 5321 §4.5.3.1.8: at least 100 recipients per message must be accepted; more get 452.
-MAX_RECIPIENTS = 100
+#: RFC 5321 §4.5.3.1.8: at least 100 recipients per message must be accepted; more get 452
+#: (:data:`caducee.services.envelope.MAX_RECIPIENTS`, the limit of every door).
 #: Bad commands (syntax, sequence, refused recipients, failed AUTH) before 421 and close.
 MAX_ERRORS = 10
 #: RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for the next command.

@@ -102,6 +102,7 @@ async def patient_settings_update(request: Request, user: WebUser) -> Response:
             dlp_policy=form.get("politique", "avertir"),
             dlp_terms=form.get("termes", ""),
             patient_mailbox=form.get("boite_patients", ""),
+            patient_mailbox_open=form.get("boite_patients_ouverte") == "oui",
             actor=user.account.login,
             source=client_ip(request),
         )

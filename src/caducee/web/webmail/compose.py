@@ -26,7 +26,6 @@ from caducee.web.core import WebUser, client_ip, error_message, page, redirect, 
 from caducee.web.i18n import gettext as _
 from caducee.web.webmail.common import BoxView, base_path, open_view
 
-MAX_RECIPIENTS = 100
 MAX_SUBJECT = 500
 MAX_ATTACHMENTS = 20
 
@@ -188,11 +187,6 @@ async def _build(
     recipients = list(dict.fromkeys(to + cc + bcc))
     if not recipients:
         raise InvalidInput("Indiquez au moins un destinataire.", "Give at least one recipient.")
-    if len(recipients) > MAX_RECIPIENTS:
-        raise InvalidInput(
-            f"Trop de destinataires ({len(recipients)} ; {MAX_RECIPIENTS} au plus).",
-            f"Too many recipients ({len(recipients)}; at most {MAX_RECIPIENTS}).",
-        )
     message = EmailMessage()
     own = view.mailbox.address
     name = user.account.display_name if not view.access.delegated else ""
