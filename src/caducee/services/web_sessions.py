@@ -400,6 +400,7 @@ async def use_recovery_code(
     resets the counters.
     """
     login = normalize_login(login)
+    when = now or utcnow()
 
     async def check(conn: AsyncConnection) -> Verdict:
         account = await repo.account_by_login(conn, login)
@@ -418,7 +419,6 @@ async def use_recovery_code(
             return Verdict.failed("replay")
         return Verdict.ok(account, left=sum(1 for r in rows if r.used_at is None) - 1)
 
-    when = now or utcnow()
     verdict = await lockout.attempt(
         app.db,
         app.settings,
