@@ -3,9 +3,13 @@ revocation and expiry — on both backends, with the real store, queue and deliv
 
 from __future__ import annotations
 
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesParser
 from email.policy import default
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -13,7 +17,7 @@ from sqlalchemy import update
 from caducee.app import App
 from caducee.errors import InvalidInput, NotFound
 from caducee.health import pickup, pickup_auth
-from caducee.health.pickup_store import PickupClosed, by_token, events
+from caducee.health.pickup_store import PickupClosed, by_id, by_token, events
 from caducee.services import maintenance, queue, trace
 from caducee.store.tables import pickups
 from tests.health.pickups import (
@@ -27,6 +31,7 @@ from tests.health.pickups import (
     inbox,
     token_of,
 )
+from tests.health.sms_provider_server import ProviderServer
 from tests.services.helpers import person
 from tests.web.helpers import audit_actions, audit_dump
 
@@ -34,6 +39,25 @@ from tests.web.helpers import audit_actions, audit_dump
 @pytest.fixture
 async def cab(app: App) -> Cabinet:
     return await cabinet(app)
+
+
+@pytest.fixture
+def sms_server(tmp_path: Path, app: App) -> Iterator[ProviderServer]:
+    """The SMS provider: a local HTTPS server speaking the webhook API."""
+    server = ProviderServer(tmp_path / "provider").start()
+    app.settings.sms_provider = "webhook"
+    app.settings.sms_url = server.url + "/hooks/sms"
+    app.settings.sms_ca_file = server.ca_file
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def last_code(server: ProviderServer) -> str:
+    found = re.search(r"est (\d{6})\.", str(server.received[-1].json()["text"]))  # type: ignore[index]
+    assert found
+    return found.group(1)
 
 
 async def test_notice_is_queued_signed_without_health_content(app: App, cab: Cabinet) -> None:
@@ -160,3 +184,88 @@ async def test_expired_pickups_are_purged_by_maintenance(app: App, cab: Cabinet)
     with pytest.raises(PickupClosed) as closed:
         expired.check_open()
     assert closed.value.reason == "expired"
+
+
+async def tries_queued_behind_the_link(
+    app: App,
+    pickup_id: int,
+    wrong: Callable[[], Awaitable[bool]],
+    right: Callable[[], Awaitable[bool]],
+    before: int,
+    after: int = 0,
+) -> tuple[list[object], object]:
+    """``before`` wrong tries, the right one, then ``after`` wrong tries, all sent while the
+    link's row is held (as by a try in progress on another node), so that they queue up in
+    that order. Returns the outcomes (a bool or the exception raised) of the wrong tries and
+    of the right one."""
+    async with app.db.write() as conn:
+        await by_id(conn, pickup_id, lock=True)
+        first = [asyncio.create_task(wrong()) for _ in range(before)]
+        await asyncio.sleep(1)  # they reach the held row
+        right_try = asyncio.create_task(right())
+        await asyncio.sleep(1)
+        then = [asyncio.create_task(wrong()) for _ in range(after)]
+        await asyncio.sleep(0.1 if after else 0)
+    results = await asyncio.gather(*first, *then, right_try, return_exceptions=True)
+    return list(results[:-1]), results[-1]
+
+
+def locked_refusals(results: list[object]) -> int:
+    return sum(1 for r in results if isinstance(r, PickupClosed) and r.reason == "locked")
+
+
+@pytest.mark.parametrize(("before", "after"), [(11, 0), (10, 39)])
+async def test_concurrent_code_guesses_compare_at_most_five(
+    app: App, cab: Cabinet, sms_server: ProviderServer, before: int, after: int
+) -> None:
+    """Each guess is compared and counted in one transaction: of 12 (or 50) guesses sent at
+    once, five wrong ones are compared and lock the link; the others, the right code among
+    them, are refused unseen. (Before, every guess was compared before any was counted, and
+    the right code sent with 11 wrong ones opened the link.)"""
+    wrong_count = before + after
+    made = await deposit(app, cab)
+    found = await by_token(app, token_of(made.link))
+    await pickup_auth.request_code(app, found, source="ip")
+    right = last_code(sms_server)
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    wrongs, right_result = await tries_queued_behind_the_link(
+        app,
+        found.id,
+        lambda: pickup_auth.check_code(app, found, wrong, source="ip"),
+        lambda: pickup_auth.check_code(app, found, right, source="ip"),
+        before,
+        after,
+    )
+    assert isinstance(right_result, PickupClosed) and right_result.reason == "locked"
+    assert wrongs.count(False) == 4  # four answered « wrong », the fifth locked the link
+    assert locked_refusals(wrongs) == wrong_count - 4
+    actions = [(action, result) for _a, action, _t, result in await audit_actions(app)]
+    assert actions.count(("pickup.code_failed", "denied")) == 5
+    assert ("pickup.code_ok", "ok") not in actions
+    assert actions.count(("pickup.locked", "denied")) == 1
+    locked = await by_token(app, token_of(made.link))
+    assert locked.state() == "locked" and locked.failed_attempts == 5
+    [alert] = await inbox(app)
+    assert b"verrouill" in alert
+
+
+async def test_concurrent_passphrase_guesses_compare_at_most_five(app: App, cab: Cabinet) -> None:
+    """Eleven wrong passphrases and the right one sent together: the link locks at the fifth
+    wrong one and the right one is refused unseen."""
+    made = await deposit(app, cab, passphrase="cheval-agrafe-42")
+    found = await by_token(app, token_of(made.link))
+    wrongs, right_result = await tries_queued_behind_the_link(
+        app,
+        found.id,
+        lambda: pickup_auth.check_passphrase(app, found, "faux-faux-faux", source="ip"),
+        lambda: pickup_auth.check_passphrase(app, found, "cheval-agrafe-42", source="ip"),
+        11,
+    )
+    assert isinstance(right_result, PickupClosed) and right_result.reason == "locked"
+    assert wrongs.count(False) == 4
+    assert locked_refusals(wrongs) == 7
+    actions = [(action, result) for _a, action, _t, result in await audit_actions(app)]
+    assert actions.count(("pickup.passphrase_failed", "denied")) == 5
+    assert ("pickup.passphrase_ok", "ok") not in actions
+    locked = await by_token(app, token_of(made.link))
+    assert locked.state() == "locked" and locked.failed_attempts == 5

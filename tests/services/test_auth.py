@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+import pyotp
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from caducee.app import App, open_app
 from caducee.errors import AccessDenied
-from caducee.services import lockout
-from caducee.services.auth import verify_password_login
+from caducee.services import lockout, web_sessions
+from caducee.services.app_passwords import create_app_password
+from caducee.services.auth import authenticate_mail, verify_password_login
 from caducee.services.lockout import AccountLocked, LockoutPolicy
 from caducee.services.passwords import needs_rehash, verify_password
+from caducee.services.totp import begin_totp_enrolment, confirm_totp, verify_totp
 from caducee.store.tables import auth_failures
 from tests.services.auth_helpers import (
     PASSWORD,
@@ -247,3 +251,94 @@ async def test_purge_stale_counters(app: App) -> None:
     await fail_login(app, now=T0)
     assert await lockout.purge_stale(app.db, app.settings, now=T0 + timedelta(seconds=60)) == 0
     assert await lockout.purge_stale(app.db, app.settings, now=T0 + timedelta(seconds=601)) == 2
+
+
+# --- one attempt, one transaction, every door ------------------------------------------------
+
+#: A wrong attempt at one door at ``now``: it raises the door's refusal.
+WrongAttempt = Callable[[datetime], Awaitable[object]]
+
+
+async def _password_door(app: App) -> tuple[str, WrongAttempt]:
+    await add_account(app)
+
+    def wrong(now: datetime) -> Awaitable[object]:
+        return verify_password_login(app, LOGIN, "not-the-password", IP, now=now)
+
+    return "auth.password", wrong
+
+
+async def _mail_door(app: App) -> tuple[str, WrongAttempt]:
+    await add_account(app)
+    await create_app_password(app, LOGIN, "Thunderbird")
+
+    def wrong(now: datetime) -> Awaitable[object]:
+        return authenticate_mail(app, LOGIN, "aaaaaaa-aaaaaaa-aaaaaaa-aaaaaaa", "imap", IP, now=now)
+
+    return "auth.mail", wrong
+
+
+async def _totp_door(app: App) -> tuple[str, WrongAttempt]:
+    await add_account(app)
+    secret, _uri = await begin_totp_enrolment(app, LOGIN)
+    await confirm_totp(app, LOGIN, pyotp.TOTP(secret).at(T0), now=T0)
+    bad = pyotp.TOTP(secret).at(T0 + timedelta(hours=1))
+
+    def wrong(now: datetime) -> Awaitable[object]:
+        return verify_totp(app, LOGIN, bad, IP, now=now)
+
+    return "auth.totp", wrong
+
+
+async def _recovery_door(app: App) -> tuple[str, WrongAttempt]:
+    account = await web_sessions.account_by_id(app, await add_account(app))
+    assert account is not None
+    await web_sessions.generate_recovery_codes(app, account, actor=LOGIN, source=IP)
+
+    def wrong(now: datetime) -> Awaitable[object]:
+        return web_sessions.use_recovery_code(app, LOGIN, "aaaa-aaaa-aaaa-aaaa", IP, now=now)
+
+    return "auth.recovery", wrong
+
+
+async def _webauthn_door(app: App) -> tuple[str, WrongAttempt]:
+    await add_account(app)
+
+    def wrong(now: datetime) -> Awaitable[object]:
+        return web_sessions.finish_webauthn_login(
+            app, LOGIN, IP, credential=None, new_sign_count=None, reason="bad_assertion", now=now
+        )
+
+    return "auth.webauthn", wrong
+
+
+DOORS: dict[str, Callable[[App], Awaitable[tuple[str, WrongAttempt]]]] = {
+    "password": _password_door,
+    "mail": _mail_door,
+    "totp": _totp_door,
+    "recovery": _recovery_door,
+    "webauthn": _webauthn_door,
+}
+
+
+@pytest.mark.parametrize("door", list(DOORS))
+async def test_two_concurrent_wrong_secrets_at_the_limit_count_once(app: App, door: str) -> None:
+    """The lock is checked again in the transaction that counts: of two wrong secrets sent at
+    once when one failure is left, one is counted (and locks), the other is refused as locked
+    without being counted — whichever door they come through."""
+    small_lockout(app, threshold=3)
+    action, wrong = await DOORS[door](app)
+    for _ in range(2):
+        with pytest.raises(AccessDenied) as info:
+            await wrong(T0)
+        assert type(info.value) is AccessDenied
+    results = await asyncio.gather(wrong(T0), wrong(T0), return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["AccessDenied", "AccountLocked"]
+    [locked] = [r for r in results if isinstance(r, AccountLocked)]
+    assert locked.until == T0 + timedelta(seconds=30)  # the first lock, not a doubled one
+    async with app.db.read() as conn:
+        rows = (await conn.execute(select(auth_failures.c.key, auth_failures.c.failures))).all()
+    assert sorted(rows) == [(f"account:{LOGIN}", 3), (f"ip:{IP}", 3)]
+    results_audited = [(r.result, json.loads(r.details)) for r in await audit_rows(app, action)]
+    assert [result for result, _ in results_audited] == ["failed"] * 3 + ["denied"]
+    assert results_audited[-1][1]["reason"] == "locked"

@@ -4,26 +4,32 @@
   ones; at most :data:`CODES_PER_WINDOW` codes per link every :data:`CODE_WINDOW`. Only a keyed
   hash (HMAC-SHA256 under a key derived from the sender mailbox's data key) is stored.
 - Wrong codes and wrong passphrases count together: at :data:`MAX_FAILURES` the link locks,
-  the practice gets an alert in the sender mailbox's Inbox, and it is audited.
+  the practice gets an alert in the sender mailbox's Inbox, and it is audited. Each try is
+  compared and counted in one transaction holding the pickup's row, so tries sent at once are
+  compared one after the other and none once the link is locked.
 - A right code or passphrase opens a portal session: a 256-bit cookie token (SHA-256 kept)
   bound to ONE pickup, valid :data:`SESSION_MINUTES` minutes, with its CSRF token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.app import App
 from caducee.errors import LimitReached
 from caducee.health import pickup_mail, sms
 from caducee.health.pickup_store import (
+    Contact,
     Pickup,
     PickupClosed,
     add_event,
@@ -32,6 +38,8 @@ from caducee.health.pickup_store import (
     code_key,
     contact,
     passphrase_hash,
+    read_code_key,
+    read_contact,
     token_hash,
 )
 from caducee.services.audit import append
@@ -113,14 +121,20 @@ async def request_code(app: App, pickup: Pickup, *, source: str) -> str:
 
 async def check_code(app: App, pickup: Pickup, code: str, *, source: str) -> bool:
     """Whether ``code`` is the link's current code (then used up); a wrong one counts toward
-    the lock (:class:`PickupClosed` once locked)."""
+    the lock (:class:`PickupClosed` once locked).
+
+    The code is compared and the failure counted in one transaction holding the pickup's row
+    (``SELECT … FOR UPDATE``; SQLite's single writer), after checking the link is not locked:
+    guesses sent at once are compared one at a time, and none once the link is locked.
+    """
+    pickup.check_open()
     given = "".join(code.split())
-    key = await code_key(app, pickup)
-    digest = _code_hash(key, pickup.id, given[:20])
     now = datetime.now(UTC)
     async with app.db.write() as conn:
         pickup = await by_id(conn, pickup.id, lock=True)
-        pickup.check_open(now)
+        pickup.check_open(now)  # locked (or closed): refused before any comparison
+        key = await read_code_key(conn, app, pickup)
+        digest = _code_hash(key, pickup.id, given[:20])
         rows = (
             await conn.execute(
                 select(
@@ -138,54 +152,78 @@ async def check_code(app: App, pickup: Pickup, code: str, *, source: str) -> boo
             fits = hmac.compare_digest(row.code_hash.encode(), digest.encode())
             if fits and expires is not None and expires > now and matched is None:
                 matched = row.id
-        if matched is not None and len(given) == CODE_DIGITS and given.isdigit():
+        right = matched is not None and len(given) == CODE_DIGITS and given.isdigit()
+        if right:
             await conn.execute(
                 update(pickup_codes).where(pickup_codes.c.id == matched).values(used_at=now)
             )
             await append(conn, audit_event(pickup, "pickup.code_ok", source))
-            return True
-    await _failure(app, pickup, source, "code")
-    return False
+            locked = None
+        else:
+            locked = await _count_failure(conn, app, pickup, source, "code", now)
+    if locked is not None:
+        await _lock_alert(app, pickup, locked)
+    return right
 
 
 async def check_passphrase(app: App, pickup: Pickup, passphrase: str, *, source: str) -> bool:
-    """Whether ``passphrase`` is the one the practitioner gave; failures count like codes."""
+    """Whether ``passphrase`` is the one the practitioner gave; failures count like codes.
+
+    Compared and counted in one transaction holding the pickup's row, like a code: at most
+    :data:`MAX_FAILURES` wrong passphrases are ever compared. The argon2 verification runs in
+    a worker thread (not on the event loop) while that transaction waits, which holds the
+    database's writer on SQLite for one verification per try — a few tries per link at most.
+    """
     pickup.check_open()
-    async with app.db.read() as conn:
-        stored = await passphrase_hash(conn, pickup.id)
-    if stored is not None and verify_password(stored, passphrase[:200]):
-        async with app.db.write() as conn:
-            await append(conn, audit_event(pickup, "pickup.passphrase_ok", source))
-        return True
-    await _failure(app, pickup, source, "passphrase")
-    return False
-
-
-async def _failure(app: App, pickup: Pickup, source: str, kind: str) -> None:
-    patient = await contact(app, pickup)
     now = datetime.now(UTC)
     async with app.db.write() as conn:
         pickup = await by_id(conn, pickup.id, lock=True)
-        pickup.check_open(now)
-        failures = pickup.failed_attempts + 1
-        locks = failures >= MAX_FAILURES
-        await conn.execute(
-            update(pickups)
-            .where(pickups.c.id == pickup.id)
-            .values(failed_attempts=failures, locked_at=now if locks else None)
+        pickup.check_open(now)  # locked (or closed): refused before any comparison
+        stored = await passphrase_hash(conn, pickup.id)
+        right = stored is not None and await asyncio.to_thread(
+            verify_password, stored, passphrase[:200]
         )
-        await add_event(conn, pickup, patient.email, "code_failed", kind, now=now)
-        await append(
-            conn, audit_event(pickup, f"pickup.{kind}_failed", source, "denied", failures=failures)
-        )
-        if locks:
-            await conn.execute(
-                delete(pickup_sessions).where(pickup_sessions.c.pickup_id == pickup.id)
-            )
-            await add_event(conn, pickup, patient.email, "locked", now=now)
-            await append(conn, audit_event(pickup, "pickup.locked", source, "denied"))
+        if right:
+            await append(conn, audit_event(pickup, "pickup.passphrase_ok", source))
+            locked = None
+        else:
+            locked = await _count_failure(conn, app, pickup, source, "passphrase", now)
+    if locked is not None:
+        await _lock_alert(app, pickup, locked)
+    return right
+
+
+async def _count_failure(
+    conn: AsyncConnection, app: App, pickup: Pickup, source: str, kind: str, now: datetime
+) -> Contact | None:
+    """Count a wrong code or passphrase of ``pickup`` (its row locked by the caller's
+    transaction). When this failure locks the link, its sessions end and the patient's
+    contact is returned (for the practice's alert)."""
+    patient = await read_contact(conn, app, pickup)
+    failures = pickup.failed_attempts + 1
+    locks = failures >= MAX_FAILURES
+    await conn.execute(
+        update(pickups)
+        .where(pickups.c.id == pickup.id)
+        .values(failed_attempts=failures, locked_at=now if locks else None)
+    )
+    await add_event(conn, pickup, patient.email, "code_failed", kind, now=now)
+    await append(
+        conn, audit_event(pickup, f"pickup.{kind}_failed", source, "denied", failures=failures)
+    )
+    if locks:
+        await conn.execute(delete(pickup_sessions).where(pickup_sessions.c.pickup_id == pickup.id))
+        await add_event(conn, pickup, patient.email, "locked", now=now)
+        await append(conn, audit_event(pickup, "pickup.locked", source, "denied"))
+    return patient if locks else None
+
+
+async def _lock_alert(app: App, pickup: Pickup, patient: Contact) -> NoReturn:
+    """Tell the practice (its sender mailbox's Inbox) that the link is locked; raise the
+    refusal the patient sees."""
+    async with app.db.read() as conn:
         mailbox = await directory_repo.mailbox_by_id(conn, pickup.sender_mailbox_id)
-    if locks and mailbox is not None:
+    if mailbox is not None:
         alert = pickup_mail.lock_alert(
             hostname=app.settings.hostname,
             mailbox_address=mailbox.address,
@@ -193,13 +231,13 @@ async def _failure(app: App, pickup: Pickup, source: str, kind: str) -> None:
             created_at=pickup.created_at,
         )
         await deliver_local(app, alert, [mailbox.address])
-        raise PickupClosed(
-            "locked",
-            "Ce lien est verrouillé après trop de codes erronés. Votre cabinet est prévenu : "
-            "contactez-le pour recevoir un nouveau lien.",
-            "This link is locked after too many wrong codes. Your practice has been told: "
-            "contact it to get a new link.",
-        )
+    raise PickupClosed(
+        "locked",
+        "Ce lien est verrouillé après trop de codes erronés. Votre cabinet est prévenu : "
+        "contactez-le pour recevoir un nouveau lien.",
+        "This link is locked after too many wrong codes. Your practice has been told: "
+        "contact it to get a new link.",
+    )
 
 
 @dataclass(frozen=True)

@@ -187,14 +187,17 @@ async def passphrase_hash(conn: AsyncConnection, pickup_id: int) -> str | None:
 
 async def contact(app: App, pickup: Pickup) -> Contact:
     async with app.db.read() as conn:
-        sealed = await conn.scalar(
-            select(pickups.c.contact_sealed).where(pickups.c.id == pickup.id)
-        )
-        if sealed is None:
-            raise unknown_link()
-        plain = await app.keyring.open(
-            conn, scope_of(pickup), record_of(pickup.record_id), "contact", bytes(sealed)
-        )
+        return await read_contact(conn, app, pickup)
+
+
+async def read_contact(conn: AsyncConnection, app: App, pickup: Pickup) -> Contact:
+    """The patient's email and mobile, opened on the caller's connection."""
+    sealed = await conn.scalar(select(pickups.c.contact_sealed).where(pickups.c.id == pickup.id))
+    if sealed is None:
+        raise unknown_link()
+    plain = await app.keyring.open(
+        conn, scope_of(pickup), record_of(pickup.record_id), "contact", bytes(sealed)
+    )
     values = json.loads(plain)
     return Contact(str(values["email"]), str(values["mobile"]))
 
@@ -214,7 +217,12 @@ async def content(app: App, pickup: Pickup) -> bytes:
 async def code_key(app: App, pickup: Pickup) -> bytes:
     """The key of the pickup's one-time code hashes (derived from the mailbox's data key)."""
     async with app.db.read() as conn:
-        data_key = await app.keyring.data_key(conn, scope_of(pickup))
+        return await read_code_key(conn, app, pickup)
+
+
+async def read_code_key(conn: AsyncConnection, app: App, pickup: Pickup) -> bytes:
+    """:func:`code_key`, read on the caller's connection."""
+    data_key = await app.keyring.data_key(conn, scope_of(pickup))
     return hmac.new(data_key, f"pickup-codes:{pickup.record_id}".encode(), "sha256").digest()
 
 

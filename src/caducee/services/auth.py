@@ -1,13 +1,15 @@
 """Authentication: the account password (web, first factor) and app passwords (mail protocols).
 
-Both entry points follow the same steps:
+Both go through :func:`caducee.services.lockout.attempt`, the one path of every
+authentication attempt: in one write transaction it checks the lock of the account and the
+client address (a locked account is refused even with the right password, whatever the
+secret), checks the secret, counts the failure or resets the counters, stores what a success
+changes (rehashed password, last use of the app password) and appends the audit record.
 
-1. refuse at once if the account or the client address is locked (before looking at the
-   secret: a locked account is refused even with the right password);
-2. check the secret outside any transaction (argon2 runs in a worker thread, so the event loop
-   keeps serving other clients); an unknown login costs the same argon2 verification;
-3. in one write transaction: count the failure or reset the counters, store what changed
-   (rehashed password, last use of the app password) and append the audit record.
+The account password is an argon2 hash: it is verified before that transaction, in a worker
+thread (the event loop keeps serving other clients and the database's writer is not held),
+after a first look at the lock spares the work while one runs. An unknown login costs the same
+argon2 verification. App passwords are SHA-256 digests, compared inside the transaction.
 
 Refusals use one generic message whatever went wrong (unknown login, wrong secret, disabled
 account, app password revoked or out of scope), so the answer tells nothing about the account.
@@ -24,22 +26,14 @@ import hmac
 from datetime import datetime
 from typing import Literal
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from caducee.app import App
 from caducee.domain.model import Account
 from caducee.errors import AccessDenied
-from caducee.services import audit, lockout, passwords
+from caducee.services import lockout, passwords
 from caducee.services.app_passwords import MAIL_SCOPES, app_password_digest
-from caducee.services.audit import AuditEvent
-from caducee.services.lockout import (
-    AccountLocked,
-    LockoutPolicy,
-    Outcome,
-    auth_event,
-    lock_keys,
-    normalize_login,
-    normalize_source,
-    utcnow,
-)
+from caducee.services.lockout import Verdict, normalize_login, normalize_source, utcnow
 from caducee.store import auth_repo
 
 MailService = Literal["imap", "pop3", "smtp"]
@@ -79,58 +73,41 @@ async def verify_password_login(
     login = normalize_login(login)
     source = normalize_source(source)
     now = now or utcnow()
-    keys = lock_keys(login, source)
-    policy = LockoutPolicy.from_settings(app.settings)
-
-    def event(result: Outcome, reason: str = "") -> AuditEvent:
-        return auth_event(login, "auth.password", source, result, reason, service=service)
-
+    await lockout.refuse_if_locked(app.db, login, source, "auth.password", now, service=service)
     async with app.db.read() as conn:
-        until = await lockout.locked_until(conn, keys, now)
-        creds = None if until else await auth_repo.account_credentials(conn, login)
-    if until is not None:
-        await audit.record(app.db, event(Outcome.DENIED, "locked"))
-        raise AccountLocked(until, now)
-
+        creds = await auth_repo.account_credentials(conn, login)
     stored = creds.password_hash if creds is not None else await _dummy_hash_value()
     right = len(password) <= passwords.MAX_LENGTH and await asyncio.to_thread(
         passwords.verify_password, stored, password
     )
     new_hash: str | None = None
-    if creds is None or not right:
-        outcome, reason = Outcome.FAILED, "unknown_login" if creds is None else "bad_password"
-    elif creds.account.disabled:
-        outcome, reason = Outcome.DENIED, "disabled"
-    else:
-        outcome, reason = Outcome.OK, ""
-        if passwords.needs_rehash(creds.password_hash):
-            new_hash = await asyncio.to_thread(passwords.hash_password, password)
+    if creds is not None and right and passwords.needs_rehash(creds.password_hash):
+        new_hash = await asyncio.to_thread(passwords.hash_password, password)
 
-    async with app.db.write() as conn:
-        if outcome is Outcome.OK:
-            # A burst of parallel guesses may have locked the key since the first check.
-            until = await lockout.locked_until(conn, keys, now)
-            if until is not None:
-                outcome, reason = Outcome.DENIED, "locked"
-        if outcome is Outcome.OK:
-            assert creds is not None
-            if new_hash is not None:
-                await auth_repo.set_password_hash(conn, creds.account.id, new_hash)
-            if not creds.account.totp_enabled:
-                await lockout.reset(conn, keys)
-            await audit.append(conn, event(outcome))
-        elif outcome is Outcome.FAILED:
-            await lockout.record_failure(conn, policy, keys, now)
-            await audit.append(conn, event(outcome, reason))
-        else:
-            await audit.append(conn, event(outcome, reason))
+    async def check(conn: AsyncConnection) -> Verdict:
+        if creds is None:
+            return Verdict.failed("unknown_login")
+        if not right:
+            return Verdict.failed("bad_password")
+        if creds.account.disabled:
+            return Verdict.denied("disabled")
+        if new_hash is not None:
+            await auth_repo.set_password_hash(conn, creds.account.id, new_hash)
+        return Verdict.ok(creds.account, reset=not creds.account.totp_enabled)
 
-    if outcome is Outcome.OK:
-        assert creds is not None
-        return creds.account
-    if until is not None:
-        raise AccountLocked(until, now)
-    raise wrong_credentials()
+    verdict = await lockout.attempt(
+        app.db,
+        app.settings,
+        login=login,
+        source=source,
+        action="auth.password",
+        check=check,
+        now=now,
+        service=service,
+    )
+    if verdict.account is None:
+        raise wrong_credentials()
+    return verdict.account
 
 
 async def authenticate_mail(
@@ -152,64 +129,40 @@ async def authenticate_mail(
     if service not in MAIL_SCOPES:
         raise ValueError(f"unknown mail service {service!r}")
     login = normalize_login(login)
-    source = normalize_source(source)
     now = now or utcnow()
-    keys = lock_keys(login, source)
-    policy = LockoutPolicy.from_settings(app.settings)
+    digest = app_password_digest(password).encode("ascii")
 
-    def event(result: Outcome, reason: str = "", app_password_id: int | None = None) -> AuditEvent:
-        return auth_event(
-            login,
-            "auth.mail",
-            source,
-            result,
-            reason,
-            service=service,
-            app_password=app_password_id,
-        )
-
-    async with app.db.read() as conn:
-        until = await lockout.locked_until(conn, keys, now)
-        creds = None if until else await auth_repo.account_credentials(conn, login)
+    async def check(conn: AsyncConnection) -> Verdict:
+        creds = await auth_repo.account_credentials(conn, login)
         # The same query for an unknown login (no row has id 0): the same time.
         rows = await auth_repo.app_passwords_of(conn, creds.account.id if creds else 0)
-    if until is not None:
-        await audit.record(app.db, event(Outcome.DENIED, "locked"))
-        raise AccountLocked(until, now)
+        match: auth_repo.AppPasswordRow | None = None
+        for row in rows:  # no early exit: the time does not depend on which one matches
+            if hmac.compare_digest(row.secret_sha256.encode("ascii"), digest):
+                match = match or row
+        if creds is None:
+            return Verdict.failed("unknown_login")
+        if match is None:
+            return Verdict.failed("bad_password")
+        if match.revoked_at is not None:
+            return Verdict.denied("revoked", app_password=match.id)
+        if creds.account.disabled:
+            return Verdict.denied("disabled", app_password=match.id)
+        if service not in match.scopes.split(","):
+            return Verdict.denied("scope", app_password=match.id)
+        await auth_repo.touch_app_password(conn, match.id, now)
+        return Verdict.ok(creds.account, app_password=match.id)
 
-    digest = app_password_digest(password)
-    match: auth_repo.AppPasswordRow | None = None
-    for row in rows:  # no early exit: the time does not depend on which one matches
-        if hmac.compare_digest(row.secret_sha256.encode("ascii"), digest.encode("ascii")):
-            match = match or row
-    match_id = match.id if match is not None else None
-    if creds is None or match is None:
-        outcome, reason = Outcome.FAILED, "unknown_login" if creds is None else "bad_password"
-    elif match.revoked_at is not None:
-        outcome, reason = Outcome.DENIED, "revoked"
-    elif creds.account.disabled:
-        outcome, reason = Outcome.DENIED, "disabled"
-    elif service not in match.scopes.split(","):
-        outcome, reason = Outcome.DENIED, "scope"
-    else:
-        outcome, reason = Outcome.OK, ""
-
-    async with app.db.write() as conn:
-        if outcome is Outcome.OK:
-            until = await lockout.locked_until(conn, keys, now)
-            if until is not None:
-                outcome, reason = Outcome.DENIED, "locked"
-        if outcome is Outcome.OK:
-            assert creds is not None and match is not None
-            await auth_repo.touch_app_password(conn, match.id, now)
-            await lockout.reset(conn, keys)
-        elif outcome is Outcome.FAILED:
-            await lockout.record_failure(conn, policy, keys, now)
-        await audit.append(conn, event(outcome, reason, match_id))
-
-    if outcome is Outcome.OK:
-        assert creds is not None
-        return creds.account
-    if until is not None:
-        raise AccountLocked(until, now)
-    raise wrong_credentials()
+    verdict = await lockout.attempt(
+        app.db,
+        app.settings,
+        login=login,
+        source=source,
+        action="auth.mail",
+        check=check,
+        now=now,
+        service=service,
+    )
+    if verdict.account is None:
+        raise wrong_credentials()
+    return verdict.account

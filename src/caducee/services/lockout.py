@@ -1,4 +1,5 @@
-"""Lockout with exponential back-off, per account and per client address.
+"""Lockout with exponential back-off, per account and per client address, and the one
+authentication attempt every door goes through.
 
 Counters live in the ``auth_failures`` table (key ``account:<login>`` or ``ip:<address>``), so
 every node sharing the database sees the same locks. After ``lockout_threshold`` consecutive
@@ -9,9 +10,28 @@ lock, not from the last failure, so that at the cap a guesser gets one try per c
 rather than a fresh ``threshold`` tries. A successful authentication deletes the counters of
 its account and address.
 
-Attempts refused because of a lock are not counted (the lock is checked before the secret, so
-nothing is learnt from them), and counters exist for unknown logins too: a lock says nothing
-about whether an account exists.
+:func:`attempt` is the single path of an authentication attempt (account password, app
+password, TOTP code, recovery code, WebAuthn key). In ONE write transaction it
+
+1. locks the counter rows of the account and of the address (``SELECT … FOR UPDATE`` on
+   PostgreSQL, the single writer on SQLite), so concurrent attempts on the same account or
+   address, on any node, run one after the other;
+2. refuses at once if either is locked — before the secret is looked at, so the answer is the
+   same whether the secret was right or wrong, and the attempt is not counted;
+3. checks the secret and applies what a success changes (a recovery code spent, the TOTP
+   step advanced, the app password's last use) through the caller's ``check``;
+4. counts the failure, or resets the counters on success;
+5. appends the audit record.
+
+So of several wrong secrets sent at once when one failure is left, one is counted and the
+others are refused as locked, and a right secret never gets through once the lock is reached.
+Secrets that are slow to check (argon2 passwords) are verified before the transaction, in a
+worker thread, never holding the database's writer: their result is used only if step 2
+passes, so a comparison made while a concurrent attempt was locking the key teaches nothing.
+:func:`refuse_if_locked` spares that work while a lock is already running.
+
+Attempts refused because of a lock are not counted (nothing is learnt from them), and counters
+exist for unknown logins too: a lock says nothing about whether an account exists.
 
 Every function takes the current time ``now`` from its caller, so tests never sleep.
 """
@@ -19,15 +39,17 @@ Every function takes the current time ``now`` from its caller, so tests never sl
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.config import Settings
+from caducee.domain.model import Account
 from caducee.errors import AccessDenied
+from caducee.services import audit
 from caducee.services.audit import AuditEvent, Detail
 from caducee.store import auth_repo
 from caducee.store.database import Database
@@ -142,26 +164,28 @@ class AccountLocked(AccessDenied):
         )
 
 
+def _lock_end(rows: Sequence[auth_repo.FailureRow], now: datetime) -> datetime | None:
+    """The end of the longest lock among ``rows`` still running at ``now``, if any."""
+    ends = [row.locked_until for row in rows if row.locked_until and row.locked_until > now]
+    return max(ends) if ends else None
+
+
 async def locked_until(
     conn: AsyncConnection, keys: Sequence[str], now: datetime
 ) -> datetime | None:
     """The end of the longest lock among ``keys`` still running at ``now``, if any."""
-    ends = [
-        row.locked_until
-        for row in await auth_repo.failures(conn, keys)
-        if row.locked_until is not None and row.locked_until > now
-    ]
-    return max(ends) if ends else None
+    return _lock_end(await auth_repo.failures(conn, keys), now)
 
 
-async def record_failure(
-    conn: AsyncConnection, policy: LockoutPolicy, keys: Sequence[str], now: datetime
-) -> datetime | None:
-    """Count one failure against each key; return the end of the lock it causes, if any."""
-    longest: datetime | None = None
+async def _count_failure(
+    conn: AsyncConnection,
+    policy: LockoutPolicy,
+    rows: Sequence[auth_repo.FailureRow],
+    now: datetime,
+) -> None:
+    """Count one failure against each of the (locked) counter ``rows``."""
     window = timedelta(seconds=policy.max_seconds)
-    for key in sorted(keys):
-        row = await auth_repo.lock_failure_row(conn, key, now)
+    for row in rows:
         failures = row.failures
         quiet_since = max(row.last_failure_at, row.locked_until or row.last_failure_at)
         if failures and now - quiet_since > window:
@@ -169,15 +193,97 @@ async def record_failure(
         failures += 1
         seconds = policy.lock_seconds(failures)
         until = now + timedelta(seconds=seconds) if seconds else None
-        await auth_repo.save_failure(conn, key, failures, now, until)
-        if until is not None and (longest is None or until > longest):
-            longest = until
-    return longest
+        await auth_repo.save_failure(conn, row.key, failures, now, until)
 
 
-async def reset(conn: AsyncConnection, keys: Sequence[str]) -> None:
-    """Forget the failures of ``keys`` (after a successful authentication)."""
-    await auth_repo.delete_failures(conn, keys)
+@dataclass(frozen=True)
+class Verdict:
+    """What checking a secret found, inside the attempt's transaction."""
+
+    outcome: Outcome
+    reason: str = ""  # audited: bad_password, bad_code, replay, disabled, ...
+    account: Account | None = None  # the account, on success
+    #: Whether a success resets the counters (False: a first factor, the second is awaited,
+    #: so guessing codes between right passwords keeps counting).
+    reset: bool = True
+    details: Mapping[str, Detail] = field(default_factory=dict)  # more audit details
+
+    @classmethod
+    def ok(cls, account: Account, *, reset: bool = True, **details: Detail) -> Verdict:
+        return cls(Outcome.OK, account=account, reset=reset, details=details)
+
+    @classmethod
+    def failed(cls, reason: str, **details: Detail) -> Verdict:
+        return cls(Outcome.FAILED, reason, details=details)
+
+    @classmethod
+    def denied(cls, reason: str, **details: Detail) -> Verdict:
+        return cls(Outcome.DENIED, reason, details=details)
+
+
+#: Checks the secret in the attempt's transaction and applies what a success changes there.
+Check = Callable[[AsyncConnection], Awaitable[Verdict]]
+
+
+async def refuse_if_locked(
+    db: Database, login: str, source: str, action: str, now: datetime, **extra: Detail
+) -> None:
+    """Raise :class:`AccountLocked` (audited) if the account or the address is locked now.
+
+    A read, for doors about to do slow work (an argon2 verification, a WebAuthn challenge):
+    it spares that work while a lock runs. It decides nothing by itself — :func:`attempt`
+    checks the lock again in its transaction.
+    """
+    login, source = normalize_login(login), normalize_source(source)
+    async with db.read() as conn:
+        until = await locked_until(conn, lock_keys(login, source), now)
+    if until is not None:
+        event = auth_event(login, action, source, Outcome.DENIED, "locked", **extra)
+        await audit.record(db, event)
+        raise AccountLocked(until, now)
+
+
+async def attempt(
+    db: Database,
+    settings: Settings,
+    *,
+    login: str,
+    source: str,
+    action: str,
+    check: Check,
+    now: datetime,
+    **extra: Detail,
+) -> Verdict:
+    """One authentication attempt by ``login`` from ``source``, in one write transaction.
+
+    Locks the counters, refuses while locked, runs ``check``, counts the failure or resets
+    the counters, and audits ``action`` (with ``extra`` and the verdict's details) — see the
+    module's documentation. Raises :class:`AccountLocked` while locked; otherwise returns the
+    verdict, whose refusal (FAILED or DENIED) the door words itself.
+    """
+    login, source = normalize_login(login), normalize_source(source)
+    keys = lock_keys(login, source)
+    policy = LockoutPolicy.from_settings(settings)
+    async with db.write() as conn:
+        rows = await auth_repo.lock_failure_rows(conn, keys, now)
+        until = _lock_end(rows, now)
+        if until is not None:
+            verdict = Verdict.denied("locked")
+        else:
+            verdict = await check(conn)
+        if verdict.outcome is Outcome.FAILED:
+            await _count_failure(conn, policy, rows, now)
+        elif verdict.outcome is Outcome.OK and verdict.reset:
+            await auth_repo.delete_failures(conn, keys)
+        else:  # not counted: drop the counters created only to be locked
+            await auth_repo.delete_unused_failures(conn, keys)
+        details = {**extra, **verdict.details}
+        await audit.append(
+            conn, auth_event(login, action, source, verdict.outcome, verdict.reason, **details)
+        )
+    if until is not None:
+        raise AccountLocked(until, now)
+    return verdict
 
 
 async def purge_stale(db: Database, settings: Settings, now: datetime | None = None) -> int:

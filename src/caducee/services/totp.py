@@ -13,6 +13,7 @@ import hmac
 from datetime import datetime
 
 import pyotp
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.app import App
 from caducee.domain.model import Account
@@ -20,16 +21,7 @@ from caducee.errors import AccessDenied, InvalidInput
 from caducee.services import audit, lockout
 from caducee.services.app_passwords import account_not_found
 from caducee.services.audit import AuditEvent
-from caducee.services.lockout import (
-    AccountLocked,
-    LockoutPolicy,
-    Outcome,
-    auth_event,
-    lock_keys,
-    normalize_login,
-    normalize_source,
-    utcnow,
-)
+from caducee.services.lockout import Verdict, normalize_login, normalize_source, utcnow
 from caducee.store import auth_repo
 from caducee.store.keyring import SYSTEM_SCOPE
 
@@ -177,74 +169,46 @@ async def verify_totp(
 ) -> Account:
     """Check the second factor of ``login`` (after its password); return the account.
 
-    A wrong or replayed code counts towards the lock; a right one resets the counters of the
-    account and the address (the login is complete). Raises :class:`AccountLocked` or
-    :class:`AccessDenied`.
+    One :func:`caducee.services.lockout.attempt`: a wrong or replayed code counts towards the
+    lock; a right one resets the counters of the account and the address (the login is
+    complete). Raises :class:`AccountLocked` or :class:`AccessDenied`.
     """
     login = normalize_login(login)
-    source = normalize_source(source)
-    now = now or utcnow()
-    keys = lock_keys(login, source)
-    policy = LockoutPolicy.from_settings(app.settings)
+    when = now or utcnow()
 
-    def event(result: Outcome, reason: str = "") -> AuditEvent:
-        return auth_event(login, "auth.totp", source, result, reason)
-
-    async with app.db.read() as conn:
-        until = await lockout.locked_until(conn, keys, now)
-        creds = None if until else await auth_repo.account_credentials(conn, login)
-        secret: str | None = None
-        if creds is not None and creds.account.totp_enabled and creds.totp_sealed is not None:
-            secret = (
-                await app.keyring.open(
-                    conn,
-                    SYSTEM_SCOPE,
-                    seal_record(creds.account.id),
-                    SEAL_FIELD,
-                    creds.totp_sealed,
-                )
-            ).decode("ascii")
-    if until is not None:
-        async with app.db.write() as conn:
-            await audit.append(conn, event(Outcome.DENIED, "locked"))
-        raise AccountLocked(until, now)
-
-    step: int | None = None
-    if creds is None or secret is None:
-        outcome, reason = Outcome.FAILED, "no_totp"
-    else:
-        steps = matching_steps(secret, code, now)
+    async def check(conn: AsyncConnection) -> Verdict:
+        creds = await auth_repo.account_credentials(conn, login)
+        if creds is None or not creds.account.totp_enabled or creds.totp_sealed is None:
+            return Verdict.failed("no_totp")
+        account = creds.account
+        sealed = creds.totp_sealed
+        secret = await app.keyring.open(
+            conn, SYSTEM_SCOPE, seal_record(account.id), SEAL_FIELD, sealed
+        )
+        steps = matching_steps(secret.decode("ascii"), code, when)
         last = creds.totp_last_step
         fresh = [s for s in steps if last is None or s > last]
-        if fresh:
-            step = max(fresh)
-            outcome, reason = Outcome.OK, ""
-        else:
-            outcome, reason = Outcome.FAILED, "replay" if steps else "bad_code"
-        if outcome is Outcome.OK and creds.account.disabled:
-            outcome, reason = Outcome.DENIED, "disabled"
+        if not fresh:
+            return Verdict.failed("replay" if steps else "bad_code")
+        if account.disabled:
+            return Verdict.denied("disabled")
+        # A conditional UPDATE: a code is used once, even by two nodes at the same time.
+        if not await auth_repo.advance_totp_step(conn, account.id, max(fresh)):
+            return Verdict.failed("replay")
+        return Verdict.ok(account)
 
-    async with app.db.write() as conn:
-        if outcome is Outcome.OK:
-            until = await lockout.locked_until(conn, keys, now)
-            if until is not None:
-                outcome, reason = Outcome.DENIED, "locked"
-        if outcome is Outcome.OK:
-            assert creds is not None and step is not None
-            if await auth_repo.advance_totp_step(conn, creds.account.id, step):
-                await lockout.reset(conn, keys)
-            else:  # another node accepted this code meanwhile
-                outcome, reason = Outcome.FAILED, "replay"
-        if outcome is Outcome.FAILED:
-            await lockout.record_failure(conn, policy, keys, now)
-        await audit.append(conn, event(outcome, reason))
-
-    if outcome is Outcome.OK:
-        assert creds is not None
-        return creds.account
-    if until is not None:
-        raise AccountLocked(until, now)
-    raise wrong_code()
+    verdict = await lockout.attempt(
+        app.db,
+        app.settings,
+        login=login,
+        source=source,
+        action="auth.totp",
+        check=check,
+        now=when,
+    )
+    if verdict.account is None:
+        raise wrong_code()
+    return verdict.account
 
 
 async def disable_totp(app: App, login: str, actor: str, *, source: str = "") -> None:

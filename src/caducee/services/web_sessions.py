@@ -31,21 +31,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from caducee.app import App
 from caducee.domain.model import Account, Practice
 from caducee.errors import AccessDenied, InvalidInput, NotFound
 from caducee.services import audit, lockout
 from caducee.services.audit import AuditEvent, AuditRecord
-from caducee.services.lockout import (
-    AccountLocked,
-    LockoutPolicy,
-    Outcome,
-    auth_event,
-    lock_keys,
-    normalize_login,
-    normalize_source,
-    utcnow,
-)
+from caducee.services.lockout import Verdict, normalize_login, normalize_source, utcnow
 from caducee.services.totp import SEAL_FIELD, seal_record
 from caducee.store import auth_repo, web_repo
 from caducee.store import directory_repo as repo
@@ -397,62 +390,47 @@ def wrong_recovery_code() -> AccessDenied:
     )
 
 
-async def _second_factor_attempt(
-    app: App, login: str, source: str, now: datetime, action: str
-) -> tuple[tuple[str, ...], LockoutPolicy]:
-    """Refuse at once while locked (audited); return the lock keys and policy."""
-    keys = lock_keys(login, source)
-    policy = LockoutPolicy.from_settings(app.settings)
-    async with app.db.read() as conn:
-        until = await lockout.locked_until(conn, keys, now)
-    if until is not None:
-        await audit.record(app.db, auth_event(login, action, source, Outcome.DENIED, "locked"))
-        raise AccountLocked(until, now)
-    return keys, policy
-
-
 async def use_recovery_code(
     app: App, login: str, code: str, source: str, *, now: datetime | None = None
 ) -> Account:
     """Check a recovery code as the second factor (it is then spent); return the account.
 
-    Failures count towards the lock like a wrong TOTP code; success resets the counters.
+    One :func:`caducee.services.lockout.attempt`: the code is looked up, compared and spent in
+    the transaction that checks the lock and counts the failure, like a TOTP code; success
+    resets the counters.
     """
     login = normalize_login(login)
-    source = normalize_source(source)
-    now = now or utcnow()
-    keys, policy = await _second_factor_attempt(app, login, source, now, "auth.recovery")
-    async with app.db.read() as conn:
+    when = now or utcnow()
+
+    async def check(conn: AsyncConnection) -> Verdict:
         account = await repo.account_by_login(conn, login)
-        rows = await web_repo.recovery_codes_of(conn, account.id if account else 0)
-    digest = recovery_digest(account.id if account else 0, code).encode("ascii")
-    match: web_repo.RecoveryCodeRow | None = None
-    for row in rows:  # no early exit
-        if hmac.compare_digest(row.code_sha256.encode("ascii"), digest) and row.used_at is None:
-            match = match or row
-    outcome, reason = Outcome.OK, ""
-    if account is None or match is None:
-        outcome, reason = Outcome.FAILED, "bad_code"
-    elif account.disabled:
-        outcome, reason = Outcome.DENIED, "disabled"
-    left = 0
-    async with app.db.write() as conn:
-        if outcome is Outcome.OK:
-            assert match is not None
-            if await web_repo.use_recovery_code(conn, match.id, now):
-                await lockout.reset(conn, keys)
-                left = sum(1 for r in rows if r.used_at is None) - 1
-            else:
-                outcome, reason = Outcome.FAILED, "replay"
-        if outcome is Outcome.FAILED:
-            await lockout.record_failure(conn, policy, keys, now)
-        extra = {"left": left} if outcome is Outcome.OK else {}
-        await audit.append(
-            conn, auth_event(login, "auth.recovery", source, outcome, reason, **extra)
-        )
-    if outcome is not Outcome.OK or account is None:
+        account_id = account.id if account else 0  # the same work for an unknown login
+        rows = await web_repo.recovery_codes_of(conn, account_id)
+        digest = recovery_digest(account_id, code).encode("ascii")
+        match: web_repo.RecoveryCodeRow | None = None
+        for row in rows:  # no early exit
+            if hmac.compare_digest(row.code_sha256.encode("ascii"), digest) and row.used_at is None:
+                match = match or row
+        if account is None or match is None:
+            return Verdict.failed("bad_code")
+        if account.disabled:
+            return Verdict.denied("disabled")
+        if not await web_repo.use_recovery_code(conn, match.id, when):
+            return Verdict.failed("replay")
+        return Verdict.ok(account, left=sum(1 for r in rows if r.used_at is None) - 1)
+
+    verdict = await lockout.attempt(
+        app.db,
+        app.settings,
+        login=login,
+        source=source,
+        action="auth.recovery",
+        check=check,
+        now=when,
+    )
+    if verdict.account is None:
         raise wrong_recovery_code()
-    return account
+    return verdict.account
 
 
 # --- WebAuthn credentials --------------------------------------------------------------------
@@ -547,10 +525,8 @@ async def delete_webauthn_credential(
 
 
 async def begin_webauthn_login(app: App, login: str, source: str, now: datetime) -> None:
-    """Refuse at once while the account or the address is locked."""
-    await _second_factor_attempt(
-        app, normalize_login(login), normalize_source(source), now, "auth.webauthn"
-    )
+    """Refuse at once while the account or the address is locked (before any challenge)."""
+    await lockout.refuse_if_locked(app.db, login, source, "auth.webauthn", now)
 
 
 async def finish_webauthn_login(
@@ -566,48 +542,43 @@ async def finish_webauthn_login(
     """Record the outcome of a WebAuthn assertion checked by the web door.
 
     ``new_sign_count`` None means the assertion failed (``reason`` says why): it counts towards
-    the lock. On success the counters are reset and the credential's counter is stored.
+    the lock. On success the counters are reset and the credential's counter is stored. One
+    :func:`caducee.services.lockout.attempt`: a locked account is refused whatever the
+    assertion was.
     """
     login = normalize_login(login)
-    source = normalize_source(source)
-    now = now or utcnow()
-    keys = lock_keys(login, source)
-    policy = LockoutPolicy.from_settings(app.settings)
-    async with app.db.read() as conn:
+    when = now or utcnow()
+
+    async def check(conn: AsyncConnection) -> Verdict:
         account = await repo.account_by_login(conn, login)
-    ok = (
-        new_sign_count is not None
-        and credential is not None
-        and account is not None
-        and credential.account_id == account.id
+        if (
+            new_sign_count is None
+            or credential is None
+            or account is None
+            or credential.account_id != account.id
+        ):
+            return Verdict.failed(reason or "bad_assertion")
+        if account.disabled:
+            return Verdict.denied("disabled")
+        await web_repo.update_credential_use(conn, credential.id, new_sign_count, when)
+        return Verdict.ok(account)
+
+    verdict = await lockout.attempt(
+        app.db,
+        app.settings,
+        login=login,
+        source=source,
+        action="auth.webauthn",
+        check=check,
+        now=when,
+        key=credential.id if credential else None,
     )
-    outcome = Outcome.OK if ok else Outcome.FAILED
-    if ok and account is not None and account.disabled:
-        outcome, reason = Outcome.DENIED, "disabled"
-    async with app.db.write() as conn:
-        if outcome is Outcome.OK:
-            assert credential is not None and new_sign_count is not None
-            await web_repo.update_credential_use(conn, credential.id, new_sign_count, now)
-            await lockout.reset(conn, keys)
-        elif outcome is Outcome.FAILED:
-            await lockout.record_failure(conn, policy, keys, now)
-        await audit.append(
-            conn,
-            auth_event(
-                login,
-                "auth.webauthn",
-                source,
-                outcome,
-                reason or ("" if ok else "bad_assertion"),
-                key=credential.id if credential else None,
-            ),
-        )
-    if outcome is not Outcome.OK or account is None:
+    if verdict.account is None:
         raise AccessDenied(
             "La clé de sécurité n'a pas été reconnue. Réessayez, ou utilisez un autre moyen.",
             "The security key was not recognised. Try again, or use another method.",
         )
-    return account
+    return verdict.account
 
 
 async def reset_second_factors(app: App, account: Account, *, actor: str, source: str) -> None:

@@ -124,13 +124,21 @@ async def failures(conn: AsyncConnection, keys: Sequence[str]) -> list[FailureRo
     return [_failure(row) for row in rows]
 
 
-async def lock_failure_row(conn: AsyncConnection, key: str, now: datetime) -> FailureRow:
-    """The counter row of ``key``, created at zero if missing, locked until the transaction ends.
+async def lock_failure_rows(
+    conn: AsyncConnection, keys: Sequence[str], now: datetime
+) -> list[FailureRow]:
+    """The counter rows of ``keys`` (created at zero if missing), locked until the transaction
+    ends, in key order.
 
-    ``INSERT … ON CONFLICT DO NOTHING`` then ``SELECT … FOR UPDATE``: concurrent failures on
-    several nodes are counted one after the other (SQLite's single writer does the same).
+    ``INSERT … ON CONFLICT DO NOTHING`` then ``SELECT … ORDER BY key FOR UPDATE``: concurrent
+    attempts on the same account or address, on any node, run one after the other from here
+    on, even before their key's first failure (SQLite's single writer does the same). Every
+    caller locks in key order, so two attempts cannot deadlock.
     """
-    values = {"key": key, "failures": 0, "last_failure_at": now, "locked_until": None}
+    ordered = sorted(set(keys))
+    values = [
+        {"key": key, "failures": 0, "last_failure_at": now, "locked_until": None} for key in ordered
+    ]
     stmt: Any
     if conn.dialect.name == "postgresql":
         stmt = postgresql.insert(auth_failures).values(values).on_conflict_do_nothing()
@@ -139,12 +147,13 @@ async def lock_failure_row(conn: AsyncConnection, key: str, now: datetime) -> Fa
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported
         raise NotImplementedError(conn.dialect.name)
     await conn.execute(stmt)
-    row = (
-        await conn.execute(
-            select(auth_failures).where(auth_failures.c.key == key).with_for_update()
-        )
-    ).one()
-    return _failure(row)
+    rows = await conn.execute(
+        select(auth_failures)
+        .where(auth_failures.c.key.in_(ordered))
+        .order_by(auth_failures.c.key)
+        .with_for_update()
+    )
+    return [_failure(row) for row in rows]
 
 
 async def save_failure(
@@ -163,6 +172,15 @@ async def save_failure(
 
 async def delete_failures(conn: AsyncConnection, keys: Iterable[str]) -> None:
     await conn.execute(delete(auth_failures).where(auth_failures.c.key.in_(list(keys))))
+
+
+async def delete_unused_failures(conn: AsyncConnection, keys: Iterable[str]) -> None:
+    """Delete the counters of ``keys`` still at zero (created only to be locked)."""
+    await conn.execute(
+        delete(auth_failures)
+        .where(auth_failures.c.key.in_(list(keys)))
+        .where(auth_failures.c.failures == 0)
+    )
 
 
 async def delete_stale_failures(conn: AsyncConnection, before: datetime) -> int:
