@@ -66,7 +66,7 @@ def enrol_totp_at_first_login(page: Page) -> str:
     which shows the QR code; the account enrols TOTP and reaches its home. The secret."""
     expect(page).to_have_url(re.compile(r"/compte/securite/enrolement$"))
     expect(page.locator("h1")).to_have_text("Second facteur obligatoire")
-    page.click("button:has-text('Utiliser une application d'authentification')")
+    page.get_by_role("button", name="Utiliser une application d'authentification").click()
     expect(page.locator("img[alt^='QR code']")).to_be_visible()
     secret = page.get_attribute("#totp-secret", "data-secret")
     assert secret and re.fullmatch(r"[A-Z2-7]{32}", secret)
