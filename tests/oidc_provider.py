@@ -42,6 +42,9 @@ class TestProvider:
     kid: str = "cle-1"
     #: The national identifier (idNat) the next authorization approves.
     identifier: str = ""
+    #: The authentication class its next ID tokens certify (``acr``, OpenID Connect Core §2):
+    #: ``eidas1`` for a CPS card or e-CPS; None leaves the claim out.
+    acr: str | None = "eidas1"
     grants: dict[str, _Grant] = field(default_factory=dict)
     access: dict[str, str] = field(default_factory=dict)  # opaque userinfo token → identifier
     port: int = 0
@@ -163,17 +166,17 @@ class TestProvider:
                     self._json(400, {"error": "invalid_grant"})
                     return
                 now = int(time.time())
-                id_token = provider.sign(
-                    {
-                        "iss": provider.issuer,
-                        "sub": f"psc-{grant.identifier}",
-                        "aud": CLIENT_ID,
-                        "iat": now,
-                        "exp": now + 300,
-                        "nonce": grant.nonce,
-                        "acr": "eidas1",
-                    }
-                )
+                claims: dict[str, Any] = {
+                    "iss": provider.issuer,
+                    "sub": f"psc-{grant.identifier}",
+                    "aud": CLIENT_ID,
+                    "iat": now,
+                    "exp": now + 300,
+                    "nonce": grant.nonce,
+                }
+                if provider.acr is not None:
+                    claims["acr"] = provider.acr
+                id_token = provider.sign(claims)
                 opaque = secrets.token_urlsafe(16)
                 provider.access[opaque] = grant.identifier
                 self._json(

@@ -324,6 +324,14 @@ def test_demo_creates_a_complete_practice(tmp_path: Path) -> None:
     assert "secretariat@cabinet-demo.test" in delegations and "envoi" in delegations
     again = caducee("demo", "--data", str(data), "--no-serve")  # reuses, never re-creates
     assert again.returncode == 0 and again.stdout.count("dr.martin@cabinet-demo.test") >= 1
+    # A second factor is required for the webmail: the first login shows the QR code.
+    assert "QR" in created.stdout and "mot de passe d'application" in created.stdout
+    shown = caducee("practice", "show", "--data", str(data)).stdout
+    assert "second facteur : exigé" in shown
+    lifted = caducee("practice", "update", "--data", str(data), "--no-second-factor")
+    assert lifted.returncode == 0 and "second facteur : facultatif" in lifted.stdout
+    exported = caducee("audit", "export", "--data", str(data)).stdout
+    assert "practice.require_second_factor" in exported
     assert caducee("audit", "verify", "--data", str(data)).returncode == 0
 
 

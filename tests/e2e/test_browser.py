@@ -61,6 +61,25 @@ def code_for(secret: str, offset: int = 0) -> str:
     return str(pyotp.TOTP(secret).at(datetime.now(UTC) + timedelta(seconds=offset)))
 
 
+def enrol_totp_at_first_login(page: Page) -> str:
+    """A new practice requires a second factor: the first login lands on the enrolment page,
+    which shows the QR code; the account enrols TOTP and reaches its home. The secret."""
+    expect(page).to_have_url(re.compile(r"/compte/securite/enrolement$"))
+    expect(page.locator("h1")).to_have_text("Second facteur obligatoire")
+    page.get_by_role("button", name="Utiliser une application d'authentification").click()
+    expect(page.locator("img[alt^='QR code']")).to_be_visible()
+    secret = page.get_attribute("#totp-secret", "data-secret")
+    assert secret and re.fullmatch(r"[A-Z2-7]{32}", secret)
+    page.fill("#code", code_for(secret))
+    page.click("button:has-text('Activer')")
+    assert page.locator("#recovery-codes code").count() == 10
+    page.click("text=J'ai noté mes codes, continuer")
+    expect(page.locator(".status.on").first).to_have_text("Activée")
+    page.goto("/accueil")
+    expect(page).to_have_url(re.compile(r"/accueil$"))
+    return secret
+
+
 def in_thread(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on its own loop in a worker thread (Playwright's sync API keeps an event
     loop running in this one)."""
@@ -103,21 +122,14 @@ def test_admin_console_in_chromium(browser: Browser, node: Node) -> None:
     )
     page.on("pageerror", lambda exc: console_errors.append(str(exc)))
 
-    # 1. Password only (no second factor yet), then TOTP enrolment from the security page.
+    # 1. The practice requires a second factor (the default): the password opens only the
+    # enrolment page, whose QR code enrols TOTP; nothing else is reachable before.
     log_in_password(page, ADMIN, ADMIN_PASSWORD)
-    expect(page).to_have_url(re.compile(r"/accueil$"))
+    expect(page).to_have_url(re.compile(r"/compte/securite/enrolement$"))
+    page.goto("/accueil")
+    expect(page).to_have_url(re.compile(r"/compte/securite/enrolement$"))
+    secret = enrol_totp_at_first_login(page)
     expect(page.locator("h1")).to_contain_text("Bonjour Alice")
-    page.click("text=Sécurité")
-    page.click("text=Configurer une application d'authentification")
-    expect(page.locator("img[alt^='QR code']")).to_be_visible()
-    secret = page.get_attribute("#totp-secret", "data-secret")
-    assert secret and re.fullmatch(r"[A-Z2-7]{32}", secret)
-    page.fill("#code", code_for(secret))
-    page.click("button:has-text('Activer')")
-    codes = page.locator("#recovery-codes code").all_inner_texts()
-    assert len(codes) == 10
-    page.click("text=J'ai noté mes codes, continuer")
-    expect(page.locator(".status.on").first).to_have_text("Activée")
 
     # 2. Log out, log in again with the TOTP code (the next step's code: never a replay).
     page.click("header button:has-text('Se déconnecter')")
@@ -196,7 +208,7 @@ def test_admin_console_in_chromium(browser: Browser, node: Node) -> None:
     # 9. The secretary logs in with the password the admin got; English on request.
     other = new_context(browser, node).new_page()
     log_in_password(other, f"secretariat@{DOMAIN}", new_password)
-    expect(other).to_have_url(re.compile(r"/accueil$"))
+    enrol_totp_at_first_login(other)
     other.goto("/admin/comptes")
     expect(other.locator("h1")).to_have_text("Accès refusé")
     other.goto("/accueil?lang=en")
@@ -227,11 +239,12 @@ def test_webauthn_key_in_chromium(browser: Browser, node: Node) -> None:
             }
         },
     )
+    # The first login enrols the required second factor: here a security key.
     log_in_password(page, ADMIN, ADMIN_PASSWORD)
-    expect(page).to_have_url(re.compile(r"/accueil$"))
-    page.goto("/compte/securite")
+    expect(page).to_have_url(re.compile(r"/compte/securite/enrolement$"))
     page.fill("#cle-nom", "Clé virtuelle")
-    page.click("button:has-text('Ajouter une clé de sécurité')")
+    page.click("button:has-text('Utiliser une clé de sécurité')")
+    expect(page).to_have_url(re.compile(r"/compte/securite$"))
     expect(page.locator(".notice")).to_have_text("Clé de sécurité enregistrée.")
     expect(page.locator("ul.plain").first).to_contain_text("Clé virtuelle")
 

@@ -219,11 +219,12 @@ def _notice_link(sink: _Sink) -> str:
 def test_practitioner_writes_in_the_webmail_and_the_patient_picks_up(
     patient_provider: _Sink, browser: Browser, node: Node, tmp_path: Path
 ) -> None:
-    from tests.e2e.test_browser import log_in_password
+    from tests.e2e.test_browser import enrol_totp_at_first_login, log_in_password
 
     patient = _verified_patient(node)
     doctor = new_context(browser, node).new_page()
     log_in_password(doctor, DOCTOR, "Correct-Horse-42-Battery")
+    enrol_totp_at_first_login(doctor)
     doctor.goto("/courrier")
     doctor.click("text=Nouveau message")
     doctor.fill("#a", patient)

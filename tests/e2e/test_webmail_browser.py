@@ -4,7 +4,6 @@ secretary writing from the mailbox delegated to her. Writes docs/screenshots/web
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +14,12 @@ from caducee.domain.model import Role
 from caducee.services import accounts, mailboxes
 from caducee.services.delivery import deliver_local
 from tests.e2e.conftest import CHROMIUM, DOMAIN, SCREENSHOTS, Node
-from tests.e2e.test_browser import in_thread, log_in_password, new_context
+from tests.e2e.test_browser import (
+    enrol_totp_at_first_login,
+    in_thread,
+    log_in_password,
+    new_context,
+)
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "Correct-Horse-42-Battery"
@@ -98,7 +102,7 @@ def test_webmail_in_chromium(browser: Browser, node: Node, tmp_path: object) -> 
     doctor = new_context(browser, node).new_page()
     errors, remote = _watch(doctor)
     log_in_password(doctor, DOCTOR, PASSWORD)
-    expect(doctor).to_have_url(re.compile(r"/accueil$"))
+    enrol_totp_at_first_login(doctor)
     doctor.click("nav.mainnav >> text=Messagerie")
     expect(doctor.locator("h1")).to_contain_text("Boîte de réception")
     expect(doctor.locator("table.mail-list tbody tr")).to_have_count(len(INBOX) + 1)
@@ -133,6 +137,7 @@ def test_webmail_in_chromium(browser: Browser, node: Node, tmp_path: object) -> 
     secretary = new_context(browser, node).new_page()
     s_errors, _ = _watch(secretary)
     log_in_password(secretary, SECRETARY, PASSWORD)
+    enrol_totp_at_first_login(secretary)
     secretary.goto("/courrier")
     secretary.click("text=Dossier de M. Roux")
     expect(secretary.locator(".attachments")).to_contain_text("courrier.pdf")

@@ -91,3 +91,12 @@ def test_rpps_of_national_identifiers() -> None:
     assert oidc.rpps_of(RPPS) == RPPS
     assert oidc.rpps_of("3" + RPPS) is None  # another kind of national identifier
     assert oidc.rpps_of(12345) is None
+
+
+def test_acr_must_be_one_of_the_configured_values() -> None:
+    assert oidc.acr_satisfied("eidas1", "eidas1")
+    assert oidc.acr_satisfied("eidas2", "eidas2 eidas1")
+    assert not oidc.acr_satisfied("eidas0", "eidas1")
+    assert not oidc.acr_satisfied(None, "eidas1")
+    assert not oidc.acr_satisfied(["eidas1"], "eidas1")
+    assert not oidc.acr_satisfied("eidas1", "")  # nothing required: nothing proven

@@ -102,6 +102,15 @@ def audit_page(response: httpx.Response) -> PageAudit:
     return parser
 
 
+def assert_safe_download(response: httpx.Response) -> None:
+    """A downloaded file: saved, not sniffed, sandboxed, and framed by no site (clickjacking)."""
+    assert response.status_code == 200
+    assert response.headers["content-disposition"].startswith("attachment;")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    directives = {d.strip() for d in response.headers["content-security-policy"].split(";")}
+    assert {"default-src 'none'", "sandbox", "frame-ancestors 'none'"} <= directives, directives
+
+
 def assert_strict_page(response: httpx.Response) -> None:
     assert response.headers["content-type"].startswith("text/html")
     csp = response.headers["content-security-policy"]

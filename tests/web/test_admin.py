@@ -12,7 +12,7 @@ from caducee.health import pickup, pickup_auth
 from caducee.services import accounts, app_passwords, mailboxes, web_sessions
 from caducee.services.auth import verify_password_login
 from tests.web.conftest import People, WebClient
-from tests.web.helpers import audit_actions
+from tests.web.helpers import assert_safe_download, audit_actions
 
 PASSWORD_SHOWN = re.compile(r'<code id="new-password">([^<]+)</code>')
 
@@ -205,7 +205,7 @@ async def test_audit_viewer_filters_and_csv(web: WebClient, people: People, app:
     exported = await web.http.get("/admin/journal.csv?action=account.")
     assert exported.status_code == 200
     assert exported.headers["content-type"].startswith("text/csv")
-    assert "attachment" in exported.headers["content-disposition"]
+    assert_safe_download(exported)
     rows = list(csv.DictReader(io.StringIO(exported.text.lstrip("\ufeff"))))
     assert rows and {r["action"] for r in rows} == {"account.create"}
     assert all(r["target"].endswith("@cabinet-a.test") for r in rows)

@@ -17,6 +17,7 @@ from caducee.services.delivery import deliver_local
 from caducee.store.tables import api_tokens as api_tokens_table
 from caducee.web import api
 from tests.web.conftest import People, WebClient
+from tests.web.helpers import assert_safe_download
 
 DOCTOR = "dr.martin@cabinet-a.test"
 SECRETARY = "secretariat@cabinet-a.test"
@@ -80,7 +81,8 @@ async def test_read_mark_and_fetch(app: App, web: WebClient, people: People) -> 
     )
     part = message["pieces_jointes"][0]["index"]
     pdf = await http.get(f"{base}/{summary['uid']}/pieces/{part}", headers=_auth(token))
-    assert pdf.content.startswith(b"%PDF") and pdf.headers["x-content-type-options"] == "nosniff"
+    assert pdf.content.startswith(b"%PDF")
+    assert_safe_download(pdf)
     marked = await http.post(
         f"{base}/{summary['uid']}/marquer", json={"lu": True}, headers=_auth(token)
     )

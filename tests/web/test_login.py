@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from caducee.app import App
-from caducee.services import web_sessions
+from caducee.domain.model import Role
+from caducee.services import accounts, practices, web_sessions
+from caducee.services.audit import iter_records
 from tests.web.conftest import PASSWORD, Clock, People, WebClient
-from tests.web.helpers import audit_actions, audit_dump, enrol_totp, totp_code
+from tests.web.helpers import SECRET, audit_actions, audit_dump, enrol_totp, totp_code
 from tests.web.softkey import SoftKey
 
 ORIGIN = "https://mail.test.example"
@@ -229,3 +231,36 @@ async def test_login_next_path_is_local_only(web: WebClient, people: People) -> 
         },
     )
     assert response.headers["location"] == "/accueil"
+
+
+async def test_a_new_practice_requires_a_second_factor_by_default(
+    app: App, web: WebClient, clock: Clock
+) -> None:
+    """Web access to mail asks for TOTP or a security key from the start: the first login
+    opens only the enrolment, whose TOTP page shows the QR code; app passwords stay for mail
+    clients."""
+    practice = await practices.create_practice(app, "Cabinet neuf", ["cabinet-neuf.test"])
+    assert await web_sessions.second_factor_required(app, practice.id)
+    await accounts.add_account(
+        app,
+        accounts.NewAccount(
+            login="dr.neuf@cabinet-neuf.test", first_name="Jeanne", last_name="Neuf",
+            role=Role.PRATICIEN, password=PASSWORD,
+        ),
+    )  # fmt: skip
+    response = await web.login("dr.neuf@cabinet-neuf.test")
+    assert response.headers["location"] == "/compte/securite/enrolement"
+    blocked = await web.http.get("/accueil")
+    assert blocked.headers["location"] == "/compte/securite/enrolement"
+    await web.get("/compte/securite/enrolement")
+    await web.post("/compte/securite/totp/commencer")
+    qr_page = await web.get("/compte/securite/totp")
+    assert qr_page.status_code == 200 and 'src="data:image/svg+xml' in qr_page.text
+    secret = SECRET.search(qr_page.text)
+    assert secret
+    confirmed = await web.post(
+        "/compte/securite/totp/confirmer", {"code": totp_code(secret.group(1), clock)}
+    )
+    assert confirmed.status_code == 200 and (await web.get("/accueil")).status_code == 200
+    created = [r async for r in iter_records(app.db) if r.action == "practice.create"]
+    assert '"require_second_factor": true' in created[-1].details

@@ -10,10 +10,12 @@ import pytest
 from sqlalchemy import update
 
 from caducee.app import App
+from caducee.services import web_sessions
 from caducee.services.audit import iter_records
 from caducee.store.tables import accounts
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, TestProvider
-from tests.web.conftest import People, WebClient
+from tests.web.conftest import Clock, People, WebClient
+from tests.web.helpers import enrol_totp, totp_code
 
 RPPS = "10003456784"  # Luhn-valid
 IDNAT = "8" + RPPS
@@ -60,6 +62,12 @@ async def test_login_page_offers_psc_only_when_configured(
 async def test_psc_login_opens_a_full_session(
     app: App, web: WebClient, psc: TestProvider, people: People
 ) -> None:
+    # The CPS card or e-CPS (acr eidas1) is itself two factors: even where the practice
+    # requires a second factor, none is asked on top of it.
+    await web_sessions.set_second_factor_required(
+        app, people.practice_a.id, True, actor="test", source="test"
+    )
+    assert app.settings.oidc_acr_values == "eidas1" and psc.acr == "eidas1"
     back = await _through_provider(web, psc, IDNAT)
     landed = await web.get(back)
     assert landed.status_code == 200 and 'http-equiv="refresh"' in landed.text
@@ -100,3 +108,56 @@ async def test_disabled_account_is_refused(
         )
     refused = await web.get(await _through_provider(web, psc, IDNAT))
     assert refused.status_code == 403 and not web.session_cookie()
+
+
+async def _last_login_method(app: App) -> str:
+    logins = [r async for r in iter_records(app.db) if r.action == "web.login"]
+    return logins[-1].details
+
+
+@pytest.mark.parametrize("acr", ["eidas0", None])
+async def test_psc_below_the_required_acr_asks_the_second_factor(
+    app: App,
+    web: WebClient,
+    psc: TestProvider,
+    people: People,
+    clock: Clock,
+    new_client: object,
+    acr: str | None,
+) -> None:
+    """An ID token whose acr is lower than the configured acr_values (or missing) proves one
+    factor only: the account's TOTP is asked, as after a password."""
+    await web.login(people.doctor_a.login)
+    secret, _codes = await enrol_totp(web, clock)
+    clock.advance(seconds=30)
+    psc.acr = acr
+    async with new_client() as http:  # type: ignore[operator]
+        browser = WebClient(http)
+        landed = await browser.get(await _through_provider(browser, psc, IDNAT))
+        assert landed.status_code == 200 and "url=/connexion/verification" in landed.text
+        assert "second facteur" in landed.text
+        blocked = await browser.http.get("/accueil")
+        assert blocked.status_code == 303
+        assert blocked.headers["location"] == "/connexion/verification"
+        await browser.get("/connexion/verification")
+        done = await browser.post(
+            "/connexion/verification", {"methode": "totp", "code": totp_code(secret, clock)}
+        )
+        assert done.status_code == 303 and done.headers["location"] == "/accueil"
+        home = await browser.get("/accueil")
+        assert home.status_code == 200 and "Martin" in home.text
+    assert '"totp"' in await _last_login_method(app)
+
+
+async def test_psc_below_the_required_acr_goes_to_enrolment_when_required(
+    app: App, web: WebClient, psc: TestProvider, people: People
+) -> None:
+    await web_sessions.set_second_factor_required(
+        app, people.practice_a.id, True, actor="test", source="test"
+    )
+    psc.acr = "eidas0"
+    landed = await web.get(await _through_provider(web, psc, IDNAT))
+    assert landed.status_code == 200 and "url=/compte/securite/enrolement" in landed.text
+    blocked = await web.http.get("/accueil")
+    assert blocked.status_code == 303
+    assert blocked.headers["location"] == "/compte/securite/enrolement"

@@ -20,7 +20,7 @@ from caducee.store.tables import pickups
 from tests.health.pickups import MARKER, PATIENT, PDF, Cabinet, cabinet, deposit, inbox, token_of
 from tests.health.sms_provider_server import ProviderServer
 from tests.web.conftest import WebClient
-from tests.web.helpers import assert_strict_page, audit_actions
+from tests.web.helpers import assert_safe_download, assert_strict_page, audit_actions
 
 CODE = re.compile(r"est (\d{6})\.")
 
@@ -85,7 +85,7 @@ async def test_whole_pickup_with_an_sms_code(
     assert part
     download = await web.get(f"{base}/pj/{part.group(1)}")
     assert download.content == PDF
-    assert download.headers["content-disposition"].startswith("attachment;")
+    assert_safe_download(download)
     reply = await web.http.post(
         f"{base}/envoyer",
         data={"csrf": web.csrf, "texte": "Merci, voici ma carte vitale."},

@@ -10,11 +10,12 @@ from caducee.app import App
 from caducee.services.delivery import deliver_local
 from caducee.store import directory_repo
 from tests.health.pickups import DOCTOR, cabinet, deposit, health_message, token_of
-from tests.web.conftest import WebClient
+from tests.web.conftest import Clock, WebClient
+from tests.web.helpers import enrol_totp
 
 
 async def test_trace_shows_portal_steps_and_revoke_works(
-    app: App, web: WebClient, new_client: Any
+    app: App, web: WebClient, new_client: Any, clock: Clock
 ) -> None:
     cab = await cabinet(app)
     await deliver_local(app, health_message(), [DOCTOR], folder="Sent")
@@ -29,6 +30,7 @@ async def test_trace_shows_portal_steps_and_revoke_works(
         await patient.post(f"{patient_base}/mot-de-passe", {"mot_de_passe": "cheval-agrafe-42"})
         assert (await patient.get(f"{patient_base}/message")).status_code == 200
     await web.login(DOCTOR)
+    await enrol_totp(web, clock)  # the practice requires a second factor (the default)
     trace_path = f"/courrier/b/{cab.mailbox.id}/d/{sent.id}/m/1/trace"
     page = await web.get(trace_path)
     assert page.status_code == 200

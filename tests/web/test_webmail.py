@@ -14,6 +14,7 @@ from caducee.domain.model import Flag, SpecialUse
 from caducee.services import mailboxes, webmail
 from caducee.services.delivery import deliver_local
 from tests.web.conftest import Clock, People, WebClient
+from tests.web.helpers import assert_safe_download
 
 DOCTOR = "dr.martin@cabinet-a.test"
 HOSTILE_HTML = (
@@ -113,7 +114,7 @@ async def test_attachment_downloads_safely(app: App, web: WebClient, people: Peo
     download = await web.get(part.group(1))
     assert download.status_code == 200 and download.content.startswith(b"%PDF-1.4")
     assert download.headers["content-type"] == "application/pdf"
-    assert download.headers["x-content-type-options"] == "nosniff"
+    assert_safe_download(download)
     disposition = download.headers["content-disposition"]
     assert (
         disposition.startswith("attachment;")

@@ -150,6 +150,16 @@ def print_banner(settings: Settings, bound: dict[str, str]) -> None:
     for line in (settings.data_dir / LOGINS_FILE).read_text("utf-8").splitlines():
         login, _, password = line.partition("\t")
         console.print(f"  {login:<60} {password}", markup=False)
+    console.print(
+        tr(
+            "Webmail : le cabinet exige un second facteur ; la première connexion affiche le QR "
+            "code à scanner avec une application TOTP (ou enregistre une clé de sécurité). Les "
+            "logiciels de messagerie utilisent le mot de passe d'application ci-dessus.",
+            "Webmail: the practice requires a second factor; the first login shows the QR code "
+            "to scan with a TOTP app (or registers a security key). Mail clients use the app "
+            "password above.",
+        )
+    )
     console.print(tr("Ctrl+C pour arrêter.", "Ctrl+C to stop."))
 
 

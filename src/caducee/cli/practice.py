@@ -11,7 +11,7 @@ from caducee.app import App
 from caducee.cli.common import DEFAULT_DATA, DataOption, console, with_app
 from caducee.domain.model import DEFAULT_MAILBOX_LIMIT, Practice
 from caducee.i18n import tr
-from caducee.services import practices
+from caducee.services import practices, web_sessions
 from caducee.store import directory_repo
 
 app = typer.Typer(help="Cabinets et établissements / practices.")
@@ -29,6 +29,26 @@ def _show(practice: Practice, mailbox_count: int | None = None) -> None:
             f"{practice.siret or '—'}\n  mailboxes: {used}{practice.mailbox_limit}",
         )
     )
+
+
+async def _show_second_factor(context: App, practice_id: int) -> None:
+    if await web_sessions.second_factor_required(context, practice_id):
+        console.print(
+            tr(
+                "  second facteur : exigé pour le webmail (TOTP ou clé de sécurité, enrôlé à la "
+                "première connexion) ; les logiciels de messagerie utilisent des mots de passe "
+                "d'application",
+                "  second factor: required for the webmail (TOTP or a security key, enrolled at "
+                "the first login); mail clients use app passwords",
+            )
+        )
+    else:
+        console.print(
+            tr(
+                "  second facteur : facultatif (--second-factor pour l'exiger)",
+                "  second factor: optional (--second-factor to require it)",
+            )
+        )
 
 
 @app.command("create")
@@ -49,6 +69,7 @@ def create(
             context, name, domain or [], finess=finess, siret=siret, mailbox_limit=mailbox_limit
         )
         _show(practice)
+        await _show_second_factor(context, practice.id)
 
     with_app(data, action)
 
@@ -91,6 +112,7 @@ def show(
         async with context.db.read() as conn:
             count = await directory_repo.count_mailboxes(conn, practice.id)
         _show(practice, count)
+        await _show_second_factor(context, practice.id)
 
     with_app(data, action)
 
@@ -104,19 +126,35 @@ def update(
     siret: Annotated[str | None, typer.Option("--siret", help="Vide pour effacer.")] = None,
     mailbox_limit: Annotated[int | None, typer.Option("--mailbox-limit")] = None,
     add_domain: Annotated[list[str] | None, typer.Option("--add-domain")] = None,
+    second_factor: Annotated[
+        bool | None,
+        typer.Option(
+            "--second-factor/--no-second-factor",
+            help="Exiger un second facteur pour le webmail (audité). / Require a second factor.",
+        ),
+    ] = None,
 ) -> None:
     """Modifie un cabinet. / Update a practice."""
 
     async def action(context: App) -> None:
-        practice = await practices.update_practice(
-            context,
-            practice_id,
-            name=name,
-            finess=finess,
-            siret=siret,
-            mailbox_limit=mailbox_limit,
-            add_domains=add_domain,
-        )
+        changes = (name, finess, siret, mailbox_limit, add_domain)
+        if second_factor is not None and all(change is None for change in changes):
+            practice = await practices.get_practice(context, practice_id)
+        else:
+            practice = await practices.update_practice(
+                context,
+                practice_id,
+                name=name,
+                finess=finess,
+                siret=siret,
+                mailbox_limit=mailbox_limit,
+                add_domains=add_domain,
+            )
+        if second_factor is not None:
+            await web_sessions.set_second_factor_required(
+                context, practice.id, second_factor, actor="cli", source="cli"
+            )
         _show(practice)
+        await _show_second_factor(context, practice.id)
 
     with_app(data, action)

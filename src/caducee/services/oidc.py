@@ -4,7 +4,9 @@
   browser is sent to the issuer; on return, the code is exchanged, the ID token is verified
   (signature against the issuer's JWKS, ``iss``, ``aud``, ``exp``, ``nonce``), and the national
   identifier read from the userinfo endpoint (or the ID token) is mapped to the account holding
-  that RPPS number.
+  that RPPS number. The ID token's ``acr`` (§2) must be one of the configured ``acr_values``
+  (Pro Santé Connect: ``eidas1``, a CPS card or e-CPS) for the login to count as a strong,
+  two-factor one; below it (or without it) the login proves only a first factor.
 - Access tokens for SASL OAUTHBEARER (RFC 7628) and XOAUTH2 on IMAP and SMTP: a JWT signed by
   the issuer, with our audience, not expired, whose identifier maps to the account.
 
@@ -47,6 +49,23 @@ CACHE_SECONDS = 3600.0
 #: Largest document accepted from the issuer.
 MAX_DOCUMENT = 1024 * 1024
 HTTP_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class PscLogin:
+    """The outcome of a web login through the issuer."""
+
+    account: Account
+    #: The ID token's ``acr`` is one the configuration requires: the issuer checked two factors.
+    strong: bool
+    acr: str
+
+
+def acr_satisfied(acr: object, required: str) -> bool:
+    """OpenID Connect Core §2 / §3.1.2.1: ``acr_values`` lists, space-separated, the classes we
+    ask for; the login is strong only if the ID token's ``acr`` is one of them. Nothing required
+    (empty setting) means nothing is proven: never strong."""
+    return isinstance(acr, str) and acr in required.split()
 
 
 def refused(fr: str = "", en: str = "") -> AccessDenied:
@@ -189,8 +208,9 @@ class OidcProvider:
 
     async def finish_login(
         self, secret: str, state: str, code: str, redirect_uri: str, source: str
-    ) -> Account:
-        """Check ``state``, exchange ``code``, verify the ID token; the account it names."""
+    ) -> PscLogin:
+        """Check ``state``, exchange ``code``, verify the ID token; the account it names and
+        whether its ``acr`` reaches the configured level (see :func:`acr_satisfied`)."""
         if not secret or not hmac.compare_digest(derive(secret, "state"), state):
             raise refused(
                 "Retour de connexion inattendu (état invalide) : recommencez.",
@@ -234,7 +254,12 @@ class OidcProvider:
             )
             if isinstance(info, dict) and info.get("sub") == claims.get("sub"):
                 identifier = info.get(settings.oidc_identifier_claim)
-        return await account_for_identifier(self.app, identifier)
+        account = await account_for_identifier(self.app, identifier)
+        acr = claims.get("acr")
+        strong = acr_satisfied(acr, settings.oidc_acr_values)
+        if not strong:
+            log.info("oidc login below the required authentication level: second factor asked")
+        return PscLogin(account, strong, acr if isinstance(acr, str) else "")
 
     async def account_for_access_token(self, token: str) -> Account:
         """SASL OAUTHBEARER / XOAUTH2: the account an access token of the issuer names."""

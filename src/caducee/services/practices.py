@@ -1,6 +1,13 @@
-"""Practices (cabinets, établissements): identity, mail domains, mailbox limit."""
+"""Practices (cabinets, établissements): identity, mail domains, mailbox limit.
+
+A new practice requires a second factor (TOTP or a security key) for web access to mail: its
+people enrol one at their first web login. Mail clients keep using app passwords. An
+administrator may lift the rule (``practice.require_second_factor``, audited).
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from caducee.app import App
 from caducee.domain.addresses import normalize_domain
@@ -10,6 +17,7 @@ from caducee.errors import AlreadyExists, InvalidInput, NotFound
 from caducee.services.audit import AuditEvent, append
 from caducee.services.local_domains import domains_changed
 from caducee.store import directory_repo as repo
+from caducee.store import web_repo
 
 MAX_NAME = 200
 
@@ -64,6 +72,8 @@ async def create_practice(
         practice_id = await repo.insert_practice(conn, name, finess, siret, mailbox_limit)
         for domain in clean_domains:
             await repo.insert_domain(conn, practice_id, domain)
+        # Secure by default: web access to mail asks for a second factor from the start.
+        await web_repo.set_second_factor_required(conn, practice_id, True, datetime.now(UTC))
         await append(
             conn,
             AuditEvent(
@@ -71,7 +81,7 @@ async def create_practice(
                 action="practice.create",
                 target=f"practice:{practice_id}",
                 source=source,
-                details={"domains": ",".join(clean_domains)},
+                details={"domains": ",".join(clean_domains), "require_second_factor": True},
             ),
         )
         practice = await repo.get_practice(conn, practice_id)

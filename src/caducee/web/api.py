@@ -43,7 +43,7 @@ from caducee.services.audit import AuditEvent, record
 from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo, Envelope, EnvelopeRecipient
 from caducee.store import directory_repo
 from caducee.web import api_patients
-from caducee.web.core import client_ip, state
+from caducee.web.core import client_ip, download_response, state
 from caducee.web.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -236,15 +236,7 @@ async def get_attachment(call: Call) -> Response:
     found = mail_display.part_bytes(raw, index) if meta is not None else None
     if meta is None or found is None:
         raise ApiError(404, "introuvable", "Pièce jointe introuvable.", "Attachment not found.")
-    safe = "".join(c for c in meta.filename if c.isalnum() or c in "._- ")[:150] or "piece"
-    return Response(
-        found[1],
-        media_type=mail_display.download_type(meta.content_type),
-        headers={
-            "content-disposition": f'attachment; filename="{safe}"',
-            "x-content-type-options": "nosniff",
-        },
-    )
+    return download_response(found[1], meta.filename, mail_display.download_type(meta.content_type))
 
 
 async def _json_body(call: Call) -> dict[str, Any]:

@@ -32,7 +32,10 @@ from caducee.services import web_sessions
 from caducee.services.web_sessions import Stage, WebSession
 from caducee.web.config import WebConfig
 from caducee.web.i18n import N_, current_language, gettext
-from caducee.web.middleware import CONTENT_SECURITY_POLICY_DATA_IMAGES
+from caducee.web.middleware import (
+    CONTENT_SECURITY_POLICY_DATA_IMAGES,
+    CONTENT_SECURITY_POLICY_DOWNLOAD,
+)
 from caducee.web.ratelimit import RateLimiter
 
 __all__ = ["N_"]  # re-exported for the route modules
@@ -227,6 +230,26 @@ def error_page(request: Request, status: int, message: str) -> HTMLResponse:
         {"title": titles.get(status, gettext("Erreur")), "message": message},
         status=status,
     )
+
+
+def content_disposition(filename: str) -> str:
+    """RFC 6266 ``attachment``: an ASCII fallback and the UTF-8 name (RFC 8187 §3.2)."""
+    cleaned = "".join(c for c in filename if c.isprintable() and c not in '/\\"\r\n')[:150]
+    cleaned = cleaned.strip(". ") or "piece-jointe"
+    fallback = cleaned.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(cleaned, safe='')}"
+
+
+def download_response(data: bytes | str, filename: str, media_type: str) -> Response:
+    """Every file the web door hands out (attachments of the webmail, the portal and the API,
+    exports): saved, never shown inline, never sniffed, never cached, and under
+    :data:`CONTENT_SECURITY_POLICY_DOWNLOAD` — sandboxed, and framed by no other site."""
+    response = Response(data, media_type=media_type)
+    response.headers["content-disposition"] = content_disposition(filename)
+    response.headers["x-content-type-options"] = "nosniff"
+    response.headers["cache-control"] = "no-store"
+    response.headers["content-security-policy"] = CONTENT_SECURITY_POLICY_DOWNLOAD
+    return response
 
 
 # --- sessions and the access check -----------------------------------------------------------

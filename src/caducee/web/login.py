@@ -94,6 +94,18 @@ async def login_page(request: Request) -> Response:
     return _login_form(request, token)
 
 
+async def stage_after_first_factor(web: WebState, account: Account) -> Stage:
+    """Where a login that proved one factor (a password, or Pro Santé Connect below the
+    required ``acr``) lands: the second factor if the account has one, its enrolment if the
+    practice requires one, else a full session."""
+    factors = await web_sessions.second_factors(web.app, account.id)
+    if factors.any:
+        return Stage.MFA
+    if await web_sessions.second_factor_required(web.app, account.practice_id):
+        return Stage.ENROL
+    return Stage.FULL
+
+
 async def login_submit(request: Request) -> Response:
     web = state(request)
     limited = _rate_limited(request, web)
@@ -124,13 +136,7 @@ async def login_submit(request: Request) -> Response:
     except AccessDenied as exc:
         return _login_form(request, cookie, error=error_message(exc), login=login, status=401)
 
-    factors = await web_sessions.second_factors(web.app, account.id)
-    if factors.any:
-        stage = Stage.MFA
-    elif await web_sessions.second_factor_required(web.app, account.practice_id):
-        stage = Stage.ENROL
-    else:
-        stage = Stage.FULL
+    stage = await stage_after_first_factor(web, account)
     previous = await current_session(request)
     # Housekeeping: expired and idle sessions of everyone are deleted at each login.
     await web_sessions.purge_sessions(web.app, policy=web.config.session_policy, now=now)

@@ -23,6 +23,9 @@ CONTENT_SECURITY_POLICY_MAIL_VIEW = CONTENT_SECURITY_POLICY.replace(
 CONTENT_SECURITY_POLICY_DATA_IMAGES = CONTENT_SECURITY_POLICY.replace(
     "img-src 'self'", "img-src 'self' data:"
 )
+#: A downloaded file (attachments, exports): nothing in it runs or loads, opened on its own it is
+#: sandboxed, and no other site may frame it — ``frame-ancestors`` holds here as everywhere.
+CONTENT_SECURITY_POLICY_DOWNLOAD = "default-src 'none'; frame-ancestors 'none'; sandbox"
 #: Added to every HTTP response unless the route set the header itself.
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"strict-transport-security", b"max-age=63072000"),

@@ -2,10 +2,12 @@
 
 ``GET /connexion/psc`` sets a short-lived random cookie and sends the browser to the issuer
 with a state, a nonce and a PKCE challenge all derived from that cookie; ``GET
-/connexion/psc/retour`` checks them, maps the national identifier to the account and opens a
-full session (the CPS card or e-CPS is itself a strong, two-factor authentication). The session
-cookie is SameSite=Strict, which a browser does not send on a navigation started by another
-site: the return therefore answers with a small page that continues to ``/accueil`` itself.
+/connexion/psc/retour`` checks them and maps the national identifier to the account. A full
+session opens only when the ID token's ``acr`` reaches the configured level (the CPS card or
+e-CPS is itself a strong, two-factor authentication); below it the login counts as a password
+login: the second factor, or its enrolment if the practice requires one, is asked next. The
+session cookie is SameSite=Strict, which a browser does not send on a navigation started by
+another site: the return therefore answers with a small page that continues by itself.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from caducee.web.core import (
     error_page,
     render,
     set_session_cookie,
+    stage_home,
     state,
     user_agent,
 )
 from caducee.web.i18n import gettext as _
+from caducee.web.login import stage_after_first_factor
 
 PSC_COOKIE = "__Host-caducee-psc"
 #: Seconds the browser has to come back from the issuer.
@@ -75,20 +79,22 @@ async def oidc_return(request: Request) -> Response:
     returned_state = request.query_params.get("state", "")[:200]
     source = client_ip(request)
     try:
-        account = await provider.finish_login(
+        login = await provider.finish_login(
             secret, returned_state, code, _return_url(request), source
         )
     except (AccessDenied, TemporaryFailure) as exc:
         response = error_page(request, 403, error_message(exc))
         clear_cookie(response, PSC_COOKIE)
         return response
+    account = login.account
+    stage = Stage.FULL if login.strong else await stage_after_first_factor(web, account)
     previous = await current_session(request)
     now = web.config.clock()
     await web_sessions.purge_sessions(web.app, policy=web.config.session_policy, now=now)
-    token, _session = await web_sessions.create_session(
+    token, session = await web_sessions.create_session(
         web.app,
         account,
-        Stage.FULL,
+        stage,
         policy=web.config.session_policy,
         source=source,
         user_agent=user_agent(request),
@@ -96,7 +102,13 @@ async def oidc_return(request: Request) -> Response:
         method="psc",
         replaces=previous.id if previous else None,
     )
-    response = render(request, "psc_continue.html", {"target": "/accueil"})
+    if stage is not Stage.FULL:
+        await web_sessions.set_pending(web.app, session, {"next": "/accueil"})
+    response = render(
+        request,
+        "psc_continue.html",
+        {"target": stage_home(stage), "second_factor": stage is not Stage.FULL},
+    )
     set_session_cookie(response, token, web.config)
     clear_cookie(response, PSC_COOKIE)
     return response

@@ -50,8 +50,15 @@ def internal_date(row: FetchRow) -> str:
 
 
 def _literal(data: bytes, *, binary: bool = False) -> bytes:
-    prefix = b"~" if binary and b"\x00" in data else b""
-    return prefix + b"{%d}\r\n" % len(data) + data
+    """A literal of ``data``. Only BINARY[...] answers may carry NUL octets, in a literal8
+    (RFC 9051 §4.3.1, §6.4.5); elsewhere a literal is CHAR8 (RFC 9051 §9), so a NUL in a message
+    stored before APPEND refused them is sent as 0x80, as Dovecot does (same size: RFC822.SIZE
+    and partial offsets stay true)."""
+    if b"\x00" not in data:
+        return b"{%d}\r\n" % len(data) + data
+    if binary:
+        return b"~{%d}\r\n" % len(data) + data
+    return b"{%d}\r\n" % len(data) + data.replace(b"\x00", b"\x80")
 
 
 class UnknownCte(Exception):

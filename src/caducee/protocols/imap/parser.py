@@ -191,7 +191,12 @@ class Reader:
         self.pos = start + size
         data = self.data[start : self.pos]
         if b"\x00" in data and not binary:
-            raise ParseError("octet nul dans un litteral")
+            # RFC 3501 §9 / RFC 9051 §9: literal = "{" number64 ["+"] "}" CRLF *CHAR8, and
+            # CHAR8 excludes NUL (binary strings are not permitted, RFC 9051 §4.3.1).
+            raise ParseError(
+                "octet nul interdit dans un litteral (RFC 9051 4.3.1) / "
+                "NUL octet not allowed in a literal"
+            )
         return data
 
     def string(self) -> bytes:
@@ -531,12 +536,16 @@ def _append(r: Reader) -> tuple[str, list[AppendItem]]:
         if r.peek() == b'"':
             when = r.date_time()
             r.sp()
-        if r.take(b"UTF8 ("):  # RFC 6855 §4
+        literal8 = False
+        if r.take(b"UTF8 ("):  # RFC 6855 §4: append-data =/ "UTF8" SP "(" literal8 ")"
             data = r.literal(allow8=True)
             r.expect(b")")
         else:
+            # RFC 4466 §2.1.1 append-data = literal / literal8: a bare literal8 is parsed here
+            # and refused by the command (we do not advertise BINARY, RFC 3516 §4.3).
+            literal8 = r.peek(2) == b"~{"
             data = r.literal(allow8=True)
-        items.append(AppendItem(flags, when, data))
+        items.append(AppendItem(flags, when, data, literal8))
     if not items:
         raise ParseError("message attendu")
     return name, items

@@ -96,6 +96,8 @@ class AppendItem:
     flags: list[str]
     date: datetime | None
     data: bytes
+    #: Sent as a bare ``~{n}`` literal8: binary content (RFC 3516 §4.3), which we do not take.
+    literal8: bool = False
 
 
 @dataclass

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from caducee.services import web_sessions
 from caducee.services.audit import AuditRecord
 from caducee.store.web_repo import AuditFilter
-from caducee.web.core import WebUser, client_ip, page, render, state
+from caducee.web.core import WebUser, client_ip, download_response, page, render, state
 from caducee.web.templating import PARIS
 
 PAGE_SIZE = 100
@@ -136,13 +136,10 @@ async def audit_csv(request: Request, user: WebUser) -> Response:
         web.app, user.account.login, user.practice, len(records), source=client_ip(request)
     )
     stamp = datetime.now(PARIS).strftime("%Y%m%d-%H%M")
-    return Response(
+    return download_response(
         "\ufeff" + to_csv(records),  # BOM: spreadsheets then read UTF-8 correctly
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "content-disposition": f'attachment; filename="journal-caducee-{stamp}.csv"',
-            "cache-control": "no-store",
-        },
+        f"journal-caducee-{stamp}.csv",
+        "text/csv; charset=utf-8",
     )
 
 

@@ -14,7 +14,15 @@ from caducee.domain import mail_display
 from caducee.errors import InvalidInput, LimitReached, NotFound
 from caducee.health import pickup, pickup_auth
 from caducee.health.pickup_store import Pickup, content
-from caducee.web.core import clear_cookie, client_ip, error_message, int_param, redirect, render
+from caducee.web.core import (
+    clear_cookie,
+    client_ip,
+    download_response,
+    error_message,
+    int_param,
+    redirect,
+    render,
+)
 from caducee.web.core import state as web_state
 from caducee.web.i18n import gettext as _
 from caducee.web.middleware import CONTENT_SECURITY_POLICY_MAIL_VIEW
@@ -25,7 +33,7 @@ from caducee.web.portal.common import (
     portal_page,
     session_for,
 )
-from caducee.web.webmail.reading import BODY_CSP, _disposition
+from caducee.web.webmail.reading import BODY_CSP
 
 
 def _base(request: Request) -> str:
@@ -100,12 +108,7 @@ async def attachment(request: Request, found: Pickup) -> Response:
             },
             status=404,
         )
-    response = Response(data, media_type=mail_display.download_type(meta.content_type))
-    response.headers["content-disposition"] = _disposition(meta.filename)
-    response.headers["x-content-type-options"] = "nosniff"
-    response.headers["cache-control"] = "no-store"
-    response.headers["content-security-policy"] = "default-src 'none'; sandbox"
-    return response
+    return download_response(data, meta.filename, mail_display.download_type(meta.content_type))
 
 
 @portal_page

@@ -23,6 +23,7 @@ from caducee.services.mailstore import OpenFolder
 from caducee.web.core import (
     WebUser,
     client_ip,
+    download_response,
     error_message,
     error_page,
     form_data,
@@ -254,14 +255,6 @@ async def message_body(request: Request, user: WebUser) -> Response:
     return response
 
 
-def _disposition(filename: str) -> str:
-    """RFC 6266: an ASCII fallback and the UTF-8 name (RFC 8187)."""
-    cleaned = "".join(c for c in filename if c.isprintable() and c not in '/\\"\r\n')[:150]
-    cleaned = cleaned.strip(". ") or "piece-jointe"
-    fallback = cleaned.encode("ascii", "replace").decode("ascii").replace("?", "_")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(cleaned)}"
-
-
 @page()
 async def attachment(request: Request, user: WebUser) -> Response:
     *_opened, raw = await open_message(request, user)
@@ -271,12 +264,7 @@ async def attachment(request: Request, user: WebUser) -> Response:
     found = mail_display.part_bytes(raw, index) if meta is not None else None
     if meta is None or found is None:
         raise not_found()
-    response = Response(found[1], media_type=mail_display.download_type(meta.content_type))
-    response.headers["content-disposition"] = _disposition(meta.filename)
-    response.headers["x-content-type-options"] = "nosniff"
-    response.headers["cache-control"] = "no-store"
-    response.headers["content-security-policy"] = "default-src 'none'; sandbox"
-    return response
+    return download_response(found[1], meta.filename, mail_display.download_type(meta.content_type))
 
 
 ACTIONS = ("lu", "non-lu", "suivi", "non-suivi", "supprimer", "archiver", "deplacer")
