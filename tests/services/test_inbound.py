@@ -62,7 +62,10 @@ async def test_plain_mail_is_delivered_with_our_verdict(ready: App, test_dns: Lo
     [message_id] = await inbox_rows(ready)
     _, raw = await read_message(ready, message_id)
     head = raw.split(b"\r\n\r\n")[0].decode()
-    assert head.startswith("Received: from mx.expediteur.test ([192.0.2.10])")
+    # RFC 5321 §4.4: final delivery puts the reverse-path on top, then our trace header.
+    assert head.startswith(
+        "Return-Path: <a@expediteur.test>\r\nReceived: from mx.expediteur.test ([192.0.2.10])"
+    )
     parsed = BytesHeaderParser().parsebytes(raw)
     results = [" ".join(str(v).split()) for v in parsed.get_all("Authentication-Results") or []]
     assert len(results) == 1 and "(forged)" not in head
