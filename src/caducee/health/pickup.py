@@ -158,7 +158,7 @@ async def create_pickup(
                 )
             ).scalar_one()
             pickup = await by_id(conn, pickup_id)
-            await add_event(conn, pickup, email, "deposited", now=now)
+            await add_event(conn, pickup, "deposited", now=now)
             await append(conn, audit_event(pickup, "pickup.create", source, size=len(raw_message)))
         committed = True
     finally:
@@ -198,7 +198,6 @@ async def revoke(app: App, pickup_id: int, mailbox_id: int, *, actor: str, sourc
             pickup = None
     if pickup is None or pickup.sender_mailbox_id != mailbox_id:
         raise NotFound("Dépôt introuvable.", "Pickup not found.")
-    recipient = await _recipient(app, pickup)
     async with app.db.write() as conn:
         pickup = await by_id(conn, pickup_id, lock=True)
         if pickup.revoked_at is not None:
@@ -209,7 +208,7 @@ async def revoke(app: App, pickup_id: int, mailbox_id: int, *, actor: str, sourc
             .values(revoked_at=now, blob_id=None, purged_at=now)
         )
         await conn.execute(delete(pickup_sessions).where(pickup_sessions.c.pickup_id == pickup.id))
-        await add_event(conn, pickup, recipient, "revoked", now=now)
+        await add_event(conn, pickup, "revoked", now=now)
         event = audit_event(pickup, "pickup.revoke", source)
         await append(conn, replace(event, actor=actor))
         if pickup.blob_id is not None:
@@ -226,9 +225,8 @@ async def open_message(app: App, pickup: Pickup, *, source: str) -> bytes:
     """The message for the patient's portal session; each opening is traced."""
     pickup.check_open()
     raw = await content(app, pickup)
-    recipient = await _recipient(app, pickup)
     async with app.db.write() as conn:
-        await add_event(conn, pickup, recipient, "opened")
+        await add_event(conn, pickup, "opened")
         await append(conn, audit_event(pickup, "pickup.open", source))
     return raw
 
@@ -249,9 +247,8 @@ async def download(
     if meta is None or found is None:
         raise NotFound("Pièce jointe introuvable.", "Attachment not found.")
     number = shown.attachments.index(meta) + 1
-    recipient = await _recipient(app, pickup)
     async with app.db.write() as conn:
-        await add_event(conn, pickup, recipient, "downloaded", str(number))
+        await add_event(conn, pickup, "downloaded", str(number))
         await append(conn, audit_event(pickup, "pickup.download", source, attachment=number))
     return meta, found[1]
 
@@ -317,9 +314,9 @@ async def reply(
         text=text,
         files=files,
     )
-    await deliver_local(app, raw, [mailbox_address])
+    await deliver_local(app, raw, [mailbox_address], sender=patient, source=source)
     async with app.db.write() as conn:
-        await add_event(conn, pickup, patient, "replied", str(len(files)))
+        await add_event(conn, pickup, "replied", str(len(files)))
         await append(conn, audit_event(pickup, "pickup.reply", source, files=len(files)))
 
 
@@ -360,8 +357,6 @@ async def purge_expired(app: App, now: datetime | None = None) -> int:
             )
         ).all()
     for pickup_id in ids:
-        async with app.db.read() as conn:
-            recipient = await _recipient(app, await by_id(conn, pickup_id))
         async with app.db.write() as conn:
             pickup = await by_id(conn, pickup_id, lock=True)
             if pickup.blob_id is None:
@@ -371,7 +366,7 @@ async def purge_expired(app: App, now: datetime | None = None) -> int:
                 .where(pickups.c.id == pickup.id)
                 .values(blob_id=None, purged_at=when)
             )
-            await add_event(conn, pickup, recipient, "purged", now=when)
+            await add_event(conn, pickup, "purged", now=when)
             await append(conn, audit_event(pickup, "pickup.expire", "system"), now=when)
             await app.blobs.forget(conn, [pickup.blob_id])
         await app.blobs.remove_files([pickup.blob_id])

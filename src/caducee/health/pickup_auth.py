@@ -106,7 +106,7 @@ async def request_code(app: App, pickup: Pickup, *, source: str) -> str:
                 superseded=False,
             )
         )
-        await add_event(conn, pickup, patient.email, "code_sent", now=now)
+        await add_event(conn, pickup, "code_sent", now=now)
         await append(conn, audit_event(pickup, "pickup.code_sent", source))
     receipt = await sms.send_sms(
         app,
@@ -207,13 +207,13 @@ async def _count_failure(
         .where(pickups.c.id == pickup.id)
         .values(failed_attempts=failures, locked_at=now if locks else None)
     )
-    await add_event(conn, pickup, patient.email, "code_failed", kind, now=now)
+    await add_event(conn, pickup, "code_failed", kind, now=now)
     await append(
         conn, audit_event(pickup, f"pickup.{kind}_failed", source, "denied", failures=failures)
     )
     if locks:
         await conn.execute(delete(pickup_sessions).where(pickup_sessions.c.pickup_id == pickup.id))
-        await add_event(conn, pickup, patient.email, "locked", now=now)
+        await add_event(conn, pickup, "locked", now=now)
         await append(conn, audit_event(pickup, "pickup.locked", source, "denied"))
     return patient if locks else None
 

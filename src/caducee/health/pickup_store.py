@@ -229,7 +229,6 @@ async def read_code_key(conn: AsyncConnection, app: App, pickup: Pickup) -> byte
 async def add_event(
     conn: AsyncConnection,
     pickup: Pickup,
-    recipient: str,
     event: str,
     detail: str = "",
     *,
@@ -238,7 +237,7 @@ async def add_event(
     """One event in the pickup's log and in the sender's trace (content-free ``detail``).
 
     The trace names the patient as the pickup keeps them (pseudonym and sealed address, set at
-    creation): ``recipient`` is not written anywhere."""
+    creation)."""
     assert event in EVENTS, event
     when = now or datetime.now(UTC)
     await conn.execute(
