@@ -38,9 +38,8 @@ from caducee.errors import AlreadyExists, InvalidInput, NotFound
 from caducee.health.dlp_detectors import nir_key_valid
 from caducee.health.patient_settings import settings_of
 from caducee.health.sms import normalise_mobile
-from caducee.services import address_books, mailboxes, practices
+from caducee.services import address_books, generated_mail, mailboxes, practices
 from caducee.services.audit import AuditEvent, append
-from caducee.services.generated_mail import send_generated
 from caducee.services.local_domains import our_domains
 from caducee.services.scope_keys import scope_key
 from caducee.store import queue_repo
@@ -482,7 +481,7 @@ async def send_verification(
         patient_email=patient.data.email,
         link=link,
     )
-    await send_generated(
+    await generated_mail.send_generated(
         app, raw, sender, patient.data.email, purpose=Purpose.ADDRESS_VERIFICATION, source=source
     )
     return link
