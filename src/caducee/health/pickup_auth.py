@@ -193,6 +193,14 @@ async def check_passphrase(app: App, pickup: Pickup, passphrase: str, *, source:
     return right
 
 
+async def tries_left(app: App, pickup: Pickup) -> int:
+    """How many wrong codes or passphrases the link still takes before it locks, as counted now
+    (guesses sent at the same time by others included)."""
+    async with app.db.read() as conn:
+        current = await by_id(conn, pickup.id)
+    return max(0, MAX_FAILURES - current.failed_attempts)
+
+
 async def _count_failure(
     conn: AsyncConnection, app: App, pickup: Pickup, source: str, kind: str, now: datetime
 ) -> Contact | None:

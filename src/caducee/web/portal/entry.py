@@ -95,8 +95,8 @@ async def _opened(request: Request, found: Pickup) -> Response:
     return response
 
 
-def _wrong(found: Pickup) -> str:
-    left = max(0, pickup_auth.MAX_FAILURES - found.failed_attempts - 1)
+async def _wrong(request: Request, found: Pickup) -> str:
+    left = await pickup_auth.tries_left(web_state(request).app, found)
     return _("Code ou mot de passe erroné. Essais restants avant verrouillage : {left}.").format(
         left=left
     )
@@ -114,7 +114,7 @@ async def check_code(request: Request, found: Pickup) -> Response:
             return await _opened(request, found)
     except PickupClosed as exc:
         return await closed_response(request, found, exc)
-    return _page(request, "portal/code.html", found, 400, error=_wrong(found))
+    return _page(request, "portal/code.html", found, 400, error=await _wrong(request, found))
 
 
 @portal_page
@@ -131,4 +131,4 @@ async def check_passphrase(request: Request, found: Pickup) -> Response:
             return await _opened(request, found)
     except PickupClosed as exc:
         return await closed_response(request, found, exc)
-    return _page(request, "portal/landing.html", found, 400, error=_wrong(found))
+    return _page(request, "portal/landing.html", found, 400, error=await _wrong(request, found))
