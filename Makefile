@@ -1,5 +1,8 @@
 # Caducée — the two commands: `make run` (demo) and `make test` (whole suite).
 PYTHON ?= python3
+# Test processes (pytest-xdist): most tests wait on sockets, TLS and fsync, so more workers than
+# cores keep both busy; each worker has its own throwaway PostgreSQL cluster.
+TEST_WORKERS ?= 4
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -27,7 +30,7 @@ test: $(VENV)/.installed-dev
 	bash scripts/system-deps test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
