@@ -29,7 +29,13 @@ async def stored_messages(app: App) -> list[bytes]:
 
 def without_trace(raw: bytes) -> bytes:
     """The message as the client sent it: our prepended trace fields removed."""
-    prepended = (b"Received:", b"Authentication-Results:", b"Date:", b"Message-ID:")
+    prepended = (
+        b"Return-Path:",
+        b"Received:",
+        b"Authentication-Results:",
+        b"Date:",
+        b"Message-ID:",
+    )
     while raw.startswith(prepended):
         end = raw.find(b"\r\n")
         while raw[end + 2 : end + 3] in (b" ", b"\t"):
