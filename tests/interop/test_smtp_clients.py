@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -113,11 +114,12 @@ def message(sender: str, subject: str, to: str = LOGIN) -> bytes:
 
 
 def assert_stored(server: Server, sent: list[bytes]) -> None:
-    """The mailboxes hold exactly ``sent`` (in order), each behind our Received header."""
+    """The mailboxes hold exactly ``sent`` (in order), each behind the Return-Path of final
+    delivery (RFC 5321 §4.4) and our Received header."""
     stored = server.messages()
     assert [without_trace(raw) for raw in stored] == sent
     for raw in stored:
-        assert raw.startswith(b"Received: from ")
+        assert re.match(rb"Return-Path: <[^<>\r\n]+>\r\nReceived: from ", raw), raw[:200]
         assert f"by {server.settings.hostname}".encode() in raw.split(b"\r\n\r\n")[0]
 
 
