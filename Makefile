@@ -30,6 +30,7 @@ test: $(VENV)/.installed-dev
 	bash scripts/system-deps test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(VENV)/.installed-dev
@@ -38,6 +39,7 @@ lint: $(VENV)/.installed-dev
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -x -q

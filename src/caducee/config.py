@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from caducee.errors import ConfigurationError
-from caducee.health.sms_settings import check_sms_settings
+from caducee.sms_settings import check_sms_settings
 
 DEFAULT_DATA_DIR = Path("var/caducee")
 CONFIG_NAME = "caducee.toml"

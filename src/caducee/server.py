@@ -22,14 +22,14 @@ from typing import Protocol
 from caducee.app import App, open_app
 from caducee.config import PRODUCTION_LISTENERS, Settings
 from caducee.errors import CaduceeError, ConfigurationError
+from caducee.flows.maintenance import MaintenanceWorker
+from caducee.flows.outbound import OutboundWorker
 from caducee.health.trust_list import TrustListRefresher
 from caducee.i18n import tr
 from caducee.listeners import ListenAddress, Listener, parse_address
 from caducee.protocols.imap.listener import imap_listener
 from caducee.protocols.pop3.listener import pop3_listener
 from caducee.protocols.smtp.listener import smtp_listener
-from caducee.services.maintenance import MaintenanceWorker
-from caducee.services.outbound import OutboundWorker
 from caducee.web import HttpsListener
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,9 @@ import pytest
 
 from caducee.app import App
 from caducee.errors import PolicyRejected
+from caducee.flows import submission
 from caducee.health import mon_espace_sante
-from caducee.services import submission, trace
+from caducee.services import trace
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from tests.health.pickups import DOCTOR, Cabinet, cabinet
 

@@ -12,10 +12,11 @@ import pytest
 
 from caducee.app import App
 from caducee.errors import AlreadyExists, InvalidInput, PolicyRejected
+from caducee.flows import channels, submission
 from caducee.health import patients, pickup
 from caducee.health.patients import PatientData
 from caducee.health.sms_providers import outbox_path
-from caducee.services import address_books, channels, queue, submission
+from caducee.services import address_books, queue
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from tests.health.pickups import DOCTOR, MARKER, PATIENT, Cabinet, cabinet, health_message
 from tests.web.helpers import audit_dump

@@ -16,9 +16,10 @@ from sqlalchemy import update
 
 from caducee.app import App
 from caducee.errors import InvalidInput, NotFound
+from caducee.flows import maintenance
 from caducee.health import pickup, pickup_auth
 from caducee.health.pickup_store import PickupClosed, by_id, by_token, events
-from caducee.services import maintenance, queue, trace
+from caducee.services import queue, trace
 from caducee.store.tables import pickups
 from tests.health.pickups import (
     DOCTOR,

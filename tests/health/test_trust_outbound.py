@@ -10,9 +10,9 @@ import pytest
 
 from caducee.app import App
 from caducee.config import TransportRoute
+from caducee.flows.outbound import OutboundWorker
 from caducee.health import trust_list
 from caducee.services import queue
-from caducee.services.outbound import OutboundWorker
 from caducee.services.queue import QueueRecipient
 from tests.health.pki import Issued, TestPKI
 from tests.health.whitelists import whitelist_xml

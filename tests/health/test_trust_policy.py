@@ -8,8 +8,9 @@ import pytest
 from caducee.app import App
 from caducee.domain.model import MailboxType
 from caducee.errors import InvalidInput, PolicyRejected
+from caducee.flows import submission
 from caducee.health import trust_list
-from caducee.services import mailboxes, queue, submission
+from caducee.services import mailboxes, queue
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from tests.health.whitelists import operator_dn, whitelist_xml
 from tests.services.helpers import person, practice

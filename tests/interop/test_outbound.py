@@ -28,10 +28,10 @@ from sqlalchemy import select
 
 from caducee.app import App, open_app
 from caducee.config import TransportRoute
+from caducee.flows.outbound import OutboundWorker
 from caducee.server import WORKER_FACTORIES, running_workers
 from caducee.services import mailboxes, queue
 from caducee.services.messages import read_message
-from caducee.services.outbound import OutboundWorker
 from caducee.services.queue import QueueRecipient
 from caducee.store.tables import audit_log
 from caducee.store.tables import messages as messages_table

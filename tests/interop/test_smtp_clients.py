@@ -317,7 +317,7 @@ def test_smtplib_dsn_parameters_reach_the_queue(server: Server) -> None:
     [row] = asyncio.run(rows())
     assert (row.envid, row.ret, row.notify) == ("Dossier+42-AbC", "HDRS", ("SUCCESS", "DELAY"))
     assert row.orcpt == "rfc822;Confrere+2BX@Ailleurs.test"
-    # (services.submission normalises recipient addresses to lower case)
+    # (flows.submission normalises recipient addresses to lower case)
     assert row.address == "confrere@ailleurs.test"
 
 

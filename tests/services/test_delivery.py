@@ -14,7 +14,8 @@ from caducee.app import App
 from caducee.domain import message_meta
 from caducee.domain.message_meta import META_VERSION, extract_meta
 from caducee.errors import NotFound, QuotaExceeded
-from caducee.services import inbound, mailboxes, messages
+from caducee.flows import inbound
+from caducee.services import mailboxes, messages
 from caducee.services.delivery import deliver_local, pipeline
 from caducee.store.tables import blobs as blobs_table
 from caducee.store.tables import mailboxes as mailboxes_table

@@ -4,7 +4,8 @@ older ones get every UID that no longer exists — conservative, never a miss (b
 from __future__ import annotations
 
 from caducee.app import App
-from caducee.services import mailboxes, mailstore, maintenance
+from caducee.flows import maintenance
+from caducee.services import mailboxes, mailstore
 from caducee.services.delivery import deliver_local
 from caducee.services.messages import expunge_messages
 from caducee.store import mailstore_repo

@@ -15,9 +15,10 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from caducee.app import App
+from caducee.flows import maintenance
+from caducee.flows.outbound import OutboundWorker
 from caducee.health import pickup
-from caducee.services import maintenance, queue, trace
-from caducee.services.outbound import OutboundWorker
+from caducee.services import queue, trace
 from caducee.services.queue import QueueOrigin, QueueRecipient
 from caducee.store.tables import (
     audit_log,

@@ -8,8 +8,9 @@ from sqlalchemy import select
 
 from caducee.app import App
 from caducee.errors import AlreadyExists, InvalidInput
+from caducee.flows import channels
 from caducee.health import patients, trust_list
-from caducee.services import address_books, channels, mailboxes
+from caducee.services import address_books, mailboxes
 from caducee.store.tables import contacts
 from tests.health.whitelists import operator_dn, whitelist_xml
 from tests.web.conftest import People, WebClient

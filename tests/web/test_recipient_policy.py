@@ -19,16 +19,10 @@ import pytest
 from caducee.app import App
 from caducee.domain.model import MailboxType, SpecialUse
 from caducee.errors import LimitReached, MessageTooLarge, PolicyRejected
+from caducee.flows import inbound, submission
 from caducee.health import patient_settings, patients, trust_list
 from caducee.health.patients import PatientData
-from caducee.services import (
-    api_tokens,
-    inbound,
-    mailboxes,
-    queue,
-    submission,
-    webmail,
-)
+from caducee.services import api_tokens, mailboxes, queue, webmail
 from caducee.services.app_passwords import create_app_password
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from caducee.tls import create_dev_ca

@@ -12,8 +12,8 @@ from typing import Any
 from caducee.app import App
 from caducee.config import TransportRoute
 from caducee.domain.model import SpecialUse
+from caducee.flows.outbound import OutboundWorker
 from caducee.services import mailboxes, mdn, webmail
-from caducee.services.outbound import OutboundWorker
 from tests.interop.test_outbound import Peers, peers
 from tests.web.conftest import People, WebClient
 

@@ -15,8 +15,9 @@ from caducee.config import PRODUCTION_LISTENERS, Settings, render_config
 from caducee.domain.addresses import normalize_domain
 from caducee.domain.model import DEFAULT_MAILBOX_LIMIT, Role
 from caducee.errors import AlreadyExists, CaduceeError
+from caducee.flows import maintenance
 from caducee.i18n import tr
-from caducee.services import accounts, maintenance, practices
+from caducee.services import accounts, practices
 from caducee.services.audit import AuditEvent, record
 from caducee.services.dkim_keys import ensure_dkim_key
 from caducee.store import migrate as migrations

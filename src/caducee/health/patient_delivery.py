@@ -1,5 +1,5 @@
 """How a message reaches a verified patient — whatever door it came in by (SMTP submission,
-webmail, API: all go through ``services.submission.submit``).
+webmail, API: all go through ``flows.submission.submit``).
 
 The message itself never travels to the patient's mailbox:
 
@@ -25,9 +25,9 @@ from caducee.app import App
 from caducee.domain.recipient_route import Purpose
 from caducee.errors import PolicyRejected
 from caducee.health import pickup, sms
+from caducee.health.generated_mail import send_generated
 from caducee.health.patients import Patient
 from caducee.services import practices, trace
-from caducee.services.generated_mail import send_generated
 
 if TYPE_CHECKING:  # pikepdf and pyzipper are loaded only when a PDF or ZIP is made
     from caducee.health.protected_attachments import Attachment

@@ -11,13 +11,12 @@ single use, only its SHA-256 kept) → ``verified`` when the patient confirms fr
 Until then the address receives nothing but the verification message.
 
 :func:`recipient_verdict` is the one question every door asks (through
-``services.submission``) before mail leaves for an address of the registry.
+``flows.submission``) before mail leaves for an address of the registry.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import secrets
 from dataclasses import asdict, dataclass, replace
@@ -35,13 +34,14 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.recipient_route import Purpose
 from caducee.errors import AlreadyExists, InvalidInput, NotFound
+from caducee.health import generated_mail
 from caducee.health.dlp_detectors import nir_key_valid
 from caducee.health.patient_settings import settings_of
 from caducee.health.sms import normalise_mobile
-from caducee.services import address_books, generated_mail, mailboxes, practices
+from caducee.services import address_books, mailboxes, practices
 from caducee.services.audit import AuditEvent, append
 from caducee.services.local_domains import our_domains
-from caducee.services.scope_keys import scope_key
+from caducee.services.scope_keys import PATIENT_EMAIL, keyed_email, patient_scope, scope_key
 from caducee.store import queue_repo
 from caducee.store.tables import patients
 
@@ -171,7 +171,7 @@ def validate(data: PatientData) -> PatientData:
 
 
 def _scope(practice_id: int) -> str:
-    return f"patients:{practice_id}"
+    return patient_scope(practice_id)
 
 
 async def _key(app: App, practice_id: int) -> bytes:
@@ -179,7 +179,7 @@ async def _key(app: App, practice_id: int) -> bytes:
 
 
 def _email_key(key: bytes, email: str) -> str:
-    return hmac.new(key, b"patient-email:" + email.lower().encode(), hashlib.sha256).hexdigest()
+    return keyed_email(key, PATIENT_EMAIL, email)
 
 
 def _token_hash(token: str) -> str:

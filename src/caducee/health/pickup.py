@@ -25,6 +25,7 @@ from caducee.domain.addresses import normalize_address
 from caducee.domain.recipient_route import Purpose
 from caducee.errors import InvalidInput, LimitReached, NotFound
 from caducee.health import pickup_mail
+from caducee.health.generated_mail import send_generated
 from caducee.health.pickup_mail import ReplyFile
 from caducee.health.pickup_store import (
     Pickup,
@@ -41,7 +42,6 @@ from caducee.ids import new_blob_id
 from caducee.services import practices, trace
 from caducee.services.audit import append
 from caducee.services.delivery import deliver_local
-from caducee.services.generated_mail import send_generated
 from caducee.services.passwords import hash_password
 from caducee.store import directory_repo
 from caducee.store.keyring import mailbox_scope

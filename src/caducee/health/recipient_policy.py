@@ -1,9 +1,9 @@
 """Who a mailbox may write to: one rule for everything that leaves in a mailbox's name.
 
 What its users submit (SMTP submission, webmail, REST API: all through
-:func:`caducee.services.submission.submit`) and what the server writes on its behalf (read
+:func:`caducee.flows.submission.submit`) and what the server writes on its behalf (read
 receipts, pickup notices, protected documents, address verification, auto-replies: through
-:func:`caducee.services.generated_mail.send_generated` or ``submit``) ask the same question,
+:func:`caducee.health.generated_mail.send_generated` or ``submit``) ask the same question,
 :func:`decide`, for each recipient. The answer is a :class:`Decision`:
 
 - ``local``: a mailbox of one of our domains;

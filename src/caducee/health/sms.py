@@ -18,8 +18,8 @@ import phonenumbers
 from caducee.app import App
 from caducee.errors import ConfigurationError, InvalidInput
 from caducee.health.sms_providers import PROVIDERS, Outgoing, SmsError
-from caducee.health.sms_settings import check_sms_settings
 from caducee.services.audit import AuditEvent, record
+from caducee.sms_settings import check_sms_settings
 
 __all__ = [
     "MAX_GSM_CHARS",

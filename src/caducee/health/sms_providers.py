@@ -26,7 +26,7 @@ from pathlib import Path
 from caducee.config import Settings
 from caducee.errors import CaduceeError
 from caducee.health import sms_http
-from caducee.health.sms_settings import check_sms_settings
+from caducee.sms_settings import check_sms_settings
 
 SMSFACTOR_URL = "https://api.smsfactor.com"
 #: SMSFactor answer statuses meaning "accepted" (-8: under moderation, sent afterwards).

@@ -8,8 +8,6 @@ registration."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import secrets
 from dataclasses import dataclass
@@ -23,8 +21,14 @@ from caducee.app import App
 from caducee.domain.addresses import normalize_address
 from caducee.errors import AlreadyExists, InvalidInput, NotFound
 from caducee.services.audit import AuditEvent, append
-from caducee.services.scope_keys import scope_key
-from caducee.store import directory_repo
+from caducee.services.scope_keys import (
+    CONTACT_EMAIL,
+    PATIENT_EMAIL,
+    keyed_email,
+    patient_scope,
+    scope_key,
+)
+from caducee.store import directory_repo, patients_repo, queue_repo
 from caducee.store.tables import contacts
 
 Kind = Literal["pro", "patient"]
@@ -55,7 +59,21 @@ async def _key(app: App, practice_id: int) -> bytes:
 
 
 def _email_key(key: bytes, email: str) -> str:
-    return hmac.new(key, b"email:" + email.lower().encode(), hashlib.sha256).hexdigest()
+    return keyed_email(key, CONTACT_EMAIL, email)
+
+
+async def _is_registered_patient(app: App, practice_id: int, address: str) -> bool:
+    """Whether ``address`` is a patient's of the practice's registry (found by its keyed
+    pseudonym, as :mod:`caducee.health.patients` stores it)."""
+    scope = patient_scope(practice_id)
+    async with app.db.read() as conn:
+        if not await queue_repo.has_data_key(conn, scope):
+            return False
+    key = await scope_key(app, scope)
+    async with app.db.read() as conn:
+        return await patients_repo.email_key_exists(
+            conn, practice_id, keyed_email(key, PATIENT_EMAIL, address)
+        )
 
 
 async def add_contact(
@@ -72,9 +90,7 @@ async def add_contact(
         )
     address = normalize_address(email)
     name = " ".join(name.split())[:MAX_NAME]
-    from caducee.health import patients  # the registry builds on this module
-
-    if await patients.find_by_email(app, practice_id, address) is not None:
+    if await _is_registered_patient(app, practice_id, address):
         raise AlreadyExists(
             f"{address} est l'adresse d'un patient du registre : un correspondant est soit un "
             "professionnel, soit un patient.",

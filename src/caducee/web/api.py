@@ -36,8 +36,9 @@ from caducee.errors import (
     QuotaExceeded,
     SenderNotAllowed,
 )
+from caducee.flows import submission
 from caducee.health import patients
-from caducee.services import api_tokens, mailboxes, mailstore, submission, webmail
+from caducee.services import api_tokens, mailboxes, mailstore, webmail
 from caducee.services.api_tokens import ApiToken
 from caducee.services.audit import AuditEvent, record
 from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo, Envelope, EnvelopeRecipient

@@ -91,7 +91,7 @@ LABELS: dict[str, dict[str, str]] = {
         "mdn_sent": N_("accusé de lecture envoyé"),
         "mdn_withheld": N_("accusé de lecture non envoyé"),
     },
-    # Why a read receipt was not sent (services.read_receipts).
+    # Why a read receipt was not sent (flows.read_receipts).
     "mdn_withheld": {
         "return-path": N_("l'adresse demandée n'est pas celle de l'expéditeur (Return-Path)"),
         "patient": N_("un patient ne reçoit que les messages du canal patient"),

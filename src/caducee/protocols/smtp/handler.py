@@ -15,6 +15,7 @@ from typing import Protocol
 
 from caducee.app import App
 from caducee.errors import CaduceeError, NotFound
+from caducee.flows import inbound, submission
 from caducee.health import trust_inbound
 from caducee.health.trust_inbound import PeerTls
 from caducee.protocols.smtp import replies
@@ -23,7 +24,7 @@ from caducee.protocols.smtp.parser import Mail, Rcpt
 from caducee.protocols.smtp.replies import Reply, bilingual
 from caducee.protocols.smtp.sasl import Credentials, SaslRegistry, password_mechanisms
 from caducee.protocols.smtp.state import SessionInfo, Transaction
-from caducee.services import auth, inbound, local_domains, oidc, submission
+from caducee.services import auth, local_domains, oidc
 from caducee.services.envelope import Envelope
 
 

@@ -9,8 +9,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from caducee.errors import CaduceeError
+from caducee.flows import channels
 from caducee.health import patients
-from caducee.services import address_books, channels
+from caducee.services import address_books
 from caducee.web.core import (
     N_,
     WebUser,

@@ -1,5 +1,5 @@
 """Writing mail: new message, reply, reply-all, forward, with attachments. Sending goes through
-``services.submission.submit`` — the same pipeline, checks and audit as SMTP submission — then
+``flows.submission.submit`` — the same pipeline, checks and audit as SMTP submission — then
 a copy is filed in the mailbox's Sent folder."""
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from caducee.domain import mail_display
 from caducee.domain.addresses import normalize_address
 from caducee.domain.model import Flag, SpecialUse
 from caducee.errors import CaduceeError, InvalidInput, MessageTooLarge
+from caducee.flows import submission
 from caducee.health import dlp
-from caducee.services import mailstore, submission, webmail
+from caducee.services import mailstore, webmail
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from caducee.web.core import WebUser, client_ip, error_message, page, redirect, render, state
 from caducee.web.i18n import gettext as _

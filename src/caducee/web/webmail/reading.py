@@ -17,8 +17,9 @@ from starlette.routing import Route
 from caducee.domain import mail_display
 from caducee.domain.model import Flag, SpecialUse
 from caducee.errors import AccessDenied, CaduceeError, InvalidInput
+from caducee.flows import read_receipts
 from caducee.health import pickup
-from caducee.services import read_receipts, trace, webmail
+from caducee.services import trace, webmail
 from caducee.services.mailstore import OpenFolder
 from caducee.web.core import (
     WebUser,

@@ -18,8 +18,9 @@ from __future__ import annotations
 from caducee.app import App
 from caducee.domain.recipient_route import Route
 from caducee.errors import CaduceeError
+from caducee.flows import submission
 from caducee.health import recipient_policy
-from caducee.services import submission, trace
+from caducee.services import trace
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from caducee.services.mdn import build, receipt_request
 

@@ -26,6 +26,7 @@ from caducee.errors import (
     PolicyRejected,
     SenderNotAllowed,
 )
+from caducee.flows.inbound import check_recipient
 from caducee.health import (
     dlp,
     mon_espace_sante,
@@ -38,7 +39,6 @@ from caducee.services import dsn, mail_auth, mailboxes, queue, trace
 from caducee.services.audit import AuditEvent, append
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo, Envelope
-from caducee.services.inbound import check_recipient
 from caducee.services.queue import QueueOrigin
 from caducee.services.received import received_header
 

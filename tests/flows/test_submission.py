@@ -9,7 +9,8 @@ import pytest
 from caducee.app import App
 from caducee.domain.model import Role
 from caducee.errors import PolicyRejected, SenderNotAllowed
-from caducee.services import mailboxes, queue, submission
+from caducee.flows import submission
+from caducee.services import mailboxes, queue
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from caducee.services.messages import read_message
 from caducee.store import directory_repo

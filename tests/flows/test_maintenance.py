@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, insert, select
 
 from caducee.app import App
-from caducee.services import audit, maintenance
+from caducee.flows import maintenance
+from caducee.services import audit
 from caducee.services.audit import AuditEvent
 from caducee.store.tables import audit_log, auth_failures
 

@@ -9,7 +9,8 @@ import pytest
 
 from caducee.app import App
 from caducee.errors import PolicyRejected, TemporaryFailure
-from caducee.services import audit, inbound
+from caducee.flows import inbound
+from caducee.services import audit
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from caducee.services.messages import read_message
 from caducee.store import directory_repo

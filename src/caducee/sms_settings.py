@@ -1,5 +1,6 @@
-"""Checks of the ``[sms]`` settings, run when the settings load (so ``caducee serve`` refuses to
-start on a bad SMS configuration) and again before every SMS is sent."""
+"""Checks of the ``[sms]`` settings, part of the configuration layer: run when the settings load
+(so ``caducee serve`` refuses to start on a bad SMS configuration) and again before every SMS is
+sent."""
 
 from __future__ import annotations
 
