@@ -350,14 +350,14 @@ class OutboundWorker:
             reply = local_reply("4.3.0", "erreur interne du serveur", "internal server error")
         return {row.id: Result(reply) for row in rows}
 
-    async def _jobs(
+    async def _transactions(
         self, rows: list[QueueRow], results: dict[int, Result]
     ) -> list[smtp.Transaction]:
         """Each message's transactions, MAX_RECIPIENTS recipients each (keyed by row id)."""
         by_message: dict[int, list[QueueRow]] = {}
         for row in rows:
             by_message.setdefault(row.message_id, []).append(row)
-        jobs: list[smtp.Transaction] = []
+        transactions: list[smtp.Transaction] = []
         for message_rows in by_message.values():
             try:
                 raw = await read_content(self.app, message_rows[0])
@@ -371,7 +371,7 @@ class OutboundWorker:
             first = message_rows[0]
             for start in range(0, len(message_rows), MAX_RECIPIENTS):
                 part = message_rows[start : start + MAX_RECIPIENTS]
-                jobs.append(
+                transactions.append(
                     smtp.Transaction(
                         mail_from=first.mail_from,
                         recipients=[
@@ -383,17 +383,17 @@ class OutboundWorker:
                         envid=xtext_encode(first.envid) if first.envid else None,
                     )
                 )
-        return jobs
+        return transactions
 
     async def _attempt(self, domain: str, rows: list[QueueRow]) -> dict[int, Result]:
         results: dict[int, Result] = {}
-        jobs = await self._jobs(rows, results)
-        if not jobs:
+        transactions = await self._transactions(rows, results)
+        if not transactions:
             return results
         failure: DeliveryFailure | None = None
         for target in await self.targets(domain):
             try:
-                results.update(await self.client.deliver(target, jobs))
+                results.update(await self.client.deliver(target, transactions))
                 return results
             except DeliveryFailure as error:  # RFC 5321 §5.1: try the next address
                 log.info(
@@ -404,7 +404,9 @@ class OutboundWorker:
                 )
                 failure = error
         assert failure is not None
-        results.update({r.key: Result(failure.reply) for job in jobs for r in job.recipients})
+        results.update(
+            {r.key: Result(failure.reply) for each in transactions for r in each.recipients}
+        )
         return results
 
     def _context(self, policy: str) -> ssl.SSLContext:
