@@ -23,7 +23,6 @@ from caducee.services.mail_auth import (
     DkimResult,
     DmarcResult,
     SpfResult,
-    _SpfCheck,
     check_spf,
     dkim_sign,
     evaluate_inbound,
@@ -32,6 +31,7 @@ from caducee.services.mail_auth import (
     spoof_reason,
     strip_own_results,
 )
+from caducee.services.mail_auth.spf import _SpfCheck
 from tests.dnsserver import LocalDNS, local_dns  # noqa: F401 - the fixture
 
 OUR_DOMAIN = "cabinet-exemple.fr"

@@ -4,7 +4,8 @@ One round (:meth:`OutboundWorker.run_once`):
 
 1. **claim** due recipients under a lease (``store.queue_repo``: ``FOR UPDATE SKIP LOCKED`` on
    PostgreSQL), so two nodes never deliver the same recipient;
-2. **deliver**, one SMTP connection per destination domain, one transaction per message
+2. **deliver** through the SMTP client (:mod:`caducee.clients.smtp`, which speaks the protocol
+   and classifies the replies), one connection per destination domain, one transaction per message
    carrying all its recipients at that domain (at most 100 per transaction, RFC 5321
    §4.5.3.1.8). Route: ``settings.transport[domain]`` (host, port, TLS policy) if set, else
    the MX records tried by preference (RFC 5321 §5.1; equal preferences in random order), else
@@ -43,17 +44,15 @@ import ipaddress
 import logging
 import os
 import random
-import re
 import secrets
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any
 
-import aiosmtplib
 import dns.asyncresolver
 import dns.name
 import dns.rdtypes.ANY.MX
@@ -61,6 +60,8 @@ import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 
 from caducee.app import App
+from caducee.clients import smtp
+from caducee.clients.smtp import DeliveryFailure, Reply, Result, Target, local_reply
 from caducee.config import TransportRoute
 from caducee.errors import CaduceeError, ConfigurationError, NotFound
 from caducee.health import trust_list
@@ -87,8 +88,6 @@ from caducee.store.queue_repo import QueueRow
 log = logging.getLogger(__name__)
 
 #: How long a claim holds a recipient; longer than any session (see SESSION_DEADLINE).
-#: TLS policies under which the peer's certificate must verify (no plaintext fallback).
-_VERIFIED = ("required", "mssante")
 LEASE = timedelta(hours=1)
 #: The longest one domain's delivery may take before it is abandoned (temporary failure).
 SESSION_DEADLINE = timedelta(minutes=45)
@@ -100,78 +99,6 @@ HISTORY = timedelta(days=7)
 MAX_RECIPIENTS = 100
 #: Addresses tried per domain and attempt (all MX hosts and their A/AAAA records together).
 MAX_TARGETS = 10
-
-_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
-
-
-# ----- results -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An attempt's result for one recipient: a remote SMTP reply, or our own diagnostic."""
-
-    code: int | None  # the remote SMTP code; None when the text is ours
-    status: str  # RFC 3463 enhanced status code
-    text: str  # one line, at most 500 characters
-    remote_mta: str | None = None
-
-    @property
-    def kind(self) -> str:
-        return {"2": "delivered", "5": "permanent"}.get(self.status[:1], "temporary")
-
-
-def smtp_reply(code: int, message: str, remote: str | None) -> Reply:
-    """A remote reply; its RFC 3463 status is taken from the text (RFC 2034) or the code."""
-    text = " ".join(message.split())
-    klass = str(code)[:1] if code in range(200, 600) and str(code)[:1] in "245" else "4"
-    match = _ENHANCED.match(text)
-    status = match.group(0) if match and match.group(1) == klass else f"{klass}.0.0"
-    return Reply(code, status, text[:REPLY_MAX], remote)
-
-
-def local_reply(status: str, fr: str, en: str, remote: str | None = None) -> Reply:
-    """Our own diagnostic, French then English (it is shown to people and in reports)."""
-    return Reply(None, status, f"{fr} / {en}"[:REPLY_MAX], remote)
-
-
-class DeliveryFailure(Exception):
-    """No usable SMTP session for a whole attempt (route, connection, greeting, TLS)."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(reply.text)
-        self.reply = reply
-
-
-class _PlaintextRetry(Exception):
-    """Opportunistic TLS failed: try the same host again without it."""
-
-
-@dataclass(frozen=True)
-class Result:
-    reply: Reply
-    #: The next hop advertised DSN: reporting success is its job from now on.
-    next_hop_dsn: bool = False
-
-
-@dataclass(frozen=True)
-class Target:
-    host: str  # host name for TLS verification and reports
-    port: int
-    address: str | None  # IP address to connect to (None: resolve ``host`` by the system)
-    tls: str  # none, opportunistic, required
-
-
-@dataclass
-class _Job:
-    """One message to one domain: at most MAX_RECIPIENTS recipients."""
-
-    rows: list[QueueRow]
-    raw: bytes
-
-    @property
-    def first(self) -> QueueRow:
-        return self.rows[0]
 
 
 @dataclass
@@ -211,10 +138,14 @@ class OutboundWorker:
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
-        self.connect_timeout = connect_timeout
         # RFC 5321 §4.5.3.2: 5 minutes per command, 10 minutes for the end of DATA
-        self.command_timeout = command_timeout
-        self.data_timeout = data_timeout
+        self.client = smtp.SmtpClient(
+            app.settings.hostname,
+            self._context,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+            data_timeout=data_timeout,
+        )
         self.owner = (node_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")[
             :64
         ]
@@ -419,11 +350,14 @@ class OutboundWorker:
             reply = local_reply("4.3.0", "erreur interne du serveur", "internal server error")
         return {row.id: Result(reply) for row in rows}
 
-    async def _jobs(self, rows: list[QueueRow], results: dict[int, Result]) -> list[_Job]:
+    async def _transactions(
+        self, rows: list[QueueRow], results: dict[int, Result]
+    ) -> list[smtp.Transaction]:
+        """Each message's transactions, MAX_RECIPIENTS recipients each (keyed by row id)."""
         by_message: dict[int, list[QueueRow]] = {}
         for row in rows:
             by_message.setdefault(row.message_id, []).append(row)
-        jobs: list[_Job] = []
+        transactions: list[smtp.Transaction] = []
         for message_rows in by_message.values():
             try:
                 raw = await read_content(self.app, message_rows[0])
@@ -434,19 +368,32 @@ class OutboundWorker:
                 )
                 results.update({row.id: Result(reply) for row in message_rows})
                 continue
+            first = message_rows[0]
             for start in range(0, len(message_rows), MAX_RECIPIENTS):
-                jobs.append(_Job(message_rows[start : start + MAX_RECIPIENTS], raw))
-        return jobs
+                part = message_rows[start : start + MAX_RECIPIENTS]
+                transactions.append(
+                    smtp.Transaction(
+                        mail_from=first.mail_from,
+                        recipients=[
+                            smtp.Recipient(row.id, row.address, row.notify, row.orcpt)
+                            for row in part
+                        ],
+                        raw=raw,
+                        ret=first.ret,
+                        envid=xtext_encode(first.envid) if first.envid else None,
+                    )
+                )
+        return transactions
 
     async def _attempt(self, domain: str, rows: list[QueueRow]) -> dict[int, Result]:
         results: dict[int, Result] = {}
-        jobs = await self._jobs(rows, results)
-        if not jobs:
+        transactions = await self._transactions(rows, results)
+        if not transactions:
             return results
         failure: DeliveryFailure | None = None
         for target in await self.targets(domain):
             try:
-                results.update(await self._session(target, jobs))
+                results.update(await self.client.deliver(target, transactions))
                 return results
             except DeliveryFailure as error:  # RFC 5321 §5.1: try the next address
                 log.info(
@@ -457,221 +404,28 @@ class OutboundWorker:
                 )
                 failure = error
         assert failure is not None
-        results.update({row.id: Result(failure.reply) for job in jobs for row in job.rows})
+        results.update(
+            {r.key: Result(failure.reply) for each in transactions for r in each.recipients}
+        )
         return results
 
     def _context(self, policy: str) -> ssl.SSLContext:
-        """Verified (system store + ``outbound_ca_file``) for ``required``; else opportunistic
-        (RFC 7435: encrypt when possible, without authentication)."""
+        """The TLS context of a policy, built once: for ``mssante`` mutual TLS against the trust
+        store (``health.trust_tls``); else verified with ``outbound_ca_file`` for ``required``,
+        opportunistic otherwise (``clients.smtp.tls_context``)."""
         context = self._contexts.get(policy)
         if context is not None:
             return context
+        settings = self.app.settings
         if policy == "mssante":
             try:
-                settings = self.app.settings
                 context = operator_client_context(settings, load_trust_store(settings))
             except ConfigurationError as exc:
                 raise DeliveryFailure(local_reply("4.7.5", exc.fr, exc.en)) from None
-            self._contexts[policy] = context
-            return context
-        context = ssl.create_default_context()
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if policy == "required":
-            ca_file = self.app.settings.outbound_ca_file
-            if ca_file:
-                try:
-                    context.load_verify_locations(cafile=ca_file)
-                except (OSError, ssl.SSLError):
-                    raise DeliveryFailure(
-                        local_reply(
-                            "4.7.5",
-                            f"fichier d'autorités de certification {ca_file} illisible",
-                            f"CA file {ca_file} is unreadable",
-                        )
-                    ) from None
         else:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+            context = smtp.tls_context(policy, settings.outbound_ca_file)
         self._contexts[policy] = context
         return context
-
-    async def _hello(self, smtp: aiosmtplib.SMTP, remote: str) -> None:
-        try:
-            await smtp.ehlo()
-        except aiosmtplib.SMTPHeloError as exc:
-            if exc.code >= 500 and smtp.is_connected:  # RFC 5321 §4.1.4: fall back to HELO
-                try:
-                    await smtp.helo()
-                    return
-                except aiosmtplib.SMTPHeloError as again:
-                    raise DeliveryFailure(smtp_reply(again.code, again.message, remote)) from None
-            raise DeliveryFailure(smtp_reply(exc.code, exc.message, remote)) from None
-
-    async def _open(self, target: Target) -> aiosmtplib.SMTP:
-        """A session ready for MAIL FROM, TLS policy applied; DeliveryFailure otherwise."""
-        remote = target.host
-        smtp = aiosmtplib.SMTP(
-            hostname=target.address or target.host,
-            port=target.port,
-            local_hostname=self.app.settings.hostname,
-            timeout=self.command_timeout,
-            start_tls=False,
-        )
-        try:
-            try:
-                await smtp.connect(timeout=self.connect_timeout)
-            except aiosmtplib.SMTPConnectResponseError as exc:  # greeting other than 220
-                raise DeliveryFailure(smtp_reply(exc.code, exc.message, remote)) from None
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                raise DeliveryFailure(
-                    local_reply(
-                        "4.4.1",
-                        f"connexion impossible à {remote} port {target.port} ({_why(exc)})",
-                        f"cannot connect to {remote} port {target.port} ({_why(exc)})",
-                        remote,
-                    )
-                ) from None
-            await self._hello(smtp, remote)
-            if target.tls != "none" and smtp.supports_extension("starttls"):
-                context = self._context(target.tls)
-                try:
-                    await smtp.starttls(server_hostname=target.host, tls_context=context)
-                except (aiosmtplib.SMTPException, OSError) as exc:
-                    if target.tls not in _VERIFIED:
-                        raise _PlaintextRetry from None
-                    raise DeliveryFailure(
-                        local_reply(
-                            "4.7.5",
-                            f"TLS exigé : négociation TLS avec {remote} impossible ou certificat "
-                            f"non vérifié ({_why(exc)})",
-                            f"TLS required: TLS with {remote} failed or its certificate could "
-                            f"not be verified ({_why(exc)})",
-                            remote,
-                        )
-                    ) from None
-                await self._hello(smtp, remote)  # RFC 3207 §4.2: forget what was said before
-            elif target.tls in _VERIFIED:
-                raise DeliveryFailure(
-                    local_reply(
-                        "4.7.10",
-                        f"TLS exigé pour ce domaine, mais {remote} ne propose pas STARTTLS",
-                        f"TLS required for this domain, but {remote} does not offer STARTTLS",
-                        remote,
-                    )
-                )
-        except BaseException:
-            smtp.close()
-            raise
-        return smtp
-
-    async def _session(self, target: Target, jobs: list[_Job]) -> dict[int, Result]:
-        try:
-            smtp = await self._open(target)
-        except _PlaintextRetry:
-            log.info("opportunistic TLS failed, retrying without host=%s", target.host)
-            smtp = await self._open(replace(target, tls="none"))
-        try:
-            return await self._transactions(smtp, target.host, jobs)
-        finally:
-            if smtp.is_connected:
-                with contextlib.suppress(Exception):
-                    await smtp.quit(timeout=10)
-            smtp.close()
-
-    async def _transactions(
-        self, smtp: aiosmtplib.SMTP, remote: str, jobs: list[_Job]
-    ) -> dict[int, Result]:
-        results: dict[int, Result] = {}
-        lost = local_reply(
-            "4.4.2",
-            f"connexion avec {remote} perdue pendant la transaction",
-            f"connection with {remote} lost during the transaction",
-            remote,
-        )
-        try:
-            for job in jobs:
-                results.update(await self._transaction(smtp, remote, job))
-                if not smtp.is_connected:  # e.g. 421: the server closed the session
-                    last = results.get(job.rows[-1].id)
-                    if last is not None and last.reply.kind == "temporary":
-                        lost = last.reply
-                    break
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            log.info("outbound session lost host=%s (%s)", remote, type(exc).__name__)
-        for job in jobs:
-            for row in job.rows:
-                results.setdefault(row.id, Result(lost))
-        return results
-
-    async def _transaction(
-        self, smtp: aiosmtplib.SMTP, remote: str, job: _Job
-    ) -> dict[int, Result]:
-        """MAIL, RCPT for each recipient, DATA (RFC 5321 §3.3)."""
-        first, raw = job.first, job.raw
-        dsn = smtp.supports_extension("dsn")
-        utf8 = not (first.mail_from.isascii() and all(row.address.isascii() for row in job.rows))
-        if utf8 and not smtp.supports_extension("smtputf8"):  # RFC 6531 §3.2
-            reply = local_reply(
-                "5.6.7",
-                f"adresse internationalisée refusée : {remote} ne gère pas SMTPUTF8",
-                f"internationalised address: {remote} does not support SMTPUTF8",
-                remote,
-            )
-            return {row.id: Result(reply) for row in job.rows}
-        options: list[str] = []
-        if smtp.supports_extension("size"):  # RFC 1870
-            options.append(f"SIZE={len(raw)}")
-        if not raw.isascii() and smtp.supports_extension("8bitmime"):  # RFC 6152
-            options.append("BODY=8BITMIME")
-        if utf8:
-            options.append("SMTPUTF8")
-        if dsn:  # RFC 3461 §4.3, §4.4
-            if first.ret:
-                options.append(f"RET={first.ret}")
-            if first.envid:
-                options.append(f"ENVID={xtext_encode(first.envid)}")
-        encoding = "utf-8" if utf8 else "ascii"
-        response = await smtp.execute_command(
-            b"MAIL",
-            f"FROM:<{first.mail_from}>".encode(encoding),
-            *(option.encode("ascii") for option in options),
-        )
-        if response.code != 250:
-            reply = smtp_reply(response.code, response.message, remote)
-            await _reset(smtp)
-            return {row.id: Result(reply) for row in job.rows}
-        results: dict[int, Result] = {}
-        accepted: list[QueueRow] = []
-        for row in job.rows:
-            params: list[str] = []
-            if dsn:  # RFC 3461 §4.1, §4.2: passed on as the client gave them
-                if row.notify:
-                    params.append("NOTIFY=" + ",".join(row.notify))
-                if row.orcpt:
-                    params.append(f"ORCPT={row.orcpt}")
-            response = await smtp.execute_command(
-                b"RCPT",
-                f"TO:<{row.address}>".encode(encoding),
-                *(param.encode("ascii") for param in params),
-            )
-            if response.code in (250, 251):
-                accepted.append(row)
-            else:
-                results[row.id] = Result(smtp_reply(response.code, response.message, remote))
-            if not smtp.is_connected:  # 421: what was not answered gets that reply
-                closing = Result(smtp_reply(response.code, response.message, remote))
-                return {each.id: results.get(each.id, closing) for each in job.rows}
-        if not accepted:
-            await _reset(smtp)
-            return results
-        try:
-            response = await smtp.data(raw, timeout=self.data_timeout)
-            reply = smtp_reply(response.code, response.message, remote)
-        except aiosmtplib.SMTPResponseException as exc:
-            reply = smtp_reply(exc.code, exc.message, remote)
-        for row in accepted:
-            results[row.id] = Result(reply, next_hop_dsn=dsn)
-        return results
 
     # ----- results -------------------------------------------------------------------------
 
@@ -872,21 +626,3 @@ def _dns_temporary(domain: str) -> Reply:
         f"résolution DNS de {domain} impossible pour l'instant",
         f"DNS lookup for {domain} failed for now",
     )
-
-
-def _why(exc: BaseException) -> str:
-    """A short, content-free reason for a connection or TLS failure."""
-    verify = getattr(exc, "verify_message", None)
-    if verify:
-        return str(verify)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = " ".join(str(exc).split())
-    return text[:200] if text else type(exc).__name__
-
-
-async def _reset(smtp: aiosmtplib.SMTP) -> None:
-    """RSET after a refused transaction, so the next one starts clean (RFC 5321 §4.1.1.5)."""
-    if smtp.is_connected:
-        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-            await smtp.rset()
