@@ -14,9 +14,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from datetime import UTC
 from typing import Any
 
 from starlette.requests import Request
@@ -25,7 +23,7 @@ from starlette.routing import Route
 
 from caducee.domain import mail_display
 from caducee.domain.addresses import normalize_address
-from caducee.domain.model import Account, Flag, SpecialUse
+from caducee.domain.model import Account, Flag
 from caducee.errors import (
     AccessDenied,
     CaduceeError,
@@ -36,12 +34,12 @@ from caducee.errors import (
     QuotaExceeded,
     SenderNotAllowed,
 )
-from caducee.flows import submission
+from caducee.flows import compose
 from caducee.health import patients
 from caducee.services import api_tokens, mailboxes, mailstore, webmail
 from caducee.services.api_tokens import ApiToken
 from caducee.services.audit import AuditEvent, record
-from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo, Envelope, EnvelopeRecipient
+from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo
 from caducee.store import directory_repo
 from caducee.web import api_patients
 from caducee.web.core import client_ip, download_response, state
@@ -288,28 +286,16 @@ async def send_message(call: Call) -> Response:
     to = _strings(body.get("a"), "a")
     cc = _strings(body.get("cc"), "cc")
     bcc = _strings(body.get("cci"), "cci")
-    recipients = list(dict.fromkeys(to + cc + bcc))
-    if not recipients:
+    if not (to or cc or bcc):
         raise ApiError(422, "destinataires", "Aucun destinataire.", "No recipient.")
     subject, text = body.get("objet", ""), body.get("texte", "")
     if not isinstance(subject, str) or not isinstance(text, str) or len(subject) > 500:
         raise ApiError(422, "invalide", "objet / texte : chaînes attendues.", "Strings expected.")
-    address = access.mailbox.address
-    domain = address.partition("@")[2]
-    message = EmailMessage()
-    message["From"] = address
-    if to:
-        message["To"] = ", ".join(to)
-    if cc:
-        message["Cc"] = ", ".join(cc)
-    message["Subject"] = subject
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=domain)
-    message.set_content(text or "\n")
-    attachments = body.get("pieces_jointes") or []
-    if not isinstance(attachments, list) or len(attachments) > 20:
-        raise ApiError(422, "invalide", "pieces_jointes : 20 au plus.", "At most 20 attachments.")
-    for item in attachments:
+    items = body.get("pieces_jointes") or []
+    if not isinstance(items, list):
+        raise ApiError(422, "invalide", "pieces_jointes : liste attendue.", "A list expected.")
+    attachments = []
+    for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("contenu"), str):
             raise ApiError(422, "invalide", "Pièce jointe mal formée.", "Malformed attachment.")
         try:
@@ -317,26 +303,23 @@ async def send_message(call: Call) -> Response:
         except (binascii.Error, ValueError):
             raise ApiError(422, "base64", "Contenu base64 invalide.", "Invalid base64.") from None
         content_type = str(item.get("type") or "application/octet-stream")
-        maintype, _, subtype = content_type.partition("/")
-        if not maintype.isascii() or not subtype or "/" in subtype:
-            maintype, subtype = "application", "octet-stream"
-        message.add_attachment(
-            data,
-            maintype=maintype,
-            subtype=subtype,
-            filename=str(item.get("nom") or "piece-jointe")[:150],
-        )
-    raw = message.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    await submission.submit(
+        attachments.append(compose.Attachment(str(item.get("nom") or ""), content_type, data))
+    outgoing = compose.Outgoing(
+        to=tuple(to),
+        cc=tuple(cc),
+        bcc=tuple(bcc),
+        subject=subject,
+        text=text,
+        attachments=tuple(attachments),
+    )
+    composed = await compose.build(call.app, access, outgoing)
+    await compose.send(
         call.app,
-        call.account.login,
-        Envelope(address, tuple(EnvelopeRecipient(r) for r in recipients)),
-        raw,
+        access,
+        composed,
         ClientInfo(ip=call.source, helo="api", login=call.account.login, protocol="HTTPS"),
     )
-    sent = await webmail.special_folder(call.app, access, SpecialUse.SENT)
-    await mailstore.append(call.app, sent, [mailstore.Appended(raw, flags=Flag.SEEN)])
-    return JSONResponse({"message_id": str(message["Message-ID"])}, status_code=201)
+    return JSONResponse({"message_id": composed.message_id}, status_code=201)
 
 
 # ----- declaration and OpenAPI ---------------------------------------------------------------
