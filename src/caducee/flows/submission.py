@@ -35,9 +35,8 @@ from caducee.health import (
     recipient_policy,
     trust_policy,
 )
-from caducee.services import dsn, mail_auth, mailboxes, queue, trace
+from caducee.services import dsn, mailboxes, outgoing, trace
 from caducee.services.audit import AuditEvent, append
-from caducee.services.delivery import deliver_local
 from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo, Envelope
 from caducee.services.queue import QueueOrigin
 from caducee.services.received import received_header
@@ -217,15 +216,15 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
     remote = [r for r in envelope.recipients if by_route[r.address] in (Route.TRUST, Route.OUTSIDE)]
     key = trace.trace_key(message_id)
     sender_box = rules.mailbox.id if rules.mailbox is not None and key else None
-    # 2. Stores that can be refused (a full mailbox): the client then retries the whole
-    # message, and nothing else has happened yet.
-    if local:
-        await deliver_local(app, message, local, sender=envelope.mail_from, source=client.ip)
-        await dsn.report_local_delivery(app, envelope, message, local)
-    # 3. The patient handoff: the message itself never goes to the patient's mailbox.
-    if patient_list:
-        assert rules.mailbox is not None
+    traced = outgoing.Traced(sender_box, key) if sender_box is not None and key else None
+
+    async def after_local() -> None:
+        # RFC 3461 §6.2: the local copies asked for a « delivered » report.
+        if local:
+            await dsn.report_local_delivery(app, envelope, message, local)
+        # 3. The patient handoff: the message itself never goes to the patient's mailbox.
         for patient in patient_list:
+            assert rules.mailbox is not None
             await patient_delivery.deliver_to_patient(
                 app,
                 practice_id=rules.mailbox.practice_id,
@@ -236,39 +235,40 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
                 source=client.ip,
                 force_pickup=sensitive.force_pickup,
             )
-    # 4. The outbound queue.
-    if remote:
-        signed = await mail_auth.dkim_sign_async(app.settings, message, domain_of(acting))
-        await queue.enqueue(
-            app,
-            signed,
-            envelope.mail_from,
-            remote,
-            envid=envelope.envid,
-            ret=envelope.ret,
-            origin=QueueOrigin(actor=login, source=client.ip, mailbox_id=sender_box),
-            trace_key=key if sender_box is not None else None,
+
+    # 2. Stores that can be refused (a full mailbox): the client then retries the whole
+    # message, and nothing else has happened yet; 3. the patient handoff; 4. the outbound queue.
+    await outgoing.route(
+        app,
+        message,
+        envelope.mail_from,
+        local=local,
+        remote=remote,
+        dkim_domain=domain_of(acting),
+        origin=QueueOrigin(actor=login, source=client.ip, mailbox_id=sender_box),
+        traced=traced,
+        envid=envelope.envid,
+        ret=envelope.ret,
+        after_local=after_local,
+    )
+    if remote and sender_box is not None:
+        await mon_espace_sante.record_sent(
+            app, sender_box, message_id, [r.address for r in remote], message
         )
-        if sender_box is not None:
-            await mon_espace_sante.record_sent(
-                app, sender_box, message_id, [r.address for r in remote], message
-            )
     async with app.db.write() as conn:
-        if sender_box is not None and key is not None:
-            for address in local:
-                await trace.record(app, conn, sender_box, key, address, "delivered", "local")
-            if sensitive.trace_detail:  # the sender sees it in the message's trace
-                for decision in decisions:
-                    if decision.leaves_trust_space:
-                        await trace.record(
-                            app,
-                            conn,
-                            sender_box,
-                            key,
-                            decision.address,
-                            "sensitive",
-                            sensitive.trace_detail,
-                        )
+        # Sensitive data found: the sender sees it in the message's trace.
+        if traced is not None and sensitive.trace_detail:
+            for decision in decisions:
+                if decision.leaves_trust_space:
+                    await trace.record(
+                        app,
+                        conn,
+                        traced.mailbox_id,
+                        traced.key,
+                        decision.address,
+                        "sensitive",
+                        sensitive.trace_detail,
+                    )
         await append(
             conn,
             AuditEvent(
