@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from caducee.domain import mail_display
+from caducee.domain.web_links import Page
 from caducee.errors import InvalidInput, LimitReached, NotFound
 from caducee.health import pickup, pickup_auth
 from caducee.health.pickup_store import Pickup, content
@@ -132,7 +133,7 @@ async def leave(request: Request, found: Pickup) -> Response:
 
 
 routes = [
-    Route("/portail/{token}", entry.landing, methods=["GET"], name="portal"),
+    Route(Page.PICKUP.path, entry.landing, methods=["GET"], name="portal"),
     Route("/portail/{token}/code", entry.ask_code, methods=["POST"]),
     Route("/portail/{token}/verifier", entry.code_page, methods=["GET"]),
     Route("/portail/{token}/verifier", entry.check_code, methods=["POST"]),
