@@ -111,10 +111,12 @@ def check_attachments(count: int, total_bytes: int, max_bytes: int) -> None:
         )
 
 
-def compose(sender: str, display_name: str, outgoing: Outgoing) -> Composed:
-    """The RFC 5322 message (CPU work for big attachments: :func:`build` runs it in a thread)."""
+def compose(sender: str, display_name: str, outgoing: Outgoing, *, draft: bool = False) -> Composed:
+    """The RFC 5322 message (CPU work for big attachments: :func:`build` runs it in a thread).
+    A ``draft`` (for the Drafts folder, which IMAP clients read too) may have no recipient yet
+    and keeps its Bcc field (RFC 5322 §3.6.3)."""
     recipients = outgoing.recipients
-    if not recipients:
+    if not recipients and not draft:
         raise InvalidInput("Indiquez au moins un destinataire.", "Give at least one recipient.")
     message = EmailMessage()
     local, _, domain = sender.partition("@")
@@ -123,6 +125,8 @@ def compose(sender: str, display_name: str, outgoing: Outgoing) -> Composed:
         message["To"] = ", ".join(outgoing.to)
     if outgoing.cc:
         message["Cc"] = ", ".join(outgoing.cc)
+    if draft and outgoing.bcc:
+        message["Bcc"] = ", ".join(outgoing.bcc)
     subject = outgoing.subject[:MAX_SUBJECT]
     if outgoing.close_exchange and "[FIN]" not in subject.upper():
         subject = f"[FIN] {subject}"[:MAX_SUBJECT]  # what Mon espace santé shows the patient

@@ -5,9 +5,7 @@ the same pipeline, checks and audit as SMTP submission —, then a copy in the S
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses, make_msgid
+from email.utils import getaddresses
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -297,21 +295,16 @@ async def _after_send(
 def _draft_message(view: BoxView, draft: Draft) -> bytes:
     """The draft as a message for the Drafts folder (what IMAP clients see too); uploads are
     not kept in a draft, they go with the message when it is sent."""
-    message = EmailMessage()
-    message["From"] = view.mailbox.address
-    for header, value in (("To", draft.to), ("Cc", draft.cc), ("Bcc", draft.bcc)):
-        found = _split(value)
-        if found:
-            message[header] = ", ".join(found)
-    message["Subject"] = draft.subject
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=view.mailbox.address.partition("@")[2])
-    if draft.in_reply_to:
-        message["In-Reply-To"] = draft.in_reply_to[:1000]
-    if draft.references:
-        message["References"] = draft.references[:4000]
-    message.set_content(draft.body or "\n")
-    return message.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    outgoing = Outgoing(
+        to=tuple(_split(draft.to)),
+        cc=tuple(_split(draft.cc)),
+        bcc=tuple(_split(draft.bcc)),
+        subject=draft.subject,
+        text=draft.body,
+        in_reply_to=draft.in_reply_to,
+        references=draft.references,
+    )
+    return compose.compose(view.mailbox.address, "", outgoing, draft=True).raw
 
 
 @page()
