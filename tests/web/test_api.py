@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import base64
 import re
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default
 
 from sqlalchemy import select, update
 from starlette.routing import Route
 
 from caducee.app import App
-from caducee.services import api_tokens, mailboxes
+from caducee.domain.model import SpecialUse
+from caducee.services import api_tokens, mailboxes, webmail
 from caducee.services.audit import iter_records
 from caducee.services.delivery import deliver_local
 from caducee.store.tables import api_tokens as api_tokens_table
@@ -239,3 +243,61 @@ async def test_patient_registry_through_the_api(app: App, web: WebClient, people
     assert (await web.http.delete(url, headers=_auth(other))).status_code == 404
     assert (await web.http.delete(url, headers=_auth(token))).status_code == 204
     assert (await web.http.get(url, headers=_auth(token))).status_code == 404
+
+
+async def _messages(app: App, address: str, use: SpecialUse) -> list[EmailMessage]:
+    """The messages of one of ``address``'s special folders, as its owner reads them."""
+    access = await mailboxes.open_mailbox(app, address, address)
+    folder = await webmail.special_folder(app, access, use)
+    listing = await webmail.list_messages(app, folder)
+    found = []
+    for item in listing.items:
+        _row, raw = await webmail.message(app, folder, item.uid)
+        found.append(BytesParser(policy=default).parsebytes(raw))
+    return found
+
+
+async def test_sent_message_is_the_webmails_from_with_safe_attachments(
+    app: App, web: WebClient, people: People
+) -> None:
+    """The API writes the message the webmail writes (one compose): From with the account's
+    name, a Sent copy; an attachment's name has no path and a container type given by the
+    client (multipart/*, message/*, which cannot be base64) goes as application/octet-stream,
+    its bytes intact."""
+    token = await _token(app, ["envoi"])
+    box = await mailboxes.get_mailbox(app, DOCTOR)
+    sent = await web.http.post(
+        f"/api/v1/boites/{box.id}/envoyer",
+        json={
+            "a": [SECRETARY],
+            "objet": "Compte rendu",
+            "texte": "Ci-joint.",
+            "pieces_jointes": [
+                {
+                    "nom": "../../cr.pdf",
+                    "type": "multipart/mixed",
+                    "contenu": base64.b64encode(b"%PDF-1 contenu").decode(),
+                },
+                {
+                    "nom": "lettre.eml",
+                    "type": "message/rfc822",
+                    "contenu": base64.b64encode(b"Subject: x\r\n\r\ny\r\n").decode(),
+                },
+            ],
+        },
+        headers=_auth(token),
+    )
+    assert sent.status_code == 201, sent.text
+    [received] = await _messages(app, SECRETARY, SpecialUse.INBOX)
+    assert received["From"].addresses[0].display_name == people.doctor_a.display_name
+    assert received["Message-ID"] == sent.json()["message_id"]
+    parts = [
+        (p.get_filename(), p.get_content_type(), p.get_content())
+        for p in received.iter_attachments()
+    ]
+    assert parts == [
+        (".._.._cr.pdf", "application/octet-stream", b"%PDF-1 contenu"),
+        ("lettre.eml", "application/octet-stream", b"Subject: x\r\n\r\ny\r\n"),
+    ]
+    [copy] = await _messages(app, DOCTOR, SpecialUse.SENT)
+    assert copy["Message-ID"] == sent.json()["message_id"]

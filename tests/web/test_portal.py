@@ -213,3 +213,23 @@ async def test_expired_and_revoked_links_show_a_clear_page(
     assert withdrawn.status_code == 410 and "retiré par votre cabinet" in withdrawn.text
     assert_strict_page(withdrawn)
     assert await denied(app, "pickup.closed") == 2
+
+
+async def test_framed_body_is_the_webmails_sandbox_without_remote_images(
+    app: App, web: WebClient, cab: Cabinet, sms_server: ProviderServer
+) -> None:
+    """The portal frames the body with the webmail's sandbox and CSP (one implementation), and
+    a patient cannot ask it to load remote images."""
+    base = "/portail/" + token_of((await deposit(app, cab)).link)
+    await enter_with_code(web, sms_server, base)
+    for path in ("/corps", "/corps?images=1"):
+        body = await web.get(base + path)
+        directives = {d.strip() for d in body.headers["content-security-policy"].split(";")}
+        assert {
+            "default-src 'none'",
+            "img-src data:",
+            "frame-ancestors 'self'",
+            "form-action 'none'",
+            "sandbox allow-popups allow-popups-to-escape-sandbox",
+        } <= directives, directives
+        assert body.headers["cache-control"] == "no-store" and MARKER in body.text

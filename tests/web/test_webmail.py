@@ -5,6 +5,8 @@ through the submission pipeline, delegations, and every route refused to whoever
 from __future__ import annotations
 
 import re
+from email.parser import BytesParser
+from email.policy import default
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from tests.web.conftest import Clock, People, WebClient
 from tests.web.helpers import assert_safe_download
 
 DOCTOR = "dr.martin@cabinet-a.test"
+SECRETARY = "secretariat@cabinet-a.test"
 HOSTILE_HTML = (
     "From: Labo <labo@ailleurs.test>\r\nTo: dr.martin@cabinet-a.test\r\n"
     "Subject: Resultats HTML\r\nMessage-ID: <html-1@ailleurs.test>\r\nMIME-Version: 1.0\r\n"
@@ -274,3 +277,25 @@ async def test_a_two_megabyte_attachment_goes_through(
     assert response.status_code == 303, response.text[:500]
     secretary = await mailboxes.get_mailbox(app, "secretariat@cabinet-a.test")
     assert secretary.used_bytes > len(big)
+
+
+async def test_attached_mail_file_is_sent_intact(app: App, web: WebClient, people: People) -> None:
+    """A file the browser calls message/rfc822 (or multipart/*) cannot be base64-encoded under
+    that type (RFC 2046 §5): it goes as application/octet-stream, its bytes intact, as the
+    REST API sends it (one compose)."""
+    await web.login(DOCTOR)
+    box_path = (await _inbox_url(web)).rsplit("/d/", 1)[0]
+    letter = b"From: a@ailleurs.test\r\nSubject: courrier\r\n\r\nTexte du courrier.\r\n"
+    response = await web.http.post(
+        box_path + "/envoyer",
+        data={"csrf": web.csrf, "a": SECRETARY, "objet": "Courrier joint", "corps": "Voir."},
+        files={"pieces": ("courrier.eml", letter, "message/rfc822")},
+    )
+    assert response.status_code == 303, response.text
+    access = await mailboxes.open_mailbox(app, SECRETARY, SECRETARY)
+    inbox = await webmail.special_folder(app, access, SpecialUse.INBOX)
+    [item] = (await webmail.list_messages(app, inbox)).items
+    _row, raw = await webmail.message(app, inbox, item.uid)
+    [part] = BytesParser(policy=default).parsebytes(raw).iter_attachments()
+    assert part.get_filename() == "courrier.eml"
+    assert (part.get_content_type(), part.get_content()) == ("application/octet-stream", letter)

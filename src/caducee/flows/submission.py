@@ -35,9 +35,8 @@ from caducee.health import (
     recipient_policy,
     trust_policy,
 )
-from caducee.services import dsn, mail_auth, mailboxes, queue, trace
+from caducee.services import dsn, mailboxes, outgoing, trace
 from caducee.services.audit import AuditEvent, append
-from caducee.services.delivery import deliver_local
 from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo, Envelope
 from caducee.services.queue import QueueOrigin
 from caducee.services.received import received_header
@@ -45,6 +44,11 @@ from caducee.services.received import received_header
 
 async def authorize_sender(app: App, login: str, mail_from: str, source: str) -> str:
     """MAIL FROM on the submission door: the normalised sender address, or SenderNotAllowed."""
+    return (await _authorize(app, login, mail_from, source)).mailbox.address
+
+
+async def _authorize(app: App, login: str, mail_from: str, source: str) -> mailboxes.Access:
+    """The one check that ``login`` may send as ``mail_from``; its access to that mailbox."""
     if not mail_from:
         raise SenderNotAllowed(
             "L'expéditeur vide (<>) est réservé aux avis de non-remise du serveur.",
@@ -52,7 +56,7 @@ async def authorize_sender(app: App, login: str, mail_from: str, source: str) ->
         )
     try:
         address = normalize_address(mail_from)
-        await mailboxes.open_mailbox(app, login, address, need_send=True, source=source)
+        return await mailboxes.open_mailbox(app, login, address, need_send=True, source=source)
     except (AccessDenied, InvalidInput):
         raise SenderNotAllowed(
             f"Le compte {login} n'a pas le droit d'envoyer en tant que {mail_from} : "
@@ -60,7 +64,6 @@ async def authorize_sender(app: App, login: str, mail_from: str, source: str) ->
             f"Account {login} may not send as {mail_from}: use your own address or a mailbox "
             "delegated to you with send rights.",
         ) from None
-    return address
 
 
 async def check_submission_recipient(
@@ -91,8 +94,8 @@ async def sensitive_findings(
     decisions = await recipient_policy.decide_all(app, rules, recipients)
     if not any(d.leaves_trust_space for d in decisions):
         return []
-    settings = await patient_settings.settings_of(app, rules.mailbox.practice_id)
-    return await asyncio.to_thread(dlp.scan_message, raw, settings.term_list())
+    assert rules.settings is not None
+    return await asyncio.to_thread(dlp.scan_message, raw, rules.settings.term_list())
 
 
 @dataclass(frozen=True)
@@ -103,14 +106,15 @@ class _SensitiveVerdict:
 
 
 async def _sensitive_data_check(
-    app: App, box: Mailbox, message: bytes, decisions: list[recipient_policy.Decision]
+    settings: patient_settings.PatientSettings,
+    message: bytes,
+    decisions: list[recipient_policy.Decision],
 ) -> _SensitiveVerdict:
     """Sensitive data in a message leaving for a patient or outside the trust space: what the
     practice's policy says (warn with a header, block, or force the secure pickup portal)."""
     outside = [d.address for d in decisions if d.route is Route.OUTSIDE]
     if not any(d.leaves_trust_space for d in decisions):
         return _SensitiveVerdict(message, False, "")
-    settings = await patient_settings.settings_of(app, box.practice_id)
     found = await asyncio.to_thread(dlp.scan_message, message, settings.term_list())
     decision = dlp.decide(settings.dlp_policy, found)
     if decision.blocked:
@@ -129,17 +133,77 @@ async def _sensitive_data_check(
     return _SensitiveVerdict(message, decision.secure_pickup, detail)
 
 
-def _message_id(raw: bytes) -> str:
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    return str(headers.get("Message-ID") or "").strip()
+@dataclass(frozen=True)
+class SubmittedHeaders:
+    """What the pipeline reads in a submitted message's header, parsed once."""
+
+    senders: tuple[str, ...]  # From and Sender addresses, lower-cased, in order
+    has_message_id: bool
+    message_id: str  # "" when absent or empty
+    has_date: bool
+    mss_mes: tuple[str, ...]  # X-MSS-MES values
+    has_mss_nil: bool
+
+    @classmethod
+    def parse(cls, raw: bytes) -> SubmittedHeaders:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        values = [*(headers.get_all("From") or []), *(headers.get_all("Sender") or [])]
+        return cls(
+            senders=tuple(dict.fromkeys(a.lower() for _, a in getaddresses(values) if a)),
+            has_message_id=headers.get("Message-ID") is not None,
+            message_id=str(headers.get("Message-ID") or "").strip(),
+            has_date=headers.get("Date") is not None,
+            mss_mes=tuple(str(v) for v in headers.get_all("X-MSS-MES") or []),
+            has_mss_nil=headers.get("X-MSS-NIL") is not None,
+        )
 
 
-def _header_from_addresses(raw: bytes) -> tuple[list[str], bool, bool]:
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    from_values = headers.get_all("From") or []
-    sender_values = headers.get_all("Sender") or []
-    addresses = [a.lower() for _, a in getaddresses([*from_values, *sender_values]) if a]
-    return addresses, headers.get("Message-ID") is not None, headers.get("Date") is not None
+@dataclass(frozen=True)
+class SubmissionContext:
+    """One submission as the pipeline's steps see it, built once by :func:`build_context`:
+    the header parsed once, the acting mailbox looked up once (with its rules), the
+    Message-ID (the message's, or the one the MSA adds, RFC 6409 §8.3) chosen once."""
+
+    login: str
+    envelope: Envelope
+    client: ClientInfo
+    raw: bytes
+    headers: SubmittedHeaders
+    #: The mailbox the message leaves in the name of: the envelope sender, or the From address
+    #: for a null reverse-path (a read receipt) — held to the same recipient rule either way.
+    acting: str
+    rules: recipient_policy.Sender
+    message_id: str
+
+    @property
+    def mailbox(self) -> Mailbox | None:
+        return self.rules.mailbox
+
+
+async def build_context(
+    app: App, login: str, envelope: Envelope, raw: bytes, client: ClientInfo
+) -> SubmissionContext:
+    """Parse the header and check who sends (RFC 6409 §6.1: the account may send as every
+    From and Sender address), looking each mailbox up once."""
+    headers = SubmittedHeaders.parse(raw)
+    if not headers.senders:
+        raise PolicyRejected(
+            "Le message n'a pas d'en-tête From : votre logiciel de messagerie est mal configuré.",
+            "The message has no From header: your mail client is misconfigured.",
+        )
+    authorized = {
+        address: await _authorize(app, login, address, client.ip) for address in headers.senders
+    }
+    acting = envelope.mail_from or headers.senders[0]
+    found = authorized.get(acting.lower())
+    if found is not None:
+        rules = await recipient_policy.rules_of(app, found.mailbox)
+    else:
+        rules = await recipient_policy.sender_of(app, acting)
+    message_id = headers.message_id
+    if not headers.has_message_id:
+        message_id = make_msgid(domain=app.settings.hostname)
+    return SubmissionContext(login, envelope, client, raw, headers, acting, rules, message_id)
 
 
 def check_limits(app: App, envelope: Envelope, raw: bytes) -> None:
@@ -176,18 +240,8 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
     leaves nothing behind, so the client's retry cannot duplicate a copy."""
     # 1. Every check.
     check_limits(app, envelope, raw)
-    addresses, has_message_id, has_date = _header_from_addresses(raw)
-    if not addresses:
-        raise PolicyRejected(
-            "Le message n'a pas d'en-tête From : votre logiciel de messagerie est mal configuré.",
-            "The message has no From header: your mail client is misconfigured.",
-        )
-    for address in dict.fromkeys(addresses):
-        await authorize_sender(app, login, address, client.ip)
-    # The mailbox the message leaves in the name of: the envelope sender, or the From address
-    # for a null reverse-path (a read receipt) — held to the same recipient rule either way.
-    acting = envelope.mail_from or addresses[0]
-    rules = await recipient_policy.sender_of(app, acting)
+    context = await build_context(app, login, envelope, raw, client)
+    acting, rules, message_id = context.acting, context.rules, context.message_id
     decisions = await recipient_policy.decide_all(
         app, rules, [r.address for r in envelope.recipients]
     )
@@ -197,35 +251,35 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
     patient_list = [d.patient for d in decisions if d.patient is not None]
     for patient in patient_list:
         patient_delivery.check_deliverable(app, patient)
-    trust_policy.check_mss_headers(raw)
+    trust_policy.check_mss_headers(context.headers.mss_mes)
     # RFC 6409 §8.1 and §8.3: the MSA may add a missing Date and Message-ID.
     added = b""
-    if not has_date:
+    if not context.headers.has_date:
         added += f"Date: {format_datetime(datetime.now(UTC))}\r\n".encode()
-    message_id = _message_id(raw)
-    if not has_message_id:
-        message_id = make_msgid(domain=app.settings.hostname)
+    if not context.headers.has_message_id:
         added += f"Message-ID: {message_id}\r\n".encode()
-    added += await trust_policy.mssante_headers(app, acting, raw)
+    added += trust_policy.mssante_headers(
+        app, trust_bound=rules.trust_bound, has_nil=context.headers.has_mss_nil
+    )
     message = received_header(app.settings.hostname, client) + added + raw
     sensitive = _SensitiveVerdict(message, False, "")
-    if rules.mailbox is not None:
-        sensitive = await _sensitive_data_check(app, rules.mailbox, message, decisions)
+    if rules.settings is not None:
+        sensitive = await _sensitive_data_check(rules.settings, message, decisions)
     message = sensitive.message
     by_route = {d.address: d.route for d in decisions}
     local = [r.address for r in envelope.recipients if by_route[r.address] is Route.LOCAL]
     remote = [r for r in envelope.recipients if by_route[r.address] in (Route.TRUST, Route.OUTSIDE)]
     key = trace.trace_key(message_id)
     sender_box = rules.mailbox.id if rules.mailbox is not None and key else None
-    # 2. Stores that can be refused (a full mailbox): the client then retries the whole
-    # message, and nothing else has happened yet.
-    if local:
-        await deliver_local(app, message, local, sender=envelope.mail_from, source=client.ip)
-        await dsn.report_local_delivery(app, envelope, message, local)
-    # 3. The patient handoff: the message itself never goes to the patient's mailbox.
-    if patient_list:
-        assert rules.mailbox is not None
+    traced = outgoing.Traced(sender_box, key) if sender_box is not None and key else None
+
+    async def after_local() -> None:
+        # RFC 3461 §6.2: the local copies asked for a « delivered » report.
+        if local:
+            await dsn.report_local_delivery(app, envelope, message, local)
+        # 3. The patient handoff: the message itself never goes to the patient's mailbox.
         for patient in patient_list:
+            assert rules.mailbox is not None
             await patient_delivery.deliver_to_patient(
                 app,
                 practice_id=rules.mailbox.practice_id,
@@ -236,39 +290,40 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
                 source=client.ip,
                 force_pickup=sensitive.force_pickup,
             )
-    # 4. The outbound queue.
-    if remote:
-        signed = await mail_auth.dkim_sign_async(app.settings, message, domain_of(acting))
-        await queue.enqueue(
-            app,
-            signed,
-            envelope.mail_from,
-            remote,
-            envid=envelope.envid,
-            ret=envelope.ret,
-            origin=QueueOrigin(actor=login, source=client.ip, mailbox_id=sender_box),
-            trace_key=key if sender_box is not None else None,
+
+    # 2. Stores that can be refused (a full mailbox): the client then retries the whole
+    # message, and nothing else has happened yet; 3. the patient handoff; 4. the outbound queue.
+    await outgoing.route(
+        app,
+        message,
+        envelope.mail_from,
+        local=local,
+        remote=remote,
+        dkim_domain=domain_of(acting),
+        origin=QueueOrigin(actor=login, source=client.ip, mailbox_id=sender_box),
+        traced=traced,
+        envid=envelope.envid,
+        ret=envelope.ret,
+        after_local=after_local,
+    )
+    if remote and sender_box is not None:
+        await mon_espace_sante.record_sent(
+            app, sender_box, message_id, [r.address for r in remote], message
         )
-        if sender_box is not None:
-            await mon_espace_sante.record_sent(
-                app, sender_box, message_id, [r.address for r in remote], message
-            )
     async with app.db.write() as conn:
-        if sender_box is not None and key is not None:
-            for address in local:
-                await trace.record(app, conn, sender_box, key, address, "delivered", "local")
-            if sensitive.trace_detail:  # the sender sees it in the message's trace
-                for decision in decisions:
-                    if decision.leaves_trust_space:
-                        await trace.record(
-                            app,
-                            conn,
-                            sender_box,
-                            key,
-                            decision.address,
-                            "sensitive",
-                            sensitive.trace_detail,
-                        )
+        # Sensitive data found: the sender sees it in the message's trace.
+        if traced is not None and sensitive.trace_detail:
+            for decision in decisions:
+                if decision.leaves_trust_space:
+                    await trace.record(
+                        app,
+                        conn,
+                        traced.mailbox_id,
+                        traced.key,
+                        decision.address,
+                        "sensitive",
+                        sensitive.trace_detail,
+                    )
         await append(
             conn,
             AuditEvent(

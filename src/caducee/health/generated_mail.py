@@ -1,8 +1,9 @@
 """Sending a message the server writes on a mailbox's behalf (a pickup notice, an address
 verification, a protected document): held to that mailbox's recipient rule
-(:mod:`caducee.health.recipient_policy`, with the message's purpose), then to one of our
+(:mod:`caducee.health.recipient_policy`, with the message's purpose), then carried by the
+routing tail of everything that leaves (:func:`caducee.services.outgoing.route`): to one of our
 mailboxes through local delivery, else DKIM-signed for the sender's domain and queued — the same
-outbound path as a submission, with the sender's trace when the message has one."""
+path as a submission, with the sender's trace when the message has one."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from caducee.domain.addresses import domain_of
 from caducee.domain.recipient_route import Purpose, Route
 from caducee.errors import PolicyRejected
 from caducee.health import recipient_policy
-from caducee.services import mail_auth, queue, trace
-from caducee.services.delivery import deliver_local
+from caducee.services import outgoing, queue
 from caducee.services.queue import QueueOrigin
 
 
@@ -36,20 +36,19 @@ async def send_generated(
         raise refused
     if decision.route is Route.PATIENT and purpose is Purpose.MAIL:
         raise PolicyRejected(*recipient_policy.patient_only_by_channel(recipient))
-    if decision.route is Route.LOCAL:
-        await deliver_local(app, raw, [recipient], sender=sender, source=source)
-        if mailbox_id is not None and trace_key is not None:
-            async with app.db.write() as conn:
-                await trace.record(
-                    app, conn, mailbox_id, trace_key, recipient, "delivered", "local"
-                )
-        return
-    signed = await mail_auth.dkim_sign_async(app.settings, raw, domain_of(sender))
-    await queue.enqueue(
+    traced = (
+        outgoing.Traced(mailbox_id, trace_key)
+        if mailbox_id is not None and trace_key is not None
+        else None
+    )
+    local = decision.route is Route.LOCAL
+    await outgoing.route(
         app,
-        signed,
+        raw,
         sender,
-        [queue.QueueRecipient(recipient)],
+        local=[recipient] if local else [],
+        remote=[] if local else [queue.QueueRecipient(recipient)],
+        dkim_domain=domain_of(sender),
         origin=QueueOrigin(actor=sender, source=source, mailbox_id=mailbox_id),
-        trace_key=trace_key if mailbox_id is not None else None,
+        traced=traced,
     )

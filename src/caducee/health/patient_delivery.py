@@ -22,7 +22,9 @@ from email.utils import format_datetime, formataddr, make_msgid
 from typing import TYPE_CHECKING
 
 from caducee.app import App
+from caducee.domain import web_links
 from caducee.domain.recipient_route import Purpose
+from caducee.domain.web_links import Page
 from caducee.errors import PolicyRejected
 from caducee.health import pickup, sms
 from caducee.health.generated_mail import send_generated
@@ -34,7 +36,7 @@ if TYPE_CHECKING:  # pikepdf and pyzipper are loaded only when a PDF or ZIP is m
 
 
 def _needs_mobile(app: App, patient: Patient) -> PolicyRejected:
-    url = f"{app.settings.public_base_url}/patients/{patient.id}"
+    url = web_links.url(app.settings.public_base_url, Page.PATIENT_RECORD, patient_id=patient.id)
     return PolicyRejected(
         "Le numéro de mobile de ce patient manque : il faut l'envoyer par SMS le code ou le "
         f"mot de passe qui ouvre le message. Ajoutez-le à sa fiche : {url}",

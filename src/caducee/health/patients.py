@@ -25,14 +25,15 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from caducee.app import App
+from caducee.domain import web_links
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.recipient_route import Purpose
+from caducee.domain.web_links import Page
 from caducee.errors import AlreadyExists, InvalidInput, NotFound
 from caducee.health import generated_mail
 from caducee.health.dlp_detectors import nir_key_valid
@@ -473,7 +474,7 @@ async def send_verification(
         await append(conn, _audit(actor, "patient.verification_sent", patient_id, source))
     practice = await practices.get_practice(app, practice_id)
     sender = await practice_sender(app, practice_id)
-    link = f"{app.settings.public_base_url}/patient/verifier/{token}"
+    link = web_links.url(app.settings.public_base_url, Page.ADDRESS_VERIFICATION, token=token)
     raw = verification_message(
         hostname=app.settings.hostname,
         practice_name=practice.name,
@@ -562,14 +563,16 @@ async def recipient_verdict(app: App, practice_id: int, address: str) -> Verdict
 def refusal_text(app: App, verdict: Verdict, address: str = "") -> tuple[str, str]:
     """The French and English explanation of a refused patient recipient, with its fix."""
     if verdict.patient is None:  # unregistered
-        url = f"{app.settings.public_base_url}/patients/nouveau?email={quote(address)}"
+        url = web_links.url(app.settings.public_base_url, Page.NEW_PATIENT, {"email": address})
         return (
             f"{address} est un patient du carnet d'adresses, pas encore du registre des "
             f"patients : enregistrez-le et faites vérifier son adresse : {url}",
             f"{address} is a patient of the address book, not yet of the patient registry: "
             f"register them and have their address verified: {url}",
         )
-    url = f"{app.settings.public_base_url}/patients/{verdict.patient.id}"
+    url = web_links.url(
+        app.settings.public_base_url, Page.PATIENT_RECORD, patient_id=verdict.patient.id
+    )
     email = verdict.patient.data.email
     if verdict.kind == "shared":
         return (

@@ -20,9 +20,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, insert, select, update
 
 from caducee.app import App
-from caducee.domain import mail_display
+from caducee.domain import mail_display, web_links
 from caducee.domain.addresses import normalize_address
 from caducee.domain.recipient_route import Purpose
+from caducee.domain.web_links import Page
 from caducee.errors import InvalidInput, LimitReached, NotFound
 from caducee.health import pickup_mail
 from caducee.health.generated_mail import send_generated
@@ -164,7 +165,7 @@ async def create_pickup(
     finally:
         if not committed:
             await app.blobs.remove_files([blob_id])
-    link = f"{app.settings.public_base_url}/portail/{token}"
+    link = web_links.url(app.settings.public_base_url, Page.PICKUP, token=token)
     notice = pickup_mail.notice(
         hostname=app.settings.hostname,
         practice_name=practice.name,

@@ -47,6 +47,8 @@ class Sender:
     mailbox: Mailbox | None
     trust_bound: bool = False
     patient_facing_closed: bool = False
+    #: The practice's patient-channel settings (DLP policy, terms), for one of our mailboxes.
+    settings: patient_settings.PatientSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,17 @@ async def sender_of(app: App, address: str) -> Sender:
         box = await mailboxes.get_mailbox(app, address)
     except (NotFound, InvalidInput):
         return Sender(address, None)
+    return await rules_of(app, box)
+
+
+async def rules_of(app: App, box: Mailbox) -> Sender:
+    """The rules binding one of our mailboxes, already looked up."""
     bound = await trust_policy.mailbox_bound(app, box)
     settings = await patient_settings.settings_of(app, box.practice_id)
     closed = settings.patient_mailbox_id == box.id and not settings.patient_mailbox_open
-    return Sender(box.address, box, trust_bound=bound, patient_facing_closed=closed)
+    return Sender(
+        box.address, box, trust_bound=bound, patient_facing_closed=closed, settings=settings
+    )
 
 
 async def decide(

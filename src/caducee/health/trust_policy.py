@@ -11,12 +11,13 @@ keep ordinary mail rules.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from caducee.app import App
 from caducee.domain.addresses import domain_of
 from caducee.domain.model import Mailbox, MailboxType
-from caducee.errors import InvalidInput, NotFound
+from caducee.errors import InvalidInput
 from caducee.health import trust_list
-from caducee.services import mailboxes
 
 #: Mailbox types bound to the trust space when their domain is listed.
 BOUND_TYPES = frozenset({MailboxType.PER, MailboxType.ORG, MailboxType.APP})
@@ -27,41 +28,26 @@ async def mailbox_bound(app: App, box: Mailbox) -> bool:
     return box.type in BOUND_TYPES and await trust_list.is_listed(app, domain_of(box.address))
 
 
-async def bound_to_trust_space(app: App, sender: str) -> bool:
-    """Whether ``sender`` is a PER/ORG/APP mailbox of ours on a listed (MSSanté) domain."""
-    if not sender:
-        return False
-    try:
-        box = await mailboxes.get_mailbox(app, sender)
-    except (NotFound, InvalidInput):
-        return False
-    return await mailbox_bound(app, box)
-
-
 #: Default product reference of the ``X-MSS-NIL`` header (configurable: ``[trust] product``).
 PRODUCT_REFERENCE = "Caducee"
 
 
-def check_mss_headers(raw: bytes) -> None:
-    """``X-MSS-MES`` takes only the value ``FIN`` (close an exchange with a patient's Mon espace
-    santé address); anything else is refused rather than passed on."""
-    head = raw.split(b"\r\n\r\n", 1)[0]
-    for line in head.split(b"\r\n"):
-        name, sep, value = line.partition(b":")
-        if sep and name.strip().lower() == b"x-mss-mes" and value.strip().upper() != b"FIN":
+def check_mss_headers(mes_values: Sequence[str]) -> None:
+    """``X-MSS-MES`` (its values, as submitted) takes only the value ``FIN`` (close an exchange
+    with a patient's Mon espace santé address); anything else is refused rather than passed
+    on."""
+    for value in mes_values:
+        if value.strip().upper() != "FIN":
             raise InvalidInput(
                 "En-tête X-MSS-MES invalide : seule la valeur FIN est admise.",
                 "Invalid X-MSS-MES header: only the value FIN is allowed.",
             )
 
 
-async def mssante_headers(app: App, sender: str, raw: bytes) -> bytes:
-    """Header lines to prepend to a message a trust-space mailbox submits: ``X-MSS-NIL`` (the
-    product reference) unless the client already set it."""
-    if not await bound_to_trust_space(app, sender):
-        return b""
-    head = raw.split(b"\r\n\r\n", 1)[0].lower()
-    if head.startswith(b"x-mss-nil:") or b"\r\nx-mss-nil:" in head:
+def mssante_headers(app: App, *, trust_bound: bool, has_nil: bool) -> bytes:
+    """Header lines to prepend to a message a trust-space mailbox (``trust_bound``) submits:
+    ``X-MSS-NIL`` (the product reference) unless the client already set it (``has_nil``)."""
+    if not trust_bound or has_nil:
         return b""
     reference = app.settings.mssante_product or PRODUCT_REFERENCE
     return f"X-MSS-NIL: {reference}\r\n".encode("ascii", "replace")

@@ -18,7 +18,8 @@ Reports come from ``MAILER-DAEMON@<domain of the sender>`` (our host name when t
 not one of our mailboxes: their domain is not ours to use) with the null reverse-path, carry
 ``Auto-Submitted: auto-replied`` (RFC 3834) and are never sent about a message whose own
 sender is null (no report loops, RFC 3461 §6.2). A report to one of our mailboxes is stored
-in its Inbox directly; otherwise it goes through the outbound queue.
+in its Inbox directly; otherwise it goes through the outbound queue — both by the routing tail
+of everything the server sends, :func:`caducee.services.outgoing.route`.
 """
 
 from __future__ import annotations
@@ -36,10 +37,9 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of
-from caducee.services.delivery import deliver_local
+from caducee.services import outgoing
 from caducee.services.envelope import Envelope
-from caducee.services.local_domains import our_domains
-from caducee.services.queue import QueueRecipient, enqueue
+from caducee.services.queue import QueueRecipient
 
 log = logging.getLogger(__name__)
 
@@ -385,13 +385,13 @@ async def send_report(app: App, report: Report, *, now: datetime | None = None) 
     one of our mailboxes, else queued with the null reverse-path. Never for a null sender."""
     if not report.sender:
         return
-    if domain_of(report.sender.lower()) in await our_domains(app):
-        await deliver_local(app, build_dsn(report, now=now), [report.sender], sender="")
+    if await outgoing.is_local(app, report.sender):
+        await outgoing.route(app, build_dsn(report, now=now), "", local=[report.sender])
         return
     # A remote sender's domain is not ours to write From: in (their DMARC would refuse it).
     remote = replace(report, reporter_domain=report.reporter_domain or report.reporting_mta)
     recipient = QueueRecipient(report.sender, notify=("NEVER",))
-    await enqueue(app, build_dsn(remote, now=now), "", [recipient], now=now)
+    await outgoing.route(app, build_dsn(remote, now=now), "", remote=[recipient], now=now)
 
 
 async def report_local_delivery(

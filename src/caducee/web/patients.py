@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from caducee.domain.web_links import Page
 from caducee.errors import CaduceeError
 from caducee.health import patient_import, patients
 from caducee.health.patients import PatientData
@@ -232,12 +233,12 @@ async def _practice_name(request: Request, practice_id: int) -> str:
 routes = [
     Route("/patients", list_page, methods=["GET"]),
     Route("/patients", add, methods=["POST"]),
-    Route("/patients/nouveau", list_page, methods=["GET"]),
+    Route(Page.NEW_PATIENT.path, list_page, methods=["GET"]),
     Route("/patients/import", import_csv, methods=["POST"]),
-    Route("/patients/{patient_id:int}", detail, methods=["GET"]),
+    Route(Page.PATIENT_RECORD.path, detail, methods=["GET"]),
     Route("/patients/{patient_id:int}", update, methods=["POST"]),
     Route("/patients/{patient_id:int}/verification", send_verification, methods=["POST"]),
     Route("/patients/{patient_id:int}/supprimer", remove, methods=["POST"]),
-    Route("/patient/verifier/{token}", verify_landing, methods=["GET"]),
+    Route(Page.ADDRESS_VERIFICATION.path, verify_landing, methods=["GET"]),
     Route("/patient/verifier/{token}", verify_confirm, methods=["POST"]),
 ]

@@ -4,16 +4,17 @@ leaving. Every page checks the session's pickup against the URL's."""
 
 from __future__ import annotations
 
-from markupsafe import escape
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from caducee.domain import mail_display
+from caducee.domain.web_links import Page
 from caducee.errors import InvalidInput, LimitReached, NotFound
 from caducee.health import pickup, pickup_auth
 from caducee.health.pickup_store import Pickup, content
+from caducee.web import mail_body
 from caducee.web.core import (
     clear_cookie,
     client_ip,
@@ -33,7 +34,6 @@ from caducee.web.portal.common import (
     portal_page,
     session_for,
 )
-from caducee.web.webmail.reading import BODY_CSP
 
 
 def _base(request: Request) -> str:
@@ -73,22 +73,7 @@ async def message_body(request: Request, found: Pickup) -> Response:
     """The body alone, for the ``<iframe sandbox>`` of the message page."""
     await session_for(request, found)
     raw = await content(web_state(request).app, found)
-    shown = mail_display.display(raw)
-    if shown.html:
-        clean, _blocked = mail_display.sanitize(shown.html, raw, shown, remote_images=False)
-    else:
-        clean = f'<pre style="white-space:pre-wrap;font-family:inherit">{escape(shown.text)}</pre>'
-    document = (
-        '<!doctype html><html><head><meta charset="utf-8">'
-        '<meta name="referrer" content="no-referrer">'
-        "<style>body{font-family:system-ui,sans-serif;margin:0.5rem;color:#1b2a33}"
-        "img{max-width:100%;height:auto}</style></head><body>"
-        f"{clean}</body></html>"
-    )
-    response = HTMLResponse(document)
-    response.headers["content-security-policy"] = BODY_CSP
-    response.headers["cache-control"] = "no-store"
-    return response
+    return await mail_body.body_response(raw)
 
 
 @portal_page
@@ -148,7 +133,7 @@ async def leave(request: Request, found: Pickup) -> Response:
 
 
 routes = [
-    Route("/portail/{token}", entry.landing, methods=["GET"], name="portal"),
+    Route(Page.PICKUP.path, entry.landing, methods=["GET"], name="portal"),
     Route("/portail/{token}/code", entry.ask_code, methods=["POST"]),
     Route("/portail/{token}/verifier", entry.code_page, methods=["GET"]),
     Route("/portail/{token}/verifier", entry.check_code, methods=["POST"]),

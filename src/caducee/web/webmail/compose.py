@@ -1,14 +1,11 @@
-"""Writing mail: new message, reply, reply-all, forward, with attachments. Sending goes through
-``flows.submission.submit`` — the same pipeline, checks and audit as SMTP submission — then
-a copy is filed in the mailbox's Sent folder."""
+"""Writing mail: new message, reply, reply-all, forward, with attachments. The message is written
+and sent by :mod:`caducee.flows.compose` (the REST API's too): ``flows.submission.submit`` —
+the same pipeline, checks and audit as SMTP submission —, then a copy in the Sent folder."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses, make_msgid
+from email.utils import getaddresses
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -18,17 +15,15 @@ from starlette.routing import Route
 from caducee.domain import mail_display
 from caducee.domain.addresses import normalize_address
 from caducee.domain.model import Flag, SpecialUse
-from caducee.errors import CaduceeError, InvalidInput, MessageTooLarge
-from caducee.flows import submission
+from caducee.errors import CaduceeError, InvalidInput
+from caducee.flows import compose, submission
+from caducee.flows.compose import MAX_SUBJECT, Outgoing
 from caducee.health import dlp
 from caducee.services import mailstore, webmail
-from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
+from caducee.services.envelope import ClientInfo
 from caducee.web.core import WebUser, client_ip, error_message, page, redirect, render, state
 from caducee.web.i18n import gettext as _
 from caducee.web.webmail.common import BoxView, base_path, open_view
-
-MAX_SUBJECT = 500
-MAX_ATTACHMENTS = 20
 
 
 @dataclass
@@ -178,62 +173,24 @@ def _addresses(value: str, label: str) -> list[str]:
     return found
 
 
-async def _build(
-    request: Request, view: BoxView, user: WebUser, draft: Draft, files: list[UploadFile]
-) -> tuple[EmailMessage, list[str]]:
+async def _outgoing(
+    request: Request, view: BoxView, draft: Draft, files: list[UploadFile]
+) -> Outgoing:
+    """The form as an :class:`Outgoing`: addresses checked, uploads read within the limits,
+    the forwarded message's attachments taken along."""
     app = state(request).app
-    to = _addresses(draft.to, "À")
-    cc = _addresses(draft.cc, "Cc")
-    bcc = _addresses(draft.bcc, "Cci")
-    recipients = list(dict.fromkeys(to + cc + bcc))
-    if not recipients:
-        raise InvalidInput("Indiquez au moins un destinataire.", "Give at least one recipient.")
-    message = EmailMessage()
-    own = view.mailbox.address
-    name = user.account.display_name if not view.access.delegated else ""
-    local, _, domain = own.partition("@")
-    message["From"] = Address(display_name=name, username=local, domain=domain)
-    if to:
-        message["To"] = ", ".join(to)
-    if cc:
-        message["Cc"] = ", ".join(cc)
-    subject = draft.subject[:MAX_SUBJECT]
-    if draft.close_exchange and "[FIN]" not in subject.upper():
-        subject = f"[FIN] {subject}"[:MAX_SUBJECT]  # what Mon espace santé shows the patient
-    message["Subject"] = subject
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=domain)
-    if draft.in_reply_to:
-        message["In-Reply-To"] = draft.in_reply_to[:1000]
-    if draft.references:
-        message["References"] = draft.references[:4000]
-    if draft.receipt:
-        message["Disposition-Notification-To"] = own
-    if draft.close_exchange:
-        message["X-MSS-MES"] = "FIN"
-    message.set_content(draft.body or "\n")
-    total = 0
     limit = app.settings.max_message_bytes
-    if len(files) > MAX_ATTACHMENTS:
-        raise InvalidInput(
-            f"Trop de pièces jointes ({MAX_ATTACHMENTS} au plus).",
-            f"Too many attachments (at most {MAX_ATTACHMENTS}).",
-        )
+    attachments: list[compose.Attachment] = []
+    compose.check_attachments(len(files), 0, limit)
+    total = 0
     for upload in files:
         data = await upload.read(limit + 1)
         total += len(data)
-        if total > limit:
-            raise MessageTooLarge(
-                f"Pièces jointes trop volumineuses ({limit // (1024 * 1024)} Mo au plus).",
-                f"Attachments too large (at most {limit // (1024 * 1024)} MB).",
+        compose.check_attachments(len(files), total, limit)
+        attachments.append(
+            compose.Attachment(
+                upload.filename or "", upload.content_type or "application/octet-stream", data
             )
-        maintype, _, subtype = (upload.content_type or "application/octet-stream").partition("/")
-        filename = (upload.filename or "piece-jointe").replace("/", "_")[:150]
-        message.add_attachment(
-            data,
-            maintype=maintype or "application",
-            subtype=subtype or "octet-stream",
-            filename=filename,
         )
     forward = _ref(draft.forward)
     if forward is not None:
@@ -241,13 +198,22 @@ async def _build(
         _row, raw = await webmail.message(app, of, forward[1])
         for attachment in mail_display.display(raw).attachments:
             found = mail_display.part_bytes(raw, attachment.index)
-            if found is None:
-                continue
-            maintype, _, subtype = attachment.content_type.partition("/")
-            message.add_attachment(
-                found[1], maintype=maintype, subtype=subtype, filename=attachment.filename
-            )
-    return message, recipients
+            if found is not None:
+                attachments.append(
+                    compose.Attachment(attachment.filename, attachment.content_type, found[1])
+                )
+    return Outgoing(
+        to=tuple(_addresses(draft.to, "À")),
+        cc=tuple(_addresses(draft.cc, "Cc")),
+        bcc=tuple(_addresses(draft.bcc, "Cci")),
+        subject=draft.subject,
+        text=draft.body,
+        in_reply_to=draft.in_reply_to,
+        references=draft.references,
+        receipt=draft.receipt,
+        close_exchange=draft.close_exchange,
+        attachments=tuple(attachments),
+    )
 
 
 @page()
@@ -259,19 +225,18 @@ async def send(request: Request, user: WebUser) -> Response:
     files = [f for f in form.getlist("pieces") if isinstance(f, UploadFile) and f.filename]
     draft = _draft_from(text)
     try:
-        message, recipients = await _build(request, view, user, draft, files)
-        raw = message.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        outgoing = await _outgoing(request, view, draft, files)
+        composed = await compose.build(web.app, view.access, outgoing)
         if text.get("confirmer") != "oui":  # shown before it leaves: the sender may edit
             found = await submission.sensitive_findings(
-                web.app, view.mailbox.address, recipients, raw
+                web.app, view.mailbox.address, list(composed.recipients), composed.raw
             )
             if found:
                 return _form(request, view, draft, findings=found, status=409)
-        await submission.submit(
+        sent = await compose.send(
             web.app,
-            user.account.login,
-            Envelope(view.mailbox.address, tuple(EnvelopeRecipient(r) for r in recipients)),
-            raw,
+            view.access,
+            composed,
             ClientInfo(
                 ip=client_ip(request), helo="webmail", login=user.account.login, protocol="HTTPS"
             ),
@@ -279,7 +244,8 @@ async def send(request: Request, user: WebUser) -> Response:
     except CaduceeError as exc:
         return _form(request, view, draft, error=error_message(exc), status=400)
     await _drop_draft(request, view, draft.draft_uid)
-    return await _after_send(request, view, draft, raw)
+    assert sent is not None
+    return await _after_send(request, view, draft, sent)
 
 
 def _draft_from(text: dict[str, str]) -> Draft:
@@ -310,10 +276,10 @@ async def _drop_draft(request: Request, view: BoxView, uid: int | None) -> None:
         await mailstore.expunge_deleted(app, drafts, [r.id for r in rows])
 
 
-async def _after_send(request: Request, view: BoxView, draft: Draft, raw: bytes) -> Response:
+async def _after_send(
+    request: Request, view: BoxView, draft: Draft, sent: mailstore.OpenFolder
+) -> Response:
     web = state(request)
-    sent = await webmail.special_folder(web.app, view.access, SpecialUse.SENT)
-    await mailstore.append(web.app, sent, [mailstore.Appended(raw, flags=Flag.SEEN)])
     answered = _ref(draft.reply_to_ref)
     if answered is not None:
         try:
@@ -329,21 +295,16 @@ async def _after_send(request: Request, view: BoxView, draft: Draft, raw: bytes)
 def _draft_message(view: BoxView, draft: Draft) -> bytes:
     """The draft as a message for the Drafts folder (what IMAP clients see too); uploads are
     not kept in a draft, they go with the message when it is sent."""
-    message = EmailMessage()
-    message["From"] = view.mailbox.address
-    for header, value in (("To", draft.to), ("Cc", draft.cc), ("Bcc", draft.bcc)):
-        found = _split(value)
-        if found:
-            message[header] = ", ".join(found)
-    message["Subject"] = draft.subject
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=view.mailbox.address.partition("@")[2])
-    if draft.in_reply_to:
-        message["In-Reply-To"] = draft.in_reply_to[:1000]
-    if draft.references:
-        message["References"] = draft.references[:4000]
-    message.set_content(draft.body or "\n")
-    return message.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    outgoing = Outgoing(
+        to=tuple(_split(draft.to)),
+        cc=tuple(_split(draft.cc)),
+        bcc=tuple(_split(draft.bcc)),
+        subject=draft.subject,
+        text=draft.body,
+        in_reply_to=draft.in_reply_to,
+        references=draft.references,
+    )
+    return compose.compose(view.mailbox.address, "", outgoing, draft=True).raw
 
 
 @page()

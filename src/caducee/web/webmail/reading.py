@@ -9,9 +9,8 @@ import logging
 import urllib.parse
 from datetime import date
 
-from markupsafe import escape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from caducee.domain import mail_display
@@ -21,6 +20,7 @@ from caducee.flows import read_receipts
 from caducee.health import pickup
 from caducee.services import trace, webmail
 from caducee.services.mailstore import OpenFolder
+from caducee.web import mail_body
 from caducee.web.core import (
     WebUser,
     client_ip,
@@ -47,13 +47,6 @@ from caducee.web.webmail.common import (
 
 log = logging.getLogger(__name__)
 
-#: CSP of the framed message body: nothing runs, nothing loads but our inline images.
-BODY_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; sandbox allow-popups "
-    "allow-popups-to-escape-sandbox"
-)
-BODY_CSP_REMOTE_IMAGES = BODY_CSP.replace("img-src data:;", "img-src data: https:;")
 FIELDS = ("tout", "objet", "expediteur", "texte")
 
 
@@ -237,23 +230,9 @@ async def mailbox_settings(request: Request, user: WebUser) -> Response:
 async def message_body(request: Request, user: WebUser) -> Response:
     """The body alone, for the ``<iframe sandbox>`` of the message page."""
     *_opened, raw = await open_message(request, user)
-    shown = mail_display.display(raw)
-    remote = request.query_params.get("images") == "1"
-    if shown.html:
-        clean, _blocked = mail_display.sanitize(shown.html, raw, shown, remote_images=remote)
-    else:
-        clean = f'<pre style="white-space:pre-wrap;font-family:inherit">{escape(shown.text)}</pre>'
-    document = (
-        '<!doctype html><html><head><meta charset="utf-8">'
-        '<meta name="referrer" content="no-referrer">'
-        "<style>body{font-family:system-ui,sans-serif;margin:0.5rem;color:#1b2a33}"
-        "img{max-width:100%;height:auto}</style></head><body>"
-        f"{clean}</body></html>"
+    return await mail_body.body_response(
+        raw, remote_images=request.query_params.get("images") == "1"
     )
-    response = HTMLResponse(document)
-    response.headers["content-security-policy"] = BODY_CSP_REMOTE_IMAGES if remote else BODY_CSP
-    response.headers["cache-control"] = "no-store"
-    return response
 
 
 @page()
