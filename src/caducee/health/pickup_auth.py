@@ -46,8 +46,8 @@ from caducee.services.audit import append
 from caducee.services.delivery import deliver_local
 from caducee.services.passwords import verify_password
 from caducee.store import directory_repo
-from caducee.store.auth_repo import aware
 from caducee.store.tables import pickup_codes, pickup_sessions, pickups
+from caducee.store.times import aware
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from caducee.app import App
 from caducee.errors import AccessDenied, NotFound
 from caducee.services import trace
 from caducee.services.audit import AuditEvent
-from caducee.store.auth_repo import aware
 from caducee.store.keyring import mailbox_scope
 from caducee.store.tables import pickup_events, pickups
+from caducee.store.times import aware
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from caducee.services import mailboxes
 from caducee.services.audit import AuditEvent, append
 from caducee.services.scope_keys import scope_key
 from caducee.store import directory_repo
-from caducee.store.auth_repo import aware
 from caducee.store.tables import api_tokens
+from caducee.store.times import aware
 
 PREFIX = "cdc_"
 SCOPES = ("lecture", "marquage", "envoi", "patients")
@@ -57,7 +57,7 @@ def _row(row: object) -> ApiToken:
         label=row.label,  # type: ignore[attr-defined]
         scopes=tuple(s for s in row.scopes.split(",") if s),  # type: ignore[attr-defined]
         mailbox_ids=ids(row.mailbox_ids),  # type: ignore[attr-defined]
-        created_at=aware(row.created_at),  # type: ignore[attr-defined,arg-type]
+        created_at=aware(row.created_at),  # type: ignore[attr-defined]
         expires_at=aware(row.expires_at),  # type: ignore[attr-defined]
         revoked_at=aware(row.revoked_at),  # type: ignore[attr-defined]
         last_used_at=aware(row.last_used_at),  # type: ignore[attr-defined]

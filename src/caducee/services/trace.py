@@ -36,10 +36,10 @@ from caducee.app import App
 from caducee.domain.addresses import hide_address, pseudonym_form
 from caducee.errors import IntegrityError
 from caducee.store import queue_repo
-from caducee.store.auth_repo import aware
 from caducee.store.database import Database
 from caducee.store.keyring import Keyring, mailbox_scope
 from caducee.store.tables import mailbox_settings, message_trace, outbound_messages
+from caducee.store.times import aware
 
 log = logging.getLogger(__name__)
 
