@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import String, cast, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from caducee.store import tokens
 from caducee.store.database import inserted_id
 from caducee.store.tables import (
     audit_log,
@@ -87,10 +88,9 @@ async def insert_session(
     return inserted_id(result)
 
 
-async def session_by_token_hash(conn: AsyncConnection, token_sha256: str) -> SessionRow | None:
-    row = (
-        await conn.execute(select(web_sessions).where(web_sessions.c.token_sha256 == token_sha256))
-    ).first()
+async def session_by_token(conn: AsyncConnection, token: str) -> SessionRow | None:
+    """The session a cookie's token was issued for (None: unknown, empty or over-long)."""
+    row = await tokens.row_by_token(conn, web_sessions.c.token_sha256, token)
     return _session(row) if row else None
 
 
