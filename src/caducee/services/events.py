@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from caducee.app import App
+from caducee.store import node_repo
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,7 @@ class MailboxEvents:
                 self._wake(mailbox_id)
             return
         # PostgreSQL: NOTIFY reaches every node, this one included (through its listener).
-        from sqlalchemy import text
-
-        async with self.app.db.engine.connect() as conn:
-            for mailbox_id in ids:
-                await conn.execute(
-                    text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": CHANNEL, "payload": str(mailbox_id)},
-                )
-            await conn.commit()
+        await node_repo.notify(self.app.db, CHANNEL, [str(i) for i in sorted(ids)])
 
     def _ensure_listener(self) -> None:
         if self.app.db.is_sqlite or (self._listener and not self._listener.done()):
