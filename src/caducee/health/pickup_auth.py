@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from caducee.app import App
 from caducee.errors import LimitReached
 from caducee.health import pickup_mail, sms
@@ -44,6 +42,7 @@ from caducee.services.audit import append
 from caducee.services.delivery import deliver_local
 from caducee.services.passwords import verify_password
 from caducee.store import directory_repo, pickup_repo
+from caducee.store.connection import AsyncConnection
 
 log = logging.getLogger(__name__)
 

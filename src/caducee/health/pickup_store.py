@@ -13,8 +13,6 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from caducee.app import App
 from caducee.domain.pickup import (
     EVENTS,
@@ -27,6 +25,7 @@ from caducee.domain.pickup import (
 from caducee.services import trace
 from caducee.services.audit import AuditEvent
 from caducee.store import pickup_repo
+from caducee.store.connection import AsyncConnection
 from caducee.store.keyring import mailbox_scope
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,6 @@ import hmac
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from caducee.app import App
 from caducee.domain.model import Account
 from caducee.errors import AccessDenied
@@ -35,6 +33,7 @@ from caducee.services import lockout, passwords
 from caducee.services.app_passwords import MAIL_SCOPES, app_password_digest
 from caducee.services.lockout import Verdict, normalize_login, normalize_source, utcnow
 from caducee.store import auth_repo
+from caducee.store.connection import AsyncConnection
 
 MailService = Literal["imap", "pop3", "smtp"]
 

@@ -44,14 +44,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from caducee.config import Settings
 from caducee.domain.model import Account
 from caducee.errors import AccessDenied
 from caducee.services import audit
 from caducee.services.audit import AuditEvent, Detail
 from caducee.store import auth_repo
+from caducee.store.connection import AsyncConnection
 from caducee.store.database import Database
 
 

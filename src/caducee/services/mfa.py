@@ -15,7 +15,6 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from caducee.app import App
 from caducee.domain.model import Account
@@ -26,10 +25,8 @@ from caducee.services.lockout import Verdict, normalize_login, normalize_source,
 from caducee.services.totp import SEAL_FIELD, seal_record
 from caducee.store import auth_repo, web_repo
 from caducee.store import directory_repo as repo
+from caducee.store.connection import AsyncConnection
 from caducee.store.keyring import SYSTEM_SCOPE
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 @dataclass(frozen=True)

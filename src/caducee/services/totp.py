@@ -13,7 +13,6 @@ import hmac
 from datetime import datetime
 
 import pyotp
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.app import App
 from caducee.domain.model import Account
@@ -23,6 +22,7 @@ from caducee.services.app_passwords import account_not_found
 from caducee.services.audit import AuditEvent
 from caducee.services.lockout import Verdict, normalize_login, normalize_source, utcnow
 from caducee.store import auth_repo
+from caducee.store.connection import AsyncConnection
 from caducee.store.keyring import SYSTEM_SCOPE
 
 ISSUER = "Caducée"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from caducee.app import App
 from caducee.domain.model import Account
@@ -16,10 +15,8 @@ from caducee.services.audit import AuditEvent
 from caducee.services.lockout import Verdict, normalize_login, normalize_source, utcnow
 from caducee.store import directory_repo as repo
 from caducee.store import web_repo
+from caducee.store.connection import AsyncConnection
 from caducee.store.web_repo import CredentialRow
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
 
 # --- WebAuthn credentials --------------------------------------------------------------------
 
