@@ -62,17 +62,11 @@ class MailboxEvents:
         self._listener = asyncio.create_task(self._listen(), name="mailbox-events-listen")
 
     async def _listen(self) -> None:
-        import psycopg
-
-        url = self.app.db.engine.url.set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    async for notify in conn.notifies():
-                        if notify.payload.isdigit():
-                            self._wake(int(notify.payload))
+                async for payload in node_repo.listen(self.app.db, CHANNEL):
+                    if payload.isdigit():
+                        self._wake(int(payload))
             except asyncio.CancelledError:
                 raise
             except Exception:

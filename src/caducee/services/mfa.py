@@ -11,7 +11,6 @@ Everything audited here is content-free: never a code or a key.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -171,20 +170,19 @@ async def use_recovery_code(
         account = await repo.account_by_login(conn, login)
         account_id = account.id if account else 0  # the same work for an unknown login
         rows = await web_repo.recovery_codes_of(conn, account_id)
-        digest = recovery_digest(account_id, code).encode("ascii")
-        match: web_repo.RecoveryCodeRow | None = None
-        for row in rows:  # no early exit
-            if hmac.compare_digest(row.code_sha256.encode("ascii"), digest) and row.used_at is None:
-                match = match or row
+        unused = [row for row in rows if row.used_at is None]
+        match = lockout.matching_digest(
+            unused, recovery_digest(account_id, code), lambda row: row.code_sha256
+        )
         if account is None or match is None:
             return Verdict.failed("bad_code")
         if account.disabled:
             return Verdict.denied("disabled")
         if not await web_repo.use_recovery_code(conn, match.id, when):
             return Verdict.failed("replay")
-        return Verdict.ok(account, left=sum(1 for r in rows if r.used_at is None) - 1)
+        return Verdict.ok(account, left=len(unused) - 1)
 
-    verdict = await lockout.attempt(
+    return await lockout.authenticate(
         app.db,
         app.settings,
         login=login,
@@ -192,10 +190,8 @@ async def use_recovery_code(
         action="auth.recovery",
         check=check,
         now=when,
+        refusal=wrong_recovery_code,
     )
-    if verdict.account is None:
-        raise wrong_recovery_code()
-    return verdict.account
 
 
 async def reset_second_factors(app: App, account: Account, *, actor: str, source: str) -> None:

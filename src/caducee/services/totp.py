@@ -197,7 +197,7 @@ async def verify_totp(
             return Verdict.failed("replay")
         return Verdict.ok(account)
 
-    verdict = await lockout.attempt(
+    return await lockout.authenticate(
         app.db,
         app.settings,
         login=login,
@@ -205,10 +205,8 @@ async def verify_totp(
         action="auth.totp",
         check=check,
         now=when,
+        refusal=wrong_code,
     )
-    if verdict.account is None:
-        raise wrong_code()
-    return verdict.account
 
 
 async def disable_totp(app: App, login: str, actor: str, *, source: str = "") -> None:

@@ -109,6 +109,13 @@ async def delete_webauthn_credential(
         )
 
 
+def unrecognised_key() -> AccessDenied:
+    return AccessDenied(
+        "La clé de sécurité n'a pas été reconnue. Réessayez, ou utilisez un autre moyen.",
+        "The security key was not recognised. Try again, or use another method.",
+    )
+
+
 async def begin_webauthn_login(app: App, login: str, source: str, now: datetime) -> None:
     """Refuse at once while the account or the address is locked (before any challenge)."""
     await lockout.refuse_if_locked(app.db, login, source, "auth.webauthn", now)
@@ -148,7 +155,7 @@ async def finish_webauthn_login(
         await web_repo.update_credential_use(conn, credential.id, new_sign_count, when)
         return Verdict.ok(account)
 
-    verdict = await lockout.attempt(
+    return await lockout.authenticate(
         app.db,
         app.settings,
         login=login,
@@ -156,11 +163,6 @@ async def finish_webauthn_login(
         action="auth.webauthn",
         check=check,
         now=when,
+        refusal=unrecognised_key,
         key=credential.id if credential else None,
     )
-    if verdict.account is None:
-        raise AccessDenied(
-            "La clé de sécurité n'a pas été reconnue. Réessayez, ou utilisez un autre moyen.",
-            "The security key was not recognised. Try again, or use another method.",
-        )
-    return verdict.account

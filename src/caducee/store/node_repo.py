@@ -3,7 +3,7 @@ data keys need, and the cross-node wake-ups (PostgreSQL ``NOTIFY``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,3 +32,17 @@ async def notify(db: Database, channel: str, payloads: Iterable[str]) -> None:
                 {"channel": channel, "payload": payload},
             )
         await conn.commit()
+
+
+async def listen(db: Database, channel: str) -> AsyncIterator[str]:
+    """The payloads of PostgreSQL notifications on ``channel``, as they come, on a dedicated
+    autocommit connection (psycopg's own: SQLAlchemy's pool does not deliver notifications).
+    Ends only by an error of the connection (the caller reconnects) or by cancellation."""
+    import psycopg
+
+    url = db.engine.url.set(drivername="postgresql")
+    dsn = url.render_as_string(hide_password=False)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute(f"LISTEN {channel}")
+        async for notify in conn.notifies():
+            yield notify.payload
