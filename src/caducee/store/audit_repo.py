@@ -50,6 +50,7 @@ from caducee.store import batch_sql
 from caducee.store.database import DATABASE_OPTION, Database
 from caducee.store.keyring import SYSTEM_SCOPE
 from caducee.store.tables import audit_anchor, audit_log
+from caducee.store.times import aware
 
 GENESIS_HASH = "0" * 64
 #: The HKDF label of the chain key (a key for this use only, independent of the data key's).
@@ -58,49 +59,31 @@ KEY_INFO = b"caducee:audit-chain:hmac-sha256:v2"
 
 def iso_utc(ts: datetime) -> str:
     """A stored timestamp as ISO 8601 in UTC, to the microsecond (what the MACs cover)."""
-    if ts.tzinfo is None:  # SQLite returns naive datetimes: they are stored in UTC
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat(timespec="microseconds")
+    return aware(ts).isoformat(timespec="microseconds")
 
 
 def _canonical(items: Sequence[object]) -> bytes:
     return json.dumps(list(items), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def record_hash(
-    prev_hash: str,
-    seq: int,
-    ts: datetime,
-    actor: str,
-    action: str,
-    target: str,
-    source: str,
-    result: str,
-    details: str,
-) -> str:
+#: The fields a record's hash or MAC covers, in order: prev_hash, seq, ts, actor, action,
+#: target, source, result, details.
+RecordFields = tuple[str, int, datetime, str, str, str, str, str, str]
+
+
+def _record_items(fields: RecordFields) -> list[object]:
+    prev_hash, seq, ts, *rest = fields
+    return [prev_hash, seq, iso_utc(ts), *rest]
+
+
+def record_hash(*fields: *RecordFields) -> str:
     """The keyless SHA-256 of a record of the first chain (written before migration 0018)."""
-    canonical = _canonical(
-        [prev_hash, seq, iso_utc(ts), actor, action, target, source, result, details]
-    )
-    return hashlib.sha256(canonical).hexdigest()
+    return hashlib.sha256(_canonical(_record_items(fields))).hexdigest()
 
 
-def record_mac(
-    key: bytes,
-    prev_hash: str,
-    seq: int,
-    ts: datetime,
-    actor: str,
-    action: str,
-    target: str,
-    source: str,
-    result: str,
-    details: str,
-) -> str:
+def record_mac(key: bytes, *fields: *RecordFields) -> str:
     """The HMAC-SHA256 of a record of the keyed chain."""
-    canonical = _canonical(
-        ["record", prev_hash, seq, iso_utc(ts), actor, action, target, source, result, details]
-    )
+    canonical = _canonical(["record", *_record_items(fields)])
     return hmac.new(key, canonical, hashlib.sha256).hexdigest()
 
 
