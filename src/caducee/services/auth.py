@@ -94,8 +94,7 @@ async def verify_password_login(
         return Verdict.ok(creds.account, reset=not creds.account.totp_enabled)
 
     return await lockout.authenticate(
-        app.db,
-        app.settings,
+        app,
         login=login,
         source=source,
         action="auth.password",
@@ -147,8 +146,7 @@ async def authenticate_mail(
         return Verdict.ok(creds.account, app_password=match.id)
 
     return await lockout.authenticate(
-        app.db,
-        app.settings,
+        app,
         login=login,
         source=source,
         action="auth.mail",

@@ -46,6 +46,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import TypeVar
 
+from caducee.app import App
 from caducee.config import Settings
 from caducee.domain.model import Account
 from caducee.errors import AccessDenied
@@ -296,8 +297,7 @@ async def purge_stale(db: Database, settings: Settings, now: datetime | None = N
 
 
 async def authenticate(
-    db: Database,
-    settings: Settings,
+    app: App,
     *,
     login: str,
     source: str,
@@ -311,8 +311,9 @@ async def authenticate(
     secret, else ``refusal()`` (the door's one generic wording) raised, whatever the reason.
     Every check of a password, app password, TOTP, recovery code or WebAuthn key ends here."""
     verdict = await attempt(
-        db, settings, login=login, source=source, action=action, check=check, now=now, **extra
-    )
+        app.db, app.settings, login=login, source=source, action=action, check=check, now=now,
+        **extra,
+    )  # fmt: skip
     if verdict.account is None:
         raise refusal()
     return verdict.account

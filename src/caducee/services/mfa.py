@@ -183,8 +183,7 @@ async def use_recovery_code(
         return Verdict.ok(account, left=len(unused) - 1)
 
     return await lockout.authenticate(
-        app.db,
-        app.settings,
+        app,
         login=login,
         source=source,
         action="auth.recovery",

@@ -198,8 +198,7 @@ async def verify_totp(
         return Verdict.ok(account)
 
     return await lockout.authenticate(
-        app.db,
-        app.settings,
+        app,
         login=login,
         source=source,
         action="auth.totp",

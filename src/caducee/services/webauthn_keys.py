@@ -156,8 +156,7 @@ async def finish_webauthn_login(
         return Verdict.ok(account)
 
     return await lockout.authenticate(
-        app.db,
-        app.settings,
+        app,
         login=login,
         source=source,
         action="auth.webauthn",
