@@ -12,8 +12,7 @@ from typing import Any, TypeVar
 
 from caducee.config import Settings
 from caducee.errors import ConfigurationError
-from caducee.services import audit
-from caducee.store import migrate
+from caducee.store import audit_repo, migrate
 from caducee.store.blobs import BlobStore, DatabaseBlobStore, FileBlobStore
 from caducee.store.database import Database
 from caducee.store.keyring import Keyring
@@ -73,7 +72,7 @@ async def open_app(settings: Settings, *, upgrade: bool = False) -> AsyncIterato
             if before is None or before < AUDIT_HMAC_REVISION:
                 # Migration 0018 cannot compute MACs (no master key): seal the audit anchor now,
                 # and only now, so that a later upgrade never re-seals a head it did not check.
-                await audit.seal_anchor(db)
+                await audit_repo.seal_anchor(db)
         else:
             await check_schema(db)
         blobs: BlobStore = (

@@ -130,6 +130,20 @@ async def test_double_opt_in(app: App, cab: Cabinet) -> None:
     assert changed.address_status == "unverified"
 
 
+async def test_odd_verification_tokens_are_unknown_links(app: App, cab: Cabinet) -> None:
+    """A verification token is looked up like every other token (one store helper): one that
+    is not encodable text, empty or over-long is an unknown link (audited as denied), never
+    an error."""
+    patient = await add(app, cab)
+    await patients.send_verification(app, cab.practice.id, patient.id, actor=DOCTOR, source="t")
+    for odd in ("\ud800" * 8, "", "x" * 101):
+        assert await patients.pending_verification(app, odd) is None
+        assert await patients.confirm_verification(app, odd, source="test") is None
+    assert (
+        await patients.get_patient(app, cab.practice.id, patient.id)
+    ).address_status == "pending"
+
+
 async def submit_to(app: App, recipient: str, raw: bytes | None = None) -> None:
     envelope = Envelope(DOCTOR, (EnvelopeRecipient(recipient),))
     await submission.submit(

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from caducee.app import App, open_app
 from caducee.errors import AccessDenied
-from caducee.services import lockout, web_sessions
+from caducee.services import lockout, mfa, web_sessions, webauthn_keys
 from caducee.services.app_passwords import create_app_password
 from caducee.services.auth import authenticate_mail, verify_password_login
 from caducee.services.lockout import AccountLocked, LockoutPolicy
@@ -293,10 +293,10 @@ async def _totp_door(app: App) -> tuple[str, WrongAttempt]:
 async def _recovery_door(app: App) -> tuple[str, WrongAttempt]:
     account = await web_sessions.account_by_id(app, await add_account(app))
     assert account is not None
-    await web_sessions.generate_recovery_codes(app, account, actor=LOGIN, source=IP)
+    await mfa.generate_recovery_codes(app, account, actor=LOGIN, source=IP)
 
     def wrong(now: datetime) -> Awaitable[object]:
-        return web_sessions.use_recovery_code(app, LOGIN, "aaaa-aaaa-aaaa-aaaa", IP, now=now)
+        return mfa.use_recovery_code(app, LOGIN, "aaaa-aaaa-aaaa-aaaa", IP, now=now)
 
     return "auth.recovery", wrong
 
@@ -305,7 +305,7 @@ async def _webauthn_door(app: App) -> tuple[str, WrongAttempt]:
     await add_account(app)
 
     def wrong(now: datetime) -> Awaitable[object]:
-        return web_sessions.finish_webauthn_login(
+        return webauthn_keys.finish_webauthn_login(
             app, LOGIN, IP, credential=None, new_sign_count=None, reason="bad_assertion", now=now
         )
 

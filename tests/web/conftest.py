@@ -14,7 +14,7 @@ import pytest
 
 from caducee.app import App
 from caducee.domain.model import Account, Practice, Role
-from caducee.services import accounts, practices, web_sessions
+from caducee.services import accounts, mfa, practices
 from caducee.web import create_web_app
 from caducee.web.config import WebConfig
 
@@ -68,9 +68,7 @@ async def people(app: App) -> People:
     # lift it, with the audited setting an administrator uses, so that a password login opens
     # a full session; tests of the second factor switch it back on or enrol one.
     for practice in (practice_a, practice_b):
-        await web_sessions.set_second_factor_required(
-            app, practice.id, False, actor="test", source="test"
-        )
+        await mfa.set_second_factor_required(app, practice.id, False, actor="test", source="test")
     return People(
         practice_a=practice_a,
         practice_b=practice_b,

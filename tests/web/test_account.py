@@ -9,7 +9,7 @@ import pytest
 
 from caducee.app import App
 from caducee.errors import AccessDenied
-from caducee.services import web_sessions
+from caducee.services import mfa, webauthn_keys
 from caducee.services.auth import authenticate_mail
 from tests.web.conftest import PASSWORD, Clock, People, WebClient
 from tests.web.helpers import CODE, audit_dump, enrol_totp
@@ -87,10 +87,10 @@ async def test_totp_disable_needs_the_password(
     await web.get("/compte/securite")
     wrong = await web.post("/compte/securite/totp/desactiver", {"mot_de_passe": "faux"})
     assert wrong.status_code == 400
-    assert (await web_sessions.second_factors(app, people.doctor_a.id)).totp
+    assert (await mfa.second_factors(app, people.doctor_a.id)).totp
     ok = await web.post("/compte/securite/totp/desactiver", {"mot_de_passe": PASSWORD})
     assert ok.status_code == 303
-    assert not (await web_sessions.second_factors(app, people.doctor_a.id)).totp
+    assert not (await mfa.second_factors(app, people.doctor_a.id)).totp
 
 
 async def test_recovery_codes_regenerated(
@@ -106,21 +106,21 @@ async def test_recovery_codes_regenerated(
     second = CODE.findall(response.text)
     assert len(second) == 10 and not set(first) & set(second)
     with pytest.raises(AccessDenied):
-        await web_sessions.use_recovery_code(app, people.doctor_a.login, first[0], "127.0.0.1")
-    await web_sessions.use_recovery_code(app, people.doctor_a.login, second[0], "127.0.0.1")
+        await mfa.use_recovery_code(app, people.doctor_a.login, first[0], "127.0.0.1")
+    await mfa.use_recovery_code(app, people.doctor_a.login, second[0], "127.0.0.1")
     dump = await audit_dump(app)
     assert all(code not in dump for code in first + second)
 
 
 async def test_recovery_code_of_another_account_is_refused(app: App, people: People) -> None:
-    codes = await web_sessions.generate_recovery_codes(app, people.doctor_a, actor="t", source="t")
+    codes = await mfa.generate_recovery_codes(app, people.doctor_a, actor="t", source="t")
     with pytest.raises(AccessDenied):
-        await web_sessions.use_recovery_code(app, people.secretary_a.login, codes[0], "1.2.3.4")
+        await mfa.use_recovery_code(app, people.secretary_a.login, codes[0], "1.2.3.4")
 
 
 async def test_key_removal(web: WebClient, people: People, app: App) -> None:
     await web.login(people.doctor_a.login)  # before the key exists: no second step
-    row_id = await web_sessions.add_webauthn_credential(
+    row_id = await webauthn_keys.add_webauthn_credential(
         app,
         people.doctor_a,
         credential_id="AAAA",
@@ -130,7 +130,7 @@ async def test_key_removal(web: WebClient, people: People, app: App) -> None:
         transports=["usb"],
         source="t",
     )
-    other = await web_sessions.add_webauthn_credential(
+    other = await webauthn_keys.add_webauthn_credential(
         app,
         people.secretary_a,
         credential_id="BBBB",
@@ -146,5 +146,5 @@ async def test_key_removal(web: WebClient, people: People, app: App) -> None:
     await web.get("/compte/securite")
     removed = await web.post(f"/compte/securite/cles/{row_id}/supprimer")
     assert removed.status_code == 303
-    assert await web_sessions.webauthn_credentials(app, people.doctor_a.id) == []
-    assert len(await web_sessions.webauthn_credentials(app, people.secretary_a.id)) == 1
+    assert await webauthn_keys.webauthn_credentials(app, people.doctor_a.id) == []
+    assert len(await webauthn_keys.webauthn_credentials(app, people.secretary_a.id)) == 1

@@ -9,7 +9,7 @@ import re
 from caducee.app import App
 from caducee.domain.model import Practice
 from caducee.health import pickup, pickup_auth
-from caducee.services import accounts, app_passwords, mailboxes, web_sessions
+from caducee.services import accounts, app_passwords, mailboxes, mfa
 from caducee.services.auth import verify_password_login
 from tests.web.conftest import People, WebClient
 from tests.web.helpers import assert_safe_download, audit_actions
@@ -28,7 +28,7 @@ async def test_practice_settings_and_policy(web: WebClient, people: People, app:
     assert ok.status_code == 303
     assert "Maison de santé A" in (await web.get("/admin/cabinet")).text
     await web.post("/admin/cabinet/second-facteur", {"exiger": "oui"})
-    assert await web_sessions.second_factor_required(app, people.practice_a.id)
+    assert await mfa.second_factor_required(app, people.practice_a.id)
     actions = await audit_actions(app)
     assert (
         people.admin_a.login,
@@ -180,12 +180,12 @@ async def test_account_app_passwords(web: WebClient, people: People, app: App) -
 
 
 async def test_reset_second_factor(web: WebClient, people: People, app: App) -> None:
-    await web_sessions.generate_recovery_codes(app, people.doctor_a, actor="test", source="test")
+    await mfa.generate_recovery_codes(app, people.doctor_a, actor="test", source="test")
     await web.login(people.admin_a.login)
     await web.get(f"/admin/comptes/{people.doctor_a.id}")
     response = await web.post(f"/admin/comptes/{people.doctor_a.id}/second-facteur")
     assert response.status_code == 303
-    factors = await web_sessions.second_factors(app, people.doctor_a.id)
+    factors = await mfa.second_factors(app, people.doctor_a.id)
     assert not factors.any and factors.recovery_codes_left == 0
 
 

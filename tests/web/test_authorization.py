@@ -11,7 +11,7 @@ import pytest
 from starlette.routing import Route
 
 from caducee.app import App
-from caducee.services import accounts, app_passwords, mailboxes, queue, web_sessions
+from caducee.services import accounts, app_passwords, mailboxes, mfa, queue, web_sessions
 from caducee.web import admin
 from tests.web.conftest import Clock, People, WebClient
 from tests.web.helpers import audit_actions
@@ -120,7 +120,7 @@ async def state_of_a(app: App, people: People) -> Any:
     practice = await web_sessions.practice_of(app, people.doctor_a)
     return (
         practice,
-        await web_sessions.second_factor_required(app, practice.id),
+        await mfa.second_factor_required(app, practice.id),
         await accounts.list_accounts(app, practice.id),
         await mailboxes.list_mailboxes(app, practice.id),
         await mailboxes.list_delegations(app),
@@ -198,7 +198,7 @@ async def test_admin_of_another_practice(web: WebClient, people: People, app: Ap
         else:
             assert response.status_code == 404, (call, response.status_code)
     assert await state_of_a(app, people) == before
-    assert not await web_sessions.second_factor_required(app, people.practice_a.id)
+    assert not await mfa.second_factor_required(app, people.practice_a.id)
 
 
 async def test_ids_of_another_practice_in_forms(web: WebClient, people: People, app: App) -> None:

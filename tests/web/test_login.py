@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from caducee.app import App
 from caducee.domain.model import Role
-from caducee.services import accounts, practices, web_sessions
+from caducee.services import accounts, mfa, practices, webauthn_keys
 from caducee.services.audit import iter_records
 from tests.web.conftest import PASSWORD, Clock, People, WebClient
 from tests.web.helpers import SECRET, audit_actions, audit_dump, enrol_totp, totp_code
@@ -101,7 +101,7 @@ async def test_recovery_code_works_once(
         "/connexion/verification", {"methode": "secours", "code": codes[0].upper()}
     )
     assert used.status_code == 303 and used.headers["location"] == "/accueil"
-    factors = await web_sessions.second_factors(app, people.doctor_a.id)
+    factors = await mfa.second_factors(app, people.doctor_a.id)
     assert factors.recovery_codes_left == 9
     await web.get("/accueil")
     await web.post("/deconnexion")
@@ -116,7 +116,7 @@ async def test_recovery_code_works_once(
 async def test_required_second_factor_sends_to_enrolment(
     web: WebClient, people: People, app: App, clock: Clock
 ) -> None:
-    await web_sessions.set_second_factor_required(
+    await mfa.set_second_factor_required(
         app, people.practice_a.id, True, actor="test", source="test"
     )
     response = await web.login(people.doctor_a.login)
@@ -133,7 +133,7 @@ async def test_required_second_factor_sends_to_enrolment(
     assert web.session_cookie() != half
     assert (await web.get("/accueil")).status_code == 200
     # Other practices are not affected.
-    assert not await web_sessions.second_factor_required(app, people.practice_b.id)
+    assert not await mfa.second_factor_required(app, people.practice_b.id)
 
 
 async def test_last_factor_cannot_be_removed_when_required(
@@ -141,14 +141,14 @@ async def test_last_factor_cannot_be_removed_when_required(
 ) -> None:
     await web.login(people.doctor_a.login)
     await enrol_totp(web, clock)
-    await web_sessions.set_second_factor_required(
+    await mfa.set_second_factor_required(
         app, people.practice_a.id, True, actor="test", source="test"
     )
     await web.get("/compte/securite")
     refused = await web.post("/compte/securite/totp/desactiver", {"mot_de_passe": PASSWORD})
     assert refused.status_code == 400
     assert "ajoutez-en un autre" in refused.text
-    assert (await web_sessions.second_factors(app, people.doctor_a.id)).totp
+    assert (await mfa.second_factors(app, people.doctor_a.id)).totp
 
 
 async def test_webauthn_key_registration_and_login(
@@ -165,7 +165,7 @@ async def test_webauthn_key_registration_and_login(
     )
     assert registered.status_code == 200, registered.text
     assert registered.json() == {"redirect": "/compte/securite"}
-    keys = await web_sessions.webauthn_credentials(app, people.doctor_a.id)
+    keys = await webauthn_keys.webauthn_credentials(app, people.doctor_a.id)
     assert [k.label for k in keys] == ["Clé bleue"]
     # The session was rotated (a factor was added): the page gives the new CSRF token.
     await web.get("/compte/securite")
@@ -206,7 +206,7 @@ async def test_webauthn_key_registration_and_login(
     actions = await audit_actions(app)
     assert (people.doctor_a.login, "auth.webauthn", people.doctor_a.login, "ok") in actions
     assert (people.doctor_a.login, "auth.webauthn", people.doctor_a.login, "failed") in actions
-    stored = await web_sessions.webauthn_credentials(app, people.doctor_a.id)
+    stored = await webauthn_keys.webauthn_credentials(app, people.doctor_a.id)
     assert stored[0].sign_count == key.sign_count
 
 
@@ -240,7 +240,7 @@ async def test_a_new_practice_requires_a_second_factor_by_default(
     opens only the enrolment, whose TOTP page shows the QR code; app passwords stay for mail
     clients."""
     practice = await practices.create_practice(app, "Cabinet neuf", ["cabinet-neuf.test"])
-    assert await web_sessions.second_factor_required(app, practice.id)
+    assert await mfa.second_factor_required(app, practice.id)
     await accounts.add_account(
         app,
         accounts.NewAccount(

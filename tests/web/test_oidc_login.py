@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from caducee.app import App
-from caducee.services import web_sessions
+from caducee.services import mfa
 from caducee.services.audit import iter_records
 from caducee.store.tables import accounts
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, TestProvider
@@ -64,7 +64,7 @@ async def test_psc_login_opens_a_full_session(
 ) -> None:
     # The CPS card or e-CPS (acr eidas1) is itself two factors: even where the practice
     # requires a second factor, none is asked on top of it.
-    await web_sessions.set_second_factor_required(
+    await mfa.set_second_factor_required(
         app, people.practice_a.id, True, actor="test", source="test"
     )
     assert app.settings.oidc_acr_values == "eidas1" and psc.acr == "eidas1"
@@ -152,7 +152,7 @@ async def test_psc_below_the_required_acr_asks_the_second_factor(
 async def test_psc_below_the_required_acr_goes_to_enrolment_when_required(
     app: App, web: WebClient, psc: TestProvider, people: People
 ) -> None:
-    await web_sessions.set_second_factor_required(
+    await mfa.set_second_factor_required(
         app, people.practice_a.id, True, actor="test", source="test"
     )
     psc.acr = "eidas0"

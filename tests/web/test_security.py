@@ -9,7 +9,7 @@ import pytest
 from starlette.routing import Route
 
 from caducee.app import App
-from caducee.services import web_sessions
+from caducee.services import mfa
 from caducee.web import account, admin, home, login
 from caducee.web.config import WebConfig
 from tests.web.conftest import PASSWORD, Clock, People, WebClient, _client
@@ -243,7 +243,5 @@ async def test_services_errors_follow_the_language(web: WebClient, people: Peopl
 
 
 async def test_required_policy_is_per_practice(app: App, people: People) -> None:
-    await web_sessions.set_second_factor_required(
-        app, people.practice_b.id, True, actor="t", source="t"
-    )
-    assert not await web_sessions.second_factor_required(app, people.practice_a.id)
+    await mfa.set_second_factor_required(app, people.practice_b.id, True, actor="t", source="t")
+    assert not await mfa.second_factor_required(app, people.practice_a.id)

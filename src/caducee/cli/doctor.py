@@ -7,16 +7,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import typer
-from sqlalchemy import select, text
 
 from caducee.cli.common import DEFAULT_DATA, DataOption, console, settings_for
 from caducee.config import Settings
 from caducee.errors import CaduceeError
 from caducee.i18n import tr
-from caducee.store import migrate, trust_repo
+from caducee.store import migrate, node_repo, trust_repo
 from caducee.store.database import Database
 from caducee.store.keyring import load_master_keys
-from caducee.store.tables import data_keys
 from caducee.tls import certificate_not_after
 
 CERT_WARNING = timedelta(days=30)
@@ -87,7 +85,7 @@ async def check_database(settings: Settings, key_ids: set[str], report: Report) 
     try:
         try:
             async with db.read() as conn:
-                await conn.execute(text("SELECT 1"))
+                await node_repo.answers(conn)
         except Exception as error:
             report.error(
                 f"base de données injoignable : {type(error).__name__}",
@@ -107,7 +105,7 @@ async def check_database(settings: Settings, key_ids: set[str], report: Report) 
             )
             return
         async with db.read() as conn:
-            used = set((await conn.scalars(select(data_keys.c.master_key_id).distinct())).all())
+            used = await node_repo.master_key_ids_in_use(conn)
         missing = used - key_ids
         if key_ids and missing:
             report.error(

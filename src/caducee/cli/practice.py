@@ -11,7 +11,7 @@ from caducee.app import App
 from caducee.cli.common import DEFAULT_DATA, DataOption, console, with_app
 from caducee.domain.model import DEFAULT_MAILBOX_LIMIT, Practice
 from caducee.i18n import tr
-from caducee.services import practices, web_sessions
+from caducee.services import mfa, practices
 from caducee.store import directory_repo
 
 app = typer.Typer(help="Cabinets et établissements / practices.")
@@ -32,7 +32,7 @@ def _show(practice: Practice, mailbox_count: int | None = None) -> None:
 
 
 async def _show_second_factor(context: App, practice_id: int) -> None:
-    if await web_sessions.second_factor_required(context, practice_id):
+    if await mfa.second_factor_required(context, practice_id):
         console.print(
             tr(
                 "  second facteur : exigé pour le webmail (TOTP ou clé de sécurité, enrôlé à la "
@@ -151,7 +151,7 @@ def update(
                 add_domains=add_domain,
             )
         if second_factor is not None:
-            await web_sessions.set_second_factor_required(
+            await mfa.set_second_factor_required(
                 context, practice.id, second_factor, actor="cli", source="cli"
             )
         _show(practice)

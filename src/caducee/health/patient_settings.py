@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
-
 from caducee.app import App
 from caducee.errors import InvalidInput
 from caducee.health import dlp
 from caducee.health.dlp_terms import TermList, parse_terms
 from caducee.services import mailboxes
 from caducee.services.audit import AuditEvent, append
-from caducee.store.tables import patient_settings
+from caducee.store import practice_repo
 
 MAX_TERMS_CHARS = 20_000
 
@@ -36,18 +34,14 @@ class PatientSettings:
 
 async def settings_of(app: App, practice_id: int) -> PatientSettings:
     async with app.db.read() as conn:
-        row = (
-            await conn.execute(
-                select(patient_settings).where(patient_settings.c.practice_id == practice_id)
-            )
-        ).first()
+        row = await practice_repo.patient_settings_of(conn, practice_id)
     if row is None:
         return PatientSettings()
     return PatientSettings(
         dlp.parse_policy(row.dlp_policy),
         tuple(parse_terms(row.dlp_terms)),
         row.patient_mailbox_id,
-        bool(row.patient_mailbox_open),
+        row.patient_mailbox_open,
     )
 
 
@@ -79,26 +73,9 @@ async def save_settings(
             )
         mailbox_id = box.id
     open_to_all = bool(patient_mailbox_open and mailbox_id is not None)
-    values = {
-        "dlp_policy": policy.value,
-        "dlp_terms": "\n".join(terms),
-        "patient_mailbox_id": mailbox_id,
-        "patient_mailbox_open": open_to_all,
-    }
+    row = practice_repo.PatientSettingsRow(policy.value, "\n".join(terms), mailbox_id, open_to_all)
     async with app.db.write() as conn:
-        exists = await conn.scalar(
-            select(patient_settings.c.practice_id).where(
-                patient_settings.c.practice_id == practice_id
-            )
-        )
-        if exists is None:
-            await conn.execute(insert(patient_settings).values(practice_id=practice_id, **values))
-        else:
-            await conn.execute(
-                update(patient_settings)
-                .where(patient_settings.c.practice_id == practice_id)
-                .values(**values)
-            )
+        await practice_repo.save_patient_settings(conn, practice_id, row)
         await append(
             conn,
             AuditEvent(

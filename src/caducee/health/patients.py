@@ -16,7 +16,6 @@ Until then the address receives nothing but the verification message.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from dataclasses import asdict, dataclass, replace
@@ -24,10 +23,6 @@ from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
-from typing import Any
-
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from caducee.app import App
 from caducee.domain import web_links
@@ -43,8 +38,7 @@ from caducee.services import address_books, mailboxes, practices
 from caducee.services.audit import AuditEvent, append
 from caducee.services.local_domains import our_domains
 from caducee.services.scope_keys import PATIENT_EMAIL, keyed_email, patient_scope, scope_key
-from caducee.store import queue_repo
-from caducee.store.tables import patients
+from caducee.store import patients_repo, queue_repo
 
 DELIVERY_MODES = ("retrait", "pdf", "zip")
 STATUSES = ("unverified", "pending", "verified")
@@ -183,29 +177,14 @@ def _email_key(key: bytes, email: str) -> str:
     return keyed_email(key, PATIENT_EMAIL, email)
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-async def _patient(app: App, row: Any) -> Patient:
+async def _patient(app: App, row: patients_repo.PatientRow) -> Patient:
     async with app.db.read() as conn:
         opened = await app.keyring.open(
-            conn,
-            _scope(row.practice_id),
-            row.ref,
-            "patient",
-            bytes(row.sealed),
+            conn, _scope(row.practice_id), row.ref, "patient", row.sealed
         )
     fields = json.loads(opened)
-    data = PatientData(
-        **fields,
-        delivery_mode=row.delivery_mode,
-        shared_address=bool(row.shared_address),
-    )
-    verified_at = row.verified_at
-    if verified_at is not None and verified_at.tzinfo is None:
-        verified_at = verified_at.replace(tzinfo=UTC)
-    return Patient(row.id, row.practice_id, data, row.address_status, verified_at)
+    data = PatientData(**fields, delivery_mode=row.delivery_mode, shared_address=row.shared_address)
+    return Patient(row.id, row.practice_id, data, row.address_status, row.verified_at)
 
 
 def _sealed_fields(data: PatientData) -> bytes:
@@ -245,12 +224,7 @@ async def _check_address_free(
             "professional's and a patient's.",
         )
     async with app.db.read() as conn:
-        owner = await conn.scalar(
-            select(patients.c.id).where(
-                patients.c.practice_id == practice_id,
-                patients.c.email_key == _email_key(key, email),
-            )
-        )
+        owner = await patients_repo.id_by_email_key(conn, practice_id, _email_key(key, email))
     if owner is not None and owner != except_id:
         raise AlreadyExists(
             f"L'adresse {email} est déjà celle d'un autre patient : chaque patient doit avoir "
@@ -274,42 +248,28 @@ async def add_patient(
         sealed = await app.keyring.seal(
             conn, _scope(practice_id), ref, "patient", _sealed_fields(data)
         )
-        try:
-            patient_id = (
-                await conn.execute(
-                    insert(patients)
-                    .values(
-                        practice_id=practice_id,
-                        ref=ref,
-                        sealed=sealed,
-                        email_key=_email_key(key, data.email),
-                        delivery_mode=data.delivery_mode,
-                        shared_address=data.shared_address,
-                        address_status="unverified",
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    .returning(patients.c.id)
-                )
-            ).scalar_one()
-        except SqlIntegrityError:
+        patient_id = await patients_repo.insert_patient(
+            conn,
+            practice_id=practice_id,
+            ref=ref,
+            sealed=sealed,
+            email_key=_email_key(key, data.email),
+            delivery_mode=data.delivery_mode,
+            shared_address=data.shared_address,
+            now=now,
+        )
+        if patient_id is None:
             raise AlreadyExists(
                 "Cette adresse est déjà celle d'un autre patient.",
                 "This address already belongs to another patient.",
-            ) from None
+            )
         await append(conn, _audit(actor, "patient.create", patient_id, source))
     return Patient(patient_id, practice_id, data, "unverified", None)
 
 
 async def get_patient(app: App, practice_id: int, patient_id: int) -> Patient:
     async with app.db.read() as conn:
-        row = (
-            await conn.execute(
-                select(patients).where(
-                    patients.c.id == patient_id, patients.c.practice_id == practice_id
-                )
-            )
-        ).first()
+        row = await patients_repo.by_id(conn, practice_id, patient_id)
     if row is None:
         raise NotFound(f"Patient n° {patient_id} introuvable.", f"Patient #{patient_id} not found.")
     return await _patient(app, row)
@@ -318,9 +278,7 @@ async def get_patient(app: App, practice_id: int, patient_id: int) -> Patient:
 async def list_patients(app: App, practice_id: int, query: str = "") -> list[Patient]:
     """The practice's patients, sorted by name; ``query`` filters on name, email, birth date."""
     async with app.db.read() as conn:
-        rows = (
-            await conn.execute(select(patients).where(patients.c.practice_id == practice_id))
-        ).all()
+        rows = await patients_repo.of_practice(conn, practice_id)
     found = [await _patient(app, row) for row in rows]
     needle = query.strip().casefold()
     if needle:
@@ -350,18 +308,18 @@ async def update_patient(
         sealed = await app.keyring.seal(
             conn, _scope(practice_id), ref, "patient", _sealed_fields(data)
         )
-        values: dict[str, object] = {
-            "ref": ref,
-            "sealed": sealed,
-            "email_key": _email_key(key, data.email),
-            "delivery_mode": data.delivery_mode,
-            "shared_address": data.shared_address,
-            "address_status": status,
-            "updated_at": datetime.now(UTC),
-        }
-        if email_changed:
-            values.update(verify_token_hash=None, verify_expires_at=None, verified_at=None)
-        await conn.execute(update(patients).where(patients.c.id == patient_id).values(**values))
+        await patients_repo.update_patient(
+            conn,
+            patient_id,
+            ref=ref,
+            sealed=sealed,
+            email_key=_email_key(key, data.email),
+            delivery_mode=data.delivery_mode,
+            shared_address=data.shared_address,
+            address_status=status,
+            now=datetime.now(UTC),
+            forget_verification=email_changed,
+        )
         await append(
             conn,
             _audit(actor, "patient.update", patient_id, source, email_changed=email_changed),
@@ -375,7 +333,7 @@ async def delete_patient(
 ) -> None:
     await get_patient(app, practice_id, patient_id)
     async with app.db.write() as conn:
-        await conn.execute(delete(patients).where(patients.c.id == patient_id))
+        await patients_repo.delete_patient(conn, patient_id)
         await append(conn, _audit(actor, "patient.delete", patient_id, source))
 
 
@@ -390,14 +348,7 @@ async def find_by_email(app: App, practice_id: int, address: str) -> Patient | N
         return None
     key = await _key(app, practice_id)
     async with app.db.read() as conn:
-        row = (
-            await conn.execute(
-                select(patients).where(
-                    patients.c.practice_id == practice_id,
-                    patients.c.email_key == _email_key(key, email),
-                )
-            )
-        ).first()
+        row = await patients_repo.by_email_key(conn, practice_id, _email_key(key, email))
     return await _patient(app, row) if row is not None else None
 
 
@@ -461,15 +412,13 @@ async def send_verification(
     token = secrets.token_urlsafe(24)  # 192 bits
     now = datetime.now(UTC)
     async with app.db.write() as conn:
-        await conn.execute(
-            update(patients)
-            .where(patients.c.id == patient_id)
-            .values(
-                verify_token_hash=_token_hash(token),
-                verify_expires_at=now + timedelta(days=VERIFY_DAYS),
-                address_status="pending" if patient.address_status != "verified" else "verified",
-                updated_at=now,
-            )
+        await patients_repo.start_verification(
+            conn,
+            patient_id,
+            token,
+            expires_at=now + timedelta(days=VERIFY_DAYS),
+            address_status="pending" if patient.address_status != "verified" else "verified",
+            now=now,
         )
         await append(conn, _audit(actor, "patient.verification_sent", patient_id, source))
     practice = await practices.get_practice(app, practice_id)
@@ -491,19 +440,11 @@ async def send_verification(
 async def pending_verification(app: App, token: str) -> Patient | None:
     """The patient a verification link is for, if it is valid (unknown, expired and used
     links all give None)."""
-    if not token or len(token) > 100:
-        return None
     async with app.db.read() as conn:
-        row = (
-            await conn.execute(
-                select(patients).where(patients.c.verify_token_hash == _token_hash(token))
-            )
-        ).first()
+        row = await patients_repo.by_verification_token(conn, token)
     if row is None:
         return None
     expires = row.verify_expires_at
-    if expires is not None and expires.tzinfo is None:
-        expires = expires.replace(tzinfo=UTC)
     if expires is None or expires < datetime.now(UTC):
         return None
     return await _patient(app, row)
@@ -527,17 +468,7 @@ async def confirm_verification(app: App, token: str, *, source: str) -> Patient 
             )
             return None
         now = datetime.now(UTC)
-        await conn.execute(
-            update(patients)
-            .where(patients.c.id == patient.id, patients.c.verify_token_hash == _token_hash(token))
-            .values(
-                address_status="verified",
-                verified_at=now,
-                verify_token_hash=None,
-                verify_expires_at=None,
-                updated_at=now,
-            )
-        )
+        await patients_repo.mark_verified(conn, patient.id, token, now)
         await append(conn, _audit("patient", "patient.verify", patient.id, source))
     return replace(patient, address_status="verified", verified_at=now)
 

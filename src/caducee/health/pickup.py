@@ -17,8 +17,6 @@ import secrets
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
-
 from caducee.app import App
 from caducee.domain import mail_display, web_links
 from caducee.domain.addresses import normalize_address
@@ -37,16 +35,14 @@ from caducee.health.pickup_store import (
     content,
     record_of,
     scope_of,
-    token_hash,
 )
 from caducee.ids import new_blob_id
 from caducee.services import practices, trace
 from caducee.services.audit import append
 from caducee.services.delivery import deliver_local
 from caducee.services.passwords import hash_password
-from caducee.store import directory_repo
+from caducee.store import directory_repo, pickup_repo
 from caducee.store.keyring import mailbox_scope
-from caducee.store.tables import pickup_codes, pickup_sessions, pickups
 
 #: What a patient may attach to a reply: extension → content type (checked on the bytes too).
 REPLY_TYPES = {
@@ -135,30 +131,22 @@ async def create_pickup(
         await app.blobs.stage([(blob_id, sealed_raw)])
         async with app.db.write() as conn:
             await app.blobs.record(conn, [(blob_id, sealed_raw)])
-            pickup_id = (
-                await conn.execute(
-                    insert(pickups)
-                    .values(
-                        practice_id=practice_id,
-                        sender_mailbox_id=sender_mailbox_id,
-                        patient_id=patient_id,
-                        token_hash=token_hash(token),
-                        record_id=record_id,
-                        contact_sealed=sealed_contact,
-                        blob_id=blob_id,
-                        size=len(raw_message),
-                        trace_key=key,
-                        trace_recipient_key=patient.key if patient else None,
-                        trace_recipient_sealed=patient.sealed if patient else None,
-                        passphrase_hash=passphrase_hash,
-                        failed_attempts=0,
-                        created_at=now,
-                        expires_at=expires,
-                    )
-                    .returning(pickups.c.id)
-                )
-            ).scalar_one()
-            pickup = await by_id(conn, pickup_id)
+            pickup = await pickup_repo.insert_pickup(
+                conn,
+                practice_id=practice_id,
+                sender_mailbox_id=sender_mailbox_id,
+                patient_id=patient_id,
+                token=token,
+                record_id=record_id,
+                contact_sealed=sealed_contact,
+                blob_id=blob_id,
+                size=len(raw_message),
+                trace_key=key,
+                trace_recipient=(patient.key, patient.sealed) if patient else None,
+                passphrase_hash=passphrase_hash,
+                now=now,
+                expires_at=expires,
+            )
             await add_event(conn, pickup, "deposited", now=now)
             await append(conn, audit_event(pickup, "pickup.create", source, size=len(raw_message)))
         committed = True
@@ -203,12 +191,8 @@ async def revoke(app: App, pickup_id: int, mailbox_id: int, *, actor: str, sourc
         pickup = await by_id(conn, pickup_id, lock=True)
         if pickup.revoked_at is not None:
             return
-        await conn.execute(
-            update(pickups)
-            .where(pickups.c.id == pickup.id)
-            .values(revoked_at=now, blob_id=None, purged_at=now)
-        )
-        await conn.execute(delete(pickup_sessions).where(pickup_sessions.c.pickup_id == pickup.id))
+        await pickup_repo.mark_revoked(conn, pickup.id, now)
+        await pickup_repo.end_sessions(conn, pickup.id)
         await add_event(conn, pickup, "revoked", now=now)
         event = audit_event(pickup, "pickup.revoke", source)
         await append(conn, replace(event, actor=actor))
@@ -327,22 +311,13 @@ async def for_message(app: App, mailbox_id: int, message_id: str) -> list[Pickup
     if key is None:
         return []
     async with app.db.read() as conn:
-        ids = (
-            await conn.scalars(
-                select(pickups.c.id)
-                .where(pickups.c.sender_mailbox_id == mailbox_id, pickups.c.trace_key == key)
-                .order_by(pickups.c.id)
-            )
-        ).all()
+        ids = await pickup_repo.ids(conn, mailbox_id=mailbox_id, trace_key=key)
         return [await by_id(conn, i) for i in ids]
 
 
 async def list_pickups(app: App, mailbox_id: int | None = None) -> list[Pickup]:
     async with app.db.read() as conn:
-        query = select(pickups.c.id).order_by(pickups.c.id)
-        if mailbox_id is not None:
-            query = query.where(pickups.c.sender_mailbox_id == mailbox_id)
-        ids = (await conn.scalars(query)).all()
+        ids = await pickup_repo.ids(conn, mailbox_id=mailbox_id)
         return [await by_id(conn, i) for i in ids]
 
 
@@ -350,32 +325,19 @@ async def purge_expired(app: App, now: datetime | None = None) -> int:
     """Maintenance: delete the content of expired pickups, their codes and portal sessions."""
     when = now or datetime.now(UTC)
     async with app.db.read() as conn:
-        ids = (
-            await conn.scalars(
-                select(pickups.c.id).where(
-                    pickups.c.expires_at <= when, pickups.c.blob_id.is_not(None)
-                )
-            )
-        ).all()
+        ids = await pickup_repo.expired_with_content(conn, when)
     for pickup_id in ids:
         async with app.db.write() as conn:
             pickup = await by_id(conn, pickup_id, lock=True)
             if pickup.blob_id is None:
                 continue
-            await conn.execute(
-                update(pickups)
-                .where(pickups.c.id == pickup.id)
-                .values(blob_id=None, purged_at=when)
-            )
+            await pickup_repo.mark_purged(conn, pickup.id, when)
             await add_event(conn, pickup, "purged", now=when)
             await append(conn, audit_event(pickup, "pickup.expire", "system"), now=when)
             await app.blobs.forget(conn, [pickup.blob_id])
         await app.blobs.remove_files([pickup.blob_id])
     async with app.db.write() as conn:
-        await conn.execute(delete(pickup_sessions).where(pickup_sessions.c.expires_at <= when))
-        await conn.execute(
-            delete(pickup_codes).where(pickup_codes.c.expires_at <= when - timedelta(days=1))
-        )
+        await pickup_repo.purge_stale(conn, when, codes_before=when - timedelta(days=1))
     return len(ids)
 
 

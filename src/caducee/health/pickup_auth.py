@@ -22,9 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from caducee.app import App
 from caducee.errors import LimitReached
 from caducee.health import pickup_mail, sms
@@ -40,14 +37,12 @@ from caducee.health.pickup_store import (
     passphrase_hash,
     read_code_key,
     read_contact,
-    token_hash,
 )
 from caducee.services.audit import append
 from caducee.services.delivery import deliver_local
 from caducee.services.passwords import verify_password
-from caducee.store import directory_repo
-from caducee.store.auth_repo import aware
-from caducee.store.tables import pickup_codes, pickup_sessions, pickups
+from caducee.store import directory_repo, pickup_repo
+from caducee.store.connection import AsyncConnection
 
 log = logging.getLogger(__name__)
 
@@ -81,30 +76,16 @@ async def request_code(app: App, pickup: Pickup, *, source: str) -> str:
     async with app.db.write() as conn:
         pickup = await by_id(conn, pickup.id, lock=True)
         pickup.check_open(now)
-        recent = await conn.scalar(
-            select(func.count())
-            .select_from(pickup_codes)
-            .where(
-                pickup_codes.c.pickup_id == pickup.id,
-                pickup_codes.c.created_at > now - CODE_WINDOW,
-            )
-        )
-        if int(recent or 0) >= CODES_PER_WINDOW:
+        recent = await pickup_repo.codes_since(conn, pickup.id, now - CODE_WINDOW)
+        if recent >= CODES_PER_WINDOW:
             await append(conn, audit_event(pickup, "pickup.code_request", source, "denied"))
             raise _too_many_codes()
-        await conn.execute(
-            update(pickup_codes)
-            .where(pickup_codes.c.pickup_id == pickup.id, pickup_codes.c.used_at.is_(None))
-            .values(superseded=True)
-        )
-        await conn.execute(
-            insert(pickup_codes).values(
-                pickup_id=pickup.id,
-                code_hash=_code_hash(key, pickup.id, code),
-                created_at=now,
-                expires_at=now + timedelta(minutes=CODE_MINUTES),
-                superseded=False,
-            )
+        await pickup_repo.replace_code(
+            conn,
+            pickup.id,
+            _code_hash(key, pickup.id, code),
+            now,
+            now + timedelta(minutes=CODE_MINUTES),
         )
         await add_event(conn, pickup, "code_sent", now=now)
         await append(conn, audit_event(pickup, "pickup.code_sent", source))
@@ -135,28 +116,15 @@ async def check_code(app: App, pickup: Pickup, code: str, *, source: str) -> boo
         pickup.check_open(now)  # locked (or closed): refused before any comparison
         key = await read_code_key(conn, app, pickup)
         digest = _code_hash(key, pickup.id, given[:20])
-        rows = (
-            await conn.execute(
-                select(
-                    pickup_codes.c.id, pickup_codes.c.code_hash, pickup_codes.c.expires_at
-                ).where(
-                    pickup_codes.c.pickup_id == pickup.id,
-                    pickup_codes.c.used_at.is_(None),
-                    pickup_codes.c.superseded.is_(False),
-                )
-            )
-        ).all()
         matched = None
-        for row in rows:  # every candidate compared, in constant time
-            expires = aware(row.expires_at)
+        for row in await pickup_repo.live_codes(conn, pickup.id):  # each one, constant time
             fits = hmac.compare_digest(row.code_hash.encode(), digest.encode())
-            if fits and expires is not None and expires > now and matched is None:
+            if fits and row.expires_at > now and matched is None:
                 matched = row.id
         right = matched is not None and len(given) == CODE_DIGITS and given.isdigit()
         if right:
-            await conn.execute(
-                update(pickup_codes).where(pickup_codes.c.id == matched).values(used_at=now)
-            )
+            assert matched is not None
+            await pickup_repo.use_code(conn, matched, now)
             await append(conn, audit_event(pickup, "pickup.code_ok", source))
             locked = None
         else:
@@ -210,17 +178,13 @@ async def _count_failure(
     patient = await read_contact(conn, app, pickup)
     failures = pickup.failed_attempts + 1
     locks = failures >= MAX_FAILURES
-    await conn.execute(
-        update(pickups)
-        .where(pickups.c.id == pickup.id)
-        .values(failed_attempts=failures, locked_at=now if locks else None)
-    )
+    await pickup_repo.set_failures(conn, pickup.id, failures, now if locks else None)
     await add_event(conn, pickup, "code_failed", kind, now=now)
     await append(
         conn, audit_event(pickup, f"pickup.{kind}_failed", source, "denied", failures=failures)
     )
     if locks:
-        await conn.execute(delete(pickup_sessions).where(pickup_sessions.c.pickup_id == pickup.id))
+        await pickup_repo.end_sessions(conn, pickup.id)
         await add_event(conn, pickup, "locked", now=now)
         await append(conn, audit_event(pickup, "pickup.locked", source, "denied"))
     return patient if locks else None
@@ -263,40 +227,19 @@ async def open_session(app: App, pickup: Pickup) -> tuple[str, PortalSession]:
     now = datetime.now(UTC)
     expires = now + timedelta(minutes=SESSION_MINUTES)
     async with app.db.write() as conn:
-        session_id = (
-            await conn.execute(
-                insert(pickup_sessions)
-                .values(
-                    pickup_id=pickup.id,
-                    token_hash=token_hash(token),
-                    csrf_token=csrf,
-                    created_at=now,
-                    expires_at=expires,
-                )
-                .returning(pickup_sessions.c.id)
-            )
-        ).scalar_one()
+        session_id = await pickup_repo.insert_session(conn, pickup.id, token, csrf, now, expires)
     return token, PortalSession(session_id, pickup.id, csrf, expires)
 
 
 async def load_session(app: App, token: str) -> PortalSession | None:
     """The live session of a cookie token (None: unknown or expired)."""
-    if not token or len(token) > 100:
-        return None
     async with app.db.read() as conn:
-        row = (
-            await conn.execute(
-                select(pickup_sessions).where(pickup_sessions.c.token_hash == token_hash(token))
-            )
-        ).first()
-    if row is None:
+        row = await pickup_repo.session_by_token(conn, token)
+    if row is None or row.expires_at <= datetime.now(UTC):
         return None
-    expires = aware(row.expires_at)
-    if expires is None or expires <= datetime.now(UTC):
-        return None
-    return PortalSession(row.id, row.pickup_id, row.csrf_token, expires)
+    return PortalSession(row.id, row.pickup_id, row.csrf_token, row.expires_at)
 
 
 async def end_session(app: App, session: PortalSession) -> None:
     async with app.db.write() as conn:
-        await conn.execute(delete(pickup_sessions).where(pickup_sessions.c.id == session.id))
+        await pickup_repo.delete_session(conn, session.id)

@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.exc import IntegrityError as SqlIntegrityError
-
 from caducee.app import App
 from caducee.domain.addresses import normalize_address
 from caducee.errors import AlreadyExists, InvalidInput, NotFound
@@ -28,8 +25,7 @@ from caducee.services.scope_keys import (
     patient_scope,
     scope_key,
 )
-from caducee.store import directory_repo, patients_repo, queue_repo
-from caducee.store.tables import contacts
+from caducee.store import address_book_repo, directory_repo, patients_repo, queue_repo
 
 Kind = Literal["pro", "patient"]
 KINDS: tuple[str, ...] = ("pro", "patient")
@@ -101,61 +97,46 @@ async def add_contact(
     email_key = _email_key(key, address)
     ref = secrets.token_hex(16)
     scope = _scope(practice_id)
-    try:
-        async with app.db.write() as conn:
-            existing = (
-                await conn.execute(
-                    select(contacts.c.kind).where(
-                        contacts.c.practice_id == practice_id, contacts.c.email_key == email_key
-                    )
-                )
-            ).first()
-            if existing is not None:
-                where = "ce carnet" if existing.kind == kind else f"le carnet {_other(kind)}"
-                raise AlreadyExists(
-                    f"{address} est déjà dans {where} : un contact n'est que dans un carnet.",
-                    f"{address} is already in an address book: a contact is in one book only.",
-                )
-            sealed = await app.keyring.seal(
-                conn, scope, ref, "contact", json.dumps({"name": name, "email": address}).encode()
+    async with app.db.write() as conn:
+        existing = await address_book_repo.kind_of(conn, practice_id, email_key)
+        if existing is not None:
+            where = "ce carnet" if existing == kind else f"le carnet {_other(kind)}"
+            raise AlreadyExists(
+                f"{address} est déjà dans {where} : un contact n'est que dans un carnet.",
+                f"{address} is already in an address book: a contact is in one book only.",
             )
-            result = await conn.execute(
-                insert(contacts).values(
-                    practice_id=practice_id,
-                    kind=kind,
-                    ref=ref,
-                    email_key=email_key,
-                    sealed=sealed,
-                    created_at=datetime.now(UTC),
-                )
+        sealed = await app.keyring.seal(
+            conn, scope, ref, "contact", json.dumps({"name": name, "email": address}).encode()
+        )
+        contact_id = await address_book_repo.insert_contact(
+            conn,
+            practice_id=practice_id,
+            kind=kind,
+            ref=ref,
+            email_key=email_key,
+            sealed=sealed,
+            now=datetime.now(UTC),
+        )
+        if contact_id is None:  # added by someone else meanwhile
+            raise AlreadyExists(
+                f"{address} est déjà dans un carnet.", f"{address} is already in an address book."
             )
-            contact_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-            await append(
-                conn,
-                AuditEvent(
-                    actor=actor,
-                    action="contact.add",
-                    target=f"practice:{practice_id}",
-                    source=source,
-                    details={"kind": kind, "contact": contact_id},
-                ),
-            )
-    except SqlIntegrityError:
-        raise AlreadyExists(
-            f"{address} est déjà dans un carnet.", f"{address} is already in an address book."
-        ) from None
+        await append(
+            conn,
+            AuditEvent(
+                actor=actor,
+                action="contact.add",
+                target=f"practice:{practice_id}",
+                source=source,
+                details={"kind": kind, "contact": contact_id},
+            ),
+        )
     return Contact(contact_id, kind, name, address)
 
 
 async def contacts_of(app: App, practice_id: int, kind: str) -> list[Contact]:
     async with app.db.read() as conn:
-        rows = (
-            await conn.execute(
-                select(contacts).where(
-                    contacts.c.practice_id == practice_id, contacts.c.kind == kind
-                )
-            )
-        ).all()
+        rows = await address_book_repo.contacts_of(conn, practice_id, kind)
         out = []
         for row in rows:
             opened = json.loads(
@@ -183,12 +164,7 @@ async def delete_contact(
     app: App, practice_id: int, contact_id: int, *, actor: str, source: str
 ) -> None:
     async with app.db.write() as conn:
-        result = await conn.execute(
-            delete(contacts).where(
-                contacts.c.id == contact_id, contacts.c.practice_id == practice_id
-            )
-        )
-        if not result.rowcount:
+        if not await address_book_repo.delete_contact(conn, practice_id, contact_id):
             raise NotFound("Contact introuvable.", "Contact not found.")
         await append(
             conn,
@@ -223,10 +199,4 @@ async def book_of(app: App, practice_id: int, address: str) -> str | None:
         return None
     key = await _key(app, practice_id)
     async with app.db.read() as conn:
-        kind = await conn.scalar(
-            select(contacts.c.kind).where(
-                contacts.c.practice_id == practice_id,
-                contacts.c.email_key == _email_key(key, clean),
-            )
-        )
-    return str(kind) if kind is not None else None
+        return await address_book_repo.kind_of(conn, practice_id, _email_key(key, clean))

@@ -9,59 +9,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select, update
-
 from caducee.app import App
+from caducee.domain.api_token import ApiToken
 from caducee.domain.model import Account
 from caducee.errors import AccessDenied, InvalidInput, NotFound
 from caducee.services import mailboxes
 from caducee.services.audit import AuditEvent, append
 from caducee.services.scope_keys import scope_key
-from caducee.store import directory_repo
-from caducee.store.auth_repo import aware
-from caducee.store.tables import api_tokens
+from caducee.store import api_tokens_repo, directory_repo
+
+__all__ = ["ApiToken"]
 
 PREFIX = "cdc_"
 SCOPES = ("lecture", "marquage", "envoi", "patients")
 KEY_SCOPE = "api-tokens"
 MAX_LABEL = 100
 MAX_MAILBOXES = 50
-
-
-@dataclass(frozen=True)
-class ApiToken:
-    id: int
-    account_id: int
-    label: str
-    scopes: tuple[str, ...]
-    mailbox_ids: tuple[int, ...]
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-
-    def active(self, now: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
-
-
-def _row(row: object) -> ApiToken:
-    def ids(text: str) -> tuple[int, ...]:
-        return tuple(int(x) for x in text.split(",") if x)
-
-    return ApiToken(
-        id=row.id,  # type: ignore[attr-defined]
-        account_id=row.account_id,  # type: ignore[attr-defined]
-        label=row.label,  # type: ignore[attr-defined]
-        scopes=tuple(s for s in row.scopes.split(",") if s),  # type: ignore[attr-defined]
-        mailbox_ids=ids(row.mailbox_ids),  # type: ignore[attr-defined]
-        created_at=aware(row.created_at),  # type: ignore[attr-defined,arg-type]
-        expires_at=aware(row.expires_at),  # type: ignore[attr-defined]
-        revoked_at=aware(row.revoked_at),  # type: ignore[attr-defined]
-        last_used_at=aware(row.last_used_at),  # type: ignore[attr-defined]
-    )
 
 
 async def _hash(app: App, token: str) -> str:
@@ -107,18 +72,16 @@ async def create_token(
     async with app.db.write() as conn:
         account = await directory_repo.account_by_login(conn, login)
         assert account is not None
-        result = await conn.execute(
-            insert(api_tokens).values(
-                account_id=account.id,
-                label=label,
-                token_hash=digest,
-                scopes=",".join(chosen),
-                mailbox_ids=",".join(str(i) for i in sorted(set(ids))),
-                created_at=now,
-                expires_at=now + timedelta(days=expires_days) if expires_days else None,
-            )
+        token_id = await api_tokens_repo.insert_token(
+            conn,
+            account_id=account.id,
+            label=label,
+            token_hash=digest,
+            scopes=chosen,
+            mailbox_ids=sorted(set(ids)),
+            now=now,
+            expires_at=now + timedelta(days=expires_days) if expires_days else None,
         )
-        token_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         await append(
             conn,
             AuditEvent(
@@ -129,8 +92,9 @@ async def create_token(
                 details={"token": token_id, "scopes": ",".join(chosen), "mailboxes": len(ids)},
             ),
         )
-        row = (await conn.execute(select(api_tokens).where(api_tokens.c.id == token_id))).one()
-    return token, _row(row)
+        created = await api_tokens_repo.by_id(conn, token_id)
+    assert created is not None
+    return token, created
 
 
 async def tokens_of(app: App, login: str) -> list[ApiToken]:
@@ -138,28 +102,17 @@ async def tokens_of(app: App, login: str) -> list[ApiToken]:
         account = await directory_repo.account_by_login(conn, login)
         if account is None:
             return []
-        rows = await conn.execute(
-            select(api_tokens)
-            .where(api_tokens.c.account_id == account.id)
-            .order_by(api_tokens.c.id)
-        )
-        return [_row(r) for r in rows]
+        return await api_tokens_repo.of_account(conn, account.id)
 
 
 async def revoke_token(app: App, login: str, token_id: int, *, actor: str, source: str) -> None:
     now = datetime.now(UTC)
     async with app.db.write() as conn:
         account = await directory_repo.account_by_login(conn, login)
-        result = await conn.execute(
-            update(api_tokens)
-            .where(
-                api_tokens.c.id == token_id,
-                api_tokens.c.account_id == (account.id if account else -1),
-                api_tokens.c.revoked_at.is_(None),
-            )
-            .values(revoked_at=now)
+        revoked = account is not None and await api_tokens_repo.revoke(
+            conn, account.id, token_id, now
         )
-        if not result.rowcount:
+        if not revoked:
             raise NotFound("Jeton introuvable ou déjà révoqué.", "Token not found or revoked.")
         await append(
             conn,
@@ -186,16 +139,11 @@ async def authenticate(app: App, token: str) -> tuple[ApiToken, Account]:
     digest = await _hash(app, token)
     now = datetime.now(UTC)
     async with app.db.read() as conn:
-        row = (
-            await conn.execute(select(api_tokens).where(api_tokens.c.token_hash == digest))
-        ).first()
-        found = _row(row) if row is not None else None
+        found = await api_tokens_repo.by_hash(conn, digest)
         account = await directory_repo.account_by_id(conn, found.account_id) if found else None
     if found is None or account is None or account.disabled or not found.active(now):
         raise invalid_token()
     if found.last_used_at is None or now - found.last_used_at > timedelta(minutes=1):
         async with app.db.write() as conn:
-            await conn.execute(
-                update(api_tokens).where(api_tokens.c.id == found.id).values(last_used_at=now)
-            )
+            await api_tokens_repo.touch(conn, found.id, now)
     return found, account

@@ -22,11 +22,8 @@ guessing codes between right passwords keeps counting towards the lock.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from datetime import datetime
 from typing import Literal
-
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.app import App
 from caducee.domain.model import Account
@@ -35,6 +32,7 @@ from caducee.services import lockout, passwords
 from caducee.services.app_passwords import MAIL_SCOPES, app_password_digest
 from caducee.services.lockout import Verdict, normalize_login, normalize_source, utcnow
 from caducee.store import auth_repo
+from caducee.store.connection import AsyncConnection
 
 MailService = Literal["imap", "pop3", "smtp"]
 
@@ -95,19 +93,16 @@ async def verify_password_login(
             await auth_repo.set_password_hash(conn, creds.account.id, new_hash)
         return Verdict.ok(creds.account, reset=not creds.account.totp_enabled)
 
-    verdict = await lockout.attempt(
-        app.db,
-        app.settings,
+    return await lockout.authenticate(
+        app,
         login=login,
         source=source,
         action="auth.password",
         check=check,
         now=now,
         service=service,
+        refusal=wrong_credentials,
     )
-    if verdict.account is None:
-        raise wrong_credentials()
-    return verdict.account
 
 
 async def authenticate_mail(
@@ -130,16 +125,13 @@ async def authenticate_mail(
         raise ValueError(f"unknown mail service {service!r}")
     login = normalize_login(login)
     now = now or utcnow()
-    digest = app_password_digest(password).encode("ascii")
+    digest = app_password_digest(password)
 
     async def check(conn: AsyncConnection) -> Verdict:
         creds = await auth_repo.account_credentials(conn, login)
         # The same query for an unknown login (no row has id 0): the same time.
         rows = await auth_repo.app_passwords_of(conn, creds.account.id if creds else 0)
-        match: auth_repo.AppPasswordRow | None = None
-        for row in rows:  # no early exit: the time does not depend on which one matches
-            if hmac.compare_digest(row.secret_sha256.encode("ascii"), digest):
-                match = match or row
+        match = lockout.matching_digest(rows, digest, lambda row: row.secret_sha256)
         if creds is None:
             return Verdict.failed("unknown_login")
         if match is None:
@@ -153,16 +145,13 @@ async def authenticate_mail(
         await auth_repo.touch_app_password(conn, match.id, now)
         return Verdict.ok(creds.account, app_password=match.id)
 
-    verdict = await lockout.attempt(
-        app.db,
-        app.settings,
+    return await lockout.authenticate(
+        app,
         login=login,
         source=source,
         action="auth.mail",
         check=check,
         now=now,
         service=service,
+        refusal=wrong_credentials,
     )
-    if verdict.account is None:
-        raise wrong_credentials()
-    return verdict.account

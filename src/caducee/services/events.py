@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from caducee.app import App
+from caducee.store import node_repo
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,7 @@ class MailboxEvents:
                 self._wake(mailbox_id)
             return
         # PostgreSQL: NOTIFY reaches every node, this one included (through its listener).
-        from sqlalchemy import text
-
-        async with self.app.db.engine.connect() as conn:
-            for mailbox_id in ids:
-                await conn.execute(
-                    text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": CHANNEL, "payload": str(mailbox_id)},
-                )
-            await conn.commit()
+        await node_repo.notify(self.app.db, CHANNEL, [str(i) for i in sorted(ids)])
 
     def _ensure_listener(self) -> None:
         if self.app.db.is_sqlite or (self._listener and not self._listener.done()):
@@ -69,17 +62,11 @@ class MailboxEvents:
         self._listener = asyncio.create_task(self._listen(), name="mailbox-events-listen")
 
     async def _listen(self) -> None:
-        import psycopg
-
-        url = self.app.db.engine.url.set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    async for notify in conn.notifies():
-                        if notify.payload.isdigit():
-                            self._wake(int(notify.payload))
+                async for payload in node_repo.listen(self.app.db, CHANNEL):
+                    if payload.isdigit():
+                        self._wake(int(payload))
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -38,20 +38,22 @@ Every function takes the current time ``now`` from its caller, so tests never sl
 
 from __future__ import annotations
 
+import hmac
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from caducee.app import App
 from caducee.config import Settings
 from caducee.domain.model import Account
 from caducee.errors import AccessDenied
 from caducee.services import audit
 from caducee.services.audit import AuditEvent, Detail
 from caducee.store import auth_repo
+from caducee.store.connection import AsyncConnection
 from caducee.store.database import Database
 
 
@@ -292,3 +294,41 @@ async def purge_stale(db: Database, settings: Settings, now: datetime | None = N
     before = (now or utcnow()) - timedelta(seconds=policy.max_seconds)
     async with db.write() as conn:
         return await auth_repo.delete_stale_failures(conn, before)
+
+
+async def authenticate(
+    app: App,
+    *,
+    login: str,
+    source: str,
+    action: str,
+    check: Check,
+    now: datetime,
+    refusal: Callable[[], AccessDenied],
+    **extra: Detail,
+) -> Account:
+    """:func:`attempt` for a door that only wants the account: the account of an accepted
+    secret, else ``refusal()`` (the door's one generic wording) raised, whatever the reason.
+    Every check of a password, app password, TOTP, recovery code or WebAuthn key ends here."""
+    verdict = await attempt(
+        app.db, app.settings, login=login, source=source, action=action, check=check, now=now,
+        **extra,
+    )  # fmt: skip
+    if verdict.account is None:
+        raise refusal()
+    return verdict.account
+
+
+Row = TypeVar("Row")
+
+
+def matching_digest(rows: Sequence[Row], digest: str, stored: Callable[[Row], str]) -> Row | None:
+    """The first of ``rows`` whose stored digest (``stored(row)``, hex) is ``digest``: every
+    row is compared in constant time, with no early exit, so the time does not depend on which
+    one matches (app passwords, recovery codes)."""
+    given = digest.encode("ascii")
+    match: Row | None = None
+    for row in rows:
+        if hmac.compare_digest(stored(row).encode("ascii"), given):
+            match = match or row
+    return match

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import Account, Delegation, Folder, Mailbox, MailboxType, Practice
 from caducee.errors import AccessDenied, AlreadyExists, InvalidInput, LimitReached, NotFound
 from caducee.services.audit import AuditEvent, append
 from caducee.store import directory_repo as repo
+from caducee.store.connection import AsyncConnection
 from caducee.store.keyring import mailbox_scope
 
 MAX_QUOTA = 10 * 1024**4  # 10 TiB: anything larger is a typo

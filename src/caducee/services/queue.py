@@ -27,8 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from caducee.app import App
 from caducee.errors import InvalidInput, MessageTooLarge, NotFound
 from caducee.ids import new_blob_id
@@ -36,6 +34,7 @@ from caducee.services import trace
 from caducee.services.audit import AuditEvent, append
 from caducee.services.envelope import EnvelopeRecipient
 from caducee.store import queue_repo
+from caducee.store.connection import AsyncConnection
 from caducee.store.keyring import mailbox_scope
 from caducee.store.queue_repo import QueueRow
 

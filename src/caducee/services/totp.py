@@ -13,7 +13,6 @@ import hmac
 from datetime import datetime
 
 import pyotp
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.app import App
 from caducee.domain.model import Account
@@ -23,6 +22,7 @@ from caducee.services.app_passwords import account_not_found
 from caducee.services.audit import AuditEvent
 from caducee.services.lockout import Verdict, normalize_login, normalize_source, utcnow
 from caducee.store import auth_repo
+from caducee.store.connection import AsyncConnection
 from caducee.store.keyring import SYSTEM_SCOPE
 
 ISSUER = "Caducée"
@@ -197,18 +197,15 @@ async def verify_totp(
             return Verdict.failed("replay")
         return Verdict.ok(account)
 
-    verdict = await lockout.attempt(
-        app.db,
-        app.settings,
+    return await lockout.authenticate(
+        app,
         login=login,
         source=source,
         action="auth.totp",
         check=check,
         now=when,
+        refusal=wrong_code,
     )
-    if verdict.account is None:
-        raise wrong_code()
-    return verdict.account
 
 
 async def disable_totp(app: App, login: str, actor: str, *, source: str = "") -> None:

@@ -29,17 +29,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from caducee.app import App
 from caducee.domain.addresses import hide_address, pseudonym_form
 from caducee.errors import IntegrityError
-from caducee.store import queue_repo
-from caducee.store.auth_repo import aware
+from caducee.store import queue_repo, trace_repo
+from caducee.store.connection import AsyncConnection
 from caducee.store.database import Database
 from caducee.store.keyring import Keyring, mailbox_scope
-from caducee.store.tables import mailbox_settings, message_trace, outbound_messages
 
 log = logging.getLogger(__name__)
 
@@ -126,17 +122,15 @@ async def record_concealed(
     now: datetime | None = None,
 ) -> None:
     """:func:`record` for a recipient already concealed (a pickup keeps its patient so)."""
-    await conn.execute(
-        insert(message_trace).values(
-            mailbox_id=mailbox_id,
-            trace_key=key,
-            recipient="",
-            recipient_key=recipient.key,
-            recipient_sealed=recipient.sealed,
-            event=event,
-            detail=detail[:500],
-            ts=now or datetime.now(UTC),
-        )
+    await trace_repo.insert_event(
+        conn,
+        mailbox_id=mailbox_id,
+        trace_key=key,
+        recipient_key=recipient.key,
+        recipient_sealed=recipient.sealed,
+        event=event,
+        detail=detail[:500],
+        ts=now or datetime.now(UTC),
     )
 
 
@@ -150,20 +144,10 @@ async def record_outbound(
     now: datetime,
 ) -> None:
     """An outbound result, traced when the queued message came from one of our mailboxes."""
-    m = outbound_messages
-    origin = (
-        await conn.execute(
-            select(m.c.origin_mailbox_id, m.c.trace_key).where(
-                m.c.id == queue_id,
-                m.c.trace_key.is_not(None),
-                m.c.origin_mailbox_id.is_not(None),
-            )
-        )
-    ).first()
+    origin = await trace_repo.queued_origin(conn, queue_id)
     if origin is not None:
-        await record(
-            app, conn, origin.origin_mailbox_id, origin.trace_key, recipient, event, detail, now=now
-        )
+        mailbox_id, key = origin
+        await record(app, conn, mailbox_id, key, recipient, event, detail, now=now)
 
 
 @dataclass(frozen=True)
@@ -181,18 +165,12 @@ async def events(app: App, mailbox_id: int, message_id: str) -> list[TraceEvent]
         return []
     scope = mailbox_scope(mailbox_id)
     async with app.db.read() as conn:
-        rows = await conn.execute(
-            select(message_trace)
-            .where(message_trace.c.mailbox_id == mailbox_id, message_trace.c.trace_key == key)
-            .order_by(message_trace.c.ts, message_trace.c.id)
-        )
+        rows = await trace_repo.events_of(conn, mailbox_id, key)
         found = []
         opened: dict[str, str] = {}
         for row in rows:
-            ts = aware(row.ts)
-            assert ts is not None
             recipient = row.recipient  # a row written before 0019 and not converted yet
-            if row.recipient_sealed is not None:
+            if row.recipient_sealed is not None and row.recipient_key is not None:
                 recipient = opened.get(row.recipient_key, "")
                 if not recipient:
                     try:
@@ -201,13 +179,13 @@ async def events(app: App, mailbox_id: int, message_id: str) -> list[TraceEvent]
                             scope,
                             _record_name(key),
                             _field(row.recipient_key),
-                            bytes(row.recipient_sealed),
+                            row.recipient_sealed,
                         )
                         recipient = opened[row.recipient_key] = plain.decode()
                     except IntegrityError:
                         log.warning("trace recipient unreadable id=%d", row.id)
                         recipient = "?"
-            found.append(TraceEvent(recipient, row.event, row.detail, ts))
+            found.append(TraceEvent(recipient, row.event, row.detail, row.ts))
         return found
 
 
@@ -217,15 +195,8 @@ async def sent_to(app: App, keys: Iterable[str], address: str) -> list[tuple[str
     wanted = list(dict.fromkeys(keys))
     if not wanted:
         return []
-    t = message_trace
     async with app.db.read() as conn:
-        rows = (
-            await conn.execute(
-                select(t.c.mailbox_id, t.c.trace_key, t.c.recipient, t.c.recipient_key, t.c.event)
-                .where(t.c.trace_key.in_(wanted))
-                .order_by(t.c.id)
-            )
-        ).all()
+        rows = await trace_repo.events_of_messages(conn, wanted)
         by_mailbox: dict[int, str] = {}
         for mailbox_id in {row.mailbox_id for row in rows if row.recipient_key is not None}:
             by_mailbox[mailbox_id] = await scope_pseudonym(
@@ -246,8 +217,7 @@ async def purge(db: Database, retention_days: int, *, now: datetime | None = Non
         return 0
     before = (now or datetime.now(UTC)) - timedelta(days=retention_days)
     async with db.write() as conn:
-        result = await conn.execute(delete(message_trace).where(message_trace.c.ts < before))
-    return int(result.rowcount or 0)
+        return await trace_repo.delete_before(conn, before)
 
 
 async def conceal_clear_addresses(app: App) -> int:
@@ -255,30 +225,19 @@ async def conceal_clear_addresses(app: App) -> int:
     rows (pickups: ``health.pickup_store.conceal_clear_patients``). Idempotent; returns how
     many rows changed."""
     done = 0
-    t = message_trace
     while True:
         async with app.db.write() as conn:
-            rows = (
-                await conn.execute(
-                    select(t.c.id, t.c.mailbox_id, t.c.trace_key, t.c.recipient, t.c.detail)
-                    .where(t.c.recipient_key.is_(None))
-                    .order_by(t.c.id)
-                    .limit(_BATCH)
-                )
-            ).all()
+            rows = await trace_repo.in_clear(conn, _BATCH)
             for row in rows:
                 concealed = await conceal(
                     app.keyring, conn, row.mailbox_id, row.trace_key, row.recipient
                 )
-                await conn.execute(
-                    update(t)
-                    .where(t.c.id == row.id)
-                    .values(
-                        recipient="",
-                        recipient_key=concealed.key,
-                        recipient_sealed=concealed.sealed,
-                        detail=hide_address(row.detail, row.recipient)[:500],
-                    )
+                await trace_repo.conceal_row(
+                    conn,
+                    row.id,
+                    concealed.key,
+                    concealed.sealed,
+                    hide_address(row.detail, row.recipient)[:500],
                 )
         done += len(rows)
         if len(rows) < _BATCH:
@@ -297,22 +256,9 @@ async def conceal_clear_addresses(app: App) -> int:
 
 async def read_receipts_enabled(app: App, mailbox_id: int) -> bool:
     async with app.db.read() as conn:
-        value = await conn.scalar(
-            select(mailbox_settings.c.read_receipts).where(
-                mailbox_settings.c.mailbox_id == mailbox_id
-            )
-        )
-    return bool(value)
+        return await trace_repo.read_receipts_enabled(conn, mailbox_id)
 
 
 async def set_read_receipts(app: App, mailbox_id: int, enabled: bool) -> None:
     async with app.db.write() as conn:
-        updated = await conn.execute(
-            mailbox_settings.update()
-            .where(mailbox_settings.c.mailbox_id == mailbox_id)
-            .values(read_receipts=enabled)
-        )
-        if not updated.rowcount:
-            await conn.execute(
-                insert(mailbox_settings).values(mailbox_id=mailbox_id, read_receipts=enabled)
-            )
+        await trace_repo.set_read_receipts(conn, mailbox_id, enabled)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
@@ -19,18 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from caducee.domain.model import Account
 from caducee.store import directory_repo
 from caducee.store.tables import accounts, app_passwords, auth_failures
-
-
-def aware(ts: datetime | None) -> datetime | None:
-    """``ts`` with its UTC time zone (SQLite gives naive datetimes back)."""
-    if ts is None:
-        return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
-
+from caducee.store.times import aware
 
 # --- accounts ------------------------------------------------------------------------------
 
@@ -114,7 +103,7 @@ def _failure(row: Any) -> FailureRow:
     return FailureRow(
         key=row.key,
         failures=row.failures,
-        last_failure_at=_aware(row.last_failure_at),
+        last_failure_at=aware(row.last_failure_at),
         locked_until=aware(row.locked_until),
     )
 
@@ -215,7 +204,7 @@ def _app_password(row: Any) -> AppPasswordRow:
         label=row.label,
         secret_sha256=row.secret_sha256,
         scopes=row.scopes,
-        created_at=_aware(row.created_at),
+        created_at=aware(row.created_at),
         last_used_at=aware(row.last_used_at),
         revoked_at=aware(row.revoked_at),
     )

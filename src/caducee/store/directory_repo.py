@@ -229,7 +229,8 @@ async def add_used_bytes(conn: AsyncConnection, mailbox_id: int, delta: int) -> 
 # --- folders ---------------------------------------------------------------------------------
 
 
-def _folder(row: Any) -> Folder:
+def folder_from_row(row: Any) -> Folder:
+    """A `folders` row as the domain's Folder (the one builder: every repository uses it)."""
     return Folder(
         id=row.id,
         mailbox_id=row.mailbox_id,
@@ -268,7 +269,7 @@ async def list_folders(conn: AsyncConnection, mailbox_id: int) -> list[Folder]:
             select(folders).where(folders.c.mailbox_id == mailbox_id).order_by(folders.c.id)
         )
     ).all()
-    return [_folder(row) for row in rows]
+    return [folder_from_row(row) for row in rows]
 
 
 async def folder_by_name(
@@ -278,7 +279,7 @@ async def folder_by_name(
     if for_update:
         query = query.with_for_update()
     row = (await conn.execute(query)).first()
-    return _folder(row) if row else None
+    return folder_from_row(row) if row else None
 
 
 async def allocate_uid(conn: AsyncConnection, folder_id: int) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, insert, or_, select, text, update
@@ -32,6 +32,7 @@ from caducee.domain.addresses import hide_address
 from caducee.store.database import inserted_id
 from caducee.store.keyring import Keyring
 from caducee.store.tables import data_keys, outbound_messages, outbound_recipients
+from caducee.store.times import aware
 
 QUEUED = "queued"
 DEFERRED = "deferred"
@@ -46,15 +47,6 @@ QUEUE_SCOPE = "queue"
 
 m = outbound_messages
 r = outbound_recipients
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes: they are stored in UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _aware_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else aware(value)
 
 
 @dataclass(frozen=True)
@@ -131,7 +123,7 @@ def _row(row: Any) -> QueueRow:
         state=row.state,
         attempts=int(row.attempts),
         next_attempt_at=aware(row.next_attempt_at),
-        last_attempt_at=_aware_or_none(row.last_attempt_at),
+        last_attempt_at=aware(row.last_attempt_at),
         last_code=row.last_code,
         last_status=row.last_status,
         last_reply=row.last_reply,
@@ -140,7 +132,7 @@ def _row(row: Any) -> QueueRow:
         orcpt=row.orcpt,
         delay_notified=bool(row.delay_notified),
         report=row.report,
-        finished_at=_aware_or_none(row.finished_at),
+        finished_at=aware(row.finished_at),
         mail_from=row.mail_from,
         envid=row.envid,
         ret=row.ret,

@@ -9,9 +9,9 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from caducee.store.auth_repo import aware
 from caducee.store.database import inserted_id
 from caducee.store.tables import trust_domains, trust_lists
+from caducee.store.times import aware
 
 _BATCH = 2000
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import String, cast, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from caducee.store.auth_repo import aware
+from caducee.store import tokens
 from caducee.store.database import inserted_id
 from caducee.store.tables import (
     audit_log,
@@ -26,13 +26,7 @@ from caducee.store.tables import (
     web_sessions,
     webauthn_credentials,
 )
-
-
-def _aware(ts: datetime) -> datetime:
-    value = aware(ts)
-    assert value is not None
-    return value
-
+from caducee.store.times import aware
 
 # --- sessions --------------------------------------------------------------------------------
 
@@ -60,9 +54,9 @@ def _session(row: Any) -> SessionRow:
         source=row.source,
         user_agent=row.user_agent,
         pending=row.pending,
-        created_at=_aware(row.created_at),
-        last_seen_at=_aware(row.last_seen_at),
-        expires_at=_aware(row.expires_at),
+        created_at=aware(row.created_at),
+        last_seen_at=aware(row.last_seen_at),
+        expires_at=aware(row.expires_at),
     )
 
 
@@ -94,10 +88,9 @@ async def insert_session(
     return inserted_id(result)
 
 
-async def session_by_token_hash(conn: AsyncConnection, token_sha256: str) -> SessionRow | None:
-    row = (
-        await conn.execute(select(web_sessions).where(web_sessions.c.token_sha256 == token_sha256))
-    ).first()
+async def session_by_token(conn: AsyncConnection, token: str) -> SessionRow | None:
+    """The session a cookie's token was issued for (None: unknown, empty or over-long)."""
+    row = await tokens.row_by_token(conn, web_sessions.c.token_sha256, token)
     return _session(row) if row else None
 
 
@@ -224,7 +217,7 @@ def _credential(row: Any) -> CredentialRow:
         sign_count=int(row.sign_count),
         label=row.label,
         transports=tuple(t for t in row.transports.split(",") if t),
-        created_at=_aware(row.created_at),
+        created_at=aware(row.created_at),
         last_used_at=aware(row.last_used_at),
     )
 

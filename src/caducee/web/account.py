@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from caducee.errors import AccessDenied, CaduceeError, InvalidInput
-from caducee.services import accounts, app_passwords, totp, web_sessions
+from caducee.services import accounts, app_passwords, mfa, totp, web_sessions, webauthn_keys
 from caducee.services.auth import verify_password_login
 from caducee.services.lockout import AccountLocked
 from caducee.services.web_sessions import Stage
@@ -121,12 +121,12 @@ async def _security(
     request: Request, user: WebUser, *, error: str = "", status: int = 200
 ) -> Response:
     web = state(request)
-    factors = await web_sessions.second_factors(web.app, user.account.id)
-    keys = await web_sessions.webauthn_credentials(web.app, user.account.id)
+    factors = await mfa.second_factors(web.app, user.account.id)
+    keys = await webauthn_keys.webauthn_credentials(web.app, user.account.id)
     sessions = await web_sessions.list_sessions(
         web.app, user.account.id, policy=web.config.session_policy, now=web.config.clock()
     )
-    required = await web_sessions.second_factor_required(web.app, user.account.practice_id)
+    required = await mfa.second_factor_required(web.app, user.account.practice_id)
     return render(
         request,
         "account/security.html",
@@ -190,7 +190,7 @@ async def _totp_page(
     request: Request, user: WebUser, *, error: str = "", status: int = 200
 ) -> Response:
     web = state(request)
-    secret = await web_sessions.pending_totp_secret(web.app, user.account.id)
+    secret = await mfa.pending_totp_secret(web.app, user.account.id)
     if secret is None:
         return redirect("/compte/securite")
     uri = pyotp.TOTP(secret, digits=totp.DIGITS, interval=totp.INTERVAL).provisioning_uri(
@@ -231,10 +231,10 @@ async def totp_confirm(request: Request, user: WebUser) -> Response:
         )
     except InvalidInput as exc:
         return await _totp_page(request, user, error=error_message(exc), status=400)
-    factors = await web_sessions.second_factors(web.app, user.account.id)
+    factors = await mfa.second_factors(web.app, user.account.id)
     codes: list[str] = []
     if factors.recovery_codes_left == 0:
-        codes = await web_sessions.generate_recovery_codes(
+        codes = await mfa.generate_recovery_codes(
             web.app, user.account, actor=user.account.login, source=client_ip(request)
         )
     token, upgraded = await _upgrade_after_enrolment(request, user)
@@ -251,9 +251,9 @@ async def totp_confirm(request: Request, user: WebUser) -> Response:
 async def _only_factor_left(request: Request, user: WebUser, *, removing_totp: bool) -> bool:
     """True when removing this factor would leave none although the practice requires one."""
     web = state(request)
-    if not await web_sessions.second_factor_required(web.app, user.account.practice_id):
+    if not await mfa.second_factor_required(web.app, user.account.practice_id):
         return False
-    factors = await web_sessions.second_factors(web.app, user.account.id)
+    factors = await mfa.second_factors(web.app, user.account.id)
     remaining = factors.keys if removing_totp else int(factors.totp) + factors.keys - 1
     return remaining <= 0
 
@@ -287,7 +287,7 @@ async def totp_disable(request: Request, user: WebUser) -> Response:
 @page()
 async def recovery_codes(request: Request, user: WebUser) -> Response:
     web = state(request)
-    factors = await web_sessions.second_factors(web.app, user.account.id)
+    factors = await mfa.second_factors(web.app, user.account.id)
     if not factors.any:
         return await _security(
             request,
@@ -295,7 +295,7 @@ async def recovery_codes(request: Request, user: WebUser) -> Response:
             error=_("Configurez d'abord un second facteur : les codes de secours le remplacent."),
             status=400,
         )
-    codes = await web_sessions.generate_recovery_codes(
+    codes = await mfa.generate_recovery_codes(
         web.app, user.account, actor=user.account.login, source=client_ip(request)
     )
     return render(request, "account/recovery_codes.html", {"codes": codes, "totp_enabled": False})
@@ -304,7 +304,7 @@ async def recovery_codes(request: Request, user: WebUser) -> Response:
 @page(stages=ENROLMENT, json=True)
 async def key_register_options(request: Request, user: WebUser) -> Response:
     web = state(request)
-    existing = await web_sessions.webauthn_credentials(web.app, user.account.id)
+    existing = await webauthn_keys.webauthn_credentials(web.app, user.account.id)
     options, challenge = webauthn.registration_options(
         web.app.settings.hostname, user.account, existing, web.config.clock()
     )
@@ -333,7 +333,7 @@ async def key_register_finish(request: Request, user: WebUser) -> Response:
             web.app.settings.hostname,
             webauthn.expected_origin(web.app.settings.hostname, request.headers.get("host", "")),
         )
-        await web_sessions.add_webauthn_credential(
+        await webauthn_keys.add_webauthn_credential(
             web.app,
             user.account,
             credential_id=new.credential_id,
@@ -359,12 +359,12 @@ async def key_register_finish(request: Request, user: WebUser) -> Response:
 async def key_delete(request: Request, user: WebUser) -> Response:
     web = state(request)
     key_id = int_param(request, "key_id")
-    keys = {k.id: k for k in await web_sessions.webauthn_credentials(web.app, user.account.id)}
+    keys = {k.id: k for k in await webauthn_keys.webauthn_credentials(web.app, user.account.id)}
     if key_id not in keys:
         raise not_found()
     if await _only_factor_left(request, user, removing_totp=False):
         return await _security(request, user, error=_last_factor_error(), status=400)
-    await web_sessions.delete_webauthn_credential(
+    await webauthn_keys.delete_webauthn_credential(
         web.app, user.account, key_id, actor=user.account.login, source=client_ip(request)
     )
     return redirect("/compte/securite", flash="key_removed")

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from caducee.services import web_sessions
+from caducee.services import mfa
 from caducee.web.core import N_, WebUser, page, render, state
 
 
@@ -53,7 +53,7 @@ TILES: list[Tile] = [
 @page()
 async def home(request: Request, user: WebUser) -> Response:
     web = state(request)
-    factors = await web_sessions.second_factors(web.app, user.account.id)
+    factors = await mfa.second_factors(web.app, user.account.id)
     tiles = [t for t in TILES if user.is_admin or not t.admin_only]
     return render(
         request, "home.html", {"tiles": tiles, "factors": factors, "nav_active": "accueil"}

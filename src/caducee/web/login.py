@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from caducee.domain.model import Account
 from caducee.errors import AccessDenied
-from caducee.services import oidc, totp, web_sessions
+from caducee.services import mfa, oidc, totp, web_sessions, webauthn_keys
 from caducee.services.auth import verify_password_login
 from caducee.services.lockout import AccountLocked
 from caducee.services.web_sessions import Stage, WebSession
@@ -98,10 +98,10 @@ async def stage_after_first_factor(web: WebState, account: Account) -> Stage:
     """Where a login that proved one factor (a password, or Pro Santé Connect below the
     required ``acr``) lands: the second factor if the account has one, its enrolment if the
     practice requires one, else a full session."""
-    factors = await web_sessions.second_factors(web.app, account.id)
+    factors = await mfa.second_factors(web.app, account.id)
     if factors.any:
         return Stage.MFA
-    if await web_sessions.second_factor_required(web.app, account.practice_id):
+    if await mfa.second_factor_required(web.app, account.practice_id):
         return Stage.ENROL
     return Stage.FULL
 
@@ -191,7 +191,7 @@ async def _verify_form(
     request: Request, user: WebUser, *, error: str = "", status: int = 200
 ) -> Response:
     web = state(request)
-    factors = await web_sessions.second_factors(web.app, user.account.id)
+    factors = await mfa.second_factors(web.app, user.account.id)
     return render(
         request,
         "verify.html",
@@ -214,7 +214,7 @@ async def verify_submit(request: Request, user: WebUser) -> Response:
     now = web.config.clock()
     try:
         if method == "secours":
-            account = await web_sessions.use_recovery_code(
+            account = await mfa.use_recovery_code(
                 web.app, user.account.login, code, source, now=now
             )
         else:
@@ -235,12 +235,12 @@ async def key_login_options(request: Request, user: WebUser) -> Response:
     web = state(request)
     now = web.config.clock()
     try:
-        await web_sessions.begin_webauthn_login(
+        await webauthn_keys.begin_webauthn_login(
             web.app, user.account.login, client_ip(request), now
         )
     except AccountLocked as exc:
         return JSONResponse({"error": error_message(exc)}, status_code=429)
-    credentials = await web_sessions.webauthn_credentials(web.app, user.account.id)
+    credentials = await webauthn_keys.webauthn_credentials(web.app, user.account.id)
     if not credentials:
         return JSONResponse({"error": _("Aucune clé de sécurité enregistrée.")}, status_code=400)
     options, challenge = webauthn.authentication_options(

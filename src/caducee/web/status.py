@@ -6,12 +6,12 @@ import html
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
-from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from caducee.app import App
+from caducee.store import node_repo
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ async def healthz(request: Request) -> Response:
     app = caducee_app(request)
     try:
         async with app.db.read() as conn:
-            answer = (await conn.execute(text("SELECT 1"))).scalar_one()
+            answer = await node_repo.answers(conn)
     except Exception as exc:
         # The class name only: driver messages may carry connection details.
         log.warning(
@@ -71,7 +71,7 @@ async def healthz(request: Request) -> Response:
             type(exc).__name__,
         )
         return JSONResponse({"status": "unavailable"}, status_code=503)
-    if answer != 1:
+    if not answer:
         return JSONResponse({"status": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok"})
 

@@ -33,7 +33,7 @@ from webauthn.helpers.structs import (
 from caducee.app import App
 from caducee.domain.model import Account
 from caducee.errors import InvalidInput
-from caducee.services import web_sessions
+from caducee.services import webauthn_keys
 from caducee.store.web_repo import CredentialRow
 
 RP_NAME = "Caducée"
@@ -177,7 +177,7 @@ async def verify_login(
     try:
         data = _parse(credential)
         raw_id = str(data.get("rawId") or data.get("id") or "")
-        row = await web_sessions.webauthn_credential(app, raw_id) if raw_id else None
+        row = await webauthn_keys.webauthn_credential(app, raw_id) if raw_id else None
         if challenge is None:
             reason = "no_challenge"
         elif row is None or row.account_id != account.id:
@@ -195,7 +195,7 @@ async def verify_login(
     except (InvalidAuthenticationResponse, ValueError, KeyError, TypeError):
         reason = "bad_assertion"
         new_count = None
-    return await web_sessions.finish_webauthn_login(
+    return await webauthn_keys.finish_webauthn_login(
         app,
         account.login,
         source,

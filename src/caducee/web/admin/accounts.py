@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from caducee.domain.model import Role
 from caducee.errors import CaduceeError
-from caducee.services import accounts, app_passwords, mailboxes, web_sessions
+from caducee.services import accounts, app_passwords, mailboxes, mfa, web_sessions
 from caducee.web.admin.common import (
     account_of_practice,
     domain_of_practice,
@@ -114,7 +114,7 @@ async def account_create(request: Request, user: WebUser) -> Response:
 async def account_detail(request: Request, user: WebUser) -> Response:
     web = state(request)
     account = await account_of_practice(web, user, int_param(request, "account_id"))
-    factors = await web_sessions.second_factors(web.app, account.id)
+    factors = await mfa.second_factors(web.app, account.id)
     items = await app_passwords.list_app_passwords(web.app, account.login)
     delegations = [
         d for d in await mailboxes.list_delegations(web.app) if d.account_id == account.id
@@ -192,7 +192,7 @@ async def account_reset_password(request: Request, user: WebUser) -> Response:
 async def account_reset_factors(request: Request, user: WebUser) -> Response:
     web = state(request)
     account = await account_of_practice(web, user, int_param(request, "account_id"))
-    await web_sessions.reset_second_factors(
+    await mfa.reset_second_factors(
         web.app, account, actor=user.account.login, source=client_ip(request)
     )
     await web_sessions.end_all_sessions(

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from caducee.services import web_sessions
+from caducee.services import audit_viewer
 from caducee.services.audit import AuditRecord
 from caducee.store.web_repo import AuditFilter
 from caducee.web.core import WebUser, client_ip, download_response, page, render, state
@@ -69,7 +69,7 @@ async def audit_page(request: Request, user: WebUser) -> Response:
     flt, values = parse_filter(request)
     before_text = request.query_params.get("avant", "")
     before = int(before_text) if before_text.isdigit() else None
-    records = await web_sessions.practice_audit(
+    records = await audit_viewer.practice_audit(
         web.app, user.practice, flt, limit=PAGE_SIZE + 1, before_seq=before
     )
     more = len(records) > PAGE_SIZE
@@ -130,9 +130,9 @@ def to_csv(records: list[AuditRecord]) -> str:
 async def audit_csv(request: Request, user: WebUser) -> Response:
     web = state(request)
     flt, _values = parse_filter(request)
-    records = await web_sessions.practice_audit(web.app, user.practice, flt, limit=None)
+    records = await audit_viewer.practice_audit(web.app, user.practice, flt, limit=None)
     records.reverse()  # oldest first, like ``caducee audit export``
-    await web_sessions.audit_export_recorded(
+    await audit_viewer.audit_export_recorded(
         web.app, user.account.login, user.practice, len(records), source=client_ip(request)
     )
     stamp = datetime.now(PARIS).strftime("%Y%m%d-%H%M")

@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from caducee.errors import CaduceeError
 from caducee.health import patient_settings, trust_list
-from caducee.services import practices, web_sessions
+from caducee.services import mfa, practices
 from caducee.web.admin.common import practice_mailboxes
 from caducee.web.core import (
     WebUser,
@@ -27,7 +27,7 @@ async def _settings_page(
 ) -> Response:
     web = state(request)
     used = len(await practice_mailboxes(web, user))
-    required = await web_sessions.second_factor_required(web.app, user.practice.id)
+    required = await mfa.second_factor_required(web.app, user.practice.id)
     trust = await trust_list.status(web.app)
     listed = [d for d in user.practice.domains if await trust_list.is_listed(web.app, d)]
     return render(
@@ -81,7 +81,7 @@ async def settings_update(request: Request, user: WebUser) -> Response:
 async def second_factor_policy(request: Request, user: WebUser) -> Response:
     web = state(request)
     form = await form_data(request)
-    await web_sessions.set_second_factor_required(
+    await mfa.set_second_factor_required(
         web.app,
         user.practice.id,
         form.get("exiger") == "oui",
