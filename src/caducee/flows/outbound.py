@@ -82,7 +82,7 @@ from caducee.services.queue import (
     reveal,
     wants_report,
 )
-from caducee.store import queue_repo
+from caducee.store import node_repo, queue_repo
 from caducee.store.queue_repo import QueueRow
 
 log = logging.getLogger(__name__)
@@ -192,17 +192,11 @@ class OutboundWorker:
 
     async def _listen(self) -> None:
         """PostgreSQL: wake up when any node queues mail (``NOTIFY caducee_queue``)."""
-        import psycopg
-
-        url = self.app.db.engine.url.set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
         signal = queue_signal(self.app)
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    async for _ in conn.notifies():
-                        signal.wake()
+                async for _payload in node_repo.listen(self.app.db, CHANNEL):
+                    signal.wake()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database restarts: listen again shortly
