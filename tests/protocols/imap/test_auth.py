@@ -69,6 +69,22 @@ async def test_authenticate_plain_with_and_without_initial_response(server: Imap
     await c.close()
 
 
+def plain(authzid: str, authcid: str, password: str) -> str:
+    return base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode()).decode()
+
+
+async def test_authenticate_plain_malformed_is_bad_never_a_failed_login(server: ImapServer) -> None:
+    """The one PLAIN decoder (RFC 4616 §2): an empty authcid or password, or the empty response
+    "=", is a malformed response (BAD), not a wrong password checked against the account."""
+    c = await Client.connect(server.implicit, server.client_tls)
+    for response in (plain("", LOGIN, ""), plain(LOGIN, "", server.password), "="):
+        assert tagged(await c.command(f"AUTHENTICATE PLAIN {response}")).startswith(
+            "BAD Reponse PLAIN"
+        ), response
+    await c.ok(f"AUTHENTICATE PLAIN {plain(LOGIN.upper(), LOGIN, server.password)}")
+    await c.close()
+
+
 async def test_enable_id_noop_logout(server: ImapServer) -> None:
     c = await server.client()
     lines = await c.ok("ENABLE CONDSTORE UTF8=ACCEPT X-UNKNOWN")

@@ -155,6 +155,27 @@ async def test_sasl_plain_and_exclusive_access(server: Pop3Server) -> None:
     await second.send("QUIT")
 
 
+def plain(authzid: str, authcid: str, password: str) -> str:
+    return base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode()).decode()
+
+
+async def test_sasl_plain_malformed_is_refused_as_such(server: Pop3Server) -> None:
+    """The one PLAIN decoder (RFC 4616 §2, framed by RFC 5034 §4): an empty password or the
+    empty response "=" is malformed, never checked as a wrong password; another authzid is an
+    [AUTH] refusal."""
+    c = await Client.connect(server.implicit, server.client_tls)
+    assert await c.send(f"AUTH PLAIN {plain('', LOGIN, '')}") == (
+        "-ERR Reponse PLAIN incomplete / Incomplete PLAIN response"
+    )
+    assert await c.send("AUTH PLAIN") == "+ "
+    assert await c.send("=") == "-ERR Reponse PLAIN mal formee / Malformed PLAIN response"
+    assert (await c.send(f"AUTH PLAIN {plain('autre@x.test', LOGIN, 'pw')}")).startswith(
+        "-ERR [AUTH] Identite d'autorisation differente"
+    )
+    assert (await c.send(f"AUTH PLAIN {plain('', LOGIN, server.password)}")).startswith("+OK")
+    await c.send("QUIT")
+
+
 async def test_bad_input_never_breaks_the_session(server: Pop3Server) -> None:
     c = await Client.connect(server.implicit, server.client_tls)
     assert (await c.send("X" * 300)).startswith("-ERR")
