@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from caducee.app import App
 from caducee.domain import mail_display
 from caducee.domain.addresses import normalize_address
 from caducee.domain.model import Account, Flag, SpecialUse
@@ -38,14 +39,14 @@ from caducee.errors import (
 )
 from caducee.flows import submission
 from caducee.health import patients
-from caducee.services import api_tokens, mailboxes, mailstore, webmail
+from caducee.services import api_tokens, mailboxes, mailstore, rate_limits, webmail
 from caducee.services.api_tokens import ApiToken
 from caducee.services.audit import AuditEvent, record
 from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo, Envelope, EnvelopeRecipient
+from caducee.services.rate_limits import RateLimiter
 from caducee.store import directory_repo
 from caducee.web import api_patients
 from caducee.web.core import client_ip, download_response, state
-from caducee.web.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
@@ -647,14 +648,10 @@ def openapi() -> dict[str, Any]:
 
 # ----- the wrapper: token, scope, rate limit, errors, audit ----------------------------------
 
-_LIMITERS: dict[str, RateLimiter] = {}
 
-
-def _limiter(name: str, per_minute: int) -> RateLimiter:
-    found = _LIMITERS.get(name)
-    if found is None:
-        found = _LIMITERS[name] = RateLimiter(per_minute)
-    return found
+def _limiter(app: App, name: str, per_minute: int) -> RateLimiter:
+    """The API's limiter ``name``, held by the node's app (``services.rate_limits``)."""
+    return rate_limits.limiter(app, f"api.{name}", per_minute)
 
 
 def _wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
@@ -668,14 +665,14 @@ def _wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
                 raise api_tokens.invalid_token()
             found, account = await api_tokens.authenticate(app, token.strip())
         except AccessDenied as exc:
-            bad = _limiter("bad", BAD_TOKENS_PER_MINUTE)
+            bad = _limiter(app, "bad", BAD_TOKENS_PER_MINUTE)
             if not bad.allow(ip):
                 return _error(429, "limite", "Trop de tentatives.", "Too many attempts.",
                               {"retry-after": str(bad.retry_after(ip))})  # fmt: skip
             return _error(
                 401, "jeton", exc.fr, exc.en, {"www-authenticate": 'Bearer realm="caducee"'}
             )
-        calls = _limiter("calls", CALLS_PER_MINUTE)
+        calls = _limiter(app, "calls", CALLS_PER_MINUTE)
         if not calls.allow(str(found.id)):
             return _error(
                 429,
