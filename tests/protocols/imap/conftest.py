@@ -1,4 +1,5 @@
-"""An in-process IMAP server on loopback (both doors, both backends) and a transcript client."""
+"""An in-process IMAP server on loopback (both doors, both backends), a client and
+:func:`transcript`, which plays a test written as the exchange itself (C:/S: lines)."""
 
 from __future__ import annotations
 
@@ -149,3 +150,44 @@ def message(n: int, subject: str = "", body: str = "") -> bytes:
         f"Subject: {subject or f'message {n}'}\r\nMessage-ID: <m{n}@ailleurs.test>\r\n"
         f"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\n{body or f'corps {n}'}\r\n"
     ).encode()
+
+
+def matches(text: str, pattern: str) -> bool:
+    """``pattern`` matches all of ``text``, where ``...`` matches anything (``*`` and ``\\*``
+    are literal: they are IMAP's untagged marker and a flag); ``<SP>`` is a trailing space."""
+    regex = ".*".join(re.escape(part) for part in pattern.replace("<SP>", " ").split("..."))
+    return re.fullmatch(regex, text, re.DOTALL) is not None
+
+
+async def transcript(client: Client, script: str) -> list[str]:
+    """Play ``script``, in the manner of Dovecot's imaptest scripts and of the SMTP tests'
+    ``transcript()``: ``C: line`` is sent as written, tag included (consecutive C: lines go in
+    one write: pipelining); each ``S: pattern`` must match the server's next line (literals
+    inlined, see :func:`matches`); ``CLOSED`` expects the server to hang up. Returns the
+    server's lines, for the rare value a test must reuse."""
+    pending: list[str] = []
+    seen: list[str] = []
+
+    async def flush() -> None:
+        if pending:
+            await client.send_raw("".join(f"{line}\r\n" for line in pending).encode())
+            pending.clear()
+
+    for raw in script.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("C: "):
+            pending.append(line[3:])
+        elif line.startswith("S: "):
+            await flush()
+            got = await client.line()
+            seen.append(got)
+            assert matches(got, line[3:]), f"expected {line[3:]!r}, got {got!r}"
+        elif line == "CLOSED":
+            await flush()
+            assert await client.reader.read() == b"", "the server should have hung up"
+        else:
+            raise AssertionError(f"bad transcript line {line!r}")
+    await flush()
+    return seen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from tests.protocols.imap.conftest import LOGIN, Client, ImapServer, tagged
+from tests.protocols.imap.conftest import LOGIN, Client, ImapServer, tagged, transcript
 from tests.services.helpers import PASSWORD
 
 
@@ -77,24 +77,46 @@ async def test_authenticate_plain_malformed_is_bad_never_a_failed_login(server: 
     """The one PLAIN decoder (RFC 4616 §2): an empty authcid or password, or the empty response
     "=", is a malformed response (BAD), not a wrong password checked against the account."""
     c = await Client.connect(server.implicit, server.client_tls)
-    for response in (plain("", LOGIN, ""), plain(LOGIN, "", server.password), "="):
-        assert tagged(await c.command(f"AUTHENTICATE PLAIN {response}")).startswith(
-            "BAD Reponse PLAIN"
-        ), response
-    await c.ok(f"AUTHENTICATE PLAIN {plain(LOGIN.upper(), LOGIN, server.password)}")
-    await c.close()
+    await transcript(
+        c,
+        f"""
+        C: p1 AUTHENTICATE PLAIN {plain("", LOGIN, "")}
+        S: p1 BAD Reponse PLAIN incomplete / Incomplete PLAIN response
+        C: p2 AUTHENTICATE PLAIN {plain(LOGIN, "", server.password)}
+        S: p2 BAD Reponse PLAIN incomplete / Incomplete PLAIN response
+        C: p3 AUTHENTICATE PLAIN =
+        S: p3 BAD Reponse PLAIN mal formee / Malformed PLAIN response
+        C: p4 AUTHENTICATE PLAIN
+        S: +<SP>
+        C: {plain("", LOGIN, server.password)[:-1]}
+        S: p4 BAD Reponse base64 illisible / Cannot Base64-decode client response
+        C: p5 AUTHENTICATE PLAIN {plain(LOGIN.upper(), LOGIN, server.password)}
+        S: p5 OK [CAPABILITY ...] ...
+        """,
+    )
 
 
 async def test_enable_id_noop_logout(server: ImapServer) -> None:
     c = await server.client()
-    lines = await c.ok("ENABLE CONDSTORE UTF8=ACCEPT X-UNKNOWN")
-    assert lines[0] == "* ENABLED CONDSTORE UTF8=ACCEPT"
-    assert (await c.ok("ENABLE CONDSTORE"))[0] == "* ENABLED"
-    lines = await c.ok('ID ("name" "test-client" "version" "1")')
-    assert lines[0].startswith('* ID ("name" "Caducee"')
-    await c.ok("NOOP")
-    lines = await c.command("LOGOUT")
-    assert lines[0].startswith("* BYE") and tagged(lines).startswith("OK")
+    await transcript(
+        c,
+        """
+        C: e1 ENABLE CONDSTORE UTF8=ACCEPT X-UNKNOWN
+        S: * ENABLED CONDSTORE UTF8=ACCEPT
+        S: e1 OK ...
+        C: e2 ENABLE CONDSTORE
+        S: * ENABLED
+        S: e2 OK ...
+        C: e3 ID ("name" "test-client" "version" "1")
+        S: * ID ("name" "Caducee"...
+        S: e3 OK ...
+        C: e4 NOOP
+        S: e4 OK ...
+        C: e5 LOGOUT
+        S: * BYE ...
+        S: e5 OK ...
+        """,
+    )
 
 
 async def test_too_many_bad_commands_end_the_session(server: ImapServer) -> None:
