@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+from tests.protocols.conftest import sasl_plain
 from tests.protocols.imap.conftest import LOGIN, Client, ImapServer, tagged, transcript
 from tests.services.helpers import PASSWORD
 
@@ -44,7 +45,7 @@ async def test_only_app_passwords_and_wrong_ones_are_refused(server: ImapServer)
 
 
 async def test_authenticate_plain_with_and_without_initial_response(server: ImapServer) -> None:
-    token = base64.b64encode(f"\0{LOGIN}\0{server.password}".encode()).decode()
+    token = sasl_plain(LOGIN, server.password)
     c = await Client.connect(server.implicit, server.client_tls)
     await c.ok(f"AUTHENTICATE PLAIN {token}")  # RFC 4959 SASL-IR
     await c.close()
@@ -69,10 +70,6 @@ async def test_authenticate_plain_with_and_without_initial_response(server: Imap
     await c.close()
 
 
-def plain(authzid: str, authcid: str, password: str) -> str:
-    return base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode()).decode()
-
-
 async def test_authenticate_plain_malformed_is_bad_never_a_failed_login(server: ImapServer) -> None:
     """The one PLAIN decoder (RFC 4616 §2): an empty authcid or password, or the empty response
     "=", is a malformed response (BAD), not a wrong password checked against the account."""
@@ -80,17 +77,17 @@ async def test_authenticate_plain_malformed_is_bad_never_a_failed_login(server: 
     await transcript(
         c,
         f"""
-        C: p1 AUTHENTICATE PLAIN {plain("", LOGIN, "")}
+        C: p1 AUTHENTICATE PLAIN {sasl_plain(LOGIN, "")}
         S: p1 BAD Reponse PLAIN incomplete / Incomplete PLAIN response
-        C: p2 AUTHENTICATE PLAIN {plain(LOGIN, "", server.password)}
+        C: p2 AUTHENTICATE PLAIN {sasl_plain("", server.password, LOGIN)}
         S: p2 BAD Reponse PLAIN incomplete / Incomplete PLAIN response
         C: p3 AUTHENTICATE PLAIN =
         S: p3 BAD Reponse PLAIN mal formee / Malformed PLAIN response
         C: p4 AUTHENTICATE PLAIN
         S: +<SP>
-        C: {plain("", LOGIN, server.password)[:-1]}
+        C: {sasl_plain(LOGIN, server.password)[:-1]}
         S: p4 BAD Reponse base64 illisible / Cannot Base64-decode client response
-        C: p5 AUTHENTICATE PLAIN {plain(LOGIN.upper(), LOGIN, server.password)}
+        C: p5 AUTHENTICATE PLAIN {sasl_plain(LOGIN, server.password, LOGIN.upper())}
         S: p5 OK [CAPABILITY ...] ...
         """,
     )
