@@ -10,17 +10,19 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
 
+import httpx
 from sqlalchemy import select, update
 from starlette.routing import Route
 
-from caducee.app import App
+from caducee.app import App, open_app
 from caducee.domain.model import SpecialUse
 from caducee.services import api_tokens, mailboxes, webmail
 from caducee.services.audit import iter_records
 from caducee.services.delivery import deliver_local
 from caducee.store.tables import api_tokens as api_tokens_table
-from caducee.web import api
-from tests.web.conftest import People, WebClient
+from caducee.web import api, create_web_app
+from caducee.web.config import WebConfig
+from tests.web.conftest import BASE_URL, People, WebClient
 from tests.web.helpers import assert_safe_download
 
 DOCTOR = "dr.martin@cabinet-a.test"
@@ -180,13 +182,32 @@ async def test_revoked_delegation_ends_the_token_access(
 
 
 async def test_bad_tokens_are_rate_limited(app: App, web: WebClient, people: People) -> None:
-    api._LIMITERS.clear()
     statuses = [
         (await web.http.get("/api/v1/boites", headers=_auth("cdc_x"))).status_code
         for _ in range(api.BAD_TOKENS_PER_MINUTE + 2)
     ]
-    api._LIMITERS.clear()
     assert statuses[0] == 401 and statuses[-1] == 429
+
+
+async def test_each_node_counts_its_own_bad_tokens(
+    app: App, web: WebClient, web_config: WebConfig, people: People
+) -> None:
+    """The API's limits are held by the node's app, not by a module of the process: a second
+    node opened in the same process (a test, the bench, a restarted web app) starts afresh."""
+    statuses = [
+        (await web.http.get("/api/v1/boites", headers=_auth("cdc_x"))).status_code
+        for _ in range(api.BAD_TOKENS_PER_MINUTE + 1)
+    ]
+    assert statuses[-1] == 429
+    async with (
+        open_app(app.settings) as other,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_web_app(other, web_config)),
+            base_url=BASE_URL,
+        ) as second,
+    ):
+        assert (await second.get("/api/v1/boites", headers=_auth("cdc_x"))).status_code == 401
+    assert (await web.http.get("/api/v1/boites", headers=_auth("cdc_x"))).status_code == 429
 
 
 def test_openapi_describes_every_route_and_only_them() -> None:

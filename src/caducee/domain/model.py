@@ -162,3 +162,41 @@ class StoredMessage:
     size: int
     blob_id: str
     meta: dict[str, object]
+
+
+@dataclass
+class IndexEntry:
+    """What an IMAP session keeps per message of its folder: UID, id, flags, keywords, MODSEQ
+    (changed in place as the session learns of flag changes)."""
+
+    uid: int
+    id: int
+    flags: int
+    keywords: str
+    modseq: int
+
+
+@dataclass
+class MessageSummary:
+    """A message's clear columns, without its metadata: what FETCH, SEARCH and the webmail's
+    lists start from."""
+
+    id: int
+    uid: int
+    flags: int
+    keywords: str
+    modseq: int
+    internal_date: datetime
+    size: int
+    blob_id: str
+    mailbox_id: int
+
+
+@dataclass(frozen=True)
+class FolderCounts:
+    """A folder's STATUS counts (RFC 9051 §6.3.11: MESSAGES, UNSEEN, DELETED, SIZE)."""
+
+    messages: int
+    unseen: int
+    deleted: int
+    size: int

@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from caducee.app import App
 from caducee.config import Settings
 from caducee.listeners import ListenAddress, bind_tcp, bound_address
+from caducee.services import rate_limits
+from caducee.services.rate_limits import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -33,33 +35,35 @@ class ConnectionClosed(Exception):
 
 @dataclass
 class ClientLimits:
-    """Per-client-address limits of one listener."""
+    """Per-client-address limits of one listener: concurrent connections, and the connection
+    rate counted by the node's one rate limiter (``services.rate_limits``)."""
 
     max_connections_per_ip: int = 20
     connections_per_minute: int = 120  # token bucket refilled continuously
-    _active: dict[str, int] = field(default_factory=dict)
-    _tokens: dict[str, tuple[float, float]] = field(default_factory=dict)
+    rate: RateLimiter | None = field(default=None, compare=False, repr=False)
+    _active: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.rate is None:
+            self.rate = RateLimiter(self.connections_per_minute)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientLimits:
         return cls(settings.connections_per_address, settings.connections_per_minute)
 
+    def held_by(self, app: App, listener: str) -> ClientLimits:
+        """These limits with their connection rate counted by ``app``'s limiter for
+        ``listener`` (the node's counters live in the app, not in a module)."""
+        self.rate = rate_limits.limiter(app, f"{listener}.connections", self.connections_per_minute)
+        return self
+
     def admit(self, ip: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
         if self._active.get(ip, 0) >= self.max_connections_per_ip:
             return False
-        tokens, last = self._tokens.get(ip, (float(self.connections_per_minute), now))
-        tokens = min(
-            float(self.connections_per_minute),
-            tokens + (now - last) * self.connections_per_minute / 60,
-        )
-        if tokens < 1:
-            self._tokens[ip] = (tokens, now)
+        assert self.rate is not None
+        if not self.rate.allow(ip, now):
             return False
-        self._tokens[ip] = (tokens - 1, now)
         self._active[ip] = self._active.get(ip, 0) + 1
-        if len(self._tokens) > 10_000:  # forget idle clients
-            self._tokens = {k: v for k, v in self._tokens.items() if now - v[1] < 120}
         return True
 
     def release(self, ip: str) -> None:

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from caducee.app import App
 from caducee.errors import NotFound
 from caducee.services import mailboxes
 from caducee.services.messages import expunge_messages, read_message
-from caducee.store import directory_repo
-from caducee.store.tables import messages
+from caducee.store import directory_repo, mailstore_repo
 
 
 @dataclass(frozen=True)
@@ -41,17 +38,11 @@ async def open_maildrop(app: App, login: str, source: str) -> Maildrop:
         inbox = await directory_repo.folder_by_name(conn, access.mailbox.id, "INBOX")
         if inbox is None:
             raise NotFound("Boîte de réception introuvable.", "Inbox not found.")
-        rows = (
-            await conn.execute(
-                select(messages.c.id, messages.c.uid, messages.c.size)
-                .where(messages.c.folder_id == inbox.id)
-                .order_by(messages.c.uid)
-            )
-        ).all()
+        rows = await mailstore_repo.uids_and_sizes(conn, inbox.id)
     return Maildrop(
         access.mailbox.id,
         inbox.id,
-        tuple(DropMessage(r.id, r.size, f"{inbox.uidvalidity}.{r.uid}") for r in rows),
+        tuple(DropMessage(id_, size, f"{inbox.uidvalidity}.{uid}") for id_, uid, size in rows),
         access.account.login,
         source,
     )

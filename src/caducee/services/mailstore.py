@@ -27,7 +27,7 @@ from typing import Any
 
 from caducee.app import App
 from caducee.domain.mime_structure import Structure, parse_structure
-from caducee.domain.model import Flag, Folder, Mailbox
+from caducee.domain.model import Flag, Folder, FolderCounts, IndexEntry, Mailbox, MessageSummary
 from caducee.errors import (
     AccessDenied,
     AlreadyExists,
@@ -50,7 +50,6 @@ from caducee.services.messages import (
 from caducee.store import crypto, directory_repo
 from caducee.store import mailstore_repo as repo
 from caducee.store.keyring import mailbox_scope
-from caducee.store.mailstore_repo import FetchRow, IndexRow
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +391,7 @@ async def folder_state(app: App, folder_id: int) -> Folder:
     return folder
 
 
-async def status(app: App, folder_id: int) -> tuple[Folder, repo.Counts]:
+async def status(app: App, folder_id: int) -> tuple[Folder, FolderCounts]:
     async with app.db.read() as conn:
         folder = await repo.folder_by_id(conn, folder_id)
         counts = await repo.counts(conn, folder_id)
@@ -401,7 +400,7 @@ async def status(app: App, folder_id: int) -> tuple[Folder, repo.Counts]:
     return folder, counts
 
 
-async def index(app: App, folder_id: int) -> tuple[Folder, list[IndexRow]]:
+async def index(app: App, folder_id: int) -> tuple[Folder, list[IndexEntry]]:
     """A folder's state and every message's (uid, id, flags, keywords, modseq)."""
     async with app.db.read() as conn:
         folder = await repo.folder_by_id(conn, folder_id)  # first: see repo docstring
@@ -414,7 +413,7 @@ async def index(app: App, folder_id: int) -> tuple[Folder, list[IndexRow]]:
 @dataclass(frozen=True)
 class Changes:
     folder: Folder | None  # None: the folder was deleted or renamed away
-    changed: list[IndexRow]
+    changed: list[IndexEntry]
     expunged: list[int]
 
 
@@ -462,14 +461,14 @@ async def store_flags(
     keywords: Sequence[str],
     *,
     unchangedsince: int | None = None,
-) -> tuple[list[IndexRow], list[int]]:
+) -> tuple[list[IndexEntry], list[int]]:
     """RFC 3501 §6.4.6 STORE (``mode``: "+", "-" or ""), RFC 7162 §3.1.3 UNCHANGEDSINCE.
 
     One new MODSEQ for the messages this changes. Returns the current state of every message
     still there, and the ids refused because they changed after ``unchangedsince``."""
     if not of.rights.write:
         raise no_permission()
-    current: list[IndexRow] = []
+    current: list[IndexEntry] = []
     refused: list[int] = []
     async with app.db.write() as conn:
         state = await repo.lock_folder(conn, of.folder.id)
@@ -502,7 +501,7 @@ async def store_flags(
                 current.append(row)
                 continue
             updates.append((row.id, new_flags, text, new_modseq))
-            current.append(IndexRow(row.uid, row.id, new_flags, text, new_modseq))
+            current.append(IndexEntry(row.uid, row.id, new_flags, text, new_modseq))
         if updates:
             await repo.update_flags(conn, updates)
             await repo.set_modseq(conn, of.folder.id, new_modseq, uidnext)
@@ -731,16 +730,16 @@ class FolderRowsCache:
     and sorted lists of a large folder then skip re-reading and re-parsing every row."""
 
     def __init__(self, _app: App) -> None:
-        self.entries: OrderedDict[int, tuple[int, dict[int, FetchRow]]] = OrderedDict()
+        self.entries: OrderedDict[int, tuple[int, dict[int, MessageSummary]]] = OrderedDict()
 
-    def get(self, folder_id: int, modseq: int) -> dict[int, FetchRow] | None:
+    def get(self, folder_id: int, modseq: int) -> dict[int, MessageSummary] | None:
         found = self.entries.get(folder_id)
         if found is None or found[0] != modseq:
             return None
         self.entries.move_to_end(folder_id)
         return found[1]
 
-    def put(self, folder_id: int, modseq: int, rows: dict[int, FetchRow]) -> None:
+    def put(self, folder_id: int, modseq: int, rows: dict[int, MessageSummary]) -> None:
         self.entries[folder_id] = (modseq, rows)
         self.entries.move_to_end(folder_id)
         while len(self.entries) > FOLDER_ROWS_CACHED:
@@ -751,7 +750,9 @@ class FolderRowsCache:
 FOLDER_ROWS_CACHED = 32
 
 
-async def fetch_rows(app: App, folder_id: int, ids: Sequence[int] | None) -> dict[int, FetchRow]:
+async def fetch_rows(
+    app: App, folder_id: int, ids: Sequence[int] | None
+) -> dict[int, MessageSummary]:
     """Clear columns of messages by id (the whole folder in one query when ``ids`` is None;
     served from the node's cache while the folder's HIGHESTMODSEQ is unchanged). The returned
     rows are shared: callers must not change them."""
@@ -770,14 +771,14 @@ async def fetch_rows(app: App, folder_id: int, ids: Sequence[int] | None) -> dic
     return rows
 
 
-async def load_meta(app: App, rows: Sequence[FetchRow]) -> dict[int, Meta]:
+async def load_meta(app: App, rows: Sequence[MessageSummary]) -> dict[int, Meta]:
     """Opened metadata for messages (cache, else one query and one data key per mailbox).
 
     Metadata from before META_VERSION 2 lacks the IMAP structure: it is computed from the raw
     message then (and cached)."""
     cache = meta_cache(app)
     out: dict[int, Meta] = {}
-    missing: list[FetchRow] = []
+    missing: list[MessageSummary] = []
     for row in rows:
         found = cache.get(row.blob_id)
         if found is None:
@@ -813,13 +814,13 @@ async def load_meta(app: App, rows: Sequence[FetchRow]) -> dict[int, Meta]:
     return out
 
 
-async def _open_raw(app: App, conn: Any, row: FetchRow) -> bytes:
+async def _open_raw(app: App, conn: Any, row: MessageSummary) -> bytes:
     scope = mailbox_scope(row.mailbox_id)
     sealed = await app.blobs.get(conn, row.blob_id)
     return await app.keyring.open(conn, scope, row.blob_id, "raw", sealed)
 
 
-async def load_raw(app: App, rows: Sequence[FetchRow]) -> dict[int, bytes]:
+async def load_raw(app: App, rows: Sequence[MessageSummary]) -> dict[int, bytes]:
     """Decrypted raw messages (bodies for FETCH BODY[...] and SEARCH BODY/TEXT)."""
     out: dict[int, bytes] = {}
     async with app.db.read() as conn:

@@ -20,10 +20,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING, Any
 
 from caducee.app import App
 from caducee.domain.message_meta import extract_meta
@@ -36,6 +33,9 @@ from caducee.services.recipient_cache import recipient_cache
 from caducee.store import delivery_repo, directory_repo, mailstore_repo, messages_repo
 from caducee.store.crypto import aad_for, seal
 from caducee.store.keyring import mailbox_scope
+
+if TYPE_CHECKING:  # the store's connection types, in annotations only
+    from caducee.store.connection import AsyncConnection, Connection
 
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 log = logging.getLogger(__name__)

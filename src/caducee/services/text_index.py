@@ -35,14 +35,11 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.exc import IntegrityError as SqlIntegrityError
-
 from caducee.app import App
 from caducee.domain.message_text import Text, extract_text
 from caducee.errors import NotFound
+from caducee.store import mailstore_repo as repo
 from caducee.store.keyring import mailbox_scope
-from caducee.store.tables import message_text_index, messages
 
 log = logging.getLogger(__name__)
 
@@ -179,19 +176,12 @@ async def load_filters(app: App, messages_: Sequence[tuple[int, str]]) -> dict[i
     ids = list(wanted)
     for start in range(0, len(ids), 900):
         async with app.db.read() as conn:
-            rows = await conn.execute(
-                select(
-                    message_text_index.c.message_id,
-                    message_text_index.c.blob_id,
-                    message_text_index.c.bloom,
-                ).where(message_text_index.c.message_id.in_(ids[start : start + 900]))
-            )
-            for row in rows:
-                if row.blob_id != wanted[row.message_id]:  # left by another message
-                    continue
-                table = bytes(row.bloom)
-                cache.put(row.blob_id, table)
-                out[row.message_id] = table
+            rows = await repo.text_filters(conn, ids[start : start + 900])
+        for message_id, blob_id, table in rows:
+            if blob_id != wanted[message_id]:  # left by another message
+                continue
+            cache.put(blob_id, table)
+            out[message_id] = table
     return out
 
 
@@ -205,20 +195,8 @@ async def store_filters(app: App, tables: dict[tuple[int, str], bytes]) -> None:
         cache.put(blob_id, table)
     ids = [message_id for message_id, _ in tables]
     async with app.db.read() as conn:
-        current = {
-            row.id: row.blob_id
-            for row in await conn.execute(
-                select(messages.c.id, messages.c.blob_id).where(messages.c.id.in_(ids))
-            )
-        }
-        present = {
-            row.message_id: row.blob_id
-            for row in await conn.execute(
-                select(message_text_index.c.message_id, message_text_index.c.blob_id).where(
-                    message_text_index.c.message_id.in_(ids)
-                )
-            )
-        }
+        current = await repo.blob_ids(conn, ids)
+        present = await repo.filter_blob_ids(conn, ids)
     stale = [m for m, b in present.items() if current.get(m) != b]
     rows = [
         {"message_id": m, "blob_id": b, "bloom": t}
@@ -229,50 +207,32 @@ async def store_filters(app: App, tables: dict[tuple[int, str], bytes]) -> None:
         return
     if stale:
         async with app.db.write() as conn:
-            await conn.execute(
-                delete(message_text_index).where(message_text_index.c.message_id.in_(stale))
-            )
-    if not rows:
-        return
-    try:
-        async with app.db.write() as conn:
-            await conn.execute(insert(message_text_index), rows)
-    except SqlIntegrityError:  # indexed by another node, or expunged, meanwhile: one by one
-        for row in rows:
-            with contextlib.suppress(SqlIntegrityError):
-                async with app.db.write() as conn:
-                    await conn.execute(insert(message_text_index), [row])
+            await repo.delete_text_filters(conn, stale)
+    if rows:
+        await repo.insert_text_filters(app.db, rows)
 
 
 async def index_unindexed(app: App, limit: int = 2000, batch: int = 200) -> int:
     """Index up to ``limit`` stored messages that have no filter yet (messages the background
     indexer dropped under load, or stored before this index existed); how many were indexed."""
     async with app.db.read() as conn:
-        rows = (
-            await conn.execute(
-                select(messages.c.id, messages.c.mailbox_id, messages.c.blob_id)
-                .outerjoin(message_text_index, message_text_index.c.message_id == messages.c.id)
-                .where(message_text_index.c.message_id.is_(None))
-                .order_by(messages.c.id)
-                .limit(limit)
-            )
-        ).all()
+        rows = await repo.unindexed(conn, limit)
     keys: dict[int, bytes] = {}
     done = 0
     for start in range(0, len(rows), batch):
         tables: dict[tuple[int, str], bytes] = {}
         async with app.db.read() as conn:
-            for row in rows[start : start + batch]:
-                scope = mailbox_scope(row.mailbox_id)
+            for message_id, mailbox_id, blob_id in rows[start : start + batch]:
+                scope = mailbox_scope(mailbox_id)
                 try:
-                    sealed = await app.blobs.get(conn, row.blob_id)
-                    raw = await app.keyring.open(conn, scope, row.blob_id, "raw", sealed)
+                    sealed = await app.blobs.get(conn, blob_id)
+                    raw = await app.keyring.open(conn, scope, blob_id, "raw", sealed)
                 except NotFound:  # expunged meanwhile
                     continue
-                key = keys.get(row.mailbox_id)
+                key = keys.get(mailbox_id)
                 if key is None:
-                    key = keys[row.mailbox_id] = index_key(await app.keyring.data_key(conn, scope))
-                tables[(row.id, row.blob_id)] = build(key, extract_text(raw))
+                    key = keys[mailbox_id] = index_key(await app.keyring.data_key(conn, scope))
+                tables[(message_id, blob_id)] = build(key, extract_text(raw))
         await store_filters(app, tables)
         done += len(tables)
     return done

@@ -10,13 +10,12 @@ from datetime import date, datetime, time, timedelta
 from typing import Literal
 
 from caducee.app import App
-from caducee.domain.model import Flag, Folder, Mailbox, SpecialUse
+from caducee.domain.model import Flag, Folder, FolderCounts, Mailbox, MessageSummary, SpecialUse
 from caducee.errors import AccessDenied, NotFound
 from caducee.services import mailboxes, mailstore
 from caducee.services.mailstore import OpenFolder, Rights
 from caducee.store import directory_repo
 from caducee.store import mailstore_repo as repo
-from caducee.store.mailstore_repo import FetchRow
 
 PAGE_SIZE = 50
 #: How many of the newest messages of a folder a conversation is looked for in.
@@ -63,7 +62,7 @@ def _who(access: mailboxes.Access) -> tuple[str, str]:
     return access.account.login, "web"
 
 
-async def folders(app: App, mailbox: Mailbox) -> list[tuple[Folder, repo.Counts]]:
+async def folders(app: App, mailbox: Mailbox) -> list[tuple[Folder, FolderCounts]]:
     async with app.db.read() as conn:
         found = await repo.list_folders(conn, mailbox.id)
         counted = [(folder, await repo.counts(conn, folder.id)) for folder in found]
@@ -129,7 +128,7 @@ class Listing:
     pages: int
 
 
-def _item(row: FetchRow, headers: dict[str, object]) -> Item:
+def _item(row: MessageSummary, headers: dict[str, object]) -> Item:
     return Item(
         uid=row.uid,
         id=row.id,
@@ -190,7 +189,7 @@ async def list_messages(
         if search.field in ("texte", "tout"):
             bodies = await mailstore.load_raw(app, rows)
 
-        def matches(row: FetchRow) -> bool:
+        def matches(row: MessageSummary) -> bool:
             headers = metas[row.id].headers if row.id in metas else {}
             subject = str(headers.get("subject", "")).casefold()
             sender = str(headers.get("from", "")).casefold()
@@ -230,7 +229,7 @@ async def list_messages(
     return Listing(items, total, page, pages)
 
 
-async def message(app: App, of: OpenFolder, uid: int) -> tuple[FetchRow, bytes]:
+async def message(app: App, of: OpenFolder, uid: int) -> tuple[MessageSummary, bytes]:
     """One message of the folder by UID, decrypted."""
     async with app.db.read() as conn:
         found = await repo.fetch_by_uids(conn, of.folder.id, [uid])
@@ -259,7 +258,7 @@ async def delete(app: App, access: mailboxes.Access, of: OpenFolder, ids: list[i
     await mailstore.move(app, of, ids, await special_folder(app, access, SpecialUse.TRASH))
 
 
-async def conversation(app: App, of: OpenFolder, row: FetchRow) -> list[Item]:
+async def conversation(app: App, of: OpenFolder, row: MessageSummary) -> list[Item]:
     """Messages of the same mailbox's Inbox, Sent and current folder linked to this one by
     Message-ID / In-Reply-To / References (RFC 5322 §3.6.4), oldest first."""
     metas = await mailstore.load_meta(app, [row])
@@ -293,6 +292,6 @@ async def conversation(app: App, of: OpenFolder, row: FetchRow) -> list[Item]:
     return out if len(out) > 1 else []
 
 
-async def rows_by_uid(app: App, of: OpenFolder, uids: set[int]) -> list[FetchRow]:
+async def rows_by_uid(app: App, of: OpenFolder, uids: set[int]) -> list[MessageSummary]:
     async with app.db.read() as conn:
         return await repo.fetch_by_uids(conn, of.folder.id, sorted(uids))

@@ -9,17 +9,19 @@ Readers compare against a MODSEQ to learn what changed since; they must read the
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from caducee.domain.model import Folder
+from caducee.domain.model import Folder, FolderCounts, IndexEntry, MessageSummary
 from caducee.store import directory_repo
+from caducee.store.database import Database
 from caducee.store.tables import (
     accounts,
     delegations,
@@ -36,30 +38,6 @@ from caducee.store.tables import (
 
 #: SQL parameter lists are cut to this size (SQLite allows 32766 variables).
 CHUNK = 500
-
-
-@dataclass
-class IndexRow:
-    """What a session keeps per message: UID, id, flags, keywords, MODSEQ."""
-
-    uid: int
-    id: int
-    flags: int
-    keywords: str
-    modseq: int
-
-
-@dataclass
-class FetchRow:
-    id: int
-    uid: int
-    flags: int
-    keywords: str
-    modseq: int
-    internal_date: datetime
-    size: int
-    blob_id: str
-    mailbox_id: int
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -249,7 +227,7 @@ async def unreferenced_blobs(conn: AsyncConnection, blob_ids: Sequence[str]) -> 
 # --- messages --------------------------------------------------------------------------------
 
 
-async def message_index(conn: AsyncConnection, folder_id: int) -> list[IndexRow]:
+async def message_index(conn: AsyncConnection, folder_id: int) -> list[IndexEntry]:
     rows = await conn.execute(
         select(
             messages.c.uid, messages.c.id, messages.c.flags, messages.c.keywords, messages.c.modseq
@@ -257,10 +235,10 @@ async def message_index(conn: AsyncConnection, folder_id: int) -> list[IndexRow]
         .where(messages.c.folder_id == folder_id)
         .order_by(messages.c.uid)
     )
-    return [IndexRow(r.uid, r.id, r.flags, r.keywords, r.modseq) for r in rows]
+    return [IndexEntry(r.uid, r.id, r.flags, r.keywords, r.modseq) for r in rows]
 
 
-async def changed_since(conn: AsyncConnection, folder_id: int, modseq: int) -> list[IndexRow]:
+async def changed_since(conn: AsyncConnection, folder_id: int, modseq: int) -> list[IndexEntry]:
     """Messages added or changed after ``modseq`` (UID order)."""
     rows = await conn.execute(
         select(
@@ -269,7 +247,7 @@ async def changed_since(conn: AsyncConnection, folder_id: int, modseq: int) -> l
         .where(messages.c.folder_id == folder_id, messages.c.modseq > modseq)
         .order_by(messages.c.uid)
     )
-    return [IndexRow(r.uid, r.id, r.flags, r.keywords, r.modseq) for r in rows]
+    return [IndexEntry(r.uid, r.id, r.flags, r.keywords, r.modseq) for r in rows]
 
 
 async def expunged_since(conn: AsyncConnection, folder_id: int, modseq: int) -> list[int]:
@@ -308,8 +286,8 @@ _FETCH_COLUMNS = (
 )
 
 
-def _fetch_row(r: Any) -> FetchRow:
-    return FetchRow(
+def _fetch_row(r: Any) -> MessageSummary:
+    return MessageSummary(
         r.id,
         r.uid,
         r.flags,
@@ -324,9 +302,9 @@ def _fetch_row(r: Any) -> FetchRow:
 
 async def fetch_rows(
     conn: AsyncConnection, folder_id: int, ids: Sequence[int] | None
-) -> list[FetchRow]:
+) -> list[MessageSummary]:
     """Rows of these messages, or of the whole folder (one query) when ``ids`` is None."""
-    out: list[FetchRow] = []
+    out: list[MessageSummary] = []
     chunks: Iterable[Sequence[int] | None] = [None] if ids is None else _chunks(list(ids))
     for chunk in chunks:
         where = [messages.c.folder_id == folder_id]
@@ -537,15 +515,7 @@ async def move_all(conn: AsyncConnection, source_id: int, target_id: int) -> Non
         await set_modseq(conn, source_id, modseq, uidnext)
 
 
-@dataclass(frozen=True)
-class Counts:
-    messages: int
-    unseen: int
-    deleted: int
-    size: int
-
-
-async def counts(conn: AsyncConnection, folder_id: int) -> Counts:
+async def counts(conn: AsyncConnection, folder_id: int) -> FolderCounts:
     """RFC 3501 §6.3.10 / RFC 9051 STATUS counts (UNSEEN, DELETED, SIZE of RFC 8438)."""
     row = (
         await conn.execute(
@@ -557,7 +527,7 @@ async def counts(conn: AsyncConnection, folder_id: int) -> Counts:
             ).where(messages.c.folder_id == folder_id)
         )
     ).one()
-    return Counts(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+    return FolderCounts(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
 
 async def recent_uid(conn: AsyncConnection, folder_id: int) -> int:
@@ -627,7 +597,7 @@ async def fetch_page(
     descending: bool,
     offset: int,
     limit: int,
-) -> tuple[list[FetchRow], int]:
+) -> tuple[list[MessageSummary], int]:
     """One page of a folder by date (or size), and the folder's message count: what the
     webmail's list needs without reading every row (index ``folder_id, uid``)."""
     key = messages.c.size if by_size else messages.c.internal_date
@@ -647,8 +617,8 @@ async def fetch_page(
 
 async def fetch_by_uids(
     conn: AsyncConnection, folder_id: int, uids: Sequence[int]
-) -> list[FetchRow]:
-    out: list[FetchRow] = []
+) -> list[MessageSummary]:
+    out: list[MessageSummary] = []
     for chunk in _chunks(list(uids)):
         rows = await conn.execute(
             select(*_FETCH_COLUMNS).where(
@@ -659,7 +629,7 @@ async def fetch_by_uids(
     return out
 
 
-async def fetch_recent(conn: AsyncConnection, folder_id: int, limit: int) -> list[FetchRow]:
+async def fetch_recent(conn: AsyncConnection, folder_id: int, limit: int) -> list[MessageSummary]:
     """The ``limit`` newest messages of a folder (conversation lookups)."""
     rows = await conn.execute(
         select(*_FETCH_COLUMNS)
@@ -717,3 +687,78 @@ async def prune_expunged(conn: AsyncConnection, keep: int) -> int:
                 .values(modseq=threshold)
             )
     return dropped
+
+
+# --- POP3 maildrop (services.maildrop) -------------------------------------------------------
+
+
+async def uids_and_sizes(conn: AsyncConnection, folder_id: int) -> list[tuple[int, int, int]]:
+    """(id, UID, size) of every message of a folder, by UID (a POP3 snapshot, RFC 1939)."""
+    rows = await conn.execute(
+        select(messages.c.id, messages.c.uid, messages.c.size)
+        .where(messages.c.folder_id == folder_id)
+        .order_by(messages.c.uid)
+    )
+    return [(r.id, r.uid, r.size) for r in rows]
+
+
+# --- full-text filters (services.text_index) -------------------------------------------------
+
+
+async def text_filters(conn: AsyncConnection, ids: Sequence[int]) -> list[tuple[int, str, bytes]]:
+    """(message id, blob id, filter) of the filters recorded for ``ids`` (up to CHUNK)."""
+    rows = await conn.execute(
+        select(
+            message_text_index.c.message_id,
+            message_text_index.c.blob_id,
+            message_text_index.c.bloom,
+        ).where(message_text_index.c.message_id.in_(ids))
+    )
+    return [(r.message_id, r.blob_id, bytes(r.bloom)) for r in rows]
+
+
+async def blob_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, str]:
+    """The blob id of each message of ``ids`` still stored."""
+    rows = await conn.execute(
+        select(messages.c.id, messages.c.blob_id).where(messages.c.id.in_(ids))
+    )
+    return {r.id: r.blob_id for r in rows}
+
+
+async def filter_blob_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, str]:
+    """The blob id each recorded filter of ``ids`` was built from."""
+    rows = await conn.execute(
+        select(message_text_index.c.message_id, message_text_index.c.blob_id).where(
+            message_text_index.c.message_id.in_(ids)
+        )
+    )
+    return {r.message_id: r.blob_id for r in rows}
+
+
+async def delete_text_filters(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    await conn.execute(delete(message_text_index).where(message_text_index.c.message_id.in_(ids)))
+
+
+async def insert_text_filters(db: Database, rows: Sequence[dict[str, Any]]) -> None:
+    """Record filters (``message_id``, ``blob_id``, ``bloom``) in one transaction; if one was
+    recorded by another node or its message expunged meanwhile, the others one by one."""
+    try:
+        async with db.write() as conn:
+            await conn.execute(insert(message_text_index), list(rows))
+    except IntegrityError:
+        for row in rows:
+            with contextlib.suppress(IntegrityError):
+                async with db.write() as conn:
+                    await conn.execute(insert(message_text_index), [row])
+
+
+async def unindexed(conn: AsyncConnection, limit: int) -> list[tuple[int, int, str]]:
+    """(id, mailbox id, blob id) of up to ``limit`` messages without a filter, oldest first."""
+    rows = await conn.execute(
+        select(messages.c.id, messages.c.mailbox_id, messages.c.blob_id)
+        .outerjoin(message_text_index, message_text_index.c.message_id == messages.c.id)
+        .where(message_text_index.c.message_id.is_(None))
+        .order_by(messages.c.id)
+        .limit(limit)
+    )
+    return [(r.id, r.mailbox_id, r.blob_id) for r in rows]

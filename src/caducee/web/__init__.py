@@ -28,6 +28,7 @@ from caducee.app import App
 from caducee.errors import CaduceeError
 from caducee.health import patient_import
 from caducee.listeners import ListenAddress, bind_tcp, bound_address
+from caducee.services import rate_limits
 from caducee.tls import SERVER_CERT, SERVER_KEY, server_ssl_context
 from caducee.web import (
     account,
@@ -54,7 +55,6 @@ from caducee.web.middleware import (
     LanguageMiddleware,
     SecurityHeadersMiddleware,
 )
-from caducee.web.ratelimit import RateLimiter
 from caducee.web.templating import create_environment
 
 __all__ = [
@@ -120,12 +120,11 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
         exception_handlers={HTTPException: _http_error},
     )
     web.state.caducee = app
-    web.state.portal_limiter = portal.UnknownLinkLimiter()
     web.state.web = WebState(
         app=app,
         config=config,
         templates=create_environment(),
-        login_limiter=RateLimiter(config.login_attempts_per_minute),
+        login_limiter=rate_limits.limiter(app, "web.login", config.login_attempts_per_minute),
     )
     return SecurityHeadersMiddleware(
         BodyLimitMiddleware(

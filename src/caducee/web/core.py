@@ -29,6 +29,7 @@ from caducee.app import App
 from caducee.domain.model import Account, Practice, Role
 from caducee.errors import AccessDenied, CaduceeError, NotFound
 from caducee.services import web_sessions
+from caducee.services.rate_limits import RateLimiter
 from caducee.services.web_sessions import Stage, WebSession
 from caducee.web.config import WebConfig
 from caducee.web.i18n import N_, current_language, gettext
@@ -36,7 +37,6 @@ from caducee.web.middleware import (
     CONTENT_SECURITY_POLICY_DATA_IMAGES,
     CONTENT_SECURITY_POLICY_DOWNLOAD,
 )
-from caducee.web.ratelimit import RateLimiter
 
 __all__ = ["N_"]  # re-exported for the route modules
 

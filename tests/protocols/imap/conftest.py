@@ -1,4 +1,5 @@
-"""An in-process IMAP server on loopback (both doors, both backends) and a transcript client."""
+"""An in-process IMAP server on loopback (both doors, both backends), a client and
+:func:`transcript`, which plays a test written as the exchange itself (C:/S: lines)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ from caducee.app import App
 from caducee.listeners import ListenAddress
 from caducee.protocols.imap.listener import imap_listener
 from caducee.protocols.tcp import ClientLimits, StreamListener
-from caducee.services.app_passwords import create_app_password
-from caducee.tls import create_dev_ca
-from tests.services.helpers import person, practice
+from tests.protocols.conftest import mail_practice, play
 
 LOGIN = "dr@cabinet.test"
 OTHER = "autre@cabinet.test"
@@ -44,12 +43,7 @@ class ImapServer:
 
 @pytest.fixture
 async def server(app: App) -> AsyncIterator[ImapServer]:
-    create_dev_ca(app.settings.tls_dir, app.settings.hostname)
-    await practice(app)
-    await person(app, LOGIN)
-    await person(app, OTHER)
-    password = await create_app_password(app, LOGIN, "test")
-    other_password = await create_app_password(app, OTHER, "test")
+    people = await mail_practice(app, LOGIN, OTHER)
     listeners: list[StreamListener] = []
     ports = []
     for implicit in (False, True):
@@ -61,8 +55,8 @@ async def server(app: App) -> AsyncIterator[ImapServer]:
         )
         ports.append((await listener.start()).port)
         listeners.append(listener)
-    context = ssl.create_default_context(cafile=str(app.settings.tls_dir / "ca.crt"))
-    imap = ImapServer(app, ports[0], ports[1], password, other_password, context)
+    password, other_password = people.passwords[LOGIN], people.passwords[OTHER]
+    imap = ImapServer(app, ports[0], ports[1], password, other_password, people.client_tls)
     try:
         yield imap
     finally:
@@ -149,3 +143,19 @@ def message(n: int, subject: str = "", body: str = "") -> bytes:
         f"Subject: {subject or f'message {n}'}\r\nMessage-ID: <m{n}@ailleurs.test>\r\n"
         f"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\r\n{body or f'corps {n}'}\r\n"
     ).encode()
+
+
+async def transcript(client: Client, script: str) -> list[str]:
+    """Play ``script``, in the manner of Dovecot's imaptest scripts and of the SMTP tests'
+    ``transcript()``: ``C: line`` is sent as written, tag included (consecutive C: lines go in
+    one write: pipelining); each ``S: pattern`` must match the server's next line (literals
+    inlined), where ``...`` matches anything (``*`` and ``\\*`` stay literal: IMAP's untagged
+    marker and a flag) and ``<SP>`` is a trailing space; ``CLOSED`` expects the server to hang
+    up. Returns the server's lines, for the rare value a test must reuse."""
+
+    async def closed() -> None:
+        assert await client.reader.read() == b"", "the server should have hung up"
+
+    return await play(
+        script, send=client.send_raw, line=client.line, wildcard="...", steps={"CLOSED": closed}
+    )

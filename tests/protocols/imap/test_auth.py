@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from tests.protocols.imap.conftest import LOGIN, Client, ImapServer, tagged
+from tests.protocols.conftest import sasl_plain
+from tests.protocols.imap.conftest import LOGIN, Client, ImapServer, tagged, transcript
 from tests.services.helpers import PASSWORD
 
 
@@ -44,7 +45,7 @@ async def test_only_app_passwords_and_wrong_ones_are_refused(server: ImapServer)
 
 
 async def test_authenticate_plain_with_and_without_initial_response(server: ImapServer) -> None:
-    token = base64.b64encode(f"\0{LOGIN}\0{server.password}".encode()).decode()
+    token = sasl_plain(LOGIN, server.password)
     c = await Client.connect(server.implicit, server.client_tls)
     await c.ok(f"AUTHENTICATE PLAIN {token}")  # RFC 4959 SASL-IR
     await c.close()
@@ -69,16 +70,50 @@ async def test_authenticate_plain_with_and_without_initial_response(server: Imap
     await c.close()
 
 
+async def test_authenticate_plain_malformed_is_bad_never_a_failed_login(server: ImapServer) -> None:
+    """The one PLAIN decoder (RFC 4616 §2): an empty authcid or password, or the empty response
+    "=", is a malformed response (BAD), not a wrong password checked against the account."""
+    c = await Client.connect(server.implicit, server.client_tls)
+    await transcript(
+        c,
+        f"""
+        C: p1 AUTHENTICATE PLAIN {sasl_plain(LOGIN, "")}
+        S: p1 BAD Reponse PLAIN incomplete / Incomplete PLAIN response
+        C: p2 AUTHENTICATE PLAIN {sasl_plain("", server.password, LOGIN)}
+        S: p2 BAD Reponse PLAIN incomplete / Incomplete PLAIN response
+        C: p3 AUTHENTICATE PLAIN =
+        S: p3 BAD Reponse PLAIN mal formee / Malformed PLAIN response
+        C: p4 AUTHENTICATE PLAIN
+        S: +<SP>
+        C: {sasl_plain(LOGIN, server.password)[:-1]}
+        S: p4 BAD Reponse base64 illisible / Cannot Base64-decode client response
+        C: p5 AUTHENTICATE PLAIN {sasl_plain(LOGIN, server.password, LOGIN.upper())}
+        S: p5 OK [CAPABILITY ...] ...
+        """,
+    )
+
+
 async def test_enable_id_noop_logout(server: ImapServer) -> None:
     c = await server.client()
-    lines = await c.ok("ENABLE CONDSTORE UTF8=ACCEPT X-UNKNOWN")
-    assert lines[0] == "* ENABLED CONDSTORE UTF8=ACCEPT"
-    assert (await c.ok("ENABLE CONDSTORE"))[0] == "* ENABLED"
-    lines = await c.ok('ID ("name" "test-client" "version" "1")')
-    assert lines[0].startswith('* ID ("name" "Caducee"')
-    await c.ok("NOOP")
-    lines = await c.command("LOGOUT")
-    assert lines[0].startswith("* BYE") and tagged(lines).startswith("OK")
+    await transcript(
+        c,
+        """
+        C: e1 ENABLE CONDSTORE UTF8=ACCEPT X-UNKNOWN
+        S: * ENABLED CONDSTORE UTF8=ACCEPT
+        S: e1 OK ...
+        C: e2 ENABLE CONDSTORE
+        S: * ENABLED
+        S: e2 OK ...
+        C: e3 ID ("name" "test-client" "version" "1")
+        S: * ID ("name" "Caducee"...
+        S: e3 OK ...
+        C: e4 NOOP
+        S: e4 OK ...
+        C: e5 LOGOUT
+        S: * BYE ...
+        S: e5 OK ...
+        """,
+    )
 
 
 async def test_too_many_bad_commands_end_the_session(server: ImapServer) -> None:

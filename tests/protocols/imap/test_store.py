@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from caducee.services.delivery import deliver_local
-from tests.protocols.imap.conftest import LOGIN, ImapServer, message, tagged
+from tests.protocols.imap.conftest import LOGIN, ImapServer, message, transcript
 
 
 async def test_flags_and_keywords(server: ImapServer) -> None:
@@ -12,24 +12,38 @@ async def test_flags_and_keywords(server: ImapServer) -> None:
     c = await server.client()
     await c.ok("SELECT INBOX")
     await c.ok("SELECT INBOX")  # seen before: nothing is \\Recent any more
-    lines = await c.ok("STORE 1 +FLAGS (\\Seen $Label1)")
-    assert lines[:3] == [  # a new keyword is announced first (RFC 3501 §7.2.6)
-        "* FLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft $Label1)",
-        "* OK [PERMANENTFLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft $Label1 \\*)] "
-        "drapeaux permanents",
-        "* 1 FETCH (FLAGS (\\Seen $Label1))",
-    ]
-    assert (await c.ok("STORE 1 -FLAGS ($label1)"))[0] == "* 1 FETCH (FLAGS (\\Seen))"
-    assert (await c.ok("STORE 1 FLAGS (\\Flagged \\Answered)"))[0] == (
-        "* 1 FETCH (FLAGS (\\Answered \\Flagged))"
+    # A new keyword is announced first (RFC 3501 §7.2.6); \\Recent is ignored (§2.3.2).
+    await transcript(
+        c,
+        r"""
+        C: s1 STORE 1 +FLAGS (\Seen $Label1)
+        S: * FLAGS (\Seen \Answered \Flagged \Deleted \Draft $Label1)
+        S: * OK [PERMANENTFLAGS (\Seen \Answered \Flagged \Deleted \Draft $Label1 \*)] drapeaux permanents
+        S: * 1 FETCH (FLAGS (\Seen $Label1))
+        S: s1 OK ...
+        C: s2 STORE 1 -FLAGS ($label1)
+        S: * 1 FETCH (FLAGS (\Seen))
+        S: s2 OK ...
+        C: s3 STORE 1 FLAGS (\Flagged \Answered)
+        S: * 1 FETCH (FLAGS (\Answered \Flagged))
+        S: s3 OK ...
+        C: s4 STORE 2:3 +FLAGS.SILENT \Deleted
+        S: s4 OK ...
+        C: s5 UID STORE 2 -FLAGS (\Deleted)
+        S: * 2 FETCH (UID 2 FLAGS ())
+        S: s5 OK ...
+        C: s6 STORE 1 +FLAGS (\Bogus)
+        S: s6 BAD ...
+        C: s7 STORE 1 +FLAGS (a]b)
+        S: s7 BAD ...
+        C: s8 STORE 1 +FLAGS (\Recent)
+        S: * 1 FETCH (FLAGS (\Answered \Flagged))
+        S: s8 OK ...
+        C: s9 SELECT INBOX
+        S: * OK [CLOSED] ...
+        S: * FLAGS (\Seen \Answered \Flagged \Deleted \Draft)
+        """,  # noqa: E501
     )
-    assert len(await c.ok("STORE 2:3 +FLAGS.SILENT \\Deleted")) == 1
-    assert (await c.ok("UID STORE 2 -FLAGS (\\Deleted)"))[0] == "* 2 FETCH (UID 2 FLAGS ())"
-    assert tagged(await c.command("STORE 1 +FLAGS (\\Bogus)")).startswith("BAD")
-    assert tagged(await c.command("STORE 1 +FLAGS (a]b)")).startswith("BAD")
-    await c.ok("STORE 1 +FLAGS (\\Recent)")  # ignored (RFC 3501 §2.3.2)
-    lines = await c.ok("SELECT INBOX")
-    assert lines[1] == "* FLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft)"
 
 
 async def test_unchangedsince_and_modified(server: ImapServer) -> None:
@@ -39,14 +53,23 @@ async def test_unchangedsince_and_modified(server: ImapServer) -> None:
     await c.ok("SELECT INBOX")
     lines = await c.ok("SELECT INBOX (CONDSTORE)")
     modseq = int(next(line for line in lines if "HIGHESTMODSEQ" in line).split()[3].rstrip("]"))
-    lines = await c.ok(f"STORE 1 (UNCHANGEDSINCE {modseq}) +FLAGS (\\Seen)")
-    assert lines[0] == f"* 1 FETCH (FLAGS (\\Seen) MODSEQ ({modseq + 1}))"
-    lines = await c.command(f"UID STORE 1:2 (UNCHANGEDSINCE {modseq}) +FLAGS (\\Flagged)")
-    assert tagged(lines) == "OK [MODIFIED 1] STORE partiel"
-    assert lines[0] == f"* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ ({modseq + 2}))"
-    lines = await c.ok("FETCH 1:2 (FLAGS) (CHANGEDSINCE " + str(modseq + 1) + ")")
-    assert lines[:-1] == [f"* 2 FETCH (FLAGS (\\Flagged) MODSEQ ({modseq + 2}))"]
-    lines = await c.ok("STORE 1 +FLAGS.SILENT (\\Draft)")
-    assert lines[0] == f"* 1 FETCH (MODSEQ ({modseq + 3}))"
-    lines = await c.ok(f"SEARCH MODSEQ {modseq + 2}")
-    assert lines[0] == f"* SEARCH 1 2 (MODSEQ {modseq + 3})"
+    await transcript(
+        c,
+        rf"""
+        C: m1 STORE 1 (UNCHANGEDSINCE {modseq}) +FLAGS (\Seen)
+        S: * 1 FETCH (FLAGS (\Seen) MODSEQ ({modseq + 1}))
+        S: m1 OK ...
+        C: m2 UID STORE 1:2 (UNCHANGEDSINCE {modseq}) +FLAGS (\Flagged)
+        S: * 2 FETCH (UID 2 FLAGS (\Flagged) MODSEQ ({modseq + 2}))
+        S: m2 OK [MODIFIED 1] STORE partiel
+        C: m3 FETCH 1:2 (FLAGS) (CHANGEDSINCE {modseq + 1})
+        S: * 2 FETCH (FLAGS (\Flagged) MODSEQ ({modseq + 2}))
+        S: m3 OK ...
+        C: m4 STORE 1 +FLAGS.SILENT (\Draft)
+        S: * 1 FETCH (MODSEQ ({modseq + 3}))
+        S: m4 OK ...
+        C: m5 SEARCH MODSEQ {modseq + 2}
+        S: * SEARCH 1 2 (MODSEQ {modseq + 3})
+        S: m5 OK ...
+        """,
+    )

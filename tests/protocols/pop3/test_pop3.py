@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import poplib
 import ssl
@@ -17,10 +16,9 @@ from caducee.listeners import ListenAddress
 from caducee.protocols.pop3.listener import pop3_listener
 from caducee.protocols.tcp import StreamListener
 from caducee.services import audit, mailboxes
-from caducee.services.app_passwords import create_app_password
 from caducee.services.delivery import deliver_local
-from caducee.tls import create_dev_ca
-from tests.services.helpers import PASSWORD, person, practice
+from tests.protocols.conftest import mail_practice, sasl_plain
+from tests.services.helpers import PASSWORD
 
 LOGIN = "dr@cabinet.test"
 
@@ -36,19 +34,15 @@ class Pop3Server:
 
 @pytest.fixture
 async def server(app: App) -> AsyncIterator[Pop3Server]:
-    create_dev_ca(app.settings.tls_dir, app.settings.hostname)
-    await practice(app)
-    await person(app, LOGIN)
-    password = await create_app_password(app, LOGIN, "test")
+    people = await mail_practice(app, LOGIN)
     listeners: list[StreamListener] = []
     ports = []
     for implicit in (False, True):
         listener = pop3_listener(app, ListenAddress("127.0.0.1", 0), implicit_tls=implicit)
         ports.append((await listener.start()).port)
         listeners.append(listener)
-    context = ssl.create_default_context(cafile=str(app.settings.tls_dir / "ca.crt"))
     try:
-        yield Pop3Server(app, ports[0], ports[1], password, context)
+        yield Pop3Server(app, ports[0], ports[1], people.passwords[LOGIN], people.client_tls)
     finally:
         for listener in listeners:
             await listener.stop(1)
@@ -143,7 +137,7 @@ async def test_transcript_from_plain_to_quit(server: Pop3Server) -> None:
 
 
 async def test_sasl_plain_and_exclusive_access(server: Pop3Server) -> None:
-    token = base64.b64encode(f"\0{LOGIN}\0{server.password}".encode()).decode()
+    token = sasl_plain(LOGIN, server.password)
     first = await Client.connect(server.implicit, server.client_tls)
     assert (await first.send(f"AUTH PLAIN {token}")).startswith("+OK")
     second = await Client.connect(server.implicit, server.client_tls)
@@ -153,6 +147,23 @@ async def test_sasl_plain_and_exclusive_access(server: Pop3Server) -> None:
     await first.send("QUIT")
     assert (await second.send(f"AUTH PLAIN {token}")).startswith("+OK")
     await second.send("QUIT")
+
+
+async def test_sasl_plain_malformed_is_refused_as_such(server: Pop3Server) -> None:
+    """The one PLAIN decoder (RFC 4616 §2, framed by RFC 5034 §4): an empty password or the
+    empty response "=" is malformed, never checked as a wrong password; another authzid is an
+    [AUTH] refusal."""
+    c = await Client.connect(server.implicit, server.client_tls)
+    assert await c.send(f"AUTH PLAIN {sasl_plain(LOGIN, '')}") == (
+        "-ERR Reponse PLAIN incomplete / Incomplete PLAIN response"
+    )
+    assert await c.send("AUTH PLAIN") == "+ "
+    assert await c.send("=") == "-ERR Reponse PLAIN mal formee / Malformed PLAIN response"
+    assert (await c.send(f"AUTH PLAIN {sasl_plain(LOGIN, 'pw', 'autre@x.test')}")).startswith(
+        "-ERR [AUTH] Identite d'autorisation differente"
+    )
+    assert (await c.send(f"AUTH PLAIN {sasl_plain(LOGIN, server.password)}")).startswith("+OK")
+    await c.send("QUIT")
 
 
 async def test_bad_input_never_breaks_the_session(server: Pop3Server) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -16,9 +15,7 @@ from caducee.app import App
 from caducee.listeners import ListenAddress
 from caducee.protocols.smtp.limits import SmtpLimits
 from caducee.protocols.smtp.listener import SmtpListener
-from caducee.services.app_passwords import create_app_password
-from caducee.tls import create_dev_ca
-from tests.services.helpers import person, practice
+from tests.protocols.conftest import mail_practice, play, sasl_plain
 
 LOGIN = "dr@cabinet.test"
 OTHER = "confrere@cabinet.test"
@@ -52,9 +49,7 @@ class SmtpServer:
             assert (await client.command("STARTTLS"))[0].startswith("220 ")
             await client.starttls(self.client_tls)
             await client.command("EHLO client.test")
-        from base64 import b64encode
-
-        token = b64encode(f"\0{LOGIN}\0{self.password}".encode()).decode()
+        token = sasl_plain(LOGIN, self.password)
         assert (await client.command(f"AUTH PLAIN {token}")) == [
             "235 2.7.0 Authentification reussie / Authentication succeeded"
         ]
@@ -90,15 +85,14 @@ def port_of(listener: SmtpListener) -> int:
 
 @pytest.fixture
 async def server(app: App) -> AsyncIterator[SmtpServer]:
-    create_dev_ca(app.settings.tls_dir, app.settings.hostname)
-    await practice(app)
-    await person(app, LOGIN)
-    await person(app, OTHER)
-    password = await create_app_password(app, LOGIN, "test")
+    people = await mail_practice(app, LOGIN, OTHER, app_passwords=[LOGIN])
     listeners = await start_listeners(app, limits_for_tests())
-    context = ssl.create_default_context(cafile=str(app.settings.tls_dir / "ca.crt"))
     smtp = SmtpServer(
-        app, {d: port_of(lst) for d, lst in listeners.items()}, password, context, listeners
+        app,
+        {d: port_of(lst) for d, lst in listeners.items()},
+        people.passwords[LOGIN],
+        people.client_tls,
+        listeners,
     )
     try:
         yield smtp
@@ -174,41 +168,23 @@ def dot_stuff(body: bytes) -> bytes:
     return stuffed if stuffed.endswith(b"\r\n") or not stuffed else stuffed + b"\r\n"
 
 
-def matches(text: str, pattern: str) -> bool:
-    """``pattern`` with ``*`` wildcards (and nothing else special) matches all of ``text``."""
-    regex = ".*".join(re.escape(part) for part in pattern.replace("<SP>", " ").split("*"))
-    return re.fullmatch(regex, text, re.DOTALL) is not None
-
-
 async def transcript(client: SmtpClient, script: str, tls: ssl.SSLContext | None = None) -> None:
     """Play ``script``: ``C: text`` lines are sent (consecutive ones in one write: pipelining),
     ``S: pattern`` lines must match the server's lines in order (``*`` matches anything,
     ``<SP>`` is a space that would be invisible at the end of a line), ``TLS`` upgrades the
     connection, ``CLOSED`` expects the server to hang up."""
-    pending: list[str] = []
 
-    async def flush() -> None:
-        if pending:
-            await client.send("".join(f"{line}\r\n" for line in pending).encode())
-            pending.clear()
+    async def upgrade() -> None:
+        assert tls is not None
+        await client.starttls(tls)
 
-    for raw in script.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith("C: ") or line == "C:":
-            pending.append(line[3:])
-        elif line.startswith("S: "):
-            await flush()
-            got = await client.line()
-            assert matches(got, line[3:]), f"expected {line[3:]!r}, got {got!r}"
-        elif line == "TLS":
-            await flush()
-            assert tls is not None
-            await client.starttls(tls)
-        elif line == "CLOSED":
-            await flush()
-            assert await client.at_eof(), "the server should have closed the connection"
-        else:
-            raise AssertionError(f"bad transcript line {line!r}")
-    await flush()
+    async def closed() -> None:
+        assert await client.at_eof(), "the server should have closed the connection"
+
+    await play(
+        script,
+        send=client.send,
+        line=client.line,
+        wildcard="*",
+        steps={"TLS": upgrade, "CLOSED": closed},
+    )

@@ -3,12 +3,12 @@ connection still usable (or closed cleanly), and never anything partial in the s
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 
+from tests.protocols.conftest import sasl_plain
 from tests.protocols.smtp.conftest import (
     LOGIN,
     TEST_MAX_BYTES,
@@ -229,7 +229,7 @@ async def test_over_long_auth_exchange(server: SmtpServer) -> None:
     assert await client.command("A" * 13_000) == [
         "500 5.5.6 Ligne d'authentification trop longue / Authentication exchange line too long"
     ]
-    token = base64.b64encode(f"\0{LOGIN}\0{server.password}".encode()).decode()
+    token = sasl_plain(LOGIN, server.password)
     assert (await client.code(f"AUTH PLAIN {token}")).startswith("235")
 
 

@@ -18,6 +18,7 @@ from caducee.protocols.smtp.listener import SmtpListener
 from caducee.protocols.smtp.state import SessionInfo
 from caducee.services import mailboxes, queue
 from caducee.services.envelope import Envelope
+from tests.protocols.conftest import sasl_plain
 from tests.protocols.smtp.conftest import (
     HOST,
     LOGIN,
@@ -63,10 +64,6 @@ def mail(subject: str, body: str = "Bonjour,\r\n\r\nCordialement.\r\n") -> bytes
     ).encode()
 
 
-def plain(login: str, password: str) -> str:
-    return base64.b64encode(f"\0{login}\0{password}".encode()).decode()
-
-
 # --- greeting, EHLO, the simple commands -----------------------------------------------------
 
 
@@ -107,7 +104,7 @@ async def test_auth_is_not_offered_on_the_mx(server: SmtpServer) -> None:
         f"""
         C: EHLO client.test
         {MX_EHLO}
-        C: AUTH PLAIN {plain(LOGIN, server.password)}
+        C: AUTH PLAIN {sasl_plain(LOGIN, server.password)}
         S: 503 5.5.1 AUTH non disponible sur ce port / AUTH not available here
         C: MAIL FROM:<a@ailleurs.test> AUTH=<>
         S: 555 5.5.4 Parametre AUTH non reconnu / AUTH parameter not recognized
@@ -489,7 +486,7 @@ async def test_plain_submission_demands_tls_before_auth(server: SmtpServer) -> N
         f"""
         C: EHLO client.test
         {MX_EHLO}
-        C: AUTH PLAIN {plain(LOGIN, server.password)}
+        C: AUTH PLAIN {sasl_plain(LOGIN, server.password)}
         S: 538 5.7.11 Chiffrement requis pour s'authentifier : envoyez STARTTLS d'abord / Encryption required for requested authentication mechanism
         C: MAIL FROM:<{LOGIN}>
         S: 530 5.7.0 Chiffrement requis : envoyez STARTTLS puis AUTH / Must issue a STARTTLS command first, then AUTH
@@ -500,9 +497,9 @@ async def test_plain_submission_demands_tls_before_auth(server: SmtpServer) -> N
         {ehlo("AUTH PLAIN LOGIN")}
         C: MAIL FROM:<{LOGIN}>
         S: 530 5.7.0 Authentification requise (AUTH) / Authentication required
-        C: AUTH PLAIN {plain(LOGIN, server.password)}
+        C: AUTH PLAIN {sasl_plain(LOGIN, server.password)}
         S: 235 2.7.0 Authentification reussie / Authentication succeeded
-        C: AUTH PLAIN {plain(LOGIN, server.password)}
+        C: AUTH PLAIN {sasl_plain(LOGIN, server.password)}
         S: 503 5.5.1 Deja authentifie / Already authenticated
         """,  # noqa: E501
         tls=server.client_tls,
@@ -526,7 +523,7 @@ async def test_auth_mechanisms_and_failures(server: SmtpServer) -> None:
         S: 334<SP>
         C: *
         S: 501 5.7.0 Authentification annulee par le client / Authentication cancelled
-        C: AUTH PLAIN {plain(LOGIN, "mauvais-mot-de-passe")}
+        C: AUTH PLAIN {sasl_plain(LOGIN, "mauvais-mot-de-passe")}
         S: 535 5.7.8 Identifiant ou mot de passe incorrect (utilisez un mot de passe d'application) / Authentication credentials invalid (use an app password)
         C: AUTH PLAIN {base64.b64encode(b"sans-nul").decode()}
         S: 501 5.5.2 Reponse PLAIN mal formee / Malformed PLAIN response
@@ -550,7 +547,7 @@ async def test_auth_plain_with_a_challenge_and_login_with_initial_response(
         f"""
         C: AUTH PLAIN
         S: 334<SP>
-        C: {plain(LOGIN, server.password)}
+        C: {sasl_plain(LOGIN, server.password)}
         S: 235 2.7.0 *
         """,
     )
@@ -571,8 +568,9 @@ async def test_lockout_answers_454_with_the_delay(server: SmtpServer) -> None:
     client = await server.client("submissions")
     await client.command("EHLO client.test")
     for _ in range(5):
-        assert (await client.code(f"AUTH PLAIN {plain(LOGIN, 'faux')}")).startswith("535 5.7.8")
-    reply = await client.code(f"AUTH PLAIN {plain(LOGIN, server.password)}")
+        reply = await client.code(f"AUTH PLAIN {sasl_plain(LOGIN, 'faux')}")
+        assert reply.startswith("535 5.7.8")
+    reply = await client.code(f"AUTH PLAIN {sasl_plain(LOGIN, server.password)}")
     assert reply.startswith("454 4.7.0 Trop de tentatives de connexion infructueuses")
     assert "Reessayez dans" in reply and "Try again in" in reply
 
@@ -630,7 +628,7 @@ async def test_session_end_is_logged_without_secrets(
         server.password,
         "secret-sujet",
         "contenu-secret",
-        plain(LOGIN, server.password),
+        sasl_plain(LOGIN, server.password),
     ):
         assert secret not in logged
 

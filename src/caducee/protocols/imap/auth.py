@@ -9,14 +9,13 @@ Before TLS on port 143 no login is possible (LOGINDISABLED, RFC 3501 §6.2.3 / R
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from collections.abc import Awaitable, Callable
 
 from caducee.domain.model import Account
 from caducee.errors import AccessDenied, TemporaryFailure
 from caducee.protocols.imap.protocol import Command
 from caducee.protocols.imap.session import Session, State, bad, no
+from caducee.protocols.sasl import SaslError, decode_response, parse_plain
 from caducee.protocols.sasl_bearer import parse_oauthbearer, parse_xoauth2
 from caducee.protocols.tcp import ConnectionClosed, LineTooLong
 from caducee.services import oidc
@@ -164,23 +163,29 @@ async def _sasl_response(session: Session) -> str:
     return line.rstrip(b"\r\n").decode("ascii", "replace")
 
 
-async def _plain(session: Session, initial: str | None) -> tuple[str, str]:
-    """RFC 4616 PLAIN: authzid NUL authcid NUL password."""
+async def _response(session: Session, initial: str | None) -> bytes:
+    """The client's decoded SASL response: the SASL-IR initial one (RFC 4959 §3) or, after an
+    empty continuation, the next line (RFC 3501 §6.2.2); ``*`` cancels."""
     if initial is None:
         await session.conn.write(b"+ \r\n")
         initial = await _sasl_response(session)
     if initial == "*":
-        raise bad("authentification annulee")
-    if initial == "=":
-        initial = ""
+        raise bad("authentification annulee / authentication cancelled")
     try:
-        decoded = base64.b64decode(initial, validate=True).decode("utf-8")
-        authzid, authcid, password = decoded.split("\x00")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise bad("reponse SASL invalide") from None
-    if authzid and authzid.lower() != authcid.lower():
-        raise no("identite d'autorisation differente refusee", "AUTHORIZATIONFAILED")
-    return authcid, password
+        return decode_response(initial)
+    except SaslError as error:
+        raise bad(error.text) from None
+
+
+async def _plain(session: Session, initial: str | None) -> tuple[str, str]:
+    """RFC 4616 PLAIN, decoded by the decoder every door shares."""
+    try:
+        plain = parse_plain(await _response(session, initial))
+    except SaslError as error:
+        if error.authorization:
+            raise no(error.text, "AUTHORIZATIONFAILED") from None
+        raise bad(error.text) from None
+    return plain.authcid, plain.password
 
 
 Mechanism = Callable[[Session, str | None], Awaitable[tuple[str, str]]]
@@ -190,15 +195,7 @@ MECHANISMS: dict[str, Mechanism] = {"PLAIN": _plain}
 
 async def _bearer(session: Session, name: str, initial: str | None) -> None:
     """RFC 7628 OAUTHBEARER or XOAUTH2: a bearer token of the configured OpenID issuer."""
-    if initial is None:
-        await session.conn.write(b"+ \r\n")
-        initial = await _sasl_response(session)
-    if initial == "*":
-        raise bad("authentification annulee")
-    try:
-        decoded = base64.b64decode(initial, validate=True)
-    except binascii.Error:
-        raise bad("reponse SASL invalide") from None
+    decoded = await _response(session, initial)
     parsed = (parse_oauthbearer if name == "OAUTHBEARER" else parse_xoauth2)(decoded)
     if parsed is None:
         raise bad("reponse SASL invalide")

@@ -20,11 +20,10 @@ from caducee.domain.mime_structure import (
     header_fields,
     section_span,
 )
-from caducee.domain.model import Flag
+from caducee.domain.model import Flag, IndexEntry, MessageSummary
 from caducee.protocols.imap.protocol import Command, FetchArgs, FetchAtt, format_set
 from caducee.protocols.imap.session import Session, bad, no
 from caducee.services import mailstore
-from caducee.store.mailstore_repo import FetchRow, IndexRow
 
 META_BATCH = 500
 RAW_BATCH = 50
@@ -44,7 +43,7 @@ _SETS_SEEN = {"RFC822", "RFC822.TEXT", "BODY", "BINARY"}
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
-def internal_date(row: FetchRow) -> str:
+def internal_date(row: MessageSummary) -> str:
     when = row.internal_date.astimezone(UTC)
     return f'"{when.day:02d}-{_MONTHS[when.month - 1]}-{when.year:04d} {when:%H:%M:%S} +0000"'
 
@@ -151,12 +150,12 @@ async def cmd_fetch(session: Session, command: Command) -> None:
 
 async def _fetch_batch(
     session: Session,
-    targets: list[tuple[int, IndexRow]],
+    targets: list[tuple[int, IndexEntry]],
     atts: list[FetchAtt],
     need_meta: bool,
     need_raw: bool,
     sets_seen: bool,
-    preloaded: dict[int, FetchRow] | None,
+    preloaded: dict[int, MessageSummary] | None,
 ) -> None:
     selected = session.selected
     assert selected is not None
@@ -228,8 +227,8 @@ async def _fetch_batch(
         session.untagged(b"%d FETCH (" % seq + b" ".join(items) + b")")
 
 
-def _index(row: FetchRow) -> IndexRow:
-    return IndexRow(row.uid, row.id, row.flags, row.keywords, row.modseq)
+def _index(row: MessageSummary) -> IndexEntry:
+    return IndexEntry(row.uid, row.id, row.flags, row.keywords, row.modseq)
 
 
 def _section_item(att: FetchAtt, raw: bytes, tree: object) -> bytes:

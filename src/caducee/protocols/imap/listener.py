@@ -21,13 +21,14 @@ def imap_listener(
     async def session(conn: Connection) -> None:
         await Session(app, conn, config).run()
 
+    name = "imaps" if implicit_tls else "imap"
     return StreamListener(
-        "imaps" if implicit_tls else "imap",
+        name,
         address,
         session,
         tls_context=context,
         implicit_tls=implicit_tls,
         refusal=b"* BYE [UNAVAILABLE] trop de connexions, reessayez plus tard\r\n",
-        limits=limits or ClientLimits.from_settings(app.settings),
+        limits=(limits or ClientLimits.from_settings(app.settings)).held_by(app, name),
         line_limit=LINE_LIMIT + 2,
     )

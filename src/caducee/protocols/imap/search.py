@@ -17,7 +17,7 @@ from datetime import UTC, date
 from caducee.app import App
 from caducee.domain.message_text import Text, extract_text
 from caducee.domain.mime_structure import parse_addresses
-from caducee.domain.model import Flag
+from caducee.domain.model import Flag, IndexEntry, MessageSummary
 from caducee.protocols.imap.protocol import (
     Command,
     SearchArgs,
@@ -29,7 +29,6 @@ from caducee.protocols.imap.protocol import (
 )
 from caducee.protocols.imap.session import Session, no
 from caducee.services import mailstore, text_index
-from caducee.store.mailstore_repo import FetchRow, IndexRow
 
 BATCH = 500
 TEXT_CACHE_CHARS = 64 * 1024 * 1024
@@ -94,7 +93,7 @@ def _needs(key: SearchKey) -> tuple[bool, bool]:
 @dataclass
 class Candidate:
     seq: int
-    row: FetchRow
+    row: MessageSummary
     meta: mailstore.Meta | None = None
     text: Text | None = None
 
@@ -230,8 +229,8 @@ class _Prefilter:
         return cls(app, index_key, hashes) if hashes else None
 
     async def candidates(
-        self, order: list[tuple[int, IndexRow]], rows: dict[int, FetchRow]
-    ) -> list[tuple[int, IndexRow]]:
+        self, order: list[tuple[int, IndexEntry]], rows: dict[int, MessageSummary]
+    ) -> list[tuple[int, IndexEntry]]:
         filters = await text_index.load_filters(
             self.app, [(row.id, rows[row.id].blob_id) for _, row in order if row.id in rows]
         )
@@ -245,7 +244,7 @@ class _Prefilter:
                 kept.append((seq, row))
         return kept
 
-    async def index(self, texts: dict[int, Text], rows: dict[int, FetchRow]) -> None:
+    async def index(self, texts: dict[int, Text], rows: dict[int, MessageSummary]) -> None:
         built = {
             (message_id, rows[message_id].blob_id): text_index.build(self.key, text)
             for message_id, text in texts.items()
@@ -255,7 +254,7 @@ class _Prefilter:
         await text_index.store_filters(self.app, built)
 
 
-async def search(session: Session, args: SearchArgs) -> list[tuple[int, FetchRow]]:
+async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageSummary]]:
     selected = session.selected
     assert selected is not None
     app = session.app
@@ -268,7 +267,7 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, FetchRow
         for seq, uid in enumerate(selected.uids, 1)
         if uid not in selected.pending_expunge
     ]
-    found: list[tuple[int, FetchRow]] = []
+    found: list[tuple[int, MessageSummary]] = []
     cache = text_cache(app)
     all_rows = await mailstore.fetch_rows(app, selected.of.folder.id, None)  # one query
     prefilter = await _Prefilter.make(app, selected.of.mailbox.id, args.key) if need_text else None

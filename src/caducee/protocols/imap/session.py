@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from caducee.app import App
-from caducee.domain.model import Flag
+from caducee.domain.model import Flag, IndexEntry
 from caducee.errors import AccessDenied, AlreadyExists, CaduceeError, NotFound, QuotaExceeded
 from caducee.protocols.imap import parser
 from caducee.protocols.imap.protocol import Command, ParseError, SeqSet, format_set, resolve_set
 from caducee.protocols.tcp import Connection, ConnectionClosed, LineTooLong
 from caducee.services import mailstore
-from caducee.store.mailstore_repo import IndexRow
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ class Selected:
     of: mailstore.OpenFolder
     readonly: bool
     uids: list[int]
-    rows: dict[int, IndexRow]
+    rows: dict[int, IndexEntry]
     modseq: int
     uidnext: int
     uidvalidity: int
@@ -127,10 +126,10 @@ class Selected:
             return index + 1
         return 0
 
-    def resolve(self, ranges: SeqSet, by_uid: bool) -> list[tuple[int, IndexRow]]:
+    def resolve(self, ranges: SeqSet, by_uid: bool) -> list[tuple[int, IndexEntry]]:
         """(sequence number, row) of each message a set names, in order; messages expunged
         but not yet reported are left out."""
-        out: list[tuple[int, IndexRow]] = []
+        out: list[tuple[int, IndexEntry]] = []
         if by_uid:
             if not self.uids:
                 return []
@@ -201,7 +200,7 @@ class Session:
             self.untagged(f"OK [HIGHESTMODSEQ {self.selected.modseq}] modseq")
         self.condstore_on = self.condstore_on or value
 
-    def flags_of(self, row: IndexRow) -> str:
+    def flags_of(self, row: IndexEntry) -> str:
         """FLAGS of a message for this session: \\Recent added, new keywords announced first
         with an untagged FLAGS (RFC 3501 §7.2.6)."""
         selected = self.selected
@@ -363,7 +362,7 @@ class Session:
 
     # --- the selected folder -----------------------------------------------------------------
 
-    def fetch_line(self, seq: int, row: IndexRow, *, uid: bool) -> str:
+    def fetch_line(self, seq: int, row: IndexEntry, *, uid: bool) -> str:
         items = [f"FLAGS {self.flags_of(row)}"]
         if uid or self.qresync:
             items.insert(0, f"UID {row.uid}")

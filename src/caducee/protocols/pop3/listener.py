@@ -20,12 +20,13 @@ def pop3_listener(app: App, address: ListenAddress, *, implicit_tls: bool) -> St
         finally:
             pop3.release()
 
+    name = "pop3s" if implicit_tls else "pop3"
     return StreamListener(
-        "pop3s" if implicit_tls else "pop3",
+        name,
         address,
         session,
         tls_context=context,
         implicit_tls=implicit_tls,
         refusal=b"-ERR [SYS/TEMP] trop de connexions, reessayez\r\n",
-        limits=ClientLimits.from_settings(app.settings),
+        limits=ClientLimits.from_settings(app.settings).held_by(app, name),
     )

@@ -7,14 +7,13 @@ response codes ([AUTH], [IN-USE], [SYS/TEMP], [LOGIN-DELAY]) where they apply.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import ssl
 from dataclasses import dataclass, field
 
 from caducee.app import App
 from caducee.errors import AccessDenied, CaduceeError, NotFound
+from caducee.protocols.sasl import SaslError, decode_response, parse_plain
 from caducee.protocols.tcp import Connection, LineTooLong
 from caducee.services import maildrop
 from caducee.services.auth import authenticate_mail
@@ -180,16 +179,15 @@ class Pop3Session:
         if initial == "*":
             await self.reply("-ERR authentification annulee")
             return False
-        try:
-            decoded = base64.b64decode(initial, validate=True).decode("utf-8")
-            authzid, authcid, password = decoded.split("\x00")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            await self.reply("-ERR reponse SASL invalide")
+        try:  # RFC 5034 §4 frames it; RFC 4616 PLAIN, decoded as every door does
+            plain = parse_plain(decode_response(initial))
+        except SaslError as error:
+            # RFC 3206 §4: [AUTH] when the credentials themselves are refused.
+            await self.reply(
+                f"-ERR [AUTH] {error.text}" if error.authorization else f"-ERR {error.text}"
+            )
             return False
-        if authzid and authzid.lower() != authcid.lower():
-            await self.reply("-ERR [AUTH] identite d'autorisation differente refusee")
-            return False
-        return await self.login_with(authcid, password)
+        return await self.login_with(plain.authcid, plain.password)
 
     async def login_with(self, user: str, password: str) -> bool:
         try:

@@ -74,7 +74,7 @@ class SmtpListener:
             tls_context=context,
             implicit_tls=kind.implicit_tls,
             refusal=refusal.render(),
-            limits=self.limits.client_limits(),
+            limits=self.limits.client_limits().held_by(app, name),
             # The stream buffer: we read in CHUNK blocks and cut lines ourselves.
             line_limit=2 * CHUNK,
         )

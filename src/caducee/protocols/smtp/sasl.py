@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from caducee.protocols.sasl import SaslError, parse_plain
 from caducee.protocols.sasl_bearer import parse_oauthbearer, parse_xoauth2
 
 
@@ -70,25 +71,16 @@ def _text(data: bytes) -> str | None:
 
 
 class _PlainExchange:
-    """RFC 4616 §2: ``[authzid] NUL authcid NUL passwd``."""
+    """RFC 4616 PLAIN, decoded by the decoder every door uses (:mod:`caducee.protocols.sasl`)."""
 
     def step(self, response: bytes | None) -> Step:
         if response is None:
             return Challenge(b"")  # RFC 4954 §4: an empty challenge asks for the response
-        parts = response.split(b"\x00")
-        texts = [_text(part) for part in parts]
-        if len(parts) != 3 or any(t is None for t in texts):
-            return Malformed("Reponse PLAIN mal formee", "Malformed PLAIN response")
-        authzid, authcid, passwd = (t or "" for t in texts)
-        if not authcid or not passwd:
-            return Malformed("Reponse PLAIN incomplete", "Incomplete PLAIN response")
-        # Acting as someone else (authzid) is not offered: only oneself may be named.
-        if authzid and authzid.lower() != authcid.lower():
-            return Malformed(
-                "Identite d'autorisation differente non prise en charge",
-                "Authorization identity other than the login is not supported",
-            )
-        return Credentials("PLAIN", authcid, passwd, authzid)
+        try:
+            plain = parse_plain(response)
+        except SaslError as error:
+            return Malformed(error.fr, error.en)
+        return Credentials("PLAIN", plain.authcid, plain.password, plain.authzid)
 
 
 class Plain:

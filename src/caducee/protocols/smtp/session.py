@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import logging
 import ssl
@@ -22,6 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from caducee.protocols.sasl import SaslError, decode_response
 from caducee.protocols.smtp import replies
 from caducee.protocols.smtp.data import check_content, read_chunk, read_data
 from caducee.protocols.smtp.errors import internal_error, reply_for_error
@@ -290,11 +290,9 @@ class SmtpSession:
 
     def _decode_response(self, text: str) -> bytes | None:
         """A base64 SASL response ("=" is the empty one); None after replying 501."""
-        if text == "=":
-            return b""
         try:
-            return base64.b64decode(text.encode("ascii"), validate=True)
-        except (binascii.Error, UnicodeEncodeError):
+            return decode_response(text)
+        except SaslError:
             self.reply(replies.AUTH_BAD_BASE64)
             return None
 

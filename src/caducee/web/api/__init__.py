@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from caducee.web.api import messages, patients
-from caducee.web.api.auth import _LIMITERS, BAD_TOKENS_PER_MINUTE, CALLS_PER_MINUTE, wrap
+from caducee.web.api.auth import BAD_TOKENS_PER_MINUTE, CALLS_PER_MINUTE, wrap
 from caducee.web.api.call import PREFIX, ApiError, Call, Endpoint
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "CALLS_PER_MINUTE",
     "ENDPOINTS",
     "PREFIX",
-    "_LIMITERS",
     "ApiError",
     "Call",
     "Endpoint",

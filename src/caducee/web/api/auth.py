@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
+from caducee.app import App
 from caducee.errors import (
     AccessDenied,
     CaduceeError,
@@ -18,23 +19,19 @@ from caducee.errors import (
     QuotaExceeded,
     SenderNotAllowed,
 )
-from caducee.services import api_tokens
+from caducee.services import api_tokens, rate_limits
 from caducee.services.audit import AuditEvent, record
+from caducee.services.rate_limits import RateLimiter
 from caducee.web.api.call import ApiError, Call, Endpoint, error_response
 from caducee.web.core import client_ip, state
-from caducee.web.ratelimit import RateLimiter
 
 CALLS_PER_MINUTE = 600
 BAD_TOKENS_PER_MINUTE = 20
 
-_LIMITERS: dict[str, RateLimiter] = {}
 
-
-def _limiter(name: str, per_minute: int) -> RateLimiter:
-    found = _LIMITERS.get(name)
-    if found is None:
-        found = _LIMITERS[name] = RateLimiter(per_minute)
-    return found
+def _limiter(app: App, name: str, per_minute: int) -> RateLimiter:
+    """The API's limiter ``name``, held by the node's app (``services.rate_limits``)."""
+    return rate_limits.limiter(app, f"api.{name}", per_minute)
 
 
 def wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
@@ -48,14 +45,14 @@ def wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
                 raise api_tokens.invalid_token()
             found, account = await api_tokens.authenticate(app, token.strip())
         except AccessDenied as exc:
-            bad = _limiter("bad", BAD_TOKENS_PER_MINUTE)
+            bad = _limiter(app, "bad", BAD_TOKENS_PER_MINUTE)
             if not bad.allow(ip):
                 return error_response(429, "limite", "Trop de tentatives.", "Too many attempts.",
                               {"retry-after": str(bad.retry_after(ip))})  # fmt: skip
             return error_response(
                 401, "jeton", exc.fr, exc.en, {"www-authenticate": 'Bearer realm="caducee"'}
             )
-        calls = _limiter("calls", CALLS_PER_MINUTE)
+        calls = _limiter(app, "calls", CALLS_PER_MINUTE)
         if not calls.allow(str(found.id)):
             return error_response(
                 429,

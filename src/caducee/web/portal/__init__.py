@@ -2,7 +2,6 @@
 and code (:mod:`.entry`), the message, attachments and reply (:mod:`.reading`), shared checks
 (:mod:`.common`). No login of the practice's users here: a link, then a code or passphrase."""
 
-from caducee.web.portal.common import UnknownLinkLimiter
 from caducee.web.portal.reading import routes
 
-__all__ = ["UnknownLinkLimiter", "routes"]
+__all__ = ["routes"]

@@ -5,8 +5,6 @@ the pages before the code, and the portal session bound to ONE pickup."""
 from __future__ import annotations
 
 import hmac
-import time
-from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -16,7 +14,9 @@ from caducee.errors import NotFound
 from caducee.health import pickup_auth
 from caducee.health.pickup_auth import PortalSession
 from caducee.health.pickup_store import Pickup, PickupClosed, by_token
+from caducee.services import rate_limits
 from caducee.services.audit import AuditEvent, record
+from caducee.services.rate_limits import RateLimiter
 from caducee.web.core import PageError, client_ip, error_page, render, state
 from caducee.web.i18n import gettext as _
 
@@ -24,41 +24,11 @@ PORTAL_COOKIE = "__Host-caducee-portail"
 PORTAL_CSRF_COOKIE = "__Host-caducee-portail-csrf"
 #: Unknown links one client address may try per minute before every portal URL answers 429.
 UNKNOWN_LINKS_PER_MINUTE = 20
-MAX_CLIENTS = 10_000
 
 
-class UnknownLinkLimiter:
-    """Unknown-link attempts per client address over the last minute (this node's memory)."""
-
-    def __init__(
-        self,
-        per_minute: int = UNKNOWN_LINKS_PER_MINUTE,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.per_minute = per_minute
-        self.clock = clock
-        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _recent(self, client: str) -> deque[float]:
-        times = self._seen.pop(client, deque())
-        horizon = self.clock() - 60
-        while times and times[0] < horizon:
-            times.popleft()
-        self._seen[client] = times
-        while len(self._seen) > MAX_CLIENTS:
-            self._seen.popitem(last=False)
-        return times
-
-    def blocked(self, client: str) -> bool:
-        return len(self._recent(client)) >= self.per_minute
-
-    def failed(self, client: str) -> None:
-        self._recent(client).append(self.clock())
-
-
-def limiter(request: Request) -> UnknownLinkLimiter:
-    found: UnknownLinkLimiter = request.app.state.portal_limiter
-    return found
+def limiter(request: Request) -> RateLimiter:
+    """Unknown links per client address: the node's limiter, held by its app."""
+    return rate_limits.limiter(state(request).app, "portal.unknown_links", UNKNOWN_LINKS_PER_MINUTE)
 
 
 async def audit_refusal(request: Request, action: str, pickup_id: int = 0, **details: str) -> None:
@@ -125,7 +95,7 @@ async def pickup_of(request: Request) -> Pickup:
     try:
         found = await by_token(state(request).app, str(request.path_params.get("token", "")))
     except NotFound:
-        limits.failed(ip)
+        limits.allow(ip)  # one unknown link counted
         await audit_refusal(request, "pickup.unknown_link")
         raise PortalRefused(closed_page(request, "unknown", unknown_message(), 404)) from None
     try:

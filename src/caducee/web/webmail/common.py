@@ -6,11 +6,9 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from caducee.domain.model import Folder, Mailbox
+from caducee.domain.model import Folder, FolderCounts, Mailbox, MessageSummary
 from caducee.services import mailboxes, trace, webmail
 from caducee.services.mailstore import OpenFolder
-from caducee.store import mailstore_repo
-from caducee.store.mailstore_repo import FetchRow
 from caducee.web.core import WebUser, client_ip, int_param, state
 
 
@@ -20,7 +18,7 @@ class BoxView:
 
     access: mailboxes.Access
     usable: list[Mailbox]
-    folders: list[tuple[Folder, mailstore_repo.Counts]]
+    folders: list[tuple[Folder, FolderCounts]]
     read_receipts: bool = False
 
     @property
@@ -55,7 +53,7 @@ def base_path(view: BoxView) -> str:
 
 async def open_message(
     request: Request, user: WebUser
-) -> tuple[BoxView, OpenFolder, FetchRow, bytes]:
+) -> tuple[BoxView, OpenFolder, MessageSummary, bytes]:
     """The mailbox, folder and message (decrypted) a ``…/d/{folder_id}/m/{uid}`` URL names."""
     view = await open_view(request, user)
     of = await open_folder_of(request, view)
