@@ -28,14 +28,18 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from caducee.app import App
 from caducee.domain.addresses import hide_address, pseudonym_form
-from caducee.errors import IntegrityError
+from caducee.errors import AccessDenied, IntegrityError
 from caducee.store import queue_repo, trace_repo
 from caducee.store.connection import AsyncConnection
 from caducee.store.database import Database
 from caducee.store.keyring import Keyring, mailbox_scope
+
+if TYPE_CHECKING:
+    from caducee.services.mailboxes import Access
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +263,13 @@ async def read_receipts_enabled(app: App, mailbox_id: int) -> bool:
         return await trace_repo.read_receipts_enabled(conn, mailbox_id)
 
 
-async def set_read_receipts(app: App, mailbox_id: int, enabled: bool) -> None:
+async def set_read_receipts(app: App, access: Access, enabled: bool) -> None:
+    """Whether receipts asked of the mailbox are sent: its owner's choice only (a delegate
+    reads in the owner's name but does not decide what the owner's mailbox tells senders)."""
+    if access.delegated:
+        raise AccessDenied(
+            "Seul le titulaire de la boîte règle ses accusés de lecture.",
+            "Only the mailbox's owner sets its read receipts.",
+        )
     async with app.db.write() as conn:
-        await trace_repo.set_read_receipts(conn, mailbox_id, enabled)
+        await trace_repo.set_read_receipts(conn, access.mailbox.id, enabled)

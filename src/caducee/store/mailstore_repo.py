@@ -35,6 +35,7 @@ from caducee.store.tables import (
     message_text_index,
     messages,
 )
+from caducee.store.times import aware
 
 #: SQL parameter lists are cut to this size (SQLite allows 32766 variables).
 CHUNK = 500
@@ -43,10 +44,6 @@ CHUNK = 500
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 # --- mailboxes and folders -------------------------------------------------------------------
@@ -82,18 +79,7 @@ async def folder_by_name(
 
 async def folder_by_id(conn: AsyncConnection, folder_id: int) -> Folder | None:
     row = (await conn.execute(select(folders).where(folders.c.id == folder_id))).first()
-    if row is None:
-        return None
-    return Folder(
-        id=row.id,
-        mailbox_id=row.mailbox_id,
-        name=row.name,
-        special_use=row.special_use,
-        uidvalidity=row.uidvalidity,
-        uidnext=row.uidnext,
-        highestmodseq=row.highestmodseq,
-        subscribed=bool(row.subscribed),
-    )
+    return directory_repo.folder_from_row(row) if row is not None else None
 
 
 async def lock_folder(conn: AsyncConnection, folder_id: int) -> tuple[int, int] | None:
@@ -293,7 +279,7 @@ def _fetch_row(r: Any) -> MessageSummary:
         r.flags,
         r.keywords,
         r.modseq,
-        _aware(r.internal_date),
+        aware(r.internal_date),
         r.size,
         r.blob_id,
         r.mailbox_id,

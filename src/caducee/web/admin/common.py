@@ -1,12 +1,12 @@
-"""Lookups of the admin console, always within the admin's own practice.
-
-An id from the URL that names another practice's object gets the same 404 as an unknown id.
-"""
+"""Lookups of the admin console, always within the admin's own practice (the rule is
+``services.practice_scope``'s; here its NotFound becomes the console's one 404, the same for an
+unknown id and another practice's object)."""
 
 from __future__ import annotations
 
 from caducee.domain.model import Account, Mailbox
-from caducee.services import accounts, mailboxes
+from caducee.errors import NotFound
+from caducee.services import accounts, mailboxes, practice_scope
 from caducee.web.core import WebState, WebUser, not_found
 
 
@@ -19,22 +19,22 @@ async def practice_mailboxes(web: WebState, user: WebUser) -> list[Mailbox]:
 
 
 async def account_of_practice(web: WebState, user: WebUser, account_id: int) -> Account:
-    for account in await practice_accounts(web, user):
-        if account.id == account_id:
-            return account
-    raise not_found()
+    try:
+        return await practice_scope.account_of_practice(web.app, user.practice.id, account_id)
+    except NotFound:
+        raise not_found() from None
 
 
 async def mailbox_of_practice(web: WebState, user: WebUser, mailbox_id: int) -> Mailbox:
-    for mailbox in await practice_mailboxes(web, user):
-        if mailbox.id == mailbox_id:
-            return mailbox
-    raise not_found()
+    try:
+        return await practice_scope.mailbox_of_practice(web.app, user.practice.id, mailbox_id)
+    except NotFound:
+        raise not_found() from None
 
 
 def domain_of_practice(user: WebUser, domain: str) -> str:
     """A domain chosen in a form: it must be one of the admin's practice."""
-    domain = domain.strip().lower()
-    if domain not in user.practice.domains:
-        raise not_found()
-    return domain
+    try:
+        return practice_scope.domain_of_practice(user.practice, domain)
+    except NotFound:
+        raise not_found() from None

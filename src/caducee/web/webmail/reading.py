@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from caducee.domain import mail_display
 from caducee.domain.model import Flag, SpecialUse
-from caducee.errors import AccessDenied, CaduceeError, InvalidInput
+from caducee.errors import CaduceeError, InvalidInput
 from caducee.flows import read_receipts
 from caducee.health import pickup
 from caducee.services import trace, webmail
@@ -216,13 +216,8 @@ async def trace_page(request: Request, user: WebUser) -> Response:
 async def mailbox_settings(request: Request, user: WebUser) -> Response:
     web = state(request)
     view = await open_view(request, user)
-    if view.access.delegated:
-        raise AccessDenied(
-            "Seul le titulaire de la boîte règle ses accusés de lecture.",
-            "Only the mailbox's owner sets its read receipts.",
-        )
     form = await form_data(request)
-    await trace.set_read_receipts(web.app, view.mailbox.id, form.get("accuses") == "oui")
+    await trace.set_read_receipts(web.app, view.access, form.get("accuses") == "oui")
     return redirect(base_path(view), flash="saved")
 
 
