@@ -66,3 +66,27 @@ async def delete(app: App, drop: Maildrop, doomed: list[DropMessage]) -> int:
         actor=drop.login,
         source=drop.source,
     )
+
+
+class OpenMaildrops:
+    """The maildrops open in a POP3 session on this node: one session per maildrop at a time
+    (RFC 1939 §8, exclusive access). Held by the node's app, not by the module, so that two
+    apps in one process (tests, several nodes) do not share it."""
+
+    def __init__(self, _app: App | None = None) -> None:
+        self._open: set[int] = set()
+
+    def acquire(self, mailbox_id: int) -> bool:
+        """Take the maildrop of ``mailbox_id``; False when another session holds it."""
+        if mailbox_id in self._open:
+            return False
+        self._open.add(mailbox_id)
+        return True
+
+    def release(self, mailbox_id: int) -> None:
+        self._open.discard(mailbox_id)
+
+
+def open_maildrops(app: App) -> OpenMaildrops:
+    return app.component(OpenMaildrops, OpenMaildrops)
+

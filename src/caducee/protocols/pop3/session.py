@@ -28,10 +28,6 @@ AUTH_LINE_LIMIT = 8192
 IDLE_TIMEOUT = 600.0
 AUTH_TIMEOUT = 60.0
 MAX_BAD_COMMANDS = 10
-#: One POP3 session per maildrop at a time on this node (RFC 1939 §8: exclusive access).
-_in_use: set[int] = set()
-
-
 @dataclass
 class Pop3Config:
     hostname: str
@@ -208,10 +204,10 @@ class Pop3Session:
         except CaduceeError:
             await self.reply("-ERR [SYS/TEMP] boite indisponible, reessayez plus tard")
             return False
-        if drop.mailbox_id in _in_use:
+        # RFC 1939 §8 / RFC 2449 §8.1.2: one session per maildrop at a time.
+        if not maildrop.open_maildrops(self.app).acquire(drop.mailbox_id):
             await self.reply("-ERR [IN-USE] boite deja ouverte par une autre session POP3")
             return False
-        _in_use.add(drop.mailbox_id)
         self.login, self.drop = account.login, drop
         await self.reply(f"+OK {len(drop.messages)} message(s)")
         return False
@@ -329,4 +325,4 @@ class Pop3Session:
 
     def release(self) -> None:
         if self.drop is not None:
-            _in_use.discard(self.drop.mailbox_id)
+            maildrop.open_maildrops(self.app).release(self.drop.mailbox_id)
