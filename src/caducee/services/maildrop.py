@@ -89,4 +89,3 @@ class OpenMaildrops:
 
 def open_maildrops(app: App) -> OpenMaildrops:
     return app.component(OpenMaildrops, OpenMaildrops)
-

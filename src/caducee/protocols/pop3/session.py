@@ -28,6 +28,8 @@ AUTH_LINE_LIMIT = 8192
 IDLE_TIMEOUT = 600.0
 AUTH_TIMEOUT = 60.0
 MAX_BAD_COMMANDS = 10
+
+
 @dataclass
 class Pop3Config:
     hostname: str
