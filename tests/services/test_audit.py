@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from alembic import command
@@ -39,6 +40,24 @@ async def fill(app: App, count: int, start: datetime | None = None) -> None:
             )
 
 
+async def forge_keyless(app: App, seq: int, *, mark_first_chain: bool = False) -> Any:
+    """What a forger with database access only can do: edit record ``seq``'s actor and give it
+    a keyless SHA-256 (the first chain's hash; with ``mark_first_chain``, the record also claims
+    to belong to that chain). Returns the original row."""
+    async with app.db.write() as conn:
+        row = (await conn.execute(select(audit_log).where(audit_log.c.seq == seq))).one()
+        forged = audit.record_hash(
+            row.prev_hash, seq, row.ts, "intrus", row.action, row.target, row.source,
+            row.result, row.details,
+        )  # fmt: skip
+        await conn.execute(
+            update(audit_log)
+            .where(audit_log.c.seq == seq)
+            .values(actor="intrus", hash=forged, **({"chain": 1} if mark_first_chain else {}))
+        )
+    return row
+
+
 async def test_intact_chain_verifies(app: App) -> None:
     await fill(app, 25)
     result = await audit.verify(app.db, batch=7)
@@ -65,22 +84,7 @@ async def test_a_record_rehashed_without_the_key_is_named(app: App) -> None:
     await fill(app, 5)
     # The chain is keyed: a forger who edits record 3 and recomputes a keyless SHA-256 for it
     # (what the first chain used) is caught at record 3 itself.
-    async with app.db.write() as conn:
-        row = (await conn.execute(select(audit_log).where(audit_log.c.seq == 3))).one()
-        forged = audit.record_hash(
-            row.prev_hash,
-            3,
-            row.ts,
-            "intrus",
-            row.action,
-            row.target,
-            row.source,
-            row.result,
-            row.details,
-        )
-        await conn.execute(
-            update(audit_log).where(audit_log.c.seq == 3).values(actor="intrus", hash=forged)
-        )
+    await forge_keyless(app, 3)
     result = await audit.verify(app.db)
     assert not result.ok and result.first_bad_seq == 3 and "modifié" in result.reason_fr
 
@@ -234,24 +238,7 @@ async def test_records_written_before_the_keyed_chain_keep_verifying(settings: S
             chains = dict((await conn.execute(select(audit_log.c.seq, audit_log.c.chain))).all())
         assert chains == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 2, 7: 2, 8: 2}
         # a keyed record cannot be downgraded to the keyless hash
-        async with app.db.write() as conn:
-            row = (await conn.execute(select(audit_log).where(audit_log.c.seq == 7))).one()
-            forged = audit.record_hash(
-                row.prev_hash,
-                7,
-                row.ts,
-                "intrus",
-                row.action,
-                row.target,
-                row.source,
-                row.result,
-                row.details,
-            )
-            await conn.execute(
-                update(audit_log)
-                .where(audit_log.c.seq == 7)
-                .values(actor="intrus", hash=forged, chain=1)
-            )
+        row = await forge_keyless(app, 7, mark_first_chain=True)
         result = await audit.verify(app.db)
         assert not result.ok and result.first_bad_seq == 7
         async with app.db.write() as conn:
