@@ -17,6 +17,7 @@ from caducee.config import Settings
 from caducee.services import dns as caducee_dns
 from caducee.store.keyring import create_master_key_file
 from tests.dnsserver import LocalDNS
+from tests.health.sms_provider_server import ProviderServer
 from tests.oidc_provider import TestProvider
 from tests.pgcluster import PgCluster, find_pg_bin
 
@@ -110,3 +111,16 @@ def provider() -> Iterator[TestProvider]:
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture
+def sms_server(tmp_path: Path, app: App) -> Iterator[ProviderServer]:
+    """The SMS provider: a local HTTPS server speaking the webhook API, set as the app's."""
+    server = ProviderServer(tmp_path / "provider").start()
+    app.settings.sms_provider = "webhook"
+    app.settings.sms_url = server.url + "/hooks/sms"
+    app.settings.sms_ca_file = server.ca_file
+    try:
+        yield server
+    finally:
+        server.stop()

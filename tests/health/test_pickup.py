@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesParser
 from email.policy import default
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -40,19 +39,6 @@ from tests.web.helpers import audit_actions, audit_dump
 @pytest.fixture
 async def cab(app: App) -> Cabinet:
     return await cabinet(app)
-
-
-@pytest.fixture
-def sms_server(tmp_path: Path, app: App) -> Iterator[ProviderServer]:
-    """The SMS provider: a local HTTPS server speaking the webhook API."""
-    server = ProviderServer(tmp_path / "provider").start()
-    app.settings.sms_provider = "webhook"
-    app.settings.sms_url = server.url + "/hooks/sms"
-    app.settings.sms_ca_file = server.ca_file
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def last_code(server: ProviderServer) -> str:

@@ -5,11 +5,9 @@ The SMS provider is a local HTTPS server speaking the webhook API."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesParser
 from email.policy import default
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -23,18 +21,6 @@ from tests.web.conftest import WebClient
 from tests.web.helpers import assert_safe_download, assert_strict_page, audit_actions
 
 CODE = re.compile(r"est (\d{6})\.")
-
-
-@pytest.fixture
-def sms_server(tmp_path: Path, app: App) -> Iterator[ProviderServer]:
-    server = ProviderServer(tmp_path / "provider").start()
-    app.settings.sms_provider = "webhook"
-    app.settings.sms_url = server.url + "/hooks/sms"
-    app.settings.sms_ca_file = server.ca_file
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
