@@ -15,9 +15,11 @@ Both need the patient's mobile: without it the sender is told to add it (nothing
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.utils import format_datetime, formataddr, make_msgid
 from typing import TYPE_CHECKING
 
@@ -112,6 +114,61 @@ def contents_of(message: bytes) -> list[Attachment]:
     return found
 
 
+def protected_notice(
+    message: bytes,
+    *,
+    mode: str,
+    password: str,
+    practice_name: str,
+    sender_address: str,
+    patient_email: str,
+    hostname: str,
+) -> tuple[bytes, str]:
+    """The notice carrying ``message`` as an encrypted PDF (or ZIP, ``mode == "zip"``) opened by
+    ``password``, and the original Message-ID (which the notice keeps, for the sender's trace).
+    CPU-bound: run it in a worker thread."""
+    from caducee.health import protected_attachments
+
+    contents = contents_of(message)
+    if mode == "zip":
+        data = protected_attachments.encrypted_zip(contents, password)
+        filename, maintype, subtype = "documents.zip", "application", "zip"
+        how_fr, how_en = (
+            protected_attachments.zip_notice("fr"),
+            protected_attachments.zip_notice("en"),
+        )
+    else:
+        data = protected_attachments.encrypted_pdf(
+            contents, password, title=f"Message de {practice_name}"
+        )
+        filename, maintype, subtype = "documents.pdf", "application", "pdf"
+        how_fr, how_en = (
+            protected_attachments.pdf_notice("fr"),
+            protected_attachments.pdf_notice("en"),
+        )
+    head = BytesHeaderParser(policy=policy.compat32).parsebytes(message)
+    original_id = str(head.get("Message-ID", "")).strip()
+    notice = EmailMessage(policy=policy.SMTP)
+    notice["From"] = formataddr((practice_name, sender_address))
+    notice["To"] = patient_email
+    notice["Subject"] = f"Document de {practice_name}"
+    notice["Date"] = format_datetime(datetime.now(UTC))
+    notice["Message-ID"] = original_id or make_msgid(domain=hostname)
+    notice["Content-Language"] = "fr, en"
+    notice.set_content(
+        f"Bonjour,\n\n{practice_name} vous transmet un document protégé par un mot de passe, "
+        "envoyé séparément par SMS sur votre téléphone portable.\n"
+        f"{how_fr}\n"
+        "Par sécurité, ce courriel ne contient aucune information sur votre santé.\n\n"
+        "— English —\n\n"
+        f"Hello,\n\n{practice_name} sends you a document protected by a password, sent "
+        f"separately by SMS to your mobile phone.\n{how_en}\n"
+        "For your safety, this email contains no information about your health.\n"
+    )
+    notice.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return notice.as_bytes(), original_id
+
+
 async def _send_protected(
     app: App,
     *,
@@ -126,43 +183,18 @@ async def _send_protected(
 
     practice = await practices.get_practice(app, practice_id)
     password = protected_attachments.generate_password()
-    contents = contents_of(message)
-    if patient.data.delivery_mode == "zip":
-        data = protected_attachments.encrypted_zip(contents, password)
-        filename, maintype, subtype = "documents.zip", "application", "zip"
-        how_fr, how_en = (
-            protected_attachments.zip_notice("fr"),
-            protected_attachments.zip_notice("en"),
-        )
-    else:
-        data = protected_attachments.encrypted_pdf(
-            contents, password, title=f"Message de {practice.name}"
-        )
-        filename, maintype, subtype = "documents.pdf", "application", "pdf"
-        how_fr, how_en = (
-            protected_attachments.pdf_notice("fr"),
-            protected_attachments.pdf_notice("en"),
-        )
-    original_id = str(message_from_bytes(message, policy=policy.compat32).get("Message-ID", ""))
-    notice = EmailMessage(policy=policy.SMTP)
-    notice["From"] = formataddr((practice.name, sender_address))
-    notice["To"] = patient.data.email
-    notice["Subject"] = f"Document de {practice.name}"
-    notice["Date"] = format_datetime(datetime.now(UTC))
-    notice["Message-ID"] = original_id.strip() or make_msgid(domain=app.settings.hostname)
-    notice["Content-Language"] = "fr, en"
-    notice.set_content(
-        f"Bonjour,\n\n{practice.name} vous transmet un document protégé par un mot de passe, "
-        "envoyé séparément par SMS sur votre téléphone portable.\n"
-        f"{how_fr}\n"
-        "Par sécurité, ce courriel ne contient aucune information sur votre santé.\n\n"
-        "— English —\n\n"
-        f"Hello,\n\n{practice.name} sends you a document protected by a password, sent "
-        f"separately by SMS to your mobile phone.\n{how_en}\n"
-        "For your safety, this email contains no information about your health.\n"
+    # Parsing the message, encrypting the PDF or ZIP and encoding the notice are CPU work:
+    # off the event loop, which serves every other session of the node.
+    raw, original_id = await asyncio.to_thread(
+        protected_notice,
+        message,
+        mode=patient.data.delivery_mode,
+        password=password,
+        practice_name=practice.name,
+        sender_address=sender_address,
+        patient_email=patient.data.email,
+        hostname=app.settings.hostname,
     )
-    notice.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
-    raw = notice.as_bytes()
     await sms.send_sms(
         app,
         patient.data.mobile,
