@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -593,4 +594,27 @@ patient_settings = Table(
     # The practice's explicit leave for that mailbox to send ordinary mail outside the trust
     # space (audited); without it, it writes outside only to verified patients.
     Column("patient_mailbox_open", Boolean, nullable=False, server_default="0"),
+)
+
+#: The practice's charter (issue 16): one practice-wide row (``account_id`` NULL) and one row
+#: per practitioner who overrides it; ``settings`` is the charter's JSON
+#: (``domain.charter.to_dict``), public information kept in clear.
+practice_charters = Table(
+    "practice_charters",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", Integer, ForeignKey("practices.id"), nullable=False),
+    Column("account_id", Integer, ForeignKey("accounts.id")),
+    Column("settings", Text, nullable=False),
+    _ts("updated_at"),
+    Column("updated_by", String(320), nullable=False),
+    UniqueConstraint("practice_id", "account_id", name="uq_practice_charters_practice_account"),
+    # One practice-wide row: NULLs are distinct to the constraint above.
+    Index(
+        "uq_practice_charters_practice_wide",
+        "practice_id",
+        unique=True,
+        sqlite_where=text("account_id IS NULL"),
+        postgresql_where=text("account_id IS NULL"),
+    ),
 )
