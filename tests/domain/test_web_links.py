@@ -19,12 +19,14 @@ def test_every_linked_page_is_a_web_route() -> None:
         Page.NEW_PATIENT: web_links.url(BASE, Page.NEW_PATIENT, {"email": "a.b@ailleurs.test"}),
         Page.ADDRESS_VERIFICATION: web_links.url(BASE, Page.ADDRESS_VERIFICATION, token="t0k"),
         Page.PICKUP: web_links.url(BASE, Page.PICKUP, token="t0k"),
+        Page.PICKUP_CHARTER: web_links.url(BASE, Page.PICKUP_CHARTER, token="t0k"),
     }
     assert urls == {
         Page.PATIENT_RECORD: f"{BASE}/patients/42",
         Page.NEW_PATIENT: f"{BASE}/patients/nouveau?email=a.b%40ailleurs.test",
         Page.ADDRESS_VERIFICATION: f"{BASE}/patient/verifier/t0k",
         Page.PICKUP: f"{BASE}/portail/t0k",
+        Page.PICKUP_CHARTER: f"{BASE}/portail/t0k/charte",
     }
     routes = [*patients_web.routes, *portal.routes]
     for url in urls.values():

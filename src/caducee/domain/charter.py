@@ -637,6 +637,7 @@ class CharterView:
     delay: str
     accepted: tuple[AcceptedType, ...]
     refused: tuple[str, ...]
+    out_of_scope: str
     delay_detail: str
     hours: tuple[DayHours, ...]
     closures: tuple[str, ...]
@@ -690,6 +691,7 @@ def view(
         delay=delay_sentence(charter, lang),
         accepted=accepted,
         refused=refused,
+        out_of_scope=OUT_OF_SCOPE.hint(lang),
         delay_detail=delay_detail(charter, lang),
         hours=tuple(
             DayHours(
@@ -718,7 +720,7 @@ def full_text(charter: Charter, lang: str = "fr", today: date | None = None) -> 
     lines += [
         f"- {a.label} : {a.hint}" if not en else f"- {a.label}: {a.hint}" for a in shown.accepted
     ]
-    not_handled = [*shown.refused, OUT_OF_SCOPE.hint(lang)]
+    not_handled = [*shown.refused, shown.out_of_scope]
     lines += [
         "",
         ("Not handled by e-mail: " if en else "Ne sont pas traités par messagerie : ")

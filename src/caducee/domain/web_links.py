@@ -1,7 +1,8 @@
 """The web pages that mail and refusals written by the server link to, named by what they are
 for: the health rules say which page fixes what (a patient's record, registering a patient,
-confirming an address, a pickup), the web layer declares its routes from the same paths, so
-that no rule hard-codes a route and a route cannot move without its links.
+confirming an address, a pickup, the charter of a pickup's practice), the web layer declares
+its routes from the same paths, so that no rule hard-codes a route and a route cannot move
+without its links.
 
 Paths use Starlette's syntax (``{patient_id:int}``); :func:`url` fills them in.
 """
@@ -19,6 +20,7 @@ class Page(Enum):
     NEW_PATIENT = "/patients/nouveau"
     ADDRESS_VERIFICATION = "/patient/verifier/{token}"
     PICKUP = "/portail/{token}"
+    PICKUP_CHARTER = "/portail/{token}/charte"
 
     @property
     def path(self) -> str:

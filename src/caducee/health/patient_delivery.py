@@ -24,11 +24,13 @@ from email.utils import format_datetime, formataddr, make_msgid
 from typing import TYPE_CHECKING
 
 from caducee.app import App
+from caducee.domain import charter as charter_rules
 from caducee.domain import web_links
+from caducee.domain.charter import Charter
 from caducee.domain.recipient_route import Purpose
 from caducee.domain.web_links import Page
 from caducee.errors import PolicyRejected
-from caducee.health import pickup, sms
+from caducee.health import charter, pickup, sms
 from caducee.health.generated_mail import send_generated
 from caducee.health.patients import Patient
 from caducee.services import practices, trace
@@ -123,6 +125,7 @@ def protected_notice(
     sender_address: str,
     patient_email: str,
     hostname: str,
+    rules: Charter | None = None,
 ) -> tuple[bytes, str]:
     """The notice carrying ``message`` as an encrypted PDF (or ZIP, ``mode == "zip"``) opened by
     ``password``, and the original Message-ID (which the notice keeps, for the sender's trace).
@@ -160,10 +163,12 @@ def protected_notice(
         "envoyé séparément par SMS sur votre téléphone portable.\n"
         f"{how_fr}\n"
         "Par sécurité, ce courriel ne contient aucune information sur votre santé.\n\n"
+        f"{charter_rules.short_text(rules or Charter(), 'fr')}\n\n"
         "— English —\n\n"
         f"Hello,\n\n{practice_name} sends you a document protected by a password, sent "
         f"separately by SMS to your mobile phone.\n{how_en}\n"
-        "For your safety, this email contains no information about your health.\n"
+        "For your safety, this email contains no information about your health.\n\n"
+        f"{charter_rules.short_text(rules or Charter(), 'en')}\n"
     )
     notice.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return notice.as_bytes(), original_id
@@ -183,6 +188,7 @@ async def _send_protected(
 
     practice = await practices.get_practice(app, practice_id)
     password = protected_attachments.generate_password()
+    rules = await charter.charter_for_mailbox(app, sender_mailbox_id)
     # Parsing the message, encrypting the PDF or ZIP and encoding the notice are CPU work:
     # off the event loop, which serves every other session of the node.
     raw, original_id = await asyncio.to_thread(
@@ -194,6 +200,7 @@ async def _send_protected(
         sender_address=sender_address,
         patient_email=patient.data.email,
         hostname=app.settings.hostname,
+        rules=rules,
     )
     await sms.send_sms(
         app,

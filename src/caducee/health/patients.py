@@ -25,12 +25,14 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
 
 from caducee.app import App
+from caducee.domain import charter as charter_rules
 from caducee.domain import web_links
 from caducee.domain.addresses import domain_of, normalize_address
+from caducee.domain.charter import Charter
 from caducee.domain.recipient_route import Purpose
 from caducee.domain.web_links import Page
 from caducee.errors import AlreadyExists, InvalidInput, NotFound
-from caducee.health import generated_mail
+from caducee.health import charter, generated_mail
 from caducee.health.dlp_detectors import nir_key_valid
 from caducee.health.patient_settings import settings_of
 from caducee.health.sms import normalise_mobile
@@ -356,9 +358,18 @@ async def find_by_email(app: App, practice_id: int, address: str) -> Patient | N
 
 
 def verification_message(
-    *, hostname: str, practice_name: str, sender: str, patient_email: str, link: str
+    *,
+    hostname: str,
+    practice_name: str,
+    sender: str,
+    patient_email: str,
+    link: str,
+    rules: Charter | None = None,
 ) -> bytes:
-    """No health content: the practice's name and the link."""
+    """No health content: the practice's name, the link, and the practice's charter (its
+    short form in both languages, then the full charter in French: the patient agrees here
+    to be written to, so the rules come with the question)."""
+    rules = rules or Charter()
     message = EmailMessage(policy=SMTP)
     message["From"] = formataddr((practice_name, sender))
     message["To"] = patient_email
@@ -372,11 +383,15 @@ def verification_message(
         "sécurisée de santé. Pour confirmer que cette adresse est bien la vôtre, et que vous "
         f"seul(e) la consultez, ouvrez ce lien (valable {VERIFY_DAYS} jours) :\n\n{link}\n\n"
         "Si vous n'êtes pas patient(e) de ce cabinet, ignorez ce courriel.\n\n"
+        f"{charter_rules.short_text(rules, 'fr')}\n\n"
         "— English —\n\n"
         f"Hello,\n\n{practice_name} would like to write to you at this address through its "
         "secure health messaging. To confirm that this address is yours and that only you "
         f"read it, open this link (valid {VERIFY_DAYS} days):\n\n{link}\n\n"
-        "If you are not a patient of this practice, ignore this email.\n"
+        "If you are not a patient of this practice, ignore this email.\n\n"
+        f"{charter_rules.short_text(rules, 'en')}\n\n"
+        "————\n\n"
+        f"{charter_rules.full_text(rules, 'fr', today=datetime.now(UTC).date())}\n"
     )
     return message.as_bytes()
 
@@ -430,6 +445,7 @@ async def send_verification(
         sender=sender,
         patient_email=patient.data.email,
         link=link,
+        rules=await charter.charter_of(app, practice_id),
     )
     await generated_mail.send_generated(
         app, raw, sender, patient.data.email, purpose=Purpose.ADDRESS_VERIFICATION, source=source

@@ -23,7 +23,7 @@ from caducee.domain.addresses import normalize_address
 from caducee.domain.recipient_route import Purpose
 from caducee.domain.web_links import Page
 from caducee.errors import InvalidInput, LimitReached, NotFound
-from caducee.health import pickup_mail
+from caducee.health import charter, pickup_mail
 from caducee.health.generated_mail import send_generated
 from caducee.health.pickup_mail import ReplyFile
 from caducee.health.pickup_store import (
@@ -154,6 +154,7 @@ async def create_pickup(
         if not committed:
             await app.blobs.remove_files([blob_id])
     link = web_links.url(app.settings.public_base_url, Page.PICKUP, token=token)
+    rules = await charter.charter_for_mailbox(app, sender_mailbox_id)
     notice = pickup_mail.notice(
         hostname=app.settings.hostname,
         practice_name=practice.name,
@@ -162,6 +163,8 @@ async def create_pickup(
         link=link,
         expires_at=expires,
         passphrase=passphrase_hash is not None,
+        charter=rules,
+        charter_link=web_links.url(app.settings.public_base_url, Page.PICKUP_CHARTER, token=token),
     )
     await send_generated(
         app,

@@ -11,7 +11,9 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
 from zoneinfo import ZoneInfo
 
+from caducee.domain import charter as charter_rules
 from caducee.domain import mail_display
+from caducee.domain.charter import Charter
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -39,9 +41,12 @@ def notice(
     link: str,
     expires_at: datetime,
     passphrase: bool,
+    charter: Charter | None = None,
+    charter_link: str = "",
 ) -> bytes:
     """The email telling the patient a message waits on the portal: practice name, a generic
-    subject, the link; never the message's subject or content."""
+    subject, the link, the short form of the practice's charter (with the link to its full
+    form); never the message's subject or content."""
     message = _message(
         hostname,
         formataddr((practice_name, sender_address)),
@@ -62,6 +67,9 @@ def notice(
         if passphrase
         else "A one-time code will be sent by SMS to your mobile phone."
     )
+    rules = charter or Charter()
+    charter_fr = charter_rules.short_text(rules, "fr", charter_link)
+    charter_en = charter_rules.short_text(rules, "en", charter_link)
     message.set_content(
         f"Bonjour,\n\n{practice_name} vous a transmis un message par sa messagerie sécurisée "
         "de santé.\n"
@@ -69,12 +77,14 @@ def notice(
         f"{how_fr}\n"
         "Par sécurité, ce courriel ne contient aucune information sur votre santé. Si vous "
         "n'attendiez pas de message de ce cabinet, ignorez ce courriel.\n\n"
+        f"{charter_fr}\n\n"
         "— English —\n\n"
         f"Hello,\n\n{practice_name} sent you a message through its secure health messaging.\n"
         f"To read it, open this link (valid until {until}):\n\n{link}\n\n"
         f"{how_en}\n"
         "For your safety, this email contains no information about your health. If you did "
-        "not expect a message from this practice, ignore this email.\n"
+        "not expect a message from this practice, ignore this email.\n\n"
+        f"{charter_en}\n"
     )
     return message.as_bytes()
 

@@ -9,6 +9,7 @@ from babel.dates import format_datetime
 from babel.numbers import format_decimal
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from caducee.domain import charter as charter_rules
 from caducee.web.i18n import N_, current_language, gettext, ngettext
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -137,6 +138,13 @@ def label(kind: str, value: object) -> str:
     return gettext(text) if text else key
 
 
+def charter_emergency() -> str:
+    """The charter's emergency line in the page's language (every portal page shows it, even
+    when no practice is known)."""
+    fr, en = charter_rules.SHORT_EMERGENCY
+    return en if current_language.get() == "en" else fr
+
+
 def create_environment() -> Environment:
     env = Environment(
         loader=PackageLoader("caducee.web", "templates"),
@@ -151,5 +159,6 @@ def create_environment() -> Environment:
     env.globals["percent"] = percent
     env.globals["label"] = label
     env.globals["folder_label"] = folder_label
+    env.globals["charter_emergency"] = charter_emergency
     env.filters["person"] = person
     return env

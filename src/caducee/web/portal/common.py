@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from caducee.domain import charter as charter_rules
+from caducee.domain import web_links
+from caducee.domain.web_links import Page
 from caducee.errors import NotFound
-from caducee.health import pickup_auth
+from caducee.health import charter, pickup_auth
 from caducee.health.pickup_auth import PortalSession
 from caducee.health.pickup_store import Pickup, PickupClosed, by_token
 from caducee.services import rate_limits
 from caducee.services.audit import AuditEvent, record
 from caducee.services.rate_limits import RateLimiter
 from caducee.web.core import PageError, client_ip, error_page, render, state
+from caducee.web.i18n import current_language
 from caducee.web.i18n import gettext as _
 
 PORTAL_COOKIE = "__Host-caducee-portail"
@@ -43,6 +49,18 @@ async def audit_refusal(request: Request, action: str, pickup_id: int = 0, **det
             details={"path": request.url.path.split("/")[-1][:30] if pickup_id else "", **details},
         ),
     )
+
+
+async def charter_values(request: Request, found: Pickup) -> dict[str, Any]:
+    """What the portal's layout needs for the short charter of the pickup's practice (its
+    sender's own, for a personal mailbox), and the full charter's page."""
+    rules = await charter.charter_for_mailbox(state(request).app, found.sender_mailbox_id)
+    now = datetime.now(UTC)
+    token = str(request.path_params["token"])
+    return {
+        "charter": charter_rules.view(rules, current_language.get(), today=now.date(), now=now),
+        "charter_url": web_links.url("", Page.PICKUP_CHARTER, token=token),
+    }
 
 
 def closed_page(request: Request, reason: str, message: str, status: int) -> Response:

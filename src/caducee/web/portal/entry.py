@@ -13,12 +13,14 @@ from starlette.responses import Response
 from caducee.errors import CaduceeError, LimitReached
 from caducee.health import pickup_auth
 from caducee.health.pickup_store import Pickup, PickupClosed
+from caducee.services import practices
 from caducee.web.core import PageError, client_ip, error_message, redirect, render
 from caducee.web.core import state as web_state
 from caducee.web.i18n import gettext as _
 from caducee.web.portal.common import (
     PORTAL_COOKIE,
     PORTAL_CSRF_COOKIE,
+    charter_values,
     check_landing_csrf,
     closed_response,
     portal_page,
@@ -33,14 +35,19 @@ def _csrf(request: Request) -> str:
     return token if 20 <= len(token) <= 100 else secrets.token_urlsafe(32)
 
 
-def _page(
+async def _page(
     request: Request, template: str, found: Pickup, status: int = 200, **values: object
 ) -> Response:
     token = _csrf(request)
     response = render(
         request,
         template,
-        {"base": f"/portail/{request.path_params['token']}", "pickup": found, **values},
+        {
+            "base": f"/portail/{request.path_params['token']}",
+            "pickup": found,
+            **await charter_values(request, found),
+            **values,
+        },
         csrf=token,
         status=status,
     )
@@ -51,7 +58,7 @@ def _page(
 @portal_page
 async def landing(request: Request, found: Pickup) -> Response:
     """No content here: the two ways to prove the link is yours."""
-    return _page(request, "portal/landing.html", found)
+    return await _page(request, "portal/landing.html", found)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -68,24 +75,31 @@ async def ask_code(request: Request, found: Pickup) -> Response:
             web_state(request).app, found, source=client_ip(request)
         )
     except LimitReached as exc:
-        return _page(request, "portal/code.html", found, 429, error=error_message(exc))
+        return await _page(request, "portal/code.html", found, 429, error=error_message(exc))
     except PickupClosed as exc:
         return await closed_response(request, found, exc)
     except CaduceeError as exc:  # the SMS provider refused or is unreachable
         log.warning("portal code not sent: %s", type(exc).__name__)
-        return _page(
+        return await _page(
             request,
             "portal/landing.html",
             found,
             502,
             error=_("Le SMS n'a pas pu être envoyé. Réessayez dans quelques minutes."),
         )
-    return _page(request, "portal/code.html", found, masked=masked, sent=True)
+    return await _page(request, "portal/code.html", found, masked=masked, sent=True)
+
+
+@portal_page
+async def charter_page(request: Request, found: Pickup) -> Response:
+    """The practice's full charter: public rules, shown from the link alone (no code)."""
+    practice = await practices.get_practice(web_state(request).app, found.practice_id)
+    return await _page(request, "portal/charter.html", found, practice_name=practice.name)
 
 
 @portal_page
 async def code_page(request: Request, found: Pickup) -> Response:
-    return _page(request, "portal/code.html", found)
+    return await _page(request, "portal/code.html", found)
 
 
 async def _opened(request: Request, found: Pickup) -> Response:
@@ -114,7 +128,7 @@ async def check_code(request: Request, found: Pickup) -> Response:
             return await _opened(request, found)
     except PickupClosed as exc:
         return await closed_response(request, found, exc)
-    return _page(request, "portal/code.html", found, 400, error=await _wrong(request, found))
+    return await _page(request, "portal/code.html", found, 400, error=await _wrong(request, found))
 
 
 @portal_page
@@ -131,4 +145,6 @@ async def check_passphrase(request: Request, found: Pickup) -> Response:
             return await _opened(request, found)
     except PickupClosed as exc:
         return await closed_response(request, found, exc)
-    return _page(request, "portal/landing.html", found, 400, error=await _wrong(request, found))
+    return await _page(
+        request, "portal/landing.html", found, 400, error=await _wrong(request, found)
+    )

@@ -30,6 +30,7 @@ from caducee.web.middleware import CONTENT_SECURITY_POLICY_MAIL_VIEW
 from caducee.web.portal import entry
 from caducee.web.portal.common import (
     PORTAL_COOKIE,
+    charter_values,
     check_session_csrf,
     portal_page,
     session_for,
@@ -55,6 +56,7 @@ async def _message_page(
             "error": error,
             "max_files": pickup.MAX_REPLY_FILES,
             "max_bytes": web_state(request).app.settings.pickup_reply_max_bytes,
+            **await charter_values(request, found),
         },
         csrf=session.csrf_token,
         status=status,
@@ -90,6 +92,7 @@ async def attachment(request: Request, found: Pickup) -> Response:
             {
                 "title": _("Pièce jointe introuvable"),
                 "message": _("Cette pièce jointe n'existe pas."),
+                **await charter_values(request, found),
             },
             status=404,
         )
@@ -117,7 +120,12 @@ async def send_reply(request: Request, found: Pickup) -> Response:
         )
     except (InvalidInput, LimitReached) as exc:
         return await _message_page(request, found, error=error_message(exc), status=400)
-    return render(request, "portal/sent.html", {"base": _base(request)}, csrf=session.csrf_token)
+    return render(
+        request,
+        "portal/sent.html",
+        {"base": _base(request), **await charter_values(request, found)},
+        csrf=session.csrf_token,
+    )
 
 
 @portal_page
@@ -134,6 +142,7 @@ async def leave(request: Request, found: Pickup) -> Response:
 
 routes = [
     Route(Page.PICKUP.path, entry.landing, methods=["GET"], name="portal"),
+    Route(Page.PICKUP_CHARTER.path, entry.charter_page, methods=["GET"], name="portal_charter"),
     Route("/portail/{token}/code", entry.ask_code, methods=["POST"]),
     Route("/portail/{token}/verifier", entry.code_page, methods=["GET"]),
     Route("/portail/{token}/verifier", entry.check_code, methods=["POST"]),
