@@ -11,6 +11,7 @@ import pytest
 from starlette.routing import Route
 
 from caducee.app import App
+from caducee.health import charter
 from caducee.services import accounts, app_passwords, mailboxes, mfa, queue, web_sessions
 from caducee.web import admin
 from tests.web.conftest import Clock, People, WebClient
@@ -43,6 +44,10 @@ async def admin_calls(app: App, people: People) -> list[Call]:
         Call("POST", "/admin/cabinet", {"nom": "Piraté", "finess": "", "siret": ""}),
         Call("POST", "/admin/cabinet/second-facteur", {"exiger": "oui"}),
         Call("POST", "/admin/cabinet/patients", {"politique": "avertir"}),
+        Call("GET", f"/admin/charte?praticien={a}", {}),
+        Call("POST", "/admin/charte", {**CHARTER_FORM, "praticien": str(a)}),
+        Call("POST", "/admin/charte/apercu", CHARTER_FORM),
+        Call("POST", "/admin/charte/supprimer", {"praticien": str(a)}),
         Call("GET", "/admin/comptes", {}),
         Call("GET", "/admin/comptes/nouveau", {}),
         Call(
@@ -88,6 +93,9 @@ async def admin_calls(app: App, people: People) -> list[Call]:
     return calls
 
 
+CHARTER_FORM = {"types": "resultats", "delai": "1", "horaires_lundi": "09:00-10:00"}
+
+
 def test_every_admin_route_is_in_the_matrix() -> None:
     declared = {
         (method, route.path)
@@ -100,6 +108,8 @@ def test_every_admin_route_is_in_the_matrix() -> None:
         ("GET", "/admin"), ("GET", "/admin/cabinet"), ("POST", "/admin/cabinet"),
         ("POST", "/admin/cabinet/second-facteur"), ("GET", "/admin/comptes"),
         ("POST", "/admin/cabinet/patients"),
+        ("GET", "/admin/charte"), ("POST", "/admin/charte"), ("POST", "/admin/charte/apercu"),
+        ("POST", "/admin/charte/supprimer"),
         ("GET", "/admin/comptes/nouveau"), ("POST", "/admin/comptes/nouveau"),
         ("GET", "/admin/comptes/{account_id}"), ("POST", "/admin/comptes/{account_id}/desactiver"),
         ("POST", "/admin/comptes/{account_id}/activer"),
@@ -126,6 +136,9 @@ async def state_of_a(app: App, people: People) -> Any:
         await mailboxes.list_delegations(app),
         await app_passwords.list_app_passwords(app, people.doctor_a.login),
         [(e.address, e.state) for e in await queue.list_queue(app, include_finished=True)],
+        await charter.charter_of(app, practice.id),
+        await charter.charter_of(app, practice.id, people.doctor_a.id),
+        await charter.overriding_accounts(app, practice.id),
     )
 
 
@@ -187,6 +200,10 @@ async def test_admin_of_another_practice(web: WebClient, people: People, app: Ap
             # Pages of their own practice: nothing of practice A shows.
             assert response.status_code in (200, 303), call
             assert "cabinet-a.test" not in response.text, call
+            assert "Cabinet A" not in response.text, call
+        elif call.path == "/admin/charte/apercu":
+            # A preview of the form sent, nothing read or changed.
+            assert response.status_code == 200, call
             assert "Cabinet A" not in response.text, call
         elif call.path in (
             "/admin/cabinet",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from caducee.web.admin import accounts, audit, mailboxes, practice, queue
+from caducee.web.admin import accounts, audit, charter, mailboxes, practice, queue
 
 routes: list[BaseRoute] = [
     *practice.routes,
+    *charter.routes,
     *accounts.routes,
     *mailboxes.routes,
     *audit.routes,
