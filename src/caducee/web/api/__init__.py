@@ -2,7 +2,8 @@
 
 Authentication: ``Authorization: Bearer cdc_…`` (see :mod:`caducee.services.api_tokens`).
 Every route is declared once in :data:`ENDPOINTS` with its scope and schemas (``messages``:
-mailboxes, folders, messages, sending; ``patients``: the registry); the OpenAPI 3.1
+mailboxes, folders, messages, sending; ``patients``: the registry; ``charter``: the
+practice's charter); the OpenAPI 3.1
 description (``/api/v1/openapi.json``) is generated here from that list, so it cannot drift;
 ``auth`` wraps every route (token, scope, rate limit, errors, audit); ``call`` holds what
 handlers share. Errors
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from caducee.web.api import messages, patients
+from caducee.web.api import charter, messages, patients
 from caducee.web.api.auth import BAD_TOKENS_PER_MINUTE, CALLS_PER_MINUTE, wrap
 from caducee.web.api.call import PREFIX, ApiError, Call, Endpoint
 
@@ -33,7 +34,7 @@ __all__ = [
     "routes",
 ]
 
-ENDPOINTS: tuple[Endpoint, ...] = (*messages.ENDPOINTS, *patients.ENDPOINTS)
+ENDPOINTS: tuple[Endpoint, ...] = (*messages.ENDPOINTS, *patients.ENDPOINTS, *charter.ENDPOINTS)
 _ERROR = {"$ref": "#/components/schemas/Erreur"}
 
 
@@ -89,7 +90,8 @@ def openapi() -> dict[str, Any]:
         "info": {
             "title": "Caducée — API des logiciels métier",
             "description": (
-                "Messagerie sécurisée de santé : lecture, marquage, envoi ; registre des patients."
+                "Messagerie sécurisée de santé : lecture, marquage, envoi ; registre des "
+                "patients ; charte du cabinet."
             ),
         },
         "servers": [{"url": PREFIX}],
