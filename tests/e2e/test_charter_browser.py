@@ -76,3 +76,32 @@ def test_charter_on_the_portal_at_360_px(browser: Browser, node: Node) -> None:
     _no_sideways_scroll(page)
     page.screenshot(path=str(SCREENSHOTS / "portal-charter.png"), full_page=True)
     context.close()
+
+
+def test_admin_edits_the_charter_with_a_live_preview(browser: Browser, node: Node) -> None:
+    """The console's preview follows the fields as they are typed (charter-preview.js), shows
+    errors in French, and saving makes the portal's charter."""
+    from tests.e2e.conftest import ADMIN, ADMIN_PASSWORD
+    from tests.e2e.test_browser import enrol_totp_at_first_login, log_in_password, new_context
+
+    page = new_context(browser, node).new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    log_in_password(page, ADMIN, ADMIN_PASSWORD)
+    enrol_totp_at_first_login(page)
+    page.goto("/admin/charte")
+    preview = page.locator("#charter-preview")
+    expect(preview).to_contain_text("Réponse sous 2 jours ouvrés.")
+    page.fill("#delai", "4")
+    expect(preview).to_contain_text("Réponse sous 4 jours ouvrés.")
+    page.fill("#horaires_samedi", "09:00-12:00")
+    expect(preview.locator(".charter-hours")).to_contain_text("09:00–12:00")
+    page.fill("#urgences", "Appelez-nous.")
+    expect(preview.get_by_role("alert")).to_contain_text("doit citer le 15 et le 112")
+    page.fill("#urgences", "")
+    page.get_by_label("Conseil simple").uncheck()
+    expect(preview).to_contain_text("Ne sont pas traités par messagerie : Conseil simple")
+    page.get_by_role("button", name="Enregistrer").click()
+    expect(page.locator(".notice").first).to_contain_text("Modifications enregistrées.")
+    expect(page.locator("#delai")).to_have_value("4")
+    assert errors == []
