@@ -634,7 +634,10 @@ def _infant_ages(tokens: Sequence[Token]) -> tuple[list[tuple[int, int]], bool]:
         if value is None:
             continue
         context = [t.norm for t in tokens[max(0, i - 6) : i - 1]]
-        if "depuis" in context[-2:] or context[-2:] == ["y", "a"] or "pendant" in context[-2:]:
+        born = len(context) >= 4 and context[-4] in ("ne", "nee", "nes", "nees")
+        if context[-2:] == ["y", "a"] and not born:  # « il y a 2 semaines », not « né il y a »
+            continue
+        if "depuis" in context[-2:] or "pendant" in context[-2:]:
             continue
         if not _INFANT_WORDS.intersection(context):
             continue
@@ -718,7 +721,10 @@ def find_signs(tokens: Sequence[Token]) -> tuple[list[Sign], list[Sign]]:
         reason: SetAside | None = None
         if _negated(tokens, matched):
             reason = "negated"
-        elif _clause_before(tokens, matched[0], hypothetical, 8):
+        elif (
+            _clause_before(tokens, matched[0], hypothetical, 8)
+            or any(matched[0] <= e < matched[-1] for e in hypothetical)
+        ):  # « en cas de douleur thoracique », « un anticoagulant peut-il provoquer des saignements »
             reason = "hypothetical"
         elif not speaks_of_now and (
             sentences[matched[0]] in past_sentences

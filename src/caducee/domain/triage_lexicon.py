@@ -245,6 +245,7 @@ URGENCY_PATTERNS: dict[str, tuple[str, ...]] = {
         "peux|peut|pouvoir|arrive|arriv*|parvien*|parvenir ~1 pas|plus ~1 respir*",
         "arriv* ~1 pas|plus ~1 reprendre ~1 souffle|respiration",
         "etouff*|suffoqu*|asphyxi*",
+        "mal|difficulte*|peine ~2 reprendre ~1 souffle|respiration",
         "manque|manquer ~1 air|souffle|oxygene",
         "cherche|chercher ~1 air|respiration|souffle",
         "essouffl*|essouf* ~3 repos|parler|assis|allonge*|moindre|marcher|rien_faire|beaucoup|"
@@ -262,6 +263,7 @@ URGENCY_PATTERNS: dict[str, tuple[str, ...]] = {
         "detresse respiratoire",
     ),
     "avc": (
+        "bras|jambe|main|cote|moitie|visage|pied|bouche ~3 bouge|bouger ~1 plus|pas",
         "bouche|visage|levre*|sourire|figure|joue ~3 travers|tordu*|deform*|paralys*|tombe*|"
         "affaiss*|pend|asymetr*|bizarre",
         "paralys*|hemiplegi*",
@@ -286,6 +288,9 @@ URGENCY_PATTERNS: dict[str, tuple[str, ...]] = {
         "pire ~2 mal|maux|douleur* ~2 tete",
     ),
     "hemorragie": (
+        "sang ~0 plein",
+        "sang|saign* ~10 anticoagul*|previscan|eliquis|xarelto|coumadine|sintrom|pradaxa|lovenox",
+        "anticoagul*|previscan|eliquis|xarelto|coumadine|sintrom|pradaxa|lovenox ~10 sang|saign*",
         "saign* ~3 beaucoup|abondamment|enormement|fort|partout|abondant*|torrent*|litre*|flot",
         "pisse|coule|couler ~2 sang",
         "saign* ~8 arrete|arreter|arrete|stop|stoppe ~1 pas|plus",
@@ -317,6 +322,12 @@ URGENCY_PATTERNS: dict[str, tuple[str, ...]] = {
         "piqu* ~3 guepe|abeille|frelon ~6 gonfl*|respir*|malaise|gorge|urticaire|plaques",
     ),
     "surdose": (
+        "avale*|bouffe* ~2 tout|toute|toutes|tous ~2 somnifere*|anxiolytique*|antidepresseur*|"
+        "calmant*|neuroleptique*|lexomil|xanax|stilnox|imovane|doliprane|paracetamol",
+        "bu|avale* ~4 bouteille*|alcool|whisky|vodka|rhum|vin ~6 cachet*|comprim*|medicament*|"
+        "somnifere*|anxiolytique*|calmant*|pilule*",
+        "avale*|pris ~4 cachet*|comprim*|medicament*|somnifere*|anxiolytique*|calmant*|pilule* "
+        "~6 bouteille*|alcool|whisky|vodka|rhum",
         "surdose|overdose|surdosage",
         "avale*|pris|prise|mange*|bu|bouffe* ~2 tout|toute|toutes|tous ~2 boite*|plaquette*|"
         "tube*|flacon*",
@@ -342,7 +353,11 @@ URGENCY_PATTERNS: dict[str, tuple[str, ...]] = {
         "finir ~2 vie|jours|tout",
         "mettre ~1 fin ~2 jours|vie",
         "me|te|se =tuer|=foutre_air|=flinguer|=pendre",
-        "plus|pas|aucune|perdu ~2 envie|gout|raison|force ~3 vivre|vie|continuer|battre|exister",
+        "plus|pas|aucun|aucune|perdu ~2 envie|gout|raison|force|interet|sens|but ~3 "
+        "vivre|vie|continuer|battre|exister",
+        "vouloir|veux|voulais|voudrais ~1 plus|pas ~1 vivre|exister",
+        "marre ~2 vivre|vie|exister",
+        "veux|voudrais|vouloir|envie ~2 tout ~1 arrete|s_arrete|finisse|arreter|s_arreter",
         "vouloir|envie|veux|voudrais|prefere* ~3 mourir|crever|disparaitre|"
         "partir_pour_toujours|mort",
         "mieux ~1 si ~3 mort|morte|disparaissai*|partai*|crevai*|plus_la|n_etais_plus|n_etait_plus",
@@ -384,6 +399,7 @@ URGENCY_PATTERNS: dict[str, tuple[str, ...]] = {
         "bebe|nourrisson|enfant ~2 secoue*",
         "attouchement*|abus_sexuel*|inceste",
         "maltrait*|battue|tabass*",
+        "me|m|la|l|nous ~0 pousse*|jete* ~3 escalier*|mur|terre|sol",
         "menace* ~3 mort|tuer|couteau|arme",
     ),
     "perte-de-connaissance": (
@@ -547,6 +563,7 @@ TYPE_CUES: dict[str, tuple[tuple[str, float], ...]] = {
         ("toutes ~2 heures|h|4h|6h|8h", 1.5),
         ("combien ~2 heure*|semaines|mois", 2),
         ("que|quoi ~1 faire", 1),
+        ("que|quoi ~1 mettre|appliquer|donner|utiliser", 1.5),
     ),
     "renouvellement": (
         ("renouvel*|renouvele*|reconduire|reconduction", 4),
@@ -579,6 +596,7 @@ TYPE_CUES: dict[str, tuple[tuple[str, float], ...]] = {
     "rendez-vous": (
         ("rendez|rdv", 4),
         ("creneau*|disponibilit*|dispo|dispos|agenda|planning|doctolib|horaire*", 3),
+        ("place|places ~2 lundi|mardi|mercredi|jeudi|vendredi|samedi|demain|semaine|matin|pour", 2),
         (
             "annuler|annule*|annulation|deplacer|decaler|reporter|report|avancer|changer|"
             "modifier ~3 rendez|rdv|consultation|visite|creneau|seance",
