@@ -691,8 +691,11 @@ def _infant_fever(tokens: Sequence[Token], hypothetical: list[int]) -> Sign | No
 
 
 def _words(tokens: Sequence[Token], matched: list[int]) -> str:
+    """The words as the patient wrote them, from the first matched to the last."""
+    span = range(matched[0], matched[-1] + 1)
+    indices = list(span) if len(span) <= 12 else matched
     out: list[str] = []
-    for k in matched:
+    for k in indices:
         if not out or tokens[k].surface != out[-1]:
             out.append(tokens[k].surface)
     return " ".join(out)
@@ -721,10 +724,9 @@ def find_signs(tokens: Sequence[Token]) -> tuple[list[Sign], list[Sign]]:
         reason: SetAside | None = None
         if _negated(tokens, matched):
             reason = "negated"
-        elif (
-            _clause_before(tokens, matched[0], hypothetical, 8)
-            or any(matched[0] <= e < matched[-1] for e in hypothetical)
-        ):  # « en cas de douleur thoracique », « un anticoagulant peut-il provoquer des saignements »
+        elif _clause_before(tokens, matched[0], hypothetical, 8) or any(
+            matched[0] <= e < matched[-1] for e in hypothetical
+        ):  # « en cas de douleur thoracique », « un anticoagulant peut provoquer des saignements »
             reason = "hypothetical"
         elif not speaks_of_now and (
             sentences[matched[0]] in past_sentences
@@ -759,7 +761,8 @@ def _keyword_set(rules: TriageRules) -> PatternSet:
                 alts = {tok.norm, tok.lemma}
                 suffix = "*" if star and n == len(words) - 1 else ""
                 slots.append("|".join(sorted(a + suffix for a in alts if a)))
-            patterns.append(compile_pattern(" ".join(slots), t.id, lex.KEYWORD_WEIGHT))
+            # Patients put a few words between a keyword's words (« vaccin contre la grippe »).
+            patterns.append(compile_pattern(" ~2 ".join(slots), t.id, lex.KEYWORD_WEIGHT))
     return PatternSet(patterns)
 
 

@@ -349,7 +349,8 @@ URGENCY_PATTERNS: dict[str, tuple[str, ...]] = {
     "idees-suicidaires": (
         "suicid*|suicd*",
         "idee* ~1 noire*|sombre*|suicidaire*|mort",
-        "en finir",
+        "en finir !avec",  # « en finir avec ces papiers » is not; « avec la vie » is
+        "en finir avec ~1 vie|tout|existence|moi|jours",
         "finir ~2 vie|jours|tout",
         "mettre ~1 fin ~2 jours|vie",
         "me|te|se =tuer|=foutre_air|=flinguer|=pendre",
