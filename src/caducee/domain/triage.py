@@ -439,8 +439,9 @@ class _Lexicon:
                             (prefixes if w.prefix else words).add(w.text)
         self.words = frozenset(words)
         self.prefixes = frozenset(prefixes)
-        self._long_words = tuple(sorted(w for w in words if len(w) >= 5))
-        self._long_prefixes = tuple(sorted(p for p in prefixes if len(p) >= 5))
+        # Only long words are corrected: short ones have too many real neighbours (« repas »).
+        self._long_words = tuple(sorted(w for w in words if len(w) >= 6))
+        self._long_prefixes = tuple(sorted(p for p in prefixes if len(p) >= 6))
 
     def knows(self, norm: str) -> bool:
         if norm in self.words:
@@ -448,16 +449,19 @@ class _Lexicon:
         return any(norm[:n] in self.prefixes for n in range(3, len(norm) + 1))
 
     def correct(self, norm: str) -> str | None:
-        if len(norm) < 5 or not norm.isalpha():
+        """The lexicon word one edit away from an unknown word, if any (« poitrinne »)."""
+        if len(norm) < 6 or not norm.isalpha():
             return None
         for w in self._long_words:
             if _damerau1(norm, w):
                 return w
         for p in self._long_prefixes:
             n = len(p)
+            if len(norm) > n + 4:  # a stem plus a short ending (« respiree »), not a brand name
+                continue
             for cut in (n, n + 1, n - 1):
                 if cut <= len(norm) and _damerau1(norm[:cut], p):
-                    return p + norm[cut:] if cut == n else p
+                    return p + norm[cut:]
         return None
 
 

@@ -80,7 +80,6 @@ SMS: dict[str, tuple[str, ...]] = {
     "tt": ("tout",),
     "tte": ("toute",),
     "ts": ("tous",),
-    "mm": ("meme",),
     "ptit": ("petit",),
     "ptite": ("petite",),
     "pti": ("petit",),
