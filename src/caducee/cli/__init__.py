@@ -25,6 +25,7 @@ from caducee.cli.doctor import doctor_command
 from caducee.cli.serve import HELP as SERVE_HELP
 from caducee.cli.serve import serve_command
 from caducee.cli.setup import init_command, migrate_command
+from caducee.cli.triage import triage_command
 from caducee.errors import CaduceeError
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ app.command("demo")(demo_command)
 app.command("doctor")(doctor_command)
 app.command("migrate")(migrate_command)
 app.command("dns")(dns_command)
+app.command("triage")(triage_command)
 app.add_typer(practice.app, name="practice")
 app.add_typer(user.app, name="user")
 app.add_typer(mailbox.app, name="mailbox")
