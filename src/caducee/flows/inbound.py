@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
+from caducee.domain.model import MailboxType
 from caducee.errors import InvalidInput, NotFound, QuotaExceeded, TemporaryFailure
-from caducee.health import mon_espace_sante
+from caducee.health import mon_espace_sante, teletransmission
 from caducee.services import dsn, mail_auth
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
@@ -75,9 +76,25 @@ async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) 
         + verdict.header_line()
         + mail_auth.strip_own_results(raw, app.settings.hostname)
     )
-    await deliver_local(
-        app, stamped, recipients, folder=folder, sender=envelope.mail_from, source=client.ip
-    )
+    cache = recipient_cache(app)
+    boxes = [cache.cached(address) or await cache.mailbox(app, address) for address in recipients]
+    tlt = [box for box in boxes if box is not None and box.type is MailboxType.TLT]
+    # A télétransmission mailbox's returns are never quarantined (nothing is lost).
+    folders = {folder: recipients}
+    if tlt and folder != "INBOX":
+        tlt_addresses = {box.address for box in tlt}
+        folders = {
+            folder: [a for a in recipients if a not in tlt_addresses],
+            "INBOX": [a for a in recipients if a in tlt_addresses],
+        }
+    for target, addresses in folders.items():
+        if not addresses:
+            continue
+        stored = await deliver_local(
+            app, stamped, addresses, folder=target, sender=envelope.mail_from, source=client.ip
+        )
+        if tlt:
+            await teletransmission.record_returns(app, stamped, stored, tlt)
     await dsn.report_local_delivery(app, envelope, stamped, recipients)
 
 

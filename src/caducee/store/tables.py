@@ -594,3 +594,64 @@ patient_settings = Table(
     # space (audited); without it, it writes outside only to verified patients.
     Column("patient_mailbox_open", Boolean, nullable=False, server_default="0"),
 )
+
+#: Télétransmission lots (FSE) sent from TLT mailboxes: what their subject and envelope say
+#: (sender number, compostage, invoice count, fund), nothing of their content; their delivery
+#: (from the outbound queue), their ARL, and whether a later lot resent them.
+tlt_lots = Table(
+    "tlt_lots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", Integer, ForeignKey("practices.id"), nullable=False),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False),
+    Column("sender_number", String(14), nullable=False),
+    Column("compostage", String(19), nullable=False),
+    Column("sequence", String(6), nullable=True),
+    Column("invoice_count", Integer, nullable=True),
+    Column("fund", String(254), nullable=False),
+    Column("test_mode", Boolean, nullable=False, server_default="0"),
+    Column("size", Integer, nullable=False),
+    Column("message_id", String(255), nullable=False, server_default=""),
+    Column("stored_message_id", Integer, nullable=True),
+    Column("queue_id", Integer, nullable=True, index=True),
+    _ts("sent_at"),
+    Column("delivery", String(10), nullable=False, server_default="queued"),
+    Column("delivery_detail", String(300), nullable=False, server_default=""),
+    _ts("delivery_at", nullable=True),
+    Column("arl", String(16), nullable=True),
+    _ts("arl_at", nullable=True),
+    Column("resent_by", Integer, nullable=True),
+    Column("resend_of", Integer, nullable=True),
+    _ts("notified_at", nullable=True),
+    _ts("archived_at", nullable=True),
+    Index("ix_tlt_lots_mailbox_sent", "mailbox_id", "sent_at"),
+    Index("ix_tlt_lots_compostage", "compostage"),
+)
+
+#: Returns received by TLT mailboxes (ARL, NOEMIE, unknown), matched to their lot when found;
+#: an unmatched return is kept (``lot_id`` NULL) and shown.
+tlt_returns = Table(
+    "tlt_returns",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", Integer, ForeignKey("practices.id"), nullable=False),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False),
+    Column("lot_id", Integer, ForeignKey("tlt_lots.id"), nullable=True, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("description", String(200), nullable=False, server_default=""),
+    Column("compostage", String(19), nullable=True),
+    Column("sender_number", String(14), nullable=True),
+    Column("size", Integer, nullable=False),
+    Column("stored_message_id", Integer, nullable=True),
+    _ts("received_at"),
+    Index("ix_tlt_returns_mailbox_received", "mailbox_id", "received_at"),
+)
+
+#: Insurer domains a practice's TLT mailboxes may write to, beyond the configured defaults
+#: (complementary insurers): an exact domain or ``*.domain``.
+tlt_insurer_domains = Table(
+    "tlt_insurer_domains",
+    metadata,
+    Column("practice_id", Integer, ForeignKey("practices.id"), primary_key=True),
+    Column("pattern", String(253), primary_key=True),
+)

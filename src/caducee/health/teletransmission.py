@@ -1,0 +1,489 @@
+"""Télétransmission: what a TLT mailbox may send, and every lot tracked to its ARL.
+
+A TLT mailbox is the address billing software (logiciel SESAM-Vitale) sends its lots of
+electronic care sheets (FSE) from and reads their returns in. The rules, called from every door
+through the one pipeline (:mod:`caducee.flows.submission`, :mod:`caducee.flows.inbound`, the
+outbound worker):
+
+- it writes only to the insurers' domains (``[teletransmission] insurer_domains``, default
+  ``*.rss.fr``, plus those its practice adds for complementary insurers), never to a patient;
+  lots never get the DLP, the patient channel or the trust-space rules
+  (:func:`caducee.health.recipient_policy.decide`);
+- every lot it sends is recorded from its subject and envelope (:func:`record_lot`) with a copy
+  in its ``Sent`` folder, byte for byte; the outbound queue's verdict is written on it
+  (:func:`record_delivery`);
+- every message it receives is a return, recognised (ARL positive or negative, NOEMIE, unknown)
+  and matched to its lot by compostage and sender number (:func:`record_returns`); an unmatched
+  return is kept and shown;
+- a lot's state (:func:`caducee.domain.teletransmission.lot_state`) is computed in French working
+  days; the watchdog (:func:`watchdog`) tells the practitioner once per lot, by an e-mail to
+  their personal mailbox and a badge in the webmail, when a lot must be sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.header import decode_header, make_header
+from email.message import Message
+from email.policy import compat32
+from email.utils import format_datetime, formataddr, make_msgid
+
+from caducee.app import App
+from caducee.domain.model import Flag, Mailbox, MailboxType, StoredMessage
+from caducee.domain.recipient_route import Purpose
+from caducee.domain.teletransmission import (
+    EDI_TYPE,
+    LOT_DESCRIPTION,
+    LOT_STATE_LABELS,
+    Lot,
+    LotReturn,
+    LotState,
+    Patterns,
+    ReturnFacts,
+    ReturnKind,
+    classify_return,
+    decode_payload,
+    find_reference,
+    lot_state,
+    parse_lot_subject,
+    resend_deadline,
+)
+from caducee.errors import CaduceeError, InvalidInput
+from caducee.health.generated_mail import send_generated
+from caducee.services import audit, mailboxes
+from caducee.services.messages import Delivery, store_batch
+from caducee.store import directory_repo, lots_repo
+from caducee.store.connection import AsyncConnection
+
+log = logging.getLogger(__name__)
+
+#: How much of a return is parsed to recognise it (its EDI parts); a bigger return is kept
+#: whole and recorded as « unknown » rather than parsed on and on.
+MAX_PARSED_RETURN = 20 * 1024 * 1024
+
+
+# --- lots ------------------------------------------------------------------------------------
+
+
+def _looks_test_mode(raw: bytes) -> bool:
+    """``IRISTEST/B2`` in a part's Content-Description the MTA can see (an enveloped lot hides
+    it: then the lot is taken for a real one)."""
+    return b"IRISTEST/B2" in raw[:262_144].upper()
+
+
+async def record_lot(
+    app: App,
+    mailbox: Mailbox,
+    *,
+    subject: str,
+    funds: Sequence[str],
+    message: bytes,
+    message_id: str,
+    queue_id: int | None,
+    source: str,
+    actor: str,
+    now: datetime | None = None,
+) -> Lot:
+    """Record a lot just queued from ``mailbox`` and keep its copy in the mailbox's ``Sent``
+    folder (byte for byte). A subject that is not a lot's is recorded too (sender number and
+    compostage empty): the practitioner sees it, and the watchdog warns when no ARL comes."""
+    now = now or datetime.now(UTC)
+    parsed = parse_lot_subject(subject, app.settings.tlt_patterns)
+    stored_id: int | None = None
+    delivery = Delivery(message, [mailbox.id], "Sent", Flag.SEEN, internal_date=now)
+    [result] = await store_batch(app, [delivery])
+    if isinstance(result, CaduceeError):
+        log.warning("lot copy not kept in Sent mailbox_id=%d reason=%s", mailbox.id, result.en)
+    else:
+        stored_id = result[0].id
+    values = {
+        "practice_id": mailbox.practice_id,
+        "mailbox_id": mailbox.id,
+        "sender_number": parsed.sender_number if parsed else "",
+        "compostage": parsed.compostage if parsed else "",
+        "sequence": parsed.sequence if parsed else None,
+        "invoice_count": parsed.invoice_count if parsed else None,
+        "fund": ", ".join(funds)[:254],
+        "test_mode": _looks_test_mode(message),
+        "size": len(message),
+        "message_id": message_id[:255],
+        "stored_message_id": stored_id,
+        "queue_id": queue_id,
+        "sent_at": now,
+        "delivery": "queued",
+    }
+    async with app.db.write() as conn:
+        lot = await lots_repo.insert_lot(conn, values)
+        await audit.append(
+            conn,
+            audit.AuditEvent(
+                actor=actor,
+                action="tlt.lot",
+                target=mailbox.address,
+                source=source,
+                details={
+                    "lot": lot.id,
+                    "compostage": lot.compostage,
+                    "sender_number": lot.sender_number,
+                    "resend_of": lot.resend_of or "",
+                    "size": lot.size,
+                },
+            ),
+        )
+    return lot
+
+
+async def record_delivery(
+    conn: AsyncConnection, queue_id: int, delivered: bool, detail: str, at: datetime
+) -> None:
+    """The outbound queue's final verdict on a message it carried, written on the lot it is
+    (nothing when it is no lot), in the queue's transaction ``conn``."""
+    await lots_repo.set_delivery(conn, queue_id, "delivered" if delivered else "failed", detail, at)
+
+
+# --- returns ---------------------------------------------------------------------------------
+
+
+def _header_text(value: object) -> str:
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (UnicodeError, ValueError, LookupError):
+        return str(value)
+
+
+def _edi_parts(message: Message) -> list[Message]:
+    return [
+        part
+        for part in message.walk()
+        if not part.is_multipart() and part.get_content_type() == EDI_TYPE
+    ]
+
+
+def _payload_text(part: Message) -> str:
+    raw = part.get_payload(decode=False)
+    if not isinstance(raw, str):
+        return ""
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    data = raw.encode("ascii", "replace")
+    if encoding == "base64":
+        try:
+            data = base64.b64decode(data, validate=False)
+        except (binascii.Error, ValueError):
+            return ""
+    return decode_payload(data).decode("latin-1")
+
+
+def recognise_return(raw: bytes, patterns: Patterns, sender_numbers: frozenset[str]) -> ReturnFacts:
+    """What a return says (CPU work: run it in a worker thread). Never raises on bad input:
+    what cannot be read is an « unknown » return."""
+    if len(raw) > MAX_PARSED_RETURN:
+        return ReturnFacts(ReturnKind.UNKNOWN, None, None, "")
+    try:
+        message = message_from_bytes(raw, policy=compat32)
+        subject = _header_text(message.get("Subject"))
+        parts = _edi_parts(message)
+        descriptions = [_header_text(p.get("Content-Description")).strip() for p in parts]
+        description = " ".join(d for d in descriptions if d)[:200]
+        if any(LOT_DESCRIPTION.match(d) for d in descriptions):
+            kind = ReturnKind.UNKNOWN  # a lot coming back is not a return
+        else:
+            kind = classify_return(description, subject, patterns)
+        texts = [subject, description, *(_payload_text(p) for p in parts)]
+        compostage, sender = find_reference(texts, sender_numbers)
+        return ReturnFacts(kind, compostage, sender, description)
+    except Exception:  # hostile input: keep it, recognise nothing
+        log.warning("return not parsed, kept as unknown", exc_info=True)
+        return ReturnFacts(ReturnKind.UNKNOWN, None, None, "")
+
+
+async def record_returns(
+    app: App,
+    raw: bytes,
+    stored: Sequence[StoredMessage],
+    tlt_boxes: Sequence[Mailbox],
+    now: datetime | None = None,
+) -> list[int]:
+    """Record the returns just delivered to TLT mailboxes (``stored``: the copies, some in
+    ``tlt_boxes``); match each to its lot; an ARL sets the lot's ARL. Returns the ids."""
+    now = now or datetime.now(UTC)
+    by_id = {box.id: box for box in tlt_boxes}
+    copies = [s for s in stored if s.mailbox_id in by_id]
+    if not copies:
+        return []
+    made: list[int] = []
+    for copy in copies:
+        box = by_id[copy.mailbox_id]
+        async with app.db.read() as conn:
+            numbers = await lots_repo.sender_numbers(conn, box.practice_id)
+        facts = await asyncio.to_thread(recognise_return, raw, app.settings.tlt_patterns, numbers)
+        async with app.db.write() as conn:
+            lot: Lot | None = None
+            if facts.compostage:
+                named = await lots_repo.lots_named(
+                    conn, box.practice_id, facts.compostage, facts.sender_number
+                )
+                lot = next((x for x in named if x.mailbox_id == box.id), None) or (
+                    named[0] if named else None
+                )
+            return_id = await lots_repo.insert_return(
+                conn,
+                {
+                    "practice_id": box.practice_id,
+                    "mailbox_id": box.id,
+                    "lot_id": lot.id if lot else None,
+                    "kind": facts.kind.value,
+                    "description": facts.description[:200],
+                    "compostage": facts.compostage,
+                    "sender_number": facts.sender_number or (lot.sender_number if lot else None),
+                    "size": copy.size,
+                    "stored_message_id": copy.id,
+                    "received_at": now,
+                },
+            )
+            if lot is not None and facts.kind in (ReturnKind.ARL_POSITIVE, ReturnKind.ARL_NEGATIVE):
+                await lots_repo.set_arl(conn, lot.id, facts.kind, now)
+            await audit.append(
+                conn,
+                audit.AuditEvent(
+                    actor="system",
+                    action="tlt.return",
+                    target=box.address,
+                    source="inbound",
+                    details={
+                        "return": return_id,
+                        "kind": facts.kind.value,
+                        "lot": lot.id if lot else "",
+                    },
+                ),
+            )
+        made.append(return_id)
+    return made
+
+
+# --- reading lots ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LotView:
+    """A lot as the practitioner sees it: its state, when to act, its returns."""
+
+    lot: Lot
+    mailbox_address: str
+    state: LotState
+    deadline: datetime | None
+    returns: tuple[LotReturn, ...]
+
+    @property
+    def label_fr(self) -> str:
+        return LOT_STATE_LABELS[self.state][0]
+
+    @property
+    def label_en(self) -> str:
+        return LOT_STATE_LABELS[self.state][1]
+
+
+def state_of(app: App, lot: Lot, now: datetime) -> tuple[LotState, datetime | None]:
+    settings = app.settings
+    state = lot_state(
+        sent_at=lot.sent_at,
+        arl=lot.arl,
+        delivery=lot.delivery,
+        resent=lot.resent_by is not None,
+        now=now,
+        arl_working_days=settings.tlt_arl_working_days,
+        subdivision=settings.tlt_holiday_region or None,
+    )
+    deadline = resend_deadline(
+        lot.sent_at,
+        lot.arl_at,
+        state,
+        arl_working_days=settings.tlt_arl_working_days,
+        resend_working_days=settings.tlt_resend_working_days,
+        subdivision=settings.tlt_holiday_region or None,
+    )
+    return state, deadline
+
+
+async def tlt_mailboxes_of(app: App, login: str) -> list[Mailbox]:
+    """The TLT mailboxes ``login`` may read: owned, delegated, or itself (a mailbox login)."""
+    async with app.db.read() as conn:
+        account = await directory_repo.account_by_login(conn, login)
+        boxes: list[Mailbox] = []
+        if account is None:
+            own = await directory_repo.mailbox_by_address(conn, login)
+            return [own] if own is not None and own.type is MailboxType.TLT else []
+        for box in await directory_repo.list_mailboxes(conn, account.practice_id):
+            if box.type is not MailboxType.TLT or box.disabled:
+                continue
+            if box.owner_account_id == account.id or await directory_repo.get_delegation(
+                conn, box.id, account.id
+            ):
+                boxes.append(box)
+    return boxes
+
+
+async def resolve_mailboxes(app: App, login: str, address: str | None) -> list[Mailbox]:
+    """The TLT mailboxes to list for ``login``: one (checked through
+    :func:`caducee.services.mailboxes.open_mailbox`, audited) or all it may read."""
+    if address:
+        access = await mailboxes.open_mailbox(app, login, address, source="lots")
+        if access.mailbox.type is not MailboxType.TLT:
+            raise InvalidInput(
+                f"{access.mailbox.address} n'est pas une boîte de télétransmission.",
+                f"{access.mailbox.address} is not a télétransmission mailbox.",
+            )
+        return [access.mailbox]
+    return await tlt_mailboxes_of(app, login)
+
+
+async def list_lots(
+    app: App,
+    boxes: Sequence[Mailbox],
+    *,
+    state: LotState | None = None,
+    since: datetime | None = None,
+    now: datetime | None = None,
+) -> list[LotView]:
+    """The lots of ``boxes`` (already authorised), newest first, with their state and returns,
+    filtered by state."""
+    now = now or datetime.now(UTC)
+    ids = [box.id for box in boxes]
+    address = {box.id: box.address for box in boxes}
+    async with app.db.read() as conn:
+        lots = await lots_repo.list_lots(conn, ids, since=since)
+        returns = await lots_repo.returns_of_mailboxes(
+            conn, ids, since=(since - timedelta(days=30)) if since else None
+        )
+    by_lot: dict[int, list[LotReturn]] = {}
+    for item in returns:
+        if item.lot_id is not None:
+            by_lot.setdefault(item.lot_id, []).append(item)
+    views = []
+    for lot in lots:
+        lot_state_now, deadline = state_of(app, lot, now)
+        if state is not None and lot_state_now is not state:
+            continue
+        views.append(
+            LotView(
+                lot,
+                address[lot.mailbox_id],
+                lot_state_now,
+                deadline,
+                tuple(by_lot.get(lot.id, ())),
+            )
+        )
+    return views
+
+
+async def unmatched_returns(
+    app: App, boxes: Sequence[Mailbox], since: datetime | None = None
+) -> list[LotReturn]:
+    async with app.db.read() as conn:
+        returns = await lots_repo.returns_of_mailboxes(conn, [b.id for b in boxes], since=since)
+    return [item for item in returns if item.lot_id is None]
+
+
+async def attention_count(app: App, login: str) -> int:
+    """The webmail badge: lots the watchdog flagged in ``login``'s TLT mailboxes, not resent."""
+    boxes = await tlt_mailboxes_of(app, login)
+    if not boxes:
+        return 0
+    async with app.db.read() as conn:
+        return await lots_repo.count_needing_attention(conn, [b.id for b in boxes])
+
+
+# --- the watchdog ----------------------------------------------------------------------------
+
+
+def _notice(app: App, to: str, box: Mailbox, views: Sequence[LotView], now: datetime) -> bytes:
+    lines_fr, lines_en = [], []
+    for view in views:
+        lot = view.lot
+        when = view.deadline.astimezone().strftime("%d/%m/%Y") if view.deadline else "—"
+        ref = f"{lot.sender_number or '?'} / {lot.compostage or '(objet non reconnu)'}"
+        lines_fr.append(
+            f"- lot {ref}, envoyé le {lot.sent_at.astimezone().strftime('%d/%m/%Y %H:%M')} à "
+            f"{lot.fund} : {view.label_fr} (avant le {when})."
+        )
+        lines_en.append(
+            f"- lot {ref}, sent {lot.sent_at.astimezone().strftime('%Y-%m-%d %H:%M')} to "
+            f"{lot.fund}: {view.label_en} (before {when})."
+        )
+    body = (
+        f"Bonjour,\r\n\r\nDes lots de télétransmission de la boîte {box.address} doivent être "
+        "réémis depuis votre logiciel de facturation (Code de la sécurité sociale, art. "
+        "R161-47) :\r\n\r\n" + "\r\n".join(lines_fr) + "\r\n\r\nLa page « Télétransmission » "
+        "du webmail montre l'état de tous vos lots.\r\n\r\n-- \r\nCaducée\r\n\r\n"
+        f"Some télétransmission lots of mailbox {box.address} must be sent again from your "
+        "billing software:\r\n\r\n" + "\r\n".join(lines_en) + "\r\n"
+    )
+    headers = [
+        ("From", formataddr(("Caducée", f"no-reply@{app.settings.hostname}"))),
+        ("To", to),
+        ("Subject", "=?utf-8?q?T=C3=A9l=C3=A9transmission_=3A_lots_=C3=A0_r=C3=A9=C3=A9mettre?="),
+        ("Date", format_datetime(now)),
+        ("Message-ID", make_msgid(domain=app.settings.hostname)),
+        ("Auto-Submitted", "auto-generated"),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", 'text/plain; charset="utf-8"'),
+        ("Content-Transfer-Encoding", "8bit"),
+    ]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return (head + "\r\n" + body).encode("utf-8")
+
+
+async def watchdog(app: App, now: datetime | None = None) -> int:
+    """Tell each practitioner, once per lot, which lots of their TLT mailboxes must be sent
+    again: one e-mail to the mailbox owner's personal mailbox, and the webmail badge. Returns
+    how many lots were flagged."""
+    now = now or datetime.now(UTC)
+    async with app.db.read() as conn:
+        candidates = await lots_repo.unsettled_lots(conn, now - timedelta(days=1))
+    due: dict[int, list[LotView]] = {}
+    for lot in candidates:
+        state, deadline = state_of(app, lot, now)
+        if state.needs_action:
+            due.setdefault(lot.mailbox_id, []).append(LotView(lot, "", state, deadline, ()))
+    flagged = 0
+    for mailbox_id, views in due.items():
+        async with app.db.read() as conn:
+            box = await directory_repo.mailbox_by_id(conn, mailbox_id)
+            owner = await directory_repo.account_by_id(conn, box.owner_account_id) if box else None
+            personal = await directory_repo.mailbox_by_address(conn, owner.login) if owner else None
+        if box is None:
+            continue
+        if personal is not None and not personal.disabled:
+            try:
+                await send_generated(
+                    app,
+                    _notice(app, personal.address, box, views, now),
+                    f"no-reply@{app.settings.hostname}",
+                    personal.address,
+                    purpose=Purpose.MAIL,
+                    source="watchdog",
+                )
+            except CaduceeError as error:  # the badge still shows them
+                log.warning("lot notice not delivered mailbox_id=%d reason=%s", box.id, error.en)
+        async with app.db.write() as conn:
+            await lots_repo.mark_notified(conn, [v.lot.id for v in views], now)
+            await audit.append(
+                conn,
+                audit.AuditEvent(
+                    actor="system",
+                    action="tlt.watchdog",
+                    target=box.address,
+                    source="maintenance",
+                    details={"lots": ",".join(str(v.lot.id) for v in views)},
+                ),
+            )
+        flagged += len(views)
+    return flagged
