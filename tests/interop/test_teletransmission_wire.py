@@ -31,8 +31,8 @@ from caducee.services.app_passwords import create_app_password
 from tests.dnsserver import LocalDNS
 from tests.health import tlt as traffic
 from tests.interop.test_outbound import Peer, Peers
-from tests.serving import prepare, serve_process, wait_listeners
 from tests.services.helpers import person, practice
+from tests.serving import prepare, serve_process, wait_listeners
 
 OWNER = "dr@cabinet.test"
 TLT = "tlt.dr@cabinet.test"
@@ -139,7 +139,7 @@ def test_lot_and_return_pass_byte_for_byte(
             _, listing, _ = pop.list()
             [entry] = listing
             size = int(entry.split()[1])
-            _, lines, octets = pop.retr(1)
+            _, lines, _ = pop.retr(1)
             body = b"\r\n".join(lines) + b"\r\n"
             assert size == len(body)
             assert body.endswith(answer)
