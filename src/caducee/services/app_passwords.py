@@ -350,3 +350,16 @@ async def revoke_app_password(
             )
     if target is None:
         raise not_allowed(login)
+
+
+async def mailbox_logins(
+    app: App, *, practice_id: int | None = None, owner: Account | None = None
+) -> list[Mailbox]:
+    """The mailboxes that may have app passwords of their own (their address is no account's
+    login), of a practice (its admin's console) or of an owner (their account page)."""
+    async with app.db.read() as conn:
+        return await directory_repo.mailbox_logins(
+            conn,
+            practice_id=practice_id,
+            owner_account_id=owner.id if owner is not None else None,
+        )
