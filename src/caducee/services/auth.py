@@ -1,4 +1,5 @@
-"""Authentication: the account password (web, first factor) and app passwords (mail protocols).
+"""Authentication: the account password (web, first factor) and app passwords (mail protocols:
+an account's own, or a mailbox's, whose address is then a login of its own).
 
 Both go through :func:`caducee.services.lockout.attempt`, the one path of every
 authentication attempt: in one write transaction it checks the lock of the account and the

@@ -2,7 +2,9 @@
 
 Names: the account's personal mailbox is the personal namespace (``INBOX``, ``Sent``, ...,
 hierarchy delimiter ``/``); every other mailbox it may open (owned ORG/APP/TLT mailboxes,
-delegations) appears under the shared namespace ``Partagés/<address>/...`` (RFC 2342). Every
+delegations) appears under the shared namespace ``Partagés/<address>/...`` (RFC 2342). A
+mailbox login (a TLT mailbox's address, logged in with its own app password) has that mailbox
+as its personal namespace and no shared one. Every
 name is resolved to (mailbox address, folder) and **every** access goes through
 :func:`caducee.services.mailboxes.open_mailbox`, which decides and audits; an unknown mailbox and
 a forbidden one get the same answer.
