@@ -9,6 +9,7 @@ owner's account can borrow the other's app passwords.
 from __future__ import annotations
 
 import asyncio
+import base64
 import imaplib
 import os
 import poplib
@@ -116,6 +117,29 @@ def test_poplib_list_and_stat_are_what_retr_sends(server: Server) -> None:
     assert sizes[1] == pop3_size(RAGGED) == len(RAGGED) + 1 + 2
     assert received[1][-3:] == [b"lot 42", b".point", b"sans fin de ligne"]
     assert any(b"NOEMIE" in line for line in received[0])
+    pop.quit()
+
+
+def test_sasl_plain_logins_on_pop3_and_imap(server: Server) -> None:
+    """RFC 5034 AUTH PLAIN (POP3) and RFC 3501 AUTHENTICATE PLAIN (IMAP), authcid = the
+    mailbox address, authzid empty or the same address (RFC 4616 §2)."""
+    for authzid in ("", TLT):
+        token = base64.b64encode(f"{authzid}\0{TLT}\0{server.tlt_password}".encode()).decode()
+        pop = server.pop3()
+        assert pop._shortcmd(f"AUTH PLAIN {token}").startswith(b"+OK")
+        assert pop.stat()[0] == 2
+        pop.quit()
+    client = imaplib.IMAP4_SSL(
+        "localhost", server.ports["imaps"], ssl_context=server.context(), timeout=10
+    )
+    client.authenticate("PLAIN", lambda _: f"\0{TLT}\0{server.tlt_password}".encode())
+    assert client.select("INBOX") == ("OK", [b"2"])
+    client.logout()
+    # Naming the owner as the authorization identity is refused: no borrowing that way either.
+    token = base64.b64encode(f"{OWNER}\0{TLT}\0{server.tlt_password}".encode()).decode()
+    pop = server.pop3()
+    with pytest.raises(poplib.error_proto, match="AUTH"):
+        pop._shortcmd(f"AUTH PLAIN {token}")
     pop.quit()
 
 
