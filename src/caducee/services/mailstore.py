@@ -2,7 +2,9 @@
 
 Names: the account's personal mailbox is the personal namespace (``INBOX``, ``Sent``, ...,
 hierarchy delimiter ``/``); every other mailbox it may open (owned ORG/APP/TLT mailboxes,
-delegations) appears under the shared namespace ``Partagés/<address>/...`` (RFC 2342). Every
+delegations) appears under the shared namespace ``Partagés/<address>/...`` (RFC 2342). A
+mailbox login (a TLT mailbox's address, logged in with its own app password) has that mailbox
+as its personal namespace and no shared one. Every
 name is resolved to (mailbox address, folder) and **every** access goes through
 :func:`caducee.services.mailboxes.open_mailbox`, which decides and audits; an unknown mailbox and
 a forbidden one get the same answer.
@@ -49,6 +51,7 @@ from caducee.services.messages import (
 )
 from caducee.store import crypto, directory_repo
 from caducee.store import mailstore_repo as repo
+from caducee.store.connection import AsyncConnection
 from caducee.store.keyring import mailbox_scope
 
 log = logging.getLogger(__name__)
@@ -206,12 +209,27 @@ async def open_folder(
     return OpenFolder(mailbox, folder, rights, name, login, source)
 
 
+async def _mailbox_login_folders(conn: AsyncConnection, own: Mailbox | None) -> list[Folder]:
+    """The folders a mailbox login sees: its mailbox's, while it and its owner are enabled
+    (what ``open_mailbox`` grants it), and no shared namespace."""
+    if own is None or own.disabled:
+        return []
+    owner = await directory_repo.account_by_id(conn, own.owner_account_id)
+    if owner is None or owner.disabled:
+        return []
+    return await repo.list_folders(conn, own.id)
+
+
 async def list_folders(app: App, login: str) -> list[Listed]:
-    """Every folder the account may see: personal ones, then the shared namespace."""
+    """Every folder the account may see: personal ones, then the shared namespace. A mailbox
+    login (the address of a mailbox that is no account's) sees that mailbox's folders only."""
     async with app.db.read() as conn:
         account = await directory_repo.account_by_login(conn, login)
         own = await directory_repo.mailbox_by_address(conn, login)
-        if account is None or account.disabled:
+        if account is None:
+            folders = await _mailbox_login_folders(conn, own)
+            return _tree([(f.name, f) for f in folders], login, set(), own=True)
+        if account.disabled:
             return []
         others = await repo.other_mailboxes(conn, account.id, login)
         own_folders = await repo.list_folders(conn, own.id) if own and not own.disabled else []
@@ -366,8 +384,15 @@ async def set_subscribed(app: App, login: str, name: str, subscribed: bool, *, s
         raise nonexistent(name)
     async with app.db.write() as conn:
         account = await directory_repo.account_by_login(conn, login)
-        if account is None:
-            raise nonexistent(name)
+        if account is None:  # a mailbox login: its own folders' flags, nothing kept by name
+            own = await directory_repo.mailbox_by_address(conn, login)
+            found = None
+            if own is not None and not place.shared and place.folder is not None:
+                found = await repo.folder_by_name(conn, own.id, place.folder, for_update=True)
+            if found is None:
+                raise nonexistent(name)
+            await repo.set_subscribed(conn, found.id, subscribed)
+            return
         folder = None
         if not place.shared and place.folder is not None:
             own = await directory_repo.mailbox_by_address(conn, login)
@@ -625,6 +650,7 @@ def _copied(row: Any, mailbox_id: int, blob_id: str, meta_sealed: bytes) -> dict
         "size": row.size,
         "blob_id": blob_id,
         "meta_sealed": meta_sealed,
+        "pop3_size": row.pop3_size,  # the same bytes (NULL stays NULL: computed when listed)
     }
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from caducee.app import App
 from caducee.domain.message_meta import extract_meta
 from caducee.domain.model import Flag, StoredMessage
+from caducee.domain.pop3_octets import pop3_size
 from caducee.errors import CaduceeError, InvalidInput, MessageTooLarge, NotFound, QuotaExceeded
 from caducee.ids import new_blob_id
 from caducee.services import audit, text_index
@@ -315,6 +316,7 @@ class _GroupCommit:
                 continue
             when = (delivery.internal_date or datetime.now(UTC)).astimezone(UTC)
             size = len(delivery.raw)
+            sent_size = pop3_size(delivery.raw)  # what POP3 will announce (RFC 1939 §5)
             for mailbox_id, blob_id, _, sealed_meta in item.copies:
                 folder = folders[(mailbox_id, delivery.folder)]
                 if folder.id not in touched:  # one new MODSEQ per folder per group
@@ -335,6 +337,7 @@ class _GroupCommit:
                         "size": size,
                         "blob_id": blob_id,
                         "meta_sealed": sealed_meta,
+                        "pop3_size": sent_size,
                     }
                 )
                 self.made.append(

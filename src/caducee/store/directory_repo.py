@@ -214,6 +214,23 @@ async def list_mailboxes(conn: AsyncConnection, practice_id: int | None = None) 
     return [_mailbox(row) for row in (await conn.execute(query)).all()]
 
 
+async def mailbox_logins(
+    conn: AsyncConnection, *, practice_id: int | None = None, owner_account_id: int | None = None
+) -> list[Mailbox]:
+    """Mailboxes whose address is no account's login (TLT, ORG, APP, ...): those that may have
+    app passwords of their own, by address."""
+    query = (
+        select(mailboxes)
+        .where(mailboxes.c.address.not_in(select(accounts.c.login)))
+        .order_by(mailboxes.c.address)
+    )
+    if practice_id is not None:
+        query = query.where(mailboxes.c.practice_id == practice_id)
+    if owner_account_id is not None:
+        query = query.where(mailboxes.c.owner_account_id == owner_account_id)
+    return [_mailbox(row) for row in (await conn.execute(query)).all()]
+
+
 async def update_mailbox(conn: AsyncConnection, mailbox_id: int, **values: Any) -> None:
     await conn.execute(update(mailboxes).where(mailboxes.c.id == mailbox_id).values(**values))
 

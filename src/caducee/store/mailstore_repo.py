@@ -678,14 +678,29 @@ async def prune_expunged(conn: AsyncConnection, keep: int) -> int:
 # --- POP3 maildrop (services.maildrop) -------------------------------------------------------
 
 
-async def uids_and_sizes(conn: AsyncConnection, folder_id: int) -> list[tuple[int, int, int]]:
-    """(id, UID, size) of every message of a folder, by UID (a POP3 snapshot, RFC 1939)."""
+async def uids_and_sizes(
+    conn: AsyncConnection, folder_id: int
+) -> list[tuple[int, int, int | None]]:
+    """(id, UID, POP3 size) of every message of a folder, by UID (a POP3 snapshot, RFC 1939);
+    the size is None for a message stored before migration 0021 and not listed since."""
     rows = await conn.execute(
-        select(messages.c.id, messages.c.uid, messages.c.size)
+        select(messages.c.id, messages.c.uid, messages.c.pop3_size)
         .where(messages.c.folder_id == folder_id)
         .order_by(messages.c.uid)
     )
-    return [(r.id, r.uid, r.size) for r in rows]
+    return [(r.id, r.uid, r.pop3_size) for r in rows]
+
+
+async def set_pop3_sizes(conn: AsyncConnection, sizes: dict[int, int]) -> None:
+    """Record the POP3 size of messages that had none (message id → octets)."""
+    if not sizes:
+        return
+    await conn.execute(
+        update(messages)
+        .where(messages.c.id == bindparam("mid"), messages.c.pop3_size.is_(None))
+        .values(pop3_size=bindparam("octets")),
+        [{"mid": mid, "octets": octets} for mid, octets in sizes.items()],
+    )
 
 
 # --- full-text filters (services.text_index) -------------------------------------------------

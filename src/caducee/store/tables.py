@@ -143,6 +143,9 @@ messages = Table(
     Column("size", BigInteger, nullable=False),
     Column("blob_id", String(32), nullable=False, index=True),
     Column("meta_sealed", LargeBinary, nullable=False),
+    # the octets POP3 RETR sends (CRLF line ends, a final CRLF; RFC 1939 §5 "exact size"):
+    # set at delivery, NULL before migration 0021 until the first POP3 listing computes it
+    Column("pop3_size", BigInteger),
     UniqueConstraint("folder_id", "uid", name="uq_messages_folder_uid"),
     Index("ix_messages_folder_modseq", "folder_id", "modseq"),
     Index("ix_messages_folder_date", "folder_id", "internal_date"),  # webmail pages (0011)
@@ -159,13 +162,18 @@ app_passwords = Table(
     "app_passwords",
     metadata,
     Column("id", Integer, primary_key=True),
+    # the account it opens; for a mailbox's app password, the mailbox's owner at creation
     Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    # NULL: an account's own app password (login = the account's login); else the mailbox
+    # (TLT, ORG, APP, ...) whose address is the login it opens, and nothing else (0021)
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), index=True),
     Column("label", String(100), nullable=False),
     Column("secret_sha256", String(64), nullable=False),
     Column("scopes", String(100), nullable=False),
     _ts("created_at"),
     _ts("last_used_at", nullable=True),
     _ts("revoked_at", nullable=True),
+    Column("created_by", String(320)),  # the login of who created it (NULL before 0021)
 )
 
 auth_failures = Table(

@@ -12,6 +12,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from caducee.app import App
+from caducee.domain.pop3_octets import pop3_lines
 from caducee.errors import AccessDenied, CaduceeError, NotFound
 from caducee.protocols.sasl import SaslError, decode_response, parse_plain
 from caducee.protocols.tcp import Connection, LineTooLong
@@ -189,7 +190,7 @@ class Pop3Session:
 
     async def login_with(self, user: str, password: str) -> bool:
         try:
-            account = await authenticate_mail(self.app, user, password, "pop3", self.conn.ip)
+            principal = await authenticate_mail(self.app, user, password, "pop3", self.conn.ip)
         except AccountLocked as locked:
             await asyncio.sleep(1)
             await self.reply(
@@ -202,7 +203,9 @@ class Pop3Session:
             await self.reply("-ERR [AUTH] identifiant ou mot de passe d'application incorrect")
             return False
         try:
-            drop = await maildrop.open_maildrop(self.app, account.login, self.conn.ip)
+            # The maildrop is the login's own Inbox: an account's personal mailbox, or the
+            # mailbox a mailbox login (a TLT mailbox's billing software) names.
+            drop = await maildrop.open_maildrop(self.app, principal.login, self.conn.ip)
         except CaduceeError:
             await self.reply("-ERR [SYS/TEMP] boite indisponible, reessayez plus tard")
             return False
@@ -210,7 +213,7 @@ class Pop3Session:
         if not maildrop.open_maildrops(self.app).acquire(drop.mailbox_id):
             await self.reply("-ERR [IN-USE] boite deja ouverte par une autre session POP3")
             return False
-        self.login, self.drop = account.login, drop
+        self.login, self.drop = principal.login, drop
         await self.reply(f"+OK {len(drop.messages)} message(s)")
         return False
 
@@ -268,9 +271,7 @@ class Pop3Session:
             if not separator:
                 head, separator, body = raw.partition(b"\n\n")
             raw = head + separator + b"".join(body.splitlines(keepends=True)[:body_lines])
-        lines = raw.replace(b"\r\n", b"\n").split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
+        lines = pop3_lines(raw)  # what LIST and STAT counted (domain/pop3_octets.py)
         # RFC 1939 §3: CRLF line ends, byte-stuff lines starting with ".", end with ".".
         out = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
         await self.conn.write(b"+OK message suit\r\n" + out + b".\r\n")
