@@ -2,7 +2,7 @@
 the insurer domains each practice adds to the default ones
 
 Revision ID: 0022
-Revises: 0020 (0021 once the mailbox app passwords land)
+Revises: 0021
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0022"
-down_revision = "0020"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
