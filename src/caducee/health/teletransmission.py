@@ -121,6 +121,8 @@ async def record_lot(
     }
     async with app.db.write() as conn:
         lot = await lots_repo.insert_lot(conn, values)
+        if queue_id is not None:
+            await lots_repo.catch_up_delivery(conn, lot.id, queue_id)
         await audit.append(
             conn,
             audit.AuditEvent(

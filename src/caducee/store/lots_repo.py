@@ -11,7 +11,12 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.domain.teletransmission import Lot, LotReturn, ReturnKind
-from caducee.store.tables import tlt_insurer_domains, tlt_lots, tlt_returns
+from caducee.store.tables import (
+    outbound_recipients,
+    tlt_insurer_domains,
+    tlt_lots,
+    tlt_returns,
+)
 from caducee.store.times import aware
 
 L, R = tlt_lots, tlt_returns
@@ -104,6 +109,34 @@ async def set_delivery(
         .values(delivery=delivery, delivery_detail=detail[:300], delivery_at=at)
     )
     return int(result.rowcount or 0)
+
+
+async def catch_up_delivery(conn: AsyncConnection, lot_id: int, queue_id: int) -> None:
+    """A lot recorded after the outbound worker already finished with it (it may deliver
+    before the submission records the lot): copy the queue's final verdict onto it."""
+    rows = (
+        await conn.execute(
+            select(
+                outbound_recipients.c.state,
+                outbound_recipients.c.last_status,
+                outbound_recipients.c.last_reply,
+                outbound_recipients.c.finished_at,
+            ).where(outbound_recipients.c.message_id == queue_id)
+        )
+    ).all()
+    if not rows or any(row.state not in ("delivered", "bounced", "expired") for row in rows):
+        return
+    failed = [row for row in rows if row.state != "delivered"]
+    last = (failed or rows)[-1]
+    await conn.execute(
+        update(L)
+        .where(L.c.id == lot_id)
+        .values(
+            delivery="failed" if failed else "delivered",
+            delivery_detail=f"{last.last_status or ''} {last.last_reply or ''}".strip()[:300],
+            delivery_at=last.finished_at,
+        )
+    )
 
 
 async def lots_named(
