@@ -410,6 +410,17 @@ async def unmatched_returns(
     return await list_returns(app, boxes, unmatched=True, since=since, limit=limit)
 
 
+async def unmatched_summary(
+    app: App, boxes: Sequence[Mailbox], limit: int = 20
+) -> tuple[int, list[LotReturn]]:
+    """How many returns of ``boxes`` match no lot, and the ``limit`` newest of them."""
+    ids = [b.id for b in boxes]
+    async with app.db.read() as conn:
+        count = await lots_repo.count_unmatched(conn, ids)
+        newest = await lots_repo.list_returns(conn, ids, unmatched=True, limit=limit)
+    return count, newest
+
+
 async def list_returns(
     app: App,
     boxes: Sequence[Mailbox],
@@ -621,11 +632,27 @@ async def export_csv(
     since: datetime | None = None,
     english: bool = False,
     now: datetime | None = None,
+    actor: str | None = None,
+    source: str = "",
 ) -> str:
     """Every lot of ``boxes`` matching the filter, newest first, as CSV (written in a worker
-    thread: an export may hold thousands of lots)."""
+    thread: an export may hold thousands of lots). An export for someone (``actor``) is
+    audited (``tlt.export``)."""
     views = await list_lots(app, boxes, state=state, since=since, now=now)
-    return await asyncio.to_thread(lots_csv, views, english)
+    text = await asyncio.to_thread(lots_csv, views, english)
+    if actor is not None:
+        async with app.db.write() as conn:
+            await audit.append(
+                conn,
+                audit.AuditEvent(
+                    actor=actor,
+                    action="tlt.export",
+                    target=",".join(b.address for b in boxes)[:255],
+                    source=source,
+                    details={"lots": len(views), "state": state.value if state else ""},
+                ),
+            )
+    return text
 
 
 # --- the watchdog ----------------------------------------------------------------------------

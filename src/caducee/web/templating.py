@@ -91,6 +91,26 @@ LABELS: dict[str, dict[str, str]] = {
         "mdn_sent": N_("accusé de lecture envoyé"),
         "mdn_withheld": N_("accusé de lecture non envoyé"),
     },
+    # Télétransmission (domain.teletransmission: LotState, Lot.delivery, ReturnKind).
+    "lot_state": {
+        "envoye": N_("envoyé, ARL attendu"),
+        "arl_positif": N_("ARL positif"),
+        "arl_negatif": N_("ARL négatif : à réémettre"),
+        "sans_arl": N_("sans ARL après le délai : à réémettre"),
+        "non_remis": N_("non remis : à réémettre"),
+        "reemis": N_("réémis"),
+    },
+    "lot_delivery": {
+        "queued": N_("en cours de remise"),
+        "delivered": N_("remis à l'organisme"),
+        "failed": N_("non remis"),
+    },
+    "lot_return": {
+        "arl_positive": N_("ARL positif"),
+        "arl_negative": N_("ARL négatif"),
+        "noemie": N_("NOEMIE"),
+        "unknown": N_("retour non reconnu"),
+    },
     # Why a read receipt was not sent (flows.read_receipts).
     "mdn_withheld": {
         "return-path": N_("l'adresse demandée n'est pas celle de l'expéditeur (Return-Path)"),
