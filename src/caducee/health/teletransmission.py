@@ -478,6 +478,8 @@ def parse_since(value: str | None) -> datetime | None:
         return None
     try:
         day = date.fromisoformat(text)
+        if not 1970 <= day.year <= 9999:
+            raise ValueError(day)
     except ValueError:
         raise InvalidInput(
             f"Date invalide « {text[:20]} » : utilisez le format AAAA-MM-JJ.",
