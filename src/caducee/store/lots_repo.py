@@ -240,19 +240,30 @@ async def lots_page(
         return []
     column = state_column(overdue_before)
     action = column.in_(_ACTION_STATES)
-    query = (
-        select(L)
-        .where(*_lots_where(mailbox_ids, since, state, overdue_before))
-        .order_by(
-            case((action, 0), else_=1),
-            case((action, L.c.sent_at), else_=None),
-            L.c.sent_at.desc(),
-            L.c.id.desc(),
+    # The sort runs over every lot of the mailboxes: it carries ids only (narrow rows sort
+    # several times faster in SQLite), then the page's rows are read by id.
+    ids = (
+        (
+            await conn.execute(
+                select(L.c.id)
+                .where(*_lots_where(mailbox_ids, since, state, overdue_before))
+                .order_by(
+                    case((action, 0), else_=1),
+                    case((action, L.c.sent_at), else_=None),
+                    L.c.sent_at.desc(),
+                    L.c.id.desc(),
+                )
+                .offset(offset)
+                .limit(limit)
+            )
         )
-        .offset(offset)
-        .limit(limit)
+        .scalars()
+        .all()
     )
-    return [_lot(row) for row in (await conn.execute(query)).all()]
+    if not ids:
+        return []
+    rows = {row.id: _lot(row) for row in (await conn.execute(select(L).where(L.c.id.in_(ids))))}
+    return [rows[lot_id] for lot_id in ids]
 
 
 async def returns_of_lots(conn: AsyncConnection, lot_ids: Sequence[int]) -> list[LotReturn]:

@@ -25,6 +25,17 @@ def format_when(value: datetime | None, fmt: str = "medium") -> str:
     return format_datetime(value, pattern, tzinfo=PARIS, locale=lang)
 
 
+def format_short_when(value: datetime | None) -> str:
+    """A date and time in Europe/Paris as figures (``04/12/2026 09:30``; ``2026-12-04 09:30``
+    in English): for long tables, where Babel's patterns would cost most of the page's time."""
+    if value is None:
+        return "—"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    pattern = "%Y-%m-%d %H:%M" if current_language.get() == "en" else "%d/%m/%Y %H:%M"
+    return value.astimezone(PARIS).strftime(pattern)
+
+
 _UNITS = {"fr": ("o", "Ko", "Mo", "Go", "To"), "en": ("B", "KB", "MB", "GB", "TB")}
 
 
@@ -167,6 +178,7 @@ def create_environment() -> Environment:
     )
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["when"] = format_when
+    env.filters["short_when"] = format_short_when
     env.filters["size"] = format_size
     env.globals["percent"] = percent
     env.globals["label"] = label

@@ -70,7 +70,9 @@ async def lots_page(request: Request, user: WebUser) -> Response:
     web = state(request)
     filters = _filters(request)
     every = await teletransmission.resolve_mailboxes(web.app, user.account.login, None)
-    boxes, box_error = await _boxes(request, user, filters.address)
+    boxes, box_error = (
+        await _boxes(request, user, filters.address) if filters.address else (every, "")
+    )
     try:
         number = int(request.query_params.get("page", "1"))
     except ValueError:
