@@ -27,7 +27,7 @@ import gzip
 import re
 import zlib
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import Enum
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -255,9 +255,27 @@ def deadline_after(
     """The end (midnight, Paris time) of the ``working_days``-th working day after the day
     ``sent_at`` falls on in Paris: an ARL expected « within 2 working days » of a lot sent on a
     Friday is due by Tuesday evening."""
-    local_day = sent_at.astimezone(PARIS).date()
-    last = add_working_days(local_day, working_days, subdivision)
+    return _deadline_of_day(sent_at.astimezone(PARIS).date(), working_days, subdivision)
+
+
+@lru_cache(maxsize=4096)
+def _deadline_of_day(day: date, working_days: int, subdivision: str | None) -> datetime:
+    """:func:`deadline_after` for a Paris day (kept: a page of lots asks for few days)."""
+    last = add_working_days(day, working_days, subdivision)
     return datetime.combine(last + timedelta(days=1), time(0, 0), tzinfo=PARIS)
+
+
+def arl_overdue_before(
+    now: datetime, working_days: int = 2, subdivision: str | None = None
+) -> datetime:
+    """The instant (UTC) before which a lot sent is past its ARL delay at ``now``: the « now >=
+    deadline_after(sent_at) » of :func:`lot_state` is « sent_at < this », since the deadline
+    depends only on the Paris day of ``sent_at`` and never decreases with it. The store filters
+    and counts lots by state in SQL with it (``lots_repo.state_column``)."""
+    day = now.astimezone(PARIS).date()
+    while _deadline_of_day(day, working_days, subdivision) > now:
+        day -= timedelta(days=1)
+    return datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=PARIS).astimezone(UTC)
 
 
 # --- a lot's state -----------------------------------------------------------------------------
@@ -288,6 +306,18 @@ LOT_STATE_LABELS: dict[LotState, tuple[str, str]] = {
     ),
     LotState.UNDELIVERED: ("non remis : à réémettre", "not delivered: send again"),
     LotState.RESENT: ("réémis", "sent again"),
+}
+#: What the outbound queue says of a lot (``Lot.delivery``).
+DELIVERY_LABELS: dict[str, tuple[str, str]] = {
+    "queued": ("en cours de remise", "being delivered"),
+    "delivered": ("remis à l'organisme", "delivered to the fund"),
+    "failed": ("non remis", "not delivered"),
+}
+RETURN_KIND_LABELS: dict[ReturnKind, tuple[str, str]] = {
+    ReturnKind.ARL_POSITIVE: ("ARL positif", "positive ARL"),
+    ReturnKind.ARL_NEGATIVE: ("ARL négatif", "negative ARL"),
+    ReturnKind.NOEMIE: ("NOEMIE", "NOEMIE"),
+    ReturnKind.UNKNOWN: ("retour non reconnu", "unrecognised return"),
 }
 
 

@@ -13,7 +13,7 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of
 from caducee.domain.teletransmission import check_domain_pattern, domain_matches
 from caducee.errors import InvalidInput, NotFound, PolicyRejected
-from caducee.services import audit
+from caducee.services import audit, practices
 from caducee.store import lots_repo
 
 
@@ -49,6 +49,7 @@ async def add_insurer_domain(
     app: App, practice_id: int, pattern: str, *, actor: str, source: str = "cli"
 ) -> str:
     clean = check_domain_pattern(pattern)
+    await practices.get_practice(app, practice_id)  # NotFound, said as such
     async with app.db.write() as conn:
         if not await lots_repo.add_insurer_domain(conn, practice_id, clean):
             raise InvalidInput(

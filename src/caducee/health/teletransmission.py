@@ -25,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import csv
+import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from email.message import Message
@@ -39,23 +41,28 @@ from caducee.app import App
 from caducee.domain.model import Flag, Mailbox, MailboxType, StoredMessage
 from caducee.domain.recipient_route import Purpose
 from caducee.domain.teletransmission import (
+    DELIVERY_LABELS,
     EDI_TYPE,
     LOT_DESCRIPTION,
     LOT_STATE_LABELS,
+    PARIS,
+    RETURN_KIND_LABELS,
     Lot,
     LotReturn,
     LotState,
     Patterns,
     ReturnFacts,
     ReturnKind,
+    arl_overdue_before,
     classify_return,
     decode_payload,
     find_reference,
     lot_state,
     parse_lot_subject,
+    parse_state,
     resend_deadline,
 )
-from caducee.errors import CaduceeError, InvalidInput
+from caducee.errors import CaduceeError, InvalidInput, NotFound
 from caducee.health.generated_mail import send_generated
 from caducee.services import audit, mailboxes
 from caducee.services.messages import Delivery, store_batch
@@ -359,25 +366,37 @@ async def list_lots(
     filtered by state."""
     now = now or datetime.now(UTC)
     ids = [box.id for box in boxes]
-    address = {box.id: box.address for box in boxes}
     async with app.db.read() as conn:
-        lots = await lots_repo.list_lots(conn, ids, since=since)
+        lots = await lots_repo.list_lots(
+            conn, ids, since=since, state=state, overdue_before=overdue_before(app, now)
+        )
         returns = await lots_repo.returns_of_mailboxes(
             conn, ids, since=(since - timedelta(days=30)) if since else None
         )
+    if len(lots) > 500:  # thousands of lots: their states are computed off the event loop
+        return await asyncio.to_thread(_views, app, boxes, lots, returns, now)
+    return _views(app, boxes, lots, returns, now)
+
+
+def _views(
+    app: App,
+    boxes: Sequence[Mailbox],
+    lots: Sequence[Lot],
+    returns: Sequence[LotReturn],
+    now: datetime,
+) -> list[LotView]:
+    address = {box.id: box.address for box in boxes}
     by_lot: dict[int, list[LotReturn]] = {}
-    for item in returns:
+    for item in sorted(returns, key=lambda r: (r.received_at, r.id)):
         if item.lot_id is not None:
             by_lot.setdefault(item.lot_id, []).append(item)
     views = []
     for lot in lots:
         lot_state_now, deadline = state_of(app, lot, now)
-        if state is not None and lot_state_now is not state:
-            continue
         views.append(
             LotView(
                 lot,
-                address[lot.mailbox_id],
+                address.get(lot.mailbox_id, ""),
                 lot_state_now,
                 deadline,
                 tuple(by_lot.get(lot.id, ())),
@@ -387,20 +406,257 @@ async def list_lots(
 
 
 async def unmatched_returns(
-    app: App, boxes: Sequence[Mailbox], since: datetime | None = None
+    app: App, boxes: Sequence[Mailbox], since: datetime | None = None, limit: int | None = None
 ) -> list[LotReturn]:
+    """The returns of ``boxes`` matched to no lot, newest first (the ``limit`` newest)."""
+    return await list_returns(app, boxes, unmatched=True, since=since, limit=limit)
+
+
+async def unmatched_summary(
+    app: App, boxes: Sequence[Mailbox], limit: int = 20
+) -> tuple[int, list[LotReturn]]:
+    """How many returns of ``boxes`` match no lot, and the ``limit`` newest of them."""
+    ids = [b.id for b in boxes]
     async with app.db.read() as conn:
-        returns = await lots_repo.returns_of_mailboxes(conn, [b.id for b in boxes], since=since)
-    return [item for item in returns if item.lot_id is None]
+        count = await lots_repo.count_unmatched(conn, ids)
+        newest = await lots_repo.list_returns(conn, ids, unmatched=True, limit=limit)
+    return count, newest
+
+
+async def list_returns(
+    app: App,
+    boxes: Sequence[Mailbox],
+    *,
+    unmatched: bool = False,
+    since: datetime | None = None,
+    limit: int | None = None,
+) -> list[LotReturn]:
+    """The returns received by ``boxes`` (already authorised), newest first."""
+    async with app.db.read() as conn:
+        return await lots_repo.list_returns(
+            conn, [b.id for b in boxes], unmatched=unmatched, since=since, limit=limit
+        )
 
 
 async def attention_count(app: App, login: str) -> int:
     """The webmail badge: lots the watchdog flagged in ``login``'s TLT mailboxes, not resent."""
-    boxes = await tlt_mailboxes_of(app, login)
+    async with app.db.read() as conn:
+        account = await directory_repo.account_by_login(conn, login)
+        if account is not None:
+            return (await lots_repo.tlt_summary_of_account(conn, account.id))[1]
+    boxes = await tlt_mailboxes_of(app, login)  # a TLT mailbox's own login
     if not boxes:
         return 0
     async with app.db.read() as conn:
         return await lots_repo.count_needing_attention(conn, [b.id for b in boxes])
+
+
+async def navigation(app: App, account_id: int) -> tuple[int, int]:
+    """What the webmail's navigation shows of télétransmission, in one query: how many TLT
+    mailboxes the account reads (the « Télétransmission » link shows when there are some), and
+    the badge (:func:`attention_count`)."""
+    async with app.db.read() as conn:
+        return await lots_repo.tlt_summary_of_account(conn, account_id)
+
+
+# --- lots by page, for people and software ---------------------------------------------------
+
+#: The most lots one page (webmail, API) holds.
+MAX_PER_PAGE = 500
+
+
+def overdue_before(app: App, now: datetime) -> datetime:
+    """The instant before which a lot without ARL is late at ``now`` (what lets the store filter
+    and count lots by state)."""
+    return arl_overdue_before(
+        now, app.settings.tlt_arl_working_days, app.settings.tlt_holiday_region or None
+    )
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``AAAA-MM-JJ`` (a day in Paris) as the instant it starts, or None when empty."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+        if not 1970 <= day.year <= 9999:
+            raise ValueError(day)
+    except ValueError:
+        raise InvalidInput(
+            f"Date invalide « {text[:20]} » : utilisez le format AAAA-MM-JJ.",
+            f"Invalid date '{text[:20]}': use YYYY-MM-DD.",
+        ) from None
+    return datetime.combine(day, time(0, 0), tzinfo=PARIS).astimezone(UTC)
+
+
+def parse_state_filter(value: str | None) -> LotState | None:
+    """A state filter as typed (empty: every state)."""
+    text = (value or "").strip()
+    return parse_state(text) if text else None
+
+
+@dataclass(frozen=True)
+class LotPage:
+    """One page of lots (those needing action first), and how many lots each state holds."""
+
+    items: list[LotView]
+    page: int
+    pages: int
+    per_page: int
+    total: int  # lots matching the filter
+    counts: dict[LotState, int]  # per state, under the mailbox and date filters
+
+    @property
+    def needing_action(self) -> int:
+        return sum(count for state, count in self.counts.items() if state.needs_action)
+
+
+async def lots_page(
+    app: App,
+    boxes: Sequence[Mailbox],
+    *,
+    state: LotState | None = None,
+    since: datetime | None = None,
+    page: int = 1,
+    per_page: int = 100,
+    now: datetime | None = None,
+) -> LotPage:
+    """A page of the lots of ``boxes`` (already authorised): the states are filtered, counted
+    and ordered in SQL, and computed (with deadlines and returns) only for the page's lots."""
+    now = now or datetime.now(UTC)
+    per_page = max(1, min(per_page, MAX_PER_PAGE))
+    ids = [box.id for box in boxes]
+    cutoff = overdue_before(app, now)
+    async with app.db.read() as conn:
+        counts = await lots_repo.count_by_state(conn, ids, overdue_before=cutoff, since=since)
+        total = counts[state] if state is not None else sum(counts.values())
+        pages = max(1, -(-total // per_page))
+        page = max(1, min(page, pages))
+        lots = await lots_repo.lots_page(
+            conn,
+            ids,
+            overdue_before=cutoff,
+            since=since,
+            state=state,
+            offset=(page - 1) * per_page,
+            limit=per_page,
+        )
+        returns = await lots_repo.returns_of_lots(conn, [lot.id for lot in lots])
+    return LotPage(_views(app, boxes, lots, returns, now), page, pages, per_page, total, counts)
+
+
+async def operator_mailboxes(
+    app: App, *, address: str | None = None, practice_id: int | None = None
+) -> list[Mailbox]:
+    """The TLT mailboxes the operator (command line) lists: one, those of a practice, or all."""
+    async with app.db.read() as conn:
+        if address:
+            box = await directory_repo.mailbox_by_address(conn, address.strip().lower())
+            if box is None:
+                raise NotFound(f"Aucune boîte {address}.", f"No mailbox {address}.")
+            if box.type is not MailboxType.TLT:
+                raise InvalidInput(
+                    f"{box.address} n'est pas une boîte de télétransmission.",
+                    f"{box.address} is not a télétransmission mailbox.",
+                )
+            if practice_id is not None and box.practice_id != practice_id:
+                raise NotFound(
+                    f"Le cabinet n° {practice_id} n'a pas de boîte {box.address}.",
+                    f"Practice #{practice_id} has no mailbox {box.address}.",
+                )
+            return [box]
+        return await lots_repo.tlt_mailboxes(conn, practice_id)
+
+
+# --- exports ---------------------------------------------------------------------------------
+
+CSV_HEADER = (
+    ("boîte", "mailbox"),
+    ("n° émetteur", "sender number"),
+    ("compostage", "compostage"),
+    ("factures", "invoices"),
+    ("organisme", "fund"),
+    ("envoyé le", "sent"),
+    ("remise", "delivery"),
+    ("état", "state"),
+    ("à réémettre avant", "send again before"),
+    ("retours", "returns"),
+)
+
+
+def local_time(value: datetime | None) -> str:
+    """A timestamp as people of the practice read it (Paris time), for exports and tables."""
+    return "" if value is None else value.astimezone(PARIS).strftime("%Y-%m-%d %H:%M")
+
+
+def returns_text(view: LotView, english: bool = False) -> str:
+    return " ; ".join(
+        f"{RETURN_KIND_LABELS[r.kind][english]} {local_time(r.received_at)}" for r in view.returns
+    )
+
+
+def csv_row(view: LotView, english: bool = False) -> list[str]:
+    lot = view.lot
+    delivery = DELIVERY_LABELS.get(lot.delivery, (lot.delivery, lot.delivery))
+    return [
+        view.mailbox_address,
+        lot.sender_number,
+        lot.compostage,
+        "" if lot.invoice_count is None else str(lot.invoice_count),
+        lot.fund,
+        local_time(lot.sent_at),
+        delivery[english],
+        LOT_STATE_LABELS[view.state][english],
+        local_time(view.deadline),
+        returns_text(view, english),
+    ]
+
+
+def lots_csv(views: Sequence[LotView], english: bool = False) -> str:
+    """The lots as CSV (RFC 4180, CRLF), a header line first, Paris times."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([pair[english] for pair in CSV_HEADER])
+    for view in views:
+        writer.writerow(_no_formula(csv_row(view, english)))
+    return out.getvalue()
+
+
+def _no_formula(cells: list[str]) -> list[str]:
+    """Cells a spreadsheet would run as a formula (CSV injection) are quoted with a ``'``."""
+    return ["'" + c if c[:1] in ("=", "+", "-", "@", "\t", "\r") else c for c in cells]
+
+
+async def export_csv(
+    app: App,
+    boxes: Sequence[Mailbox],
+    *,
+    state: LotState | None = None,
+    since: datetime | None = None,
+    english: bool = False,
+    now: datetime | None = None,
+    actor: str | None = None,
+    source: str = "",
+) -> str:
+    """Every lot of ``boxes`` matching the filter, newest first, as CSV (written in a worker
+    thread: an export may hold thousands of lots). An export for someone (``actor``) is
+    audited (``tlt.export``)."""
+    views = await list_lots(app, boxes, state=state, since=since, now=now)
+    text = await asyncio.to_thread(lots_csv, views, english)
+    if actor is not None:
+        async with app.db.write() as conn:
+            await audit.append(
+                conn,
+                audit.AuditEvent(
+                    actor=actor,
+                    action="tlt.export",
+                    target=",".join(b.address for b in boxes)[:255],
+                    source=source,
+                    details={"lots": len(views), "state": state.value if state else ""},
+                ),
+            )
+    return text
 
 
 # --- the watchdog ----------------------------------------------------------------------------

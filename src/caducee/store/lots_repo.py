@@ -7,11 +7,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from caducee.domain.teletransmission import Lot, LotReturn, ReturnKind
+from caducee.domain.model import Mailbox, MailboxType
+from caducee.domain.teletransmission import Lot, LotReturn, LotState, ReturnKind
+from caducee.store import directory_repo
 from caducee.store.tables import (
+    delegations,
+    mailboxes,
     outbound_recipients,
     tlt_insurer_domains,
     tlt_lots,
@@ -172,15 +176,191 @@ async def list_lots(
     mailbox_ids: Sequence[int],
     *,
     since: datetime | None = None,
+    state: LotState | None = None,
+    overdue_before: datetime | None = None,
 ) -> list[Lot]:
-    """The lots of ``mailbox_ids``, newest first."""
+    """The lots of ``mailbox_ids``, newest first (in ``state`` only, given the instant before
+    which a lot is past its ARL delay: see :func:`state_column`)."""
     if not mailbox_ids:
         return []
-    query = select(L).where(L.c.mailbox_id.in_(list(mailbox_ids)))
-    if since is not None:
-        query = query.where(L.c.sent_at >= since)
+    query = select(L).where(*_lots_where(mailbox_ids, since, state, overdue_before))
     rows = (await conn.execute(query.order_by(L.c.sent_at.desc(), L.c.id.desc()))).all()
     return [_lot(row) for row in rows]
+
+
+# --- lots by state, in SQL -----------------------------------------------------------------
+# A lot's state depends on the time: the domain computes it (``lot_state``); these queries only
+# filter, count and order by it, with the same cases in the same order, so that a page of 100
+# lots is read without computing the state of the 10,000 others.
+
+_ACTION_STATES = [s.value for s in LotState if s.needs_action]
+
+
+def state_column(overdue_before: datetime) -> ColumnElement[str]:
+    """A lot's :class:`LotState` value in SQL, case for case as ``domain.teletransmission.
+    lot_state``: resent, then its ARL, then its delivery, then the delay (``overdue_before``:
+    ``arl_overdue_before(now)``, the instant before which a lot without ARL is late)."""
+    return case(
+        (L.c.resent_by.is_not(None), LotState.RESENT.value),
+        (L.c.arl == ReturnKind.ARL_POSITIVE.value, LotState.ARL_POSITIVE.value),
+        (L.c.arl == ReturnKind.ARL_NEGATIVE.value, LotState.ARL_NEGATIVE.value),
+        (L.c.delivery == "failed", LotState.UNDELIVERED.value),
+        (L.c.sent_at < _utc(overdue_before), LotState.NO_ARL.value),
+        else_=LotState.SENT.value,
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite keeps the wall-clock digits of what it is given: always bind UTC.
+    return aware(value)
+
+
+def _lots_where(
+    mailbox_ids: Sequence[int],
+    since: datetime | None,
+    state: LotState | None,
+    overdue_before: datetime | None,
+) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = [L.c.mailbox_id.in_(list(mailbox_ids))]
+    if since is not None:
+        where.append(L.c.sent_at >= _utc(since))
+    if state is not None:
+        if overdue_before is None:
+            raise ValueError("a state filter needs overdue_before")
+        where.append(state_column(overdue_before) == state.value)
+    return where
+
+
+async def count_by_state(
+    conn: AsyncConnection,
+    mailbox_ids: Sequence[int],
+    *,
+    overdue_before: datetime,
+    since: datetime | None = None,
+) -> dict[LotState, int]:
+    """How many lots of ``mailbox_ids`` (sent since ``since``) are in each state (one query)."""
+    counts = {s: 0 for s in LotState}
+    if not mailbox_ids:
+        return counts
+    inner = (
+        select(state_column(overdue_before).label("state"))
+        .where(*_lots_where(mailbox_ids, since, None, None))
+        .subquery()
+    )
+    rows = await conn.execute(select(inner.c.state, func.count()).group_by(inner.c.state))
+    for value, count in rows:
+        counts[LotState(value)] = int(count)
+    return counts
+
+
+async def lots_page(
+    conn: AsyncConnection,
+    mailbox_ids: Sequence[int],
+    *,
+    overdue_before: datetime,
+    since: datetime | None = None,
+    state: LotState | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> list[Lot]:
+    """One page of lots: those needing action first (oldest first: the nearest deadline), then
+    the others, newest first."""
+    if not mailbox_ids:
+        return []
+    column = state_column(overdue_before)
+    action = column.in_(_ACTION_STATES)
+    # The sort runs over every lot of the mailboxes: it carries ids only (narrow rows sort
+    # several times faster in SQLite), then the page's rows are read by id.
+    ids = (
+        (
+            await conn.execute(
+                select(L.c.id)
+                .where(*_lots_where(mailbox_ids, since, state, overdue_before))
+                .order_by(
+                    case((action, 0), else_=1),
+                    case((action, L.c.sent_at), else_=None),
+                    L.c.sent_at.desc(),
+                    L.c.id.desc(),
+                )
+                .offset(offset)
+                .limit(limit)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not ids:
+        return []
+    rows = {row.id: _lot(row) for row in (await conn.execute(select(L).where(L.c.id.in_(ids))))}
+    return [rows[lot_id] for lot_id in ids]
+
+
+async def returns_of_lots(conn: AsyncConnection, lot_ids: Sequence[int]) -> list[LotReturn]:
+    """The returns matched to ``lot_ids`` (a page of lots), oldest first."""
+    if not lot_ids:
+        return []
+    rows = await conn.execute(
+        select(R).where(R.c.lot_id.in_(list(lot_ids))).order_by(R.c.received_at, R.c.id)
+    )
+    return [_return(row) for row in rows.all()]
+
+
+async def list_returns(
+    conn: AsyncConnection,
+    mailbox_ids: Sequence[int],
+    *,
+    unmatched: bool = False,
+    since: datetime | None = None,
+    limit: int | None = None,
+) -> list[LotReturn]:
+    """The returns received by ``mailbox_ids`` (only those matched to no lot: ``unmatched``),
+    newest first."""
+    if not mailbox_ids:
+        return []
+    query = select(R).where(R.c.mailbox_id.in_(list(mailbox_ids)))
+    if unmatched:
+        query = query.where(R.c.lot_id.is_(None))
+    if since is not None:
+        query = query.where(R.c.received_at >= _utc(since))
+    query = query.order_by(R.c.received_at.desc(), R.c.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return [_return(row) for row in (await conn.execute(query)).all()]
+
+
+async def count_unmatched(
+    conn: AsyncConnection, mailbox_ids: Sequence[int], *, since: datetime | None = None
+) -> int:
+    if not mailbox_ids:
+        return 0
+    query = select(func.count()).where(R.c.mailbox_id.in_(list(mailbox_ids)), R.c.lot_id.is_(None))
+    if since is not None:
+        query = query.where(R.c.received_at >= _utc(since))
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def tlt_summary_of_account(conn: AsyncConnection, account_id: int) -> tuple[int, int]:
+    """(TLT mailboxes ``account_id`` owns or is delegated, lots of theirs the watchdog flagged
+    and nobody resent yet) in one query: the webmail's navigation asks it on every page."""
+    M = mailboxes
+    delegated = select(delegations.c.mailbox_id).where(delegations.c.account_id == account_id)
+    query = (
+        select(func.count(func.distinct(M.c.id)), func.count(L.c.id))
+        .select_from(M.outerjoin(L, and_(L.c.mailbox_id == M.c.id, *_attention_where())))
+        .where(
+            M.c.type == MailboxType.TLT.value,
+            M.c.disabled.is_(False),
+            or_(M.c.owner_account_id == account_id, M.c.id.in_(delegated)),
+        )
+    )
+    boxes, flagged = (await conn.execute(query)).one()
+    return int(boxes), int(flagged)
+
+
+async def tlt_mailboxes(conn: AsyncConnection, practice_id: int | None = None) -> list[Mailbox]:
+    """Every TLT mailbox (of ``practice_id``), by address."""
+    boxes = await directory_repo.list_mailboxes(conn, practice_id)
+    return sorted((b for b in boxes if b.type is MailboxType.TLT), key=lambda b: b.address)
 
 
 async def returns_of_mailboxes(
@@ -223,14 +403,18 @@ async def count_needing_attention(conn: AsyncConnection, mailbox_ids: Sequence[i
     """Lots of ``mailbox_ids`` the watchdog flagged and nobody resent yet (the webmail badge)."""
     if not mailbox_ids:
         return 0
-    query = select(func.count()).where(
-        L.c.mailbox_id.in_(list(mailbox_ids)),
+    query = select(func.count()).where(L.c.mailbox_id.in_(list(mailbox_ids)), *_attention_where())
+    return int((await conn.execute(query)).scalar_one())
+
+
+def _attention_where() -> list[ColumnElement[bool]]:
+    """A lot the watchdog flagged and nobody resent, acknowledged or archived since."""
+    return [
         L.c.notified_at.is_not(None),
         L.c.resent_by.is_(None),
         L.c.archived_at.is_(None),
         or_(L.c.arl.is_(None), L.c.arl != ReturnKind.ARL_POSITIVE.value),
-    )
-    return int((await conn.execute(query)).scalar_one())
+    ]
 
 
 async def insurer_domains(conn: AsyncConnection, practice_id: int) -> list[str]:
