@@ -1,5 +1,6 @@
 """Periodic housekeeping of a node: audit and trace retention, stale lockout counters, expired
-portal pickups, the télétransmission watchdog (lots to send again), and the conversion of addresses stored in clear before migration 0019.
+portal pickups, the télétransmission watchdog (lots to send again) and purge, quota notices,
+and the conversion of addresses stored in clear before migration 0019.
 
 Each task is idempotent and safe to run on several nodes at once (they only delete what is
 past its date), so every node runs the worker; no leader election is needed.

@@ -240,6 +240,7 @@ def folder_from_row(row: Any) -> Folder:
         uidnext=row.uidnext,
         highestmodseq=row.highestmodseq,
         subscribed=bool(row.subscribed),
+        quota_exempt=bool(row.quota_exempt),
     )
 
 

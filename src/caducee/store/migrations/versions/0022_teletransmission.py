@@ -66,9 +66,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "tlt_insurer_domains",
-        sa.Column(
-            "practice_id", sa.Integer(), sa.ForeignKey("practices.id"), primary_key=True
-        ),
+        sa.Column("practice_id", sa.Integer(), sa.ForeignKey("practices.id"), primary_key=True),
         sa.Column("pattern", sa.String(253), primary_key=True),
     )
 
