@@ -301,10 +301,14 @@ async def commit_group(app: App, items: Sequence[Prepared]) -> tuple[list[Result
         if unused:
             await app.blobs.remove_files(unused)
     made = commit.made
+    # Deliveries past the quota (télétransmission) are checked by their flow, after it has
+    # archived what it could.
+    flowed = {m for item in items if item.delivery.past_quota for m in item.mailbox_ids}
     crossed = {
         mailbox_id
         for mailbox_id, delta in commit.deltas.items()
-        if quota_level((box := commit.boxes[mailbox_id]).used_bytes - delta, box.quota_bytes)
+        if mailbox_id not in flowed
+        and quota_level((box := commit.boxes[mailbox_id]).used_bytes - delta, box.quota_bytes)
         < quota_level(box.used_bytes, box.quota_bytes)
     }
     for index, row_index, message in made:
