@@ -165,6 +165,9 @@ class Folder:
     uidnext: int
     highestmodseq: int
     subscribed: bool
+    #: Its messages do not count in the mailbox's quota (the télétransmission archive, filled
+    #: by the server only: users may read, move out and delete, never put in).
+    quota_exempt: bool = False
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,9 @@ LOT_DESCRIPTION = re.compile(r"^\s*IRIS(?P<test>TEST)?/B2(?P<compressed>/Z)?\s*$
 COMPOSTAGE = re.compile(
     r"(?<!\d)(?P<c>20\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{11})(?!\d)"
 )
+#: Where a full TLT mailbox moves its oldest acknowledged lots past retention (a folder
+#: outside the quota, filled by the server only).
+ARCHIVE_FOLDER = "Archive/Télétransmission"
 EDI_TYPE = "application/edi-consent"
 #: How much of a return's EDI payload is read (decoded, decompressed) to find its lot.
 MAX_RETURN_SCAN = 1024 * 1024

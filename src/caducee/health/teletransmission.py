@@ -41,6 +41,7 @@ from caducee.app import App
 from caducee.domain.model import Flag, Mailbox, MailboxType, StoredMessage
 from caducee.domain.recipient_route import Purpose
 from caducee.domain.teletransmission import (
+    ARCHIVE_FOLDER,
     DELIVERY_LABELS,
     EDI_TYPE,
     LOT_DESCRIPTION,
@@ -64,9 +65,10 @@ from caducee.domain.teletransmission import (
 )
 from caducee.errors import CaduceeError, InvalidInput, NotFound
 from caducee.health.generated_mail import send_generated
-from caducee.services import audit, mailboxes
-from caducee.services.messages import Delivery, store_batch
-from caducee.store import directory_repo, lots_repo
+from caducee.services import audit, mailboxes, quota_notices
+from caducee.services.events import mailbox_events
+from caducee.services.messages import Delivery, expunge_messages, store_batch
+from caducee.store import directory_repo, lots_repo, mailstore_repo
 from caducee.store.connection import AsyncConnection
 
 log = logging.getLogger(__name__)
@@ -104,7 +106,10 @@ async def record_lot(
     now = now or datetime.now(UTC)
     parsed = parse_lot_subject(subject, app.settings.tlt_patterns)
     stored_id: int | None = None
-    delivery = Delivery(message, [mailbox.id], "Sent", Flag.SEEN, internal_date=now)
+    # Past the quota if need be: a lot sent is kept (then old acknowledged lots are archived).
+    delivery = Delivery(
+        message, [mailbox.id], "Sent", Flag.SEEN, internal_date=now, past_quota=True
+    )
     [result] = await store_batch(app, [delivery])
     if isinstance(result, CaduceeError):
         log.warning("lot copy not kept in Sent mailbox_id=%d reason=%s", mailbox.id, result.en)
@@ -146,6 +151,7 @@ async def record_lot(
                 },
             ),
         )
+    await after_delivery(app, [mailbox.id], now)
     return lot
 
 
@@ -745,3 +751,179 @@ async def watchdog(app: App, now: datetime | None = None) -> int:
             )
         flagged += len(views)
     return flagged
+
+
+# --- quota: a full TLT mailbox never refuses a return -----------------------------------------
+
+
+def _archive_notice(app: App, to: str, box: Mailbox, lots: Sequence[Lot], over: bool) -> bytes:
+    count = len(lots)
+    days = app.settings.tlt_retention_days
+    oldest = min(lot.sent_at for lot in lots).astimezone().strftime("%d/%m/%Y")
+    newest = max(lot.sent_at for lot in lots).astimezone().strftime("%d/%m/%Y")
+    fr = (
+        f"La boîte de télétransmission {box.address} était pleine. Pour qu'elle continue de "
+        f"recevoir les retours des caisses, {count} lot(s) acquitté(s) (ARL positif) de plus "
+        f"de {days} jours, envoyés du {oldest} au {newest}, ont été déplacés dans son dossier "
+        f"« {ARCHIVE_FOLDER} », qui ne compte pas dans le quota. Rien n'a été supprimé."
+    )
+    en = (
+        f"Télétransmission mailbox {box.address} was full. So that it keeps receiving the "
+        f"funds' returns, {count} acknowledged lot(s) (positive ARL) older than {days} days, "
+        f"sent from {oldest} to {newest}, were moved to its folder '{ARCHIVE_FOLDER}', which "
+        "does not count in the quota. Nothing was deleted."
+    )
+    if over:
+        fr += " La boîte dépasse encore son quota : demandez à l'administrateur de l'augmenter."
+        en += " The mailbox is still over its quota: ask the practice's admin for more."
+    subject = f"Télétransmission : lots archivés ({box.address})"
+    return quota_notices.notice_message(app, to, subject, fr, en)
+
+
+async def _archive_folder(conn: AsyncConnection, mailbox_id: int) -> int:
+    """The archive folder of a TLT mailbox (created, with its parents, when needed)."""
+    levels = ARCHIVE_FOLDER.split("/")
+    for depth in range(1, len(levels) + 1):
+        path = "/".join(levels[:depth])
+        if await mailstore_repo.folder_by_name(conn, mailbox_id, path) is None:
+            await mailstore_repo.insert_folder(conn, mailbox_id, path, None)
+    folder = await mailstore_repo.folder_by_name(conn, mailbox_id, ARCHIVE_FOLDER)
+    assert folder is not None
+    if not folder.quota_exempt:
+        await mailstore_repo.set_quota_exempt(conn, folder.id)
+    return folder.id
+
+
+async def make_room(app: App, mailbox_id: int, now: datetime | None = None) -> list[Lot]:
+    """When a TLT mailbox is past its quota, move its oldest lots acknowledged positively and
+    older than the retention period to its archive folder (outside the quota: moved, never
+    deleted; IMAP clients see the move), until it is under its quota again, and tell its
+    owner. Returns the lots archived (none: nothing could be, or no need)."""
+    now = now or datetime.now(UTC)
+    async with app.db.read() as conn:
+        box = await directory_repo.mailbox_by_id(conn, mailbox_id)
+    if box is None or box.type is not MailboxType.TLT or box.used_bytes <= box.quota_bytes:
+        return []
+    cutoff = now - timedelta(days=app.settings.tlt_retention_days)
+    archived: list[Lot] = []
+    async with app.db.write() as conn:
+        used, quota = await mailstore_repo.lock_mailbox_usage(conn, mailbox_id)
+        candidates = await lots_repo.archivable_lots(conn, mailbox_id, cutoff)
+        if used <= quota or not candidates:
+            return []
+        archive_id = await _archive_folder(conn, mailbox_id)
+        rows = {
+            int(r.id): r
+            for r in await mailstore_repo.messages_by_id(
+                conn, [lot.stored_message_id for lot in candidates if lot.stored_message_id]
+            )
+        }
+        moving: dict[int, list[int]] = {}
+        freed = 0
+        for lot in candidates:
+            row = rows.get(lot.stored_message_id or 0)
+            if row is None or int(row.mailbox_id) != mailbox_id:
+                continue  # its copy was deleted (after retention) or moved elsewhere
+            archived.append(lot)
+            if int(row.folder_id) != archive_id:
+                moving.setdefault(int(row.folder_id), []).append(int(row.id))
+                freed += int(row.size)
+            if used - freed <= quota:
+                break
+        for folder_id, ids in moving.items():
+            await mailstore_repo.move_rows(conn, folder_id, archive_id, ids)
+        await lots_repo.set_archived(conn, [lot.id for lot in archived], now)
+        if archived:
+            await audit.append(
+                conn,
+                audit.AuditEvent(
+                    actor="system",
+                    action="tlt.archive",
+                    target=box.address,
+                    source="quota",
+                    details={
+                        "lots": ",".join(str(lot.id) for lot in archived),
+                        "bytes": freed,
+                        "folder_id": archive_id,
+                    },
+                ),
+            )
+    if not archived:
+        return []
+    try:
+        await mailbox_events(app).publish({mailbox_id})
+    except Exception:  # a lost wake-up only delays IDLE sessions
+        log.exception("could not publish mailbox events")
+    to = await quota_notices.owner_address(app, box)
+    if to is not None:
+        notice = _archive_notice(app, to, box, archived, used - freed > quota)
+        try:
+            await send_generated(
+                app,
+                notice,
+                f"no-reply@{app.settings.hostname}",
+                to,
+                purpose=Purpose.MAIL,
+                source="quota",
+            )
+        except CaduceeError as error:
+            log.warning("archive notice not delivered mailbox_id=%d reason=%s", box.id, error.en)
+    return archived
+
+
+async def after_delivery(app: App, mailbox_ids: Sequence[int], now: datetime | None = None) -> None:
+    """After returns or a lot's copy went into TLT mailboxes past their quota: archive what
+    may be, then tell the owner of a quota threshold crossed (quota notices)."""
+    for mailbox_id in dict.fromkeys(mailbox_ids):
+        await make_room(app, mailbox_id, now)
+    await quota_notices.check(app, mailbox_ids)
+
+
+# --- purge after [teletransmission] purge_days -------------------------------------------------
+
+
+async def purge(app: App, now: datetime | None = None) -> int:
+    """When ``purge_days`` is set (> 0, never less than ``retention_days``): remove the lots
+    sent and the returns received before it, and their stored messages (through the one
+    expunge, audited by ``system``; the retention rule lets them go, being older). Returns
+    how many lots and returns were removed."""
+    days = app.settings.tlt_purge_days
+    if days <= 0:
+        return 0
+    now = now or datetime.now(UTC)
+    before = now - timedelta(days=days)
+    async with app.db.read() as conn:
+        lots, returns = await lots_repo.purgeable(conn, before)
+        stored = [s for _, _, s in (*lots, *returns) if s is not None]
+        rows = await mailstore_repo.messages_by_id(conn, stored)
+    by_folder: dict[int, list[int]] = {}
+    for row in rows:
+        by_folder.setdefault(int(row.folder_id), []).append(int(row.id))
+    for folder_id, ids in sorted(by_folder.items()):
+        try:
+            await expunge_messages(app, folder_id, ids, actor="system", source="tlt-purge", now=now)
+        except CaduceeError as error:  # kept: a later run tries again
+            log.warning("tlt purge: messages kept folder_id=%d reason=%s", folder_id, error.en)
+            return 0
+    if not lots and not returns:
+        return 0
+    async with app.db.write() as conn:
+        await lots_repo.delete_lots_and_returns(
+            conn, [i for i, _, _ in lots], [i for i, _, _ in returns]
+        )
+        await audit.append(
+            conn,
+            audit.AuditEvent(
+                actor="system",
+                action="tlt.purge",
+                target="teletransmission",
+                source="maintenance",
+                details={
+                    "lots": len(lots),
+                    "returns": len(returns),
+                    "messages": len(rows),
+                    "before": before.isoformat(),
+                },
+            ),
+        )
+    return len(lots) + len(returns)

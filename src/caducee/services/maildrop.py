@@ -14,7 +14,7 @@ from caducee.domain.addresses import normalize_address
 from caducee.domain.pop3_octets import pop3_size
 from caducee.errors import NotFound
 from caducee.services import mailboxes
-from caducee.services.messages import expunge_messages, read_message
+from caducee.services.messages import expunge_messages, read_message, retained, retention_hold
 from caducee.store import directory_repo, mailstore_repo
 
 
@@ -83,6 +83,18 @@ async def retrieve(app: App, drop: Maildrop, message: DropMessage) -> bytes:
     if stored.folder_id != drop.folder_id:
         raise NotFound("Message supprimé entre-temps.", "Message deleted meanwhile.")
     return raw
+
+
+async def may_delete(app: App, drop: Maildrop, message: DropMessage) -> None:
+    """Raise :class:`~caducee.errors.RetentionHold` when the retention rule keeps ``message``
+    (a télétransmission lot or return younger than the retention period): POP3 DELE refuses
+    it at once (RFC 1939 §5) instead of failing at QUIT."""
+    held = await retained(app, drop.folder_id, [message.message_id])
+    if held:
+        async with app.db.read() as conn:
+            mailbox = await directory_repo.mailbox_by_id(conn, drop.mailbox_id)
+        address = mailbox.address if mailbox is not None else drop.login
+        raise retention_hold(address, held, app.settings.tlt_retention_days)
 
 
 async def delete(app: App, drop: Maildrop, doomed: list[DropMessage]) -> int:

@@ -243,6 +243,38 @@ async def add_used_bytes(conn: AsyncConnection, mailbox_id: int, delta: int) -> 
     )
 
 
+async def quota_notified(conn: AsyncConnection, mailbox_id: int) -> int:
+    """The last quota threshold (per cent) the mailbox's owner was told of."""
+    row = (
+        await conn.execute(select(mailboxes.c.quota_notified).where(mailboxes.c.id == mailbox_id))
+    ).first()
+    return int(row.quota_notified) if row is not None else 0
+
+
+async def set_quota_notified(conn: AsyncConnection, mailbox_id: int, old: int, new: int) -> bool:
+    """Move the threshold from ``old`` to ``new``; False when another node did first."""
+    result = await conn.execute(
+        update(mailboxes)
+        .where(mailboxes.c.id == mailbox_id, mailboxes.c.quota_notified == old)
+        .values(quota_notified=new)
+    )
+    return bool(result.rowcount)
+
+
+async def quota_watched(conn: AsyncConnection, percent: int) -> list[int]:
+    """Mailboxes at ``percent`` % of their quota or more, or whose owner was told of a
+    threshold (to lower it when the usage falls back)."""
+    rows = await conn.execute(
+        select(mailboxes.c.id)
+        .where(
+            (mailboxes.c.used_bytes * 100 >= mailboxes.c.quota_bytes * percent)
+            | (mailboxes.c.quota_notified > 0)
+        )
+        .order_by(mailboxes.c.id)
+    )
+    return [int(row.id) for row in rows]
+
+
 # --- folders ---------------------------------------------------------------------------------
 
 
@@ -257,6 +289,7 @@ def folder_from_row(row: Any) -> Folder:
         uidnext=row.uidnext,
         highestmodseq=row.highestmodseq,
         subscribed=bool(row.subscribed),
+        quota_exempt=bool(row.quota_exempt),
     )
 
 

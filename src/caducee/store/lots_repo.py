@@ -452,3 +452,53 @@ async def remove_insurer_domain(conn: AsyncConnection, practice_id: int, pattern
         )
     )
     return bool(result.rowcount)
+
+
+async def archivable_lots(
+    conn: AsyncConnection, mailbox_id: int, sent_before: datetime
+) -> list[Lot]:
+    """Lots of ``mailbox_id`` acknowledged positively, sent before ``sent_before``, not archived
+    yet, whose copy is kept: oldest first (what a full mailbox may move to its archive)."""
+    query = select(L).where(
+        L.c.mailbox_id == mailbox_id,
+        L.c.arl == ReturnKind.ARL_POSITIVE.value,
+        L.c.archived_at.is_(None),
+        L.c.stored_message_id.is_not(None),
+        L.c.sent_at < sent_before,
+    )
+    rows = (await conn.execute(query.order_by(L.c.sent_at, L.c.id))).all()
+    return [_lot(row) for row in rows]
+
+
+async def set_archived(conn: AsyncConnection, lot_ids: Sequence[int], at: datetime) -> None:
+    if lot_ids:
+        await conn.execute(update(L).where(L.c.id.in_(list(lot_ids))).values(archived_at=at))
+
+
+async def purgeable(
+    conn: AsyncConnection, before: datetime
+) -> tuple[list[tuple[int, int, int | None]], list[tuple[int, int, int | None]]]:
+    """Lots sent and returns received before ``before``: (id, mailbox id, stored message id)."""
+    lots = await conn.execute(
+        select(L.c.id, L.c.mailbox_id, L.c.stored_message_id).where(L.c.sent_at < before)
+    )
+    returns = await conn.execute(
+        select(R.c.id, R.c.mailbox_id, R.c.stored_message_id).where(R.c.received_at < before)
+    )
+    return (
+        [(int(r.id), int(r.mailbox_id), r.stored_message_id) for r in lots],
+        [(int(r.id), int(r.mailbox_id), r.stored_message_id) for r in returns],
+    )
+
+
+async def delete_lots_and_returns(
+    conn: AsyncConnection, lot_ids: Sequence[int], return_ids: Sequence[int]
+) -> None:
+    """Delete returns, then lots (a later return still naming a purged lot loses the link)."""
+    for start in range(0, len(return_ids), 500):
+        chunk = list(return_ids[start : start + 500])
+        await conn.execute(delete(R).where(R.c.id.in_(chunk)))
+    for start in range(0, len(lot_ids), 500):
+        chunk = list(lot_ids[start : start + 500])
+        await conn.execute(update(R).where(R.c.lot_id.in_(chunk)).values(lot_id=None))
+        await conn.execute(delete(L).where(L.c.id.in_(chunk)))

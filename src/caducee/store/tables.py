@@ -90,6 +90,9 @@ mailboxes = Table(
     Column("used_bytes", BigInteger, nullable=False, server_default="0"),
     Column("disabled", Boolean, nullable=False, server_default="0"),
     _ts("created_at"),
+    # The last quota threshold (0, 80, 95, 100 %) the owner was told of; lowered again when
+    # the usage falls back under it (services/quota_notices.py).
+    Column("quota_notified", SmallInteger, nullable=False, server_default="0"),
 )
 
 data_keys = Table(
@@ -126,6 +129,9 @@ folders = Table(
     Column("highestmodseq", BigInteger, nullable=False, server_default="1"),
     Column("subscribed", Boolean, nullable=False, server_default="1"),
     _ts("created_at"),
+    # Its messages do not count in the mailbox's used_bytes (the télétransmission archive,
+    # filled by the server only).
+    Column("quota_exempt", Boolean, nullable=False, server_default="0"),
     UniqueConstraint("mailbox_id", "name", name="uq_folders_mailbox_name"),
 )
 

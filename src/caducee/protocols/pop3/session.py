@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import unicodedata
 from dataclasses import dataclass, field
 
 from caducee.app import App
 from caducee.domain.pop3_octets import pop3_lines
-from caducee.errors import AccessDenied, CaduceeError, NotFound
+from caducee.errors import AccessDenied, CaduceeError, NotFound, RetentionHold
 from caducee.protocols.sasl import SaslError, decode_response, parse_plain
 from caducee.protocols.tcp import Connection, LineTooLong
 from caducee.services import maildrop
@@ -29,6 +30,12 @@ AUTH_LINE_LIMIT = 8192
 IDLE_TIMEOUT = 600.0
 AUTH_TIMEOUT = 60.0
 MAX_BAD_COMMANDS = 10
+
+
+def ascii_text(text: str) -> str:
+    """A French text as a POP3 reply may carry it (RFC 1939 §3: US-ASCII): accents dropped."""
+    decomposed = unicodedata.normalize("NFKD", text.replace("’", "'"))
+    return decomposed.encode("ascii", "ignore").decode().replace("\r", " ").replace("\n", " ")
 
 
 @dataclass
@@ -297,6 +304,12 @@ class Pop3Session:
         found = self.message(argument.strip())
         if found is None:
             await self.reply("-ERR pas de tel message (ou deja supprime)")
+            return False
+        assert self.drop is not None
+        try:  # RFC 1939 §5 DELE: refused at once, with the reason, when it must be kept
+            await maildrop.may_delete(self.app, self.drop, found[1])
+        except RetentionHold as held:
+            await self.reply(f"-ERR {ascii_text(held.message('fr'))}")
             return False
         self.deleted.add(found[0])
         await self.reply(f"+OK message {found[0]} supprime")

@@ -69,6 +69,7 @@ def openapi() -> dict[str, Any]:
                         (401, "Jeton absent ou invalide"),
                         (403, "Droit insuffisant"),
                         (404, "Introuvable"),
+                        (409, "Conservation obligatoire (télétransmission)"),
                         (413, "Trop volumineux"),
                         (422, "Données invalides"),
                         (429, "Trop de requêtes"),
