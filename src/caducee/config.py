@@ -9,7 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from caducee.errors import ConfigurationError
+from caducee.domain.teletransmission import (
+    DEFAULT_ARL_NEGATIVE_PATTERN,
+    DEFAULT_ARL_POSITIVE_PATTERN,
+    DEFAULT_NOEMIE_PATTERN,
+    DEFAULT_SUBJECT_PATTERN,
+    Patterns,
+    check_domain_pattern,
+    check_pattern,
+    check_subdivision,
+)
+from caducee.errors import ConfigurationError, InvalidInput
 from caducee.sms_settings import check_sms_settings
 
 DEFAULT_DATA_DIR = Path("var/caducee")
@@ -115,6 +125,30 @@ class Settings:
     # a patient may send (all files together), in ``[patients]``.
     pickup_days: int = 30
     pickup_reply_max_bytes: int = 10 * 1024 * 1024
+    # Télétransmission (issue #15), section [teletransmission]: the insurer domains every TLT
+    # mailbox may write to (practices add their complementary insurers), the delays in French
+    # working days (R161-47), the region whose public holidays count ("" : metropolitan France;
+    # "57" Alsace-Moselle, "971" Guadeloupe...), the retention of lots and returns, the purge
+    # after it (0: never), and the recognisers' patterns (regular expressions, case-insensitive).
+    tlt_insurer_domains: list[str] = field(default_factory=lambda: ["*.rss.fr"])
+    tlt_arl_working_days: int = 2
+    tlt_resend_working_days: int = 2
+    tlt_holiday_region: str = ""
+    tlt_retention_days: int = 90
+    tlt_purge_days: int = 0
+    tlt_subject_pattern: str = DEFAULT_SUBJECT_PATTERN
+    tlt_arl_positive_pattern: str = DEFAULT_ARL_POSITIVE_PATTERN
+    tlt_arl_negative_pattern: str = DEFAULT_ARL_NEGATIVE_PATTERN
+    tlt_noemie_pattern: str = DEFAULT_NOEMIE_PATTERN
+
+    @property
+    def tlt_patterns(self) -> Patterns:
+        return Patterns(
+            subject=self.tlt_subject_pattern,
+            arl_negative=self.tlt_arl_negative_pattern,
+            arl_positive=self.tlt_arl_positive_pattern,
+            noemie=self.tlt_noemie_pattern,
+        )
 
     @property
     def public_base_url(self) -> str:
@@ -189,6 +223,49 @@ def _transport(table: Any) -> dict[str, TransportRoute]:
             str(spec["host"]), _int(spec.get("port", 25), f"transport {domain} port"), tls
         )
     return routes
+
+
+def _load_teletransmission(settings: Settings, section: Any) -> None:
+    """``[teletransmission]``: each value checked, with the setting's name in the error."""
+    if not isinstance(section, dict):
+        return
+    domains = section.get("insurer_domains", settings.tlt_insurer_domains)
+    if not isinstance(domains, list):
+        raise ConfigurationError(
+            "teletransmission.insurer_domains : liste de domaines attendue.",
+            "teletransmission.insurer_domains: list of domains expected.",
+        )
+    try:
+        settings.tlt_insurer_domains = [check_domain_pattern(str(d)) for d in domains]
+        for name in ("arl_working_days", "resend_working_days", "retention_days", "purge_days"):
+            attribute = f"tlt_{name}"
+            value = _int(
+                section.get(name, getattr(settings, attribute)), f"teletransmission.{name}"
+            )
+            if value < 0 or (name != "purge_days" and value < 1):
+                raise ConfigurationError(
+                    f"teletransmission.{name} : valeur positive attendue.",
+                    f"teletransmission.{name}: positive value expected.",
+                )
+            setattr(settings, attribute, value)
+        settings.tlt_holiday_region = check_subdivision(
+            str(section.get("holiday_region", settings.tlt_holiday_region))
+        )
+        for name in ("subject", "arl_positive", "arl_negative", "noemie"):
+            attribute = f"tlt_{name}_pattern"
+            pattern = str(section.get(f"{name}_pattern", getattr(settings, attribute)))
+            setattr(settings, attribute, check_pattern(f"{name}_pattern", pattern))
+    except InvalidInput as error:
+        raise ConfigurationError(
+            f"[teletransmission] : {error.fr}", f"[teletransmission]: {error.en}"
+        ) from None
+    if 0 < settings.tlt_purge_days < settings.tlt_retention_days:
+        raise ConfigurationError(
+            "teletransmission.purge_days ne peut pas être inférieur à retention_days "
+            f"({settings.tlt_retention_days} jours) : les lots sont gardés au moins ce temps.",
+            "teletransmission.purge_days cannot be less than retention_days "
+            f"({settings.tlt_retention_days} days): lots are kept at least that long.",
+        )
 
 
 def load_settings(data_dir: Path | str | None = None) -> Settings:
@@ -313,6 +390,7 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             patients.get("pickup_reply_max_bytes", settings.pickup_reply_max_bytes),
             "patients.pickup_reply_max_bytes",
         )
+        _load_teletransmission(settings, doc.get("teletransmission", {}))
     env = os.environ
     settings.oidc_client_secret = env.get("CADUCEE_OIDC_CLIENT_SECRET", settings.oidc_client_secret)
     settings.dns_resolver = env.get("CADUCEE_DNS_RESOLVER", settings.dns_resolver)
@@ -465,6 +543,22 @@ def render_config(settings: Settings) -> str:
         f"token = {json.dumps(settings.sms_token)}",
         f"secret = {json.dumps(settings.sms_secret)}",
         f"ca_file = {json.dumps(settings.sms_ca_file)}",
+        "",
+        "[teletransmission]",
+        "# Domaines des organismes (caisses ; les cabinets ajoutent leurs complémentaires)",
+        f"insurer_domains = {json.dumps(settings.tlt_insurer_domains)}",
+        '# Délais en jours ouvrés (R161-47), région des jours fériés ("57" : Alsace-Moselle)',
+        f"arl_working_days = {settings.tlt_arl_working_days}",
+        f"resend_working_days = {settings.tlt_resend_working_days}",
+        f"holiday_region = {json.dumps(settings.tlt_holiday_region)}",
+        "# Conservation minimale des lots et retours (jours) ; purge après (0 : jamais)",
+        f"retention_days = {settings.tlt_retention_days}",
+        f"purge_days = {settings.tlt_purge_days}",
+        "# Motifs de reconnaissance (expressions régulières, sans distinction de casse)",
+        f"subject_pattern = {json.dumps(settings.tlt_subject_pattern)}",
+        f"arl_positive_pattern = {json.dumps(settings.tlt_arl_positive_pattern)}",
+        f"arl_negative_pattern = {json.dumps(settings.tlt_arl_negative_pattern)}",
+        f"noemie_pattern = {json.dumps(settings.tlt_noemie_pattern)}",
         "",
     ]
     return "\n".join(lines)

@@ -6,6 +6,8 @@ shows it (CLI, protocol reply, web page) picks the language with :func:`caducee.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from caducee.i18n import language
 
 
@@ -62,6 +64,17 @@ class MessageTooLarge(LimitReached):
 
 class SenderNotAllowed(AccessDenied):
     """The authenticated account may not send as this address (SMTP 553 5.7.1)."""
+
+
+class RetentionHold(AccessDenied):
+    """Messages under a legal retention period cannot be deleted yet (télétransmission lots
+    and returns: ``[teletransmission] retention_days``): IMAP ``NO [CANNOT]``, POP3 ``-ERR``,
+    HTTP 409. ``count`` messages are held; all of them may be deleted from ``until``."""
+
+    def __init__(self, fr: str, en: str, *, count: int = 0, until: datetime | None = None) -> None:
+        super().__init__(fr, en)
+        self.count = count
+        self.until = until
 
 
 class PolicyRejected(AccessDenied):

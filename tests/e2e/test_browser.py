@@ -90,7 +90,8 @@ def in_thread(coroutine: Coroutine[Any, Any, T]) -> T:
 def mail_login(settings: Settings, login: str, password: str, service: str) -> Account:
     async def check() -> Account:
         async with open_app(settings) as app:
-            return await authenticate_mail(app, login, password, service, "127.0.0.1")  # type: ignore[arg-type]
+            principal = await authenticate_mail(app, login, password, service, "127.0.0.1")  # type: ignore[arg-type]
+            return principal.account
 
     return in_thread(check())
 

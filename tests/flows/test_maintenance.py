@@ -48,6 +48,9 @@ async def test_run_once_purges_what_is_past_its_date(app: App) -> None:
         "imap-expunged": 0,
         "portal-expiry": 0,
         "text-index": 0,
+        "lot-watchdog": 0,
+        "lot-purge": 0,
+        "quota-notices": 0,
     }
     assert (await audit.verify(app.db)).ok
     async with app.db.read() as conn:

@@ -1,6 +1,6 @@
 """The charter service on both backends: defaults when nothing is saved, the practice's
 charter, a practitioner's override (and only for the practice's own accounts), the mailbox's
-charter, reset, the audit trail, the schema of migration 0030, and the expected answer."""
+charter, reset, the audit trail, the schema of migration 0024, and the expected answer."""
 
 from __future__ import annotations
 

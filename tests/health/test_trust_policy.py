@@ -55,10 +55,13 @@ async def test_trust_space_mailbox_writes_inside_only(listed: App) -> None:
     assert len(await queue.list_queue(listed)) == 1  # nothing queued for the refused message
 
 
-async def test_teletransmission_mailbox_keeps_ordinary_rules(listed: App) -> None:
+async def test_teletransmission_mailbox_is_not_bound_to_the_trust_space(listed: App) -> None:
+    """A TLT mailbox on a listed domain writes to the insurers outside the trust space (its
+    own rule, health.insurers), without the MSSanté header."""
     await mailboxes.add_mailbox(listed, f"tlt@{OURS}", MailboxType.TLT, f"dr.a@{OURS}")
-    await _send(listed, f"dr.a@{OURS}", f"tlt@{OURS}", "fse@caisse.test")
-    assert "fse@caisse.test" in [e.address for e in await queue.list_queue(listed)]
+    await _send(listed, f"dr.a@{OURS}", f"tlt@{OURS}", "01422@422.01.rss.fr")
+    [entry] = [e for e in await queue.list_queue(listed) if e.address == "01422@422.01.rss.fr"]
+    assert b"X-MSS-NIL" not in await queue.read_content(listed, entry)
 
 
 async def test_domain_outside_the_trust_space_keeps_ordinary_rules(app: App) -> None:

@@ -12,12 +12,15 @@ import pytest
 
 from caducee.app import open_app
 from caducee.config import Settings
-from caducee.services import api_tokens
+from caducee.domain.model import MailboxType
+from caducee.services import api_tokens, mailboxes
 from caducee.services.delivery import deliver_local
+from tests.health.lots_seed import seed
 from tests.services.helpers import person, practice
 from tests.serving import prepare, serve_process, wait_listeners
 
 LOGIN = "dr@cabinet.test"
+TLT = "tlt@cabinet.test"
 
 
 def _setup(settings: Settings) -> str:
@@ -31,9 +34,11 @@ def _setup(settings: Settings) -> str:
                 "Message-ID: <s1@ailleurs.test>\r\n\r\nTexte\r\n"
             )
             await deliver_local(app, mail.encode(), [LOGIN])
+            await mailboxes.add_mailbox(app, TLT, MailboxType.TLT, LOGIN)
+            await seed(app, TLT)
             token, _ = await api_tokens.create_token(
-                app, LOGIN, "schemathesis", [LOGIN], ["lecture", "marquage", "envoi", "patients"],
-                actor="t", source="t",
+                app, LOGIN, "schemathesis", [LOGIN, TLT],
+                ["lecture", "marquage", "envoi", "patients", "lots"], actor="t", source="t",
             )  # fmt: skip
             return token
 

@@ -62,13 +62,14 @@ async def test_create_then_authenticate_on_imap(app: App) -> None:
     assert password not in str(tuple(row)) and password.replace("-", "") not in str(tuple(row))
     assert row.scopes == "imap,pop3,smtp" and row.last_used_at is None
 
-    account = await authenticate_mail(app, LOGIN, password, "imap", IP, now=T0)
-    assert account.id == account_id
+    principal = await authenticate_mail(app, LOGIN, password, "imap", IP, now=T0)
+    assert principal.account.id == account_id and principal.login == LOGIN
+    assert not principal.is_mailbox
     [info] = await list_app_passwords(app, LOGIN)
     assert info.last_used_at == T0
     # Typed without dashes, in capitals, with spaces: still the same password.
     typed = password.replace("-", " ").upper()
-    assert (await authenticate_mail(app, LOGIN, typed, "pop3", IP)).id == account_id
+    assert (await authenticate_mail(app, LOGIN, typed, "pop3", IP)).account.id == account_id
 
 
 async def test_account_password_is_refused_on_mail_protocols(app: App) -> None:
@@ -123,7 +124,15 @@ async def test_list_never_shows_the_secret(app: App) -> None:
     password = await create_app_password(app, LOGIN, "Thunderbird", scopes=["imap", "smtp"])
     [info] = await list_app_passwords(app, LOGIN)
     fields = asdict(info)
-    assert set(fields) == {"id", "label", "scopes", "created_at", "last_used_at", "revoked_at"}
+    assert set(fields) == {
+        "id",
+        "label",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "created_by",
+    }
     assert info.scopes == ("imap", "smtp") and not info.revoked
     digest = hashlib.sha256(password.replace("-", "").encode()).hexdigest()
     assert password not in repr(info) and digest not in repr(info)
@@ -209,6 +218,7 @@ async def test_audit_records_and_no_secret_in_them(app: App) -> None:
         "id": info.id,
         "label": "Thunderbird",
         "scopes": "imap,pop3,smtp",
+        "kind": "account",
     }
     assert json.loads(records[1].details) == {"service": "imap", "app_password": info.id}
     assert records[1].source == IP

@@ -15,7 +15,7 @@ from caducee.domain import message_meta
 from caducee.domain.message_meta import META_VERSION, extract_meta
 from caducee.errors import NotFound, QuotaExceeded
 from caducee.flows import inbound
-from caducee.services import mailboxes, messages
+from caducee.services import mailboxes, messages, quota_notices
 from caducee.services.delivery import deliver_local, pipeline
 from caducee.store.tables import blobs as blobs_table
 from caducee.store.tables import mailboxes as mailboxes_table
@@ -69,6 +69,7 @@ async def test_a_full_mailbox_fails_only_its_delivery(app: App) -> None:
     await mailboxes.set_quota(app, "full@cabinet.test", 1024 * 1024)
     big = sample(0, 900 * 1024)
     await deliver_local(app, big, ["full@cabinet.test"])
+    await quota_notices.notices(app).drain()  # past 80 %: its owner was told (one more row)
     before_rows, before_blobs = await count_rows(app), await stored_blobs(app)
     outcomes = await asyncio.gather(
         deliver_local(app, sample(1), ["a@cabinet.test"]),

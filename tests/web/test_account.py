@@ -36,8 +36,8 @@ async def test_app_password_created_once_and_usable(
     found = APP_PASSWORD.search(created.text)
     assert found
     password = found.group(1)
-    account = await authenticate_mail(app, people.doctor_a.login, password, "imap", "127.0.0.1")
-    assert account.id == people.doctor_a.id
+    principal = await authenticate_mail(app, people.doctor_a.login, password, "imap", "127.0.0.1")
+    assert principal.account.id == people.doctor_a.id
     with pytest.raises(AccessDenied):  # out of its scopes
         await authenticate_mail(app, people.doctor_a.login, password, "pop3", "127.0.0.1")
     listing = await web.get("/compte/applications")

@@ -322,3 +322,37 @@ async def test_sent_message_is_the_webmails_from_with_safe_attachments(
     ]
     [copy] = await _messages(app, DOCTOR, SpecialUse.SENT)
     assert copy["Message-ID"] == sent.json()["message_id"]
+
+
+async def test_delete_to_the_trash_then_for_good_unless_retained(
+    app: App, web: WebClient, people: People
+) -> None:
+    # DELETE as the webmail's « Supprimer »; a télétransmission return younger than 90 days
+    # is refused with 409 « conservation » and the reason (issue 15).
+    from datetime import UTC, datetime, timedelta
+
+    from caducee.domain.model import MailboxType
+    from caducee.services.messages import store_message
+
+    tlt = await mailboxes.add_mailbox(app, "tlt@cabinet-a.test", MailboxType.TLT, DOCTOR)
+    await store_message(app, tlt.id, "INBOX", MAIL)
+    old = datetime.now(UTC) - timedelta(days=100)
+    await store_message(app, tlt.id, "INBOX", MAIL, internal_date=old)
+    token = await _token(app, ["lecture", "marquage"], [tlt.address])
+    folders = {f.special_use: f for f, _ in await webmail.folders(app, tlt)}
+    inbox, trash = folders[SpecialUse.INBOX.value].id, folders[SpecialUse.TRASH.value].id
+    base = f"/api/v1/boites/{tlt.id}/dossiers"
+    for uid in (1, 2):
+        moved = await web.http.delete(f"{base}/{inbox}/messages/{uid}", headers=_auth(token))
+        assert moved.status_code == 200, moved.text
+    refused = await web.http.delete(f"{base}/{trash}/messages/1", headers=_auth(token))
+    assert refused.status_code == 409
+    error = refused.json()["error"]
+    assert error["code"] == "conservation" and "90 jours" in error["message"]
+    assert "can be deleted from" in error["message_en"]
+    gone = await web.http.delete(f"{base}/{trash}/messages/2", headers=_auth(token))
+    assert gone.status_code == 200
+    listing = (await web.http.get(f"{base}/{trash}/messages", headers=_auth(token))).json()
+    assert [m["uid"] for m in listing["messages"]] == [1]
+    missing = await web.http.delete(f"{base}/{trash}/messages/2", headers=_auth(token))
+    assert missing.status_code == 404

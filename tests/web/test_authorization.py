@@ -11,11 +11,14 @@ import pytest
 from starlette.routing import Route
 
 from caducee.app import App
+from caducee.domain.model import MailboxType
 from caducee.health import charter
 from caducee.services import accounts, app_passwords, mailboxes, mfa, queue, web_sessions
 from caducee.web import admin
 from tests.web.conftest import Clock, People, WebClient
 from tests.web.helpers import audit_actions
+
+TLT_A = "tlt@cabinet-a.test"
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,9 @@ async def admin_calls(app: App, people: People) -> list[Call]:
     box = await mailboxes.get_mailbox(app, people.doctor_a.login)
     await app_passwords.create_app_password(app, people.doctor_a.login, "Téléphone")
     item = (await app_passwords.list_app_passwords(app, people.doctor_a.login))[0]
+    tlt = await mailboxes.add_mailbox(app, TLT_A, MailboxType.TLT, people.doctor_a.login)
+    await app_passwords.create_app_password(app, TLT_A, "Facturation")
+    tlt_item = (await app_passwords.list_app_passwords(app, TLT_A))[0]
     await mailboxes.delegate(app, box.address, people.secretary_a.login, can_send=False)
     queued = await queue.enqueue(
         app,
@@ -73,6 +79,13 @@ async def admin_calls(app: App, people: People) -> list[Call]:
             },
         ),
         Call("POST", f"/admin/boites/{box.id}/quota", {"quota_mo": "1"}),
+        Call("GET", f"/admin/boites/{tlt.id}/applications", {}),
+        Call(
+            "POST",
+            f"/admin/boites/{tlt.id}/applications",
+            {"libelle": "Intrus", "protocoles": "pop3"},
+        ),
+        Call("POST", f"/admin/boites/{tlt.id}/applications/{tlt_item.id}/revoquer", {}),
         Call("GET", "/admin/delegations", {}),
         Call(
             "POST",
@@ -118,6 +131,9 @@ def test_every_admin_route_is_in_the_matrix() -> None:
         ("POST", "/admin/comptes/{account_id}/applications/{item_id}/revoquer"),
         ("GET", "/admin/boites"), ("POST", "/admin/boites"),
         ("POST", "/admin/boites/{mailbox_id}/quota"), ("GET", "/admin/delegations"),
+        ("GET", "/admin/boites/{mailbox_id}/applications"),
+        ("POST", "/admin/boites/{mailbox_id}/applications"),
+        ("POST", "/admin/boites/{mailbox_id}/applications/{item_id}/revoquer"),
         ("POST", "/admin/delegations"), ("POST", "/admin/delegations/revoquer"),
         ("GET", "/admin/journal"), ("GET", "/admin/journal.csv"), ("GET", "/admin/file"),
         ("POST", "/admin/file/{queue_id}/relancer"), ("POST", "/admin/file/{queue_id}/supprimer"),
@@ -135,6 +151,7 @@ async def state_of_a(app: App, people: People) -> Any:
         await mailboxes.list_mailboxes(app, practice.id),
         await mailboxes.list_delegations(app),
         await app_passwords.list_app_passwords(app, people.doctor_a.login),
+        await app_passwords.list_app_passwords(app, TLT_A),
         [(e.address, e.state) for e in await queue.list_queue(app, include_finished=True)],
         await charter.charter_of(app, practice.id),
         await charter.charter_of(app, practice.id, people.doctor_a.id),
@@ -222,8 +239,14 @@ async def test_ids_of_another_practice_in_forms(web: WebClient, people: People, 
     """Admin A may not pull practice B's objects into A's forms either."""
     box_b = await mailboxes.get_mailbox(app, people.doctor_b.login)
     box_a = await mailboxes.get_mailbox(app, people.doctor_a.login)
+    tlt_b = await mailboxes.add_mailbox(
+        app, "tlt@cabinet-b.test", MailboxType.TLT, people.doctor_b.login
+    )
     await web.login(people.admin_a.login)
     attempts = [
+        # B's mailbox login, and A's personal mailbox (its login is the account's: no page).
+        (f"/admin/boites/{tlt_b.id}/applications", {"libelle": "x", "protocoles": "pop3"}),
+        (f"/admin/boites/{box_a.id}/applications", {"libelle": "x", "protocoles": "pop3"}),
         ("/admin/delegations", {"boite": str(box_b.id), "compte": str(people.secretary_a.id)}),
         ("/admin/delegations", {"boite": str(box_a.id), "compte": str(people.doctor_b.id)}),
         (
@@ -249,6 +272,8 @@ async def test_ids_of_another_practice_in_forms(web: WebClient, people: People, 
     assert not (await accounts.get_account(app, people.doctor_b.login)).disabled
     assert await mailboxes.list_delegations(app) == []
     assert (await mailboxes.get_mailbox(app, box_b.address)).quota_bytes != 1024 * 1024
+    assert await app_passwords.list_app_passwords(app, tlt_b.address) == []
+    assert await app_passwords.list_app_passwords(app, box_a.address) == []
 
 
 async def test_expired_session(web: WebClient, people: People, app: App, clock: Clock) -> None:

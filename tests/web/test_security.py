@@ -101,6 +101,8 @@ async def test_pages_have_strict_csp_and_no_inline_script(
         "/admin/delegations",
         "/admin/journal",
         "/admin/journal?du=2020-01-01&resultat=ok",
+        "/teletransmission",
+        "/teletransmission?etat=sans_arl&du=2020-01-01",
         "/admin/comptes/999999",  # error page
     ]
     for path in pages:

@@ -299,3 +299,36 @@ async def test_attached_mail_file_is_sent_intact(app: App, web: WebClient, peopl
     [part] = BytesParser(policy=default).parsebytes(raw).iter_attachments()
     assert part.get_filename() == "courrier.eml"
     assert (part.get_content_type(), part.get_content()) == ("application/octet-stream", letter)
+
+
+async def test_a_return_under_retention_cannot_be_deleted(
+    app: App, web: WebClient, people: People
+) -> None:
+    # Issue 15: to the Trash (inside its mailbox) yes; from the Trash, for good, not before
+    # 90 days — the page says why and until when. An old one goes.
+    from datetime import UTC, datetime, timedelta
+
+    from caducee.domain.model import MailboxType
+    from caducee.services.messages import store_message
+
+    box = await mailboxes.add_mailbox(app, "tlt@cabinet-a.test", MailboxType.TLT, DOCTOR)
+    now = datetime.now(UTC)
+    await store_message(app, box.id, "INBOX", plain("ARL recent", 1), internal_date=now)
+    old = now - timedelta(days=91)
+    await store_message(app, box.id, "INBOX", plain("ARL ancien", 2), internal_date=old)
+    await web.login(DOCTOR)
+    folders = {f.special_use: f for f, _ in await webmail.folders(app, box)}
+    inbox = f"/courrier/b/{box.id}/d/{folders[SpecialUse.INBOX.value].id}"
+    trash = f"/courrier/b/{box.id}/d/{folders[SpecialUse.TRASH.value].id}"
+    uids = re.findall(r'name="uid" value="(\d+)"', (await web.get(inbox)).text)
+    moved = await web.post(inbox + "/actions", {"action": "supprimer", "uid": uids})
+    assert moved.status_code == 303
+    # MOVE keeps the order: in the Trash, the recent one is UID 1, the old one UID 2.
+    assert "ARL recent" in (await web.get(trash)).text
+    refused = await web.post(trash + "/actions", {"action": "supprimer", "uid": "1"})
+    assert refused.status_code == 403
+    assert "doivent être conservés 90 jours" in refused.text
+    assert "suppression possible à partir du" in refused.text
+    assert "ARL recent" in (await web.get(trash)).text
+    gone = await web.post(trash + "/actions", {"action": "supprimer", "uid": "2"})
+    assert gone.status_code == 303 and "ARL ancien" not in (await web.get(trash)).text

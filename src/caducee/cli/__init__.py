@@ -11,6 +11,7 @@ from caducee.cli import (
     app_password,
     audit,
     keys,
+    lots,
     mailbox,
     patient,
     practice,
@@ -52,6 +53,7 @@ app.add_typer(queue.app, name="queue")
 app.add_typer(trust.app, name="trust")
 app.add_typer(api_token.app, name="api-token")
 app.add_typer(patient.app, name="patient")
+app.add_typer(lots.app, name="lots")
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ def create(
     label: Annotated[str, typer.Option("--label", help="Logiciel / software")],
     mailbox: Annotated[list[str], typer.Option("--mailbox", help="Boîte (répétable)")],
     scope: Annotated[
-        list[str], typer.Option("--scope", help="lecture, marquage, envoi, patients (répétable)")
+        list[str],
+        typer.Option("--scope", help="lecture, marquage, envoi, patients, lots (répétable)"),
     ],
     days: Annotated[int | None, typer.Option("--days", help="Validité en jours")] = None,
     data: DataOption = DEFAULT_DATA,

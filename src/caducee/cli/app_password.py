@@ -1,5 +1,9 @@
 """``caducee app-password``: app passwords for mail clients (create, list, revoke).
 
+ADDRESS is an account's login, or the address of a mailbox that logs in with its own address
+(TLT, ORG, APP: e.g. ``caducee app-password create tlt-dupont@cabinet.fr --label "Logiciel de
+facturation"``); the billing software then logs in with that address and opens that mailbox only.
+
 ``create`` prints the new password alone on standard output (so a script can capture it);
 every other message goes to standard error.
 """
@@ -20,6 +24,11 @@ from caducee.services import app_passwords
 
 app = typer.Typer(help="Mots de passe d'application (IMAP, POP3, SMTP) / app passwords")
 
+ADDRESS_HELP = (
+    "Identifiant du compte, ou adresse d'une boîte TLT, ORG ou APP qui se connecte avec sa "
+    "propre adresse. / An account's login, or the address of a TLT, ORG or APP mailbox."
+)
+
 
 def _when(ts: datetime | None) -> str:
     return ts.astimezone().strftime("%d/%m/%Y %H:%M") if ts is not None else ""
@@ -27,7 +36,7 @@ def _when(ts: datetime | None) -> str:
 
 @app.command("create")
 def create(
-    address: Annotated[str, typer.Argument(help="Adresse (identifiant) du compte.")],
+    address: Annotated[str, typer.Argument(help=ADDRESS_HELP)],
     label: Annotated[
         str, typer.Option("--label", help="Libellé : l'appareil ou le logiciel (1 à 100 car.).")
     ],
@@ -63,10 +72,11 @@ def create(
 
 @app.command("list")
 def list_(
-    address: Annotated[str, typer.Argument(help="Adresse (identifiant) du compte.")],
+    address: Annotated[str, typer.Argument(help=ADDRESS_HELP)],
     data: DataOption = DEFAULT_DATA,
 ) -> None:
-    """Liste les mots de passe d'application d'un compte. / List an account's app passwords."""
+    """Liste les mots de passe d'application d'un compte ou d'une boîte.
+    / List the app passwords of an account or a mailbox."""
 
     async def action(context: App) -> list[app_passwords.AppPasswordInfo]:
         return await app_passwords.list_app_passwords(context, address)
@@ -86,6 +96,7 @@ def list_(
         tr("Protocoles", "Protocols"),
         tr("Créé le", "Created"),
         tr("Dernière utilisation", "Last used"),
+        tr("Créé par", "Created by"),
         tr("État", "State"),
         title=tr(f"Mots de passe d'application de {address}", f"App passwords of {address}"),
     )
@@ -101,6 +112,7 @@ def list_(
             ", ".join(item.scopes),
             _when(item.created_at),
             _when(item.last_used_at) or tr("jamais", "never"),
+            Text(item.created_by or "—"),
             state,
         )
     console.print(table)
@@ -108,7 +120,7 @@ def list_(
 
 @app.command("revoke")
 def revoke(
-    address: Annotated[str, typer.Argument(help="Adresse (identifiant) du compte.")],
+    address: Annotated[str, typer.Argument(help=ADDRESS_HELP)],
     app_password_id: Annotated[
         int, typer.Argument(metavar="ID", help="Numéro affiché par « list ».")
     ],

@@ -127,6 +127,26 @@ class Mailbox:
 
 
 @dataclass(frozen=True)
+class MailPrincipal:
+    """Who a mail door (IMAP, POP3, SMTP submission) authenticated.
+
+    Either an account (``login`` is the account's login, ``mailbox_id`` None), or a mailbox
+    that logs in with its own address and app passwords (a TLT mailbox's billing software):
+    ``login`` is then the mailbox's address, ``mailbox_id`` its id and ``account`` its owner,
+    whose being enabled the mailbox's use depends on. The doors keep only ``login``: every
+    later access goes through ``services.mailboxes.open_mailbox``, which knows both kinds.
+    """
+
+    login: str
+    account: Account
+    mailbox_id: int | None = None
+
+    @property
+    def is_mailbox(self) -> bool:
+        return self.mailbox_id is not None
+
+
+@dataclass(frozen=True)
 class Delegation:
     mailbox_id: int
     mailbox_address: str
@@ -145,6 +165,9 @@ class Folder:
     uidnext: int
     highestmodseq: int
     subscribed: bool
+    #: Its messages do not count in the mailbox's quota (the télétransmission archive, filled
+    #: by the server only: users may read, move out and delete, never put in).
+    quota_exempt: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
+from caducee.domain.model import MailboxType
 from caducee.errors import InvalidInput, NotFound, QuotaExceeded, TemporaryFailure
-from caducee.health import mon_espace_sante
+from caducee.health import mon_espace_sante, teletransmission
 from caducee.services import dsn, mail_auth
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
@@ -26,7 +27,9 @@ async def check_recipient(app: App, address: str, size_hint: int = 0) -> str:
 
     Raises :class:`NotFound` (SMTP 550 5.1.1) for an address that is not one of our mailboxes,
     whatever the domain (we are not an open relay), and :class:`QuotaExceeded` (452 4.2.2) when
-    the mailbox cannot take ``size_hint`` more bytes (RFC 1870 SIZE, or 0).
+    the mailbox cannot take ``size_hint`` more bytes (RFC 1870 SIZE, or 0) — except a
+    télétransmission mailbox, which never refuses a return (issue 15: it archives its old
+    acknowledged lots instead, :func:`caducee.health.teletransmission.make_room`).
     """
     try:
         clean = normalize_address(address)
@@ -35,7 +38,8 @@ async def check_recipient(app: App, address: str, size_hint: int = 0) -> str:
     mailbox = await recipient_cache(app).mailbox(app, clean)
     if mailbox is None or mailbox.disabled:
         raise unknown_recipient(clean)
-    if mailbox.used_bytes + max(size_hint, 1) > mailbox.quota_bytes:
+    full = mailbox.used_bytes + max(size_hint, 1) > mailbox.quota_bytes
+    if full and mailbox.type is not MailboxType.TLT:
         raise QuotaExceeded(
             f"La boîte {clean} est pleine ; réessayez plus tard.",
             f"Mailbox {clean} is full; try again later.",
@@ -75,9 +79,30 @@ async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) 
         + verdict.header_line()
         + mail_auth.strip_own_results(raw, app.settings.hostname)
     )
-    await deliver_local(
-        app, stamped, recipients, folder=folder, sender=envelope.mail_from, source=client.ip
-    )
+    cache = recipient_cache(app)
+    boxes = [cache.cached(address) or await cache.mailbox(app, address) for address in recipients]
+    tlt = [box for box in boxes if box is not None and box.type is MailboxType.TLT]
+    tlt_addresses = {box.address for box in tlt}
+    others = [a for a in recipients if a not in tlt_addresses]
+    if others:  # first: the one delivery that may be refused (a full mailbox), all or nothing
+        await deliver_local(
+            app, stamped, others, folder=folder, sender=envelope.mail_from, source=client.ip
+        )
+    if tlt:
+        # A télétransmission mailbox's returns are never quarantined nor refused for quota
+        # (nothing is lost): into its Inbox, past its quota if need be; then its old
+        # acknowledged lots are archived to make room, and its owner told.
+        stored = await deliver_local(
+            app,
+            stamped,
+            [box.address for box in tlt],
+            folder="INBOX",
+            sender=envelope.mail_from,
+            source=client.ip,
+            past_quota=True,
+        )
+        await teletransmission.record_returns(app, stamped, stored, tlt)
+        await teletransmission.after_delivery(app, [box.id for box in tlt])
     await dsn.report_local_delivery(app, envelope, stamped, recipients)
 
 

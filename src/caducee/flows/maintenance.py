@@ -1,5 +1,6 @@
 """Periodic housekeeping of a node: audit and trace retention, stale lockout counters, expired
-portal pickups, and the conversion of addresses stored in clear before migration 0019.
+portal pickups, the télétransmission watchdog (lots to send again) and purge, quota notices,
+and the conversion of addresses stored in clear before migration 0019.
 
 Each task is idempotent and safe to run on several nodes at once (they only delete what is
 past its date), so every node runs the worker; no leader election is needed.
@@ -14,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from caducee.app import App
-from caducee.health import pickup, pickup_store
-from caducee.services import audit, lockout, text_index, trace
+from caducee.health import pickup, pickup_store, teletransmission
+from caducee.services import audit, lockout, quota_notices, text_index, trace
 from caducee.store import mailstore_repo
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,18 @@ async def _expired_pickups(app: App) -> int:
     return await pickup.purge_expired(app)
 
 
+async def _lot_watchdog(app: App) -> int:
+    return await teletransmission.watchdog(app)
+
+
+async def _lot_purge(app: App) -> int:
+    return await teletransmission.purge(app)
+
+
+async def _quota_notices(app: App) -> int:
+    return await quota_notices.sweep(app)
+
+
 async def _text_index(app: App) -> int:
     return await text_index.index_unindexed(app)
 
@@ -74,6 +87,9 @@ TASKS: tuple[Task, ...] = (
     Task("imap-expunged", 6 * 3600, _expunged_uids),
     Task("portal-expiry", 3600, _expired_pickups),
     Task("text-index", 600, _text_index),
+    Task("lot-watchdog", 600, _lot_watchdog),
+    Task("lot-purge", 6 * 3600, _lot_purge),
+    Task("quota-notices", 600, _quota_notices),
 )
 
 

@@ -64,7 +64,7 @@ from caducee.clients import smtp
 from caducee.clients.smtp import DeliveryFailure, Reply, Result, Target, local_reply
 from caducee.config import TransportRoute
 from caducee.errors import CaduceeError, ConfigurationError, NotFound
-from caducee.health import trust_list
+from caducee.health import teletransmission, trust_list
 from caducee.health.trust_tls import load_trust_store, operator_client_context
 from caducee.i18n import tr
 from caducee.services import trace
@@ -501,6 +501,14 @@ class OutboundWorker:
                     now,
                 )
                 if action is not None:
+                    if row.origin_mailbox_id is not None:  # a télétransmission lot's verdict
+                        await teletransmission.record_delivery(
+                            conn,
+                            row.message_id,
+                            action == "queue.delivered",
+                            f"{reply.status} {reply.text}",
+                            now,
+                        )
                     await finish(self.app, conn, [row.id])  # the address leaves the clear
                     await append(
                         conn,

@@ -33,6 +33,7 @@ from caducee.health import (
     patient_delivery,
     patient_settings,
     recipient_policy,
+    teletransmission,
     trust_policy,
 )
 from caducee.services import dsn, mailboxes, outgoing, trace
@@ -143,6 +144,7 @@ class SubmittedHeaders:
     has_date: bool
     mss_mes: tuple[str, ...]  # X-MSS-MES values
     has_mss_nil: bool
+    subject: str  # as written (a télétransmission lot's subject names the lot)
 
     @classmethod
     def parse(cls, raw: bytes) -> SubmittedHeaders:
@@ -155,6 +157,7 @@ class SubmittedHeaders:
             has_date=headers.get("Date") is not None,
             mss_mes=tuple(str(v) for v in headers.get_all("X-MSS-MES") or []),
             has_mss_nil=headers.get("X-MSS-NIL") is not None,
+            subject=str(headers.get("Subject") or "").strip(),
         )
 
 
@@ -293,7 +296,7 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
 
     # 2. Stores that can be refused (a full mailbox): the client then retries the whole
     # message, and nothing else has happened yet; 3. the patient handoff; 4. the outbound queue.
-    await outgoing.route(
+    routed = await outgoing.route(
         app,
         message,
         envelope.mail_from,
@@ -306,7 +309,20 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
         ret=envelope.ret,
         after_local=after_local,
     )
-    if remote and sender_box is not None:
+    if rules.insurers is not None and rules.mailbox is not None:
+        # 5. A télétransmission lot: recorded, its copy kept (byte for byte) in Sent.
+        await teletransmission.record_lot(
+            app,
+            rules.mailbox,
+            subject=context.headers.subject,
+            funds=[r.address for r in envelope.recipients],
+            message=message,
+            message_id=message_id,
+            queue_id=routed.queue_id,
+            source=client.ip,
+            actor=login,
+        )
+    elif remote and sender_box is not None:
         await mon_espace_sante.record_sent(
             app, sender_box, message_id, [r.address for r in remote], message
         )

@@ -18,6 +18,10 @@ or in conflict, an old patient-book entry not in the registry; an ``outside`` re
 sender is bound to the trust space (a PER/ORG/APP mailbox on a listed domain), or is the
 practice's patient-facing mailbox and the practice has not opened it to ordinary mail.
 
+A télétransmission (TLT) mailbox writes only to the insurers' domains
+(:mod:`caducee.health.insurers`), never to a patient, whatever the purpose; its lots get neither
+the sensitive-data check nor the patient channel nor the trust-space rule.
+
 Server-written mail says its :class:`Purpose`: an address verification goes only to a
 registered patient's own address; a patient-channel notice goes to a verified patient as the
 channel's own message, anywhere else under the mailbox's ordinary rule; anything else (receipts,
@@ -31,10 +35,10 @@ from dataclasses import dataclass
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of
-from caducee.domain.model import Mailbox
+from caducee.domain.model import Mailbox, MailboxType
 from caducee.domain.recipient_route import Purpose, Route
 from caducee.errors import InvalidInput, NotFound, PolicyRejected
-from caducee.health import patient_settings, patients, trust_list, trust_policy
+from caducee.health import insurers, patient_settings, patients, trust_list, trust_policy
 from caducee.services import mailboxes
 from caducee.services.local_domains import our_domains
 
@@ -47,8 +51,11 @@ class Sender:
     mailbox: Mailbox | None
     trust_bound: bool = False
     patient_facing_closed: bool = False
-    #: The practice's patient-channel settings (DLP policy, terms), for one of our mailboxes.
+    #: The practice's patient-channel settings (DLP policy, terms), for one of our mailboxes
+    #: (None for a TLT mailbox: lots pass untouched).
     settings: patient_settings.PatientSettings | None = None
+    #: For a télétransmission mailbox: the insurer domains it may write to (else None).
+    insurers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,9 @@ async def sender_of(app: App, address: str) -> Sender:
 
 async def rules_of(app: App, box: Mailbox) -> Sender:
     """The rules binding one of our mailboxes, already looked up."""
+    if box.type is MailboxType.TLT:
+        patterns = await insurers.insurer_patterns(app, box.practice_id)
+        return Sender(box.address, box, insurers=tuple(patterns))
     bound = await trust_policy.mailbox_bound(app, box)
     settings = await patient_settings.settings_of(app, box.practice_id)
     closed = settings.patient_mailbox_id == box.id and not settings.patient_mailbox_open
@@ -99,6 +109,8 @@ async def decide(
 ) -> Decision:
     """What sending to ``address`` in ``sender``'s name means (see the module's docstring).
     The patient registry is asked first: a patient is a patient whatever their domain."""
+    if sender.insurers is not None:
+        return await _teletransmission(app, sender, sender.insurers, address, domains)
     box = sender.mailbox
     verdict = (
         await patients.recipient_verdict(app, box.practice_id, address)
@@ -127,6 +139,22 @@ async def decide(
     return Decision(address, Route.OUTSIDE)
 
 
+async def _teletransmission(
+    app: App, sender: Sender, patterns: tuple[str, ...], address: str, domains: set[str] | None
+) -> Decision:
+    """A TLT mailbox's recipient: an insurer (the patient registry is not even asked: an
+    insurer is no patient), or refused."""
+    if not insurers.is_insurer(patterns, address):
+        error = insurers.insurer_refusal(sender.address, [address], patterns)
+        return Decision(address, Route.OUTSIDE, refusal=(error.fr, error.en))
+    domain = domain_of(address)
+    if domain in (domains if domains is not None else await our_domains(app)):
+        return Decision(address, Route.LOCAL)
+    if await trust_list.is_listed(app, domain):
+        return Decision(address, Route.TRUST)
+    return Decision(address, Route.OUTSIDE)
+
+
 async def decide_all(
     app: App, sender: Sender, addresses: Iterable[str], *, purpose: Purpose = Purpose.MAIL
 ) -> list[Decision]:
@@ -143,6 +171,10 @@ def refusal(sender: Sender, decisions: Sequence[Decision]) -> PolicyRejected | N
     refused = [d for d in decisions if d.refused]
     if not refused:
         return None
+    if sender.insurers is not None:
+        return insurers.insurer_refusal(
+            sender.address, [d.address for d in refused], sender.insurers
+        )
     outside = [d.address for d in refused if d.route is Route.OUTSIDE]
     if outside and sender.trust_bound:
         return PolicyRejected(*_trust_refusal(sender.address, outside))

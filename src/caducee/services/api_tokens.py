@@ -1,7 +1,8 @@
 """API tokens for practice software (LPS): ``cdc_`` + 256 random bits, shown once; stored only
 as HMAC-SHA256 under a server key (sealed by the master key), so a database dump gives no usable
 token and the lookup by hash leaks nothing about the secret. Scopes: ``lecture`` (list, fetch),
-``marquage`` (flags, move), ``envoi`` (send). Each use re-checks the account's access to the
+``marquage`` (flags, move), ``envoi`` (send), ``patients`` (the registry), ``lots``
+(télétransmission lots). Each use re-checks the account's access to the
 mailbox (``services.mailboxes.open_mailbox``): a revoked delegation ends the token's access."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from caducee.store import api_tokens_repo, directory_repo
 __all__ = ["ApiToken"]
 
 PREFIX = "cdc_"
-SCOPES = ("lecture", "marquage", "envoi", "patients")
+SCOPES = ("lecture", "marquage", "envoi", "patients", "lots")
 KEY_SCOPE = "api-tokens"
 MAX_LABEL = 100
 MAX_MAILBOXES = 50
@@ -53,8 +54,8 @@ async def create_token(
     chosen = sorted(set(scopes))
     if not chosen or any(s not in SCOPES for s in chosen):
         raise InvalidInput(
-            "Droits du jeton : lecture, marquage, envoi et/ou patients.",
-            "Token scopes: lecture, marquage, envoi and/or patients.",
+            "Droits du jeton : lecture, marquage, envoi, patients et/ou lots.",
+            "Token scopes: lecture, marquage, envoi, patients and/or lots.",
         )
     if not mailbox_addresses or len(mailbox_addresses) > MAX_MAILBOXES:
         raise InvalidInput("Choisissez au moins une boîte.", "Choose at least one mailbox.")

@@ -1,4 +1,5 @@
-"""Authentication: the account password (web, first factor) and app passwords (mail protocols).
+"""Authentication: the account password (web, first factor) and app passwords (mail protocols:
+an account's own, or a mailbox's, whose address is then a login of its own).
 
 Both go through :func:`caducee.services.lockout.attempt`, the one path of every
 authentication attempt: in one write transaction it checks the lock of the account and the
@@ -26,12 +27,12 @@ from datetime import datetime
 from typing import Literal
 
 from caducee.app import App
-from caducee.domain.model import Account
+from caducee.domain.model import Account, MailPrincipal
 from caducee.errors import AccessDenied
 from caducee.services import lockout, passwords
 from caducee.services.app_passwords import MAIL_SCOPES, app_password_digest
 from caducee.services.lockout import Verdict, normalize_login, normalize_source, utcnow
-from caducee.store import auth_repo
+from caducee.store import auth_repo, directory_repo
 from caducee.store.connection import AsyncConnection
 
 MailService = Literal["imap", "pop3", "smtp"]
@@ -113,39 +114,62 @@ async def authenticate_mail(
     source: str,
     *,
     now: datetime | None = None,
-) -> Account:
-    """Authenticate a mail client (IMAP, POP3, SMTP) with an app password; return the account.
+) -> MailPrincipal:
+    """Authenticate a mail client (IMAP, POP3, SMTP) with an app password; return who it is.
 
-    Only app passwords are accepted here, never the account password. The SHA-256 of what was
-    typed is compared in constant time with every app password of the account (not with a SQL
-    equality). A revoked app password, or one outside its scopes, is refused without counting
-    as a guess (a stale client retrying must not lock its owner out); a wrong one counts.
+    Only app passwords are accepted here, never the account password. ``login`` is an
+    account's login (its own app passwords only), or the address of a mailbox that is no
+    account's login — a TLT mailbox's billing software — checked against that mailbox's app
+    passwords only; the principal returned then has the mailbox's address as its login. The
+    SHA-256 of what was typed is compared in constant time with every app password of that
+    holder (not with a SQL equality); both kinds of login run the same queries. A revoked app
+    password, one outside its scopes, a disabled account, a disabled mailbox or a mailbox
+    whose owner's account is disabled are refused without counting as a guess (a stale client
+    retrying must not lock anyone out); a wrong one counts, against ``login`` and the address.
     """
     if service not in MAIL_SCOPES:
         raise ValueError(f"unknown mail service {service!r}")
     login = normalize_login(login)
     now = now or utcnow()
     digest = app_password_digest(password)
+    found: list[MailPrincipal] = []
 
     async def check(conn: AsyncConnection) -> Verdict:
         creds = await auth_repo.account_credentials(conn, login)
-        # The same query for an unknown login (no row has id 0): the same time.
-        rows = await auth_repo.app_passwords_of(conn, creds.account.id if creds else 0)
+        # Looked up for every login (an account's personal mailbox has its address), so
+        # account, mailbox and unknown logins run the same queries.
+        box = await directory_repo.mailbox_by_address(conn, login)
+        owner: Account | None
+        if creds is not None:
+            owner, box = creds.account, None
+            holder = auth_repo.Holder(owner.id)
+        elif box is not None:
+            owner = await directory_repo.account_by_id(conn, box.owner_account_id)
+            holder = auth_repo.Holder(box.owner_account_id, box.id)
+        else:
+            # The same query for an unknown login (no row has id 0): the same time.
+            owner, holder = None, auth_repo.Holder(0)
+        rows = await auth_repo.app_passwords_of(conn, holder)
         match = lockout.matching_digest(rows, digest, lambda row: row.secret_sha256)
-        if creds is None:
+        if owner is None:
             return Verdict.failed("unknown_login")
         if match is None:
             return Verdict.failed("bad_password")
         if match.revoked_at is not None:
             return Verdict.denied("revoked", app_password=match.id)
-        if creds.account.disabled:
+        if owner.disabled:
             return Verdict.denied("disabled", app_password=match.id)
+        if box is not None and box.disabled:
+            return Verdict.denied("mailbox_disabled", app_password=match.id)
         if service not in match.scopes.split(","):
             return Verdict.denied("scope", app_password=match.id)
         await auth_repo.touch_app_password(conn, match.id, now)
-        return Verdict.ok(creds.account, app_password=match.id)
+        found.append(MailPrincipal(login, owner, box.id if box is not None else None))
+        if box is not None:
+            return Verdict.ok(owner, app_password=match.id, mailbox=box.address)
+        return Verdict.ok(owner, app_password=match.id)
 
-    return await lockout.authenticate(
+    await lockout.authenticate(
         app,
         login=login,
         source=source,
@@ -155,3 +179,4 @@ async def authenticate_mail(
         service=service,
         refusal=wrong_credentials,
     )
+    return found[-1]

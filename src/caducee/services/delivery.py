@@ -22,11 +22,11 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import StoredMessage
 from caducee.errors import CaduceeError
-from caducee.services import mdn
+from caducee.services import mdn, quota_notices
 from caducee.services.messages import (
     Delivery,
     Prepared,
-    commit_prepared,
+    commit_group,
     discard_blobs,
     prepare_delivery,
 )
@@ -69,7 +69,7 @@ class DeliveryPipeline:
             while len(group) < self.max_group and not self._queue.empty():
                 group.append(self._queue.get_nowait())
             try:
-                results = await commit_prepared(self.app, [item for item, _ in group])
+                results, crossed = await commit_group(self.app, [item for item, _ in group])
             except Exception as error:  # the transaction failed: every waiter learns it
                 log.exception("group commit failed (%d deliveries)", len(group))
                 for _, future in group:
@@ -85,6 +85,8 @@ class DeliveryPipeline:
                 else:
                     self.delivered += 1
                     future.set_result(result)
+            if crossed:  # a quota threshold: told in the background, the senders answered
+                quota_notices.notices(self.app).schedule(crossed)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -128,6 +130,7 @@ async def deliver_local(
     folder: str = "INBOX",
     sender: str | None = None,
     source: str = "",
+    past_quota: bool = False,
 ) -> list[StoredMessage]:
     """Store one copy of ``raw`` in the ``folder`` of each local recipient's mailbox.
 
@@ -139,7 +142,8 @@ async def deliver_local(
     is raised. Returns once every copy is durably committed, with one ``message.deliver`` audit
     record per copy in the same transaction: actor the domain of ``sender`` (the envelope's
     MAIL FROM; "<>" for a null reverse-path; "system" for mail the server writes itself, when
-    None), ``source`` the SMTP client's address or the door.
+    None), ``source`` the SMTP client's address or the door. ``past_quota``: the mailboxes
+    take it even when full (a télétransmission mailbox's returns).
     """
     if sender is not None:
         raw = return_path_line(sender) + raw
@@ -150,6 +154,7 @@ async def deliver_local(
         addresses=addresses,
         audit_actor=delivery_actor(sender),
         audit_source=source,
+        past_quota=past_quota,
     )
     stored = await pipeline(app).deliver(delivery)
     await mdn.record_received(app, raw, stored)  # a read receipt: into the sender's trace

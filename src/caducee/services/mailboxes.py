@@ -267,10 +267,23 @@ class Access:
     """What an account may do with a mailbox, and whether it comes from a delegation."""
 
     mailbox: Mailbox
-    account: Account
+    account: Account  # who acts; for a mailbox login, the mailbox's owner
     can_read: bool
     can_send: bool
     delegated: bool
+
+
+async def _mailbox_login_access(
+    conn: AsyncConnection, login: str, mailbox: Mailbox | None
+) -> Access | None:
+    """What a mailbox login may do with ``mailbox``: everything if it is that mailbox (and it
+    and its owner's account are enabled), else nothing. ``login`` is no account's login."""
+    if mailbox is None or mailbox.address != login or mailbox.disabled:
+        return None
+    owner = await repo.account_by_id(conn, mailbox.owner_account_id)
+    if owner is None or owner.disabled:
+        return None
+    return Access(mailbox, owner, True, True, delegated=False)
 
 
 async def open_mailbox(
@@ -279,15 +292,20 @@ async def open_mailbox(
     """The one authorization check for using a mailbox, from every door.
 
     The owner has full access; a delegate has what the delegation grants; nobody else has any
-    (not even admins: administering a practice is not reading its mail). Every use through a
-    delegation, and every refusal, is audited.
+    (not even admins: administering a practice is not reading its mail). A mailbox login —
+    ``login`` is the address of a mailbox that is no account's login, opened with that
+    mailbox's own app password (:func:`caducee.services.auth.authenticate_mail`) — has full
+    access to that one mailbox and to nothing else, while the mailbox and its owner's account
+    are enabled. Every use through a delegation, and every refusal, is audited.
     """
     login = normalize_address(login)
     address = normalize_address(address)
     async with app.db.write() as conn:
         account = await repo.account_by_login(conn, login)
         mailbox = await repo.mailbox_by_address(conn, address)
-        if account is None or account.disabled or mailbox is None or mailbox.disabled:
+        if account is None:
+            access = await _mailbox_login_access(conn, login, mailbox)
+        elif account.disabled or mailbox is None or mailbox.disabled:
             access = None
         elif mailbox.owner_account_id == account.id:
             access = Access(mailbox, account, True, True, delegated=False)

@@ -2,7 +2,9 @@
 
 Names: the account's personal mailbox is the personal namespace (``INBOX``, ``Sent``, ...,
 hierarchy delimiter ``/``); every other mailbox it may open (owned ORG/APP/TLT mailboxes,
-delegations) appears under the shared namespace ``Partagés/<address>/...`` (RFC 2342). Every
+delegations) appears under the shared namespace ``Partagés/<address>/...`` (RFC 2342). A
+mailbox login (a TLT mailbox's address, logged in with its own app password) has that mailbox
+as its personal namespace and no shared one. Every
 name is resolved to (mailbox address, folder) and **every** access goes through
 :func:`caducee.services.mailboxes.open_mailbox`, which decides and audits; an unknown mailbox and
 a forbidden one get the same answer.
@@ -35,6 +37,7 @@ from caducee.errors import (
     InvalidInput,
     NotFound,
     QuotaExceeded,
+    RetentionHold,
 )
 from caducee.ids import new_blob_id
 from caducee.services import mailboxes
@@ -44,11 +47,15 @@ from caducee.services.messages import (
     MOVE_OUT,
     UNDO_APPEND,
     Delivery,
+    check_retention,
     expunge_messages,
+    retained,
+    retention_hold,
     store_batch,
 )
 from caducee.store import crypto, directory_repo
 from caducee.store import mailstore_repo as repo
+from caducee.store.connection import AsyncConnection
 from caducee.store.keyring import mailbox_scope
 
 log = logging.getLogger(__name__)
@@ -206,12 +213,27 @@ async def open_folder(
     return OpenFolder(mailbox, folder, rights, name, login, source)
 
 
+async def _mailbox_login_folders(conn: AsyncConnection, own: Mailbox | None) -> list[Folder]:
+    """The folders a mailbox login sees: its mailbox's, while it and its owner are enabled
+    (what ``open_mailbox`` grants it), and no shared namespace."""
+    if own is None or own.disabled:
+        return []
+    owner = await directory_repo.account_by_id(conn, own.owner_account_id)
+    if owner is None or owner.disabled:
+        return []
+    return await repo.list_folders(conn, own.id)
+
+
 async def list_folders(app: App, login: str) -> list[Listed]:
-    """Every folder the account may see: personal ones, then the shared namespace."""
+    """Every folder the account may see: personal ones, then the shared namespace. A mailbox
+    login (the address of a mailbox that is no account's) sees that mailbox's folders only."""
     async with app.db.read() as conn:
         account = await directory_repo.account_by_login(conn, login)
         own = await directory_repo.mailbox_by_address(conn, login)
-        if account is None or account.disabled:
+        if account is None:
+            folders = await _mailbox_login_folders(conn, own)
+            return _tree([(f.name, f) for f in folders], login, set(), own=True)
+        if account.disabled:
             return []
         others = await repo.other_mailboxes(conn, account.id, login)
         own_folders = await repo.list_folders(conn, own.id) if own and not own.disabled else []
@@ -305,6 +327,7 @@ async def delete_folder(app: App, login: str, name: str, *, source: str) -> None
                 "Ce dossier contient des sous-dossiers : supprimez-les d'abord.",
                 "This folder has subfolders: delete them first.",
             )
+        await check_retention(app, conn, found.id, None)  # its messages would go with it
         if found.subscribed and mailbox.address == login:  # RFC 3501 §6.3.6: it stays
             account = await directory_repo.account_by_login(conn, login)
             if account is not None:
@@ -366,8 +389,15 @@ async def set_subscribed(app: App, login: str, name: str, subscribed: bool, *, s
         raise nonexistent(name)
     async with app.db.write() as conn:
         account = await directory_repo.account_by_login(conn, login)
-        if account is None:
-            raise nonexistent(name)
+        if account is None:  # a mailbox login: its own folders' flags, nothing kept by name
+            own = await directory_repo.mailbox_by_address(conn, login)
+            found = None
+            if own is not None and not place.shared and place.folder is not None:
+                found = await repo.folder_by_name(conn, own.id, place.folder, for_update=True)
+            if found is None:
+                raise nonexistent(name)
+            await repo.set_subscribed(conn, found.id, subscribed)
+            return
         folder = None
         if not place.shared and place.folder is not None:
             own = await directory_repo.mailbox_by_address(conn, login)
@@ -537,10 +567,35 @@ async def expunge(
 
 
 async def expunge_deleted(app: App, of: OpenFolder, ids: Sequence[int]) -> int:
-    """RFC 3501 §6.4.3 EXPUNGE, RFC 4315 §2.1 UID EXPUNGE, §6.4.2 CLOSE; webmail deletion."""
+    """RFC 3501 §6.4.3 EXPUNGE, RFC 4315 §2.1 UID EXPUNGE; webmail deletion. All or nothing:
+    :class:`~caducee.errors.RetentionHold` when some are under retention."""
     if not of.rights.write:
         raise no_permission()
     return await expunge(app, of, ids)
+
+
+async def expunge_what_may_go(
+    app: App, of: OpenFolder, ids: Sequence[int]
+) -> tuple[int, RetentionHold | None]:
+    """RFC 3501 §6.4.2 CLOSE, which cannot fail: remove those of ``ids`` the retention rule
+    lets go, keep the others; how many went, and the refusal naming those kept (None: none)."""
+    if not of.rights.write:
+        raise no_permission()
+    held = await retained(app, of.folder.id, ids)
+    free = [i for i in ids if i not in held]
+    removed = await expunge(app, of, free) if free else 0
+    if not held:
+        return removed, None
+    return removed, retention_hold(of.mailbox.address, held, app.settings.tlt_retention_days)
+
+
+def _archive_only(of: OpenFolder) -> NoPermission:
+    return NoPermission(
+        f"Le dossier {of.name} est rempli par le serveur seul (archives hors quota) : "
+        "vous pouvez en lire, déplacer ou supprimer les messages, pas en ajouter.",
+        f"Folder {of.name} is filled by the server only (archives outside the quota): you may "
+        "read, move or delete its messages, not add any.",
+    )
 
 
 def _quota_error(box: Mailbox) -> QuotaExceeded:
@@ -555,9 +610,12 @@ async def copy(
 ) -> list[tuple[int, int]]:
     """RFC 3501 §6.4.7 COPY, all or nothing: flags, keywords and internal dates kept, new UIDs
     (RFC 4315 COPYUID pairs returned). In one mailbox the sealed blob is shared; into another
-    mailbox the message is re-sealed with that mailbox's key and counts in its quota."""
+    mailbox the message is re-sealed with that mailbox's key; the copies count in the
+    target's quota either way (RFC 9208: the sum of its messages' sizes)."""
     if not target.rights.write:
         raise no_permission()
+    if target.folder.quota_exempt:
+        raise _archive_only(target)
     same_box = source.mailbox.id == target.mailbox.id
     prepared: list[tuple[Any, str, bytes, bytes]] = []
     async with app.db.read() as conn:
@@ -598,15 +656,13 @@ async def copy(
     try:
         await app.blobs.stage(blobs)  # durable before the rows naming them
         async with app.db.write() as conn:
+            used, quota = await repo.lock_mailbox_usage(conn, target.mailbox.id)
+            total = sum(int(r.size) for r in rows)
+            if used + total > quota:
+                raise _quota_error(target.mailbox)
+            await repo.add_used_bytes(conn, target.mailbox.id, total)
             if not same_box:
-                used, quota = await repo.lock_mailbox_usage(conn, target.mailbox.id)
-                total = sum(int(r.size) for r in rows)
-                if used + total > quota:
-                    raise _quota_error(target.mailbox)
-                await repo.add_used_bytes(conn, target.mailbox.id, total)
                 await app.blobs.record(conn, blobs)
-            else:
-                await repo.add_used_bytes(conn, target.mailbox.id, 0)
             uids = await repo.copy_rows(conn, target.folder.id, new_rows)
         committed = True
     finally:
@@ -625,6 +681,7 @@ def _copied(row: Any, mailbox_id: int, blob_id: str, meta_sealed: bytes) -> dict
         "size": row.size,
         "blob_id": blob_id,
         "meta_sealed": meta_sealed,
+        "pop3_size": row.pop3_size,  # the same bytes (NULL stays NULL: computed when listed)
     }
 
 
@@ -632,15 +689,21 @@ async def move(
     app: App, source: OpenFolder, ids: Sequence[int], target: OpenFolder
 ) -> list[tuple[int, int]]:
     """RFC 6851 MOVE. In one mailbox, rows change folder in one transaction (atomic); across
-    mailboxes, a copy then an expunge of the originals."""
+    mailboxes, a copy then an expunge of the originals — refused before the copy when the
+    retention rule keeps them in their mailbox."""
     if not source.rights.write or not target.rights.write:
         raise no_permission()
+    if target.folder.quota_exempt:
+        raise _archive_only(target)
     if source.mailbox.id == target.mailbox.id:
         async with app.db.write() as conn:
             pairs = await repo.move_rows(conn, source.folder.id, target.folder.id, ids)
         if pairs:
             await _publish(app, {source.mailbox.id})
         return pairs
+    held = await retained(app, source.folder.id, ids)
+    if held:
+        raise retention_hold(source.mailbox.address, held, app.settings.tlt_retention_days)
     pairs = await copy(app, source, ids, target)
     # Not a deletion by the user, but the messages leave this mailbox: audited as such.
     await expunge(app, source, ids, action=MOVE_OUT)
@@ -660,6 +723,8 @@ async def append(app: App, target: OpenFolder, items: Sequence[Appended]) -> lis
     counted in the quota through the delivery path. Returns the new UIDs."""
     if not target.rights.write:
         raise no_permission()
+    if target.folder.quota_exempt:
+        raise _archive_only(target)
     deliveries = [
         Delivery(
             item.raw,

@@ -19,13 +19,22 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from caducee.app import App
 from caducee.domain.message_meta import extract_meta
-from caducee.domain.model import Flag, StoredMessage
-from caducee.errors import CaduceeError, InvalidInput, MessageTooLarge, NotFound, QuotaExceeded
+from caducee.domain.model import Flag, MailboxType, StoredMessage
+from caducee.domain.pop3_octets import pop3_size
+from caducee.domain.teletransmission import PARIS
+from caducee.errors import (
+    CaduceeError,
+    InvalidInput,
+    MessageTooLarge,
+    NotFound,
+    QuotaExceeded,
+    RetentionHold,
+)
 from caducee.ids import new_blob_id
 from caducee.services import audit, text_index
 from caducee.services.events import mailbox_events
@@ -83,6 +92,9 @@ class Delivery:
     #: transaction); None: not a delivery to trace (IMAP APPEND and COPY store the user's own).
     audit_actor: str | None = None
     audit_source: str = ""
+    #: The mailboxes take it even past their quota: a télétransmission mailbox never refuses
+    #: a return, nor the Sent copy of a lot it sent (``health.teletransmission``).
+    past_quota: bool = False
 
 
 @dataclass
@@ -248,9 +260,30 @@ async def store_batch(app: App, deliveries: Sequence[Delivery]) -> list[Result]:
     return results
 
 
+#: Quota thresholds (per cent) whose crossing the owner is told of (``services.quota_notices``);
+#: 100 means past the quota (only a télétransmission mailbox goes there: it never refuses a
+#: return).
+QUOTA_THRESHOLDS = (80, 95, 100)
+
+
+def quota_level(used: int, quota: int) -> int:
+    """The highest threshold of :data:`QUOTA_THRESHOLDS` ``used`` bytes reach (0: none)."""
+    if quota <= 0:
+        return 100 if used > 0 else 0
+    if used > quota:
+        return 100
+    return max((t for t in QUOTA_THRESHOLDS[:-1] if used * 100 >= t * quota), default=0)
+
+
 async def commit_prepared(app: App, items: Sequence[Prepared]) -> list[Result]:
     """Commit prepared deliveries in one transaction (group commit); per delivery, its stored
     messages or why it was refused. Staged blobs no committed row names are removed."""
+    return (await commit_group(app, items))[0]
+
+
+async def commit_group(app: App, items: Sequence[Prepared]) -> tuple[list[Result], set[int]]:
+    """:func:`commit_prepared`, and the mailboxes whose usage this group took across a quota
+    threshold (:func:`quota_level`), found from the rows the group locks anyway: no query."""
     results: list[Result] = [[] for _ in items]
     audited = any(item.delivery.audit_actor is not None for item in items)
     key = await audit.chain_key(app.db) if audited else b""  # cached: no database read
@@ -269,6 +302,16 @@ async def commit_prepared(app: App, items: Sequence[Prepared]) -> list[Result]:
         if unused:
             await app.blobs.remove_files(unused)
     made = commit.made
+    # Deliveries past the quota (télétransmission) are checked by their flow, after it has
+    # archived what it could.
+    flowed = {m for item in items if item.delivery.past_quota for m in item.mailbox_ids}
+    crossed = {
+        mailbox_id
+        for mailbox_id, delta in commit.deltas.items()
+        if mailbox_id not in flowed
+        and quota_level((box := commit.boxes[mailbox_id]).used_bytes - delta, box.quota_bytes)
+        < quota_level(box.used_bytes, box.quota_bytes)
+    }
     for index, row_index, message in made:
         entry = results[index]
         assert isinstance(entry, list)
@@ -282,7 +325,7 @@ async def commit_prepared(app: App, items: Sequence[Prepared]) -> list[Result]:
             (ids[row_index], message.blob_id, message.mailbox_id, items[index].delivery.raw)
             for index, row_index, message in made
         )
-    return results
+    return results, crossed
 
 
 class _GroupCommit:
@@ -295,6 +338,8 @@ class _GroupCommit:
         self.audit_key = audit_key
         self.stored_blobs: set[str] = set()
         self.made: list[tuple[int, int, StoredMessage]] = []  # (result index, row, message)
+        self.boxes: dict[int, delivery_repo.MailboxState] = {}  # as left by the group
+        self.deltas: dict[int, int] = {}  # bytes the group added per mailbox
 
     def run(self, conn: Connection) -> list[int]:
         prepared = self.prepared
@@ -306,6 +351,7 @@ class _GroupCommit:
         rows: list[dict[str, Any]] = []
         touched: dict[int, delivery_repo.FolderState] = {}
         deltas: dict[int, int] = {}
+        self.boxes, self.deltas = boxes, deltas
         for index, item in enumerate(prepared):
             delivery = item.delivery
             try:
@@ -315,6 +361,7 @@ class _GroupCommit:
                 continue
             when = (delivery.internal_date or datetime.now(UTC)).astimezone(UTC)
             size = len(delivery.raw)
+            sent_size = pop3_size(delivery.raw)  # what POP3 will announce (RFC 1939 §5)
             for mailbox_id, blob_id, _, sealed_meta in item.copies:
                 folder = folders[(mailbox_id, delivery.folder)]
                 if folder.id not in touched:  # one new MODSEQ per folder per group
@@ -335,6 +382,7 @@ class _GroupCommit:
                         "size": size,
                         "blob_id": blob_id,
                         "meta_sealed": sealed_meta,
+                        "pop3_size": sent_size,
                     }
                 )
                 self.made.append(
@@ -404,7 +452,7 @@ def _admit(
             raise NotFound("Boîte aux lettres introuvable.", "Mailbox not found.")
         if item.addressed.get(mailbox_id, box.address) != box.address:  # renamed meanwhile
             raise _unknown(item.addressed[mailbox_id])
-        if box.used_bytes + size > box.quota_bytes:
+        if box.used_bytes + size > box.quota_bytes and not item.delivery.past_quota:
             raise QuotaExceeded(
                 f"La boîte {box.address} est pleine (quota dépassé).",
                 f"Mailbox {box.address} is full (over quota).",
@@ -474,6 +522,72 @@ MOVE_OUT = "message.move_out"  # moved to another mailbox: gone from this one
 UNDO_APPEND = None  # a MULTIAPPEND refused as a whole: never acknowledged, nothing to trace
 
 
+# --- retention -------------------------------------------------------------------------------
+#
+# A télétransmission (TLT) mailbox holds only lots (the Sent copy kept by record_lot) and
+# returns (every message the MX delivers to it): each is kept ``[teletransmission]
+# retention_days`` (90) from its internal date, whatever the door asks (IMAP EXPUNGE, CLOSE,
+# MOVE to another mailbox, DELETE of a folder; POP3 DELE; webmail; REST API). Moving it to
+# another folder of the same mailbox is no deletion and stays allowed.
+
+
+async def _held(
+    app: App,
+    conn: AsyncConnection,
+    folder_id: int,
+    message_ids: Sequence[int] | None,
+    now: datetime | None = None,
+) -> dict[int, datetime]:
+    keep = timedelta(days=app.settings.tlt_retention_days)
+    since = (now or datetime.now(UTC)) - keep
+    rows = await mailstore_repo.retained(conn, folder_id, message_ids, MailboxType.TLT.value, since)
+    return {message_id: received + keep for message_id, received in rows}
+
+
+async def retained(
+    app: App, folder_id: int, message_ids: Sequence[int] | None, *, now: datetime | None = None
+) -> dict[int, datetime]:
+    """The messages of ``folder_id`` (of ``message_ids``; all when None) that may not be
+    deleted yet, each with the moment from which it may. A door asks this to refuse at once
+    (POP3 DELE) or to remove only what it may (IMAP CLOSE); :func:`expunge_messages` checks
+    it again in its own transaction."""
+    async with app.db.read() as conn:
+        return await _held(app, conn, folder_id, message_ids, now)
+
+
+def retention_hold(address: str, held: dict[int, datetime], days: int) -> RetentionHold:
+    """The refusal naming how many messages are held and from when all may be deleted."""
+    until = max(held.values())
+    local = until.astimezone(PARIS)
+    count = len(held)
+    return RetentionHold(
+        f"{count} message(s) de la boîte {address} (télétransmission : lots et retours) "
+        f"doivent être conservés {days} jours : suppression possible à partir du "
+        f"{local:%d/%m/%Y à %H:%M}.",
+        f"{count} message(s) of mailbox {address} (télétransmission: lots and returns) must "
+        f"be kept {days} days: they can be deleted from {local:%Y-%m-%d %H:%M} (Paris time).",
+        count=count,
+        until=until,
+    )
+
+
+async def check_retention(
+    app: App,
+    conn: AsyncConnection,
+    folder_id: int,
+    message_ids: Sequence[int] | None,
+    now: datetime | None = None,
+) -> None:
+    """Raise :class:`RetentionHold` if any of the messages (all of the folder's when None) may
+    not be deleted yet; in the caller's transaction ``conn``."""
+    held = await _held(app, conn, folder_id, message_ids, now)
+    if held:
+        folder = await mailstore_repo.folder_by_id(conn, folder_id)
+        mailbox = await directory_repo.mailbox_by_id(conn, folder.mailbox_id) if folder else None
+        address = mailbox.address if mailbox is not None else f"#{folder_id}"
+        raise retention_hold(address, held, app.settings.tlt_retention_days)
+
+
 async def expunge_messages(
     app: App,
     folder_id: int,
@@ -482,6 +596,7 @@ async def expunge_messages(
     actor: str,
     source: str,
     action: str | None = DELETE,
+    now: datetime | None = None,
 ) -> int:
     """Remove messages from a folder for good (IMAP EXPUNGE, CLOSE and MOVE's source, POP3
     UPDATE, webmail): rows, bytes used, blobs no other copy shares; their UIDs are recorded for
@@ -491,10 +606,18 @@ async def expunge_messages(
     Every door removes messages here, and the removal is audited here, in its transaction:
     ``action`` by ``actor`` (the login) from ``source``, target the mailbox's address, details
     the folder id, the UIDs and message ids — never a subject, an address or any content.
+
+    The retention rule is checked here too, in the same transaction: if any of the messages
+    is a télétransmission lot or return younger than the retention period, nothing is removed
+    and :class:`RetentionHold` is raised (all or nothing: a refused command changes nothing,
+    and the reason names how many are held and until when). Only the undoing of a MULTIAPPEND
+    that was never acknowledged (``action`` None) is exempt.
     """
     if not message_ids:
         return 0
     async with app.db.write() as conn:
+        if action is not UNDO_APPEND:
+            await check_retention(app, conn, folder_id, message_ids, now)
         removed, gone = await mailstore_repo.expunge(conn, folder_id, message_ids)
         await app.blobs.forget(conn, gone)
         if removed and action is not None:

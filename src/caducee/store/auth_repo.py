@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -189,43 +189,65 @@ async def delete_stale_failures(conn: AsyncConnection, before: datetime) -> int:
 class AppPasswordRow:
     id: int
     account_id: int
+    mailbox_id: int | None  # None: the account's own; else the mailbox it opens
     label: str
     secret_sha256: str
     scopes: str
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    created_by: str | None
 
 
 def _app_password(row: Any) -> AppPasswordRow:
     return AppPasswordRow(
         id=row.id,
         account_id=row.account_id,
+        mailbox_id=row.mailbox_id,
         label=row.label,
         secret_sha256=row.secret_sha256,
         scopes=row.scopes,
         created_at=aware(row.created_at),
         last_used_at=aware(row.last_used_at),
         revoked_at=aware(row.revoked_at),
+        created_by=row.created_by,
     )
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Whose app passwords: an account's own (``mailbox_id`` None) or one mailbox's."""
+
+    account_id: int
+    mailbox_id: int | None = None
+
+    def where(self) -> Any:
+        if self.mailbox_id is None:
+            return and_(
+                app_passwords.c.account_id == self.account_id, app_passwords.c.mailbox_id.is_(None)
+            )
+        return app_passwords.c.mailbox_id == self.mailbox_id
 
 
 async def insert_app_password(
     conn: AsyncConnection,
-    account_id: int,
+    holder: Holder,
     label: str,
     secret_sha256: str,
     scopes: str,
     now: datetime,
+    created_by: str,
 ) -> int:
     result = await conn.execute(
         insert(app_passwords)
         .values(
-            account_id=account_id,
+            account_id=holder.account_id,
+            mailbox_id=holder.mailbox_id,
             label=label,
             secret_sha256=secret_sha256,
             scopes=scopes,
             created_at=now,
+            created_by=created_by,
         )
         .returning(app_passwords.c.id)
     )
@@ -233,21 +255,22 @@ async def insert_app_password(
 
 
 async def app_passwords_of(
-    conn: AsyncConnection, account_id: int, *, include_revoked: bool = True
+    conn: AsyncConnection, holder: Holder, *, include_revoked: bool = True
 ) -> list[AppPasswordRow]:
-    """The account's app passwords, oldest first (hashes included: for the services only)."""
-    query = select(app_passwords).where(app_passwords.c.account_id == account_id)
+    """The holder's app passwords, oldest first (hashes included: for the services only).
+    An account's own never include its mailboxes' ones, nor the reverse."""
+    query = select(app_passwords).where(holder.where())
     if not include_revoked:
         query = query.where(app_passwords.c.revoked_at.is_(None))
     rows = await conn.execute(query.order_by(app_passwords.c.id))
     return [_app_password(row) for row in rows]
 
 
-async def count_active_app_passwords(conn: AsyncConnection, account_id: int) -> int:
+async def count_active_app_passwords(conn: AsyncConnection, holder: Holder) -> int:
     count = await conn.scalar(
         select(func.count())
         .select_from(app_passwords)
-        .where(app_passwords.c.account_id == account_id)
+        .where(holder.where())
         .where(app_passwords.c.revoked_at.is_(None))
     )
     return int(count or 0)
@@ -260,13 +283,13 @@ async def touch_app_password(conn: AsyncConnection, app_password_id: int, now: d
 
 
 async def revoke_app_password(
-    conn: AsyncConnection, account_id: int, app_password_id: int, now: datetime
+    conn: AsyncConnection, holder: Holder, app_password_id: int, now: datetime
 ) -> bool:
-    """Mark it revoked; False if the account has no such (non-revoked) app password."""
+    """Mark it revoked; False if the holder has no such (non-revoked) app password."""
     result = await conn.execute(
         update(app_passwords)
         .where(app_passwords.c.id == app_password_id)
-        .where(app_passwords.c.account_id == account_id)
+        .where(holder.where())
         .where(app_passwords.c.revoked_at.is_(None))
         .values(revoked_at=now)
     )

@@ -214,6 +214,23 @@ async def list_mailboxes(conn: AsyncConnection, practice_id: int | None = None) 
     return [_mailbox(row) for row in (await conn.execute(query)).all()]
 
 
+async def mailbox_logins(
+    conn: AsyncConnection, *, practice_id: int | None = None, owner_account_id: int | None = None
+) -> list[Mailbox]:
+    """Mailboxes whose address is no account's login (TLT, ORG, APP, ...): those that may have
+    app passwords of their own, by address."""
+    query = (
+        select(mailboxes)
+        .where(mailboxes.c.address.not_in(select(accounts.c.login)))
+        .order_by(mailboxes.c.address)
+    )
+    if practice_id is not None:
+        query = query.where(mailboxes.c.practice_id == practice_id)
+    if owner_account_id is not None:
+        query = query.where(mailboxes.c.owner_account_id == owner_account_id)
+    return [_mailbox(row) for row in (await conn.execute(query)).all()]
+
+
 async def update_mailbox(conn: AsyncConnection, mailbox_id: int, **values: Any) -> None:
     await conn.execute(update(mailboxes).where(mailboxes.c.id == mailbox_id).values(**values))
 
@@ -224,6 +241,38 @@ async def add_used_bytes(conn: AsyncConnection, mailbox_id: int, delta: int) -> 
         .where(mailboxes.c.id == mailbox_id)
         .values(used_bytes=mailboxes.c.used_bytes + delta)
     )
+
+
+async def quota_notified(conn: AsyncConnection, mailbox_id: int) -> int:
+    """The last quota threshold (per cent) the mailbox's owner was told of."""
+    row = (
+        await conn.execute(select(mailboxes.c.quota_notified).where(mailboxes.c.id == mailbox_id))
+    ).first()
+    return int(row.quota_notified) if row is not None else 0
+
+
+async def set_quota_notified(conn: AsyncConnection, mailbox_id: int, old: int, new: int) -> bool:
+    """Move the threshold from ``old`` to ``new``; False when another node did first."""
+    result = await conn.execute(
+        update(mailboxes)
+        .where(mailboxes.c.id == mailbox_id, mailboxes.c.quota_notified == old)
+        .values(quota_notified=new)
+    )
+    return bool(result.rowcount)
+
+
+async def quota_watched(conn: AsyncConnection, percent: int) -> list[int]:
+    """Mailboxes at ``percent`` % of their quota or more, or whose owner was told of a
+    threshold (to lower it when the usage falls back)."""
+    rows = await conn.execute(
+        select(mailboxes.c.id)
+        .where(
+            (mailboxes.c.used_bytes * 100 >= mailboxes.c.quota_bytes * percent)
+            | (mailboxes.c.quota_notified > 0)
+        )
+        .order_by(mailboxes.c.id)
+    )
+    return [int(row.id) for row in rows]
 
 
 # --- folders ---------------------------------------------------------------------------------
@@ -240,6 +289,7 @@ def folder_from_row(row: Any) -> Folder:
         uidnext=row.uidnext,
         highestmodseq=row.highestmodseq,
         subscribed=bool(row.subscribed),
+        quota_exempt=bool(row.quota_exempt),
     )
 
 

@@ -174,8 +174,9 @@ async def delete_folder(conn: AsyncConnection, folder_id: int) -> list[str]:
             )
         )
     )
+    exempt = await _exempt(conn, folder_id)
     await conn.execute(delete(messages).where(messages.c.folder_id == folder_id))
-    await _free_bytes(conn, rows)
+    await _free_bytes(conn, rows, exempt=exempt)
     await conn.execute(delete(imap_expunged).where(imap_expunged.c.folder_id == folder_id))
     await conn.execute(
         delete(imap_expunge_horizon).where(imap_expunge_horizon.c.folder_id == folder_id)
@@ -185,7 +186,18 @@ async def delete_folder(conn: AsyncConnection, folder_id: int) -> list[str]:
     return await unreferenced_blobs(conn, [row.blob_id for row in rows])
 
 
-async def _free_bytes(conn: AsyncConnection, rows: Sequence[Any]) -> None:
+async def _exempt(conn: AsyncConnection, folder_id: int) -> bool:
+    """Whether the folder's messages are outside its mailbox's quota."""
+    row = (
+        await conn.execute(select(folders.c.quota_exempt).where(folders.c.id == folder_id))
+    ).first()
+    return bool(row and row.quota_exempt)
+
+
+async def _free_bytes(conn: AsyncConnection, rows: Sequence[Any], *, exempt: bool = False) -> None:
+    """Give back the bytes of removed rows (none when they were in a quota-exempt folder)."""
+    if exempt:
+        return
     freed: dict[int, int] = {}
     for row in rows:
         freed[row.mailbox_id] = freed.get(row.mailbox_id, 0) + int(row.size)
@@ -370,7 +382,7 @@ async def expunge(
         [{"folder_id": folder_id, "uid": row.uid, "modseq": modseq} for row in rows],
     )
     await set_modseq(conn, folder_id, modseq, uidnext)
-    await _free_bytes(conn, rows)
+    await _free_bytes(conn, rows, exempt=await _exempt(conn, folder_id))
     gone = await unreferenced_blobs(conn, [row.blob_id for row in rows])
     removed = sorted((int(row.mailbox_id), int(row.uid), int(row.id)) for row in rows)
     return removed, gone
@@ -391,9 +403,9 @@ async def move_rows(
         rows.extend(
             (
                 await conn.execute(
-                    select(messages.c.id, messages.c.uid).where(
-                        messages.c.folder_id == source_id, messages.c.id.in_(chunk)
-                    )
+                    select(
+                        messages.c.id, messages.c.uid, messages.c.mailbox_id, messages.c.size
+                    ).where(messages.c.folder_id == source_id, messages.c.id.in_(chunk))
                 )
             ).all()
         )
@@ -422,7 +434,60 @@ async def move_rows(
         [{"folder_id": source_id, "uid": row.uid, "modseq": source_modseq} for row in rows],
     )
     await set_modseq(conn, source_id, source_modseq, source_next)
+    source_exempt, target_exempt = await _exempt(conn, source_id), await _exempt(conn, target_id)
+    if source_exempt != target_exempt:  # into the archive: freed; out of it: counted again
+        size = sum(int(row.size) for row in rows)
+        await directory_repo.add_used_bytes(
+            conn, int(rows[0].mailbox_id), -size if target_exempt else size
+        )
     return pairs
+
+
+async def retained(
+    conn: AsyncConnection,
+    folder_id: int,
+    message_ids: Sequence[int] | None,
+    mailbox_type: str,
+    received_after: datetime,
+) -> list[tuple[int, datetime]]:
+    """(id, internal date) of the messages of ``folder_id`` (those of ``message_ids``, or all)
+    whose mailbox is of ``mailbox_type`` and whose internal date is after ``received_after``."""
+    query = (
+        select(messages.c.id, messages.c.internal_date)
+        .select_from(messages.join(mailboxes, mailboxes.c.id == messages.c.mailbox_id))
+        .where(
+            messages.c.folder_id == folder_id,
+            mailboxes.c.type == mailbox_type,
+            messages.c.internal_date > received_after,
+        )
+    )
+    if message_ids is None:
+        rows = (await conn.execute(query)).all()
+    else:
+        rows = []
+        for chunk in _chunks(list(message_ids)):
+            rows.extend((await conn.execute(query.where(messages.c.id.in_(chunk)))).all())
+    return [(int(row.id), aware(row.internal_date)) for row in rows]
+
+
+async def messages_by_id(conn: AsyncConnection, ids: Sequence[int]) -> list[Any]:
+    """(id, mailbox_id, folder_id, size) of the messages of ``ids`` still there."""
+    out: list[Any] = []
+    for chunk in _chunks(list(ids)):
+        out.extend(
+            (
+                await conn.execute(
+                    select(
+                        messages.c.id, messages.c.mailbox_id, messages.c.folder_id, messages.c.size
+                    ).where(messages.c.id.in_(chunk))
+                )
+            ).all()
+        )
+    return out
+
+
+async def set_quota_exempt(conn: AsyncConnection, folder_id: int) -> None:
+    await conn.execute(update(folders).where(folders.c.id == folder_id).values(quota_exempt=True))
 
 
 async def copy_rows(
@@ -678,14 +743,29 @@ async def prune_expunged(conn: AsyncConnection, keep: int) -> int:
 # --- POP3 maildrop (services.maildrop) -------------------------------------------------------
 
 
-async def uids_and_sizes(conn: AsyncConnection, folder_id: int) -> list[tuple[int, int, int]]:
-    """(id, UID, size) of every message of a folder, by UID (a POP3 snapshot, RFC 1939)."""
+async def uids_and_sizes(
+    conn: AsyncConnection, folder_id: int
+) -> list[tuple[int, int, int | None]]:
+    """(id, UID, POP3 size) of every message of a folder, by UID (a POP3 snapshot, RFC 1939);
+    the size is None for a message stored before migration 0021 and not listed since."""
     rows = await conn.execute(
-        select(messages.c.id, messages.c.uid, messages.c.size)
+        select(messages.c.id, messages.c.uid, messages.c.pop3_size)
         .where(messages.c.folder_id == folder_id)
         .order_by(messages.c.uid)
     )
-    return [(r.id, r.uid, r.size) for r in rows]
+    return [(r.id, r.uid, r.pop3_size) for r in rows]
+
+
+async def set_pop3_sizes(conn: AsyncConnection, sizes: dict[int, int]) -> None:
+    """Record the POP3 size of messages that had none (message id → octets)."""
+    if not sizes:
+        return
+    await conn.execute(
+        update(messages)
+        .where(messages.c.id == bindparam("mid"), messages.c.pop3_size.is_(None))
+        .values(pop3_size=bindparam("octets")),
+        [{"mid": mid, "octets": octets} for mid, octets in sizes.items()],
+    )
 
 
 # --- full-text filters (services.text_index) -------------------------------------------------

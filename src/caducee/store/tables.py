@@ -91,6 +91,9 @@ mailboxes = Table(
     Column("used_bytes", BigInteger, nullable=False, server_default="0"),
     Column("disabled", Boolean, nullable=False, server_default="0"),
     _ts("created_at"),
+    # The last quota threshold (0, 80, 95, 100 %) the owner was told of; lowered again when
+    # the usage falls back under it (services/quota_notices.py).
+    Column("quota_notified", SmallInteger, nullable=False, server_default="0"),
 )
 
 data_keys = Table(
@@ -127,6 +130,9 @@ folders = Table(
     Column("highestmodseq", BigInteger, nullable=False, server_default="1"),
     Column("subscribed", Boolean, nullable=False, server_default="1"),
     _ts("created_at"),
+    # Its messages do not count in the mailbox's used_bytes (the télétransmission archive,
+    # filled by the server only).
+    Column("quota_exempt", Boolean, nullable=False, server_default="0"),
     UniqueConstraint("mailbox_id", "name", name="uq_folders_mailbox_name"),
 )
 
@@ -144,6 +150,9 @@ messages = Table(
     Column("size", BigInteger, nullable=False),
     Column("blob_id", String(32), nullable=False, index=True),
     Column("meta_sealed", LargeBinary, nullable=False),
+    # the octets POP3 RETR sends (CRLF line ends, a final CRLF; RFC 1939 §5 "exact size"):
+    # set at delivery, NULL before migration 0021 until the first POP3 listing computes it
+    Column("pop3_size", BigInteger),
     UniqueConstraint("folder_id", "uid", name="uq_messages_folder_uid"),
     Index("ix_messages_folder_modseq", "folder_id", "modseq"),
     Index("ix_messages_folder_date", "folder_id", "internal_date"),  # webmail pages (0011)
@@ -160,13 +169,18 @@ app_passwords = Table(
     "app_passwords",
     metadata,
     Column("id", Integer, primary_key=True),
+    # the account it opens; for a mailbox's app password, the mailbox's owner at creation
     Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    # NULL: an account's own app password (login = the account's login); else the mailbox
+    # (TLT, ORG, APP, ...) whose address is the login it opens, and nothing else (0021)
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), index=True),
     Column("label", String(100), nullable=False),
     Column("secret_sha256", String(64), nullable=False),
     Column("scopes", String(100), nullable=False),
     _ts("created_at"),
     _ts("last_used_at", nullable=True),
     _ts("revoked_at", nullable=True),
+    Column("created_by", String(320)),  # the login of who created it (NULL before 0021)
 )
 
 auth_failures = Table(
@@ -617,4 +631,65 @@ practice_charters = Table(
         sqlite_where=text("account_id IS NULL"),
         postgresql_where=text("account_id IS NULL"),
     ),
+)
+
+#: Télétransmission lots (FSE) sent from TLT mailboxes: what their subject and envelope say
+#: (sender number, compostage, invoice count, fund), nothing of their content; their delivery
+#: (from the outbound queue), their ARL, and whether a later lot resent them.
+tlt_lots = Table(
+    "tlt_lots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", Integer, ForeignKey("practices.id"), nullable=False),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False),
+    Column("sender_number", String(14), nullable=False),
+    Column("compostage", String(19), nullable=False),
+    Column("sequence", String(6), nullable=True),
+    Column("invoice_count", Integer, nullable=True),
+    Column("fund", String(254), nullable=False),
+    Column("test_mode", Boolean, nullable=False, server_default="0"),
+    Column("size", Integer, nullable=False),
+    Column("message_id", String(255), nullable=False, server_default=""),
+    Column("stored_message_id", Integer, nullable=True),
+    Column("queue_id", Integer, nullable=True, index=True),
+    _ts("sent_at"),
+    Column("delivery", String(10), nullable=False, server_default="queued"),
+    Column("delivery_detail", String(300), nullable=False, server_default=""),
+    _ts("delivery_at", nullable=True),
+    Column("arl", String(16), nullable=True),
+    _ts("arl_at", nullable=True),
+    Column("resent_by", Integer, nullable=True),
+    Column("resend_of", Integer, nullable=True),
+    _ts("notified_at", nullable=True),
+    _ts("archived_at", nullable=True),
+    Index("ix_tlt_lots_mailbox_sent", "mailbox_id", "sent_at"),
+    Index("ix_tlt_lots_compostage", "compostage"),
+)
+
+#: Returns received by TLT mailboxes (ARL, NOEMIE, unknown), matched to their lot when found;
+#: an unmatched return is kept (``lot_id`` NULL) and shown.
+tlt_returns = Table(
+    "tlt_returns",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("practice_id", Integer, ForeignKey("practices.id"), nullable=False),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False),
+    Column("lot_id", Integer, ForeignKey("tlt_lots.id"), nullable=True, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("description", String(200), nullable=False, server_default=""),
+    Column("compostage", String(19), nullable=True),
+    Column("sender_number", String(14), nullable=True),
+    Column("size", Integer, nullable=False),
+    Column("stored_message_id", Integer, nullable=True),
+    _ts("received_at"),
+    Index("ix_tlt_returns_mailbox_received", "mailbox_id", "received_at"),
+)
+
+#: Insurer domains a practice's TLT mailboxes may write to, beyond the configured defaults
+#: (complementary insurers): an exact domain or ``*.domain``.
+tlt_insurer_domains = Table(
+    "tlt_insurer_domains",
+    metadata,
+    Column("practice_id", Integer, ForeignKey("practices.id"), primary_key=True),
+    Column("pattern", String(253), primary_key=True),
 )

@@ -1,4 +1,5 @@
-"""The user's own pages (everyone): profile, password, second factors, app passwords, sessions.
+"""The user's own pages (everyone): profile, password, second factors, app passwords (their
+own, and those of the mailboxes they own that log in with their own address), sessions.
 
 Secrets created here (recovery codes, app passwords) are shown once, in the response to the
 request that created them, never stored in clear nor put in a redirect.
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from caducee.domain.model import Mailbox
 from caducee.errors import AccessDenied, CaduceeError, InvalidInput
 from caducee.services import accounts, app_passwords, mfa, totp, web_sessions, webauthn_keys
 from caducee.services.auth import verify_password_login
@@ -377,13 +379,69 @@ async def _app_passwords(
     request: Request, user: WebUser, *, error: str = "", status: int = 200
 ) -> Response:
     web = state(request)
-    items = await app_passwords.list_app_passwords(web.app, user.account.login)
+    items = await app_passwords.list_app_passwords(web.app, user.account.login, user.account)
+    # The mailboxes the user owns that log in with their own address (TLT, ORG, APP, ...).
+    boxes = [
+        (box, await app_passwords.list_app_passwords(web.app, box.address, user.account))
+        for box in await app_passwords.mailbox_logins(web.app, owner=user.account)
+    ]
     return render(
         request,
         "account/app_passwords.html",
-        {"items": items, "error": error, "nav_active": "applications"},
+        {"items": items, "boxes": boxes, "error": error, "nav_active": "applications"},
         status=status,
     )
+
+
+async def _owned_mailbox_login(request: Request, user: WebUser) -> Mailbox:
+    """The mailbox of the path, if the user owns it and it logs in with its own address;
+    else the one 404 (the service checks the same again)."""
+    mailbox_id = int_param(request, "mailbox_id")
+    for box in await app_passwords.mailbox_logins(state(request).app, owner=user.account):
+        if box.id == mailbox_id:
+            return box
+    raise not_found()
+
+
+async def _create(request: Request, user: WebUser, login: str) -> Response:
+    web = state(request)
+    form = await form_data(request)
+    form_items = await request.form()
+    scopes = [s for s in form_items.getlist("protocoles") if isinstance(s, str)]
+    try:
+        password = await app_passwords.create_app_password(
+            web.app,
+            login,
+            form.get("libelle", ""),
+            scopes,
+            actor=user.account,
+            source=client_ip(request),
+        )
+    except CaduceeError as exc:
+        return await _app_passwords(request, user, error=error_message(exc), status=400)
+    return render(
+        request,
+        "account/app_password_created.html",
+        {
+            "password": password,
+            "label": form.get("libelle", "").strip(),
+            "scopes": scopes,
+            "login": login,
+            "back": "/compte/applications",
+        },
+    )
+
+
+async def _revoke(request: Request, user: WebUser, login: str) -> Response:
+    web = state(request)
+    item_id = int_param(request, "item_id")
+    try:
+        await app_passwords.revoke_app_password(
+            web.app, login, item_id, user.account, source=client_ip(request)
+        )
+    except InvalidInput as exc:
+        return await _app_passwords(request, user, error=error_message(exc), status=400)
+    return redirect("/compte/applications", flash="app_password_revoked")
 
 
 @page()
@@ -393,39 +451,24 @@ async def app_password_list(request: Request, user: WebUser) -> Response:
 
 @page()
 async def app_password_create(request: Request, user: WebUser) -> Response:
-    web = state(request)
-    form = await form_data(request)
-    form_items = await request.form()
-    scopes = [s for s in form_items.getlist("protocoles") if isinstance(s, str)]
-    try:
-        password = await app_passwords.create_app_password(
-            web.app,
-            user.account.login,
-            form.get("libelle", ""),
-            scopes,
-            actor=user.account.login,
-            source=client_ip(request),
-        )
-    except CaduceeError as exc:
-        return await _app_passwords(request, user, error=error_message(exc), status=400)
-    return render(
-        request,
-        "account/app_password_created.html",
-        {"password": password, "label": form.get("libelle", "").strip(), "scopes": scopes},
-    )
+    return await _create(request, user, user.account.login)
 
 
 @page()
 async def app_password_revoke(request: Request, user: WebUser) -> Response:
-    web = state(request)
-    item_id = int_param(request, "item_id")
-    try:
-        await app_passwords.revoke_app_password(
-            web.app, user.account.login, item_id, user.account.login, source=client_ip(request)
-        )
-    except InvalidInput as exc:
-        return await _app_passwords(request, user, error=error_message(exc), status=400)
-    return redirect("/compte/applications", flash="app_password_revoked")
+    return await _revoke(request, user, user.account.login)
+
+
+@page()
+async def mailbox_app_password_create(request: Request, user: WebUser) -> Response:
+    box = await _owned_mailbox_login(request, user)
+    return await _create(request, user, box.address)
+
+
+@page()
+async def mailbox_app_password_revoke(request: Request, user: WebUser) -> Response:
+    box = await _owned_mailbox_login(request, user)
+    return await _revoke(request, user, box.address)
 
 
 routes = [
@@ -465,5 +508,17 @@ routes = [
         app_password_revoke,
         methods=["POST"],
         name="app_password_revoke",
+    ),
+    Route(
+        "/compte/applications/boites/{mailbox_id}",
+        mailbox_app_password_create,
+        methods=["POST"],
+        name="mailbox_app_password_create",
+    ),
+    Route(
+        "/compte/applications/boites/{mailbox_id}/{item_id}/revoquer",
+        mailbox_app_password_revoke,
+        methods=["POST"],
+        name="mailbox_app_password_revoke",
     ),
 ]

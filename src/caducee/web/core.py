@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from caducee.app import App
 from caducee.domain.model import Account, Practice, Role
 from caducee.errors import AccessDenied, CaduceeError, NotFound
+from caducee.health import teletransmission
 from caducee.services import web_sessions
 from caducee.services.rate_limits import RateLimiter
 from caducee.services.web_sessions import Stage, WebSession
@@ -203,6 +204,7 @@ def render(
         "path": request.url.path,
         "hostname": web.app.settings.hostname,
         "url": request.app.url_path_for,
+        "tlt_nav": getattr(request.state, "tlt_nav", (0, 0)),
     }
     values.update(context or {})
     body = web.templates.get_template(template).render(values)
@@ -353,6 +355,9 @@ def page(
             practice = await web_sessions.practice_of(web.app, account)
             user = WebUser(session=session, account=account, practice=practice)
             request.state.user = user
+            if not json and session.stage in FULL_ONLY:
+                # The « Télétransmission » link and its badge (one query).
+                request.state.tlt_nav = await teletransmission.navigation(web.app, account.id)
             if admin and not user.is_admin:
                 return error_page(
                     request,

@@ -26,6 +26,17 @@ def format_when(value: datetime | None, fmt: str = "medium") -> str:
     return format_datetime(value, pattern, tzinfo=PARIS, locale=lang)
 
 
+def format_short_when(value: datetime | None) -> str:
+    """A date and time in Europe/Paris as figures (``04/12/2026 09:30``; ``2026-12-04 09:30``
+    in English): for long tables, where Babel's patterns would cost most of the page's time."""
+    if value is None:
+        return "—"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    pattern = "%Y-%m-%d %H:%M" if current_language.get() == "en" else "%d/%m/%Y %H:%M"
+    return value.astimezone(PARIS).strftime(pattern)
+
+
 _UNITS = {"fr": ("o", "Ko", "Mo", "Go", "To"), "en": ("B", "KB", "MB", "GB", "TB")}
 
 
@@ -92,6 +103,26 @@ LABELS: dict[str, dict[str, str]] = {
         "mdn_sent": N_("accusé de lecture envoyé"),
         "mdn_withheld": N_("accusé de lecture non envoyé"),
     },
+    # Télétransmission (domain.teletransmission: LotState, Lot.delivery, ReturnKind).
+    "lot_state": {
+        "envoye": N_("envoyé, ARL attendu"),
+        "arl_positif": N_("ARL positif"),
+        "arl_negatif": N_("ARL négatif : à réémettre"),
+        "sans_arl": N_("sans ARL après le délai : à réémettre"),
+        "non_remis": N_("non remis : à réémettre"),
+        "reemis": N_("réémis"),
+    },
+    "lot_delivery": {
+        "queued": N_("en cours de remise"),
+        "delivered": N_("remis à l'organisme"),
+        "failed": N_("non remis"),
+    },
+    "lot_return": {
+        "arl_positive": N_("ARL positif"),
+        "arl_negative": N_("ARL négatif"),
+        "noemie": N_("NOEMIE"),
+        "unknown": N_("retour non reconnu"),
+    },
     # Why a read receipt was not sent (flows.read_receipts).
     "mdn_withheld": {
         "return-path": N_("l'adresse demandée n'est pas celle de l'expéditeur (Return-Path)"),
@@ -155,6 +186,7 @@ def create_environment() -> Environment:
     )
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["when"] = format_when
+    env.filters["short_when"] = format_short_when
     env.filters["size"] = format_size
     env.globals["percent"] = percent
     env.globals["label"] = label

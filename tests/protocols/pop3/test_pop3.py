@@ -8,6 +8,7 @@ import poplib
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -236,3 +237,44 @@ async def test_poplib_over_stls_and_ssl(server: Pop3Server) -> None:
     assert lines[1] == b"Subject: m7" and welcome.startswith(b"+OK")
     assert uidl.startswith(b"+OK 1 ")
     assert (await mailboxes.get_mailbox(server.app, LOGIN)).used_bytes == 0
+
+
+async def test_dele_of_a_lot_or_return_under_retention_is_refused(server: Pop3Server) -> None:
+    # Issue 15: a télétransmission mailbox keeps its lots and returns 90 days. POP3 opens only
+    # the account's own mailbox today (mailbox logins land separately): the test makes that
+    # mailbox a TLT one. RFC 1939 §5: DELE answers -ERR at once, with the reason.
+    from sqlalchemy import update
+
+    from caducee.services.messages import store_message
+    from caducee.store.tables import mailboxes as mailboxes_table
+
+    box = await mailboxes.get_mailbox(server.app, LOGIN)
+    async with server.app.db.write() as conn:
+        await conn.execute(
+            update(mailboxes_table).where(mailboxes_table.c.id == box.id).values(type="TLT")
+        )
+    now = datetime.now(UTC)
+    for n, age in enumerate((2, 120)):
+        when = now - timedelta(days=age)
+        await store_message(server.app, box.id, "INBOX", message(n), internal_date=when)
+
+    def with_poplib() -> tuple[str, bytes, int]:
+        client = poplib.POP3_SSL("127.0.0.1", server.implicit, context=server.client_tls, timeout=5)
+        client.user(LOGIN)
+        client.pass_(server.password)
+        try:
+            client.dele(1)
+        except poplib.error_proto as refused:
+            reason = str(refused.args[0], "ascii")
+        else:
+            raise AssertionError("DELE of a young return accepted")
+        answer = client.dele(2)  # past its retention: it may go
+        count = len(client.list()[1])
+        client.quit()
+        return reason, answer, count
+
+    reason, answer, count = await asyncio.to_thread(with_poplib)
+    assert reason.startswith(f"-ERR 1 message(s) de la boite {LOGIN} (teletransmission")
+    assert "conserves 90 jours" in reason and "a partir du" in reason
+    assert answer.startswith(b"+OK") and count == 1
+    assert (await mailboxes.get_mailbox(server.app, LOGIN)).used_bytes == len(message(0))

@@ -2,7 +2,7 @@
 (RFC 5161), STARTTLS, LOGIN, AUTHENTICATE with SASL-IR (RFC 4959).
 
 Mechanisms are pluggable: :data:`MECHANISMS` maps a SASL name to a coroutine that runs the
-exchange and returns the authenticated account (OAUTHBEARER / XOAUTH2 plug in here later).
+exchange and returns the login and app password to check (OAUTHBEARER / XOAUTH2 plug in here later).
 Before TLS on port 143 no login is possible (LOGINDISABLED, RFC 3501 §6.2.3 / RFC 8314).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from caducee.domain.model import Account
 from caducee.errors import AccessDenied, TemporaryFailure
 from caducee.protocols.imap.protocol import Command
 from caducee.protocols.imap.session import Session, State, bad, no
@@ -121,7 +120,7 @@ async def cmd_starttls(session: Session, command: Command) -> None:
 
 async def _login(session: Session, user: str, password: str) -> None:
     try:
-        account = await authenticate_mail(session.app, user, password, "imap", session.conn.ip)
+        principal = await authenticate_mail(session.app, user, password, "imap", session.conn.ip)
     except AccountLocked as locked:
         await asyncio.sleep(FAILED_LOGIN_DELAY)
         raise no(
@@ -133,11 +132,13 @@ async def _login(session: Session, user: str, password: str) -> None:
         raise no(
             "identifiant ou mot de passe d'application incorrect", "AUTHENTICATIONFAILED"
         ) from None
-    _logged_in(session, account)
+    # An account, or a mailbox login: its address is then the personal namespace, and
+    # ``services.mailstore`` shows that mailbox alone (``open_mailbox`` decides every use).
+    _logged_in(session, principal.login)
 
 
-def _logged_in(session: Session, account: Account) -> None:
-    session.login = account.login
+def _logged_in(session: Session, login: str) -> None:
+    session.login = login
     session.state = State.AUTHENTICATED
 
 
@@ -205,7 +206,7 @@ async def _bearer(session: Session, name: str, initial: str | None) -> None:
     except (AccessDenied, TemporaryFailure):
         await asyncio.sleep(FAILED_LOGIN_DELAY)
         raise no("jeton refuse", "AUTHENTICATIONFAILED") from None
-    _logged_in(session, account)
+    _logged_in(session, account.login)
 
 
 async def cmd_authenticate(session: Session, command: Command) -> None:

@@ -13,7 +13,7 @@ import re
 
 from caducee.domain.model import Flag, SpecialUse
 from caducee.protocols.imap.protocol import Command, ListArgs, SelectArgs, format_set, resolve_set
-from caducee.protocols.imap.session import Selected, Session, State, bad, no
+from caducee.protocols.imap.session import Selected, Session, State, bad, error_response, no
 from caducee.services import mailstore
 
 SYSTEM_FLAGS = "(" + " ".join(Flag.NAMES) + ")"
@@ -98,13 +98,20 @@ async def _qresync(
 
 
 async def cmd_close(session: Session, command: Command) -> None:
-    """RFC 3501 §6.4.2: expunge silently (read-write), then deselect."""
+    """RFC 3501 §6.4.2: expunge silently (read-write), then deselect.
+
+    CLOSE has no NO: messages the retention rule keeps (télétransmission lots and returns) stay,
+    the others go, and an untagged ``NO [CANNOT]`` (RFC 3501 §7.1.2, a warning) says why
+    before the tagged OK, so that nothing is kept silently."""
     selected = session.selected
     assert selected is not None
     if not selected.readonly:
         current = await mailstore.index(session.app, selected.of.folder.id)
         deleted = [r.id for r in current[1] if r.flags & Flag.DELETED]
-        await mailstore.expunge_deleted(session.app, selected.of, deleted)
+        _, held = await mailstore.expunge_what_may_go(session.app, selected.of, deleted)
+        if held is not None:
+            warning = error_response(held)
+            session.untagged(f"NO [{warning.code}] {warning.text}")
     session.deselect()
     await session.tagged(command.tag, "OK", "CLOSE fait")
 

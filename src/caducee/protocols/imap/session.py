@@ -22,7 +22,14 @@ from enum import Enum
 
 from caducee.app import App
 from caducee.domain.model import Flag, IndexEntry
-from caducee.errors import AccessDenied, AlreadyExists, CaduceeError, NotFound, QuotaExceeded
+from caducee.errors import (
+    AccessDenied,
+    AlreadyExists,
+    CaduceeError,
+    NotFound,
+    QuotaExceeded,
+    RetentionHold,
+)
 from caducee.protocols.imap import parser
 from caducee.protocols.imap.protocol import Command, ParseError, SeqSet, format_set, resolve_set
 from caducee.protocols.tcp import Connection, ConnectionClosed, LineTooLong
@@ -85,6 +92,8 @@ def error_response(error: CaduceeError) -> Respond:
     ascii_text = text.encode("ascii", "ignore").decode() if text.isascii() else _ascii(text)
     if isinstance(error, mailstore.NonExistent):
         return no(ascii_text, "NONEXISTENT")
+    if isinstance(error, RetentionHold):  # RFC 5530 §3: the operation violates a rule
+        return no(ascii_text, "CANNOT")
     if isinstance(error, (mailstore.NoPermission, AccessDenied)):
         return no(ascii_text, "NOPERM")
     if isinstance(error, QuotaExceeded):

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import unicodedata
 from dataclasses import dataclass, field
 
 from caducee.app import App
-from caducee.errors import AccessDenied, CaduceeError, NotFound
+from caducee.domain.pop3_octets import pop3_lines
+from caducee.errors import AccessDenied, CaduceeError, NotFound, RetentionHold
 from caducee.protocols.sasl import SaslError, decode_response, parse_plain
 from caducee.protocols.tcp import Connection, LineTooLong
 from caducee.services import maildrop
@@ -28,6 +30,12 @@ AUTH_LINE_LIMIT = 8192
 IDLE_TIMEOUT = 600.0
 AUTH_TIMEOUT = 60.0
 MAX_BAD_COMMANDS = 10
+
+
+def ascii_text(text: str) -> str:
+    """A French text as a POP3 reply may carry it (RFC 1939 §3: US-ASCII): accents dropped."""
+    decomposed = unicodedata.normalize("NFKD", text.replace("’", "'"))
+    return decomposed.encode("ascii", "ignore").decode().replace("\r", " ").replace("\n", " ")
 
 
 @dataclass
@@ -189,7 +197,7 @@ class Pop3Session:
 
     async def login_with(self, user: str, password: str) -> bool:
         try:
-            account = await authenticate_mail(self.app, user, password, "pop3", self.conn.ip)
+            principal = await authenticate_mail(self.app, user, password, "pop3", self.conn.ip)
         except AccountLocked as locked:
             await asyncio.sleep(1)
             await self.reply(
@@ -202,7 +210,9 @@ class Pop3Session:
             await self.reply("-ERR [AUTH] identifiant ou mot de passe d'application incorrect")
             return False
         try:
-            drop = await maildrop.open_maildrop(self.app, account.login, self.conn.ip)
+            # The maildrop is the login's own Inbox: an account's personal mailbox, or the
+            # mailbox a mailbox login (a TLT mailbox's billing software) names.
+            drop = await maildrop.open_maildrop(self.app, principal.login, self.conn.ip)
         except CaduceeError:
             await self.reply("-ERR [SYS/TEMP] boite indisponible, reessayez plus tard")
             return False
@@ -210,7 +220,7 @@ class Pop3Session:
         if not maildrop.open_maildrops(self.app).acquire(drop.mailbox_id):
             await self.reply("-ERR [IN-USE] boite deja ouverte par une autre session POP3")
             return False
-        self.login, self.drop = account.login, drop
+        self.login, self.drop = principal.login, drop
         await self.reply(f"+OK {len(drop.messages)} message(s)")
         return False
 
@@ -268,9 +278,7 @@ class Pop3Session:
             if not separator:
                 head, separator, body = raw.partition(b"\n\n")
             raw = head + separator + b"".join(body.splitlines(keepends=True)[:body_lines])
-        lines = raw.replace(b"\r\n", b"\n").split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
+        lines = pop3_lines(raw)  # what LIST and STAT counted (domain/pop3_octets.py)
         # RFC 1939 §3: CRLF line ends, byte-stuff lines starting with ".", end with ".".
         out = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
         await self.conn.write(b"+OK message suit\r\n" + out + b".\r\n")
@@ -296,6 +304,12 @@ class Pop3Session:
         found = self.message(argument.strip())
         if found is None:
             await self.reply("-ERR pas de tel message (ou deja supprime)")
+            return False
+        assert self.drop is not None
+        try:  # RFC 1939 §5 DELE: refused at once, with the reason, when it must be kept
+            await maildrop.may_delete(self.app, self.drop, found[1])
+        except RetentionHold as held:
+            await self.reply(f"-ERR {ascii_text(held.message('fr'))}")
             return False
         self.deleted.add(found[0])
         await self.reply(f"+OK message {found[0]} supprime")

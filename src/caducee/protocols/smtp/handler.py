@@ -141,10 +141,12 @@ class SubmissionHandler:
             return account.login
         if credentials.kind != "password":
             raise SmtpRefusal(replies.AUTH_UNKNOWN_MECHANISM)
-        account = await auth.authenticate_mail(
+        # An account, or a mailbox login (it may then send as that mailbox alone: MAIL FROM
+        # and From go through ``open_mailbox`` in ``flows.submission``).
+        principal = await auth.authenticate_mail(
             self.app, credentials.authcid, credentials.secret, "smtp", session.ip
         )
-        return account.login
+        return principal.login
 
     async def on_mail(self, session: SessionInfo, mail: Mail) -> str:
         if not session.login:

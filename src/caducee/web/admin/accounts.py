@@ -115,7 +115,7 @@ async def account_detail(request: Request, user: WebUser) -> Response:
     web = state(request)
     account = await account_of_practice(web, user, int_param(request, "account_id"))
     factors = await mfa.second_factors(web.app, account.id)
-    items = await app_passwords.list_app_passwords(web.app, account.login)
+    items = await app_passwords.list_app_passwords(web.app, account.login, user.account)
     delegations = [
         d for d in await mailboxes.list_delegations(web.app) if d.account_id == account.id
     ]
@@ -213,7 +213,7 @@ async def account_app_password_revoke(request: Request, user: WebUser) -> Respon
     item_id = int_param(request, "item_id")
     try:
         await app_passwords.revoke_app_password(
-            web.app, account.login, item_id, user.account.login, source=client_ip(request)
+            web.app, account.login, item_id, user.account, source=client_ip(request)
         )
     except CaduceeError as exc:
         return render(

@@ -1,5 +1,6 @@
 """Admin console: mailboxes (list with type, usage and quota; create within the practice's
-limit; set a quota) and delegations (grant read or read+send, revoke)."""
+limit; set a quota; the app passwords of the mailboxes that log in with their own address)
+and delegations (grant read or read+send, revoke)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from caducee.domain.model import MailboxType
+from caducee.domain.model import Mailbox, MailboxType
 from caducee.errors import CaduceeError, InvalidInput
-from caducee.services import mailboxes
+from caducee.services import app_passwords, mailboxes
 from caducee.web.admin.common import (
     account_of_practice,
     domain_of_practice,
@@ -23,6 +24,7 @@ from caducee.web.core import (
     error_message,
     form_data,
     int_param,
+    not_found,
     page,
     redirect,
     render,
@@ -49,11 +51,15 @@ async def _mailbox_page(
     boxes = await practice_mailboxes(web, user)
     people = await practice_accounts(web, user)
     owners = {a.id: a for a in people}
+    logins = {
+        m.id for m in await app_passwords.mailbox_logins(web.app, practice_id=user.practice.id)
+    }
     return render(
         request,
         "admin/mailboxes.html",
         {
             "mailboxes": boxes,
+            "logins": logins,
             "owners": owners,
             "accounts": people,
             "types": list(MailboxType),
@@ -125,6 +131,91 @@ async def mailbox_quota(request: Request, user: WebUser) -> Response:
     except CaduceeError as exc:
         return await _mailbox_page(request, user, error=error_message(exc), status=400)
     return redirect("/admin/boites", flash="mailbox_quota")
+
+
+# --- app passwords of a mailbox login --------------------------------------------------------
+
+
+async def _mailbox_login(request: Request, user: WebUser) -> Mailbox:
+    """The practice's mailbox of the path, if it logs in with its own address (else the one
+    404; the service checks the admin's rights again)."""
+    web = state(request)
+    mailbox = await mailbox_of_practice(web, user, int_param(request, "mailbox_id"))
+    if mailbox.id not in {
+        m.id for m in await app_passwords.mailbox_logins(web.app, practice_id=user.practice.id)
+    }:
+        raise not_found()
+    return mailbox
+
+
+async def _app_password_page(
+    request: Request, user: WebUser, mailbox: Mailbox, *, error: str = "", status: int = 200
+) -> Response:
+    web = state(request)
+    items = await app_passwords.list_app_passwords(web.app, mailbox.address, user.account)
+    return render(
+        request,
+        "admin/mailbox_app_passwords.html",
+        {"mailbox": mailbox, "items": items, "error": error, "admin_tab": "boites"},
+        status=status,
+    )
+
+
+@page(admin=True)
+async def mailbox_app_passwords(request: Request, user: WebUser) -> Response:
+    return await _app_password_page(request, user, await _mailbox_login(request, user))
+
+
+@page(admin=True)
+async def mailbox_app_password_create(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    mailbox = await _mailbox_login(request, user)
+    form = await form_data(request)
+    form_items = await request.form()
+    scopes = [s for s in form_items.getlist("protocoles") if isinstance(s, str)]
+    try:
+        password = await app_passwords.create_app_password(
+            web.app,
+            mailbox.address,
+            form.get("libelle", ""),
+            scopes,
+            actor=user.account,
+            source=client_ip(request),
+        )
+    except CaduceeError as exc:
+        return await _app_password_page(
+            request, user, mailbox, error=error_message(exc), status=400
+        )
+    return render(
+        request,
+        "account/app_password_created.html",
+        {
+            "password": password,
+            "label": form.get("libelle", "").strip(),
+            "scopes": scopes,
+            "login": mailbox.address,
+            "back": f"/admin/boites/{mailbox.id}/applications",
+        },
+    )
+
+
+@page(admin=True)
+async def mailbox_app_password_revoke(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    mailbox = await _mailbox_login(request, user)
+    try:
+        await app_passwords.revoke_app_password(
+            web.app,
+            mailbox.address,
+            int_param(request, "item_id"),
+            user.account,
+            source=client_ip(request),
+        )
+    except CaduceeError as exc:
+        return await _app_password_page(
+            request, user, mailbox, error=error_message(exc), status=400
+        )
+    return redirect(f"/admin/boites/{mailbox.id}/applications", flash="app_password_revoked")
 
 
 # --- delegations -----------------------------------------------------------------------------
@@ -203,6 +294,24 @@ routes = [
         mailbox_quota,
         methods=["POST"],
         name="admin_mailbox_quota",
+    ),
+    Route(
+        "/admin/boites/{mailbox_id}/applications",
+        mailbox_app_passwords,
+        methods=["GET"],
+        name="admin_mailbox_app_passwords",
+    ),
+    Route(
+        "/admin/boites/{mailbox_id}/applications",
+        mailbox_app_password_create,
+        methods=["POST"],
+        name="admin_mailbox_app_password_create",
+    ),
+    Route(
+        "/admin/boites/{mailbox_id}/applications/{item_id}/revoquer",
+        mailbox_app_password_revoke,
+        methods=["POST"],
+        name="admin_mailbox_app_password_revoke",
     ),
     Route("/admin/delegations", delegation_list, methods=["GET"], name="admin_delegations"),
     Route("/admin/delegations", delegation_grant, methods=["POST"], name="admin_delegation_grant"),

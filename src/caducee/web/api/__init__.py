@@ -2,13 +2,12 @@
 
 Authentication: ``Authorization: Bearer cdc_…`` (see :mod:`caducee.services.api_tokens`).
 Every route is declared once in :data:`ENDPOINTS` with its scope and schemas (``messages``:
-mailboxes, folders, messages, sending; ``patients``: the registry; ``charter``: the
-practice's charter); the OpenAPI 3.1
-description (``/api/v1/openapi.json``) is generated here from that list, so it cannot drift;
-``auth`` wraps every route (token, scope, rate limit, errors, audit); ``call`` holds what
-handlers share. Errors
-are ``{"error": {"code", "message", "message_en"}}``. Calls are rate-limited per token (and per
-address for bad tokens) and audited (``api.call``: route, token, result; never content)."""
+mailboxes, folders, messages, sending; ``patients``: the registry; ``charter``: the practice's
+charter; ``lots``: télétransmission); the OpenAPI 3.1 description (``/api/v1/openapi.json``) is
+generated here from that list, so it cannot drift; ``auth`` wraps every route (token, scope,
+rate limit, errors, audit); ``call`` holds what handlers share. Errors are ``{"error": {"code",
+"message", "message_en"}}``. Calls are rate-limited per token (and per address for bad tokens)
+and audited (``api.call``: route, token, result; never content)."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from caducee.web.api import charter, messages, patients
+from caducee.web.api import charter, lots, messages, patients
 from caducee.web.api.auth import BAD_TOKENS_PER_MINUTE, CALLS_PER_MINUTE, wrap
 from caducee.web.api.call import PREFIX, ApiError, Call, Endpoint
 
@@ -34,7 +33,12 @@ __all__ = [
     "routes",
 ]
 
-ENDPOINTS: tuple[Endpoint, ...] = (*messages.ENDPOINTS, *patients.ENDPOINTS, *charter.ENDPOINTS)
+ENDPOINTS: tuple[Endpoint, ...] = (
+    *messages.ENDPOINTS,
+    *patients.ENDPOINTS,
+    *charter.ENDPOINTS,
+    *lots.ENDPOINTS,
+)
 _ERROR = {"$ref": "#/components/schemas/Erreur"}
 
 
@@ -70,6 +74,7 @@ def openapi() -> dict[str, Any]:
                         (401, "Jeton absent ou invalide"),
                         (403, "Droit insuffisant"),
                         (404, "Introuvable"),
+                        (409, "Conservation obligatoire (télétransmission)"),
                         (413, "Trop volumineux"),
                         (422, "Données invalides"),
                         (429, "Trop de requêtes"),
@@ -91,7 +96,7 @@ def openapi() -> dict[str, Any]:
             "title": "Caducée — API des logiciels métier",
             "description": (
                 "Messagerie sécurisée de santé : lecture, marquage, envoi ; registre des "
-                "patients ; charte du cabinet."
+                "patients ; charte du cabinet ; lots de télétransmission."
             ),
         },
         "servers": [{"url": PREFIX}],

@@ -17,6 +17,7 @@ from caducee.errors import (
     NotFound,
     PolicyRejected,
     QuotaExceeded,
+    RetentionHold,
     SenderNotAllowed,
 )
 from caducee.services import api_tokens, rate_limits
@@ -73,6 +74,8 @@ def wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             response = await endpoint.handler(Call(request, found, account))
         except ApiError as exc:
             result, response = "failed", error_response(exc.status, exc.code, exc.fr, exc.en)
+        except RetentionHold as exc:  # the message's state forbids it, until a date
+            result, response = "denied", error_response(409, "conservation", exc.fr, exc.en)
         except (AccessDenied, SenderNotAllowed, PolicyRejected) as exc:
             result, response = "denied", error_response(403, "refuse", exc.fr, exc.en)
         except NotFound as exc:

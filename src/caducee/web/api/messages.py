@@ -156,6 +156,19 @@ async def mark_message(call: Call) -> Response:
     return JSONResponse({"ok": True})
 
 
+async def delete_message(call: Call) -> Response:
+    """As the webmail's « Supprimer »: to the Trash; from the Trash, for good. A
+    télétransmission lot or return under its retention period is refused with 409
+    (``conservation``), the reason saying until when."""
+    access = await call.mailbox()
+    of = await call.folder(access)
+    rows = await webmail.rows_by_uid(call.app, of, {int_param(call.request.path_params["uid"])})
+    if not rows:
+        raise ApiError(404, "introuvable", "Message introuvable.", "Message not found.")
+    await webmail.delete(call.app, access, of, [rows[0].id])
+    return JSONResponse({"ok": True})
+
+
 def _strings(value: object, name: str) -> list[str]:
     if value is None:
         return []
@@ -291,6 +304,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             },
             "additionalProperties": False,
         },
+    ),
+    Endpoint(
+        "DELETE",
+        "/boites/{mailbox_id}/dossiers/{folder_id}/messages/{uid}",
+        delete_message,
+        "marquage",
+        "Supprimer un message : vers la corbeille ; depuis la corbeille, définitivement "
+        "(409 si la conservation obligatoire le garde)",
+        {"type": "object"},
     ),
     Endpoint(
         "POST",

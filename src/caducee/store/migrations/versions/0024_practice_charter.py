@@ -1,8 +1,8 @@
 """The practice's charter (issue 16): accepted message types, response delay, opening hours,
 closures, holiday region, emergency and free texts, per practice and per practitioner
 
-Revision ID: 0030
-Revises: 0020
+Revision ID: 0024
+Revises: 0023
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0030"
-down_revision = "0020"
+revision = "0024"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
