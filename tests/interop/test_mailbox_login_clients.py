@@ -27,13 +27,14 @@ from caducee.app import open_app
 from caducee.config import Settings
 from caducee.domain.model import MailboxType
 from caducee.domain.pop3_octets import pop3_size
-from caducee.services import mailboxes
+from caducee.services import mailboxes, queue
 from caducee.services.app_passwords import create_app_password, list_app_passwords
 from caducee.services.delivery import deliver_local
 from caducee.services.messages import store_message
 from tests.services.helpers import person, practice
 from tests.serving import clean_env, prepare, serve_process, wait_listeners
 
+FUND = "01422@422.01.rss.fr"
 OWNER = "dr@cabinet.test"
 TLT = "tlt-dupont@cabinet.test"
 #: Stored as an IMAP APPEND may leave it: a bare LF, a line starting with ".", no final CRLF.
@@ -221,20 +222,20 @@ def test_smtplib_sends_as_the_tlt_address_only(server: Server) -> None:
         "127.0.0.1", server.ports["submissions"], context=server.context(), timeout=10
     ) as smtp:
         smtp.login(TLT, server.tlt_password)
-        assert smtp.sendmail(TLT, [OWNER], message(TLT)) == {}
+        assert smtp.sendmail(TLT, [FUND], message(TLT)) == {}
         with pytest.raises(smtplib.SMTPSenderRefused):
-            smtp.sendmail(OWNER, [OWNER], message(OWNER))
+            smtp.sendmail(OWNER, [FUND], message(OWNER))
         with pytest.raises(smtplib.SMTPDataError):  # the envelope may not hide another From
-            smtp.sendmail(TLT, [OWNER], message(OWNER))
+            smtp.sendmail(TLT, [FUND], message(OWNER))
+        # A TLT mailbox writes to the insurers only (health.insurers), not to its owner.
+        with pytest.raises(smtplib.SMTPRecipientsRefused, match="teletransmission"):
+            smtp.sendmail(TLT, [OWNER], message(TLT))
 
-    async def owner_inbox() -> int:
+    async def queued() -> list[str]:
         async with open_app(server.settings) as app:
-            box = await mailboxes.get_mailbox(app, OWNER)
-            folders = await mailboxes.list_folders(app, box.id)
-            inbox = next(f for f in folders if f.name == "INBOX")
-            return inbox.uidnext - 1
+            return [entry.address for entry in await queue.list_queue(app, include_finished=True)]
 
-    assert asyncio.run(owner_inbox()) == 2  # the first message and the TLT's one
+    assert asyncio.run(queued()) == [FUND]  # the TLT's lot, once
 
 
 def test_revoked_with_the_cli_then_refused(server: Server) -> None:

@@ -71,6 +71,10 @@ async def folders(app: App, mailbox: Mailbox) -> list[tuple[Folder, FolderCounts
 
 
 async def open_folder(app: App, access: mailboxes.Access, folder_id: int) -> OpenFolder:
+    """The folder ``folder_id`` of the mailbox ``access`` opened; an id no folder can have (out
+    of the database's integer range, from a form or a JSON body) is just not found."""
+    if not 0 < folder_id < 2**62:
+        raise _gone()
     async with app.db.read() as conn:
         folder = await repo.folder_by_id(conn, folder_id)
     if folder is None or folder.mailbox_id != access.mailbox.id:
