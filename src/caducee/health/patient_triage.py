@@ -62,6 +62,7 @@ __all__ = [
     "classify_message",
     "delivered",
     "keywords",
+    "labels",
     "patient_practices",
     "portal_copies",
     "rules_of",
@@ -134,6 +135,12 @@ async def save(
         )
     _cache(app).entries.pop(practice_id, None)
     return checked
+
+
+async def labels(app: App, practice_id: int, lang: str = "fr") -> dict[str, str]:
+    """IMAP keyword → the practice's label for its type (disabled types too), for the
+    webmail's labels; the « Urgent ? » keyword is not in it (the page words it)."""
+    return triage_settings.labels_of_keywords(await rules_of(app, practice_id), lang)
 
 
 # --- classification ---------------------------------------------------------------------------
