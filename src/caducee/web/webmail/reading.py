@@ -15,9 +15,9 @@ from starlette.routing import Route
 
 from caducee.domain import mail_display
 from caducee.domain.model import Flag, SpecialUse
+from caducee.domain.triage_settings import URGENT_KEYWORD
 from caducee.errors import CaduceeError, InvalidInput
 from caducee.flows import read_receipts
-from caducee.domain.triage_settings import URGENT_KEYWORD
 from caducee.health import patient_triage, pickup
 from caducee.services import trace, webmail
 from caducee.services.mailstore import OpenFolder
