@@ -24,6 +24,7 @@ from caducee.config import PRODUCTION_LISTENERS, Settings
 from caducee.errors import CaduceeError, ConfigurationError
 from caducee.flows.maintenance import MaintenanceWorker
 from caducee.flows.outbound import OutboundWorker
+from caducee.health import patient_triage
 from caducee.health.trust_list import TrustListRefresher
 from caducee.i18n import tr
 from caducee.listeners import ListenAddress, Listener, parse_address
@@ -232,6 +233,13 @@ async def run_listeners(
         await _stop_all(started, grace)
 
 
+async def _finished(task: asyncio.Task[None]) -> None:
+    try:
+        await task
+    except Exception:  # a failed warm-up only makes the first classification slower
+        log.exception("triage warm-up failed")
+
+
 async def serve(settings: Settings, *, ready_file: bool = True) -> None:
     """Run the node until SIGTERM or SIGINT, then stop gracefully.
 
@@ -256,8 +264,12 @@ async def serve(settings: Settings, *, ready_file: bool = True) -> None:
     try:
         async with open_app(settings) as app:
             with single_instance(settings):
+                # The triage's lemmatizer loads its dictionary (a second or so) in a thread,
+                # before the first patient message rather than during it.
+                warming = asyncio.create_task(asyncio.to_thread(patient_triage.warm_up))
                 async with running_workers(app):
                     await run_listeners(settings, build_listeners(app), stop, ready_file=ready_file)
+                await _finished(warming)
         log.info(tr("serveur arrêté", "server stopped"))
     finally:
         for sig in installed:

@@ -402,7 +402,7 @@ def test_cli_classifies_a_message_file(tmp_path: Path) -> None:
         b"From: p@example.org\r\nSubject: Renouvellement\r\n\r\n"
         b"Ma ventoline svp. Mon fils a du mal a respirer depuis ce matin.\r\n"
     )
-    result = runner.invoke(app, ["triage", "--practice", "1", str(eml)])
+    result = runner.invoke(app, ["triage", str(eml)])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["type"] == "renouvellement" and out["urgent"] is True

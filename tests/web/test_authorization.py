@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from caducee.app import App
 from caducee.domain.model import MailboxType
-from caducee.health import charter
+from caducee.health import charter, patient_triage
 from caducee.services import accounts, app_passwords, mailboxes, mfa, queue, web_sessions
 from caducee.web import admin
 from tests.web.conftest import Clock, People, WebClient
@@ -54,6 +54,8 @@ async def admin_calls(app: App, people: People) -> list[Call]:
         Call("POST", "/admin/charte", {**CHARTER_FORM, "praticien": str(a)}),
         Call("POST", "/admin/charte/apercu", CHARTER_FORM),
         Call("POST", "/admin/charte/supprimer", {"praticien": str(a)}),
+        Call("GET", "/admin/tri", {}),
+        Call("POST", "/admin/tri", TRIAGE_FORM),
         Call("GET", "/admin/comptes", {}),
         Call("GET", "/admin/comptes/nouveau", {}),
         Call(
@@ -106,6 +108,7 @@ async def admin_calls(app: App, people: People) -> list[Call]:
     return calls
 
 
+TRIAGE_FORM = {"actifs": "hors-champ", "alerte_sms": "06 11 22 33 44", "defaut": "hors-champ"}
 CHARTER_FORM = {"types": "resultats", "delai": "1", "horaires_lundi": "09:00-10:00"}
 
 
@@ -122,7 +125,7 @@ def test_every_admin_route_is_in_the_matrix() -> None:
         ("POST", "/admin/cabinet/second-facteur"), ("GET", "/admin/comptes"),
         ("POST", "/admin/cabinet/patients"),
         ("GET", "/admin/charte"), ("POST", "/admin/charte"), ("POST", "/admin/charte/apercu"),
-        ("POST", "/admin/charte/supprimer"),
+        ("POST", "/admin/charte/supprimer"), ("GET", "/admin/tri"), ("POST", "/admin/tri"),
         ("GET", "/admin/comptes/nouveau"), ("POST", "/admin/comptes/nouveau"),
         ("GET", "/admin/comptes/{account_id}"), ("POST", "/admin/comptes/{account_id}/desactiver"),
         ("POST", "/admin/comptes/{account_id}/activer"),
@@ -156,6 +159,7 @@ async def state_of_a(app: App, people: People) -> Any:
         await charter.charter_of(app, practice.id),
         await charter.charter_of(app, practice.id, people.doctor_a.id),
         await charter.overriding_accounts(app, practice.id),
+        await patient_triage.settings_of(app, practice.id),
     )
 
 
@@ -211,6 +215,7 @@ async def test_admin_of_another_practice(web: WebClient, people: People, app: Ap
                 "/admin/journal",
                 "/admin/journal.csv",
                 "/admin/file",
+                "/admin/tri",
             )
             and call.method == "GET"
         ):
@@ -226,6 +231,7 @@ async def test_admin_of_another_practice(web: WebClient, people: People, app: Ap
             "/admin/cabinet",
             "/admin/cabinet/second-facteur",
             "/admin/cabinet/patients",
+            "/admin/tri",
         ):
             # Changes their own practice (B), never A.
             assert response.status_code in (303, 400), call

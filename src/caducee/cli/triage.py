@@ -7,9 +7,9 @@ practice can try them: type, urgency and the warning signs found, as JSON.
                                           {"id", "type", "urgent"} per line
     caducee triage --types rules.json …   try types before saving them (see rules_from_json)
 
-``--practice ID`` names the practice whose rules apply. Until practices store their triage
-settings, every practice has the default rules: ``practice_rules`` is the one place that will
-read them (the JSON of ``--types`` is the shape to store).
+``--practice ID`` names the practice whose rules apply: the settings saved in the admin console
+(« Tri des messages »), read by ``practice_rules`` from the installation in ``--data``; without
+it, the default types (the JSON of ``--types`` is the shape the practice's settings are stored in).
 """
 
 from __future__ import annotations
@@ -21,19 +21,29 @@ from typing import Annotated
 
 import typer
 
-from caducee.cli.common import fail
+from caducee.app import App
+from caducee.cli.common import DEFAULT_DATA, DataOption, fail, with_app
 from caducee.domain.triage import DEFAULT_RULES, TriageRules, classify
 from caducee.domain.triage_input import message_text, rules_from_json
+from caducee.health import patient_triage
 from caducee.i18n import language, tr
+from caducee.services import practices
 
 #: A message or a JSONL file bigger than this is refused (a patient message is a few kB).
 MAX_INPUT = 16 * 1024 * 1024
 
 
-def practice_rules(practice_id: int | None) -> TriageRules:
-    """The triage rules of a practice. Hook: practices do not store triage settings yet, so
-    every practice (and none) gets the default types; the settings will be read here."""
-    return DEFAULT_RULES
+def practice_rules(practice_id: int | None, data: Path = DEFAULT_DATA) -> TriageRules:
+    """The triage rules a practice saved (the installation in ``data``), or the default types
+    for no practice. An unknown practice is an error."""
+    if practice_id is None:
+        return DEFAULT_RULES
+
+    async def read(app: App) -> TriageRules:
+        await practices.get_practice(app, practice_id)  # NotFound: a clear error
+        return await patient_triage.rules_of(app, practice_id)
+
+    return with_app(data, read)
 
 
 def _read(source: str) -> bytes:
@@ -55,9 +65,9 @@ def _read(source: str) -> bytes:
     return data
 
 
-def _rules(practice: int | None, types: Path | None) -> TriageRules:
+def _rules(practice: int | None, types: Path | None, data: Path) -> TriageRules:
     if types is None:
-        return practice_rules(practice)
+        return practice_rules(practice, data)
     try:
         return rules_from_json(json.loads(types.read_text("utf-8")))
     except (OSError, ValueError) as error:
@@ -120,16 +130,17 @@ def triage_command(
             help="Types à essayer (JSON) au lieu de ceux du cabinet / types to try (JSON).",
         ),
     ] = None,
+    data: DataOption = DEFAULT_DATA,
 ) -> None:
     """Trier un message de patient : type, urgence, signes d'alerte (JSON).
     / Triage a patient message: type, urgency, warning signs (JSON)."""
-    rules = _rules(practice, types)
-    data = _read(source)
+    rules = _rules(practice, types, data)
+    given = _read(source)
     if jsonl:
-        if _jsonl(data, rules):
+        if _jsonl(given, rules):
             raise typer.Exit(1)
         return
-    subject, body = message_text(data)
+    subject, body = message_text(given)
     result = classify(subject, body, rules)
     document = result.as_json(rules, "en" if language() == "en" else "fr")
     sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")

@@ -6,7 +6,7 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import MailboxType
 from caducee.errors import InvalidInput, NotFound, QuotaExceeded, TemporaryFailure
-from caducee.health import mon_espace_sante, teletransmission
+from caducee.health import mon_espace_sante, patient_triage, teletransmission
 from caducee.services import dsn, mail_auth
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
@@ -84,9 +84,21 @@ async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) 
     tlt = [box for box in boxes if box is not None and box.type is MailboxType.TLT]
     tlt_addresses = {box.address for box in tlt}
     others = [a for a in recipients if a not in tlt_addresses]
+    # A registered patient's message is classified before it is stored, so that its copies in
+    # that practice's mailboxes carry the triage keywords (issue 16).
+    patient_mail = await patient_triage.patient_practices(
+        app, envelope.mail_from, raw, [box for box in boxes if box is not None]
+    )
+    stored_others = []
     if others:  # first: the one delivery that may be refused (a full mailbox), all or nothing
-        await deliver_local(
-            app, stamped, others, folder=folder, sender=envelope.mail_from, source=client.ip
+        stored_others = await deliver_local(
+            app,
+            stamped,
+            others,
+            folder=folder,
+            sender=envelope.mail_from,
+            source=client.ip,
+            keywords={a: p.keywords for p in patient_mail for a in p.addresses},
         )
     if tlt:
         # A télétransmission mailbox's returns are never quarantined nor refused for quota
@@ -104,6 +116,15 @@ async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) 
         await teletransmission.record_returns(app, stamped, stored, tlt)
         await teletransmission.after_delivery(app, [box.id for box in tlt])
     await dsn.report_local_delivery(app, envelope, stamped, recipients)
+    for copies in patient_mail:  # the urgent alert and the auto-replies to the patient
+        ids = {box.id for box in boxes if box is not None and box.address in copies.addresses}
+        await patient_triage.delivered(
+            app,
+            raw=stamped,
+            sender=envelope.mail_from,
+            stored=[m for m in stored_others if m.mailbox_id in ids],
+            copies=copies,
+        )
 
 
 def is_local_domain(domains: set[str], address: str) -> bool:

@@ -23,7 +23,7 @@ from caducee.domain.addresses import normalize_address
 from caducee.domain.recipient_route import Purpose
 from caducee.domain.web_links import Page
 from caducee.errors import InvalidInput, LimitReached, NotFound
-from caducee.health import charter, pickup_mail
+from caducee.health import charter, patient_triage, pickup_mail
 from caducee.health.generated_mail import send_generated
 from caducee.health.pickup_mail import ReplyFile
 from caducee.health.pickup_store import (
@@ -302,10 +302,22 @@ async def reply(
         text=text,
         files=files,
     )
-    await deliver_local(app, raw, [mailbox_address], sender=patient, source=source)
+    # Classified before it is stored, so the copy carries its triage keywords (issue 16).
+    copies = await patient_triage.portal_copies(
+        app, pickup.practice_id, pickup.patient_id, mailbox_address, raw
+    )
+    stored = await deliver_local(
+        app,
+        raw,
+        [mailbox_address],
+        sender=patient,
+        source=source,
+        keywords={mailbox_address: copies.keywords},
+    )
     async with app.db.write() as conn:
         await add_event(conn, pickup, "replied", str(len(files)))
         await append(conn, audit_event(pickup, "pickup.reply", source, files=len(files)))
+    await patient_triage.delivered(app, raw=raw, sender=patient, stored=stored, copies=copies)
 
 
 async def for_message(app: App, mailbox_id: int, message_id: str) -> list[Pickup]:

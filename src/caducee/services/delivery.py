@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
@@ -131,6 +131,7 @@ async def deliver_local(
     sender: str | None = None,
     source: str = "",
     past_quota: bool = False,
+    keywords: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[StoredMessage]:
     """Store one copy of ``raw`` in the ``folder`` of each local recipient's mailbox.
 
@@ -143,7 +144,8 @@ async def deliver_local(
     record per copy in the same transaction: actor the domain of ``sender`` (the envelope's
     MAIL FROM; "<>" for a null reverse-path; "system" for mail the server writes itself, when
     None), ``source`` the SMTP client's address or the door. ``past_quota``: the mailboxes
-    take it even when full (a télétransmission mailbox's returns).
+    take it even when full (a télétransmission mailbox's returns). ``keywords``: IMAP
+    keywords for the copies of some recipients (by address), e.g. a patient message's triage.
     """
     if sender is not None:
         raw = return_path_line(sender) + raw
@@ -155,6 +157,7 @@ async def deliver_local(
         audit_actor=delivery_actor(sender),
         audit_source=source,
         past_quota=past_quota,
+        address_keywords={normalize_address(a): k for a, k in (keywords or {}).items()},
     )
     stored = await pipeline(app).deliver(delivery)
     await mdn.record_received(app, raw, stored)  # a read receipt: into the sender's trace

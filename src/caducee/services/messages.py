@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -87,6 +87,9 @@ class Delivery:
     keywords: tuple[str, ...] = ()
     internal_date: datetime | None = None
     addresses: Sequence[str] = ()
+    #: Keywords for the copies of some of ``addresses`` only, beside ``keywords`` (a patient's
+    #: message is stored with its triage keywords in its practice's mailboxes only).
+    address_keywords: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     meta: dict[str, Any] | None = None
     #: Who delivers, for the audit trail (``message.deliver`` per mailbox, in the group's
     #: transaction); None: not a delivery to trace (IMAP APPEND and COPY store the user's own).
@@ -120,6 +123,8 @@ def _unknown(address: str) -> NotFound:
 def _check_delivery(delivery: Delivery) -> None:
     _check_message(delivery.raw, delivery.flags)
     _keywords_text(delivery.keywords)
+    for extra in delivery.address_keywords.values():
+        _keywords_text(extra)
     if not delivery.mailbox_ids and not delivery.addresses:
         raise InvalidInput("Aucun destinataire.", "No recipient.")
     if delivery.meta is None:
@@ -328,6 +333,11 @@ async def commit_group(app: App, items: Sequence[Prepared]) -> tuple[list[Result
     return results, crossed
 
 
+def _copy_keywords(delivery: Delivery, address: str) -> tuple[str, ...]:
+    extra = delivery.address_keywords.get(address, ()) if address else ()
+    return tuple(dict.fromkeys((*delivery.keywords, *extra)))
+
+
 class _GroupCommit:
     """The write transaction of one group: plain synchronous code, run in one go."""
 
@@ -364,6 +374,7 @@ class _GroupCommit:
             sent_size = pop3_size(delivery.raw)  # what POP3 will announce (RFC 1939 §5)
             for mailbox_id, blob_id, _, sealed_meta in item.copies:
                 folder = folders[(mailbox_id, delivery.folder)]
+                keywords = _copy_keywords(delivery, item.addressed.get(mailbox_id, ""))
                 if folder.id not in touched:  # one new MODSEQ per folder per group
                     folder.highestmodseq += 1
                     touched[folder.id] = folder
@@ -377,7 +388,7 @@ class _GroupCommit:
                         "uid": uid,
                         "modseq": folder.highestmodseq,
                         "flags": delivery.flags,
-                        "keywords": " ".join(delivery.keywords),
+                        "keywords": " ".join(keywords),
                         "internal_date": when,
                         "size": size,
                         "blob_id": blob_id,
@@ -396,7 +407,7 @@ class _GroupCommit:
                             uid=uid,
                             modseq=folder.highestmodseq,
                             flags=delivery.flags,
-                            keywords=delivery.keywords,
+                            keywords=keywords,
                             internal_date=when,
                             size=size,
                             blob_id=blob_id,

@@ -5,12 +5,13 @@ IDLE wake-ups on every node)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 
 from caducee.app import App
 from caducee.domain.model import Flag, Folder, FolderCounts, Mailbox, MessageSummary, SpecialUse
+from caducee.domain.triage_settings import URGENT_KEYWORD
 from caducee.errors import AccessDenied, NotFound
 from caducee.services import mailboxes, mailstore
 from caducee.services.mailstore import OpenFolder, Rights
@@ -102,6 +103,8 @@ class Item:
     sender: str
     to: str
     snippet: str
+    #: IMAP keywords (the triage's ``$Caducee-*`` among them), from the row: no extra read.
+    keywords: tuple[str, ...] = ()
 
     @property
     def seen(self) -> bool:
@@ -130,6 +133,8 @@ class Listing:
     total: int
     page: int
     pages: int
+    #: Unseen « Urgent ? » messages of an Inbox, shown above the page (first page only).
+    urgent: list[Item] = field(default_factory=list)
 
 
 def _item(row: MessageSummary, headers: dict[str, object]) -> Item:
@@ -143,7 +148,30 @@ def _item(row: MessageSummary, headers: dict[str, object]) -> Item:
         sender=str(headers.get("from", "")),
         to=str(headers.get("to", "")),
         snippet=str(headers.get("snippet", "")),
+        keywords=tuple(row.keywords.split()),
     )
+
+
+#: At most this many « Urgent ? » messages are pinned above an Inbox's list.
+URGENT_PINNED = 50
+
+
+async def _urgent(app: App, of: OpenFolder, page: int, search: Search) -> list[Item]:
+    """The Inbox's unseen messages the triage found possibly urgent, newest first: one indexed
+    query on the folder, read on the first page only, without a search."""
+    if page > 1 or search.active or of.folder.special_use != SpecialUse.INBOX.value:
+        return []
+    async with app.db.read() as conn:
+        rows = await repo.fetch_unseen_with_keyword(
+            conn, of.folder.id, URGENT_KEYWORD, URGENT_PINNED
+        )
+    metas = await mailstore.load_meta(app, rows)
+    return [_item(r, metas[r.id].headers if r.id in metas else {}) for r in rows]
+
+
+def _pinned(listing: Listing, urgent: list[Item]) -> Listing:
+    shown = {i.id for i in urgent}
+    return replace(listing, items=[i for i in listing.items if i.id not in shown], urgent=urgent)
 
 
 async def list_messages(
@@ -158,8 +186,22 @@ async def list_messages(
 ) -> Listing:
     """One page of a folder, sorted and filtered. By date or size without a search, only the
     page is read (SQL order and limit); by sender or subject, and searching, every row's
-    metadata comes from the per-node cache."""
+    metadata comes from the per-node cache. An Inbox's first page has its unseen « Urgent ? »
+    messages above the list (``urgent``), and not again in it."""
     search = search or Search()
+    listing = await _list(app, of, page, sort, descending, search, page_size)
+    return _pinned(listing, await _urgent(app, of, listing.page, search))
+
+
+async def _list(
+    app: App,
+    of: OpenFolder,
+    page: int,
+    sort: str,
+    descending: bool,
+    search: Search,
+    page_size: int,
+) -> Listing:
     if not search.active and sort in ("date", "taille"):
         async with app.db.read() as conn:
             page_rows, total = await repo.fetch_page(
@@ -172,9 +214,7 @@ async def list_messages(
             )
         pages = max(1, -(-total // page_size))
         if page > pages:
-            return await list_messages(
-                app, of, page=pages, sort=sort, descending=descending, page_size=page_size
-            )
+            return await _list(app, of, pages, sort, descending, search, page_size)
         metas = await mailstore.load_meta(app, page_rows)
         items = [_item(r, metas[r.id].headers if r.id in metas else {}) for r in page_rows]
         return Listing(items, total, max(1, page), pages)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, func, insert, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -664,6 +664,27 @@ async def fetch_page(
         .limit(limit)
     )
     return [_fetch_row(r) for r in rows], int(total or 0)
+
+
+async def fetch_unseen_with_keyword(
+    conn: AsyncConnection, folder_id: int, keyword: str, limit: int
+) -> list[MessageSummary]:
+    """The newest unseen messages of a folder carrying ``keyword`` (the webmail's « Urgent ? »
+    messages shown first), at most ``limit``. ``keyword`` is an IMAP atom: no LIKE wildcard
+    but ``_``, escaped."""
+    pattern = "% " + keyword.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + " %"
+    padded = literal(" ") + messages.c.keywords + literal(" ")
+    rows = await conn.execute(
+        select(*_FETCH_COLUMNS)
+        .where(
+            messages.c.folder_id == folder_id,
+            messages.c.flags.op("&")(1) == 0,
+            padded.like(pattern, escape="\\"),
+        )
+        .order_by(messages.c.internal_date.desc(), messages.c.uid.desc())
+        .limit(limit)
+    )
+    return [_fetch_row(r) for r in rows]
 
 
 async def fetch_by_uids(

@@ -633,6 +633,17 @@ practice_charters = Table(
     ),
 )
 
+#: A practice's triage settings (issue 16): its message types and the urgent alert, as JSON
+#: (``domain.triage_settings.to_dict``); no row: the default types and no alert.
+practice_triage = Table(
+    "practice_triage",
+    metadata,
+    Column("practice_id", Integer, ForeignKey("practices.id"), primary_key=True),
+    Column("settings", Text, nullable=False),
+    _ts("updated_at"),
+    Column("updated_by", String(320), nullable=False),
+)
+
 #: Télétransmission lots (FSE) sent from TLT mailboxes: what their subject and envelope say
 #: (sender number, compostage, invoice count, fund), nothing of their content; their delivery
 #: (from the outbound queue), their ARL, and whether a later lot resent them.

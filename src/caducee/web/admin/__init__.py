@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from caducee.web.admin import accounts, audit, charter, mailboxes, practice, queue
+from caducee.web.admin import accounts, audit, charter, mailboxes, practice, queue, triage
 
 routes: list[BaseRoute] = [
     *practice.routes,
     *charter.routes,
+    *triage.routes,
     *accounts.routes,
     *mailboxes.routes,
     *audit.routes,

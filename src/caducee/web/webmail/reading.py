@@ -15,9 +15,10 @@ from starlette.routing import Route
 
 from caducee.domain import mail_display
 from caducee.domain.model import Flag, SpecialUse
+from caducee.domain.triage_settings import URGENT_KEYWORD
 from caducee.errors import CaduceeError, InvalidInput
 from caducee.flows import read_receipts
-from caducee.health import pickup
+from caducee.health import patient_triage, pickup
 from caducee.services import trace, webmail
 from caducee.services.mailstore import OpenFolder
 from caducee.web import mail_body
@@ -35,6 +36,7 @@ from caducee.web.core import (
     render,
     state,
 )
+from caducee.web.i18n import current_language
 from caducee.web.i18n import gettext as _
 from caducee.web.middleware import CONTENT_SECURITY_POLICY_MAIL_VIEW
 from caducee.web.webmail.common import (
@@ -48,6 +50,15 @@ from caducee.web.webmail.common import (
 log = logging.getLogger(__name__)
 
 FIELDS = ("tout", "objet", "expediteur", "texte")
+
+
+async def _triage_context(request: Request, of: OpenFolder) -> dict[str, object]:
+    """What the triage labels need: the mailbox's practice's labels per keyword (cached by
+    the service), and the « Urgent ? » keyword."""
+    labels = await patient_triage.labels(
+        state(request).app, of.mailbox.practice_id, current_language.get()
+    )
+    return {"triage_labels": labels, "urgent_keyword": URGENT_KEYWORD}
 
 
 @page()
@@ -132,6 +143,7 @@ async def folder_page(request: Request, user: WebUser) -> Response:
             "can_write": of.rights.write,
             "error": error,
             "Flag": Flag,
+            **(await _triage_context(request, of)),
         },
     )
 
@@ -167,6 +179,8 @@ async def message_page(request: Request, user: WebUser) -> Response:
             "can_send": view.access.can_send,
             "flagged": bool(row.flags & Flag.FLAGGED),
             "is_sent": of.folder.special_use == SpecialUse.SENT.value,
+            "keywords": tuple(row.keywords.split()),
+            **(await _triage_context(request, of)),
         },
     )
     response.headers["content-security-policy"] = CONTENT_SECURITY_POLICY_MAIL_VIEW
