@@ -21,7 +21,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from email.message import EmailMessage
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from email.policy import SMTP, compat32
 from email.utils import format_datetime, getaddresses, make_msgid
@@ -102,7 +104,7 @@ class Original:
         return cls(
             message_id=found[0] if found else "",
             references=tuple(dict.fromkeys(ids)),
-            subject=" ".join(str(headers.get("Subject") or "").split()),
+            subject=" ".join(_decoded(_raw(headers, "Subject")).split()),
             from_address=next((a for _, a in sender if a), ""),
             auto_submitted=str(headers.get("Auto-Submitted") or "").strip(),
             precedence=str(headers.get("Precedence") or "").strip().lower(),
@@ -110,6 +112,20 @@ class Original:
             ours=MARKER.lower() in names,
             suppress_header=str(headers.get("X-Auto-Response-Suppress") or "").strip().lower(),
         )
+
+
+def _raw(headers: Message, name: str) -> str:
+    """A field's value as received (compat32 turns 8-bit text into an opaque Header)."""
+    return next((str(v) for k, v in headers.raw_items() if k.lower() == name.lower()), "")
+
+
+def _decoded(value: str) -> str:
+    """A header value as text: raw UTF-8 (RFC 6532) and encoded words (RFC 2047) decoded."""
+    text = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    try:
+        return str(make_header(decode_header(text)))
+    except (ValueError, LookupError, HeaderParseError):
+        return text
 
 
 def _local_part(address: str) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
-from caducee.domain.model import MailboxType
+from caducee.domain.model import MailboxType, StoredMessage
 from caducee.errors import InvalidInput, NotFound, QuotaExceeded, TemporaryFailure
-from caducee.health import mon_espace_sante, teletransmission
+from caducee.health import auto_replies, mon_espace_sante, teletransmission
 from caducee.services import dsn, mail_auth
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
@@ -84,8 +84,9 @@ async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) 
     tlt = [box for box in boxes if box is not None and box.type is MailboxType.TLT]
     tlt_addresses = {box.address for box in tlt}
     others = [a for a in recipients if a not in tlt_addresses]
+    stored_others: list[StoredMessage] = []
     if others:  # first: the one delivery that may be refused (a full mailbox), all or nothing
-        await deliver_local(
+        stored_others = await deliver_local(
             app, stamped, others, folder=folder, sender=envelope.mail_from, source=client.ip
         )
     if tlt:
@@ -104,6 +105,14 @@ async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) 
         await teletransmission.record_returns(app, stamped, stored, tlt)
         await teletransmission.after_delivery(app, [box.id for box in tlt])
     await dsn.report_local_delivery(app, envelope, stamped, recipients)
+    if stored_others and folder == "INBOX":  # never to quarantined mail (backscatter)
+        await auto_replies.after_mx_delivery(
+            app,
+            raw=stamped,
+            sender=envelope.mail_from,
+            stored=stored_others,
+            boxes=[box for box in boxes if box is not None and box.type is not MailboxType.TLT],
+        )
 
 
 def is_local_domain(domains: set[str], address: str) -> bool:

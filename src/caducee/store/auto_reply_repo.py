@@ -99,12 +99,18 @@ async def delete_absence(conn: AsyncConnection, account_id: int) -> bool:
     return bool(removed.rowcount)
 
 
-def _insert_ignore(conn: AsyncConnection, table: Any, values: dict[str, object]) -> Any:
+async def _insert_ignore(conn: AsyncConnection, table: Any, values: dict[str, object]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING: whether the row was inserted (told by RETURNING: the
+    async PostgreSQL driver reports no row count for it)."""
+    stmt: Any
     if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).values(values).on_conflict_do_nothing()
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table).values(values).on_conflict_do_nothing()
-    raise NotImplementedError(conn.dialect.name)  # pragma: no cover
+        stmt = postgresql.insert(table).values(values).on_conflict_do_nothing()
+    elif conn.dialect.name == "sqlite":
+        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        raise NotImplementedError(conn.dialect.name)
+    first = next(iter(table.primary_key.columns))
+    return (await conn.execute(stmt.returning(first))).first() is not None
 
 
 async def claim_message(
@@ -113,8 +119,7 @@ async def claim_message(
     """Record that ``mailbox_id`` answers ``message_key``; False if it already did (atomic on
     both backends: the primary key decides)."""
     values = {"mailbox_id": mailbox_id, "message_key": message_key, "kind": kind, "sent_at": now}
-    result = await conn.execute(_insert_ignore(conn, auto_reply_messages, values))
-    return bool(result.rowcount)
+    return await _insert_ignore(conn, auto_reply_messages, values)
 
 
 async def claim_sender(
@@ -128,8 +133,7 @@ async def claim_sender(
     did at or after ``since`` (None: whenever it did, e.g. an urgent answer). Atomic on both
     backends: an insert that may not conflict, else an update conditioned on the last time."""
     values = {"mailbox_id": mailbox_id, "sender_key": sender_key, "last_at": now}
-    inserted = await conn.execute(_insert_ignore(conn, auto_reply_senders, values))
-    if inserted.rowcount:
+    if await _insert_ignore(conn, auto_reply_senders, values):
         return True
     where = (auto_reply_senders.c.mailbox_id == mailbox_id) & (
         auto_reply_senders.c.sender_key == sender_key
