@@ -61,7 +61,13 @@ def _parse_day(value: str, what_fr: str, what_en: str) -> date:
         ) from None
 
 
+def _utf8(text: str) -> str:
+    """Text that can be stored: a lone surrogate (a JSON escape, never UTF-8) becomes ``?``."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _clean_message(text: str) -> str:
+    text = _utf8(text)
     clean = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
     if len(clean) > MAX_MESSAGE_CHARS:
         raise InvalidInput(
@@ -104,6 +110,7 @@ async def check(
 ) -> Absence:
     """An absence as typed (ISO dates, the replacement's address), checked: InvalidInput with
     the reason otherwise."""
+    starts, ends, replacement = _utf8(starts), _utf8(ends), _utf8(replacement)
     first = _parse_day(starts, "Début de l'absence", "Start of the absence")
     last = _parse_day(ends, "Fin de l'absence", "End of the absence")
     current = today(now)
