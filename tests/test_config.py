@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from caducee.config import CONFIG_NAME, load_settings
+from caducee.config import CONFIG_NAME, load_settings, render_config
 from caducee.errors import ConfigurationError
 from caducee.protocols.smtp.limits import SmtpLimits
 from caducee.protocols.tcp import ClientLimits
@@ -41,6 +41,7 @@ def test_client_limits_apply_to_every_mail_door(tmp_path: Path) -> None:
         ('[limits]\nconnections_per_minute = "beaucoup"\n', "nombre entier attendu"),
         ('public_url = "ftp://mail.cabinet.test"\n', "https://"),
         ('deployment = "test"\n', "production"),
+        ("[auto_reply]\nonce_per_days = 0\n", "entre 1 et 365"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(
@@ -68,3 +69,12 @@ def test_trace_retention_from_the_file_and_the_environment(
     assert load_settings(data).trace_retention_days == 90
     monkeypatch.setenv("CADUCEE_TRACE_RETENTION_DAYS", "30")
     assert load_settings(data).trace_retention_days == 30
+
+
+def test_auto_reply_period_is_read_and_written(tmp_path: Path) -> None:
+    assert load_settings(_write(tmp_path, "")).auto_reply_once_per_days == 4
+    settings = load_settings(_write(tmp_path, "[auto_reply]\nonce_per_days = 7\n"))
+    assert settings.auto_reply_once_per_days == 7
+    rendered = render_config(settings)
+    assert "[auto_reply]\n" in rendered and "once_per_days = 7\n" in rendered
+    assert load_settings(_write(tmp_path, rendered)).auto_reply_once_per_days == 7

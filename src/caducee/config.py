@@ -66,6 +66,9 @@ class Settings:
     #: The sender's trace of sent mail (per recipient, pseudonymised) is kept this long; 0 keeps
     #: it forever. A year answers « did my letter arrive? » long after the queue forgot it.
     trace_retention_days: int = 365
+    #: Auto-replies (RFC 3834 §2): a mailbox answers one sender at most once in this many days
+    #: (an urgent patient message is answered whatever this says), section ``[auto_reply]``.
+    auto_reply_once_per_days: int = 4
     lockout_threshold: int = 5
     lockout_base_seconds: int = 30
     lockout_max_seconds: int = 3600
@@ -307,6 +310,11 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             trace_section.get("retention_days", settings.trace_retention_days),
             "trace.retention_days",
         )
+        auto_reply = doc.get("auto_reply", {})
+        settings.auto_reply_once_per_days = _int(
+            auto_reply.get("once_per_days", settings.auto_reply_once_per_days),
+            "auto_reply.once_per_days",
+        )
         security = doc.get("security", {})
         settings.lockout_threshold = _int(
             security.get("lockout_threshold", settings.lockout_threshold),
@@ -426,6 +434,13 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             f"deployment must be 'production' or 'development', not {settings.deployment!r}.",
         )
     check_sms_settings(settings)
+    if not 1 <= settings.auto_reply_once_per_days <= 365:
+        raise ConfigurationError(
+            "auto_reply.once_per_days doit être compris entre 1 et 365 "
+            f"(reçu {settings.auto_reply_once_per_days}).",
+            "auto_reply.once_per_days must be between 1 and 365 "
+            f"(got {settings.auto_reply_once_per_days}).",
+        )
     if settings.public_url and not settings.public_url.startswith(("https://", "http://")):
         raise ConfigurationError(
             f"public_url doit commencer par https:// (reçu {settings.public_url!r}).",
@@ -472,6 +487,11 @@ def render_config(settings: Settings) -> str:
         "",
         "[trace]",
         f"retention_days = {settings.trace_retention_days}",
+        "",
+        "[auto_reply]",
+        "# Réponses automatiques (RFC 3834) : une au plus par expéditeur et par boîte en",
+        "# ce nombre de jours (une urgence reçoit toujours les numéros d'urgence).",
+        f"once_per_days = {settings.auto_reply_once_per_days}",
         "",
         "[security]",
         f"lockout_threshold = {settings.lockout_threshold}",

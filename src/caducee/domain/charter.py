@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 
-from caducee.domain.working_days import REGIONS, Closure, Interval, expected_answer
+from caducee.domain.working_days import REGIONS, Closure, Interval, expected_answer, is_open
 from caducee.errors import InvalidInput
 
 __all__ = [
@@ -216,6 +216,10 @@ class Charter:
     def expected_answer(self, received: datetime) -> date:
         """The date by which a message received at ``received`` may expect its answer."""
         return expected_answer(received, self.delay_days, self.hours, self.region, self.closures)
+
+    def is_open(self, at: datetime) -> bool:
+        """Whether ``at`` falls within opening hours on a working day of the practice."""
+        return is_open(at, self.hours, self.region, self.closures)
 
     def emergency(self, lang: str) -> str:
         if self.emergency_text:

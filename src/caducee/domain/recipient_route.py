@@ -20,3 +20,7 @@ class Purpose(Enum):
     MAIL = "mail"  # what a user writes, or the server writes in a mailbox's name (receipts)
     PATIENT_NOTICE = "patient-notice"  # the patient channel's own notice (pickup, document)
     ADDRESS_VERIFICATION = "address-verification"  # the double opt-in link
+    #: An automatic answer (RFC 3834: absence, acknowledgement, emergency numbers): no health
+    #: content, so it may go straight to a verified patient's own address; anyone else under
+    #: the mailbox's ordinary rule.
+    AUTO_REPLY = "auto-reply"

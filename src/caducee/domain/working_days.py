@@ -170,3 +170,23 @@ def expected_answer(
         day += timedelta(days=1)
     first = next_working_day(day, region, open_days=open_days, closures=closures)
     return add_working_days(first, delay, region, open_days=open_days, closures=closures)
+
+
+def is_open(
+    at: datetime,
+    hours: Sequence[Sequence[Interval]],
+    region: str = "",
+    closures: Sequence[Closure] = (),
+) -> bool:
+    """Whether ``at`` (aware) falls within the practice's opening hours on a working day (an
+    interval includes its start, not its end), read in Europe/Paris."""
+    if len(hours) != 7:
+        raise ValueError("hours needs seven weekdays, Monday first")
+    if at.tzinfo is None:
+        raise ValueError("at must be timezone-aware")
+    local = at.astimezone(PARIS)
+    day, now = local.date(), local.time()
+    open_days = frozenset(d for d, intervals in enumerate(hours) if intervals)
+    if not is_working_day(day, region, open_days=open_days, closures=closures):
+        return False
+    return any(start <= now < end for start, end in hours[day.weekday()])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
-from caducee.domain.model import MailboxType
+from caducee.domain.model import MailboxType, StoredMessage
 from caducee.errors import InvalidInput, NotFound, QuotaExceeded, TemporaryFailure
-from caducee.health import mon_espace_sante, patient_triage, teletransmission
+from caducee.health import auto_replies, mon_espace_sante, patient_triage, teletransmission
 from caducee.services import dsn, mail_auth
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
@@ -89,7 +89,7 @@ async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) 
     patient_mail = await patient_triage.patient_practices(
         app, envelope.mail_from, raw, [box for box in boxes if box is not None]
     )
-    stored_others = []
+    stored_others: list[StoredMessage] = []
     if others:  # first: the one delivery that may be refused (a full mailbox), all or nothing
         stored_others = await deliver_local(
             app,
@@ -124,6 +124,20 @@ async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) 
             sender=envelope.mail_from,
             stored=[m for m in stored_others if m.mailbox_id in ids],
             copies=copies,
+        )
+    patient_ids = {
+        box.id
+        for box in boxes
+        if box is not None and any(box.address in c.addresses for c in patient_mail)
+    }
+    others_stored = [m for m in stored_others if m.mailbox_id not in patient_ids]
+    if others_stored and folder == "INBOX":  # never to quarantined mail (backscatter)
+        await auto_replies.after_mx_delivery(
+            app,
+            raw=stamped,
+            sender=envelope.mail_from,
+            stored=others_stored,
+            boxes=[box for box in boxes if box is not None and box.type is not MailboxType.TLT],
         )
 
 

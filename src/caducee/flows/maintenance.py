@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from caducee.app import App
-from caducee.health import pickup, pickup_store, teletransmission
+from caducee.health import auto_replies, pickup, pickup_store, teletransmission
 from caducee.services import audit, lockout, quota_notices, text_index, trace
 from caducee.store import mailstore_repo
 
@@ -75,6 +75,10 @@ async def _quota_notices(app: App) -> int:
     return await quota_notices.sweep(app)
 
 
+async def _auto_replies(app: App) -> int:
+    return await auto_replies.purge(app)
+
+
 async def _text_index(app: App) -> int:
     return await text_index.index_unindexed(app)
 
@@ -90,6 +94,7 @@ TASKS: tuple[Task, ...] = (
     Task("lot-watchdog", 600, _lot_watchdog),
     Task("lot-purge", 6 * 3600, _lot_purge),
     Task("quota-notices", 600, _quota_notices),
+    Task("auto-replies", 6 * 3600, _auto_replies),
 )
 
 

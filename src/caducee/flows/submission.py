@@ -28,6 +28,7 @@ from caducee.errors import (
 )
 from caducee.flows.inbound import check_recipient
 from caducee.health import (
+    auto_replies,
     dlp,
     mon_espace_sante,
     patient_delivery,
@@ -309,6 +310,15 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
         ret=envelope.ret,
         after_local=after_local,
     )
+    if routed.stored:
+        # A colleague's copy in this server: their absence answers (RFC 3834), never raises.
+        await auto_replies.after_delivery(
+            app,
+            raw=message,
+            sender=envelope.mail_from,
+            stored=routed.stored,
+            channel=auto_replies.Channel.MAIL,
+        )
     if rules.insurers is not None and rules.mailbox is not None:
         # 5. A télétransmission lot: recorded, its copy kept (byte for byte) in Sent.
         await teletransmission.record_lot(

@@ -26,9 +26,12 @@ async def send_generated(
     mailbox_id: int | None = None,
     trace_key: str | None = None,
     source: str = "",
+    reverse_path: str | None = None,
 ) -> None:
     """Returns once the message is durably stored or queued; :class:`PolicyRejected` (nothing
-    sent) when the sender's mailbox may not write to ``recipient`` for this purpose."""
+    sent) when the sender's mailbox may not write to ``recipient`` for this purpose.
+    ``reverse_path``: the envelope's MAIL FROM when it is not ``sender`` (``""``, the null
+    one, for an auto-reply: RFC 3834 §3.3, so that nothing ever answers it)."""
     rules = await recipient_policy.sender_of(app, sender)
     decision = await recipient_policy.decide(app, rules, recipient, purpose=purpose)
     refused = recipient_policy.refusal(rules, [decision])
@@ -45,7 +48,7 @@ async def send_generated(
     await outgoing.route(
         app,
         raw,
-        sender,
+        sender if reverse_path is None else reverse_path,
         local=[recipient] if local else [],
         remote=[] if local else [queue.QueueRecipient(recipient)],
         dkim_domain=domain_of(sender),

@@ -24,8 +24,11 @@ the sensitive-data check nor the patient channel nor the trust-space rule.
 
 Server-written mail says its :class:`Purpose`: an address verification goes only to a
 registered patient's own address; a patient-channel notice goes to a verified patient as the
-channel's own message, anywhere else under the mailbox's ordinary rule; anything else (receipts,
-auto-replies) never goes straight to a patient and is held to the mailbox's ordinary rule.
+channel's own message, anywhere else under the mailbox's ordinary rule; an auto-reply (no health
+content: an acknowledgement, an absence, the emergency numbers) goes to a verified patient's own
+address directly, anywhere else under the mailbox's ordinary rule (an MSSanté mailbox answers
+nobody outside the trust space but its verified patients); anything else (receipts) never goes
+straight to a patient and is held to the mailbox's ordinary rule.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of
+from caducee.domain.model import StoredMessage
 from caducee.services import mail_auth, queue, trace
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import EnvelopeRecipient
@@ -40,6 +41,8 @@ class Routed:
     local: tuple[str, ...]
     remote: tuple[str, ...]
     queue_id: int | None
+    #: The local copies, as stored (what the auto-replies answer).
+    stored: tuple[StoredMessage, ...] = ()
 
 
 async def is_local(app: App, address: str) -> bool:
@@ -68,8 +71,9 @@ async def route(
     reverse-path (``""`` for the null one). Returns once everything is durably stored or
     queued; with ``traced``, the sender's trace records each local delivery and will record the
     remote ones."""
+    stored: list[StoredMessage] = []
     if local:
-        await deliver_local(app, raw, list(local), sender=sender, source=origin.source)
+        stored = await deliver_local(app, raw, list(local), sender=sender, source=origin.source)
         if traced is not None:
             async with app.db.write() as conn:
                 for address in local:
@@ -96,4 +100,4 @@ async def route(
             now=now,
             trace_key=traced.key if traced is not None else None,
         )
-    return Routed(tuple(local), tuple(r.address for r in remote), queue_id)
+    return Routed(tuple(local), tuple(r.address for r in remote), queue_id, tuple(stored))

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -703,4 +704,43 @@ tlt_insurer_domains = Table(
     metadata,
     Column("practice_id", Integer, ForeignKey("practices.id"), primary_key=True),
     Column("pattern", String(253), primary_key=True),
+)
+
+#: Practitioners' absences (issue 16): one per account, days inclusive (Europe/Paris), the
+#: colleague named in the auto-reply, a short message of the practitioner's own.
+absences = Table(
+    "absences",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, unique=True),
+    Column("starts_on", Date, nullable=False),
+    Column("ends_on", Date, nullable=False),
+    Column("replacement_account_id", Integer, ForeignKey("accounts.id"), nullable=True),
+    Column("message", Text, nullable=False, server_default=""),
+    _ts("updated_at"),
+    Column("updated_by", String(320), nullable=False),
+)
+
+#: Who each mailbox last answered automatically, and when (RFC 3834 §2: at most once per
+#: sender within ``[auto_reply] once_per_days``): the sender as a keyed pseudonym under the
+#: mailbox's data key, never in clear.
+auto_reply_senders = Table(
+    "auto_reply_senders",
+    metadata,
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), primary_key=True),
+    Column("sender_key", String(64), primary_key=True),
+    _ts("last_at"),
+    Index("ix_auto_reply_senders_last_at", "last_at"),
+)
+
+#: The messages each mailbox answered automatically (never twice the same message, even an
+#: urgent one): the SHA-256 of the Message-ID, or ``copy:<id>`` without one.
+auto_reply_messages = Table(
+    "auto_reply_messages",
+    metadata,
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), primary_key=True),
+    Column("message_key", String(80), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    _ts("sent_at"),
+    Index("ix_auto_reply_messages_sent_at", "sent_at"),
 )

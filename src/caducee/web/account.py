@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from caducee.domain.model import Mailbox
 from caducee.errors import AccessDenied, CaduceeError, InvalidInput
+from caducee.health import absences
 from caducee.services import accounts, app_passwords, mfa, totp, web_sessions, webauthn_keys
 from caducee.services.auth import verify_password_login
 from caducee.services.lockout import AccountLocked
@@ -41,6 +42,85 @@ from caducee.web.core import (
 from caducee.web.i18n import gettext as _
 
 ENROLMENT = frozenset({Stage.FULL, Stage.ENROL})
+
+
+# --- absence (issue 16: the auto-reply names the replacement) ---------------------------------
+
+
+async def _absence_page(
+    request: Request,
+    user: WebUser,
+    *,
+    error: str = "",
+    values: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    web = state(request)
+    current = await absences.absence_of(web.app, user.account)
+    colleagues = [
+        a
+        for a in await accounts.list_accounts(web.app, user.account.practice_id)
+        if a.id != user.account.id and not a.disabled
+    ]
+    if values is None:
+        values = {
+            "debut": current.starts.isoformat() if current else "",
+            "fin": current.ends.isoformat() if current else "",
+            "remplacant": current.replacement.login if current and current.replacement else "",
+            "message": current.message if current else "",
+        }
+    return render(
+        request,
+        "account/absence.html",
+        {
+            "absence": current,
+            "active": current is not None and current.covers(absences.today()),
+            "colleagues": colleagues,
+            "values": values,
+            "max_message": absences.MAX_MESSAGE_CHARS,
+            "error": error,
+            "nav_active": "absence",
+        },
+        status=status,
+    )
+
+
+@page()
+async def absence_page(request: Request, user: WebUser) -> Response:
+    return await _absence_page(request, user)
+
+
+@page()
+async def absence_save(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    form = await form_data(request)
+    values = {k: form.get(k, "") for k in ("debut", "fin", "remplacant", "message")}
+    try:
+        checked = await absences.check(
+            web.app,
+            user.account,
+            starts=values["debut"],
+            ends=values["fin"],
+            replacement=values["remplacant"],
+            message=values["message"],
+        )
+        await absences.save(
+            web.app, user.account, checked, actor=user.account.login, source=client_ip(request)
+        )
+    except CaduceeError as exc:
+        return await _absence_page(
+            request, user, error=error_message(exc), values=values, status=400
+        )
+    return redirect("/compte/absence", flash="absence_saved")
+
+
+@page()
+async def absence_remove(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    await absences.remove(
+        web.app, user.account, actor=user.account.login, source=client_ip(request)
+    )
+    return redirect("/compte/absence", flash="absence_removed")
 
 
 # --- profile and password --------------------------------------------------------------------
@@ -473,6 +553,9 @@ async def mailbox_app_password_revoke(request: Request, user: WebUser) -> Respon
 
 routes = [
     Route("/compte", profile, methods=["GET"], name="account"),
+    Route("/compte/absence", absence_page, methods=["GET"], name="absence"),
+    Route("/compte/absence", absence_save, methods=["POST"], name="absence_save"),
+    Route("/compte/absence/supprimer", absence_remove, methods=["POST"], name="absence_remove"),
     Route("/compte/mot-de-passe", change_password, methods=["POST"], name="change_password"),
     Route("/compte/securite", security, methods=["GET"], name="security"),
     Route("/compte/securite/enrolement", enrolment, methods=["GET"], name="enrolment"),

@@ -59,6 +59,10 @@ FLASHES: dict[str, str] = {
     "key_added": N_("Clé de sécurité enregistrée."),
     "key_removed": N_("Clé de sécurité supprimée."),
     "app_password_revoked": N_("Mot de passe d'application révoqué."),
+    "absence_saved": N_(
+        "Absence enregistrée : les messages reçus à ces dates reçoivent une réponse automatique."
+    ),
+    "absence_removed": N_("Absence supprimée : plus de réponse automatique d'absence."),
     "recovery_used": N_(
         "Vous vous êtes connecté avec un code de secours : il ne servira plus. Pensez à en "
         "générer de nouveaux s'il vous en reste peu."

@@ -1,13 +1,13 @@
-"""REST API for practice software (LPS), ``/api/v1`` (JSON over HTTPS).
-
-Authentication: ``Authorization: Bearer cdc_…`` (see :mod:`caducee.services.api_tokens`).
-Every route is declared once in :data:`ENDPOINTS` with its scope and schemas (``messages``:
-mailboxes, folders, messages, sending; ``patients``: the registry; ``charter``: the practice's
-charter; ``lots``: télétransmission); the OpenAPI 3.1 description (``/api/v1/openapi.json``) is
-generated here from that list, so it cannot drift; ``auth`` wraps every route (token, scope,
-rate limit, errors, audit); ``call`` holds what handlers share. Errors are ``{"error": {"code",
-"message", "message_en"}}``. Calls are rate-limited per token (and per address for bad tokens)
-and audited (``api.call``: route, token, result; never content)."""
+"""REST API for practice software (LPS), ``/api/v1`` (JSON over HTTPS). Authentication:
+``Authorization: Bearer cdc_…`` (see :mod:`caducee.services.api_tokens`). Every route is
+declared once in :data:`ENDPOINTS` with its scope and schemas (``messages``: mailboxes, folders,
+messages, sending; ``patients``: the registry; ``charter``: the practice's charter; ``lots``:
+télétransmission; ``absence``: the token's account's absence); the OpenAPI 3.1 description
+(``/api/v1/openapi.json``) is generated here from that list, so it cannot drift; ``auth`` wraps
+every route (token, scope, rate limit, errors, audit); ``call`` holds what handlers share.
+Errors are ``{"error": {"code", "message", "message_en"}}``. Calls are rate-limited per token
+(and per address for bad tokens) and audited (``api.call``: route, token, result; never
+content)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from caducee.web.api import charter, lots, messages, patients
+from caducee.web.api import absence, charter, lots, messages, patients
 from caducee.web.api.auth import BAD_TOKENS_PER_MINUTE, CALLS_PER_MINUTE, wrap
 from caducee.web.api.call import PREFIX, ApiError, Call, Endpoint
 
@@ -37,6 +37,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *messages.ENDPOINTS,
     *patients.ENDPOINTS,
     *charter.ENDPOINTS,
+    *absence.ENDPOINTS,
     *lots.ENDPOINTS,
 )
 _ERROR = {"$ref": "#/components/schemas/Erreur"}

@@ -2,7 +2,7 @@
 default type, and the optional urgent alert (an e-mail address and/or a mobile number)
 
 Revision ID: 0026
-Revises: 0024
+Revises: 0025
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0026"
-down_revision = "0024"
+down_revision = "0025"
 branch_labels = None
 depends_on = None
 
