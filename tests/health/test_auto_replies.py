@@ -319,5 +319,7 @@ async def test_mx_patient_is_recognised_and_acknowledged(app: App, cab: Cabinet)
     await verified(app, cab)
     await receive(app, PATIENT, mail(PATIENT, subject=PATIENT_SUBJECT))
     [(to, _, reply)] = await replies(app)
-    assert to == PATIENT and reply[auto_replies.auto_reply.MARKER] == "accuse"
+    # The MX classifies the patient's message (« Douleurs … »: a new complaint, out of what
+    # mail handles): the reply points to a consultation rather than a plain acknowledgement.
+    assert to == PATIENT and reply[auto_replies.auto_reply.MARKER] == "hors-champ"
     assert "SUJET-SANTE-MARQUEUR" not in reply.as_string()

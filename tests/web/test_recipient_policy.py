@@ -182,7 +182,12 @@ async def test_a_patient_gets_no_receipt_outside_the_patient_channel(
     await _receive(app, PATIENT, PATIENT, "Ma question")
     await web.login(DOCTOR)
     trace_page = await _open_in_webmail(app, web, "Ma question")
-    assert await queue.list_queue(app) == []
+    # Only the practice's auto-reply (RFC 3834, no health content) went to the patient: no
+    # read receipt.
+    for entry in await queue.list_queue(app):
+        content = await queue.read_content(app, entry)
+        assert b"Auto-Submitted: auto-replied" in content
+        assert b"disposition-notification" not in content.lower()
     assert "canal patient" in trace_page
 
 
