@@ -9,6 +9,7 @@ import pytest
 
 from caducee.app import App
 from caducee.domain import teletransmission as tlt
+from caducee.domain import working_days
 from caducee.domain.model import MailboxType
 from caducee.domain.teletransmission import LotState, ReturnKind
 from caducee.errors import InvalidInput, PolicyRejected
@@ -22,7 +23,7 @@ from tests.dnsserver import LocalDNS
 from tests.health import tlt as traffic
 from tests.services.helpers import person, practice
 
-PARIS = tlt.PARIS
+PARIS = working_days.PARIS
 TLT = "tlt.dr@cabinet.test"
 CLIENT = ClientInfo("192.0.2.20", "facturation", tls="TLSv1.3", login=TLT, protocol="ESMTPSA")
 FUND_IP = "192.0.2.99"

@@ -30,13 +30,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import Enum
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
-import holidays
-
+from caducee.domain import working_days
+from caducee.domain.working_days import PARIS, REGIONS
 from caducee.errors import InvalidInput
-
-PARIS = ZoneInfo("Europe/Paris")
 
 #: The subject of a lot. Tolerant: case, blanks around the slashes, the sequence number after
 #: ``IR`` optional, the invoice count optional.
@@ -216,20 +213,11 @@ def find_reference(
 # --- working days -----------------------------------------------------------------------------
 
 
-#: The subdivisions with their own public holidays (Alsace-Moselle: ``57``; overseas: ``971``...).
-FRENCH_SUBDIVISIONS: tuple[str, ...] = tuple(holidays.country_holidays("FR").subdivisions)
-
-
-@lru_cache(maxsize=32)
-def _holidays(subdivision: str | None, year: int) -> frozenset[date]:
-    calendar = holidays.country_holidays("FR", subdiv=subdivision or None, years=year)
-    return frozenset(calendar.keys())
-
-
 def check_subdivision(subdivision: str) -> str:
-    """A French subdivision known to ``holidays`` (``""``: metropolitan France)."""
-    if subdivision and subdivision not in FRENCH_SUBDIVISIONS:
-        known = ", ".join(FRENCH_SUBDIVISIONS)
+    """A region with its own public holidays (:data:`caducee.domain.working_days.REGIONS`:
+    ``""`` metropolitan France, ``"57"`` Alsace-Moselle, ``"971"``–``"976"`` overseas)."""
+    if subdivision not in REGIONS:
+        known = ", ".join(code for code in REGIONS if code)
         raise InvalidInput(
             f"Région de jours fériés inconnue « {subdivision} » (connues : {known}).",
             f"Unknown holiday subdivision '{subdivision}' (known: {known}).",
@@ -238,18 +226,14 @@ def check_subdivision(subdivision: str) -> str:
 
 
 def is_working_day(day: date, subdivision: str | None = None) -> bool:
-    return day.weekday() < 5 and day not in _holidays(subdivision, day.year)
+    """A weekday that is no public holiday of ``subdivision`` (the funds' working days: the
+    practice's own opening days do not matter to them)."""
+    return working_days.is_working_day(day, subdivision or "")
 
 
 def add_working_days(day: date, count: int, subdivision: str | None = None) -> date:
     """The ``count``-th working day after ``day`` (``day`` itself not counted)."""
-    current = day
-    remaining = count
-    while remaining > 0:
-        current += timedelta(days=1)
-        if is_working_day(current, subdivision):
-            remaining -= 1
-    return current
+    return working_days.add_working_days(day, count, subdivision or "")
 
 
 def deadline_after(

@@ -46,7 +46,6 @@ from caducee.domain.teletransmission import (
     EDI_TYPE,
     LOT_DESCRIPTION,
     LOT_STATE_LABELS,
-    PARIS,
     RETURN_KIND_LABELS,
     Lot,
     LotReturn,
@@ -63,6 +62,7 @@ from caducee.domain.teletransmission import (
     parse_state,
     resend_deadline,
 )
+from caducee.domain.working_days import PARIS
 from caducee.errors import CaduceeError, InvalidInput, NotFound
 from caducee.health.generated_mail import send_generated
 from caducee.services import audit, mailboxes, quota_notices

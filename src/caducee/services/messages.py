@@ -26,7 +26,7 @@ from caducee.app import App
 from caducee.domain.message_meta import extract_meta
 from caducee.domain.model import Flag, MailboxType, StoredMessage
 from caducee.domain.pop3_octets import pop3_size
-from caducee.domain.teletransmission import PARIS
+from caducee.domain.working_days import PARIS
 from caducee.errors import (
     CaduceeError,
     InvalidInput,
