@@ -35,7 +35,6 @@ from email import message_from_bytes
 from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import compat32
-from email.utils import format_datetime, formataddr, make_msgid
 
 from caducee.app import App
 from caducee.domain.model import Flag, Mailbox, MailboxType, StoredMessage
@@ -668,7 +667,8 @@ async def export_csv(
 # --- the watchdog ----------------------------------------------------------------------------
 
 
-def _notice(app: App, to: str, box: Mailbox, views: Sequence[LotView], now: datetime) -> bytes:
+def _notice(app: App, to: str, box: Mailbox, views: Sequence[LotView]) -> bytes:
+    """The watchdog's notice to the practitioner: which lots to send again, and by when."""
     lines_fr, lines_en = [], []
     for view in views:
         lot = view.lot
@@ -682,27 +682,18 @@ def _notice(app: App, to: str, box: Mailbox, views: Sequence[LotView], now: date
             f"- lot {ref}, sent {lot.sent_at.astimezone().strftime('%Y-%m-%d %H:%M')} to "
             f"{lot.fund}: {view.label_en} (before {when})."
         )
-    body = (
-        f"Bonjour,\r\n\r\nDes lots de télétransmission de la boîte {box.address} doivent être "
-        "réémis depuis votre logiciel de facturation (Code de la sécurité sociale, art. "
-        "R161-47) :\r\n\r\n" + "\r\n".join(lines_fr) + "\r\n\r\nLa page « Télétransmission » "
-        "du webmail montre l'état de tous vos lots.\r\n\r\n-- \r\nCaducée\r\n\r\n"
-        f"Some télétransmission lots of mailbox {box.address} must be sent again from your "
-        "billing software:\r\n\r\n" + "\r\n".join(lines_en) + "\r\n"
+    fr = (
+        f"Des lots de télétransmission de la boîte {box.address} doivent être réémis depuis "
+        "votre logiciel de facturation (Code de la sécurité sociale, art. R161-47) :\r\n\r\n"
+        + "\r\n".join(lines_fr)
+        + "\r\n\r\nLa page « Télétransmission » du webmail montre l'état de tous vos lots."
     )
-    headers = [
-        ("From", formataddr(("Caducée", f"no-reply@{app.settings.hostname}"))),
-        ("To", to),
-        ("Subject", "=?utf-8?q?T=C3=A9l=C3=A9transmission_=3A_lots_=C3=A0_r=C3=A9=C3=A9mettre?="),
-        ("Date", format_datetime(now)),
-        ("Message-ID", make_msgid(domain=app.settings.hostname)),
-        ("Auto-Submitted", "auto-generated"),
-        ("MIME-Version", "1.0"),
-        ("Content-Type", 'text/plain; charset="utf-8"'),
-        ("Content-Transfer-Encoding", "8bit"),
-    ]
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    return (head + "\r\n" + body).encode("utf-8")
+    en = (
+        f"Some télétransmission lots of mailbox {box.address} must be sent again from your "
+        "billing software:\r\n\r\n" + "\r\n".join(lines_en)
+    )
+    subject = "Télétransmission : lots à réémettre"
+    return quota_notices.notice_message(app, to, subject, fr, en)
 
 
 async def watchdog(app: App, now: datetime | None = None) -> int:
@@ -721,22 +712,13 @@ async def watchdog(app: App, now: datetime | None = None) -> int:
     for mailbox_id, views in due.items():
         async with app.db.read() as conn:
             box = await directory_repo.mailbox_by_id(conn, mailbox_id)
-            owner = await directory_repo.account_by_id(conn, box.owner_account_id) if box else None
-            personal = await directory_repo.mailbox_by_address(conn, owner.login) if owner else None
         if box is None:
             continue
-        if personal is not None and not personal.disabled:
-            try:
-                await send_generated(
-                    app,
-                    _notice(app, personal.address, box, views, now),
-                    f"no-reply@{app.settings.hostname}",
-                    personal.address,
-                    purpose=Purpose.MAIL,
-                    source="watchdog",
-                )
-            except CaduceeError as error:  # the badge still shows them
-                log.warning("lot notice not delivered mailbox_id=%d reason=%s", box.id, error.en)
+        personal = await quota_notices.owner_address(app, box)
+        if personal is not None:
+            # Into the owner's own Inbox, like the quota notices (the badge shows them anyway).
+            notice = _notice(app, personal, box, views)
+            await quota_notices.deliver_notice(app, box, personal, notice, source="watchdog")
         async with app.db.write() as conn:
             await lots_repo.mark_notified(conn, [v.lot.id for v in views], now)
             await audit.append(

@@ -115,9 +115,11 @@ def notice_message(app: App, to: str, subject: str, fr: str, en: str) -> bytes:
     return (f"Return-Path: <>\r\n{head}\r\n{body}").encode()
 
 
-async def deliver_notice(app: App, box: Mailbox, to: str, message: bytes) -> None:
-    """Store a notice about ``box`` in the Inbox of the personal mailbox ``to`` (audited, past its
-    quota if need be: it tells of the quota)."""
+async def deliver_notice(
+    app: App, box: Mailbox, to: str, message: bytes, *, source: str = "quota"
+) -> None:
+    """Store a notice about ``box`` in the Inbox of the personal mailbox ``to`` (audited from
+    ``source``, past its quota if need be: it may tell of the quota)."""
     [result] = await store_batch(
         app,
         [
@@ -125,7 +127,7 @@ async def deliver_notice(app: App, box: Mailbox, to: str, message: bytes) -> Non
                 message,
                 addresses=[to],
                 audit_actor="system",
-                audit_source="quota",
+                audit_source=source,
                 past_quota=True,
             )
         ],
