@@ -49,8 +49,6 @@ registry lookup of the sender (:func:`patient_sender`): no query of its own.
 from __future__ import annotations
 
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -285,46 +283,13 @@ async def _audit(
 
 # --- the MX's question: is the sender a patient of this practice? ----------------------------
 
-#: The node keeps the answer this long (a patient verified on this node is seen at once).
-PATIENT_TTL_SECONDS = 60.0
-PATIENT_CACHE_SIZE = 4096
-
-
-class PatientSenders:
-    """The node's recent answers to « is this sender a verified patient of that practice? »,
-    so that a burst of mail from one sender asks the registry once."""
-
-    def __init__(self, _app: App) -> None:
-        self.answers: OrderedDict[tuple[int, str], tuple[bool, float]] = OrderedDict()
-
-    def forget(self) -> None:
-        self.answers.clear()
-
 
 async def patient_sender(app: App, practice_id: int, sender: str) -> bool:
     """Whether ``sender`` is a verified patient of ``practice_id`` with a personal address
-    (cached :data:`PATIENT_TTL_SECONDS`)."""
+    (:func:`caducee.health.patients.verified_sender`, cached per node)."""
     if auto_reply.never_answered(sender):
         return False
-    try:
-        address = normalize_address(sender)
-    except InvalidInput:
-        return False
-    cache = app.component(PatientSenders, PatientSenders)
-    key = (practice_id, address)
-    clock = time.monotonic()
-    hit = cache.answers.get(key)
-    if hit is not None and clock - hit[1] <= PATIENT_TTL_SECONDS:
-        return hit[0]
-    found = await patients.find_by_email(app, practice_id, address)
-    verified = (
-        found is not None and found.address_status == "verified" and not found.data.shared_address
-    )
-    cache.answers[key] = (verified, clock)
-    cache.answers.move_to_end(key)
-    while len(cache.answers) > PATIENT_CACHE_SIZE:
-        cache.answers.popitem(last=False)
-    return verified
+    return await patients.verified_sender(app, practice_id, sender) is not None
 
 
 async def after_mx_delivery(

@@ -212,12 +212,12 @@ async def patient_practices(
         name = ""
         if not mes:
             try:
-                verdict = await patients.recipient_verdict(app, practice_id, sender)
+                patient = await patients.verified_sender(app, practice_id, sender)
             except CaduceeError:
                 continue
-            if verdict.kind != "verified" or verdict.patient is None:
+            if patient is None:
                 continue
-            name = verdict.patient.display_name
+            name = patient.display_name
         verdict_triage = await classify_message(app, practice_id, raw)
         channel = Channel.MES if mes else Channel.MAIL
         out.append(PatientCopies(practice_id, tuple(addresses), name, channel, verdict_triage))

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -246,6 +248,7 @@ async def add_patient(
     await _check_address_free(app, practice_id, data.email, key, None)
     ref = secrets.token_hex(16)
     now = datetime.now(UTC)
+    _forget_senders(app)
     async with app.db.write() as conn:
         sealed = await app.keyring.seal(
             conn, _scope(practice_id), ref, "patient", _sealed_fields(data)
@@ -305,6 +308,7 @@ async def update_patient(
     if email_changed:
         await _check_address_free(app, practice_id, data.email, key, patient_id)
     status = "unverified" if email_changed else current.address_status
+    _forget_senders(app)
     async with app.db.write() as conn:
         ref = secrets.token_hex(16)
         sealed = await app.keyring.seal(
@@ -334,6 +338,7 @@ async def delete_patient(
     app: App, practice_id: int, patient_id: int, *, actor: str, source: str
 ) -> None:
     await get_patient(app, practice_id, patient_id)
+    _forget_senders(app)
     async with app.db.write() as conn:
         await patients_repo.delete_patient(conn, patient_id)
         await append(conn, _audit(actor, "patient.delete", patient_id, source))
@@ -426,6 +431,7 @@ async def send_verification(
         )
     token = secrets.token_urlsafe(24)  # 192 bits
     now = datetime.now(UTC)
+    _forget_senders(app)
     async with app.db.write() as conn:
         await patients_repo.start_verification(
             conn,
@@ -470,6 +476,7 @@ async def confirm_verification(app: App, token: str, *, source: str) -> Patient 
     """The patient confirmed from the link: the address is verified (the link is then used
     up). None for an unknown, expired or used link — audited as such."""
     patient = await pending_verification(app, token)
+    _forget_senders(app)
     async with app.db.write() as conn:
         if patient is None:
             await append(
@@ -490,6 +497,51 @@ async def confirm_verification(app: App, token: str, *, source: str) -> Patient 
 
 
 # --- the sending policy ---------------------------------------------------------------
+
+
+#: How long a node trusts its answer to « is this sender a verified patient of that practice? »
+#: (a registry change on this node forgets every answer at once; other nodes within this delay).
+SENDER_TTL_SECONDS = 60.0
+SENDER_CACHE_SIZE = 4096
+
+
+class PatientSenders:
+    """The node's recent answers to « which verified patient of that practice is this sender? »,
+    so that mail arriving on the MX asks the registry once per sender and minute, not once per
+    message (the triage of patient mail and the auto-replies both ask)."""
+
+    def __init__(self, _app: App) -> None:
+        self.answers: OrderedDict[tuple[int, str], tuple[Patient | None, float]] = OrderedDict()
+
+    def forget(self) -> None:
+        self.answers.clear()
+
+
+def _forget_senders(app: App) -> None:
+    app.component(PatientSenders, PatientSenders).forget()
+
+
+async def verified_sender(app: App, practice_id: int, address: str) -> Patient | None:
+    """The verified patient of ``practice_id`` whose own address ``address`` is (None: not a
+    verified patient's, or shared, or in conflict with a professional contact); cached
+    :data:`SENDER_TTL_SECONDS` per node."""
+    try:
+        clean = normalize_address(address)
+    except InvalidInput:
+        return None
+    cache = app.component(PatientSenders, PatientSenders)
+    key = (practice_id, clean)
+    clock = time.monotonic()
+    hit = cache.answers.get(key)
+    if hit is not None and clock - hit[1] <= SENDER_TTL_SECONDS:
+        return hit[0]
+    verdict = await recipient_verdict(app, practice_id, clean)
+    found = verdict.patient if verdict.kind == "verified" else None
+    cache.answers[key] = (found, clock)
+    cache.answers.move_to_end(key)
+    while len(cache.answers) > SENDER_CACHE_SIZE:
+        cache.answers.popitem(last=False)
+    return found
 
 
 async def recipient_verdict(app: App, practice_id: int, address: str) -> Verdict:
