@@ -80,6 +80,9 @@ async def test_patient_confirms_with_the_button_only(
     path = link.removeprefix(BASE_URL)
     landing = await web.get(path)  # what a mail scanner does: nothing changes
     assert landing.status_code == 200 and "Cabinet A" in landing.text
+    # The practice's rules come with the question: the whole charter, not only the short line.
+    assert "Délai de réponse" in landing.text and "ouverture" in landing.text
+    assert "Ce que le cabinet traite par messagerie" in landing.text
     assert (await patients.get_patient(app, people.practice_a.id, patient.id)).address_status == (
         "pending"
     )

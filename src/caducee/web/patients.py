@@ -5,15 +5,17 @@ a POST behind a button so that mail scanners that open links confirm nothing).""
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from caducee.domain import charter as charter_rules
 from caducee.domain.web_links import Page
 from caducee.errors import CaduceeError
-from caducee.health import patient_import, patients
+from caducee.health import charter, patient_import, patients
 from caducee.health.patients import PatientData
 from caducee.services import practices
 from caducee.web.core import (
@@ -30,6 +32,7 @@ from caducee.web.core import (
     render,
     state,
 )
+from caducee.web.i18n import current_language
 from caducee.web.i18n import gettext as _
 from caducee.web.portal.common import PORTAL_CSRF_COOKIE, check_landing_csrf, set_portal_cookie
 
@@ -207,7 +210,8 @@ async def verify_landing(request: Request) -> Response:
     if found is None:
         return _verify_page(request, {"state": "unknown"}, 404)
     practice_name = await _practice_name(request, found.practice_id)
-    return _verify_page(request, {"state": "ask", "practice": practice_name})
+    values = {"state": "ask", "practice": practice_name}
+    return _verify_page(request, values | await _charter_values(request, found.practice_id))
 
 
 async def verify_confirm(request: Request) -> Response:
@@ -223,7 +227,16 @@ async def verify_confirm(request: Request) -> Response:
     if done is None:
         return _verify_page(request, {"state": "unknown"}, 404)
     practice_name = await _practice_name(request, done.practice_id)
-    return _verify_page(request, {"state": "done", "practice": practice_name})
+    values = {"state": "done", "practice": practice_name}
+    return _verify_page(request, values | await _charter_values(request, done.practice_id))
+
+
+async def _charter_values(request: Request, practice_id: int) -> dict[str, object]:
+    """The practice's charter on the page where a patient agrees to be written to: its short
+    form on top (as on every portal page) and the whole of it in the page."""
+    rules = await charter.charter_of(state(request).app, practice_id)
+    now = datetime.now(UTC)
+    return {"charter": charter_rules.view(rules, current_language.get(), today=now.date(), now=now)}
 
 
 async def _practice_name(request: Request, practice_id: int) -> str:
