@@ -20,17 +20,15 @@ import asyncio
 import random
 import re
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import insert, select, text
-from tests.pgcluster import PgCluster, find_pg_bin
 
+from bench.backends import CHOICES, each_backend
 from bench.store_bench import prepare
 from caducee.config import Settings
 from caducee.domain.model import MailboxType
@@ -233,31 +231,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--count", type=int, default=10_000)
     parser.add_argument("-r", "--repeat", type=int, default=100)
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--backend", choices=CHOICES, default="both")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        if args.backend in ("sqlite", "both"):
-            settings = Settings(data_dir=base / "sqlite")
-            settings.data_dir.mkdir()
-            await run(settings, "SQLite", args.count, args.repeat)
-        if args.backend in ("postgres", "both"):
-            bin_dir = find_pg_bin()
-            if bin_dir is None:
-                print("PostgreSQL binaries not found: postgres run skipped")
-                return
-            cluster = PgCluster(bin_dir)
-            cluster.start()
-            try:
-                settings = Settings(
-                    data_dir=base / "postgres",
-                    database_url=cluster.url(cluster.create_database()),
-                    blob_store="database",
-                )
-                settings.data_dir.mkdir()
-                await run(settings, "PostgreSQL", args.count, args.repeat)
-            finally:
-                cluster.stop()
+    await each_backend(
+        args.backend, lambda settings, label: run(settings, label, args.count, args.repeat)
+    )
 
 
 if __name__ == "__main__":
