@@ -27,6 +27,8 @@ import json
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -41,7 +43,6 @@ from bench.smtp_ingest import (
     memory_mb,
     prepare,
     sender_dns,
-    start_server,
 )
 from caducee.config import Settings, load_settings
 
@@ -97,6 +98,55 @@ class Phases:
     def __init__(self) -> None:
         self.current = "idle"
         self.stop = threading.Event()
+
+
+def start_server(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``caducee serve`` with its log (stderr) in ``log``; its pid and MX port."""
+    ready = settings.run_dir / "listeners.json"
+    with log.open("wb") as errors:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "caducee", "serve", "--data", str(settings.data_dir)],
+            stderr=errors,
+        )
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    return server, int(json.loads(ready.read_text())["smtp"].rsplit(":", 1)[1])
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes started by ``pid``, at any depth (the node's fork server and workers)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                children = [int(c) for c in task.read_text().split()]
+                found += children
+                todo += children
+    return found
+
+
+def memory(pid: int) -> str:
+    """The node's RSS, and its worker processes' (MB)."""
+    own = memory_mb(pid)[0]
+    workers = [memory_mb(child)[0] for child in descendants(pid)]
+    return f"RSS {own:.0f} MB (+ {len(workers)} worker processes {sum(workers):.0f} MB)"
+
+
+def probe_report(log: Path) -> None:
+    """What the node's lag probe logged (``--lag-warn-ms``): counts, worst lag, where."""
+    lags, stalls = [], []
+    for line in log.read_text("utf-8", "replace").splitlines():
+        if "event loop lag lag_ms=" in line:
+            lags.append(int(line.rsplit("lag_ms=", 1)[1].split()[0]))
+        elif "event loop stalled" in line or "Executing <" in line:
+            stalls.append(line[-300:])
+    print(f"probe         {len(lags)} lags logged, worst {max(lags, default=0)} ms")
+    for line in stalls[:10]:
+        print(f"  {line}")
 
 
 def smtp_noops(port: int, probe: Probe, phases: Phases, pause: float) -> None:
@@ -167,7 +217,7 @@ def run(settings: Settings, args: argparse.Namespace, smtp_port: int, pid: int) 
     counter = ImapCounter(settings)
     baseline = counter.count()
     time.sleep(1.0)
-    idle_rss, _ = memory_mb(pid)
+    idle = memory(pid)
     threads = [
         threading.Thread(target=smtp_noops, args=(smtp_port, smtp_probe, phases, args.pause)),
         threading.Thread(target=imap_noops, args=(settings, imap_probe, phases, args.pause)),
@@ -199,9 +249,10 @@ def run(settings: Settings, args: argparse.Namespace, smtp_port: int, pid: int) 
             begun = time.perf_counter()
             try:
                 status, data = searcher.search(None, criteria)
-                answer = f"{status} {len((data[0] or b'').split())} found"
+                text = (data[0] or b"").decode("utf-8", "replace")
+                answer = f"OK {len(text.split())} found" if status == "OK" else f"NO {text}"
             except imaplib.IMAP4.error as error:
-                answer = f"error {str(error)[:80]}"
+                answer = f"refused: {str(error)[:90]}"
             print(
                 f"search {round_ + 1}     {criteria:<24} {time.perf_counter() - begun:7.2f} s"
                 f"  {answer}"
@@ -214,9 +265,9 @@ def run(settings: Settings, args: argparse.Namespace, smtp_port: int, pid: int) 
         thread.join()
     counter.close()
     time.sleep(2.0)
-    after_rss, _ = memory_mb(pid)
+    after = memory(pid)
     report([smtp_probe, imap_probe], ["idle", "deliver", "index", "search", "after"])
-    print(f"memory        idle RSS {idle_rss:.0f} MB, after the load {after_rss:.0f} MB")
+    print(f"memory        idle {idle}; after the load {after}")
 
 
 def main() -> None:
@@ -238,10 +289,17 @@ def main() -> None:
         data = Path(tmp) / "data"
         settings = asyncio.run(prepare(data, 1, "", dns.resolver_spec))
         if args.lag_warn_ms:
-            with (data / "caducee.toml").open("a") as config:
-                config.write(f"\n[server]\nloop_lag_warn_ms = {args.lag_warn_ms}\n")
+            config = data / "caducee.toml"
+            text = config.read_text("utf-8")
+            wanted = f"loop_lag_warn_ms = {args.lag_warn_ms}"
+            if "loop_lag_warn_ms = 0" in text:  # written by caducee init
+                text = text.replace("loop_lag_warn_ms = 0", wanted)
+            else:
+                text += f"\n[server]\n{wanted}\n"
+            config.write_text(text, "utf-8")
             settings = load_settings(data)
-        server, smtp_port = start_server(settings)
+        log = Path(tmp) / "serve.err"
+        server, smtp_port = start_server(settings, log)
         try:
             run(settings, args, smtp_port, server.pid)
         finally:
@@ -249,6 +307,8 @@ def main() -> None:
             with contextlib.suppress(Exception):
                 server.wait(30)
             dns.stop()
+        if args.lag_warn_ms:
+            probe_report(log)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,9 @@ class Settings:
     smtp_data_timeout_seconds: int = 600  # RFC 5321 §4.5.3.2.6
     # IMAP: how long one SEARCH may work (seconds, off the event loop); beyond, NO [LIMIT]
     imap_search_budget_seconds: float = 10.0
+    # Event-loop lag probe (0: off): a callback or stall over this many milliseconds is logged
+    # with the code that ran (section [server]); asyncio's debug mode is on while it is.
+    loop_lag_warn_ms: int = 0
     # Outbound delivery
     transport: dict[str, TransportRoute] = field(default_factory=dict)
     require_tls_domains: list[str] = field(default_factory=list)
@@ -362,6 +365,10 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             imap.get("search_budget_seconds", settings.imap_search_budget_seconds),
             "imap.search_budget_seconds",
         )
+        server = doc.get("server", {})
+        settings.loop_lag_warn_ms = _int(
+            server.get("loop_lag_warn_ms", settings.loop_lag_warn_ms), "server.loop_lag_warn_ms"
+        )
         outbound = doc.get("outbound", {})
         settings.transport = _transport(outbound.get("transport", {}))
         settings.require_tls_domains = [str(d).lower() for d in outbound.get("require_tls", [])]
@@ -437,10 +444,16 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         if override:
             settings.listeners[name] = override
     settings.public_url = env.get("CADUCEE_PUBLIC_URL", settings.public_url)
-    if settings.imap_search_budget_seconds <= 0:
+    if "CADUCEE_LOOP_LAG_WARN_MS" in env:
+        settings.loop_lag_warn_ms = _int(
+            env["CADUCEE_LOOP_LAG_WARN_MS"], "CADUCEE_LOOP_LAG_WARN_MS"
+        )
+    if settings.imap_search_budget_seconds <= 0 or settings.loop_lag_warn_ms < 0:
         raise ConfigurationError(
-            "imap.search_budget_seconds doit être positif.",
-            "imap.search_budget_seconds must be positive.",
+            "imap.search_budget_seconds doit être positif et server.loop_lag_warn_ms positif "
+            "ou nul (0 : sonde désactivée).",
+            "imap.search_budget_seconds must be positive and server.loop_lag_warn_ms zero or "
+            "positive (0: probe off).",
         )
     if settings.connections_per_address < 1 or settings.connections_per_minute < 1:
         raise ConfigurationError(
@@ -529,6 +542,10 @@ def render_config(settings: Settings) -> str:
         "[imap]",
         "# Temps de calcul maximal d'une recherche (s) ; au-delà : NO [LIMIT]",
         f"search_budget_seconds = {settings.imap_search_budget_seconds:g}",
+        "",
+        "[server]",
+        "# Sonde de latence de la boucle d'événements (ms ; 0 : désactivée, diagnostic)",
+        f"loop_lag_warn_ms = {settings.loop_lag_warn_ms}",
         "",
         "[outbound]",
         "# Domaines exigeant TLS avec certificat vérifié / domains requiring verified TLS",

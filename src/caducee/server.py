@@ -28,6 +28,7 @@ from caducee.health import patient_triage
 from caducee.health.trust_list import TrustListRefresher
 from caducee.i18n import tr
 from caducee.listeners import ListenAddress, Listener, parse_address
+from caducee.loop_probe import LoopLagProbe
 from caducee.protocols.imap.listener import imap_listener
 from caducee.protocols.pop3.listener import pop3_listener
 from caducee.protocols.smtp.listener import smtp_listener
@@ -262,6 +263,9 @@ async def serve(settings: Settings, *, ready_file: bool = True) -> None:
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
             continue
         installed.append(sig)
+    probe = LoopLagProbe(settings.loop_lag_warn_ms) if settings.loop_lag_warn_ms > 0 else None
+    if probe is not None:
+        probe.start()
     try:
         async with open_app(settings) as app:
             with single_instance(settings):
@@ -278,5 +282,7 @@ async def serve(settings: Settings, *, ready_file: bool = True) -> None:
         log.info(tr("serveur arrêté", "server stopped"))
     finally:
         await asyncio.to_thread(cpu_pool.shutdown)
+        if probe is not None:
+            await probe.stop()
         for sig in installed:
             loop.remove_signal_handler(sig)
