@@ -308,7 +308,10 @@ class Indexer:
     async def _index(self, batch: list[_Pending]) -> None:
         keys: dict[int, bytes] = {}
         tables: dict[tuple[int, str], bytes] = {}
+        cache = filter_cache(self.app)
         for item in batch:
+            if cache.get(item.blob_id) is not None:  # a search got there first
+                continue
             key = keys.get(item.mailbox_id)
             if key is None:
                 key = keys[item.mailbox_id] = await mailbox_index_key(self.app, item.mailbox_id)
