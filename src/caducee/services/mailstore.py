@@ -24,7 +24,7 @@ import logging
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -771,6 +771,8 @@ class Meta:
     headers: dict[str, Any]
     structure: Structure
     fields: dict[str, str] | None = None
+    #: SEARCH FROM / TO / CC's address forms by header name (``imap.search``), computed once
+    forms: dict[str, str] = field(default_factory=dict)
 
 
 def _weight(meta: Meta) -> int:

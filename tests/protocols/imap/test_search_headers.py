@@ -129,6 +129,7 @@ async def test_a_search_over_its_budget_is_refused_with_limit(server: ImapServer
     for criteria in ("HEADER Message-ID x", "BODY glycemie", "TEXT x"):
         answer = tagged(await c.command(f"SEARCH {criteria}"))
         assert answer.startswith("NO [LIMIT] Recherche trop couteuse"), answer
+        assert "/ Search too costly" in answer
     assert tagged(await c.command("NOOP")).startswith("OK")  # the session goes on
 
 

@@ -42,8 +42,8 @@ from caducee.protocols.imap.session import Session, no
 from caducee.services import cpu_pool, mailstore, text_index
 
 BATCH = 500
-#: Messages read and decoded per worker-thread call for BODY / TEXT (bounds the memory of raw
-#: messages held at once, and how long the budget may be overrun by one call).
+#: Messages read and sent to the worker processes at once for BODY / TEXT (bounds the memory
+#: of raw messages held at once).
 TEXT_BATCH = 50
 TEXT_CACHE_CHARS = 64 * 1024 * 1024
 _META_HEADERS = {"subject", "from", "to", "cc"}
@@ -204,8 +204,7 @@ class Matcher:
 def _address_forms(meta: mailstore.Meta, name: str) -> str:
     """Addresses of a header as "name local@host", comments and routes dropped (so that
     FROM user@domain matches ``<user (comment)@ (comment) domain>``); cached with the meta."""
-    cache = meta.headers.setdefault("_forms", {})
-    assert isinstance(cache, dict)
+    cache = meta.forms  # not in meta.headers: matching runs in a thread, readers on the loop
     found = cache.get(name)
     if found is None:
         value = meta.headers.get(name)
@@ -301,21 +300,21 @@ class _Budget:
             raise too_costly(self.seconds)
 
 
-async def _extract_texts(raws: dict[int, bytes], budget: _Budget) -> dict[int, Text]:
+async def _extract_texts(raws: dict[int, bytes], budget: _Budget) -> tuple[dict[int, Text], bool]:
     """Decoded text of each message, in the node's worker processes (``services.cpu_pool``:
-    the stdlib's parser holds the interpreter lock); over budget, those not started yet are
-    dropped and :class:`~caducee.errors.BudgetExceeded` raised."""
+    the stdlib's parser holds the interpreter lock), and whether the budget ran out first
+    (then only those done are returned; those not started are cancelled)."""
     tasks = {
         mid: asyncio.ensure_future(cpu_pool.run(extract_text, raw)) for mid, raw in raws.items()
     }
     try:
+        pending: set[asyncio.Future[Text]] = set()
         if tasks:
             _, pending = await asyncio.wait(
                 tasks.values(), timeout=max(0.0, budget.deadline - time.monotonic())
             )
-            if pending:
-                raise too_costly(budget.seconds)
-        return {mid: task.result() for mid, task in tasks.items()}
+        done = {mid: task.result() for mid, task in tasks.items() if task not in pending}
+        return done, bool(pending)
     finally:
         for task in tasks.values():
             task.cancel()
@@ -351,23 +350,27 @@ async def _texts(
             missing.append(row)
         else:
             texts[row.id] = cached
+    if prefilter is not None and texts:  # decoded earlier, not indexed yet
+        await prefilter.index(texts, rows)
     for start in range(0, len(missing), TEXT_BATCH):
         budget.check()
         part = missing[start : start + TEXT_BATCH]
         raws = await mailstore.load_raw(app, part)
-        extracted = await _extract_texts(raws, budget)
-        for row in part:
+        extracted, over = await _extract_texts(raws, budget)
+        for row in part:  # kept even past the budget: asking again goes further
             if row.id in extracted:
                 cache.put(row.blob_id, extracted[row.id])
         texts.update(extracted)
         if prefilter is not None:
             await prefilter.index(extracted, rows)
+        if over:
+            raise too_costly(budget.seconds)
     return texts
 
 
 async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageSummary]]:
     """The messages matching ``args``; :class:`~caducee.errors.BudgetExceeded` when the work
-    exceeds ``[imap] search_budget_seconds`` (the CPU part runs in worker threads)."""
+    exceeds ``[imap] search_budget_seconds`` (the CPU part runs off the event loop)."""
     selected = session.selected
     assert selected is not None
     app = session.app

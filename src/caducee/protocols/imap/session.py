@@ -100,7 +100,7 @@ def error_response(error: CaduceeError) -> Respond:
     if isinstance(error, QuotaExceeded):
         return no(ascii_text, "OVERQUOTA")
     if isinstance(error, BudgetExceeded):  # RFC 5530 §3: a server limit, not the user's
-        return no(ascii_text, "LIMIT")
+        return no(_ascii(f"{error.fr} / {error.en}"), "LIMIT")  # what to do, in both languages
     if isinstance(error, AlreadyExists):
         return no(ascii_text, "ALREADYEXISTS")
     if isinstance(error, mailstore.HasChildren):
