@@ -74,12 +74,13 @@ def _executor() -> ProcessPoolExecutor | None:
 
 
 def _forget(pool: ProcessPoolExecutor, error: BaseException) -> None:
-    """A broken pool is replaced on next use; one that cannot start at all is given up."""
+    """A broken or shut down pool is replaced on next use; where processes cannot be started
+    at all (``OSError``), they are given up for this process's life."""
     global _pool, _broken
     with _lock:
         if _pool is pool:
             _pool = None
-            if not isinstance(error, BrokenProcessPool):
+            if isinstance(error, OSError):
                 _broken = True
     log.warning("cpu pool unavailable, falling back to a thread error=%s", type(error).__name__)
     pool.shutdown(wait=False, cancel_futures=True)
