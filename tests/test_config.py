@@ -42,6 +42,9 @@ def test_client_limits_apply_to_every_mail_door(tmp_path: Path) -> None:
         ('public_url = "ftp://mail.cabinet.test"\n', "https://"),
         ('deployment = "test"\n', "production"),
         ("[auto_reply]\nonce_per_days = 0\n", "entre 1 et 365"),
+        ("[imap]\nsearch_budget_seconds = 0\n", "search_budget_seconds doit être positif"),
+        ('[imap]\nsearch_budget_seconds = "long"\n', "nombre attendu"),
+        ("[server]\nloop_lag_warn_ms = -1\n", "loop_lag_warn_ms"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(
@@ -78,3 +81,19 @@ def test_auto_reply_period_is_read_and_written(tmp_path: Path) -> None:
     rendered = render_config(settings)
     assert "[auto_reply]\n" in rendered and "once_per_days = 7\n" in rendered
     assert load_settings(_write(tmp_path, rendered)).auto_reply_once_per_days == 7
+
+
+def test_search_budget_and_lag_probe_are_read_and_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CADUCEE_LOOP_LAG_WARN_MS", raising=False)
+    defaults = load_settings(_write(tmp_path, ""))
+    assert (defaults.imap_search_budget_seconds, defaults.loop_lag_warn_ms) == (10.0, 0)
+    settings = load_settings(
+        _write(tmp_path, "[imap]\nsearch_budget_seconds = 2.5\n[server]\nloop_lag_warn_ms = 100\n")
+    )
+    assert (settings.imap_search_budget_seconds, settings.loop_lag_warn_ms) == (2.5, 100)
+    again = load_settings(_write(tmp_path, render_config(settings)))
+    assert (again.imap_search_budget_seconds, again.loop_lag_warn_ms) == (2.5, 100)
+    monkeypatch.setenv("CADUCEE_LOOP_LAG_WARN_MS", "250")
+    assert load_settings(tmp_path).loop_lag_warn_ms == 250

@@ -77,6 +77,11 @@ class Settings:
     max_message_bytes: int = 25 * 1024 * 1024
     smtp_idle_timeout_seconds: int = 300  # RFC 5321 §4.5.3.2.7
     smtp_data_timeout_seconds: int = 600  # RFC 5321 §4.5.3.2.6
+    # IMAP: how long one SEARCH may work (seconds, off the event loop); beyond, NO [LIMIT]
+    imap_search_budget_seconds: float = 10.0
+    # Event-loop lag probe (0: off): a callback or stall over this many milliseconds is logged
+    # with the code that ran (section [server]); asyncio's debug mode is on while it is.
+    loop_lag_warn_ms: int = 0
     # Outbound delivery
     transport: dict[str, TransportRoute] = field(default_factory=dict)
     require_tls_domains: list[str] = field(default_factory=list)
@@ -200,6 +205,16 @@ def _int(value: Any, name: str) -> int:
         raise ConfigurationError(
             f"Paramètre {name} : nombre entier attendu, reçu {value!r}.",
             f"Setting {name}: integer expected, got {value!r}.",
+        ) from None
+
+
+def _float(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"Paramètre {name} : nombre attendu, reçu {value!r}.",
+            f"Setting {name}: number expected, got {value!r}.",
         ) from None
 
 
@@ -345,6 +360,15 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             smtp.get("data_timeout_seconds", settings.smtp_data_timeout_seconds),
             "smtp.data_timeout_seconds",
         )
+        imap = doc.get("imap", {})
+        settings.imap_search_budget_seconds = _float(
+            imap.get("search_budget_seconds", settings.imap_search_budget_seconds),
+            "imap.search_budget_seconds",
+        )
+        server = doc.get("server", {})
+        settings.loop_lag_warn_ms = _int(
+            server.get("loop_lag_warn_ms", settings.loop_lag_warn_ms), "server.loop_lag_warn_ms"
+        )
         outbound = doc.get("outbound", {})
         settings.transport = _transport(outbound.get("transport", {}))
         settings.require_tls_domains = [str(d).lower() for d in outbound.get("require_tls", [])]
@@ -420,6 +444,17 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         if override:
             settings.listeners[name] = override
     settings.public_url = env.get("CADUCEE_PUBLIC_URL", settings.public_url)
+    if "CADUCEE_LOOP_LAG_WARN_MS" in env:
+        settings.loop_lag_warn_ms = _int(
+            env["CADUCEE_LOOP_LAG_WARN_MS"], "CADUCEE_LOOP_LAG_WARN_MS"
+        )
+    if settings.imap_search_budget_seconds <= 0 or settings.loop_lag_warn_ms < 0:
+        raise ConfigurationError(
+            "imap.search_budget_seconds doit être positif et server.loop_lag_warn_ms positif "
+            "ou nul (0 : sonde désactivée).",
+            "imap.search_budget_seconds must be positive and server.loop_lag_warn_ms zero or "
+            "positive (0: probe off).",
+        )
     if settings.connections_per_address < 1 or settings.connections_per_minute < 1:
         raise ConfigurationError(
             "[limits] connections_per_address et connections_per_minute doivent valoir au moins 1.",
@@ -503,6 +538,14 @@ def render_config(settings: Settings) -> str:
         "",
         "[smtp]",
         f"max_message_bytes = {settings.max_message_bytes}",
+        "",
+        "[imap]",
+        "# Temps de calcul maximal d'une recherche (s) ; au-delà : NO [LIMIT]",
+        f"search_budget_seconds = {settings.imap_search_budget_seconds:g}",
+        "",
+        "[server]",
+        "# Sonde de latence de la boucle d'événements (ms ; 0 : désactivée, diagnostic)",
+        f"loop_lag_warn_ms = {settings.loop_lag_warn_ms}",
         "",
         "[outbound]",
         "# Domaines exigeant TLS avec certificat vérifié / domains requiring verified TLS",

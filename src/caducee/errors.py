@@ -62,6 +62,11 @@ class MessageTooLarge(LimitReached):
     """The message exceeds the size limit (SMTP 552 5.3.4)."""
 
 
+class BudgetExceeded(LimitReached):
+    """A request would take longer than its budget of work (``[imap] search_budget_seconds``):
+    refused rather than let it hold the node (IMAP ``NO [LIMIT]``, RFC 5530 §3)."""
+
+
 class SenderNotAllowed(AccessDenied):
     """The authenticated account may not send as this address (SMTP 553 5.7.1)."""
 

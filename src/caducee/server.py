@@ -28,9 +28,11 @@ from caducee.health import patient_triage
 from caducee.health.trust_list import TrustListRefresher
 from caducee.i18n import tr
 from caducee.listeners import ListenAddress, Listener, parse_address
+from caducee.loop_probe import LoopLagProbe
 from caducee.protocols.imap.listener import imap_listener
 from caducee.protocols.pop3.listener import pop3_listener
 from caducee.protocols.smtp.listener import smtp_listener
+from caducee.services import cpu_pool
 from caducee.web import HttpsListener
 
 log = logging.getLogger(__name__)
@@ -236,8 +238,8 @@ async def run_listeners(
 async def _finished(task: asyncio.Task[None]) -> None:
     try:
         await task
-    except Exception:  # a failed warm-up only makes the first classification slower
-        log.exception("triage warm-up failed")
+    except Exception:  # a failed warm-up only makes the first use slower
+        log.exception("warm-up failed")
 
 
 async def serve(settings: Settings, *, ready_file: bool = True) -> None:
@@ -261,16 +263,26 @@ async def serve(settings: Settings, *, ready_file: bool = True) -> None:
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
             continue
         installed.append(sig)
+    probe = LoopLagProbe(settings.loop_lag_warn_ms) if settings.loop_lag_warn_ms > 0 else None
+    if probe is not None:
+        probe.start()
     try:
         async with open_app(settings) as app:
             with single_instance(settings):
                 # The triage's lemmatizer loads its dictionary (a second or so) in a thread,
                 # before the first patient message rather than during it.
                 warming = asyncio.create_task(asyncio.to_thread(patient_triage.warm_up))
+                # The MIME parsing processes (services.cpu_pool) start now, not on the loop
+                # during the first search or indexing.
+                pool_warming = asyncio.create_task(asyncio.to_thread(cpu_pool.warm_up))
                 async with running_workers(app):
                     await run_listeners(settings, build_listeners(app), stop, ready_file=ready_file)
                 await _finished(warming)
+                await _finished(pool_warming)
         log.info(tr("serveur arrêté", "server stopped"))
     finally:
+        await asyncio.to_thread(cpu_pool.shutdown)
+        if probe is not None:
+            await probe.stop()
         for sig in installed:
             loop.remove_signal_handler(sig)

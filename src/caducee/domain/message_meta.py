@@ -1,5 +1,7 @@
-"""What we precompute from a message once, at delivery: decoded headers, a snippet, and (from
-version 2) the IMAP ENVELOPE, BODYSTRUCTURE and section offsets (``domain/mime_structure``).
+"""What we precompute from a message once, at delivery: decoded headers, a snippet, (from
+version 2) the IMAP ENVELOPE, BODYSTRUCTURE and section offsets (``domain/mime_structure``),
+and (from version 3) every field of the top-level header, decoded, for SEARCH HEADER on any
+field without reading the message again (``fields``, bounded by :data:`HEADER_BLOCK_BYTES`).
 
 Headers are read from our own scan of the message (the fields the IMAP ENVELOPE is built from);
 the snippet's text part, when it needs it, goes through the stdlib's fast ``compat32`` policy.
@@ -16,9 +18,18 @@ from email.parser import BytesParser
 from email.policy import compat32
 from typing import Any
 
-from caducee.domain.mime_structure import LEAF, Part, first_headers, parse_structure
+from caducee.domain.mime_structure import (
+    LEAF,
+    Part,
+    first_headers,
+    header_end,
+    header_fields,
+    parse_structure,
+)
 
-META_VERSION = 2  # 2: + "imap" (older metadata is recomputed from the raw message)
+#: 2: + "imap"; 3: + "fields" (older metadata: what it lacks is computed from the raw message,
+#: off the event loop, when first needed).
+META_VERSION = 3
 SNIPPET_CHARS = 200
 _SNIPPET_SOURCE_BYTES = 8192
 HEADERS = ("Subject", "From", "To", "Cc", "Date", "Message-ID", "In-Reply-To", "References")
@@ -55,6 +66,22 @@ def decode_header_value(value: Any) -> str:
     except (ValueError, LookupError, UnicodeError, AssertionError):
         decoded = text
     return " ".join(decoded.split())
+
+
+#: Of the top-level header block, at most this much is kept in ``fields``: a field beyond it
+#: (a hostile sender's 64 kB of headers) is not found by SEARCH HEADER.
+HEADER_BLOCK_BYTES = 64 * 1024
+
+
+def header_texts(raw: bytes, body: int | None = None) -> list[list[str]]:
+    """The fields of the top-level header block (its first :data:`HEADER_BLOCK_BYTES`), in
+    order: ``[lower-case name, value as people read it]`` (unfolded, RFC 2047 words and 8-bit
+    UTF-8 decoded). ``body``: where the body starts, when the caller knows it."""
+    end = header_end(raw) if body is None else body
+    block = raw[: min(end, HEADER_BLOCK_BYTES)]
+    return [
+        [name, decode_header_value(_from_latin1(value))] for name, value in header_fields(block)
+    ]
 
 
 #: Of a text part, at most this much is parsed for the snippet: enough for
@@ -121,7 +148,9 @@ def _first_words(text: str) -> str:
 
 
 def extract_meta(raw: bytes) -> dict[str, Any]:
-    """Decoded headers (lower-case keys) and a text snippet; ``v`` is the format version.
+    """Decoded headers (lower-case keys), a text snippet, the IMAP structure (``imap``) and
+    every top-level header field (``fields``, see :func:`header_texts`); ``v`` is the format
+    version.
 
     The MIME structure is scanned once (``parse_structure``); the stdlib parser then reads
     only the one text part the snippet comes from.
@@ -139,4 +168,5 @@ def extract_meta(raw: bytes) -> dict[str, Any]:
     except Exception:  # broken MIME is stored as-is, without a snippet
         meta["snippet"] = ""
     meta["imap"] = structure.to_meta()
+    meta["fields"] = header_texts(raw, structure.tree.body)
     return meta

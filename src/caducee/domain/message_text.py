@@ -18,6 +18,15 @@ class Text:
     body: str  # decoded text parts, casefolded
 
 
+def searchable_fields(fields: list[list[str]]) -> dict[str, str]:
+    """:func:`~caducee.domain.message_meta.header_texts` as :attr:`Text.headers` has them: by
+    lower-case name, the values casefolded and ``"\\n"``-joined (SEARCH HEADER matches them)."""
+    found: dict[str, list[str]] = {}
+    for name, value in fields:
+        found.setdefault(name, []).append(value.casefold())
+    return {name: "\n".join(values) for name, values in found.items()}
+
+
 def _body_text(message: Message) -> str:
     chunks: list[str] = []
     for part in message.walk():

@@ -391,6 +391,11 @@ def _body_start(raw: bytes, start: int, end: int) -> int:
     return match.end() if match else end
 
 
+def header_end(raw: bytes) -> int:
+    """Where the top-level body starts (after the empty line; the end when there is none)."""
+    return _body_start(raw, 0, len(raw))
+
+
 class _Scanner:
     def __init__(self, raw: bytes) -> None:
         self.raw = raw

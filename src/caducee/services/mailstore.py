@@ -18,16 +18,19 @@ After every change, ``services.events`` wakes the IDLE sessions of the mailbox o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from caducee.app import App
+from caducee.domain.message_meta import header_texts
+from caducee.domain.message_text import searchable_fields
 from caducee.domain.mime_structure import Structure, parse_structure
 from caducee.domain.model import Flag, Folder, FolderCounts, IndexEntry, Mailbox, MessageSummary
 from caducee.errors import (
@@ -65,6 +68,7 @@ SHARED_PREFIX = "Partagés"
 MAX_NAME_CHARS = 200
 MAX_DEPTH = 16
 META_CACHE_ENTRIES = 50_000
+META_CACHE_BYTES = 96 * 1024 * 1024
 
 
 class NoPermission(AccessDenied):
@@ -760,18 +764,31 @@ async def quota(app: App, mailbox_id: int) -> tuple[int, int]:
 
 @dataclass
 class Meta:
-    """Opened metadata of a message: decoded headers (search) and its IMAP structure."""
+    """Opened metadata of a message: decoded headers (search) and its IMAP structure; with
+    ``fields`` (when asked for: :func:`load_meta` ``header_fields``), every top-level header
+    field in the form SEARCH HEADER matches (``message_text.searchable_fields``)."""
 
     headers: dict[str, Any]
     structure: Structure
+    fields: dict[str, str] | None = None
+    #: SEARCH FROM / TO / CC's address forms by header name (``imap.search``), computed once
+    forms: dict[str, str] = field(default_factory=dict)
+
+
+def _weight(meta: Meta) -> int:
+    """About what a cached metadata costs in memory (bytes)."""
+    fields = meta.fields
+    return 1024 + (sum(len(k) + len(v) for k, v in fields.items()) if fields else 0)
 
 
 class MetaCache:
     """Per node: opened metadata by blob id (a blob id names one content in one mailbox), so a
-    warm full sync decrypts nothing. In memory only."""
+    warm full sync decrypts nothing. In memory only; bounded in entries and in bytes (header
+    fields, kept only once a search asked for them, may weigh up to 64 kB each)."""
 
     def __init__(self, _app: App) -> None:
         self.entries: OrderedDict[str, Meta] = OrderedDict()
+        self.size = 0
 
     def get(self, blob_id: str) -> Meta | None:
         found = self.entries.get(blob_id)
@@ -780,9 +797,16 @@ class MetaCache:
         return found
 
     def put(self, blob_id: str, meta: Meta) -> None:
+        old = self.entries.pop(blob_id, None)
+        if old is not None:
+            self.size -= _weight(old)
         self.entries[blob_id] = meta
-        if len(self.entries) > META_CACHE_ENTRIES:
-            self.entries.popitem(last=False)
+        self.size += _weight(meta)
+        while self.entries and (
+            len(self.entries) > META_CACHE_ENTRIES or self.size > META_CACHE_BYTES
+        ):
+            _, gone = self.entries.popitem(last=False)
+            self.size -= _weight(gone)
 
 
 def meta_cache(app: App) -> MetaCache:
@@ -836,17 +860,68 @@ async def fetch_rows(
     return rows
 
 
-async def load_meta(app: App, rows: Sequence[MessageSummary]) -> dict[int, Meta]:
-    """Opened metadata for messages (cache, else one query and one data key per mailbox).
+@dataclass
+class _Opened:
+    """A message's metadata as opened in a worker thread; what it lacks needs the raw message
+    (``structure`` None: before META_VERSION 2; ``fields`` None while asked for: before 3)."""
 
-    Metadata from before META_VERSION 2 lacks the IMAP structure: it is computed from the raw
-    message then (and cached)."""
+    headers: dict[str, Any]
+    structure: Structure | None
+    fields: dict[str, str] | None
+
+
+def _open_metas(
+    keys: dict[int, bytes],
+    sealed: dict[int, bytes],
+    rows: Sequence[MessageSummary],
+    header_fields: bool,
+) -> dict[int, _Opened]:
+    """Decrypt and decode sealed metadata (CPU work: run in a worker thread)."""
+    out: dict[int, _Opened] = {}
+    for row in rows:
+        data = sealed.get(row.id)
+        if data is None:
+            continue
+        scope = mailbox_scope(row.mailbox_id)
+        opened = crypto.open_sealed(
+            keys[row.mailbox_id], data, crypto.aad_for(scope, row.blob_id, "meta")
+        )
+        headers = json.loads(opened)
+        imap = headers.pop("imap", None)
+        listed = headers.pop("fields", None)
+        structure = Structure.from_meta(imap) if isinstance(imap, dict) else None
+        fields = None
+        if header_fields and isinstance(listed, list):
+            fields = searchable_fields(listed)
+        out[row.id] = _Opened(headers, structure, fields)
+    return out
+
+
+def _complete(opened: dict[int, _Opened], raws: dict[int, bytes], header_fields: bool) -> None:
+    """What old metadata lacks, computed from the raw messages (a worker thread's job)."""
+    for message_id, raw in raws.items():
+        item = opened[message_id]
+        if item.structure is None:
+            item.structure = parse_structure(raw)
+        if header_fields and item.fields is None:
+            item.fields = searchable_fields(header_texts(raw))
+
+
+async def load_meta(
+    app: App, rows: Sequence[MessageSummary], *, header_fields: bool = False
+) -> dict[int, Meta]:
+    """Opened metadata for messages (cache, else one query and one data key per mailbox);
+    with ``header_fields``, each with every top-level header field (SEARCH HEADER).
+
+    Decrypting and decoding run in a worker thread, never on the event loop. Metadata from
+    before META_VERSION 2 lacks the IMAP structure, from before 3 the header fields: they are
+    computed from the raw message then, in a worker thread, and cached."""
     cache = meta_cache(app)
     out: dict[int, Meta] = {}
     missing: list[MessageSummary] = []
     for row in rows:
         found = cache.get(row.blob_id)
-        if found is None:
+        if found is None or (header_fields and found.fields is None):
             missing.append(row)
         else:
             out[row.id] = found
@@ -858,31 +933,24 @@ async def load_meta(app: App, rows: Sequence[MessageSummary]) -> dict[int, Meta]
             mid: await app.keyring.data_key(conn, mailbox_scope(mid))
             for mid in {r.mailbox_id for r in missing}
         }
-        for row in missing:
-            data = sealed.get(row.id)
-            if data is None:
-                continue
-            scope = mailbox_scope(row.mailbox_id)
-            opened = crypto.open_sealed(
-                keys[row.mailbox_id], data, crypto.aad_for(scope, row.blob_id, "meta")
-            )
-            headers = json.loads(opened)
-            imap = headers.pop("imap", None)
-            if isinstance(imap, dict):
-                structure = Structure.from_meta(imap)
-            else:
-                raw = await _open_raw(app, conn, row)
-                structure = parse_structure(raw)
-            meta = Meta(headers, structure)
-            cache.put(row.blob_id, meta)
-            out[row.id] = meta
+    opened = await asyncio.to_thread(_open_metas, keys, sealed, missing, header_fields)
+    old = [
+        row
+        for row in missing
+        if row.id in opened
+        and (opened[row.id].structure is None or (header_fields and opened[row.id].fields is None))
+    ]
+    if old:
+        raws = await load_raw(app, old)
+        await asyncio.to_thread(_complete, opened, raws, header_fields)
+    for row in missing:
+        item = opened.get(row.id)
+        if item is None or item.structure is None:  # gone meanwhile
+            continue
+        meta = Meta(item.headers, item.structure, item.fields)
+        cache.put(row.blob_id, meta)
+        out[row.id] = meta
     return out
-
-
-async def _open_raw(app: App, conn: Any, row: MessageSummary) -> bytes:
-    scope = mailbox_scope(row.mailbox_id)
-    sealed = await app.blobs.get(conn, row.blob_id)
-    return await app.keyring.open(conn, scope, row.blob_id, "raw", sealed)
 
 
 async def load_raw(app: App, rows: Sequence[MessageSummary]) -> dict[int, bytes]:

@@ -13,6 +13,7 @@ the others.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -127,8 +128,19 @@ def _check_delivery(delivery: Delivery) -> None:
         _keywords_text(extra)
     if not delivery.mailbox_ids and not delivery.addresses:
         raise InvalidInput("Aucun destinataire.", "No recipient.")
-    if delivery.meta is None:
-        delivery.meta = extract_meta(delivery.raw)
+
+
+def _extract_metas(deliveries: Sequence[Delivery]) -> None:
+    """The metadata of each delivery that has none yet (CPU work: a worker thread's job)."""
+    for delivery in deliveries:
+        if delivery.meta is None:
+            delivery.meta = extract_meta(delivery.raw)
+
+
+async def _with_metas(deliveries: Sequence[Delivery]) -> None:
+    """:func:`_extract_metas` off the event loop (MIME scanning of big or hostile messages)."""
+    if any(delivery.meta is None for delivery in deliveries):
+        await asyncio.to_thread(_extract_metas, deliveries)
 
 
 def _resolved(delivery: Delivery, known: dict[str, tuple[int, bool]]) -> Prepared:
@@ -187,6 +199,7 @@ async def prepare_delivery(app: App, delivery: Delivery) -> Prepared:
     recipients and their data keys are in the node's caches. Raises :class:`CaduceeError`.
     """
     _check_delivery(delivery)
+    await _with_metas([delivery])
     known: dict[str, tuple[int, bool]] = {}
     unresolved = []
     cache = recipient_cache(app)
@@ -231,6 +244,7 @@ async def _prepare(
             results[index] = error
             continue
         checked.append((index, delivery))
+    await _with_metas([delivery for _, delivery in checked])
     prepared: list[tuple[int, Prepared]] = []
     async with app.db.read() as conn:
         known = await delivery_repo.mailbox_ids_by_address(

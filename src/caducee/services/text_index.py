@@ -19,8 +19,9 @@ ten-letter word (eight trigrams), whatever the message's length.
 
 Filters are built when messages are delivered — by a background task of the node once its
 delivery pipeline is idle, so that indexing never slows the SMTP door — or, for a message
-not indexed yet, by the search that first needs it. They live in ``message_text_index`` and in
-a per-node memory cache.
+not indexed yet, by the search that first needs it. Either way the parsing runs in a worker
+process and the hashing in a worker thread, never on the event loop every door shares. They live in
+``message_text_index`` and in a per-node memory cache.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from caducee.app import App
 from caducee.domain.message_text import Text, extract_text
 from caducee.errors import NotFound
+from caducee.services import cpu_pool
 from caducee.store import mailstore_repo as repo
 from caducee.store.keyring import mailbox_scope
 
@@ -53,7 +55,7 @@ CACHE_BYTES = 64 * 1024 * 1024
 MAX_PENDING_BYTES = 4 * 1024 * 1024
 #: The background indexer waits this long without deliveries before it works.
 IDLE_SECONDS = 1.0
-BATCH = 100
+BATCH = 20  # messages per stored batch of filters (each parsed in its own thread call)
 _KEY_LABEL = b"caducee imap text index v1"
 
 
@@ -113,6 +115,18 @@ def build(key: bytes, text: Text) -> bytes:
         for position in ((value & 0xFFFFFFFF) % bits, (value >> 32) % bits):
             table[position >> 3] |= 1 << (position & 7)
     return bytes(table)
+
+
+def build_all(key: bytes, texts: dict[tuple[int, str], Text]) -> dict[tuple[int, str], bytes]:
+    """:func:`build` for several messages (a worker thread's job)."""
+    return {ids: build(key, text) for ids, text in texts.items()}
+
+
+async def index_raw(key: bytes, raw: bytes) -> bytes:
+    """The filter of a raw message: its text extracted in a worker process (the stdlib's MIME
+    parser, see :mod:`caducee.services.cpu_pool`), then :func:`build` in a worker thread."""
+    text = await cpu_pool.run(extract_text, raw)
+    return await asyncio.to_thread(build, key, text)
 
 
 def needle_hashes(key: bytes, needle: str) -> list[int]:
@@ -221,9 +235,9 @@ async def index_unindexed(app: App, limit: int = 2000, batch: int = 200) -> int:
     done = 0
     for start in range(0, len(rows), batch):
         tables: dict[tuple[int, str], bytes] = {}
-        async with app.db.read() as conn:
-            for message_id, mailbox_id, blob_id in rows[start : start + batch]:
-                scope = mailbox_scope(mailbox_id)
+        for message_id, mailbox_id, blob_id in rows[start : start + batch]:
+            scope = mailbox_scope(mailbox_id)
+            async with app.db.read() as conn:
                 try:
                     sealed = await app.blobs.get(conn, blob_id)
                     raw = await app.keyring.open(conn, scope, blob_id, "raw", sealed)
@@ -232,7 +246,7 @@ async def index_unindexed(app: App, limit: int = 2000, batch: int = 200) -> int:
                 key = keys.get(mailbox_id)
                 if key is None:
                     key = keys[mailbox_id] = index_key(await app.keyring.data_key(conn, scope))
-                tables[(message_id, blob_id)] = build(key, extract_text(raw))
+            tables[(message_id, blob_id)] = await index_raw(key, raw)
         await store_filters(app, tables)
         done += len(tables)
     return done
@@ -294,12 +308,15 @@ class Indexer:
     async def _index(self, batch: list[_Pending]) -> None:
         keys: dict[int, bytes] = {}
         tables: dict[tuple[int, str], bytes] = {}
+        cache = filter_cache(self.app)
         for item in batch:
+            if cache.get(item.blob_id) is not None:  # a search got there first
+                continue
             key = keys.get(item.mailbox_id)
             if key is None:
                 key = keys[item.mailbox_id] = await mailbox_index_key(self.app, item.mailbox_id)
-            tables[(item.message_id, item.blob_id)] = build(key, extract_text(item.raw))
-            await asyncio.sleep(0)  # one message at a time: sessions stay responsive
+            # One message at a time, off the loop: it serves the doors in between.
+            tables[(item.message_id, item.blob_id)] = await index_raw(key, item.raw)
         await store_filters(self.app, tables)
 
     async def drain(self) -> None:

@@ -3,14 +3,24 @@ MODSEQ criterion (RFC 7162 §3.1.5).
 
 Matching is case-insensitive substring matching on decoded text (RFC 2047 headers, transfer
 and charset decoded bodies). Flags, dates and sizes come from clear columns; SUBJECT / FROM /
-TO / CC from the sealed metadata (no body decryption); other headers, BODY and TEXT decrypt
-the message once and keep its decoded text in a per-node in-memory cache.
+TO / CC, and HEADER on any other field, from the sealed metadata extracted at delivery (no
+message is read again: ``domain.message_meta.header_texts``); BODY and TEXT decrypt the
+message once and keep its decoded text in a per-node in-memory cache.
+
+One event loop serves every door of the node: the CPU work of a search runs off it — text
+extraction (the stdlib's MIME parser) in the node's worker processes, decoding metadata and
+matching in worker threads — a chunk of messages at a time, and a search that would take more
+than ``[imap] search_budget_seconds`` is answered ``NO [LIMIT]`` (RFC 5530 §3) instead of
+holding the node.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date
 
@@ -18,6 +28,7 @@ from caducee.app import App
 from caducee.domain.message_text import Text, extract_text
 from caducee.domain.mime_structure import parse_addresses
 from caducee.domain.model import Flag, IndexEntry, MessageSummary
+from caducee.errors import BudgetExceeded
 from caducee.protocols.imap.protocol import (
     Command,
     SearchArgs,
@@ -28,9 +39,12 @@ from caducee.protocols.imap.protocol import (
     resolve_set,
 )
 from caducee.protocols.imap.session import Session, no
-from caducee.services import mailstore, text_index
+from caducee.services import cpu_pool, mailstore, text_index
 
 BATCH = 500
+#: Messages read and sent to the worker processes at once for BODY / TEXT (bounds the memory
+#: of raw messages held at once).
+TEXT_BATCH = 50
 TEXT_CACHE_CHARS = 64 * 1024 * 1024
 _META_HEADERS = {"subject", "from", "to", "cc"}
 CHARSETS = {"UTF-8", "US-ASCII"}
@@ -74,20 +88,26 @@ def _walk(key: SearchKey) -> list[SearchKey]:
     return out
 
 
-def _needs(key: SearchKey) -> tuple[bool, bool]:
-    """(needs opened metadata, needs decoded text)."""
-    meta = text = False
+@dataclass(frozen=True)
+class Needs:
+    meta: bool  # opened metadata (SUBJECT / FROM / TO / CC, SENTDATE...)
+    fields: bool  # every header field of the metadata (HEADER on other fields)
+    text: bool  # decoded text (BODY / TEXT)
+
+
+def _needs(key: SearchKey) -> Needs:
+    meta = fields = text = False
     for sub in _walk(key):
         if sub[0] == "header":
             if sub[1] in _META_HEADERS and sub[2] != "":
                 meta = True
             else:
-                text = True
+                fields = True
         elif sub[0] in ("body", "text"):
             text = True
         elif sub[0] == "date" and sub[3]:
             meta = True
-    return meta, text
+    return Needs(meta or fields, fields, text)
 
 
 @dataclass
@@ -167,11 +187,10 @@ class Matcher:
                 if needle in value.casefold():
                     return True
                 return name != "subject" and needle in _address_forms(c.meta, name)
-            if c.text is None:
+            fields = c.meta.fields if c.meta is not None else None
+            if fields is None or name not in fields:
                 return False
-            if name not in c.text.headers:
-                return False
-            return needle in c.text.headers[name]
+            return needle in fields[name]  # "" : the field is present
         if kind == "body":
             return c.text is not None and str(key[1]).casefold() in c.text.body
         if kind == "text":
@@ -185,8 +204,7 @@ class Matcher:
 def _address_forms(meta: mailstore.Meta, name: str) -> str:
     """Addresses of a header as "name local@host", comments and routes dropped (so that
     FROM user@domain matches ``<user (comment)@ (comment) domain>``); cached with the meta."""
-    cache = meta.headers.setdefault("_forms", {})
-    assert isinstance(cache, dict)
+    cache = meta.forms  # not in meta.headers: matching runs in a thread, readers on the loop
     found = cache.get(name)
     if found is None:
         value = meta.headers.get(name)
@@ -245,20 +263,119 @@ class _Prefilter:
         return kept
 
     async def index(self, texts: dict[int, Text], rows: dict[int, MessageSummary]) -> None:
-        built = {
-            (message_id, rows[message_id].blob_id): text_index.build(self.key, text)
+        wanted = {
+            (message_id, rows[message_id].blob_id): text
             for message_id, text in texts.items()
             if message_id in self.unindexed
         }
+        if not wanted:
+            return
+        built = await asyncio.to_thread(text_index.build_all, self.key, wanted)
         self.unindexed.difference_update(message_id for message_id, _ in built)
         await text_index.store_filters(self.app, built)
 
 
+def too_costly(budget: float) -> BudgetExceeded:
+    return BudgetExceeded(
+        f"Recherche trop coûteuse : elle dépasse le temps de calcul permis ({budget:g} s). "
+        "Précisez-la (dates, expéditeur, sujet) ou cherchez dans un dossier plus petit.",
+        f"Search too costly: it exceeds the computing time allowed ({budget:g} s). Narrow it "
+        "(dates, sender, subject) or search a smaller folder.",
+    )
+
+
+class _Budget:
+    """The work time one command may take (monotonic clock, shared with worker threads)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+
+    @property
+    def spent(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def check(self) -> None:
+        if self.spent:
+            raise too_costly(self.seconds)
+
+
+async def _extract_texts(raws: dict[int, bytes], budget: _Budget) -> tuple[dict[int, Text], bool]:
+    """Decoded text of each message, in the node's worker processes (``services.cpu_pool``:
+    the stdlib's parser holds the interpreter lock), and whether the budget ran out first
+    (then only those done are returned; those not started are cancelled)."""
+    tasks = {
+        mid: asyncio.ensure_future(cpu_pool.run(extract_text, raw)) for mid, raw in raws.items()
+    }
+    try:
+        pending: set[asyncio.Future[Text]] = set()
+        if tasks:
+            _, pending = await asyncio.wait(
+                tasks.values(), timeout=max(0.0, budget.deadline - time.monotonic())
+            )
+        done = {mid: task.result() for mid, task in tasks.items() if task not in pending}
+        return done, bool(pending)
+    finally:
+        for task in tasks.values():
+            task.cancel()
+
+
+def _match_chunk(
+    matcher: Matcher, key: SearchKey, candidates: Sequence[Candidate], budget: _Budget
+) -> list[Candidate] | None:
+    """The candidates that match (worker thread); None once over budget."""
+    found = []
+    for number, candidate in enumerate(candidates):
+        if number % 64 == 0 and budget.spent:
+            return None
+        if matcher.match(key, candidate):
+            found.append(candidate)
+    return found
+
+
+async def _texts(
+    app: App,
+    rows: dict[int, MessageSummary],
+    prefilter: _Prefilter | None,
+    budget: _Budget,
+) -> dict[int, Text]:
+    """Decoded text of ``rows``: the node's cache, else decrypted and extracted in worker
+    processes, :data:`TEXT_BATCH` messages at a time (newly extracted ones are indexed too)."""
+    cache = text_cache(app)
+    texts: dict[int, Text] = {}
+    missing = []
+    for row in rows.values():
+        cached = cache.get(row.blob_id)
+        if cached is None:
+            missing.append(row)
+        else:
+            texts[row.id] = cached
+    if prefilter is not None and texts:  # decoded earlier, not indexed yet
+        await prefilter.index(texts, rows)
+    for start in range(0, len(missing), TEXT_BATCH):
+        budget.check()
+        part = missing[start : start + TEXT_BATCH]
+        raws = await mailstore.load_raw(app, part)
+        extracted, over = await _extract_texts(raws, budget)
+        for row in part:  # kept even past the budget: asking again goes further
+            if row.id in extracted:
+                cache.put(row.blob_id, extracted[row.id])
+        texts.update(extracted)
+        if prefilter is not None:
+            await prefilter.index(extracted, rows)
+        if over:
+            raise too_costly(budget.seconds)
+    return texts
+
+
 async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageSummary]]:
+    """The messages matching ``args``; :class:`~caducee.errors.BudgetExceeded` when the work
+    exceeds ``[imap] search_budget_seconds`` (the CPU part runs off the event loop)."""
     selected = session.selected
     assert selected is not None
     app = session.app
-    need_meta, need_text = _needs(args.key)
+    budget = _Budget(app.settings.imap_search_budget_seconds)
+    needs = _needs(args.key)
     matcher = Matcher(
         len(selected.uids), selected.uids[-1] if selected.uids else 0, selected.recent
     )
@@ -268,40 +385,29 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageS
         if uid not in selected.pending_expunge
     ]
     found: list[tuple[int, MessageSummary]] = []
-    cache = text_cache(app)
     all_rows = await mailstore.fetch_rows(app, selected.of.folder.id, None)  # one query
-    prefilter = await _Prefilter.make(app, selected.of.mailbox.id, args.key) if need_text else None
+    prefilter = await _Prefilter.make(app, selected.of.mailbox.id, args.key) if needs.text else None
     if prefilter is not None:
         order = await prefilter.candidates(order, all_rows)
     for start in range(0, len(order), BATCH):
+        budget.check()
         chunk = order[start : start + BATCH]
         rows = {r.id: all_rows[r.id] for _, r in chunk if r.id in all_rows}
-        metas = await mailstore.load_meta(app, list(rows.values())) if need_meta else {}
-        texts: dict[int, Text] = {}
-        if need_text:
-            missing = []
-            for row in rows.values():
-                cached = cache.get(row.blob_id)
-                if cached is None:
-                    missing.append(row)
-                else:
-                    texts[row.id] = cached
-            raws = await mailstore.load_raw(app, missing)
-            for row in missing:
-                if row.id in raws:
-                    extracted = extract_text(raws[row.id])
-                    cache.put(row.blob_id, extracted)
-                    texts[row.id] = extracted
-            if prefilter is not None:
-                await prefilter.index(texts, rows)
-        for seq, index_row in chunk:
-            found_row = rows.get(index_row.id)
-            if found_row is None:
-                continue
-            row = found_row
-            candidate = Candidate(seq, row, metas.get(row.id), texts.get(row.id))
-            if matcher.match(args.key, candidate):
-                found.append((seq, row))
+        metas = (
+            await mailstore.load_meta(app, list(rows.values()), header_fields=needs.fields)
+            if needs.meta
+            else {}
+        )
+        texts = await _texts(app, rows, prefilter, budget) if needs.text else {}
+        candidates = [
+            Candidate(seq, rows[row.id], metas.get(row.id), texts.get(row.id))
+            for seq, row in chunk
+            if row.id in rows
+        ]
+        matched = await asyncio.to_thread(_match_chunk, matcher, args.key, candidates, budget)
+        if matched is None:
+            raise too_costly(budget.seconds)
+        found += [(c.seq, c.row) for c in matched]
     return found
 
 

@@ -25,6 +25,7 @@ from caducee.domain.model import Flag, IndexEntry
 from caducee.errors import (
     AccessDenied,
     AlreadyExists,
+    BudgetExceeded,
     CaduceeError,
     NotFound,
     QuotaExceeded,
@@ -98,6 +99,8 @@ def error_response(error: CaduceeError) -> Respond:
         return no(ascii_text, "NOPERM")
     if isinstance(error, QuotaExceeded):
         return no(ascii_text, "OVERQUOTA")
+    if isinstance(error, BudgetExceeded):  # RFC 5530 §3: a server limit, not the user's
+        return no(_ascii(f"{error.fr} / {error.en}"), "LIMIT")  # what to do, in both languages
     if isinstance(error, AlreadyExists):
         return no(ascii_text, "ALREADYEXISTS")
     if isinstance(error, mailstore.HasChildren):

@@ -1,0 +1,123 @@
+"""Worker processes for CPU-heavy pure functions: the standard library's MIME parser on big or
+hostile messages (issue 17, « a node never stalls »).
+
+A worker thread keeps such work off the event loop, but not out of its way: pure-Python
+parsing holds the interpreter lock most of the time, and its garbage collections stop every
+thread, so a thread parsing a deeply nested message still made the loop that serves every door
+wait 200–300 ms at a time (``bench/loop_lag.py``). A process has its own lock and heap.
+
+One pool per OS process — its functions are pure and it holds no data of any node —, started
+with ``forkserver`` (a process running an event loop and threads is never forked), one per
+core but the loop's (at least one, at most :data:`MAX_PROCESSES`), at a lower priority
+(:data:`NICENESS`), created on first use (or :func:`warm_up`), shut down by :func:`shutdown`
+when the node stops. Each worker is replaced after :data:`TASKS_PER_PROCESS` calls, which gives
+back the memory a hostile message made it take.
+Where processes cannot be started or a worker dies, the call runs in a thread instead (still
+off the loop).
+
+Only functions of ``caducee.domain`` are sent there: a worker imports nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+MAX_PROCESSES = 8
+#: Workers run at a lower priority than the node: on a busy machine the kernel gives the
+#: event loop (every door's sessions) the CPU first, and the parsing what is left.
+NICENESS = 10
+TASKS_PER_PROCESS = 500
+#: Imported once by the fork server, so that each worker starts ready.
+PRELOAD = ["caducee.domain.message_text"]
+
+_pool: ProcessPoolExecutor | None = None
+_broken = False  # processes could not be started here: threads from now on
+_lock = threading.Lock()
+
+
+def size() -> int:
+    """Worker processes: one per core this process may run on but one (the event loop's), at
+    least one, at most :data:`MAX_PROCESSES`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores - 1, MAX_PROCESSES))
+
+
+def _executor() -> ProcessPoolExecutor | None:
+    global _pool
+    with _lock:
+        if _pool is None and not _broken:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(PRELOAD)
+            _pool = ProcessPoolExecutor(
+                max_workers=size(),
+                mp_context=context,
+                initializer=os.nice,
+                initargs=(NICENESS,),
+                max_tasks_per_child=TASKS_PER_PROCESS,
+            )
+        return _pool
+
+
+def _forget(pool: ProcessPoolExecutor, error: BaseException) -> None:
+    """A broken or shut down pool is replaced on next use; where processes cannot be started
+    at all (``OSError``), they are given up for this process's life."""
+    global _pool, _broken
+    with _lock:
+        if _pool is pool:
+            _pool = None
+            if isinstance(error, OSError):
+                _broken = True
+    log.warning("cpu pool unavailable, falling back to a thread error=%s", type(error).__name__)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def run(function: Callable[..., R], *args: object) -> R:
+    """``function(*args)`` in a worker process (a thread where processes are unavailable).
+    ``function`` and its arguments and result must be picklable."""
+    pool = _executor()
+    if pool is not None:
+        try:  # submitting starts the workers: fails when processes cannot be started
+            future = asyncio.get_running_loop().run_in_executor(pool, function, *args)
+        except (OSError, RuntimeError) as error:
+            _forget(pool, error)
+        else:
+            try:
+                return await future
+            except BrokenProcessPool as error:  # a worker died (killed, out of memory)
+                _forget(pool, error)
+    return await asyncio.to_thread(function, *args)
+
+
+def warm_up() -> None:
+    """Start the fork server and a worker now (blocking: call it in a thread), so that the
+    first message parsed does not wait for them on the event loop."""
+    pool = _executor()
+    if pool is not None:
+        try:
+            pool.submit(os.getpid).result()
+        except (OSError, RuntimeError, BrokenProcessPool) as error:
+            _forget(pool, error)
+
+
+def shutdown() -> None:
+    """Stop the workers (the node stops); a later :func:`run` starts new ones."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
