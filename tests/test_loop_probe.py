@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 
 from caducee.loop_probe import LoopLagProbe
 
@@ -24,8 +25,12 @@ class Records(logging.Handler):
             self.stalled.set()
 
 
-def hold_the_loop(records: Records) -> None:
+def hold_the_loop(records: Records, threshold_s: float) -> None:
     assert records.stalled.wait(30), "the watchdog never reported the stall"
+    # Then stay stuck twice the threshold more: the heartbeat's wake-up is then late by more
+    # than the threshold whatever the machine's load (the watchdog may speak as soon as the
+    # threshold is passed, when the heartbeat's own lag could still be under it).
+    time.sleep(2 * threshold_s)
 
 
 async def lag_reported(records: Records) -> None:
@@ -43,7 +48,7 @@ async def test_a_stuck_loop_is_reported_with_where_it_is() -> None:
     try:
         assert loop.get_debug() and loop.slow_callback_duration == 0.05
         await asyncio.sleep(0)
-        hold_the_loop(records)  # the loop's thread is stuck here until the watchdog speaks
+        hold_the_loop(records, 0.05)  # the loop's thread is stuck here until the watchdog speaks
         await asyncio.wait_for(lag_reported(records), 30)  # the heartbeat, late, says so
     finally:
         await probe.stop()
