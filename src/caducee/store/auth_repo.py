@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.domain.model import Account
 from caducee.store import directory_repo
+from caducee.store.database import insert_ignoring_conflicts
 from caducee.store.tables import accounts, app_passwords, auth_failures
 from caducee.store.times import aware
 
@@ -128,14 +128,7 @@ async def lock_failure_rows(
     values = [
         {"key": key, "failures": 0, "last_failure_at": now, "locked_until": None} for key in ordered
     ]
-    stmt: Any
-    if conn.dialect.name == "postgresql":
-        stmt = postgresql.insert(auth_failures).values(values).on_conflict_do_nothing()
-    elif conn.dialect.name == "sqlite":
-        stmt = sqlite.insert(auth_failures).values(values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        raise NotImplementedError(conn.dialect.name)
-    await conn.execute(stmt)
+    await conn.execute(insert_ignoring_conflicts(conn, auth_failures, values))
     rows = await conn.execute(
         select(auth_failures)
         .where(auth_failures.c.key.in_(ordered))

@@ -10,9 +10,9 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from caducee.store.database import insert_ignoring_conflicts
 from caducee.store.tables import (
     absences,
     accounts,
@@ -102,13 +102,7 @@ async def delete_absence(conn: AsyncConnection, account_id: int) -> bool:
 async def _insert_ignore(conn: AsyncConnection, table: Any, values: dict[str, object]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING: whether the row was inserted (told by RETURNING: the
     async PostgreSQL driver reports no row count for it)."""
-    stmt: Any
-    if conn.dialect.name == "postgresql":
-        stmt = postgresql.insert(table).values(values).on_conflict_do_nothing()
-    elif conn.dialect.name == "sqlite":
-        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        raise NotImplementedError(conn.dialect.name)
+    stmt = insert_ignoring_conflicts(conn, table, values)
     first = next(iter(table.primary_key.columns))
     return (await conn.execute(stmt.returning(first))).first() is not None
 
