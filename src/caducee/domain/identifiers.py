@@ -20,6 +20,17 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def nir_key_valid(characters: str) -> bool:
+    """The key of a NIR (and of an INS, its NIR form): ``characters`` are its 15 characters
+    without separators, Corsica's 2A/2B allowed; key = 97 − (the 13 digits mod 97), 2A read as
+    19 and 2B as 18."""
+    number, key = characters[:13].lower(), characters[13:]
+    number = number[:5] + number[5:7].replace("2a", "19").replace("2b", "18") + number[7:]
+    if not (len(characters) == 15 and number.isdigit() and key.isdigit()):
+        return False
+    return 97 - int(number) % 97 == int(key)
+
+
 def normalize_rpps(value: str) -> str:
     """An RPPS number: 11 digits whose last one is a Luhn key."""
     rpps = re.sub(r"\s", "", value)

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from datetime import date
 
-from caducee.domain.identifiers import luhn_valid
+from caducee.domain.identifiers import luhn_valid, nir_key_valid
 
 Span = tuple[str, int, int]
 
@@ -53,15 +53,6 @@ BIRTH_WINDOW = 25
 CIM10 = re.compile(r"(?<![\w.])[a-z]\d{2}(?:\.\d{1,2})?(?![\w])")
 CIM10_CONTEXT = re.compile(r"(?<!\w)(?:cim|code|diagnostic)")
 CIM10_WINDOW = 40
-
-
-def nir_key_valid(characters: str) -> bool:
-    """``characters``: the 15 characters of a NIR without separators (2A/2B allowed)."""
-    number, key = characters[:13].lower(), characters[13:]
-    number = number[:5] + number[5:7].replace("2a", "19").replace("2b", "18") + number[7:]
-    if not (number.isdigit() and key.isdigit()):
-        return False
-    return 97 - int(number) % 97 == int(key)
 
 
 def find_nir(folded: str) -> Iterator[Span]:
