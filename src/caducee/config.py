@@ -102,6 +102,7 @@ class Settings:
     trust_client_cert: str = ""  # empty: tls/server.crt
     trust_client_key: str = ""  # empty: tls/server.key
     mssante_product: str = ""  # X-MSS-NIL product reference; empty: "Caducee"
+    mssante_test_ins: bool = False  # INS of the INSi test environment (OID 1.2.250.1.213.1.4.10)
     # OpenID Connect (Pro Santé Connect): web login and SASL OAUTHBEARER/XOAUTH2
     oidc_issuer: str = ""
     oidc_client_id: str = ""
@@ -206,6 +207,15 @@ def _int(value: Any, name: str) -> int:
             f"Paramètre {name} : nombre entier attendu, reçu {value!r}.",
             f"Setting {name}: integer expected, got {value!r}.",
         ) from None
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigurationError(
+        f"Paramètre {name} : true ou false attendu, reçu {value!r}.",
+        f"Setting {name}: true or false expected, got {value!r}.",
+    )
 
 
 def _float(value: Any, name: str) -> float:
@@ -398,6 +408,9 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.trust_client_cert = str(trust.get("client_cert", settings.trust_client_cert))
         settings.trust_client_key = str(trust.get("client_key", settings.trust_client_key))
         settings.mssante_product = str(trust.get("product", settings.mssante_product))
+        settings.mssante_test_ins = _bool(
+            trust.get("test_ins", settings.mssante_test_ins), "trust.test_ins"
+        )
         oidc = doc.get("oidc", {})
         for name in (
             "issuer",
@@ -585,6 +598,8 @@ def render_config(settings: Settings) -> str:
         f"client_key = {json.dumps(settings.trust_client_key)}",
         "# Référence produit de l'en-tête X-MSS-NIL (vide : Caducee)",
         f"product = {json.dumps(settings.mssante_product)}",
+        "# INS de l'environnement de test INSi (OID 1.2.250.1.213.1.4.10) : qualification, démo",
+        f"test_ins = {json.dumps(settings.mssante_test_ins)}",
         "",
         "[oidc]",
         "# Pro Santé Connect (ou autre fournisseur OpenID Connect) ; vide : désactivé.",

@@ -60,6 +60,14 @@ def add(
     email: Annotated[str, typer.Option("--email", help="Adresse personnelle")],
     mobile: Annotated[str, typer.Option("--mobile", help="Mobile (SMS)")] = "",
     ins: Annotated[str, typer.Option("--ins", help="INS")] = "",
+    ins_status: Annotated[
+        str,
+        typer.Option(
+            "--ins-status",
+            help="Statut de l'identité : provisoire, recuperee, validee, qualifiee "
+            "(seul un INS qualifié est utilisé dans les échanges)",
+        ),
+    ] = "",
     mode: Annotated[str, typer.Option("--mode", help="retrait, pdf ou zip")] = "retrait",
     shared: Annotated[bool, typer.Option("--shared", help="Adresse partagée")] = False,
     data: DataOption = DEFAULT_DATA,
@@ -71,7 +79,15 @@ def add(
             context,
             practice,
             PatientData(
-                last_name, first_name, birth_date, email, mobile, ins, mode, shared_address=shared
+                last_name,
+                first_name,
+                birth_date,
+                email,
+                mobile,
+                ins,
+                mode,
+                shared_address=shared,
+                ins_status=ins_status,
             ),
             actor="cli",
             source="cli",
@@ -105,6 +121,12 @@ def show(
         (tr("Vérification", "Verification"), tr(*STATUS[patient.address_status])),
         ("Mobile", patient.data.mobile or "—"),
         ("INS", patient.data.ins or "—"),
+        (
+            tr("Statut de l'identité", "Identity status"),
+            f"{patient.data.ins_status} ({patient.data.ins_status_date})"
+            if patient.data.ins_status
+            else "—",
+        ),
         (tr("Mode d'envoi", "Delivery mode"), patient.data.delivery_mode),
     ):
         table.add_row(label, value)

@@ -32,7 +32,7 @@ from caducee.domain.xdm import (
     new_oid,
     rim,
 )
-from caducee.domain.xdm_codes import Code
+from caducee.domain.xdm_codes import Code, DocumentKind
 from caducee.errors import InvalidInput
 
 # ---------------------------------------------------------------------------------------------
@@ -298,3 +298,46 @@ def build_package(
                 f"{SUBSET}/{document_file_name(index, document.mime_type)}", document.content
             )
     return buffer.getvalue()
+
+
+def document_of(
+    filename: str, content: bytes, kind: DocumentKind, title: str, created: datetime
+) -> XdmDocument:
+    """A document a sender attached: a CDA R2 document (XML whose root is ClinicalDocument)
+    or a PDF, recognised by its bytes, not by its name."""
+    if content.startswith(b"%PDF-"):
+        mime_type = MIME_PDF
+    elif content.lstrip()[:1] == b"<":
+        cda_header(content)  # InvalidInput unless a CDA R2 document
+        mime_type = MIME_CDA
+    else:
+        raise InvalidInput(
+            f"« {filename[:80]} » : un document XDM est un document CDA R2 (XML) ou un PDF.",
+            f"'{filename[:80]}': an XDM document is a CDA R2 (XML) document or a PDF.",
+        )
+    return XdmDocument(content, mime_type, title or kind.label_fr, kind, created)
+
+
+def package_for_mail(
+    patient: XdmPatient,
+    author: XdmAuthor,
+    files: Sequence[tuple[str, bytes]],
+    kind: DocumentKind,
+    title: str,
+    submission_time: datetime,
+    source_oid: str,
+) -> tuple[bytes, tuple[str, ...]]:
+    """``IHE_XDM.ZIP`` for the files a sender attached (name, bytes) and the codes of its CDA
+    documents, the values of ``X-MSS-CODECDA`` (Référentiel #2 ECO.2.4.1). One call for the
+    cpu pool."""
+    documents = [
+        document_of(name, content, kind, title if len(files) == 1 else "", submission_time)
+        for name, content in files
+    ]
+    package = build_package(
+        patient, author, documents, submission_time=submission_time, source_oid=source_oid
+    )
+    cda_codes = tuple(
+        dict.fromkeys(cda_header(d.content).code for d in documents if d.mime_type == MIME_CDA)
+    )
+    return package, tuple(c for c in cda_codes if c)

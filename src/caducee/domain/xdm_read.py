@@ -8,9 +8,10 @@ import hashlib
 import io
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from xml.etree.ElementTree import Element
 
+from caducee.domain import mail_display
 from caducee.domain import xdm_codes as codes
 from caducee.domain.xdm import (
     MAX_ENTRIES,
@@ -384,3 +385,76 @@ def _read_document(
         cda_code=cda_code,
         problems=tuple(problems),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Packages attached to a message
+# ---------------------------------------------------------------------------------------------
+
+#: The attachment's name in an XDM e-mail (ITI TF-1 §16.1.2: the ZIP of the media content).
+ATTACHMENT_NAME = "IHE_XDM.ZIP"
+ZIP_TYPES = frozenset(
+    ("application/zip", "application/x-zip-compressed", "application/octet-stream")
+)
+
+
+def is_xdm_attachment(filename: str, content_type: str) -> bool:
+    """Whether an attachment is an XDM package: named ``IHE_XDM.ZIP`` (any case), sent as a
+    ZIP or as bytes."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip().upper()
+    return name == ATTACHMENT_NAME and content_type.lower() in ZIP_TYPES
+
+
+@dataclass(frozen=True)
+class MessagePackage:
+    """An XDM attachment of a message: its package (documents' bytes left out), or why it
+    could not be read (French, English). The message itself is never changed."""
+
+    index: int  # the attachment's index (domain.mail_display), the reference in URLs
+    filename: str
+    package: ReadPackage | None
+    error: Problem | None = None
+
+
+def packages_in_message(raw: bytes) -> tuple[MessagePackage, ...]:
+    """Every XDM package attached to ``raw``, read and checked (CPU work: the cpu pool)."""
+    shown = mail_display.display(raw)
+    found: list[MessagePackage] = []
+    for attachment in shown.attachments:
+        if not is_xdm_attachment(attachment.filename, attachment.content_type):
+            continue
+        part = mail_display.part_bytes(raw, attachment.index)
+        if part is None:
+            continue
+        try:
+            package = read_package(part[1])
+        except XdmError as exc:
+            found.append(
+                MessagePackage(attachment.index, attachment.filename, None, (exc.fr, exc.en))
+            )
+        else:
+            found.append(
+                MessagePackage(attachment.index, attachment.filename, replace(package, contents={}))
+            )
+    return tuple(found)
+
+
+def package_document(raw: bytes, index: int, number: int) -> tuple[ReadDocument, bytes] | None:
+    """The ``number``-th document (from 1) of the XDM package attached at ``index``, with its
+    bytes, or None (no such attachment, package unreadable, document missing)."""
+    shown = mail_display.display(raw)
+    attachment = next((a for a in shown.attachments if a.index == index), None)
+    if attachment is None or not is_xdm_attachment(attachment.filename, attachment.content_type):
+        return None
+    part = mail_display.part_bytes(raw, index)
+    if part is None:
+        return None
+    try:
+        package = read_package(part[1])
+    except XdmError:
+        return None
+    if not 1 <= number <= len(package.documents):
+        return None
+    document = package.documents[number - 1]
+    content = package.contents.get(document.path) if document.path else None
+    return (document, content) if content is not None else None

@@ -30,6 +30,8 @@ from caducee.services import mailboxes, mailstore, webmail
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 
 MAX_SUBJECT = 500
+#: The MSSanté fields :attr:`Outgoing.mss_headers` may carry.
+MSS_HEADERS = frozenset(("X-MSS-INS", "X-MSS-CODECDA"))
 MAX_ATTACHMENTS = 20
 MAX_FILENAME = 150
 DEFAULT_FILENAME = "piece-jointe"
@@ -58,6 +60,9 @@ class Outgoing:
     receipt: bool = False  # ask for a read receipt (RFC 8098 Disposition-Notification-To)
     close_exchange: bool = False  # MSSanté X-MSS-MES: FIN (end an exchange with a patient)
     attachments: tuple[Attachment, ...] = ()
+    #: MSSanté fields set by the server for a message about a patient (X-MSS-INS,
+    #: X-MSS-CODECDA: :mod:`caducee.flows.patient_compose`), never typed by the sender.
+    mss_headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def recipients(self) -> list[str]:
@@ -142,6 +147,9 @@ def compose(sender: str, display_name: str, outgoing: Outgoing, *, draft: bool =
         message["Disposition-Notification-To"] = sender
     if outgoing.close_exchange:
         message["X-MSS-MES"] = "FIN"
+    for name, value in outgoing.mss_headers:
+        if name in MSS_HEADERS:
+            message[name] = value
     message.set_content(outgoing.text or "\n")
     for attachment in outgoing.attachments:
         maintype, subtype = attachment_type(attachment.content_type)

@@ -45,6 +45,9 @@ from caducee.services.scope_keys import PATIENT_EMAIL, keyed_email, patient_scop
 from caducee.store import patients_repo, queue_repo
 
 DELIVERY_MODES = ("retrait", "pdf", "zip")
+#: INS identity statuses (RNIV): a qualified INS was checked by the INSi teleservice on a
+#: validated identity; the others never leave the registry.
+INS_STATUSES = ("", "provisoire", "recuperee", "validee", "qualifiee")
 STATUSES = ("unverified", "pending", "verified")
 VERIFY_DAYS = 7
 MAX_TEXT = 200
@@ -65,6 +68,10 @@ class PatientData:
     consent_date: str = ""  # ISO date, or empty
     notes: str = ""
     shared_address: bool = False
+    #: Identity status of the INS (Référentiel national d'identitovigilance): "", "provisoire",
+    #: "recuperee", "validee" or "qualifiee"; only a qualified INS is written on the wire.
+    ins_status: str = ""
+    ins_status_date: str = ""  # ISO date the status was set (a qualification: INSi check)
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,11 @@ class Patient:
     @property
     def display_name(self) -> str:
         return f"{self.data.last_name.upper()} {self.data.first_name}"
+
+    @property
+    def qualified_ins(self) -> str:
+        """The INS when its identity is qualified (the only INS used on the wire), else ""."""
+        return self.data.ins if self.data.ins and self.data.ins_status == "qualifiee" else ""
 
 
 @dataclass(frozen=True)
@@ -163,7 +175,26 @@ def validate(data: PatientData) -> PatientData:
         ),
         notes=data.notes.strip()[:MAX_NOTES],
         shared_address=bool(data.shared_address),
+        **_ins_status(data),
     )
+
+
+def _ins_status(data: PatientData) -> dict[str, str]:
+    status = data.ins_status.strip().lower()
+    if status not in INS_STATUSES:
+        raise InvalidInput(
+            "Statut de l'identité inconnu : provisoire, recuperee, validee ou qualifiee.",
+            "Unknown identity status: provisoire, recuperee, validee or qualifiee.",
+        )
+    if status in ("recuperee", "qualifiee") and not data.ins.strip():
+        raise InvalidInput(
+            "Une identité récupérée ou qualifiée a un INS : saisissez-le.",
+            "A retrieved or qualified identity has an INS: enter it.",
+        )
+    when = _date(data.ins_status_date, "Date du statut INS", "INS status date", required=False)
+    if status and not when:
+        when = date.today().isoformat()
+    return {"ins_status": status, "ins_status_date": when if status else ""}
 
 
 # --- keys and sealing --------------------------------------------------------------------------

@@ -55,6 +55,8 @@ def _data(form: dict[str, str]) -> PatientData:
         consent_date=form.get("consentement", ""),
         notes=form.get("notes", ""),
         shared_address=form.get("partagee") == "oui",
+        ins_status=form.get("statut_ins", ""),
+        ins_status_date=form.get("date_statut_ins", ""),
     )
 
 

@@ -15,8 +15,10 @@ from starlette.responses import JSONResponse, Response
 from caducee.domain import mail_display
 from caducee.domain.addresses import normalize_address
 from caducee.domain.model import Flag
+from caducee.domain.xdm_codes import DOCUMENT_KINDS
 from caducee.errors import AccessDenied, InvalidInput
-from caducee.flows import compose
+from caducee.flows import compose, patient_compose
+from caducee.health import xdm_mail
 from caducee.services import mailboxes, webmail
 from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo
 from caducee.store import directory_repo
@@ -102,6 +104,10 @@ async def get_message(call: Call) -> Response:
     of = await call.folder(access)
     row, raw = await webmail.message(call.app, of, int_param(call.request.path_params["uid"]))
     shown = mail_display.display(raw)
+    packages = await xdm_mail.received(
+        raw, [(a.filename, a.content_type) for a in shown.attachments]
+    )
+    english = call.request.query_params.get("lang") == "en"
     return JSONResponse(
         {
             "uid": row.uid,
@@ -118,8 +124,25 @@ async def get_message(call: Call) -> Response:
                 {"index": a.index, "nom": a.filename, "type": a.content_type, "taille": a.size}
                 for a in shown.attachments
             ],
+            "documents_xdm": [xdm_mail.package_json(p, english) for p in packages],
         }
     )
+
+
+async def get_xdm_document(call: Call) -> Response:
+    access = await call.mailbox()
+    of = await call.folder(access)
+    _row, raw = await webmail.message(call.app, of, int_param(call.request.path_params["uid"]))
+    found = await xdm_mail.document(
+        raw,
+        int_param(call.request.path_params["part"]),
+        int_param(call.request.path_params["number"]),
+    )
+    if found is None:
+        raise ApiError(404, "introuvable", "Document XDM introuvable.", "XDM document not found.")
+    document, content = found
+    name = document.path.rsplit("/", 1)[-1]
+    return download_response(content, name, mail_display.download_type(document.mime_type))
 
 
 async def get_attachment(call: Call) -> Response:
@@ -180,6 +203,24 @@ def _strings(value: object, name: str) -> list[str]:
         raise ApiError(422, "adresse", exc.fr, exc.en) from None
 
 
+def _about_patient(value: object) -> patient_compose.AboutPatient | None:
+    """The optional ``patient`` object of a send: {"id", "xdm", "mes"}."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or type(value.get("id")) is not int:
+        raise ApiError(
+            422, "invalide", "patient : objet avec un « id » entier attendu.",
+            "patient: an object with an integer 'id' expected.",
+        )  # fmt: skip
+    kind, mes = value.get("xdm", ""), value.get("mes", False)
+    if not isinstance(kind, str) or not isinstance(mes, bool):
+        raise ApiError(
+            422, "invalide", "patient.xdm : chaîne ; patient.mes : booléen.",
+            "patient.xdm: a string; patient.mes: a boolean.",
+        )  # fmt: skip
+    return patient_compose.AboutPatient(value["id"], kind, mes)
+
+
 async def send_message(call: Call) -> Response:
     access = await call.mailbox(send=True)
     body = await json_body(call)
@@ -212,6 +253,9 @@ async def send_message(call: Call) -> Response:
         text=text,
         attachments=tuple(attachments),
     )
+    about = _about_patient(body.get("patient"))
+    if about is not None:
+        outgoing = await patient_compose.about_patient(call.app, access, outgoing, about)
     composed = await compose.build(call.app, access, outgoing)
     await compose.send(
         call.app,
@@ -276,7 +320,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/boites/{mailbox_id}/dossiers/{folder_id}/messages/{uid}",
         get_message,
         "lecture",
-        "Un message : en-têtes, texte, liste des pièces jointes",
+        "Un message : en-têtes, texte, liste des pièces jointes, documents IHE XDM lus et "
+        "vérifiés (documents_xdm)",
         {"type": "object"},
     ),
     Endpoint(
@@ -285,6 +330,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         get_attachment,
         "lecture",
         "Une pièce jointe (octets)",
+        {"type": "string", "format": "binary"},
+        raw_response="application/octet-stream",
+    ),
+    Endpoint(
+        "GET",
+        "/boites/{mailbox_id}/dossiers/{folder_id}/messages/{uid}/xdm/{part}/{number}",
+        get_xdm_document,
+        "lecture",
+        "Un document d'un paquet IHE XDM reçu (octets ; « number » à partir de 1, voir "
+        "documents_xdm du message)",
         {"type": "string", "format": "binary"},
         raw_response="application/octet-stream",
     ),
@@ -331,6 +386,20 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                 "cci": _ADDRESSES,
                 "objet": {"type": "string", "maxLength": 500},
                 "texte": {"type": "string"},
+                "patient": {
+                    "type": "object",
+                    "description": "Message concernant un patient du registre (INS qualifié) : "
+                    "X-MSS-INS, destinataires de l'espace de confiance seulement ; « xdm » : "
+                    "type de document, les pièces jointes partent en paquet IHE_XDM.ZIP ; "
+                    "« mes » : aussi vers sa messagerie Mon espace santé",
+                    "required": ["id"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "xdm": {"type": "string", "enum": ["", *DOCUMENT_KINDS]},
+                        "mes": {"type": "boolean"},
+                    },
+                    "additionalProperties": False,
+                },
                 "pieces_jointes": {
                     "type": "array",
                     "maxItems": 20,

@@ -19,6 +19,12 @@ PATIENT_FIELDS: dict[str, Any] = {
     "email": {"type": "string", "format": "email", "maxLength": 320},
     "mobile": {"type": "string", "maxLength": 30},
     "ins": {"type": "string", "maxLength": 25},
+    "statut_ins": {
+        "type": "string",
+        "enum": list(patients.INS_STATUSES),
+        "description": "Identitovigilance : seul un INS « qualifiee » est écrit dans les échanges",
+    },
+    "date_statut_ins": {"type": "string", "maxLength": 10},
     "mode": {"type": "string", "enum": list(patients.DELIVERY_MODES)},
     "consentement": {"type": "string", "maxLength": 10},
     "notes": {"type": "string", "maxLength": 2000},
@@ -50,6 +56,8 @@ def patient_json(patient: Patient) -> dict[str, Any]:
         "email": data.email,
         "mobile": data.mobile,
         "ins": data.ins,
+        "statut_ins": data.ins_status,
+        "date_statut_ins": data.ins_status_date,
         "mode": data.delivery_mode,
         "consentement": data.consent_date,
         "notes": data.notes,
@@ -74,6 +82,8 @@ def patient_data(body: dict[str, Any]) -> PatientData:
         consent_date=text("consentement"),
         notes=text("notes"),
         shared_address=body.get("adresse_partagee") is True,
+        ins_status=text("statut_ins"),
+        ins_status_date=text("date_statut_ins"),
     )
 
 

@@ -16,9 +16,9 @@ from caducee.domain import mail_display
 from caducee.domain.addresses import normalize_address
 from caducee.domain.model import Flag, SpecialUse
 from caducee.errors import CaduceeError, InvalidInput
-from caducee.flows import compose, submission
+from caducee.flows import compose, patient_compose, submission
 from caducee.flows.compose import MAX_SUBJECT, Outgoing
-from caducee.health import dlp
+from caducee.health import dlp, xdm_mail
 from caducee.services import mailstore, webmail
 from caducee.services.envelope import ClientInfo
 from caducee.web.core import WebUser, client_ip, error_message, page, redirect, render, state
@@ -40,6 +40,9 @@ class Draft:
     receipt: bool = False  # ask for a read receipt (RFC 8098 Disposition-Notification-To)
     close_exchange: bool = False  # MSSanté X-MSS-MES: FIN (end an exchange with a patient)
     draft_uid: int | None = None  # the saved copy in Drafts, replaced at each save
+    about_patient: str = ""  # registry id of the patient the message is about (issue 18)
+    xdm_kind: str = ""  # send the attachments as an IHE XDM package of this document type
+    to_mes: bool = False  # also to the patient's Mon espace santé address
     forwarded_files: list[str] = field(default_factory=list)
 
 
@@ -129,7 +132,7 @@ async def _prefill(request: Request, view: BoxView) -> Draft:
     return Draft(to=params.get("a", "")[:1000])
 
 
-def _form(
+async def _form(
     request: Request,
     view: BoxView,
     draft: Draft,
@@ -138,6 +141,7 @@ def _form(
     status: int = 200,
     findings: list[dlp.Finding] | None = None,
 ) -> Response:
+    app = state(request).app
     return render(
         request,
         "webmail/compose.html",
@@ -148,7 +152,9 @@ def _form(
             "draft": draft,
             "error": error,
             "findings": findings or [],
-            "max_bytes": state(request).app.settings.max_message_bytes,
+            "max_bytes": app.settings.max_message_bytes,
+            "about_patients": await xdm_mail.patient_choices(app, view.access),
+            "xdm_kinds": xdm_mail.kinds(),
         },
         status=status,
     )
@@ -157,7 +163,7 @@ def _form(
 @page()
 async def compose_page(request: Request, user: WebUser) -> Response:
     view = await open_view(request, user, need_send=True)
-    return _form(request, view, await _prefill(request, view))
+    return await _form(request, view, await _prefill(request, view))
 
 
 def _addresses(value: str, label: str) -> list[str]:
@@ -226,13 +232,18 @@ async def send(request: Request, user: WebUser) -> Response:
     draft = _draft_from(text)
     try:
         outgoing = await _outgoing(request, view, draft, files)
+        if draft.about_patient.isdigit():
+            about = patient_compose.AboutPatient(
+                int(draft.about_patient), draft.xdm_kind, draft.to_mes
+            )
+            outgoing = await patient_compose.about_patient(web.app, view.access, outgoing, about)
         composed = await compose.build(web.app, view.access, outgoing)
         if text.get("confirmer") != "oui":  # shown before it leaves: the sender may edit
             found = await submission.sensitive_findings(
                 web.app, view.mailbox.address, list(composed.recipients), composed.raw
             )
             if found:
-                return _form(request, view, draft, findings=found, status=409)
+                return await _form(request, view, draft, findings=found, status=409)
         sent = await compose.send(
             web.app,
             view.access,
@@ -242,7 +253,7 @@ async def send(request: Request, user: WebUser) -> Response:
             ),
         )
     except CaduceeError as exc:
-        return _form(request, view, draft, error=error_message(exc), status=400)
+        return await _form(request, view, draft, error=error_message(exc), status=400)
     await _drop_draft(request, view, draft.draft_uid)
     assert sent is not None
     return await _after_send(request, view, draft, sent)
@@ -263,6 +274,9 @@ def _draft_from(text: dict[str, str]) -> Draft:
         receipt=text.get("accuse") == "oui",
         close_exchange=text.get("fin_echange") == "oui",
         draft_uid=int(uid) if uid.isdigit() else None,
+        about_patient=text.get("patient", "")[:20],
+        xdm_kind=text.get("type_xdm", "")[:40],
+        to_mes=text.get("mes") == "oui",
     )
 
 

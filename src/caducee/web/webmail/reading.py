@@ -18,7 +18,7 @@ from caducee.domain.model import Flag, SpecialUse
 from caducee.domain.triage_settings import URGENT_KEYWORD
 from caducee.errors import CaduceeError, InvalidInput
 from caducee.flows import read_receipts
-from caducee.health import patient_triage, pickup
+from caducee.health import patient_triage, pickup, xdm_mail
 from caducee.services import trace, webmail
 from caducee.services.mailstore import OpenFolder
 from caducee.web import mail_body
@@ -162,6 +162,9 @@ async def message_page(request: Request, user: WebUser) -> Response:
         else ("", False)
     )
     thread = await webmail.conversation(web.app, of, row)
+    packages = await xdm_mail.received(
+        raw, [(a.filename, a.content_type) for a in shown.attachments]
+    )
     response = render(
         request,
         "webmail/message.html",
@@ -180,6 +183,7 @@ async def message_page(request: Request, user: WebUser) -> Response:
             "flagged": bool(row.flags & Flag.FLAGGED),
             "is_sent": of.folder.special_use == SpecialUse.SENT.value,
             "keywords": tuple(row.keywords.split()),
+            "xdm_packages": packages,
             **(await _triage_context(request, of)),
         },
     )
@@ -256,6 +260,19 @@ async def attachment(request: Request, user: WebUser) -> Response:
     return download_response(found[1], meta.filename, mail_display.download_type(meta.content_type))
 
 
+@page()
+async def xdm_document(request: Request, user: WebUser) -> Response:
+    """A document of a received IHE XDM package, as a download (checked or not: the page says
+    what is wrong with it)."""
+    *_opened, raw = await open_message(request, user)
+    found = await xdm_mail.document(raw, int_param(request, "part"), int_param(request, "number"))
+    if found is None:
+        raise not_found()
+    document, content = found
+    name = document.path.rsplit("/", 1)[-1]
+    return download_response(content, name, mail_display.download_type(document.mime_type))
+
+
 ACTIONS = ("lu", "non-lu", "suivi", "non-suivi", "supprimer", "archiver", "deplacer")
 
 
@@ -318,5 +335,10 @@ routes = [
     Route("/courrier/b/{mailbox_id}/d/{folder_id}/m/{uid}/corps", message_body, methods=["GET"]),
     Route("/courrier/b/{mailbox_id}/d/{folder_id}/m/{uid}/pj/{part}", attachment, methods=["GET"]),
     Route("/courrier/b/{mailbox_id}/d/{folder_id}/m/{uid}/trace", trace_page, methods=["GET"]),
+    Route(
+        "/courrier/b/{mailbox_id}/d/{folder_id}/m/{uid}/xdm/{part}/{number}",
+        xdm_document,
+        methods=["GET"],
+    ),
     Route("/courrier/b/{mailbox_id}/reglages", mailbox_settings, methods=["POST"]),
 ]
