@@ -24,7 +24,7 @@ from caducee.errors import InvalidInput, PolicyRejected
 from caducee.flows import compose, patient_compose
 from caducee.health import patients, trust_list
 from caducee.health.patients import PatientData
-from caducee.services import api_tokens, maildrop, mailboxes, mfa, queue
+from caducee.services import api_tokens, mailboxes, maildrop, mfa, queue
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo
 from tests.health.whitelists import operator_dn, whitelist_xml
@@ -72,7 +72,7 @@ async def setting(app: App) -> Setting:
                 ("cabinet.test", operator_dn(1)),
                 ("hopital.mssante.fr", operator_dn(2)),
                 ("patient.mssante.fr", operator_dn(3)),
-            ]  # fmt: skip
+            ]
         ),
     )
     qualified = await patients.add_patient(
@@ -80,7 +80,7 @@ async def setting(app: App) -> Setting:
         created.id,
         PatientData(
             "Martin", "Élise", "14/02/1975", "elise@perso.test", ins=INS, ins_status="qualifiee"
-        ),  # fmt: skip
+        ),
         actor="t",
         source="t",
     )
@@ -94,7 +94,7 @@ async def setting(app: App) -> Setting:
             "leon@perso.test",
             ins=ins_with_key("1800375123456"),
             ins_status="validee",
-        ),  # fmt: skip
+        ),
         actor="t",
         source="t",
     )
@@ -266,7 +266,7 @@ async def test_webmail_compose_sends_an_xdm_message(
             "corps": "Bonjour.",
             "patient": str(setting.patient.id),
             "type_xdm": "biologie",
-        },  # fmt: skip
+        },
         files={"pieces": ("bilan.pdf", PDF, "application/pdf")},
     )
     assert sent.status_code == 303, sent.text
@@ -283,7 +283,7 @@ async def test_webmail_compose_sends_an_xdm_message(
             "a": "quelquun@gmail.test",
             "corps": "x",
             "patient": str(setting.patient.id),
-        },  # fmt: skip
+        },
     )
     assert refused.status_code == 400 and "espace de confiance" in refused.text
 
@@ -301,7 +301,7 @@ async def test_api_sends_and_reads_xdm(app: App, setting: Setting, web: WebClien
             "patient": {"id": setting.patient.id, "xdm": "synthese"},
             "pieces_jointes": [
                 {"nom": "cr.xml", "type": "text/xml", "contenu": base64.b64encode(CDA).decode()}
-            ],  # fmt: skip
+            ],
         },
         headers=auth,
     )
