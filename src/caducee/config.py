@@ -102,6 +102,12 @@ class Settings:
     trust_client_cert: str = ""  # empty: tls/server.crt
     trust_client_key: str = ""  # empty: tls/server.key
     mssante_product: str = ""  # X-MSS-NIL product reference; empty: "Caducee"
+    # ClamAV (issue 19): clamd's socket, "unix:/run/clamav/clamd.ctl" or "tcp:host:port";
+    # empty: no scan. When clamd is down or slow: "tempfail" (451, the sender retries) or
+    # "accept" (audited, never silent).
+    antivirus_clamd: str = ""
+    antivirus_timeout_seconds: float = 30.0
+    antivirus_on_unavailable: str = "tempfail"
     # OpenID Connect (Pro Santé Connect): web login and SASL OAUTHBEARER/XOAUTH2
     oidc_issuer: str = ""
     oidc_client_id: str = ""
@@ -206,6 +212,28 @@ def _int(value: Any, name: str) -> int:
             f"Paramètre {name} : nombre entier attendu, reçu {value!r}.",
             f"Setting {name}: integer expected, got {value!r}.",
         ) from None
+
+
+def _check_antivirus(settings: Settings) -> None:
+    if settings.antivirus_on_unavailable not in ("tempfail", "accept"):
+        raise ConfigurationError(
+            "[antivirus] on_unavailable : « tempfail » ou « accept ».",
+            "[antivirus] on_unavailable: 'tempfail' or 'accept'.",
+        )
+    if settings.antivirus_timeout_seconds <= 0:
+        raise ConfigurationError(
+            "[antivirus] timeout_seconds doit être positif.",
+            "[antivirus] timeout_seconds must be positive.",
+        )
+    address = settings.antivirus_clamd
+    if address and not (
+        address.startswith(("/", "unix:/"))
+        or (address.startswith("tcp:") and address.count(":") >= 2)
+    ):
+        raise ConfigurationError(
+            f"[antivirus] clamd : « unix:/chemin » ou « tcp:hôte:port », pas {address!r}.",
+            f"[antivirus] clamd: 'unix:/path' or 'tcp:host:port', not {address!r}.",
+        )
 
 
 def _float(value: Any, name: str) -> float:
@@ -398,6 +426,15 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.trust_client_cert = str(trust.get("client_cert", settings.trust_client_cert))
         settings.trust_client_key = str(trust.get("client_key", settings.trust_client_key))
         settings.mssante_product = str(trust.get("product", settings.mssante_product))
+        antivirus = doc.get("antivirus", {})
+        settings.antivirus_clamd = str(antivirus.get("clamd", settings.antivirus_clamd))
+        settings.antivirus_timeout_seconds = _float(
+            antivirus.get("timeout_seconds", settings.antivirus_timeout_seconds),
+            "antivirus.timeout_seconds",
+        )
+        settings.antivirus_on_unavailable = str(
+            antivirus.get("on_unavailable", settings.antivirus_on_unavailable)
+        )
         oidc = doc.get("oidc", {})
         for name in (
             "issuer",
@@ -448,6 +485,8 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.loop_lag_warn_ms = _int(
             env["CADUCEE_LOOP_LAG_WARN_MS"], "CADUCEE_LOOP_LAG_WARN_MS"
         )
+    settings.antivirus_clamd = env.get("CADUCEE_CLAMD", settings.antivirus_clamd)
+    _check_antivirus(settings)
     if settings.imap_search_budget_seconds <= 0 or settings.loop_lag_warn_ms < 0:
         raise ConfigurationError(
             "imap.search_budget_seconds doit être positif et server.loop_lag_warn_ms positif "
@@ -585,6 +624,15 @@ def render_config(settings: Settings) -> str:
         f"client_key = {json.dumps(settings.trust_client_key)}",
         "# Référence produit de l'en-tête X-MSS-NIL (vide : Caducee)",
         f"product = {json.dumps(settings.mssante_product)}",
+        "",
+        "[antivirus]",
+        "# Démon ClamAV (paquet clamav-daemon) : « unix:/run/clamav/clamd.ctl » ou",
+        "# « tcp:127.0.0.1:3310 » ; vide : pas d'analyse. Sa StreamMaxLength doit couvrir",
+        "# max_message_bytes. clamd absent ou lent : « tempfail » (451, l'expéditeur réessaie)",
+        "# ou « accept » (accepté sans analyse, journalisé et audité).",
+        f"clamd = {json.dumps(settings.antivirus_clamd)}",
+        f"timeout_seconds = {settings.antivirus_timeout_seconds:g}",
+        f"on_unavailable = {json.dumps(settings.antivirus_on_unavailable)}",
         "",
         "[oidc]",
         "# Pro Santé Connect (ou autre fournisseur OpenID Connect) ; vide : désactivé.",
