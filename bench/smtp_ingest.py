@@ -398,6 +398,12 @@ def main() -> None:
         action="store_true",
         help="also run ../shared/peers/smtp_load.py against the same server",
     )
+    parser.add_argument(
+        "--antivirus",
+        action="store_true",
+        help="scan every message with a local clamd (tests.clamd: the test signatures only; "
+        "a full ClamAV database scans slower)",
+    )
     args = parser.parse_args()
     cluster = None
     database_url = ""
@@ -415,9 +421,17 @@ def main() -> None:
         settings = asyncio.run(
             prepare(Path(tmp) / "data", args.users, database_url, dns.resolver_spec)
         )
+        scanner = None
+        if args.antivirus:
+            from tests.clamd import start_clamd
+
+            scanner = start_clamd(Path(tmp) / "clamd")
+            os.environ["CADUCEE_CLAMD"] = scanner.address  # read by the server it starts
         server, port = start_server(settings)
         try:
             backend = "PostgreSQL" if args.postgres else "SQLite"
+            if scanner is not None:
+                backend += " + ClamAV (clamd, test signatures)"
             print(
                 f"Caducée SMTP ingest — {backend}, {args.n} messages, {args.c} connections, "
                 f"{args.per_session} per connection, {args.users} recipients; "
@@ -457,6 +471,8 @@ def main() -> None:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
             dns.stop()
+            if scanner is not None:
+                scanner.stop()
             if cluster is not None:
                 cluster.stop()
 

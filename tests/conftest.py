@@ -16,6 +16,7 @@ from caducee.app import App, open_app
 from caducee.config import Settings
 from caducee.services import dns as caducee_dns
 from caducee.store.keyring import create_master_key_file
+from tests.clamd import clamd_server  # noqa: F401 - a real ClamAV daemon, per test module
 from tests.dnsserver import LocalDNS
 from tests.health.sms_provider_server import ProviderServer
 from tests.oidc_provider import TestProvider

@@ -103,6 +103,12 @@ class Settings:
     trust_client_key: str = ""  # empty: tls/server.key
     mssante_product: str = ""  # X-MSS-NIL product reference; empty: "Caducee"
     mssante_test_ins: bool = False  # INS of the INSi test environment (OID 1.2.250.1.213.1.4.10)
+    # ClamAV (issue 19): clamd's socket, "unix:/run/clamav/clamd.ctl" or "tcp:host:port";
+    # empty: no scan. When clamd is down or slow: "tempfail" (451, the sender retries) or
+    # "accept" (audited, never silent).
+    antivirus_clamd: str = ""
+    antivirus_timeout_seconds: float = 30.0
+    antivirus_on_unavailable: str = "tempfail"
     # OpenID Connect (Pro Santé Connect): web login and SASL OAUTHBEARER/XOAUTH2
     oidc_issuer: str = ""
     oidc_client_id: str = ""
@@ -216,6 +222,28 @@ def _bool(value: Any, name: str) -> bool:
         f"Paramètre {name} : true ou false attendu, reçu {value!r}.",
         f"Setting {name}: true or false expected, got {value!r}.",
     )
+
+
+def _check_antivirus(settings: Settings) -> None:
+    if settings.antivirus_on_unavailable not in ("tempfail", "accept"):
+        raise ConfigurationError(
+            "[antivirus] on_unavailable : « tempfail » ou « accept ».",
+            "[antivirus] on_unavailable: 'tempfail' or 'accept'.",
+        )
+    if settings.antivirus_timeout_seconds <= 0:
+        raise ConfigurationError(
+            "[antivirus] timeout_seconds doit être positif.",
+            "[antivirus] timeout_seconds must be positive.",
+        )
+    address = settings.antivirus_clamd
+    if address and not (
+        address.startswith(("/", "unix:/"))
+        or (address.startswith("tcp:") and address.count(":") >= 2)
+    ):
+        raise ConfigurationError(
+            f"[antivirus] clamd : « unix:/chemin » ou « tcp:hôte:port », pas {address!r}.",
+            f"[antivirus] clamd: 'unix:/path' or 'tcp:host:port', not {address!r}.",
+        )
 
 
 def _float(value: Any, name: str) -> float:
@@ -411,6 +439,15 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.mssante_test_ins = _bool(
             trust.get("test_ins", settings.mssante_test_ins), "trust.test_ins"
         )
+        antivirus = doc.get("antivirus", {})
+        settings.antivirus_clamd = str(antivirus.get("clamd", settings.antivirus_clamd))
+        settings.antivirus_timeout_seconds = _float(
+            antivirus.get("timeout_seconds", settings.antivirus_timeout_seconds),
+            "antivirus.timeout_seconds",
+        )
+        settings.antivirus_on_unavailable = str(
+            antivirus.get("on_unavailable", settings.antivirus_on_unavailable)
+        )
         oidc = doc.get("oidc", {})
         for name in (
             "issuer",
@@ -461,6 +498,8 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.loop_lag_warn_ms = _int(
             env["CADUCEE_LOOP_LAG_WARN_MS"], "CADUCEE_LOOP_LAG_WARN_MS"
         )
+    settings.antivirus_clamd = env.get("CADUCEE_CLAMD", settings.antivirus_clamd)
+    _check_antivirus(settings)
     if settings.imap_search_budget_seconds <= 0 or settings.loop_lag_warn_ms < 0:
         raise ConfigurationError(
             "imap.search_budget_seconds doit être positif et server.loop_lag_warn_ms positif "
@@ -600,6 +639,15 @@ def render_config(settings: Settings) -> str:
         f"product = {json.dumps(settings.mssante_product)}",
         "# INS de l'environnement de test INSi (OID 1.2.250.1.213.1.4.10) : qualification, démo",
         f"test_ins = {json.dumps(settings.mssante_test_ins)}",
+        "",
+        "[antivirus]",
+        "# Démon ClamAV (paquet clamav-daemon) : « unix:/run/clamav/clamd.ctl » ou",
+        "# « tcp:127.0.0.1:3310 » ; vide : pas d'analyse. Sa StreamMaxLength doit couvrir",
+        "# max_message_bytes. clamd absent ou lent : « tempfail » (451, l'expéditeur réessaie)",
+        "# ou « accept » (accepté sans analyse, journalisé et audité).",
+        f"clamd = {json.dumps(settings.antivirus_clamd)}",
+        f"timeout_seconds = {settings.antivirus_timeout_seconds:g}",
+        f"on_unavailable = {json.dumps(settings.antivirus_on_unavailable)}",
         "",
         "[oidc]",
         "# Pro Santé Connect (ou autre fournisseur OpenID Connect) ; vide : désactivé.",

@@ -89,3 +89,15 @@ class PolicyRejected(AccessDenied):
 class TemporaryFailure(CaduceeError):
     """Something outside our control failed for now (DNS...): the client should retry later
     (SMTP 451 4.7.0 / 4.3.0)."""
+
+
+class VirusFound(PolicyRejected):
+    """The antivirus found a signature in the message (SMTP 554 5.7.1); nothing was stored."""
+
+    def __init__(self, fr: str, en: str, signature: str) -> None:
+        super().__init__(fr, en)
+        self.signature = signature
+
+
+class ScanUnavailable(TemporaryFailure):
+    """The antivirus could not scan the message now (SMTP 451 4.7.1): retry later."""

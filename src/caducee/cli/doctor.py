@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import typer
 
 from caducee.cli.common import DEFAULT_DATA, DataOption, console, settings_for
+from caducee.clients import clamd
 from caducee.config import Settings
 from caducee.errors import CaduceeError
 from caducee.i18n import tr
@@ -146,6 +147,33 @@ async def check_trust_list(settings: Settings, db: Database, report: Report) -> 
         )
 
 
+async def check_antivirus(settings: Settings, report: Report) -> None:
+    """ClamAV's daemon: configured, and answering PING."""
+    address = settings.antivirus_clamd
+    if not address:
+        report.warn(
+            "antivirus désactivé : réglez [antivirus] clamd (paquet clamav-daemon)",
+            "antivirus off: set [antivirus] clamd (package clamav-daemon)",
+        )
+    elif await clamd.ping(address):
+        report.ok(f"antivirus ClamAV joignable ({address})", f"ClamAV reachable ({address})")
+    else:
+        then = (
+            "le courrier est refusé temporairement (451)"
+            if settings.antivirus_on_unavailable == "tempfail"
+            else "le courrier est accepté SANS analyse"
+        )
+        then_en = (
+            "mail is temporarily refused (451)"
+            if settings.antivirus_on_unavailable == "tempfail"
+            else "mail is accepted WITHOUT a scan"
+        )
+        report.error(
+            f"antivirus ClamAV injoignable ({address}) : {then}",
+            f"ClamAV unreachable ({address}): {then_en}",
+        )
+
+
 def doctor_command(data: DataOption = DEFAULT_DATA) -> None:
     """Vérifie l'installation (configuration, clés, certificat, base, migrations).
     / Check the installation."""
@@ -153,6 +181,7 @@ def doctor_command(data: DataOption = DEFAULT_DATA) -> None:
     report = Report()
     key_ids = check_files(settings, report)
     asyncio.run(check_database(settings, key_ids, report))
+    asyncio.run(check_antivirus(settings, report))
     for line in report.lines:
         console.print(line, soft_wrap=True)
     if report.errors:

@@ -6,6 +6,7 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import MailboxType, StoredMessage
 from caducee.errors import InvalidInput, NotFound, QuotaExceeded, TemporaryFailure
+from caducee.flows import antivirus
 from caducee.health import auto_replies, mon_espace_sante, patient_triage, teletransmission
 from caducee.services import dsn, mail_auth
 from caducee.services.delivery import deliver_local
@@ -70,17 +71,24 @@ async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) 
     folder = "INBOX"
     if verdict.dmarc_policy == "reject":
         raise mail_auth.dmarc_reject_error(verdict.dmarc.from_domain)
+    recipients = [r.address for r in envelope.recipients]
+    cache = recipient_cache(app)
+    boxes = [cache.cached(address) or await cache.mailbox(app, address) for address in recipients]
+    await antivirus.check(
+        app,
+        raw,
+        door="mx",
+        source=client.ip,
+        teletransmission=all(b is not None and b.type is MailboxType.TLT for b in boxes),
+    )
     if verdict.dmarc_policy == "quarantine":
         folder = "Junk"
-    recipients = [r.address for r in envelope.recipients]
     single = recipients[0] if len(recipients) == 1 else None
     stamped = (
         received_header(app.settings.hostname, client, single)
         + verdict.header_line()
         + mail_auth.strip_own_results(raw, app.settings.hostname)
     )
-    cache = recipient_cache(app)
-    boxes = [cache.cached(address) or await cache.mailbox(app, address) for address in recipients]
     tlt = [box for box in boxes if box is not None and box.type is MailboxType.TLT]
     tlt_addresses = {box.address for box in tlt}
     others = [a for a in recipients if a not in tlt_addresses]

@@ -26,6 +26,7 @@ from caducee.errors import (
     PolicyRejected,
     SenderNotAllowed,
 )
+from caducee.flows import antivirus
 from caducee.flows.inbound import check_recipient
 from caducee.health import (
     auto_replies,
@@ -256,6 +257,14 @@ async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: C
     for patient in patient_list:
         patient_delivery.check_deliverable(app, patient)
     trust_policy.check_mss_headers(context.headers.mss_mes)
+    await antivirus.check(
+        app,
+        raw,
+        door="submission",
+        source=client.ip,
+        actor=login,
+        teletransmission=rules.insurers is not None,
+    )
     # RFC 6409 §8.1 and §8.3: the MSA may add a missing Date and Message-ID.
     added = b""
     if not context.headers.has_date:

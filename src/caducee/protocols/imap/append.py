@@ -3,12 +3,14 @@ APPENDUID (RFC 4315) and RFC 6855 ``UTF8 (literal8)``; TRYCREATE for a missing f
 BINARY (RFC 3516) is not offered: binary content (a bare ``~{n}``, a NUL octet) is refused
 with ``NO [UNKNOWN-CTE]``, so every stored message can be sent back in ``{n}`` literals.
 
-Messages go in through the delivery path (``services.messages.store_batch`` via
-``services.mailstore.append``): sealed, quota checked, durably stored before the OK.
+Messages go in through :func:`caducee.flows.append.append` (the antivirus, then the delivery
+path, ``services.messages.store_batch`` via ``services.mailstore.append``): scanned, sealed,
+quota checked, durably stored before the OK.
 """
 
 from __future__ import annotations
 
+from caducee.flows import append
 from caducee.protocols.imap.copy_move import _target
 from caducee.protocols.imap.protocol import AppendItem, Command, format_set
 from caducee.protocols.imap.session import Session, no
@@ -47,7 +49,7 @@ async def cmd_append(session: Session, command: Command) -> None:
         bits, keywords = split_flags(item.flags)
         appended.append(mailstore.Appended(item.data, bits, tuple(keywords), item.date))
     target = await _target(session, str(name))
-    uids = await mailstore.append(session.app, target, appended)
+    uids = await append.append(session.app, target, appended)
     await session.ok(
         command,
         "APPEND fait",

@@ -30,6 +30,8 @@ from caducee.errors import (
     NotFound,
     QuotaExceeded,
     RetentionHold,
+    TemporaryFailure,
+    VirusFound,
 )
 from caducee.protocols.imap import parser
 from caducee.protocols.imap.protocol import Command, ParseError, SeqSet, format_set, resolve_set
@@ -94,6 +96,10 @@ def error_response(error: CaduceeError) -> Respond:
     if isinstance(error, mailstore.NonExistent):
         return no(ascii_text, "NONEXISTENT")
     if isinstance(error, RetentionHold):  # RFC 5530 §3: the operation violates a rule
+        return no(ascii_text, "CANNOT")
+    if isinstance(error, TemporaryFailure):  # RFC 5530 §3: a subsystem is down (antivirus…)
+        return no(ascii_text, "UNAVAILABLE")
+    if isinstance(error, VirusFound):  # refused for what it is, not for who asks
         return no(ascii_text, "CANNOT")
     if isinstance(error, (mailstore.NoPermission, AccessDenied)):
         return no(ascii_text, "NOPERM")

@@ -21,8 +21,10 @@ from caducee.errors import (
     NotFound,
     PolicyRejected,
     QuotaExceeded,
+    ScanUnavailable,
     SenderNotAllowed,
     TemporaryFailure,
+    VirusFound,
 )
 from caducee.protocols.smtp import replies
 from caducee.protocols.smtp.replies import Reply, bilingual
@@ -64,6 +66,10 @@ def reply_for_error(error: BaseException, phase: Phase) -> Reply:
         return _with(454, "4.7.0", error)
     if isinstance(error, SenderNotAllowed):
         return _with(553, "5.7.1", error)
+    if isinstance(error, VirusFound):  # RFC 3463 §3.8: 5.7.1 delivery not authorized
+        return _with(554, "5.7.1", error)
+    if isinstance(error, ScanUnavailable):  # the scan could not run: retry (4.7.1)
+        return _with(451, "4.7.1", error)
     if isinstance(error, PolicyRejected):
         return _with(550, "5.7.1", error)
     if isinstance(error, AccessDenied):

@@ -19,6 +19,8 @@ from caducee.errors import (
     QuotaExceeded,
     RetentionHold,
     SenderNotAllowed,
+    TemporaryFailure,
+    VirusFound,
 )
 from caducee.services import api_tokens, rate_limits
 from caducee.services.audit import AuditEvent, record
@@ -76,6 +78,13 @@ def wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             result, response = "failed", error_response(exc.status, exc.code, exc.fr, exc.en)
         except RetentionHold as exc:  # the message's state forbids it, until a date
             result, response = "denied", error_response(409, "conservation", exc.fr, exc.en)
+        except VirusFound as exc:  # nothing stored, nothing sent
+            result, response = "denied", error_response(422, "virus", exc.fr, exc.en)
+        except TemporaryFailure as exc:  # e.g. the antivirus is down: nothing done, retry
+            result, response = (
+                "failed",
+                error_response(503, "indisponible", exc.fr, exc.en, {"retry-after": "60"}),
+            )
         except (AccessDenied, SenderNotAllowed, PolicyRejected) as exc:
             result, response = "denied", error_response(403, "refuse", exc.fr, exc.en)
         except NotFound as exc:

@@ -11,7 +11,8 @@ from starlette.routing import Route
 
 from caducee.domain import mail_display
 from caducee.domain.web_links import Page
-from caducee.errors import InvalidInput, LimitReached, NotFound
+from caducee.errors import InvalidInput, LimitReached, NotFound, ScanUnavailable, VirusFound
+from caducee.flows import portal_reply
 from caducee.health import pickup, pickup_auth
 from caducee.health.pickup_store import Pickup, content
 from caducee.web import mail_body
@@ -115,11 +116,13 @@ async def send_reply(request: Request, found: Pickup) -> Response:
         for item in form.getlist("fichiers"):
             if isinstance(item, UploadFile) and item.filename:
                 files.append(pickup.check_reply_file(item.filename, await item.read()))
-        await pickup.reply(
+        await portal_reply.reply(
             app, found, text if isinstance(text, str) else "", files, source=client_ip(request)
         )
-    except (InvalidInput, LimitReached) as exc:
+    except (InvalidInput, LimitReached, VirusFound) as exc:
         return await _message_page(request, found, error=error_message(exc), status=400)
+    except ScanUnavailable as exc:  # nothing sent: the patient tries again later
+        return await _message_page(request, found, error=error_message(exc), status=503)
     return render(
         request,
         "portal/sent.html",
