@@ -57,15 +57,21 @@ def _name(parent: Element, text: str) -> None:
     ET.SubElement(name, rim("LocalizedString"), value=text)
 
 
-def _classification(parent: Element, scheme: str, target: str, ident: str, code: Code) -> None:
-    node = ET.SubElement(
+def _classification_node(
+    parent: Element, scheme: str, target: str, ident: str, representation: str
+) -> Element:
+    return ET.SubElement(
         parent,
         rim("Classification"),
         id=ident,
         classificationScheme=scheme,
         classifiedObject=target,
-        nodeRepresentation=code.code,
+        nodeRepresentation=representation,
     )
+
+
+def _classification(parent: Element, scheme: str, target: str, ident: str, code: Code) -> None:
+    node = _classification_node(parent, scheme, target, ident, code.code)
     _slot(node, "codingScheme", code.scheme)
     _name(node, code.display)
 
@@ -85,14 +91,7 @@ def _external_id(
 
 
 def _author(parent: Element, scheme: str, target: str, ident: str, author: XdmAuthor) -> None:
-    node = ET.SubElement(
-        parent,
-        rim("Classification"),
-        id=ident,
-        classificationScheme=scheme,
-        classifiedObject=target,
-        nodeRepresentation="",
-    )
+    node = _classification_node(parent, scheme, target, ident, "")
     _slot(node, "authorPerson", author.xcn)
     if author.institution:
         _slot(node, "authorInstitution", hl7_escape(author.institution[:MAX_TEXT]))

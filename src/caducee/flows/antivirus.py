@@ -29,7 +29,7 @@ import re
 from caducee.app import App
 from caducee.clients import clamd
 from caducee.errors import ScanUnavailable, VirusFound
-from caducee.services.audit import AuditEvent, record
+from caducee.services.audit import AuditEvent, Detail, record
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +79,10 @@ async def check(
         log.warning(
             "antivirus infected door=%s signature=%s size=%d", door, result.detail, len(raw)
         )
-        await record(
-            app.db,
-            AuditEvent(
-                actor=actor or "system",
-                action="antivirus.infected",
-                source=source,
-                result="denied",
-                details={"door": door, "signature": result.detail, "size": len(raw)},
-            ),
-        )
+        await _audit(
+            app, "antivirus.infected", actor, source, "denied",
+            {"door": door, "signature": result.detail, "size": len(raw)},
+        )  # fmt: skip
         raise VirusFound(
             f"Message refusé : un virus a été détecté ({result.detail}). Rien n'a été "
             "enregistré. Faites analyser le fichier par votre antivirus avant de le renvoyer.",
@@ -116,16 +110,19 @@ async def _unavailable(
             "Analyse antivirus momentanément impossible : réessayez dans quelques minutes.",
             "Antivirus scan unavailable for now: try again in a few minutes.",
         )
-    await record(
-        app.db,
-        AuditEvent(
-            actor=actor or "system",
-            action="antivirus.unscanned",
-            source=source,
-            result="failed",
-            details={"door": door, "reason": reason[:200], "size": size},
-        ),
-    )
+    await _audit(
+        app, "antivirus.unscanned", actor, source, "failed",
+        {"door": door, "reason": reason[:200], "size": size},
+    )  # fmt: skip
+
+
+async def _audit(
+    app: App, action: str, actor: str, source: str, result: str, details: dict[str, Detail]
+) -> None:
+    """Content-free: the door, the size, the signature or the reason."""
+    event = AuditEvent(actor=actor or "system", action=action, source=source, result=result,
+                       details=details)  # fmt: skip
+    await record(app.db, event)
 
 
 async def reachable(app: App) -> bool | None:
