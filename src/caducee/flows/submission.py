@@ -7,7 +7,6 @@ remote recipients go through the outbound queue, DKIM-signed.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
@@ -97,7 +96,7 @@ async def sensitive_findings(
     if not any(d.leaves_trust_space for d in decisions):
         return []
     assert rules.settings is not None
-    return await asyncio.to_thread(dlp.scan_message, raw, rules.settings.term_list())
+    return await dlp.scan(raw, rules.settings.term_list())
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ async def _sensitive_data_check(
     outside = [d.address for d in decisions if d.route is Route.OUTSIDE]
     if not any(d.leaves_trust_space for d in decisions):
         return _SensitiveVerdict(message, False, "")
-    found = await asyncio.to_thread(dlp.scan_message, message, settings.term_list())
+    found = await dlp.scan(message, settings.term_list())
     decision = dlp.decide(settings.dlp_policy, found)
     if decision.blocked:
         raise PolicyRejected(decision.reason_fr, decision.reason_en)

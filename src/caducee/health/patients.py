@@ -31,11 +31,11 @@ from caducee.domain import charter as charter_rules
 from caducee.domain import web_links
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.charter import Charter
+from caducee.domain.dlp_detectors import nir_key_valid
 from caducee.domain.recipient_route import Purpose
 from caducee.domain.web_links import Page
 from caducee.errors import AlreadyExists, InvalidInput, NotFound
 from caducee.health import charter, generated_mail
-from caducee.health.dlp_detectors import nir_key_valid
 from caducee.health.patient_settings import settings_of
 from caducee.health.sms import normalise_mobile
 from caducee.services import address_books, mailboxes, practices
