@@ -25,8 +25,8 @@ from pathlib import PurePosixPath, PureWindowsPath
 import pikepdf
 import pyzipper  # type: ignore[import-untyped]
 
+from caducee.domain.pdf_pages import add_image_page, add_text_pages, wrap
 from caducee.errors import InvalidInput, LimitReached
-from caducee.health.pdf_pages import add_image_page, add_text_pages, wrap
 
 #: Total size of the attachments of one protected file.
 MAX_TOTAL_BYTES = 25 * 1024 * 1024
