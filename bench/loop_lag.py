@@ -300,9 +300,9 @@ def probe_report(log: Path) -> None:
         if "event loop lag lag_ms=" in line:
             lags.append(int(line.rsplit("lag_ms=", 1)[1].split()[0]))
         elif "event loop stalled" in line or "Executing <" in line:
-            stalls.append(line[-600:])
+            stalls.append(line[:900])  # the innermost frames first
     print(f"probe         {len(lags)} lags logged, worst {max(lags, default=0)} ms")
-    for line in stalls[:10]:
+    for line in stalls[:30]:
         print(f"  {line}")
 
 

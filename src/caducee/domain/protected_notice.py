@@ -5,6 +5,7 @@ worker process (``services.cpu_pool``, issue 17)."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -14,9 +15,26 @@ from typing import TYPE_CHECKING
 
 from caducee.domain import charter as charter_rules
 from caducee.domain.charter import Charter
+from caducee.domain.mime_structure import header_end
 
 if TYPE_CHECKING:  # pikepdf and pyzipper are loaded only when a PDF or ZIP is made
     from caducee.domain.protected_attachments import Attachment
+
+
+#: Letters and digits that cannot be mistaken for one another (no 0/O, 1/I/L).
+PASSWORD_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # noqa: S105 (an alphabet)
+PASSWORD_GROUPS = 5
+PASSWORD_GROUP_LENGTH = 4  # 20 characters of 31: 99 bits
+
+
+def generate_password() -> str:
+    """A random password easy to read in an SMS and to type: ``KX7P-93MF-…`` (5 groups of 4
+    characters from a 31-character alphabet without look-alikes: 99 bits)."""
+    groups = [
+        "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_GROUP_LENGTH))
+        for _ in range(PASSWORD_GROUPS)
+    ]
+    return "-".join(groups)
 
 
 def contents_of(message: bytes) -> list[Attachment]:
@@ -74,7 +92,7 @@ def protected_notice(
             protected_attachments.pdf_notice("fr"),
             protected_attachments.pdf_notice("en"),
         )
-    head = BytesHeaderParser(policy=policy.compat32).parsebytes(message)
+    head = BytesHeaderParser(policy=policy.compat32).parsebytes(message[: header_end(message)])
     original_id = str(head.get("Message-ID", "")).strip()
     notice = EmailMessage(policy=policy.SMTP)
     notice["From"] = formataddr((practice_name, sender_address))

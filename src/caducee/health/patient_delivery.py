@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from caducee.app import App
 from caducee.domain import web_links
-from caducee.domain.protected_notice import protected_notice
+from caducee.domain.protected_notice import generate_password, protected_notice
 from caducee.domain.recipient_route import Purpose
 from caducee.domain.web_links import Page
 from caducee.errors import PolicyRejected
@@ -93,10 +93,8 @@ async def _send_protected(
     message: bytes,
     source: str,
 ) -> None:
-    from caducee.domain import protected_attachments
-
     practice = await practices.get_practice(app, practice_id)
-    password = protected_attachments.generate_password()
+    password = generate_password()
     rules = await charter.charter_for_mailbox(app, sender_mailbox_id)
     # Parsing the message, encrypting the PDF or ZIP and encoding the notice are CPU work: off
     # the event loop, which serves every other session of the node; a big message in a worker
