@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from caducee.protocols.sasl import SaslError, decode_response
 from caducee.protocols.smtp import replies
-from caducee.protocols.smtp.data import check_content, read_chunk, read_data
+from caducee.protocols.smtp.data import checked, read_chunk, read_data
 from caducee.protocols.smtp.errors import internal_error, reply_for_error
 from caducee.protocols.smtp.handler import SmtpHandler
 from caducee.protocols.smtp.limits import AUTH_LINE_MAX, READ_LINE_MAX, SmtpLimits, line_limit
@@ -454,7 +454,7 @@ class SmtpSession:
 
     async def _accept_message(self, transaction: Transaction, raw: bytes) -> None:
         envelope = transaction.envelope()
-        problem = check_content(
+        problem = await checked(
             raw,
             smtputf8=envelope.smtputf8,
             max_header_fields=self.limits.max_header_fields,
