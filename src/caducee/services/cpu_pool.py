@@ -39,6 +39,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
+from caducee.services import memory_trim
+
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
@@ -122,7 +124,10 @@ async def run_sized(size: int, function: Callable[..., R], *args: object, **kwar
     """``function(*args, **kwargs)`` off the event loop: in a worker process when its input is
     ``size`` bytes or more (:data:`PROCESS_THRESHOLD`), in a thread otherwise."""
     if size >= PROCESS_THRESHOLD:
-        return await run(function, *args, **kwargs)
+        try:
+            return await run(function, *args, **kwargs)
+        finally:
+            memory_trim.note(size)  # its copies, and the result's, given back after the burst
     return await asyncio.to_thread(function, *args, **kwargs)
 
 

@@ -43,6 +43,7 @@ from caducee.protocols.smtp.sasl import Challenge, Credentials, SaslExchange
 from caducee.protocols.smtp.state import SessionInfo, Transaction
 from caducee.protocols.smtp.stream import LineTooLong, SessionTimeout, SmtpStream
 from caducee.protocols.tcp import Connection, ConnectionClosed
+from caducee.services import memory_trim
 from caducee.services.envelope import EnvelopeRecipient
 
 log = logging.getLogger(__name__)
@@ -453,6 +454,7 @@ class SmtpSession:
         await self._accept_message(transaction, bytes(transaction.chunks))
 
     async def _accept_message(self, transaction: Transaction, raw: bytes) -> None:
+        memory_trim.note(len(raw))  # a big message's copies given back once the burst is over
         envelope = transaction.envelope()
         problem = await checked(
             raw,
