@@ -7,12 +7,19 @@ Sets up a throwaway installation, starts a real ``caducee serve`` (SQLite, files
 2. lets the node's background text indexer work on them;
 3. runs ``SEARCH HEADER Message-ID x`` and other header searches (X-Mailer, Received,
    Content-Type) on the mailbox over IMAP, then a BODY search;
+4. ``dlp``: submits (SMTP submission, authenticated) ``--dlp`` messages of ``--dlp-mb`` MB of
+   text with health data to a colleague outside the trust space (the sensitive-data scan);
+5. ``patient``: submits ``--big`` messages with one ``--big-mb`` MB attachment each, a PDF to a
+   verified patient in ``pdf`` mode and a ZIP to one in ``zip`` mode, alternately (the
+   protected PDF / ZIP, the DLP scan, the notice, the Sent copy);
+6. ``small``: ``--small`` small messages through the MX, then the background indexer on them;
 
 while two other connections — one SMTP, one IMAP — send NOOPs in a loop. It prints, per phase,
 the worst and p99 NOOP latency seen on those other doors, each search's duration and answer,
-and the server's memory (RSS) before and after.
+and the server's memory (RSS): idle, peak (sampled every 0.2 s) and after the load.
 
     python -m bench.loop_lag [-n 20] [--depth 600] [--size 110000] [--searches 3]
+                             [--dlp 5] [--dlp-mb 2] [--big 10] [--big-mb 15] [--small 2000]
 
 Figures only: the bench never fails on a threshold (see docs/operations.md for what they were).
 """
@@ -23,8 +30,11 @@ import argparse
 import asyncio
 import contextlib
 import imaplib
+import io
 import json
+import os
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -40,11 +50,14 @@ from bench.smtp_ingest import (
     IMAP_PASSWORDS,
     Client,
     ImapCounter,
+    make_message,
     memory_mb,
     prepare,
     sender_dns,
 )
-from caducee.config import Settings, load_settings
+from caducee.app import open_app
+from caducee.config import Settings, load_settings, render_config
+from caducee.health import patients
 
 SENDER = "dr.bench@ailleurs.test"
 RCPT = f"user1@{DOMAIN}"
@@ -80,6 +93,120 @@ def hostile_message(i: int, size: int = 110_000, depth: int = 600) -> bytes:
             body.append(f"--{boundary}\r\n")
         tail.append(f"--{boundary}--\r\n")
     return (head + "".join(body) + "".join(reversed(tail))).encode()
+
+
+#: Verified patients of the bench's practice, one per protected delivery mode.
+PATIENTS = {"pdf": "patient.pdf@patient-mail.test", "zip": "patient.zip@patient-mail.test"}
+COLLEAGUE = "confrere@ailleurs.test"  # outside the trust space: the DLP scan applies
+HEALTH_LINE = (
+    "Patient suivi pour diabète de type 2 (CIM-10 E11.9), NIR 1 85 05 78 006 084 91, "
+    "né le 14/07/1985 ; sérologie VIH négative, traitement par metformine.\n"
+)
+
+
+async def add_patients(data: Path) -> None:
+    """The protected delivery modes need a development SMS provider (« fichier »), the
+    submission door, and verified patients in ``pdf`` and ``zip`` mode."""
+    settings = load_settings(data)
+    settings.deployment = "development"
+    settings.sms_provider = "fichier"
+    settings.listeners["submission"] = "127.0.0.1:0"
+    (data / "caducee.toml").write_text(render_config(settings), "utf-8")
+    async with open_app(settings) as app:
+        from caducee.services import practices
+
+        [practice] = await practices.list_practices(app)
+        for mode, address in PATIENTS.items():
+            patient = await patients.add_patient(
+                app,
+                practice.id,
+                patients.PatientData(
+                    last_name="Bench",
+                    first_name=mode.upper(),
+                    birth_date="1985-07-14",
+                    email=address,
+                    mobile="06 12 34 56 78",
+                    delivery_mode=mode,
+                ),
+                actor=RCPT,
+                source="bench",
+            )
+            link = await patients.send_verification(
+                app, practice.id, patient.id, actor=RCPT, source="bench"
+            )
+            await patients.confirm_verification(app, link.rsplit("/", 1)[1], source="bench")
+
+
+def big_pdf(megabytes: int) -> bytes:
+    """A real PDF of about ``megabytes`` MB (one page, a big uncompressible image stream)."""
+    import pikepdf
+
+    pdf = pikepdf.new()
+    pdf.add_blank_page()
+    image = pikepdf.Stream(pdf, os.urandom(megabytes * 1_000_000))
+    image.Type, image.Subtype = pikepdf.Name.XObject, pikepdf.Name.Image
+    image.Width, image.Height = 1000, megabytes * 333
+    image.ColorSpace, image.BitsPerComponent = pikepdf.Name.DeviceRGB, 8
+    pdf.pages[0].Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(Im0=image))
+    output = io.BytesIO()
+    pdf.save(output)
+    return output.getvalue()
+
+
+def big_zip(megabytes: int) -> bytes:
+    import zipfile
+
+    output = io.BytesIO()
+    with zipfile.ZipFile(output, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("examens.bin", os.urandom(megabytes * 1_000_000))
+    return output.getvalue()
+
+
+def with_attachment(to: str, body: str, name: str, kind: str, data: bytes) -> bytes:
+    from email import policy
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = RCPT, to, "Compte rendu"
+    message["Message-ID"] = f"<big{time.time_ns()}@{DOMAIN}>"
+    message.set_content(body)
+    if data:
+        maintype, subtype = kind.split("/")
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    return message.as_bytes(policy=policy.SMTP)  # CRLF (RFC 5321 §2.3.8)
+
+
+def submitter(settings: Settings) -> smtplib.SMTP:
+    """An authenticated SMTP submission session (STARTTLS, RFC 6409) as the bench's user."""
+    bound = json.loads((settings.run_dir / "listeners.json").read_text())
+    port = int(bound["submission"].rsplit(":", 1)[1])
+    context = ssl.create_default_context(cafile=str(settings.tls_dir / "ca.crt"))
+    context.check_hostname = False  # connected by address; the chain is still checked
+    client = smtplib.SMTP("127.0.0.1", port, timeout=600)
+    client.starttls(context=context)
+    password = json.loads((settings.data_dir / IMAP_PASSWORDS).read_text())[RCPT]
+    client.login(RCPT, password)
+    return client
+
+
+class Memory:
+    """The node's RSS and its worker processes': sampled every 0.2 s for the peak."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_node = self.peak_workers = 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def now(self) -> tuple[float, float]:
+        workers = sum(memory_mb(child)[0] for child in descendants(self.pid))
+        return memory_mb(self.pid)[0], workers
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.2):
+            node, workers = self.now()
+            self.peak_node = max(self.peak_node, node)
+            self.peak_workers = max(self.peak_workers, workers)
 
 
 @dataclass
@@ -136,6 +263,36 @@ def memory(pid: int) -> str:
     return f"RSS {own:.0f} MB (+ {len(workers)} worker processes {sum(workers):.0f} MB)"
 
 
+def hostile_submissions(settings: Settings, args: argparse.Namespace, phases: Phases) -> None:
+    """The ``dlp`` and ``patient`` phases: big messages through SMTP submission."""
+    client = submitter(settings)
+    phases.current = "dlp"
+    body = HEALTH_LINE * (args.dlp_mb * 1_000_000 // len(HEALTH_LINE.encode()))
+    for _ in range(args.dlp):
+        started = time.perf_counter()
+        client.sendmail(RCPT, [COLLEAGUE], with_attachment(COLLEAGUE, body, "", "", b""))
+        print(f"dlp           {args.dlp_mb} MB of text    {time.perf_counter() - started:7.2f} s")
+    phases.current = "patient"
+    files = {"pdf": big_pdf(args.big_mb), "zip": big_zip(args.big_mb)}
+    kinds = {"pdf": "application/pdf", "zip": "application/zip"}
+    for i in range(args.big):
+        mode = "pdf" if i % 2 == 0 else "zip"
+        raw = with_attachment(
+            PATIENTS[mode], HEALTH_LINE, f"examens.{mode}", kinds[mode], files[mode]
+        )
+        started = time.perf_counter()
+        try:
+            client.sendmail(RCPT, [PATIENTS[mode]], raw)
+            answer = "OK"
+        except smtplib.SMTPException as error:
+            answer = f"refused: {str(error)[:90]}"
+        print(
+            f"patient {mode}   {len(raw) / 1e6:5.1f} MB message "
+            f"{time.perf_counter() - started:7.2f} s  {answer}"
+        )
+    client.quit()
+
+
 def probe_report(log: Path) -> None:
     """What the node's lag probe logged (``--lag-warn-ms``): counts, worst lag, where."""
     lags, stalls = [], []
@@ -143,9 +300,9 @@ def probe_report(log: Path) -> None:
         if "event loop lag lag_ms=" in line:
             lags.append(int(line.rsplit("lag_ms=", 1)[1].split()[0]))
         elif "event loop stalled" in line or "Executing <" in line:
-            stalls.append(line[-600:])
+            stalls.append(line[:900])  # the innermost frames first
     print(f"probe         {len(lags)} lags logged, worst {max(lags, default=0)} ms")
-    for line in stalls[:10]:
+    for line in stalls[:30]:
         print(f"  {line}")
 
 
@@ -218,6 +375,9 @@ def run(settings: Settings, args: argparse.Namespace, smtp_port: int, pid: int) 
     baseline = counter.count()
     time.sleep(1.0)
     idle = memory(pid)
+    sampler = Memory(pid)
+    idle_node, idle_workers = sampler.now()
+    sampler.thread.start()
     threads = [
         threading.Thread(target=smtp_noops, args=(smtp_port, smtp_probe, phases, args.pause)),
         threading.Thread(target=imap_noops, args=(settings, imap_probe, phases, args.pause)),
@@ -258,16 +418,40 @@ def run(settings: Settings, args: argparse.Namespace, smtp_port: int, pid: int) 
                 f"  {answer}"
             )
     searcher.logout()
+    if args.dlp or args.big:
+        hostile_submissions(settings, args, phases)
+    if args.small:
+        phases.current = "small"
+        baseline = counter.count()
+        sender = Client(smtp_port)
+        started = time.perf_counter()
+        for i in range(args.small):
+            sender.send(SENDER, RCPT, make_message(i, RCPT))
+        sender.close()
+        while counter.count() < baseline + args.small and time.perf_counter() - started < 600:
+            time.sleep(0.1)
+        print(f"small         {args.small} messages in {time.perf_counter() - started:.1f} s")
+        time.sleep(args.index_wait)  # the background indexer on them
     phases.current = "after"
     time.sleep(1.0)
     phases.stop.set()
     for thread in threads:
         thread.join()
     counter.close()
-    time.sleep(2.0)
+    time.sleep(args.settle)
+    sampler.stop.set()
     after = memory(pid)
-    report([smtp_probe, imap_probe], ["idle", "deliver", "index", "search", "after"])
+    after_node, after_workers = sampler.now()
+    report(
+        [smtp_probe, imap_probe],
+        ["idle", "deliver", "index", "search", "dlp", "patient", "small", "after"],
+    )
     print(f"memory        idle {idle}; after the load {after}")
+    print(
+        f"node RSS      idle {idle_node:.0f} MB, peak {sampler.peak_node:.0f} MB, after "
+        f"{after_node:.0f} MB ({after_node - idle_node:+.0f} MB); worker processes idle "
+        f"{idle_workers:.0f} MB, peak {sampler.peak_workers:.0f} MB, after {after_workers:.0f} MB"
+    )
 
 
 def main() -> None:
@@ -280,6 +464,12 @@ def main() -> None:
     parser.add_argument("--searches", type=int, default=2, help="rounds of searches")
     parser.add_argument("--index-wait", type=float, default=4.0, help="seconds after delivery")
     parser.add_argument("--pause", type=float, default=0.02, help="seconds between NOOPs")
+    parser.add_argument("--dlp", type=int, default=5, help="big text messages (DLP)")
+    parser.add_argument("--dlp-mb", type=int, default=2, help="MB of text per DLP message")
+    parser.add_argument("--big", type=int, default=10, help="messages with a big attachment")
+    parser.add_argument("--big-mb", type=int, default=15, help="MB per attachment")
+    parser.add_argument("--small", type=int, default=2000, help="small messages (indexing)")
+    parser.add_argument("--settle", type=float, default=10.0, help="seconds before 'after'")
     parser.add_argument(
         "--lag-warn-ms", type=int, default=0, help="[server] loop_lag_warn_ms of the node"
     )
@@ -288,6 +478,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="caducee-lag-") as tmp:
         data = Path(tmp) / "data"
         settings = asyncio.run(prepare(data, 1, "", dns.resolver_spec))
+        asyncio.run(add_patients(data))
+        settings = load_settings(data)
         if args.lag_warn_ms:
             config = data / "caducee.toml"
             text = config.read_text("utf-8")

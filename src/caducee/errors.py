@@ -19,6 +19,11 @@ class CaduceeError(Exception):
         self.fr = fr
         self.en = en
 
+    def __reduce__(self) -> tuple[type[CaduceeError], tuple[str, str], dict[str, object]]:
+        """Both languages (and any other attribute) survive pickling: an error raised in a
+        worker process (``services.cpu_pool``) reaches the door that shows it."""
+        return type(self), (self.fr, self.en), self.__dict__
+
     def message(self, lang: str | None = None) -> str:
         return self.en if (lang or language()) == "en" else self.fr
 

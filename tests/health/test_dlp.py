@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from caducee.domain.dlp_terms import DEFAULT_TERMS, TermList, parse_terms
 from caducee.errors import InvalidInput
 from caducee.health.dlp import (
     MAX_SCAN_CHARS,
@@ -18,7 +19,6 @@ from caducee.health.dlp import (
     scan_text,
     summary,
 )
-from caducee.health.dlp_terms import DEFAULT_TERMS, TermList, parse_terms
 
 TERMS = TermList.default()
 NO_TERMS = TermList.of([])

@@ -14,9 +14,8 @@ import pytest
 import pyzipper
 from PIL import Image
 
-from caducee.errors import InvalidInput, LimitReached
-from caducee.health import protected_attachments
-from caducee.health.protected_attachments import (
+from caducee.domain import protected_attachments
+from caducee.domain.protected_attachments import (
     PASSWORD_ALPHABET,
     Attachment,
     encrypted_pdf,
@@ -24,6 +23,7 @@ from caducee.health.protected_attachments import (
     generate_password,
     zip_notice,
 )
+from caducee.errors import InvalidInput, LimitReached
 
 
 def pdf_file(pages: int) -> bytes:

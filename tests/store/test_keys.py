@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 
 from caducee.app import App, open_app
 from caducee.config import Settings
 from caducee.domain.model import MailboxType
-from caducee.errors import ConfigurationError
+from caducee.errors import ConfigurationError, IntegrityError
 from caducee.services import mailboxes, messages
-from caducee.store.crypto import MasterKey
+from caducee.store.crypto import SLICE, MasterKey, open_sealed, seal
 from caducee.store.keyring import ENV_KEY, ENV_PREVIOUS, load_master_keys, rotate_master_key
 from caducee.store.tables import data_keys
 from tests.services.helpers import person, practice
@@ -77,3 +78,21 @@ async def test_rotation_with_environment_keys(
     settings.master_key_path.unlink()
     async with open_app(settings) as fresh:
         assert (await messages.read_message(fresh, stored.id))[0].meta["subject"] == "env"
+
+
+@pytest.mark.parametrize("size", [0, 100, SLICE - 1, SLICE, 3 * SLICE + 17])
+def test_big_data_sealed_a_slice_at_a_time_is_the_same_aes_gcm(size: int) -> None:
+    """A big record is sealed and opened a slice at a time (issue 17): the format is the one
+    AES-GCM call's, either side opens what the other sealed, and a changed octet or another
+    record's associated data is refused."""
+    key, data = os.urandom(32), os.urandom(size)
+    sealed = seal(key, data, b"mbox:1|blob|raw")
+    nonce, body = sealed[1:13], sealed[13:]
+    assert AESGCM(key).decrypt(nonce, body, b"mbox:1|blob|raw") == data
+    one_call = b"\x01" + nonce + AESGCM(key).encrypt(nonce, data, b"mbox:1|blob|raw")
+    assert open_sealed(key, one_call, b"mbox:1|blob|raw") == data
+    tampered = bytearray(sealed)
+    tampered[-1 if size == 0 else 20] ^= 1
+    for bad, aad in ((bytes(tampered), b"mbox:1|blob|raw"), (sealed, b"mbox:2|blob|raw")):
+        with pytest.raises(IntegrityError):
+            open_sealed(key, bad, aad)

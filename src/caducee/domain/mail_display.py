@@ -17,6 +17,7 @@ from email.message import EmailMessage, Message
 from email.utils import getaddresses
 
 import nh3
+from markupsafe import escape
 
 #: Parts bigger than this are not inlined as ``data:`` images.
 MAX_INLINE_IMAGE = 2 * 1024 * 1024
@@ -202,3 +203,20 @@ def sanitize(html: str, raw: bytes, shown: Display, *, remote_images: bool) -> t
         set_tag_attribute_values={"a": {"target": "_blank"}},
     )
     return cleaned, blocked
+
+
+def body_document(raw: bytes, *, remote_images: bool = False) -> str:
+    """The HTML document of the message's body: its sanitised HTML part, else its text (CPU
+    work: the web mail's ``web.mail_body.body_response`` sends a big one to a worker process)."""
+    shown = display(raw)
+    if shown.html:
+        clean, _blocked = sanitize(shown.html, raw, shown, remote_images=remote_images)
+    else:
+        clean = f'<pre style="white-space:pre-wrap;font-family:inherit">{escape(shown.text)}</pre>'
+    return (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        '<meta name="referrer" content="no-referrer">'
+        "<style>body{font-family:system-ui,sans-serif;margin:0.5rem;color:#1b2a33}"
+        "img{max-width:100%;height:auto}</style></head><body>"
+        f"{clean}</body></html>"
+    )

@@ -23,11 +23,18 @@ Nothing here does I/O: :mod:`caducee.health.teletransmission` applies it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gzip
+import logging
 import re
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from email import message_from_bytes
+from email.header import decode_header, make_header
+from email.message import Message
+from email.policy import compat32
 from enum import Enum
 from functools import lru_cache
 
@@ -436,3 +443,67 @@ class Lot:
     resend_of: int | None
     notified_at: datetime | None
     archived_at: datetime | None
+
+
+# --- a return's recognition (pure, CPU-bound) ---------------------------------------------
+
+log = logging.getLogger(__name__)
+
+#: How much of a return is parsed to recognise it (its EDI parts); a bigger return is kept
+#: whole and recorded as « unknown » rather than parsed on and on.
+MAX_PARSED_RETURN = 20 * 1024 * 1024
+
+
+def _header_text(value: object) -> str:
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (UnicodeError, ValueError, LookupError):
+        return str(value)
+
+
+def _edi_parts(message: Message) -> list[Message]:
+    return [
+        part
+        for part in message.walk()
+        if not part.is_multipart() and part.get_content_type() == EDI_TYPE
+    ]
+
+
+def _payload_text(part: Message) -> str:
+    raw = part.get_payload(decode=False)
+    if not isinstance(raw, str):
+        return ""
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    data = raw.encode("ascii", "replace")
+    if encoding == "base64":
+        try:
+            data = base64.b64decode(data, validate=False)
+        except (binascii.Error, ValueError):
+            return ""
+    return decode_payload(data).decode("latin-1")
+
+
+def recognise_return(raw: bytes, patterns: Patterns, sender_numbers: frozenset[str]) -> ReturnFacts:
+    """What a return says (CPU work: a big one runs in a worker
+    process, ``health.teletransmission.record_returns``). Never raises on bad input:
+    what cannot be read is an « unknown » return."""
+    if len(raw) > MAX_PARSED_RETURN:
+        return ReturnFacts(ReturnKind.UNKNOWN, None, None, "")
+    try:
+        message = message_from_bytes(raw, policy=compat32)
+        subject = _header_text(message.get("Subject"))
+        parts = _edi_parts(message)
+        descriptions = [_header_text(p.get("Content-Description")).strip() for p in parts]
+        description = " ".join(d for d in descriptions if d)[:200]
+        if any(LOT_DESCRIPTION.match(d) for d in descriptions):
+            kind = ReturnKind.UNKNOWN  # a lot coming back is not a return
+        else:
+            kind = classify_return(description, subject, patterns)
+        texts = [subject, description, *(_payload_text(p) for p in parts)]
+        compostage, sender = find_reference(texts, sender_numbers)
+        return ReturnFacts(kind, compostage, sender, description)
+    except Exception:  # hostile input: keep it, recognise nothing
+        log.warning("return not parsed, kept as unknown", exc_info=True)
+        return ReturnFacts(ReturnKind.UNKNOWN, None, None, "")

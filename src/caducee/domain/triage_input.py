@@ -16,7 +16,7 @@ from email.policy import default
 from html.parser import HTMLParser
 from typing import Any
 
-from caducee.domain.triage import DEFAULT_TYPES, MessageType, TriageRules
+from caducee.domain.triage import DEFAULT_TYPES, MessageType, Triage, TriageRules, classify
 
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+:[ \t]?", re.ASCII)
 _KNOWN_FIELDS = (
@@ -116,6 +116,16 @@ def message_text(raw: bytes) -> tuple[str, str]:
     except Exception:  # noqa: S110 - a malformed part ends the walk; what was read is kept
         pass
     return subject, "\n\n".join(plain) if plain else "\n\n".join(html)
+
+
+def classify_raw(raw: bytes, rules: TriageRules) -> Triage:
+    """The type and urgency of a raw patient message (CPU work: a big one runs in a worker
+    process, ``health.patient_triage.classify_message``)."""
+    try:
+        subject, body = message_text(raw)
+    except Exception:  # message_text never raises; this is the last guard of a patient message
+        subject, body = "", raw[:200_000].decode("utf-8", "replace")
+    return classify(subject, body, rules)
 
 
 def rules_from_json(data: Any) -> TriageRules:

@@ -20,6 +20,7 @@ from email.policy import compat32
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of
+from caducee.domain.mime_structure import header_end
 from caducee.errors import PolicyRejected
 from caducee.services import trace
 
@@ -33,13 +34,13 @@ def is_mes_address(address: str) -> bool:
 
 
 def closes_exchange(raw: bytes) -> bool:
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw[: header_end(raw)])
     fin = str(headers.get("X-MSS-MES", "")).strip().upper() == "FIN"
     return fin or "[FIN]" in str(headers.get("Subject", "")).upper()
 
 
 def _referenced(raw: bytes) -> list[str]:
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw[: header_end(raw)])
     text = " ".join(str(headers.get(name, "")) for name in ("In-Reply-To", "References"))
     keys = [trace.trace_key(found) for found in _MESSAGE_ID.findall(text)[:50]]
     return [key for key in keys if key is not None]

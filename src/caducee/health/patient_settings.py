@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from caducee.app import App
+from caducee.domain.dlp_terms import TermList, parse_terms
 from caducee.errors import InvalidInput
 from caducee.health import dlp
-from caducee.health.dlp_terms import TermList, parse_terms
 from caducee.services import mailboxes
 from caducee.services.audit import AuditEvent, append
 from caducee.store import practice_repo

@@ -23,18 +23,12 @@ outbound worker):
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import csv
 import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from email import message_from_bytes
-from email.header import decode_header, make_header
-from email.message import Message
-from email.policy import compat32
 
 from caducee.app import App
 from caducee.domain.model import Flag, Mailbox, MailboxType, StoredMessage
@@ -42,39 +36,29 @@ from caducee.domain.recipient_route import Purpose
 from caducee.domain.teletransmission import (
     ARCHIVE_FOLDER,
     DELIVERY_LABELS,
-    EDI_TYPE,
-    LOT_DESCRIPTION,
     LOT_STATE_LABELS,
     RETURN_KIND_LABELS,
     Lot,
     LotReturn,
     LotState,
-    Patterns,
-    ReturnFacts,
     ReturnKind,
     arl_overdue_before,
-    classify_return,
-    decode_payload,
-    find_reference,
     lot_state,
     parse_lot_subject,
     parse_state,
+    recognise_return,
     resend_deadline,
 )
 from caducee.domain.working_days import PARIS
 from caducee.errors import CaduceeError, InvalidInput, NotFound
 from caducee.health.generated_mail import send_generated
-from caducee.services import audit, mailboxes, quota_notices
+from caducee.services import audit, cpu_pool, mailboxes, quota_notices
 from caducee.services.events import mailbox_events
 from caducee.services.messages import Delivery, expunge_messages, store_batch
 from caducee.store import directory_repo, lots_repo, mailstore_repo
 from caducee.store.connection import AsyncConnection
 
 log = logging.getLogger(__name__)
-
-#: How much of a return is parsed to recognise it (its EDI parts); a bigger return is kept
-#: whole and recorded as « unknown » rather than parsed on and on.
-MAX_PARSED_RETURN = 20 * 1024 * 1024
 
 
 # --- lots ------------------------------------------------------------------------------------
@@ -165,60 +149,6 @@ async def record_delivery(
 # --- returns ---------------------------------------------------------------------------------
 
 
-def _header_text(value: object) -> str:
-    if value is None:
-        return ""
-    try:
-        return str(make_header(decode_header(str(value))))
-    except (UnicodeError, ValueError, LookupError):
-        return str(value)
-
-
-def _edi_parts(message: Message) -> list[Message]:
-    return [
-        part
-        for part in message.walk()
-        if not part.is_multipart() and part.get_content_type() == EDI_TYPE
-    ]
-
-
-def _payload_text(part: Message) -> str:
-    raw = part.get_payload(decode=False)
-    if not isinstance(raw, str):
-        return ""
-    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-    data = raw.encode("ascii", "replace")
-    if encoding == "base64":
-        try:
-            data = base64.b64decode(data, validate=False)
-        except (binascii.Error, ValueError):
-            return ""
-    return decode_payload(data).decode("latin-1")
-
-
-def recognise_return(raw: bytes, patterns: Patterns, sender_numbers: frozenset[str]) -> ReturnFacts:
-    """What a return says (CPU work: run it in a worker thread). Never raises on bad input:
-    what cannot be read is an « unknown » return."""
-    if len(raw) > MAX_PARSED_RETURN:
-        return ReturnFacts(ReturnKind.UNKNOWN, None, None, "")
-    try:
-        message = message_from_bytes(raw, policy=compat32)
-        subject = _header_text(message.get("Subject"))
-        parts = _edi_parts(message)
-        descriptions = [_header_text(p.get("Content-Description")).strip() for p in parts]
-        description = " ".join(d for d in descriptions if d)[:200]
-        if any(LOT_DESCRIPTION.match(d) for d in descriptions):
-            kind = ReturnKind.UNKNOWN  # a lot coming back is not a return
-        else:
-            kind = classify_return(description, subject, patterns)
-        texts = [subject, description, *(_payload_text(p) for p in parts)]
-        compostage, sender = find_reference(texts, sender_numbers)
-        return ReturnFacts(kind, compostage, sender, description)
-    except Exception:  # hostile input: keep it, recognise nothing
-        log.warning("return not parsed, kept as unknown", exc_info=True)
-        return ReturnFacts(ReturnKind.UNKNOWN, None, None, "")
-
-
 async def record_returns(
     app: App,
     raw: bytes,
@@ -238,7 +168,10 @@ async def record_returns(
         box = by_id[copy.mailbox_id]
         async with app.db.read() as conn:
             numbers = await lots_repo.sender_numbers(conn, box.practice_id)
-        facts = await asyncio.to_thread(recognise_return, raw, app.settings.tlt_patterns, numbers)
+        # a big return (cpu_pool.PROCESS_THRESHOLD) is parsed in a worker process (issue 17)
+        facts = await cpu_pool.run_sized(
+            len(raw), recognise_return, raw, app.settings.tlt_patterns, numbers
+        )
         async with app.db.write() as conn:
             lot: Lot | None = None
             if facts.compostage:

@@ -5,6 +5,11 @@ secrets). Data is sealed with its scope's data key; the associated data names th
 record and the field, so a ciphertext moved to another mailbox, record or column fails to open.
 
 Sealed format: ``b"\\x01" + nonce(12) + ciphertext||tag``.
+
+Data of :data:`SLICE` bytes or more is encrypted and decrypted a slice at a time (the same
+AES-GCM, the same format): the library holds the interpreter lock for a whole call (33 ms or
+more for 20 MB), and between slices other threads and the event loop get it back (issue 17;
+:class:`~caducee.store.keyring.Keyring` runs such data in a worker thread).
 """
 
 from __future__ import annotations
@@ -18,19 +23,45 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from caducee.errors import ConfigurationError, IntegrityError
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
+TAG_BYTES = 16
+#: Data this big is sealed and opened a slice of this many bytes at a time.
+SLICE = 1024 * 1024
 FORMAT_V1 = b"\x01"
 
 
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     """Encrypt and authenticate ``plaintext`` bound to ``aad``."""
     nonce = os.urandom(NONCE_BYTES)
-    return FORMAT_V1 + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+    if len(plaintext) < SLICE:
+        return FORMAT_V1 + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+    encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+    encryptor.authenticate_additional_data(aad)
+    pieces = [FORMAT_V1, nonce]
+    with memoryview(plaintext) as view:
+        for start in range(0, len(plaintext), SLICE):
+            pieces.append(encryptor.update(view[start : start + SLICE]))
+    pieces += [encryptor.finalize(), encryptor.tag]
+    return b"".join(pieces)
+
+
+def _open_slices(key: bytes, nonce: bytes, body: bytes, aad: bytes) -> bytes:
+    """AES-GCM decryption a slice at a time; nothing is returned unless the tag verifies."""
+    tag = body[-TAG_BYTES:]
+    decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce, tag)).decryptor()
+    decryptor.authenticate_additional_data(aad)
+    pieces = []
+    with memoryview(body) as view:
+        for start in range(0, len(body) - TAG_BYTES, SLICE):
+            pieces.append(decryptor.update(view[start : min(start + SLICE, len(body) - TAG_BYTES)]))
+    pieces.append(decryptor.finalize())  # raises InvalidTag
+    return b"".join(pieces)
 
 
 def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
@@ -42,7 +73,9 @@ def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
         )
     nonce, body = sealed[1 : 1 + NONCE_BYTES], sealed[1 + NONCE_BYTES :]
     try:
-        return AESGCM(key).decrypt(nonce, body, aad)
+        if len(body) < SLICE:
+            return AESGCM(key).decrypt(nonce, body, aad)
+        return _open_slices(key, nonce, body, aad)
     except InvalidTag:
         raise IntegrityError(
             "Échec du déchiffrement : donnée altérée, déplacée ou mauvaise clé.",

@@ -21,6 +21,7 @@ from caducee.config import Settings
 from caducee.errors import ConfigurationError, IntegrityError
 from caducee.store.crypto import (
     KEY_BYTES,
+    SLICE,
     MasterKey,
     aad_for,
     load_key_file,
@@ -150,12 +151,16 @@ class Keyring:
         self, conn: AsyncConnection, scope: str, record: str, field: str, plaintext: bytes
     ) -> bytes:
         key = await self.data_key(conn, scope)
+        if len(plaintext) >= SLICE:  # a slice at a time in a thread: the loop runs between
+            return await asyncio.to_thread(seal, key, plaintext, aad_for(scope, record, field))
         return seal(key, plaintext, aad_for(scope, record, field))
 
     async def open(
         self, conn: AsyncConnection, scope: str, record: str, field: str, sealed: bytes
     ) -> bytes:
         key = await self.data_key(conn, scope)
+        if len(sealed) >= SLICE:
+            return await asyncio.to_thread(open_sealed, key, sealed, aad_for(scope, record, field))
         return open_sealed(key, sealed, aad_for(scope, record, field))
 
     def forget(self, scope: str) -> None:

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from caducee.protocols.smtp import data as smtp_data
 from caducee.protocols.smtp.data import check_content, unstuff
 from caducee.protocols.smtp.parser import (
     Auth,
@@ -315,3 +316,22 @@ def test_unstuffing_undoes_stuffing(lines: list[bytes]) -> None:
     message = b"".join(line + b"\r\n" for line in lines)
     stuffed = (b"\r\n" + message).replace(b"\r\n.", b"\r\n..")
     assert unstuff(stuffed) == message
+
+
+@given(
+    st.lists(st.sampled_from([b"", b".", b"..", b"a", b".b", b"\r", b"\n", b"\r\n"]), max_size=60)
+)
+def test_a_big_message_is_unstuffed_and_checked_slice_by_slice_as_a_whole(
+    parts: list[bytes],
+) -> None:
+    """A big message is unstuffed and its line ends counted a slice at a time (issue 17): a
+    CRLF "." or a CRLF across two slices is found as in one piece (slices of 1 to 4 octets)."""
+    stuffed = b"\r\n" + b"".join(parts)
+    whole = stuffed.replace(b"\r\n.", b"\r\n")[2:]
+    raw = b"x" + stuffed
+    bare = raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\r\n")
+    for size in (1, 2, 3, 4):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(smtp_data, "SLICE", size)
+            assert unstuff(stuffed) == whole
+            assert smtp_data._bare_line_end(raw) is bare

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from caducee.protocols.sasl import SaslError, decode_response
 from caducee.protocols.smtp import replies
-from caducee.protocols.smtp.data import check_content, read_chunk, read_data
+from caducee.protocols.smtp.data import checked, read_chunk, read_data
 from caducee.protocols.smtp.errors import internal_error, reply_for_error
 from caducee.protocols.smtp.handler import SmtpHandler
 from caducee.protocols.smtp.limits import AUTH_LINE_MAX, READ_LINE_MAX, SmtpLimits, line_limit
@@ -43,6 +43,7 @@ from caducee.protocols.smtp.sasl import Challenge, Credentials, SaslExchange
 from caducee.protocols.smtp.state import SessionInfo, Transaction
 from caducee.protocols.smtp.stream import LineTooLong, SessionTimeout, SmtpStream
 from caducee.protocols.tcp import Connection, ConnectionClosed
+from caducee.services import memory_trim
 from caducee.services.envelope import EnvelopeRecipient
 
 log = logging.getLogger(__name__)
@@ -453,8 +454,9 @@ class SmtpSession:
         await self._accept_message(transaction, bytes(transaction.chunks))
 
     async def _accept_message(self, transaction: Transaction, raw: bytes) -> None:
+        memory_trim.note(len(raw))  # a big message's copies given back once the burst is over
         envelope = transaction.envelope()
-        problem = check_content(
+        problem = await checked(
             raw,
             smtputf8=envelope.smtputf8,
             max_header_fields=self.limits.max_header_fields,

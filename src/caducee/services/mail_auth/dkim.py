@@ -1,10 +1,11 @@
 """DKIM (RFC 6376): verifying the signatures of mail arriving on the MX, signing mail leaving.
 
 Verification (:func:`check_dkim`) uses dkimpy for canonicalisation and cryptography: the key
-record (§3.6.2) is fetched asynchronously by us, then the signature is verified (§6.1) in a
-worker thread. rsa-sha1 signatures are refused (RFC 8301 §3.1) and keys shorter than 1024 bits
-fail (RFC 8301 §3.2). One result per signature, the first :data:`MAX_DKIM_SIGNATURES`; DNS
-failures never raise: they yield ``temperror``.
+record (§3.6.2) is fetched asynchronously by us, then the signature is verified (§6.1) by
+``domain.dkim_work`` in a worker thread, or a worker process for a big message. rsa-sha1
+signatures are refused (RFC 8301 §3.1) and keys shorter than 1024 bits fail (RFC 8301 §3.2).
+One result per signature, the first :data:`MAX_DKIM_SIGNATURES`; DNS failures never raise:
+they yield ``temperror``.
 
 Signing (:func:`dkim_sign`) uses the domain's key (relaxed/relaxed, rsa-sha256, §3.4, §3.3).
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -21,7 +21,8 @@ import dkim
 import dns.asyncresolver
 
 from caducee.config import Settings
-from caducee.errors import InvalidInput
+from caducee.domain import dkim_work
+from caducee.services import cpu_pool
 from caducee.services.dkim_keys import ensure_dkim_key
 from caducee.services.dns import DnsTemporaryError, lookup
 from caducee.services.mail_auth.headers import header_block
@@ -43,9 +44,7 @@ class DkimResult:
     reason: str = ""
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc).split(" (", 1)[0]
-    return re.sub(r"[^\x20-\x7e]", "", text)[:80]
+_short = dkim_work.short_reason
 
 
 def _field(sig: dict[bytes, bytes], tag: bytes) -> str:
@@ -53,7 +52,7 @@ def _field(sig: dict[bytes, bytes], tag: bytes) -> str:
 
 
 async def _verify_signature(
-    resolver: dns.asyncresolver.Resolver, verifier: dkim.DKIM, index: int
+    resolver: dns.asyncresolver.Resolver, verifier: dkim.DKIM, raw: bytes, index: int
 ) -> DkimResult:
     try:
         prepared = verifier.verify_headerprep(index)
@@ -64,7 +63,7 @@ async def _verify_signature(
         )
     if not prepared:
         return DkimResult("permerror", reason="signature not found")
-    sig, include_headers, sig_headers = prepared
+    sig = prepared[0]
     domain, selector = _field(sig, b"d").lower(), _field(sig, b"s")
     if sig.get(b"a", b"").lower() == b"rsa-sha1":
         return DkimResult("permerror", domain, selector, "rsa-sha1 refused (RFC 8301)")
@@ -82,18 +81,10 @@ async def _verify_signature(
     except dkim.DKIMException as exc:
         return DkimResult("permerror", domain, selector, "invalid key: " + _short(exc))
 
-    def key_lookup(_name: bytes, timeout: float = 5) -> bytes:
-        return key_record
-
-    def verify() -> bool:
-        return bool(verifier.verify_sig(sig, include_headers, sig_headers[index], key_lookup))
-
-    try:
-        valid = await asyncio.to_thread(verify)
-    except dkim.DKIMException as exc:  # body hash mismatch, key too small, ...
-        return DkimResult("fail", domain, selector, _short(exc))
-    if not valid:
-        return DkimResult("fail", domain, selector, "signature did not verify")
+    # canonicalising and hashing the body: a big message in a worker process (issue 17)
+    failure = await cpu_pool.run_sized(len(raw), dkim_work.verify_signature, raw, index, key_record)
+    if failure is not None:  # body hash mismatch, key too small, bad signature
+        return DkimResult("fail", domain, selector, failure)
     return DkimResult("pass", domain, selector)
 
 
@@ -115,7 +106,7 @@ async def check_dkim(resolver: dns.asyncresolver.Resolver, raw: bytes) -> tuple[
         return ()
     return tuple(
         [
-            await _verify_signature(resolver, verifier, index)
+            await _verify_signature(resolver, verifier, raw, index)
             for index in range(min(count, MAX_DKIM_SIGNATURES))
         ]
     )
@@ -123,20 +114,7 @@ async def check_dkim(resolver: dns.asyncresolver.Resolver, raw: bytes) -> tuple[
 
 # ----- signing (§5) ------------------------------------------------------------------------------
 
-#: Signed when present (RFC 6376 §5.4.1), with every X-MSS-* (MSSanté) field.
-SIGNED_HEADERS: Final = (
-    "from",
-    "to",
-    "cc",
-    "subject",
-    "date",
-    "message-id",
-    "mime-version",
-    "content-type",
-    "content-transfer-encoding",
-    "in-reply-to",
-    "references",
-)
+SIGNED_HEADERS: Final = dkim_work.SIGNED_HEADERS
 
 
 def dkim_sign(settings: Settings, raw: bytes, domain: str) -> bytes:
@@ -147,37 +125,14 @@ def dkim_sign(settings: Settings, raw: bytes, domain: str) -> bytes:
     from asyncio, call :func:`dkim_sign_async`.
     """
     key = ensure_dkim_key(settings, domain)
-    first_line_end = raw.find(b"\n")
-    linesep = (
-        b"\r\n"
-        if first_line_end > 0 and raw[first_line_end - 1 : first_line_end] == b"\r"
-        else b"\n"
-    )
-    try:
-        signer = dkim.DKIM(raw, logger=_dkim_log, linesep=linesep)
-        names = [name.decode("ascii", "replace").lower() for name, _ in signer.headers]
-        include = [n for n in names if n in SIGNED_HEADERS or n.startswith("x-mss-")]
-        if "from" not in include:
-            raise InvalidInput(
-                "Impossible de signer (DKIM) un message sans en-tête From.",
-                "Cannot DKIM-sign a message without a From header.",
-            )
-        include.append("from")
-        signature = signer.sign(
-            key.selector.encode("ascii"),
-            key.domain.encode("ascii"),
-            key.private_pem,
-            canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=[n.encode("ascii") for n in include],
-        )
-    except dkim.DKIMException as exc:
-        raise InvalidInput(
-            f"Signature DKIM impossible : message mal formé ({_short(exc)}).",
-            f"DKIM signing failed: malformed message ({_short(exc)}).",
-        ) from None
-    return bytes(signature) + raw
+    return dkim_work.signature(raw, key.selector, key.domain, key.private_pem) + raw
 
 
 async def dkim_sign_async(settings: Settings, raw: bytes, domain: str) -> bytes:
-    """:func:`dkim_sign` in a worker thread."""
-    return await asyncio.to_thread(dkim_sign, settings, raw, domain)
+    """:func:`dkim_sign` off the event loop: the key's files in a thread, the signing of a big
+    message in a worker process (dkimpy's canonicalisation is pure Python, issue 17)."""
+    key = await asyncio.to_thread(ensure_dkim_key, settings, domain)
+    signed = await cpu_pool.run_sized(
+        len(raw), dkim_work.signature, raw, key.selector, key.domain, key.private_pem
+    )
+    return signed + raw

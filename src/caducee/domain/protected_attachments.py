@@ -25,8 +25,10 @@ from pathlib import PurePosixPath, PureWindowsPath
 import pikepdf
 import pyzipper  # type: ignore[import-untyped]
 
+from caducee.domain.pdf_pages import add_image_page, add_text_pages, wrap
+from caducee.domain.protected_notice import PASSWORD_ALPHABET as PASSWORD_ALPHABET
+from caducee.domain.protected_notice import generate_password as generate_password
 from caducee.errors import InvalidInput, LimitReached
-from caducee.health.pdf_pages import add_image_page, add_text_pages, wrap
 
 #: Total size of the attachments of one protected file.
 MAX_TOTAL_BYTES = 25 * 1024 * 1024
@@ -34,11 +36,6 @@ MAX_TOTAL_BYTES = 25 * 1024 * 1024
 MAX_ATTACHMENTS = 50
 #: Pages of one protected PDF.
 MAX_PAGES = 1000
-
-#: Letters and digits that cannot be mistaken for one another (no 0/O, 1/I/L).
-PASSWORD_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # noqa: S105 (an alphabet)
-PASSWORD_GROUPS = 5
-PASSWORD_GROUP_LENGTH = 4  # 20 characters of 31: 99 bits
 
 TEXT_TYPES = ("text/plain", "text/csv", "text/markdown")
 IMAGE_TYPES = ("image/jpeg", "image/png")
@@ -49,16 +46,6 @@ class Attachment:
     filename: str
     content_type: str  # e.g. "application/pdf"
     data: bytes
-
-
-def generate_password() -> str:
-    """A random password easy to read in an SMS and to type: ``KX7P-93MF-…`` (5 groups of 4
-    characters from a 31-character alphabet without look-alikes: 99 bits)."""
-    groups = [
-        "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_GROUP_LENGTH))
-        for _ in range(PASSWORD_GROUPS)
-    ]
-    return "-".join(groups)
 
 
 def _check(attachments: list[Attachment]) -> None:

@@ -1,5 +1,5 @@
 """Detectors of identifying or health data in a text, run on its folded form (no accents,
-lower case, see :func:`caducee.health.dlp_terms.fold`). Each yields ``(kind, start, end)``
+lower case, see :func:`caducee.domain.dlp_terms.fold`). Each yields ``(kind, start, end)``
 spans in the folded text. Pure functions, linear regular expressions (no nested repetition).
 
 - ``nir``: NIR / INS, 13 characters and a 2-digit key, a space or a dot allowed between any two

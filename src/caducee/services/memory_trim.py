@@ -1,0 +1,69 @@
+"""Giving memory back to the system after big messages (issue 17: « memory after the hostile
+load ≤ idle + 50 MB »).
+
+A 20 MB message passes through several copies (the DATA buffer, the unstuffed message, its
+sealed copies, the protected PDF coming back from a worker process). CPython frees them, but
+glibc's allocator keeps most of the freed memory in its arenas (one per thread that allocated
+it, the worker threads included) for the next allocation: the node's RSS stayed 100+ MB above
+idle after ten such messages (``bench/loop_lag.py``). ``malloc_trim(0)`` hands the free pages of
+every arena back to the kernel.
+
+:func:`note` is told the size of each big input handled; from :data:`BIG_BYTES` on, a trim is
+scheduled :data:`QUIET_SECONDS` later, pushed back by each new big input, so a burst costs one
+trim, done in a worker thread (``ctypes`` releases the interpreter lock during the call; it
+takes a few ms). Nothing happens where the C library has no ``malloc_trim`` (musl, macOS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+#: An input this big schedules a trim.
+BIG_BYTES = 1024 * 1024
+#: Seconds without a big input before the trim.
+QUIET_SECONDS = 2.0
+
+
+def _find_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_malloc_trim = _find_trim()
+_scheduled: asyncio.TimerHandle | None = None
+
+
+def trim() -> bool:
+    """Give the allocator's free memory back to the kernel now (blocking: a few ms); whether
+    it could."""
+    if _malloc_trim is None:
+        return False
+    _malloc_trim(0)
+    return True
+
+
+def _start() -> None:
+    global _scheduled
+    _scheduled = None
+    asyncio.get_running_loop().run_in_executor(None, trim)
+
+
+def note(size: int) -> None:
+    """A ``size``-byte input was handled (call it on the event loop): a big one schedules a
+    trim once the burst is over."""
+    global _scheduled
+    if size < BIG_BYTES or _malloc_trim is None:
+        return
+    if _scheduled is not None:
+        _scheduled.cancel()
+    _scheduled = asyncio.get_running_loop().call_later(QUIET_SECONDS, _start)

@@ -1,0 +1,53 @@
+"""After big messages the node gives the allocator's free memory back to the system
+(``services.memory_trim``, issue 17)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from caducee.services import memory_trim
+
+pytestmark = pytest.mark.skipif(memory_trim._malloc_trim is None, reason="no malloc_trim here")
+
+# In a fresh interpreter: 96 MB in 16 kB blocks freed but for the last one (which keeps the
+# heap's top where it is, as a live session's buffers do), then the RSS before and after.
+SCRIPT = """
+from caducee.services import memory_trim
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+blocks = [bytes(16 * 1024) for _ in range(6000)]
+last = blocks[-1]
+del blocks
+before = rss_mb()
+memory_trim.trim()
+print(before, rss_mb())
+"""
+
+
+def test_trim_gives_freed_memory_back() -> None:
+    answer = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True
+    )
+    before, after = map(float, answer.stdout.split())
+    assert after < before - 50, (before, after)  # most of the 96 MB went back
+
+
+async def test_a_burst_of_big_inputs_schedules_one_trim(monkeypatch: pytest.MonkeyPatch) -> None:
+    trims: list[int] = []
+    monkeypatch.setattr(memory_trim, "_malloc_trim", trims.append)
+    monkeypatch.setattr(memory_trim, "QUIET_SECONDS", 0.01)
+    memory_trim.note(memory_trim.BIG_BYTES - 1)  # small: nothing
+    await asyncio.sleep(0.1)
+    assert trims == []
+    for _ in range(3):
+        memory_trim.note(memory_trim.BIG_BYTES)
+    while not trims:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    assert trims == [0]  # one trim for the burst
