@@ -18,7 +18,7 @@ from caducee.domain.model import Flag, SpecialUse
 from caducee.errors import CaduceeError, InvalidInput
 from caducee.flows import compose, submission
 from caducee.flows.compose import MAX_SUBJECT, Outgoing
-from caducee.health import dlp
+from caducee.health import annuaire, dlp
 from caducee.services import mailstore, webmail
 from caducee.services.envelope import ClientInfo
 from caducee.web.core import WebUser, client_ip, error_message, page, redirect, render, state
@@ -41,6 +41,10 @@ class Draft:
     close_exchange: bool = False  # MSSanté X-MSS-MES: FIN (end an exchange with a patient)
     draft_uid: int | None = None  # the saved copy in Drafts, replaced at each save
     forwarded_files: list[str] = field(default_factory=list)
+
+
+#: Recipients of a pre-filled compose page looked up in the national directory at most.
+MAX_LOOKUPS = 20
 
 
 def _split(value: str) -> list[str]:
@@ -129,7 +133,7 @@ async def _prefill(request: Request, view: BoxView) -> Draft:
     return Draft(to=params.get("a", "")[:1000])
 
 
-def _form(
+async def _form(
     request: Request,
     view: BoxView,
     draft: Draft,
@@ -138,10 +142,19 @@ def _form(
     status: int = 200,
     findings: list[dlp.Finding] | None = None,
 ) -> Response:
+    app = state(request).app
+    # Recipients the national directory lists: who they are (profession, structure).
+    listed = []
+    for address in _split(", ".join((draft.to, draft.cc, draft.bcc)))[:MAX_LOOKUPS]:
+        found = await annuaire.lookup(app, address)
+        if found is not None:
+            listed.append(found)
     return render(
         request,
         "webmail/compose.html",
         {
+            "directory": await annuaire.status(app) is not None,
+            "listed": listed,
             "nav_active": "courrier",
             "view": view,
             "base": base_path(view),
@@ -157,7 +170,7 @@ def _form(
 @page()
 async def compose_page(request: Request, user: WebUser) -> Response:
     view = await open_view(request, user, need_send=True)
-    return _form(request, view, await _prefill(request, view))
+    return await _form(request, view, await _prefill(request, view))
 
 
 def _addresses(value: str, label: str) -> list[str]:
@@ -232,7 +245,7 @@ async def send(request: Request, user: WebUser) -> Response:
                 web.app, view.mailbox.address, list(composed.recipients), composed.raw
             )
             if found:
-                return _form(request, view, draft, findings=found, status=409)
+                return await _form(request, view, draft, findings=found, status=409)
         sent = await compose.send(
             web.app,
             view.access,
@@ -242,7 +255,7 @@ async def send(request: Request, user: WebUser) -> Response:
             ),
         )
     except CaduceeError as exc:
-        return _form(request, view, draft, error=error_message(exc), status=400)
+        return await _form(request, view, draft, error=error_message(exc), status=400)
     await _drop_draft(request, view, draft.draft_uid)
     assert sent is not None
     return await _after_send(request, view, draft, sent)
