@@ -6,6 +6,9 @@ deleted), and the search semantics a practitioner relies on."""
 from __future__ import annotations
 
 import asyncio
+import http.server
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,9 @@ from bench.annuaire_gen import HEADER, write
 from caducee.app import App
 from caducee.errors import InvalidInput
 from caducee.health import annuaire
+from caducee.services import audit
 from caducee.store import annuaire_repo
+from tests.health.test_trust_list import _Files
 
 
 def _line(values: dict[str, str], order: tuple[str, ...] = HEADER) -> str:
@@ -205,3 +210,45 @@ async def test_reimport_is_atomic_and_the_old_generation_goes(app: App, tmp_path
     assert {"helene.dupont@medecin.mssante.fr", "jean.dupont@medecin.mssante.fr"} <= set(
         await _emails(app, "dupont")
     )
+
+
+@pytest.fixture
+def files_server() -> Iterator[tuple[str, dict[str, bytes]]]:
+    """A real HTTP server of the files put in the dict (404 for others)."""
+    files: dict[str, bytes] = {}
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), type("Handler", (_Files,), {"files": files})
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", files
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_scheduled_refresh_from_a_url(
+    app: App, tmp_path: Path, files_server: tuple[str, dict[str, bytes]]
+) -> None:
+    base, files = files_server
+    app.settings.annuaire_url = f"{base}/extraction-correspondance-mssante.txt"
+    refresher = annuaire.DirectoryRefresher(app)
+    assert await refresher.refresh_once() is None  # 404: nothing in force, nothing changed
+    assert await annuaire.status(app) is None
+    files["/extraction-correspondance-mssante.txt"] = _file(tmp_path / "a.txt", PEOPLE).read_bytes()
+    report = await refresher.refresh_once()
+    assert report is not None and report.rows == len(PEOPLE)
+    info = await annuaire.status(app)
+    assert info is not None and info.source == app.settings.annuaire_url
+    assert await _emails(app, "zoe") == ["zoe.lefevre@infirmier.mssante.fr"]
+    assert await refresher.refresh_once() is None  # fresh enough: no download
+    failures = [r async for r in audit.iter_records(app.db) if r.action == "annuaire.refresh"]
+    assert [r.result for r in failures] == ["failed"]
+    imports = [r async for r in audit.iter_records(app.db) if r.action == "annuaire.import"]
+    assert f'"rows": {len(PEOPLE)}' in imports[-1].details
+    # An import elsewhere left its replaced generation: the next round deletes it.
+    again = await annuaire.import_from(app, app.settings.annuaire_url, purge=False, actor="cli")
+    assert again.replaced == report.generation
+    await refresher.refresh_once()
+    async with app.db.read() as conn:
+        assert [i.generation for i in await annuaire_repo.imports(conn)] == [again.generation]
