@@ -196,7 +196,11 @@ async def run(settings: Settings, label: str, args: argparse.Namespace, path: Pa
     create_master_key_file(settings)
     asked = queries(args.queries, args.n)
     async with open_app(settings, upgrade=True) as app:
-        report = await annuaire.import_file(app, path)
+        executor = annuaire.import_executor()  # as `caducee directory import` does
+        try:
+            report = await annuaire.import_file(app, path, executor=executor)
+        finally:
+            executor.shutdown()
         print(
             f"{label}: import of {report.rows} rows ({report.rejected_count} refused) in "
             f"{report.seconds:.1f} s"

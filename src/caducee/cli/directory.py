@@ -20,7 +20,6 @@ from caducee.cli.common import DEFAULT_DATA, DataOption, console, fail, with_app
 from caducee.domain.annuaire import Professional
 from caducee.health import annuaire
 from caducee.i18n import language, tr
-from caducee.services import cpu_pool
 from caducee.store.annuaire_repo import ImportInfo
 
 app = typer.Typer(help="Annuaire national MSSanté / National MSSanté directory.")
@@ -66,10 +65,13 @@ def import_(
             bar.update(task, completed=done, total=total)
 
         async def action(context: App) -> annuaire.ImportReport:
+            executor = annuaire.import_executor()
             try:
-                return await annuaire.import_from(context, location, actor="cli", progress=progress)
+                return await annuaire.import_from(
+                    context, location, actor="cli", progress=progress, executor=executor
+                )
             finally:
-                cpu_pool.shutdown()
+                executor.shutdown(cancel_futures=True)
 
         report = with_app(data, action)
     console.print(

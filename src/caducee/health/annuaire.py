@@ -21,11 +21,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import multiprocessing
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,8 +46,12 @@ log = logging.getLogger(__name__)
 
 #: Rows a search returns at most.
 MAX_RESULTS = 20
-#: Index rows of the driving word a search looks at (the rarest word of the query drives).
-CANDIDATES = 3000
+#: Index rows of the driving word a search looks at (the rarest word of the query drives): all
+#: of them when it has at most :data:`ALL_CANDIDATES` (so that « endocr lyon gaillard » finds
+#: every Gaillard), else the first :data:`CANDIDATES` (« médecin paris »: right answers, not
+#: all of them ranked). A query of one word looks at :data:`CANDIDATES` (exact words first).
+CANDIDATES = 1000
+ALL_CANDIDATES = 5000
 #: Lines of the file at most (the national extraction has about 535,000).
 MAX_ROWS = 2_000_000
 #: Rejected lines kept in the report (all are counted).
@@ -132,10 +139,12 @@ async def import_file(
     actor: str = "system",
     progress: Progress | None = None,
     purge: bool = True,
+    executor: Executor | None = None,
 ) -> ImportReport:
     """Load the extraction at ``path`` as a new generation and make it current. The directory
     in force changes only on success; with ``purge``, the replaced generation is then deleted
-    in batches (else the scheduled refresh deletes it)."""
+    in batches (else the scheduled refresh deletes it). Lines are parsed by ``executor``, else
+    by the node's :mod:`~caducee.services.cpu_pool`."""
     started = time.monotonic()
     limit = _max_bytes(app)
     try:
@@ -158,7 +167,9 @@ async def import_file(
         columns = rules.columns_of(await asyncio.to_thread(reader.header))
         generation = await annuaire_repo.begin(app.db, source or str(path))
         try:
-            rows, rejected, count = await _load(app, reader, columns, generation, progress)
+            rows, rejected, count = await _load(
+                app, reader, columns, generation, progress, executor
+            )
         except BaseException:
             await annuaire_repo.abandon(app.db, generation)
             raise
@@ -203,36 +214,56 @@ async def _load(
     columns: rules.Columns,
     generation: int,
     progress: Progress | None,
+    executor: Executor | None,
 ) -> tuple[int, list[tuple[int, str, str]], int]:
-    """Read, parse (worker processes) and write (batches) every line: (rows, first rejected,
-    rejected count). The next chunk is read and parsed while the previous one is written."""
+    """Read, parse (worker processes) and write (batches, in order) every line: (rows, first
+    rejected, rejected count). The next chunks are read and parsed while one is written."""
     rows = count = 0
     rejected: list[tuple[int, str, str]] = []
-    writing: asyncio.Task[None] | None = None
+    loop = asyncio.get_running_loop()
+    workers = cpu_pool.size() if executor is None else getattr(executor, "_max_workers", 1)
+    pending: deque[asyncio.Future[rules.Chunk]] = deque()
+    ended = False
     try:
         while True:
-            lines = await asyncio.to_thread(reader.chunk)
-            if not lines:
+            while not ended and len(pending) <= workers:
+                lines = await asyncio.to_thread(reader.chunk)
+                if not lines:
+                    ended = True
+                elif executor is None:
+                    pending.append(
+                        asyncio.ensure_future(
+                            cpu_pool.run(rules.parse_chunk, columns, lines, generation)
+                        )
+                    )
+                else:
+                    pending.append(
+                        loop.run_in_executor(
+                            executor, rules.parse_chunk, columns, lines, generation
+                        )
+                    )
+            if not pending:
                 break
-            chunk = await cpu_pool.run(rules.parse_chunk, columns, lines, generation)
-            write = annuaire_repo.write_chunk(app.db, generation, chunk)
-            if writing is not None:
-                await writing
-            writing = asyncio.ensure_future(write)
+            chunk = await pending.popleft()
+            await annuaire_repo.write_chunk(app.db, generation, chunk)
             rows += chunk.rows
             count += len(chunk.rejected)
             rejected.extend(chunk.rejected[: max(0, MAX_REPORTED - len(rejected))])
             if progress is not None:
                 progress(reader.position, reader.total)
-        if writing is not None:
-            await writing
-            writing = None
     finally:
-        if writing is not None and not writing.done():
-            writing.cancel()
-            with contextlib.suppress(BaseException):
-                await writing
+        for future in pending:
+            future.cancel()
     return rows, rejected, count
+
+
+def import_executor() -> ProcessPoolExecutor:
+    """Worker processes for an import run by hand (the CLI, a benchmark): one per core but one,
+    at the normal priority — :mod:`services.cpu_pool` runs its workers niced, for a serving
+    node, and a busy machine then starved the import. Shut it down after."""
+    return ProcessPoolExecutor(
+        max_workers=cpu_pool.size(), mp_context=multiprocessing.get_context("forkserver")
+    )
 
 
 def _is_url(location: str) -> bool:
@@ -272,6 +303,7 @@ async def import_from(
     actor: str = "system",
     progress: Progress | None = None,
     purge: bool = True,
+    executor: Executor | None = None,
 ) -> ImportReport:
     """Import a file path or an http(s) URL (downloaded to a temporary file first, bounded in
     size and time)."""
@@ -282,15 +314,17 @@ async def import_from(
         )
     if not _is_url(location):
         return await import_file(
-            app, Path(location), source=location, actor=actor, progress=progress, purge=purge
-        )
+            app, Path(location), source=location, actor=actor, progress=progress, purge=purge,
+            executor=executor,
+        )  # fmt: skip
     app.settings.data_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=app.settings.data_dir, prefix="annuaire-") as tmp:
         target = Path(tmp) / "extraction-correspondance-mssante.txt"
         await asyncio.to_thread(_download, location, target, _max_bytes(app))
         return await import_file(
-            app, target, source=location, actor=actor, progress=progress, purge=purge
-        )
+            app, target, source=location, actor=actor, progress=progress, purge=purge,
+            executor=executor,
+        )  # fmt: skip
 
 
 async def purge_retired(app: App, *, pause: float = 0.0) -> int:
@@ -325,14 +359,20 @@ async def search(app: App, text: str, limit: int = MAX_RESULTS) -> list[Professi
             if generation is None:
                 return []
             counts = [
-                (await annuaire_repo.count_prefix(conn, generation, word, CANDIDATES + 1), word)
+                (
+                    await annuaire_repo.count_prefix(conn, generation, word, ALL_CANDIDATES + 1)
+                    if len(query.words) > 1 or query.initials
+                    else 1,  # alone, a word needs no count: its first index rows serve
+                    word,
+                )
                 for word in query.words
             ]
-            if min(counts)[0] > 0:
-                driver = min(counts)[1]
+            fewest, driver = min(counts)
+            if fewest > 0:
                 others = [w for w in query.words if w != driver] + list(query.initials)
+                cap = fewest if others and fewest <= ALL_CANDIDATES else CANDIDATES
                 found = await annuaire_repo.search(
-                    conn, generation, driver, others, limit=limit, cap=CANDIDATES
+                    conn, generation, driver, others, limit=limit, cap=cap
                 )
                 if found:
                     return found

@@ -390,9 +390,12 @@ async def by_email(conn: AsyncConnection, email: str, limit: int = 20) -> list[P
         if generation is None:
             return []
         g = int(generation)
+        # SQLite's planner, without statistics, prefers the primary key (generation, seq) and
+        # scans the whole generation: name the generation's address index.
+        hint = f" INDEXED BY {_index_names(g)[1]}" if conn.dialect.name == "sqlite" else ""
         rows = await conn.execute(
             text(
-                f"SELECT {columns} FROM annuaire_entries e WHERE e.generation = {g} "
+                f"SELECT {columns} FROM annuaire_entries e{hint} WHERE e.generation = {g} "
                 "AND e.email = :email "
                 f"AND EXISTS (SELECT 1 FROM annuaire_current WHERE id = 1 AND generation = {g}) "
                 "ORDER BY e.seq LIMIT :limit"
