@@ -469,6 +469,11 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             "imap.search_budget_seconds must be positive and server.loop_lag_warn_ms zero or "
             "positive (0: probe off).",
         )
+    if settings.annuaire_refresh_hours < 1 or settings.annuaire_max_mb < 1:
+        raise ConfigurationError(
+            "annuaire.refresh_hours et annuaire.max_mb doivent valoir au moins 1.",
+            "annuaire.refresh_hours and annuaire.max_mb must be at least 1.",
+        )
     if settings.connections_per_address < 1 or settings.connections_per_minute < 1:
         raise ConfigurationError(
             "[limits] connections_per_address et connections_per_minute doivent valoir au moins 1.",
