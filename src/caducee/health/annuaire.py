@@ -52,6 +52,8 @@ MAX_RESULTS = 20
 #: all of them ranked). A query of one word looks at :data:`CANDIDATES` (exact words first).
 CANDIDATES = 1000
 ALL_CANDIDATES = 5000
+#: When the first :data:`CANDIDATES` rows of a common word hold no match of the others.
+WIDER_CANDIDATES = 50_000
 #: Lines of the file at most (the national extraction has about 535,000).
 MAX_ROWS = 2_000_000
 #: Rejected lines kept in the report (all are counted).
@@ -374,6 +376,12 @@ async def search(app: App, text: str, limit: int = MAX_RESULTS) -> list[Professi
                 found = await annuaire_repo.search(
                     conn, generation, driver, others, limit=limit, cap=cap
                 )
+                if not found and others and fewest > ALL_CANDIDATES:
+                    # Every word is common (« secrétariat médical paris ») and the first rows
+                    # of the rarest held none of the others: look further, once.
+                    found = await annuaire_repo.search(
+                        conn, generation, driver, others, limit=limit, cap=WIDER_CANDIDATES
+                    )
                 if found:
                     return found
             # Nothing: a true answer, unless a re-import switched the directory meanwhile.
