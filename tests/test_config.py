@@ -45,6 +45,8 @@ def test_client_limits_apply_to_every_mail_door(tmp_path: Path) -> None:
         ("[imap]\nsearch_budget_seconds = 0\n", "search_budget_seconds doit être positif"),
         ('[imap]\nsearch_budget_seconds = "long"\n', "nombre attendu"),
         ("[server]\nloop_lag_warn_ms = -1\n", "loop_lag_warn_ms"),
+        ("[annuaire]\nmax_mb = 0\n", "annuaire.max_mb doivent valoir au moins 1"),
+        ("[annuaire]\nrefresh_hours = 0\n", "annuaire.refresh_hours"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(
@@ -97,3 +99,19 @@ def test_search_budget_and_lag_probe_are_read_and_written(
     assert (again.imap_search_budget_seconds, again.loop_lag_warn_ms) == (2.5, 100)
     monkeypatch.setenv("CADUCEE_LOOP_LAG_WARN_MS", "250")
     assert load_settings(tmp_path).loop_lag_warn_ms == 250
+
+
+def test_directory_settings_are_read_and_written(tmp_path: Path) -> None:
+    defaults = load_settings(_write(tmp_path, ""))
+    assert (defaults.annuaire_url, defaults.annuaire_refresh_hours, defaults.annuaire_max_mb) == (
+        "", 24, 512,
+    )  # fmt: skip
+    text = (
+        '[annuaire]\nurl = "https://annuaire.test/extraction.txt"\nrefresh_hours = 6\n'
+        "max_mb = 200\n"
+    )
+    settings = load_settings(_write(tmp_path, text))
+    again = load_settings(_write(tmp_path, render_config(settings)))
+    assert (again.annuaire_url, again.annuaire_refresh_hours, again.annuaire_max_mb) == (
+        "https://annuaire.test/extraction.txt", 6, 200,
+    )  # fmt: skip

@@ -96,6 +96,11 @@ class Settings:
     trust_list_checksum_url: str = ""
     trust_list_refresh_hours: int = 24
     trust_list_max_age_days: int = 7
+    # National MSSanté directory (annuaire): extraction download (empty URL: imported by hand
+    # only), refresh period, largest file accepted
+    annuaire_url: str = ""
+    annuaire_refresh_hours: int = 24
+    annuaire_max_mb: int = 512
     # MSSanté trust space TLS: CAs operators chain to, their CRLs, our operator certificate
     trust_ca_file: str = ""
     trust_crl_dir: str = ""
@@ -432,6 +437,15 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             trust.get("max_age_days", settings.trust_list_max_age_days), "trust.max_age_days"
         )
         settings.trust_ca_file = str(trust.get("ca_file", settings.trust_ca_file))
+        annuaire = doc.get("annuaire", {})
+        settings.annuaire_url = str(annuaire.get("url", settings.annuaire_url))
+        settings.annuaire_refresh_hours = _int(
+            annuaire.get("refresh_hours", settings.annuaire_refresh_hours),
+            "annuaire.refresh_hours",
+        )
+        settings.annuaire_max_mb = _int(
+            annuaire.get("max_mb", settings.annuaire_max_mb), "annuaire.max_mb"
+        )
         settings.trust_crl_dir = str(trust.get("crl_dir", settings.trust_crl_dir))
         settings.trust_client_cert = str(trust.get("client_cert", settings.trust_client_cert))
         settings.trust_client_key = str(trust.get("client_key", settings.trust_client_key))
@@ -506,6 +520,11 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             "ou nul (0 : sonde désactivée).",
             "imap.search_budget_seconds must be positive and server.loop_lag_warn_ms zero or "
             "positive (0: probe off).",
+        )
+    if settings.annuaire_refresh_hours < 1 or settings.annuaire_max_mb < 1:
+        raise ConfigurationError(
+            "annuaire.refresh_hours et annuaire.max_mb doivent valoir au moins 1.",
+            "annuaire.refresh_hours and annuaire.max_mb must be at least 1.",
         )
     if settings.connections_per_address < 1 or settings.connections_per_minute < 1:
         raise ConfigurationError(
@@ -648,6 +667,14 @@ def render_config(settings: Settings) -> str:
         f"clamd = {json.dumps(settings.antivirus_clamd)}",
         f"timeout_seconds = {settings.antivirus_timeout_seconds:g}",
         f"on_unavailable = {json.dumps(settings.antivirus_on_unavailable)}",
+        "",
+        "[annuaire]",
+        "# Annuaire national MSSanté (extraction-correspondance-mssante.txt) : adresse de",
+        "# téléchargement (vide : import manuel par `caducee directory import`), période de",
+        "# rafraîchissement, taille maximale du fichier (Mo).",
+        f"url = {json.dumps(settings.annuaire_url)}",
+        f"refresh_hours = {settings.annuaire_refresh_hours}",
+        f"max_mb = {settings.annuaire_max_mb}",
         "",
         "[oidc]",
         "# Pro Santé Connect (ou autre fournisseur OpenID Connect) ; vide : désactivé.",

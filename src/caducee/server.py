@@ -25,6 +25,7 @@ from caducee.errors import CaduceeError, ConfigurationError
 from caducee.flows.maintenance import MaintenanceWorker
 from caducee.flows.outbound import OutboundWorker
 from caducee.health import patient_triage
+from caducee.health.annuaire import DirectoryRefresher
 from caducee.health.trust_list import TrustListRefresher
 from caducee.i18n import tr
 from caducee.listeners import ListenAddress, Listener, parse_address
@@ -70,6 +71,7 @@ WORKER_FACTORIES: list[Callable[[App], Worker]] = [
     OutboundWorker,
     MaintenanceWorker,
     TrustListRefresher,
+    DirectoryRefresher,
 ]
 
 

@@ -10,6 +10,7 @@ from caducee.cli import (
     api_token,
     app_password,
     audit,
+    directory,
     keys,
     lots,
     mailbox,
@@ -51,6 +52,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
 app.add_typer(queue.app, name="queue")
 app.add_typer(trust.app, name="trust")
+app.add_typer(directory.app, name="directory")
 app.add_typer(api_token.app, name="api-token")
 app.add_typer(patient.app, name="patient")
 app.add_typer(lots.app, name="lots")

@@ -744,3 +744,74 @@ auto_reply_messages = Table(
     _ts("sent_at"),
     Index("ix_auto_reply_messages_sent_at", "sent_at"),
 )
+
+#: The national MSSanté directory (issue 18): one row per import (``generation``); ``state``:
+#: loading, active or retired. Public data (no health data), searched by every practice.
+annuaire_imports = Table(
+    "annuaire_imports",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _ts("started_at"),
+    _ts("finished_at", nullable=True),
+    Column("state", String(10), nullable=False),
+    Column("source", String(500), nullable=False, server_default=""),
+    Column("sha256", String(64), nullable=False, server_default=""),
+    Column("row_count", Integer, nullable=False, server_default="0"),
+    Column("rejected_count", Integer, nullable=False, server_default="0"),
+)
+
+#: One row (``id`` 1): the generation searches read. Switching it is the import's only change
+#: readers can see, so a search sees the old directory or the new one, never a mix.
+annuaire_current = Table(
+    "annuaire_current",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("generation", Integer),
+)
+
+#: The directory's rows, per generation; ``seq`` is the row's line number in the imported file,
+#: ``search`` its search tokens (see :mod:`caducee.domain.annuaire`) joined by spaces. Each
+#: generation gets its own partial index on ``email`` (``ix_annuaire_entries_email_g<n>``),
+#: built once its rows are in.
+annuaire_entries = Table(
+    "annuaire_entries",
+    metadata,
+    Column("generation", Integer, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("email", String(250), nullable=False),
+    Column("mailbox_type", String(250), nullable=False),
+    Column("national_id", String(250), nullable=False),
+    Column("pp_id", String(250), nullable=False),
+    Column("civility", String(250), nullable=False),
+    Column("last_name", String(250), nullable=False),
+    Column("first_name", String(250), nullable=False),
+    Column("category", String(250), nullable=False),
+    Column("profession_code", String(250), nullable=False),
+    Column("profession", String(250), nullable=False),
+    Column("specialty_code", String(250), nullable=False),
+    Column("specialty", String(250), nullable=False),
+    Column("structure_id", String(250), nullable=False),
+    Column("organisation", Text, nullable=False),
+    Column("service", String(250), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("postcode", String(250), nullable=False),
+    Column("city", String(250), nullable=False),
+    Column("department", String(250), nullable=False),
+    Column("country", String(250), nullable=False),
+    Column("dematerialisation", String(250), nullable=False),
+    Column("search", Text, nullable=False),
+)
+
+#: The directory's search index: one row per (row, folded word). No index of its own: each
+#: generation gets a partial index on (token, seq) ``WHERE generation = <n>``
+#: (``ix_annuaire_tokens_g<n>``), built in one sort once its rows are in, dropped with it. The
+#: token compares byte-wise on PostgreSQL (collation "C") so that a prefix is a range.
+annuaire_tokens = Table(
+    "annuaire_tokens",
+    metadata,
+    Column("generation", Integer, nullable=False),
+    Column(
+        "token", String(40).with_variant(String(40, collation="C"), "postgresql"), nullable=False
+    ),
+    Column("seq", Integer, nullable=False),
+)

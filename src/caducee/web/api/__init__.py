@@ -2,7 +2,8 @@
 ``Authorization: Bearer cdc_…`` (see :mod:`caducee.services.api_tokens`). Every route is
 declared once in :data:`ENDPOINTS` with its scope and schemas (``messages``: mailboxes, folders,
 messages, sending; ``patients``: the registry; ``charter``: the practice's charter; ``lots``:
-télétransmission; ``absence``: the token's account's absence); the OpenAPI 3.1 description
+télétransmission; ``absence``: the token's account's absence; ``annuaire``: the national
+directory, any valid token); the OpenAPI 3.1 description
 (``/api/v1/openapi.json``) is generated here from that list, so it cannot drift; ``auth`` wraps
 every route (token, scope, rate limit, errors, audit); ``call`` holds what handlers share.
 Errors are ``{"error": {"code", "message", "message_en"}}``. Calls are rate-limited per token
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from caducee.web.api import absence, charter, lots, messages, patients
+from caducee.web.api import absence, annuaire, charter, lots, messages, patients
 from caducee.web.api.auth import BAD_TOKENS_PER_MINUTE, CALLS_PER_MINUTE, wrap
 from caducee.web.api.call import PREFIX, ApiError, Call, Endpoint
 
@@ -39,6 +40,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *charter.ENDPOINTS,
     *absence.ENDPOINTS,
     *lots.ENDPOINTS,
+    *annuaire.ENDPOINTS,
 )
 _ERROR = {"$ref": "#/components/schemas/Erreur"}
 

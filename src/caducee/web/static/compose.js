@@ -1,5 +1,7 @@
 // Caducée — compose page: the two address books (Professionnels, Patients) with suggestions,
-// and the channel of every recipient shown at a glance. No inline script (CSP).
+// the « Professionnels » group of the national MSSanté directory, and the channel of every
+// recipient shown at a glance, with its profession and structure when the directory lists it.
+// No inline script (CSP).
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -31,6 +33,14 @@ document.addEventListener("DOMContentLoaded", () => {
         badge.className = `channel ${info.canal}`;
         badge.textContent = info.libelle;
         item.append(badge, ` ${address}`);
+        if (info.annuaire) {
+          const who = document.createElement("span");
+          who.className = "directory-entry muted small";
+          who.textContent = ` — ${[info.annuaire.nom, info.annuaire.profession,
+            info.annuaire.savoir_faire, info.annuaire.structure, info.annuaire.ville]
+            .filter(Boolean).join(" · ")}`;
+          item.append(who);
+        }
         return item;
       }),
     );
@@ -64,7 +74,9 @@ document.addEventListener("DOMContentLoaded", () => {
         ...entries.map((entry) => {
           const option = document.createElement("option");
           option.value = entry.adresse;
-          option.label = entry.nom ? `${entry.nom} <${entry.adresse}>` : entry.adresse;
+          const details = [entry.profession, entry.structure, entry.ville].filter(Boolean);
+          const name = entry.nom ? `${entry.nom} <${entry.adresse}>` : entry.adresse;
+          option.label = details.length ? `${name} — ${details.join(", ")}` : name;
           return option;
         }),
       );

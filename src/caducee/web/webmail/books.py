@@ -1,6 +1,7 @@
 """The practice's two address books in the webmail: a page to keep them (add, remove), and the
-JSON the compose page uses — suggestions from one book at a time, and the channel a recipient
-falls in."""
+JSON the compose page uses — suggestions from one book at a time, the « Professionnels » group of
+the national MSSanté directory (kept apart from the practice's own contacts), and the channel a
+recipient falls in, with its profession and structure when the directory lists it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.routing import Route
 
 from caducee.errors import CaduceeError
 from caducee.flows import channels
-from caducee.health import patients
+from caducee.health import annuaire, patients
 from caducee.services import address_books
 from caducee.web.core import (
     N_,
@@ -124,12 +125,43 @@ async def suggest_patients(request: Request, user: WebUser) -> Response:
 
 
 @page(json=True)
+async def suggest_directory(request: Request, user: WebUser) -> Response:
+    """The « Professionnels » group: the national directory (the same search as the API)."""
+    await open_view(request, user)
+    found = await annuaire.search(state(request).app, request.query_params.get("q", "")[:100])
+    return JSONResponse(
+        [
+            {
+                "groupe": _("Professionnels"),
+                "nom": p.display_name,
+                "adresse": p.email,
+                "profession": p.profession,
+                "savoir_faire": p.specialty,
+                "structure": p.structure,
+                "ville": f"{p.postcode} {p.city}".strip(),
+            }
+            for p in found
+        ]
+    )
+
+
+@page(json=True)
 async def channel(request: Request, user: WebUser) -> Response:
     await open_view(request, user)
-    found = await channels.classify(
-        state(request).app, user.practice.id, request.query_params.get("a", "")[:320]
-    )
-    return JSONResponse({"canal": found, "libelle": _(CHANNEL_LABELS[found])})
+    app = state(request).app
+    address = request.query_params.get("a", "")[:320]
+    found = await channels.classify(app, user.practice.id, address)
+    body: dict[str, object] = {"canal": found, "libelle": _(CHANNEL_LABELS[found])}
+    listed = await annuaire.lookup(app, address)
+    if listed is not None:  # who the recipient is, as the national directory says
+        body["annuaire"] = {
+            "nom": listed.display_name,
+            "profession": listed.profession,
+            "savoir_faire": listed.specialty,
+            "structure": listed.structure,
+            "ville": f"{listed.postcode} {listed.city}".strip(),
+        }
+    return JSONResponse(body)
 
 
 routes = [
@@ -138,5 +170,6 @@ routes = [
     Route("/courrier/b/{mailbox_id}/carnet/{contact_id}/supprimer", book_delete, methods=["POST"]),
     Route("/courrier/b/{mailbox_id}/carnet/pros", suggest_pros, methods=["GET"]),
     Route("/courrier/b/{mailbox_id}/carnet/patients", suggest_patients, methods=["GET"]),
+    Route("/courrier/b/{mailbox_id}/carnet/annuaire", suggest_directory, methods=["GET"]),
     Route("/courrier/b/{mailbox_id}/canal", channel, methods=["GET"]),
 ]

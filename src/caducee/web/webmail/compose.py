@@ -18,7 +18,7 @@ from caducee.domain.model import Flag, SpecialUse
 from caducee.errors import CaduceeError, InvalidInput
 from caducee.flows import compose, patient_compose, submission
 from caducee.flows.compose import MAX_SUBJECT, Outgoing
-from caducee.health import dlp, xdm_mail
+from caducee.health import annuaire, dlp, xdm_mail
 from caducee.services import mailstore, webmail
 from caducee.services.envelope import ClientInfo
 from caducee.web.core import WebUser, client_ip, error_message, page, redirect, render, state
@@ -44,6 +44,10 @@ class Draft:
     xdm_kind: str = ""  # send the attachments as an IHE XDM package of this document type
     to_mes: bool = False  # also to the patient's Mon espace santé address
     forwarded_files: list[str] = field(default_factory=list)
+
+
+#: Recipients of a pre-filled compose page looked up in the national directory at most.
+MAX_LOOKUPS = 20
 
 
 def _split(value: str) -> list[str]:
@@ -142,10 +146,18 @@ async def _form(
     findings: list[dlp.Finding] | None = None,
 ) -> Response:
     app = state(request).app
+    # Recipients the national directory lists: who they are (profession, structure).
+    listed = []
+    for address in _split(", ".join((draft.to, draft.cc, draft.bcc)))[:MAX_LOOKUPS]:
+        found = await annuaire.lookup(app, address)
+        if found is not None:
+            listed.append(found)
     return render(
         request,
         "webmail/compose.html",
         {
+            "directory": await annuaire.status(app) is not None,
+            "listed": listed,
             "nav_active": "courrier",
             "view": view,
             "base": base_path(view),
