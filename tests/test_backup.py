@@ -26,7 +26,10 @@ import pytest
 
 from caducee.app import open_app
 from caducee.config import Settings, load_settings
+from caducee.errors import IntegrityError, InvalidInput
+from caducee.services import backup
 from caducee.services.app_passwords import create_app_password
+from caducee.services.backup import read_private_key
 from caducee.store.backup_crypto import BackupPrivateKey
 from tests.pgcluster import PgCluster
 from tests.services.helpers import person, practice
@@ -276,24 +279,50 @@ def test_restore_refuses_a_damaged_archive_or_a_wrong_key_and_leaves_nothing(
         copy = tmp_path / how.replace(" ", "-")
         shutil.copytree(archive, copy / archive.name)
         key, expected = _damage(copy / archive.name, how, other_key)
+        key = key if key != Path() else site.key_file
         target = tmp_path / f"new-{how.replace(' ', '-')}"
         target.mkdir()  # an empty NEWDIR is allowed, and must stay empty
-        refused = caducee(
-            "restore", "--from", str(copy / archive.name), "--data", str(target),
-            "--key", str(key if key != Path() else site.key_file),
-            *new_database(backend, request),
-        )  # fmt: skip
-        assert refused.returncode == 1, (how, refused.stdout)
-        assert expected in refused.stderr, (how, refused.stderr)
+        database = new_database(backend, request)
+        if how in ("wrong key", "tampered manifest"):  # through the door, in French
+            refused = caducee(
+                "restore", "--from", str(copy / archive.name), "--data", str(target),
+                "--key", str(key), *database,
+            )  # fmt: skip
+            assert refused.returncode == 1, (how, refused.stdout)
+            assert expected in refused.stderr, (how, refused.stderr)
+        else:  # the service that door calls
+            with pytest.raises(IntegrityError) as failed:
+                backup.restore(
+                    copy / archive.name, target, read_private_key(key),
+                    database_url=database[1] if database else "",
+                )  # fmt: skip
+            assert expected in failed.value.fr, how
         assert list(target.iterdir()) == [], how
         assert not [p for p in tmp_path.iterdir() if ".restore-" in p.name], how
-        if how != "wrong key":
-            verified = caducee(
-                "backup", "verify", str(copy / archive.name), "--key", str(site.key_file)
-            )
-            assert verified.returncode == 1 and expected in verified.stderr, (how, verified.stderr)
+        if how != "wrong key":  # `backup verify --key` finds the same damage
+            with pytest.raises(IntegrityError) as failed:
+                backup.verify(copy / archive.name, read_private_key(site.key_file))
+            assert expected in failed.value.fr, how
         if how in ("flipped byte", "missing file", "truncated file"):
-            quick = caducee("backup", "verify", str(copy / archive.name))  # without the key
-            assert quick.returncode == 1, how
+            with pytest.raises(IntegrityError):  # without the key: the checksums
+                backup.verify(copy / archive.name)
     intact = caducee("backup", "verify", str(archive))
-    assert intact.returncode == 0 and "sommes de contrôle justes" in intact.stdout
+    assert intact.returncode == 0 and "sommes de contrôle justes" in intact.stdout, intact.stderr
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "caducee.toml").write_text("")
+    with pytest.raises(InvalidInput) as refused_dir:
+        fresh = new_database(backend, request)
+        backup.restore(
+            archive, occupied, read_private_key(site.key_file),
+            database_url=fresh[1] if fresh else "",
+        )  # fmt: skip
+    assert "répertoire neuf" in refused_dir.value.fr
+    if backend == "postgres":  # the database must be new and empty: here, the live one
+        with pytest.raises(InvalidInput) as refused_db:
+            backup.restore(
+                archive, tmp_path / "elsewhere", read_private_key(site.key_file),
+                database_url=site.settings.database_url,
+            )  # fmt: skip
+        assert "n'est pas vide" in refused_db.value.fr
+        assert not (tmp_path / "elsewhere").exists()

@@ -63,6 +63,7 @@ async def create_key(app: App, *, replace: bool = False, actor: str = "cli") -> 
             f"A backup key already exists ({path}). Replacing it makes the next archives "
             "unreadable with the old private key: add --replace if that is what you want.",
         )
+    replaced = path.exists()
     key = BackupPrivateKey.generate()
     archive.write_public_key(app.settings, key.public)
     await _audit(
@@ -71,7 +72,7 @@ async def create_key(app: App, *, replace: bool = False, actor: str = "cli") -> 
             actor=actor,
             action="backup.key_create",
             source="cli",
-            details={"fingerprint": key.public.fingerprint, "replaced": path.exists()},
+            details={"fingerprint": key.public.fingerprint, "replaced": replaced},
         ),
     )
     return key
