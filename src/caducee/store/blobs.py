@@ -140,9 +140,14 @@ def remove_or_defer(root: Path, paths: Sequence[Path]) -> None:
     waiting); a backup takes it exclusive, after which every removal defers. A removal that got
     the shared lock finishes before the backup's snapshot begins, and the rows naming those
     blobs were deleted before it (callers remove files only after their commit), so the
-    snapshot never names a blob removed during the backup.
+    snapshot never names a blob removed during the backup. The hold file exists once a backup
+    has run (it stays: removing it would race); before, there is nothing to wait for.
     """
-    fd = _open_hold(root)
+    try:
+        fd = os.open(root / HOLD_FILE, os.O_RDWR)
+    except FileNotFoundError:  # no backup ever ran here (one starting now snapshots later)
+        _unlink_all(paths)
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -156,11 +161,15 @@ def remove_or_defer(root: Path, paths: Sequence[Path]) -> None:
             finally:
                 os.close(deferred)
             return
-        for path in paths:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        _unlink_all(paths)
     finally:
         os.close(fd)  # releases the shared lock
+
+
+def _unlink_all(paths: Sequence[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 @contextlib.contextmanager
