@@ -290,6 +290,10 @@ def test_english_messages_are_available(installation: Path) -> None:
         "keys rotate",
         "audit",
         "audit export",
+        "backup",
+        "backup verify",
+        "backup key create",
+        "restore",
     ],
 )
 def test_help_everywhere(group: str) -> None:

@@ -160,6 +160,14 @@ class Settings:
     tlt_arl_positive_pattern: str = DEFAULT_ARL_POSITIVE_PATTERN
     tlt_arl_negative_pattern: str = DEFAULT_ARL_NEGATIVE_PATTERN
     tlt_noemie_pattern: str = DEFAULT_NOEMIE_PATTERN
+    # Scheduled backups (issue 19), section [backup]: off while ``dir`` is empty. One every
+    # ``interval_hours``, at ``hour`` (local time; -1: any hour) when the interval is a day or
+    # more; the ``keep`` newest archives kept. ``pg_bin``: where pg_dump is ("" : found).
+    backup_dir: str = ""
+    backup_interval_hours: float = 24.0
+    backup_hour: int = 2
+    backup_keep: int = 7
+    backup_pg_bin: str = ""
 
     @property
     def tlt_patterns(self) -> Patterns:
@@ -329,6 +337,30 @@ def _load_teletransmission(settings: Settings, section: Any) -> None:
         )
 
 
+def _load_backup(settings: Settings, section: Any) -> None:
+    """``[backup]``: scheduled backups (off while ``dir`` is empty)."""
+    if not isinstance(section, dict):
+        return
+    settings.backup_dir = str(section.get("dir", settings.backup_dir))
+    settings.backup_pg_bin = str(section.get("pg_bin", settings.backup_pg_bin))
+    settings.backup_interval_hours = _float(
+        section.get("interval_hours", settings.backup_interval_hours), "backup.interval_hours"
+    )
+    settings.backup_hour = _int(section.get("hour", settings.backup_hour), "backup.hour")
+    settings.backup_keep = _int(section.get("keep", settings.backup_keep), "backup.keep")
+    if (
+        settings.backup_interval_hours <= 0
+        or not -1 <= settings.backup_hour <= 23
+        or settings.backup_keep < 1
+    ):
+        raise ConfigurationError(
+            "[backup] : interval_hours doit être positif, hour entre 0 et 23 (-1 : toute "
+            "heure), keep au moins 1.",
+            "[backup]: interval_hours must be positive, hour between 0 and 23 (-1: any "
+            "hour), keep at least 1.",
+        )
+
+
 def load_settings(data_dir: Path | str | None = None) -> Settings:
     """Read ``caducee.toml`` in ``data_dir`` (if present), then apply ``CADUCEE_*`` overrides."""
     base = Path(data_dir or os.environ.get("CADUCEE_DATA") or DEFAULT_DATA_DIR).resolve()
@@ -487,6 +519,7 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             "patients.pickup_reply_max_bytes",
         )
         _load_teletransmission(settings, doc.get("teletransmission", {}))
+        _load_backup(settings, doc.get("backup", {}))
     env = os.environ
     settings.oidc_client_secret = env.get("CADUCEE_OIDC_CLIENT_SECRET", settings.oidc_client_secret)
     settings.dns_resolver = env.get("CADUCEE_DNS_RESOLVER", settings.dns_resolver)
@@ -712,6 +745,16 @@ def render_config(settings: Settings) -> str:
         f"arl_positive_pattern = {json.dumps(settings.tlt_arl_positive_pattern)}",
         f"arl_negative_pattern = {json.dumps(settings.tlt_arl_negative_pattern)}",
         f"noemie_pattern = {json.dumps(settings.tlt_noemie_pattern)}",
+        "",
+        "[backup]",
+        "# Sauvegardes planifiées (vide : aucune) : répertoire, intervalle (heures), heure",
+        "# locale (-1 : toute heure), archives gardées ; pg_bin : répertoire de pg_dump.",
+        "# Créez d'abord la clé : caducee backup key create",
+        f"dir = {json.dumps(settings.backup_dir)}",
+        f"interval_hours = {settings.backup_interval_hours:g}",
+        f"hour = {settings.backup_hour}",
+        f"keep = {settings.backup_keep}",
+        f"pg_bin = {json.dumps(settings.backup_pg_bin)}",
         "",
     ]
     return "\n".join(lines)

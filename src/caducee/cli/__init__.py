@@ -10,6 +10,7 @@ from caducee.cli import (
     api_token,
     app_password,
     audit,
+    backup,
     directory,
     keys,
     lots,
@@ -20,6 +21,7 @@ from caducee.cli import (
     trust,
     user,
 )
+from caducee.cli.backup import restore_command
 from caducee.cli.common import fail
 from caducee.cli.demo import demo_command
 from caducee.cli.dns import dns_command
@@ -56,6 +58,8 @@ app.add_typer(directory.app, name="directory")
 app.add_typer(api_token.app, name="api-token")
 app.add_typer(patient.app, name="patient")
 app.add_typer(lots.app, name="lots")
+app.add_typer(backup.app, name="backup")
+app.command("restore")(restore_command)
 
 
 def main() -> None:

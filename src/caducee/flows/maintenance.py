@@ -1,9 +1,10 @@
 """Periodic housekeeping of a node: audit and trace retention, stale lockout counters, expired
 portal pickups, the télétransmission watchdog (lots to send again) and purge, quota notices,
-and the conversion of addresses stored in clear before migration 0019.
+the conversion of addresses stored in clear before migration 0019, and scheduled backups.
 
 Each task is idempotent and safe to run on several nodes at once (they only delete what is
-past its date), so every node runs the worker; no leader election is needed.
+past its date), so every node runs the worker; no leader election is needed. Scheduled backups
+are the exception: set ``[backup] dir`` on one node only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from caducee.app import App
 from caducee.health import auto_replies, pickup, pickup_store, teletransmission
-from caducee.services import audit, lockout, quota_notices, text_index, trace
+from caducee.services import audit, backup, lockout, quota_notices, text_index, trace
 from caducee.store import mailstore_repo
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,10 @@ async def _auto_replies(app: App) -> int:
     return await auto_replies.purge(app)
 
 
+async def _backup(app: App) -> int:
+    return await backup.scheduled(app)  # off unless [backup] dir is set; work in a thread
+
+
 async def _text_index(app: App) -> int:
     return await text_index.index_unindexed(app)
 
@@ -95,6 +100,7 @@ TASKS: tuple[Task, ...] = (
     Task("lot-purge", 6 * 3600, _lot_purge),
     Task("quota-notices", 600, _quota_notices),
     Task("auto-replies", 6 * 3600, _auto_replies),
+    Task("backup", 300, _backup),
 )
 
 

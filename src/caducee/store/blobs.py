@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -120,6 +121,103 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+#: In the blob root: the lock a backup holds while it copies blob files, and the ids of the
+#: files whose removal waited for it.
+HOLD_FILE = ".backup-hold"
+DEFERRED_FILE = ".deferred-removals"
+
+
+def _open_hold(root: Path) -> int:
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return os.open(root / HOLD_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+
+
+def remove_or_defer(root: Path, paths: Sequence[Path]) -> None:
+    """Unlink ``paths`` (blob files no committed row names any more), or, while a backup holds
+    removals, append their names to the deferred list.
+
+    Race-free with :func:`hold_removals`: removal takes the hold file's lock shared (without
+    waiting); a backup takes it exclusive, after which every removal defers. A removal that got
+    the shared lock finishes before the backup's snapshot begins, and the rows naming those
+    blobs were deleted before it (callers remove files only after their commit), so the
+    snapshot never names a blob removed during the backup. The hold file exists once a backup
+    has run (it stays: removing it would race); before, there is nothing to wait for.
+    """
+    try:
+        fd = os.open(root / HOLD_FILE, os.O_RDWR)
+    except FileNotFoundError:  # no backup ever ran here (one starting now snapshots later)
+        _unlink_all(paths)
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = "".join(f"{path.name}\n" for path in paths).encode("ascii")
+            deferred = os.open(root / DEFERRED_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(
+                    deferred, text
+                )  # one O_APPEND write: lines of concurrent callers stay whole
+            finally:
+                os.close(deferred)
+            return
+        _unlink_all(paths)
+    finally:
+        os.close(fd)  # releases the shared lock
+
+
+def _unlink_all(paths: Sequence[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def hold_removals(root: Path) -> Iterator[None]:
+    """While inside: no blob file under ``root`` is removed (removals are deferred). On the
+    way out, the deferred removals are done."""
+    fd = _open_hold(root)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits for removals under way (short)
+        try:
+            yield
+        finally:
+            remove_deferred(root)
+    finally:
+        os.close(fd)
+
+
+def remove_deferred(root: Path) -> int:
+    """Unlink the files whose removal a backup deferred; how many names were listed."""
+    listed = root / DEFERRED_FILE
+    taken = root / (DEFERRED_FILE + ".taken")
+    try:
+        os.replace(listed, taken)
+    except FileNotFoundError:
+        return 0
+    names = [n for n in taken.read_text("ascii", errors="replace").split() if _BLOB_ID.match(n)]
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            (root / name[:2] / name[2:4] / name).unlink()
+    taken.unlink()
+    return len(names)
+
+
+def blob_files(root: Path) -> Iterator[Path]:
+    """Every blob file under ``root`` (``ab/cd/<id>``), nothing else."""
+    if not root.is_dir():
+        return
+    for first in sorted(root.iterdir()):
+        if len(first.name) != 2 or not first.is_dir():
+            continue
+        for second in sorted(first.iterdir()):
+            if len(second.name) != 2 or not second.is_dir():
+                continue
+            for path in sorted(second.iterdir()):
+                if _BLOB_ID.match(path.name) and path.name.startswith(first.name + second.name):
+                    yield path
+
+
 class FileBlobStore:
     def __init__(self, root: Path, inline_max: int = INLINE_MAX_BYTES) -> None:
         self.root = root
@@ -184,15 +282,11 @@ class FileBlobStore:
         await _forget_rows(conn, blob_ids)
 
     async def remove_files(self, blob_ids: Iterable[str]) -> None:
+        """Unlink the files, unless a backup holds removals (see :func:`hold_removals`): then
+        their ids are written down and the backup removes them when it is done."""
         paths = [self.path_of(blob_id) for blob_id in blob_ids]
-
-        def unlink_all() -> None:
-            for path in paths:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-
         if paths:
-            await asyncio.to_thread(unlink_all)
+            await asyncio.to_thread(remove_or_defer, self.root, paths)
 
     async def get(self, conn: AsyncConnection, blob_id: str) -> bytes:
         found = await self.get_many(conn, [blob_id])
