@@ -379,10 +379,11 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageS
     matcher = Matcher(
         len(selected.uids), selected.uids[-1] if selected.uids else 0, selected.recent
     )
+    pending = selected.pending_expunge
     order = [
-        (seq, selected.rows[uid])
-        for seq, uid in enumerate(selected.uids, 1)
-        if uid not in selected.pending_expunge
+        (index + 1, selected.rows.at(index))
+        for index, uid in enumerate(selected.uids)
+        if not pending or uid not in pending
     ]
     found: list[tuple[int, MessageSummary]] = []
     all_rows = await mailstore.fetch_rows(app, selected.of.folder.id, None)  # one query
