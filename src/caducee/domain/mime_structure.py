@@ -72,14 +72,40 @@ class Part:
         return cls(start, body, end, kind, [cls.from_list(c) for c in children])
 
 
-@dataclass(frozen=True)
 class Structure:
-    """What FETCH needs: rendered ENVELOPE, BODYSTRUCTURE, BODY, and the entity tree."""
+    """What FETCH needs: rendered ENVELOPE, BODYSTRUCTURE, BODY, and the entity tree.
 
-    envelope: bytes
-    bodystructure: bytes
-    body: bytes
-    tree: Part
+    Opened from stored metadata, the tree is built on first use only: a full sync (ENVELOPE,
+    BODYSTRUCTURE) never needs it, only sections of bodies do."""
+
+    __slots__ = ("_tree", "_tree_list", "body", "bodystructure", "envelope")
+
+    def __init__(
+        self,
+        envelope: bytes,
+        bodystructure: bytes,
+        body: bytes,
+        tree: Part | None,
+        tree_list: list[object] | None = None,
+    ) -> None:
+        assert tree is not None or tree_list is not None
+        self.envelope, self.bodystructure, self.body = envelope, bodystructure, body
+        self._tree, self._tree_list = tree, tree_list
+
+    @property
+    def tree(self) -> Part:
+        if self._tree is None:
+            assert self._tree_list is not None
+            self._tree, self._tree_list = Part.from_list(self._tree_list), None
+        return self._tree
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Structure):
+            return NotImplemented
+        mine = (self.envelope, self.bodystructure, self.body, self.tree)
+        return mine == (other.envelope, other.bodystructure, other.body, other.tree)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def to_meta(self) -> dict[str, object]:
         return {
@@ -94,12 +120,7 @@ class Structure:
         env, bs, body, tree = data["env"], data["bs"], data["body"], data["tree"]
         assert isinstance(env, str) and isinstance(bs, str) and isinstance(body, str)
         assert isinstance(tree, list)
-        return cls(
-            env.encode("latin-1"),
-            bs.encode("latin-1"),
-            body.encode("latin-1"),
-            Part.from_list(tree),
-        )
+        return cls(env.encode("latin-1"), bs.encode("latin-1"), body.encode("latin-1"), None, tree)
 
 
 # --- IMAP string syntax (RFC 3501 §4.3, §9) --------------------------------------------------

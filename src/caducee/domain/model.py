@@ -187,7 +187,7 @@ class StoredMessage:
     meta: dict[str, object]
 
 
-@dataclass
+@dataclass(slots=True)
 class IndexEntry:
     """What an IMAP session keeps per message of its folder: UID, id, flags, keywords, MODSEQ
     (changed in place as the session learns of flag changes)."""
@@ -199,7 +199,7 @@ class IndexEntry:
     modseq: int
 
 
-@dataclass
+@dataclass(slots=True)
 class MessageSummary:
     """A message's clear columns, without its metadata: what FETCH, SEARCH and the webmail's
     lists start from."""

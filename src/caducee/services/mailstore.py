@@ -29,9 +29,10 @@ from datetime import datetime
 from typing import Any
 
 from caducee.app import App
+from caducee.domain.folder_index import FolderIndex
 from caducee.domain.message_meta import header_texts
 from caducee.domain.message_text import searchable_fields
-from caducee.domain.mime_structure import Structure, parse_structure
+from caducee.domain.mime_structure import Structure, parse_addresses, parse_structure
 from caducee.domain.model import Flag, Folder, FolderCounts, IndexEntry, Mailbox, MessageSummary
 from caducee.errors import (
     AccessDenied,
@@ -68,7 +69,7 @@ SHARED_PREFIX = "Partagés"
 MAX_NAME_CHARS = 200
 MAX_DEPTH = 16
 META_CACHE_ENTRIES = 50_000
-META_CACHE_BYTES = 96 * 1024 * 1024
+META_CACHE_BYTES = 64 * 1024 * 1024
 
 
 class NoPermission(AccessDenied):
@@ -444,6 +445,60 @@ async def index(app: App, folder_id: int) -> tuple[Folder, list[IndexEntry]]:
     return folder, rows
 
 
+class FolderIndexCache:
+    """Per node: the compact sequence map of recently selected folders, each valid for one
+    HIGHESTMODSEQ (every change to a folder's messages takes a new MODSEQ, and the folder row
+    is read before the messages, so a copy is never older than the MODSEQ it is filed under).
+    A SELECT of an unchanged folder then copies arrays instead of reading every row."""
+
+    def __init__(self, _app: App) -> None:
+        self.entries: OrderedDict[int, tuple[int, FolderIndex]] = OrderedDict()
+        self.size = 0
+
+    def get(self, folder_id: int, modseq: int) -> FolderIndex | None:
+        found = self.entries.get(folder_id)
+        if found is None or found[0] != modseq:
+            return None
+        self.entries.move_to_end(folder_id)
+        return found[1]
+
+    def put(self, folder_id: int, modseq: int, index: FolderIndex) -> None:
+        old = self.entries.pop(folder_id, None)
+        if old is not None:
+            self.size -= old[1].nbytes
+        self.entries[folder_id] = (modseq, index)
+        self.size += index.nbytes
+        while self.entries and self.size > FOLDER_INDEX_CACHE_BYTES:
+            _, (_, gone) = self.entries.popitem(last=False)
+            self.size -= gone.nbytes
+
+
+#: Memory for cached sequence maps per node (a 100,000-message folder's is 3.2 MB).
+FOLDER_INDEX_CACHE_BYTES = 32 * 1024 * 1024
+
+
+async def folder_index(app: App, folder_id: int) -> tuple[Folder, FolderIndex]:
+    """A folder's state and its compact sequence map (the caller's own copy, to change as
+    its session learns of changes): from the node's cache while the folder is unchanged,
+    else one query."""
+    cache = app.component(FolderIndexCache, FolderIndexCache)
+    async with app.db.read() as conn:
+        folder = await repo.folder_by_id(conn, folder_id)  # first: see repo docstring
+        if folder is None:
+            raise nonexistent(str(folder_id))
+        cached = cache.get(folder_id, folder.highestmodseq)
+        if cached is not None:
+            return folder, cached.copy()
+        columns = await repo.index_columns(conn, folder_id)
+    built = (
+        await asyncio.to_thread(FolderIndex, columns)
+        if len(columns) > 1000
+        else FolderIndex(columns)
+    )
+    cache.put(folder_id, folder.highestmodseq, built)
+    return folder, built.copy()
+
+
 @dataclass(frozen=True)
 class Changes:
     folder: Folder | None  # None: the folder was deleted or renamed away
@@ -509,7 +564,8 @@ async def store_flags(
         if state is None:
             raise nonexistent(of.name)
         uidnext, modseq = state
-        rows = {r.id: r for r in await repo.message_index(conn, of.folder.id) if r.id in set(ids)}
+        wanted = set(ids)
+        rows = {r.id: r for r in await repo.message_index(conn, of.folder.id) if r.id in wanted}
         new_modseq = modseq + 1
         updates: list[tuple[int, int, str, int]] = []
         for message_id in ids:
@@ -776,9 +832,11 @@ class Meta:
 
 
 def _weight(meta: Meta) -> int:
-    """About what a cached metadata costs in memory (bytes)."""
+    """About what a cached metadata costs in memory (bytes): ~4 kB of Python objects (decoded
+    headers, rendered ENVELOPE / BODYSTRUCTURE, the entity tree; measured with tracemalloc on
+    the shared corpus), plus its header fields when a search asked for them."""
     fields = meta.fields
-    return 1024 + (sum(len(k) + len(v) for k, v in fields.items()) if fields else 0)
+    return 4096 + (sum(len(k) + len(v) for k, v in fields.items()) if fields else 0)
 
 
 class MetaCache:
@@ -831,12 +889,17 @@ class FolderRowsCache:
     def put(self, folder_id: int, modseq: int, rows: dict[int, MessageSummary]) -> None:
         self.entries[folder_id] = (modseq, rows)
         self.entries.move_to_end(folder_id)
-        while len(self.entries) > FOLDER_ROWS_CACHED:
+        while len(self.entries) > 1 and (
+            len(self.entries) > FOLDER_ROWS_CACHED
+            or sum(len(r) for _, r in self.entries.values()) > FOLDER_ROWS_MAX
+        ):
             self.entries.popitem(last=False)
 
 
-#: Whole folders whose rows a node keeps in memory (a 10,000-message folder is ~3 MB).
+#: Whole folders whose rows a node keeps in memory (a 10,000-message folder is ~3 MB)...
 FOLDER_ROWS_CACHED = 32
+#: ... and their messages in all (the last folder read stays, whatever its size).
+FOLDER_ROWS_MAX = 150_000
 
 
 async def fetch_rows(
@@ -950,6 +1013,133 @@ async def load_meta(
         meta = Meta(item.headers, item.structure, item.fields)
         cache.put(row.blob_id, meta)
         out[row.id] = meta
+    return out
+
+
+# --- SEARCH SUBJECT / FROM / TO / CC ---------------------------------------------------------
+
+#: The header fields a search reads from :class:`Heads` (``imap.search``).
+HEAD_NAMES = ("subject", "from", "to", "cc")
+#: Per node, for :func:`load_heads` (about 300 bytes a message: a 100,000-message folder fits).
+HEADS_CACHE_BYTES = 48 * 1024 * 1024
+
+#: Subject, From, To, Cc of a message, casefolded, as a search matches them: for the address
+#: fields, the value then NUL then its addresses as "name local@host" (comments and routes
+#: dropped, so that FROM user@domain matches ``<user (comment)@ (comment) domain>``), one a
+#: line; "" for a field the message lacks. No search string holds a NUL (RFC 9051 §4.3 CHAR8).
+Heads = tuple[str, str, str, str]
+
+
+def heads_of(headers: dict[str, Any]) -> Heads:
+    """What SEARCH SUBJECT / FROM / TO / CC match, from decoded headers (CPU work)."""
+    out = []
+    for name in HEAD_NAMES:
+        value = headers.get(name)
+        if not isinstance(value, str):
+            out.append("")
+            continue
+        text = value.casefold()
+        if name != "subject":
+            text += "\x00" + address_forms(value)
+        out.append(text)
+    return out[0], out[1], out[2], out[3]
+
+
+def address_forms(value: str) -> str:
+    """The addresses of an address field as SEARCH FROM / TO / CC match them: "name
+    local@host", one a line, casefolded (comments and routes dropped)."""
+    forms = [
+        f"{display or ''} {local or ''}@{host or ''}"
+        for display, _adl, local, host in parse_addresses(value)
+    ]
+    return "\n".join(forms).casefold()
+
+
+def _heads_weight(heads: Heads) -> int:
+    return 200 + sum(len(text) for text in heads)
+
+
+class HeadsCache:
+    """Per node: :data:`Heads` by blob id, in memory only, bounded in bytes. A search on
+    Subject or addresses then matches short strings instead of decrypting and decoding every
+    message's whole metadata (whose cache does not hold a large folder: issue 17)."""
+
+    def __init__(self, _app: App) -> None:
+        self.entries: OrderedDict[str, Heads] = OrderedDict()
+        self.size = 0
+
+    def get(self, blob_id: str) -> Heads | None:
+        found = self.entries.get(blob_id)
+        if found is not None:
+            self.entries.move_to_end(blob_id)
+        return found
+
+    def put(self, blob_id: str, heads: Heads) -> None:
+        old = self.entries.pop(blob_id, None)
+        if old is not None:
+            self.size -= _heads_weight(old)
+        self.entries[blob_id] = heads
+        self.size += _heads_weight(heads)
+        while self.entries and self.size > HEADS_CACHE_BYTES:
+            _, gone = self.entries.popitem(last=False)
+            self.size -= _heads_weight(gone)
+
+
+def _open_heads(
+    keys: dict[int, bytes],
+    sealed: dict[int, bytes],
+    rows: Sequence[MessageSummary],
+    cached: dict[int, dict[str, Any]],
+) -> dict[int, Heads]:
+    """Decrypt what is not decoded yet and extract :data:`Heads` (a worker thread's job)."""
+    out = {message_id: heads_of(headers) for message_id, headers in cached.items()}
+    for row in rows:
+        data = sealed.get(row.id)
+        if data is None or row.id in out:
+            continue
+        scope = mailbox_scope(row.mailbox_id)
+        opened = crypto.open_sealed(
+            keys[row.mailbox_id], data, crypto.aad_for(scope, row.blob_id, "meta")
+        )
+        out[row.id] = heads_of(json.loads(opened))
+    return out
+
+
+async def load_heads(app: App, rows: Sequence[MessageSummary]) -> dict[int, Heads]:
+    """:data:`Heads` of messages: the node's cache, else decoded metadata already cached,
+    else one query and one data key per mailbox; the CPU work in a worker thread."""
+    cache = app.component(HeadsCache, HeadsCache)
+    metas = meta_cache(app)
+    out: dict[int, Heads] = {}
+    missing: list[MessageSummary] = []
+    decoded: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        found = cache.get(row.blob_id)
+        if found is not None:
+            out[row.id] = found
+            continue
+        meta = metas.entries.get(row.blob_id)  # no reordering: not a use of the metadata
+        if meta is not None:
+            decoded[row.id] = meta.headers
+        else:
+            missing.append(row)
+    if not missing and not decoded:
+        return out
+    sealed: dict[int, bytes] = {}
+    keys: dict[int, bytes] = {}
+    if missing:
+        async with app.db.read() as conn:
+            sealed = await repo.sealed_meta(conn, [r.id for r in missing])
+            keys = {
+                mid: await app.keyring.data_key(conn, mailbox_scope(mid))
+                for mid in {r.mailbox_id for r in missing}
+            }
+    opened = await asyncio.to_thread(_open_heads, keys, sealed, missing, decoded)
+    for row in rows:
+        heads = opened.get(row.id)
+        if heads is not None:
+            cache.put(row.blob_id, heads)
+            out[row.id] = heads
     return out
 
 

@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import bindparam, case, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
@@ -234,6 +234,21 @@ async def message_index(conn: AsyncConnection, folder_id: int) -> list[IndexEntr
         .order_by(messages.c.uid)
     )
     return [IndexEntry(r.uid, r.id, r.flags, r.keywords, r.modseq) for r in rows]
+
+
+async def index_columns(
+    conn: AsyncConnection, folder_id: int
+) -> Sequence[tuple[int, int, int, str, int]]:
+    """(uid, id, flags, keywords, modseq) of every message of a folder, in UID order, as plain
+    tuples (a session's compact sequence map is built from them: no object per message)."""
+    result = await conn.execute(
+        select(
+            messages.c.uid, messages.c.id, messages.c.flags, messages.c.keywords, messages.c.modseq
+        )
+        .where(messages.c.folder_id == folder_id)
+        .order_by(messages.c.uid)
+    )
+    return cast(Sequence[tuple[int, int, int, str, int]], result.all())  # rows are tuples
 
 
 async def changed_since(conn: AsyncConnection, folder_id: int, modseq: int) -> list[IndexEntry]:

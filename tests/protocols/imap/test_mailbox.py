@@ -159,3 +159,37 @@ async def test_subscriptions_outlive_folders_and_stay_per_user(server: ImapServe
     assert '* LSUB () "/" "INBOX"' in lines and '* LSUB () "/" "Sent"' in lines
     lines = await c.ok('LSUB "" "Partag&AOk-s/*"')
     assert lines[:-1] == ['* LSUB () "/" "Partag&AOk-s/autre@cabinet.test/Sent"']
+
+
+async def test_select_again_sees_what_others_changed_and_sessions_keep_their_own_map(
+    server: ImapServer,
+) -> None:
+    """The node keeps a folder's sequence map for the next SELECT while the folder is
+    unchanged (issue 17): a change by another session is seen by the next SELECT, and what
+    one session learns never shows through another's map."""
+    for n in range(1, 5):
+        await deliver_local(server.app, message(n), [LOGIN])
+    a, b = await server.client(), await server.client()
+    await a.ok("SELECT INBOX")
+    lines = await b.ok("SELECT INBOX")
+    assert "* 4 EXISTS" in lines and "* OK [UNSEEN 1] premier message non lu" in lines
+    await b.ok("STORE 1:2 +FLAGS (\\Seen $Urgent)")
+    await b.ok("STORE 4 +FLAGS (\\Deleted)")
+    await b.ok("EXPUNGE")
+    lines = await a.ok("SELECT INBOX")
+    assert "* 3 EXISTS" in lines
+    assert "* OK [UNSEEN 3] premier message non lu" in lines
+    assert any(line.startswith("* FLAGS (") and "$Urgent" in line for line in lines)
+    lines = await a.ok("FETCH 1:* (UID FLAGS)")
+    assert lines[:3] == [
+        "* 1 FETCH (UID 1 FLAGS (\\Seen $Urgent))",
+        "* 2 FETCH (UID 2 FLAGS (\\Seen $Urgent))",
+        "* 3 FETCH (UID 3 FLAGS ())",
+    ]
+    await deliver_local(server.app, message(5), [LOGIN])
+    lines = await a.ok("NOOP")  # a learns of the new message; b's map stays as b knows it
+    assert "* 4 EXISTS" in lines
+    lines = await b.ok("FETCH 3 (UID)")
+    assert lines[0] == "* 3 FETCH (UID 3)" and "* 4 EXISTS" in lines
+    lines = await a.ok("UID FETCH 5 (UID)")
+    assert lines[0] == "* 4 FETCH (UID 5)"

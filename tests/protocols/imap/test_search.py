@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from caducee.services import mailstore
 from caducee.services.delivery import deliver_local
 from tests.protocols.imap.conftest import LOGIN, ImapServer, tagged
 from tests.protocols.imap.samples import NESTED
@@ -131,3 +134,32 @@ async def test_text_search_same_answers_before_and_after_indexing(server: ImapSe
     await text_index.indexer(server.app).drain()
     for criteria, numbers in expected.items():  # from the stored filters
         assert (await c.ok(f"SEARCH {criteria}"))[0] == f"* SEARCH {numbers}".rstrip(), criteria
+
+
+async def test_subject_and_address_searches_in_a_folder_larger_than_the_caches(
+    server: ImapServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SEARCH SUBJECT / FROM / TO / CC read each message's casefolded Subject and addresses
+    (issue 17), kept per node; a folder larger than that memory and than the metadata's is
+    searched whole, again and again, with the same answers (the caches here hold ~3 messages)."""
+    monkeypatch.setattr(mailstore, "HEADS_CACHE_BYTES", 800)
+    monkeypatch.setattr(mailstore, "META_CACHE_BYTES", 3 * 4096)
+    for n in range(1, 13):
+        sender = f"Autre <a{n}@ailleurs.test>"
+        if n % 4 == 0:
+            sender = "Xavier Dupont <x.dupont@labo.test>"
+        subject = "=?utf-8?q?Compte_rendu_=C3=A9chographie?=" if n % 3 == 0 else f"Note {n}"
+        raw = mail(subject, sender, "corps", "1 Feb 2024 10:00 +0000")
+        await deliver_local(server.app, raw, [LOGIN])
+    c = await server.client()
+    await c.ok("SELECT INBOX")
+    for _ in range(2):
+        assert (await c.ok("SEARCH FROM xavier"))[0] == "* SEARCH 4 8 12"
+        assert (await c.ok('SEARCH FROM "x.dupont@LABO"'))[0] == "* SEARCH 4 8 12"
+        assert (await c.ok("SEARCH CHARSET UTF-8 SUBJECT {12+}\r\nÉCHOGRAPHIE"))[0] == (
+            "* SEARCH 3 6 9 12"
+        )
+        assert (await c.ok("UID SEARCH OR SUBJECT note FROM xavier NOT CC copie"))[0] == "* SEARCH"
+        assert (await c.ok("SEARCH SUBJECT note FROM a5@"))[0] == "* SEARCH 5"
+        assert (await c.ok("SEARCH TO dr@cabinet.test SUBJECT rendu"))[0] == "* SEARCH 3 6 9 12"
+    assert len(mailstore.meta_cache(server.app).entries) <= 3

@@ -9,6 +9,7 @@ resolved there, never trusted here.
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from caducee.domain.model import Flag, SpecialUse
@@ -40,7 +41,8 @@ async def cmd_select(session: Session, command: Command) -> None:
     if args.qresync is not None and "QRESYNC" not in session.enabled:
         raise bad("QRESYNC doit d'abord etre active (ENABLE QRESYNC)")
     of = await mailstore.open_folder(session.app, session.login, args.name, source=session.conn.ip)
-    folder, rows = await mailstore.index(session.app, of.folder.id)
+    # the compact sequence map, copied from the node's cache while the folder is unchanged
+    folder, rows = await mailstore.folder_index(session.app, of.folder.id)
     if not of.rights.write:
         readonly = True
     if args.condstore:
@@ -48,23 +50,23 @@ async def cmd_select(session: Session, command: Command) -> None:
     selected = Selected(
         of=of,
         readonly=readonly,
-        uids=[r.uid for r in rows],
-        rows={r.uid: r for r in rows},
+        rows=rows,
         modseq=folder.highestmodseq,
         uidnext=folder.uidnext,
         uidvalidity=folder.uidvalidity,
     )
-    selected.keywords = {k for r in rows for k in r.keywords.split()}
+    selected.keywords = rows.keywords()
     first_recent = await mailstore.claim_recent(
         session.app, of.folder.id, folder.uidnext, claim=not readonly
     )
-    selected.recent = {r.uid for r in rows if r.uid >= first_recent}
+    uids = rows.uids
+    selected.recent = set(uids[bisect.bisect_left(uids, first_recent) :])
     session.selected = selected
     session.announce_flags()
-    session.untagged(f"{len(rows)} EXISTS")
+    session.untagged(f"{len(rows)} EXISTS")  # RFC 3501 §7.3.1
     if not session.rev2:
         session.untagged(f"{len(selected.recent)} RECENT")
-        unseen = next((i for i, r in enumerate(rows, 1) if not r.flags & Flag.SEEN), 0)
+        unseen = rows.first_without(Flag.SEEN)
         if unseen:
             session.untagged(f"OK [UNSEEN {unseen}] premier message non lu")
     session.untagged(f"OK [UIDVALIDITY {folder.uidvalidity}] UIDs valides")

@@ -26,7 +26,6 @@ from datetime import UTC, date
 
 from caducee.app import App
 from caducee.domain.message_text import Text, extract_text
-from caducee.domain.mime_structure import parse_addresses
 from caducee.domain.model import Flag, IndexEntry, MessageSummary
 from caducee.errors import BudgetExceeded
 from caducee.protocols.imap.protocol import (
@@ -93,21 +92,24 @@ class Needs:
     meta: bool  # opened metadata (SUBJECT / FROM / TO / CC, SENTDATE...)
     fields: bool  # every header field of the metadata (HEADER on other fields)
     text: bool  # decoded text (BODY / TEXT)
+    heads: bool = False  # only SUBJECT / FROM / TO / CC: ``mailstore.Heads`` do
 
 
 def _needs(key: SearchKey) -> Needs:
-    meta = fields = text = False
+    meta = fields = text = other_meta = False
     for sub in _walk(key):
         if sub[0] == "header":
             if sub[1] in _META_HEADERS and sub[2] != "":
                 meta = True
+                other_meta = other_meta or "\x00" in str(sub[2])
             else:
                 fields = True
         elif sub[0] in ("body", "text"):
             text = True
         elif sub[0] == "date" and sub[3]:
-            meta = True
-    return Needs(meta or fields, fields, text)
+            meta = other_meta = True
+    heads = meta and not fields and not other_meta
+    return Needs((meta or fields) and not heads, fields, text, heads)
 
 
 @dataclass
@@ -116,6 +118,7 @@ class Candidate:
     row: MessageSummary
     meta: mailstore.Meta | None = None
     text: Text | None = None
+    heads: mailstore.Heads | None = None
 
 
 def _sent_date(meta: mailstore.Meta | None) -> date | None:
@@ -180,6 +183,8 @@ class Matcher:
             return when >= wanted
         if kind == "header":
             name, needle = str(key[1]), str(key[2]).casefold()
+            if c.heads is not None and name in _META_HEADERS and needle:
+                return needle in c.heads[mailstore.HEAD_NAMES.index(name)]
             if name in _META_HEADERS and needle and c.meta is not None:
                 value = c.meta.headers.get(name)
                 if not isinstance(value, str):
@@ -208,10 +213,7 @@ def _address_forms(meta: mailstore.Meta, name: str) -> str:
     found = cache.get(name)
     if found is None:
         value = meta.headers.get(name)
-        forms = []
-        for display, _adl, local, host in parse_addresses(value if isinstance(value, str) else ""):
-            forms.append(f"{display or ''} {local or ''}@{host or ''}")
-        found = cache[name] = "\n".join(forms).casefold()
+        found = cache[name] = mailstore.address_forms(value if isinstance(value, str) else "")
     return str(found)
 
 
@@ -379,10 +381,11 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageS
     matcher = Matcher(
         len(selected.uids), selected.uids[-1] if selected.uids else 0, selected.recent
     )
+    pending = selected.pending_expunge
     order = [
-        (seq, selected.rows[uid])
-        for seq, uid in enumerate(selected.uids, 1)
-        if uid not in selected.pending_expunge
+        (index + 1, selected.rows.at(index))
+        for index, uid in enumerate(selected.uids)
+        if not pending or uid not in pending
     ]
     found: list[tuple[int, MessageSummary]] = []
     all_rows = await mailstore.fetch_rows(app, selected.of.folder.id, None)  # one query
@@ -398,9 +401,10 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageS
             if needs.meta
             else {}
         )
+        heads = await mailstore.load_heads(app, list(rows.values())) if needs.heads else {}
         texts = await _texts(app, rows, prefilter, budget) if needs.text else {}
         candidates = [
-            Candidate(seq, rows[row.id], metas.get(row.id), texts.get(row.id))
+            Candidate(seq, rows[row.id], metas.get(row.id), texts.get(row.id), heads.get(row.id))
             for seq, row in chunk
             if row.id in rows
         ]

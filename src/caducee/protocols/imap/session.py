@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from caducee.app import App
+from caducee.domain.folder_index import FolderIndex
 from caducee.domain.model import Flag, IndexEntry
 from caducee.errors import (
     AccessDenied,
@@ -125,12 +126,12 @@ def _ascii(text: str) -> str:
 
 @dataclass
 class Selected:
-    """The selected folder as this client knows it."""
+    """The selected folder as this client knows it: the sequence map (RFC 3501 §2.3.1.2) with
+    each message's state, kept compactly (``domain.folder_index``)."""
 
     of: mailstore.OpenFolder
     readonly: bool
-    uids: list[int]
-    rows: dict[int, IndexEntry]
+    rows: FolderIndex
     modseq: int
     uidnext: int
     uidvalidity: int
@@ -138,35 +139,38 @@ class Selected:
     recent: set[int] = field(default_factory=set)  # \Recent for this session (§2.3.2)
     keywords: set[str] = field(default_factory=set)  # announced in FLAGS (§7.2.6)
 
+    @property
+    def uids(self) -> Sequence[int]:
+        """UIDs in sequence-number order (read only: change ``rows``)."""
+        return self.rows.uids
+
     def seq_of(self, uid: int) -> int:
-        index = bisect.bisect_left(self.uids, uid)
-        if index < len(self.uids) and self.uids[index] == uid:
-            return index + 1
-        return 0
+        return self.rows.position(uid) + 1
 
     def resolve(self, ranges: SeqSet, by_uid: bool) -> list[tuple[int, IndexEntry]]:
         """(sequence number, row) of each message a set names, in order; messages expunged
         but not yet reported are left out."""
-        out: list[tuple[int, IndexEntry]] = []
+        rows = self.rows
+        uids = rows.uids
+        positions: list[int] = []
         if by_uid:
-            if not self.uids:
+            if not uids:
                 return []
-            for low, high in resolve_set(ranges, self.uids[-1]):
-                start = bisect.bisect_left(self.uids, low)
-                stop = bisect.bisect_right(self.uids, high)
-                out.extend((i + 1, self.rows[self.uids[i]]) for i in range(start, stop))
+            for low, high in resolve_set(ranges, uids[-1]):
+                start = bisect.bisect_left(uids, low)
+                stop = bisect.bisect_right(uids, high)
+                positions.extend(range(start, stop))
         else:
-            count = len(self.uids)
+            count = len(uids)
             for low, high in resolve_set(ranges, count):
                 if low < 1 or high > count:
                     raise bad("numero de message invalide")
-                out.extend((i, self.rows[self.uids[i - 1]]) for i in range(low, high + 1))
-        seen: set[int] = set()
+                positions.extend(range(low - 1, high))
+        pending = self.pending_expunge
         unique = []
-        for seq, row in sorted(out, key=lambda item: item[0]):
-            if row.uid not in seen and row.uid not in self.pending_expunge:
-                seen.add(row.uid)
-                unique.append((seq, row))
+        for index in sorted(set(positions)):
+            if not pending or uids[index] not in pending:
+                unique.append((index + 1, rows.at(index)))
         return unique
 
 
@@ -411,7 +415,6 @@ class Session:
         changed = [r for r in changes.changed if r.uid <= known_max]
         if new_rows:
             for row in new_rows:
-                selected.uids.append(row.uid)
                 selected.rows[row.uid] = row
             first = await mailstore.claim_recent(
                 self.app,
@@ -448,7 +451,6 @@ class Session:
             seq = selected.seq_of(uid)
             if not self.qresync:
                 self.untagged(f"{seq} EXPUNGE")
-            del selected.uids[seq - 1]
             del selected.rows[uid]
             selected.pending_expunge.discard(uid)
             selected.recent.discard(uid)
