@@ -28,10 +28,13 @@ def prepare(
     listeners: dict[str, str] | None = None,
     *,
     migrate: bool = True,
+    workers: int = 1,
 ) -> Settings:
-    """A data dir ready to serve: dev TLS, caducee.toml, migrated schema."""
+    """A data dir ready to serve: dev TLS, caducee.toml, migrated schema; one process
+    (``workers=1``) unless a test asks for more."""
     create_dev_ca(settings.tls_dir, settings.hostname)
     settings.listeners = dict(listeners or {"https": "127.0.0.1:0"})
+    settings.workers = workers
     settings.config_path.write_text(render_config(settings), "utf-8")
     if migrate:
 
