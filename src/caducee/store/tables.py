@@ -645,6 +645,18 @@ practice_triage = Table(
     Column("updated_by", String(320), nullable=False),
 )
 
+#: POP3 exclusive access (RFC 1939 §8) across the worker processes and nodes sharing the
+#: database: the session holding a maildrop, until when (refreshed while it lives, so a killed
+#: process's lease expires on its own). No foreign key: a lease is short-lived and a mailbox
+#: removed meanwhile only leaves a row that expires.
+pop3_leases = Table(
+    "pop3_leases",
+    metadata,
+    Column("mailbox_id", Integer, primary_key=True, autoincrement=False),
+    Column("holder", String(100), nullable=False),
+    _ts("expires_at"),
+)
+
 #: Télétransmission lots (FSE) sent from TLT mailboxes: what their subject and envelope say
 #: (sender number, compostage, invoice count, fund), nothing of their content; their delivery
 #: (from the outbound queue), their ARL, and whether a later lot resent them.
