@@ -275,3 +275,43 @@ def test_sigterm_stops_every_worker(node: Node) -> None:
     assert not listeners_file(node.settings).exists()
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_pop3_in_use_holds_across_workers(node: Node) -> None:
+    node.deliver("pop")
+    # Connections on both workers first, then every one of them tries to log in at once.
+    clients: list[poplib.POP3_SSL] = []
+    holders: set[int] = set()
+    while len(clients) < 6 or holders != set(node.workers()):
+        assert len(clients) < 200, "the kernel gave every connection to one worker"
+        client = node.pop3()
+        clients.append(client)
+        holders.add(worker_of(node, client.sock))
+    for client in clients:
+        client.user(LOGIN)
+    answers: list[str] = [""] * len(clients)
+
+    def log_in(n: int) -> None:
+        try:
+            answers[n] = clients[n].pass_(node.password).decode()
+        except poplib.error_proto as refused:
+            answers[n] = str(refused)
+
+    threads = [threading.Thread(target=log_in, args=(n,)) for n in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [n for n, answer in enumerate(answers) if answer.startswith("+OK")]
+    assert len(winners) == 1, answers
+    assert all("[IN-USE]" in a for n, a in enumerate(answers) if n not in winners), answers
+    for n, client in enumerate(clients):
+        if n not in winners:
+            client.close()
+    # After QUIT, the next session gets in, whichever worker serves it.
+    clients[winners[0]].quit()
+    for _ in range(4):
+        again = node.pop3()
+        again.user(LOGIN)
+        assert again.pass_(node.password).startswith(b"+OK")
+        again.quit()

@@ -217,7 +217,7 @@ class Pop3Session:
             await self.reply("-ERR [SYS/TEMP] boite indisponible, reessayez plus tard")
             return False
         # RFC 1939 §8 / RFC 2449 §8.1.2: one session per maildrop at a time.
-        if not maildrop.open_maildrops(self.app).acquire(drop.mailbox_id):
+        if not await maildrop.open_maildrops(self.app).acquire(drop.mailbox_id):
             await self.reply("-ERR [IN-USE] boite deja ouverte par une autre session POP3")
             return False
         self.login, self.drop = principal.login, drop
@@ -339,6 +339,6 @@ class Pop3Session:
         await self.reply(f"+OK {removed} message(s) supprime(s), au revoir")
         return True
 
-    def release(self) -> None:
+    async def release(self) -> None:
         if self.drop is not None:
-            maildrop.open_maildrops(self.app).release(self.drop.mailbox_id)
+            await maildrop.open_maildrops(self.app).release(self.drop.mailbox_id)
