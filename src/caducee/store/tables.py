@@ -13,6 +13,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -655,6 +656,20 @@ pop3_leases = Table(
     Column("mailbox_id", Integer, primary_key=True, autoincrement=False),
     Column("holder", String(100), nullable=False),
     _ts("expires_at"),
+)
+
+#: Per-client rate limits shared by every worker process and node (``services.rate_limits``):
+#: one token bucket per limiter name and client (an address, a token id), its tokens as of
+#: ``updated_at`` (seconds since the epoch). A bucket untouched for a minute is full, as if
+#: absent: maintenance deletes those.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("client", String(100), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("allowed", Boolean, nullable=False),
 )
 
 #: Télétransmission lots (FSE) sent from TLT mailboxes: what their subject and envelope say
