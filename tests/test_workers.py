@@ -20,6 +20,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,9 +149,11 @@ def setup_account(settings: Settings) -> str:
     return asyncio.run(go())
 
 
-@pytest.fixture
-def node(settings: Settings, tmp_path: Path) -> Iterator[Node]:
+@contextmanager
+def running_node(settings: Settings, tmp_path: Path, extra_config: str = "") -> Iterator[Node]:
     prepare(settings, LISTENERS, workers=2)
+    with settings.config_path.open("a", encoding="utf-8") as config:
+        config.write(extra_config)
     password = setup_account(settings)
     with serve_process(settings, tmp_path) as proc:
         bound = wait_listeners(settings, proc, tmp_path)
@@ -159,6 +162,12 @@ def node(settings: Settings, tmp_path: Path) -> Iterator[Node]:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(TIMEOUT)
+
+
+@pytest.fixture
+def node(settings: Settings, tmp_path: Path) -> Iterator[Node]:
+    with running_node(settings, tmp_path) as started:
+        yield started
 
 
 def sessions_on_every_worker(node: Node, at_least: int) -> list[imaplib.IMAP4_SSL]:
@@ -315,3 +324,34 @@ def test_pop3_in_use_holds_across_workers(node: Node) -> None:
         again.user(LOGIN)
         assert again.pass_(node.password).startswith(b"+OK")
         again.quit()
+
+
+def test_the_connection_rate_is_counted_across_workers(settings: Settings, tmp_path: Path) -> None:
+    per_minute = 3
+    limits = f"\n[limits]\nconnections_per_minute = {per_minute}\n"
+    with running_node(settings, tmp_path, limits) as node:
+        # Each client address (127.0.0.x are all this machine) gets exactly ``per_minute``
+        # connections, whichever workers accept them; until one address's were spread over
+        # both workers, try another.
+        spread = False
+        for host in range(2, 60):
+            source = (f"127.0.0.{host}", 0)
+            held: list[socket.socket] = []
+            workers: set[int] = set()
+            for _ in range(per_minute):
+                client = socket.create_connection(
+                    ("127.0.0.1", node.ports["smtp"]), TIMEOUT, source_address=source
+                )
+                held.append(client)
+                assert client.makefile("rb").readline().startswith(b"220 ")
+                workers.add(worker_of(node, client))
+            with socket.create_connection(
+                ("127.0.0.1", node.ports["smtp"]), TIMEOUT, source_address=source
+            ) as refused:
+                assert refused.makefile("rb").readline().startswith(b"421 ")
+            for client in held:
+                client.close()
+            if len(workers) == 2:
+                spread = True
+                break
+        assert spread, "the kernel gave every connection to one worker"
