@@ -129,6 +129,9 @@ class Supervisor:
                 *self._command(slot.index, write_fd),
                 stdin=asyncio.subprocess.DEVNULL,
                 pass_fds=[write_fd, *(s.fileno() for s in self.sockets.values())],
+                # Ctrl+C in a terminal reaches the supervisor only, which stops the workers
+                # in order (a worker whose supervisor is gone stops on its own).
+                start_new_session=True,
             )
         except BaseException:
             os.close(read_fd)
