@@ -7,9 +7,9 @@ id: subscribers re-read what changed from the database, so a lost or merged even
 refresh, never correctness.
 
 With SQLite, the worker processes of one node (``[server] workers``) have no NOTIFY: each
-binds a datagram socket ``<run>/events/<pid>.sock`` (:meth:`MailboxEvents.local_fanout`) and
-a publication is also sent, non-blocking, to every other socket there — a socket nobody reads
-any more (a worker that died) is removed. SQLite serves one node only, so this local fan-out is
+binds a datagram socket ``<run>/events/<pid>.<token>.sock``
+(:meth:`MailboxEvents.local_fanout`) and a publication is also sent, non-blocking, to every
+other socket there — a socket nobody reads any more (a worker that died) is removed. SQLite serves one node only, so this local fan-out is
 all it needs; PostgreSQL's NOTIFY already reaches every worker of every node.
 """
 
@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -75,8 +76,8 @@ class MailboxEvents:
         """While inside, receive and send this node's SQLite events through ``directory``
         (one datagram socket per worker process)."""
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{os.getpid()}.sock"
-        path.unlink(missing_ok=True)
+        # The pid says whose it is; the token keeps two apps of one process apart (tests).
+        path = directory / f"{os.getpid()}.{secrets.token_hex(4)}.sock"
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.setblocking(False)
         sock.bind(str(path))
