@@ -9,8 +9,9 @@ refresh, never correctness.
 With SQLite, the worker processes of one node (``[server] workers``) have no NOTIFY: each
 binds a datagram socket ``<run>/events/<pid>.<token>.sock``
 (:meth:`MailboxEvents.local_fanout`) and a publication is also sent, non-blocking, to every
-other socket there — a socket nobody reads any more (a worker that died) is removed. SQLite serves one node only, so this local fan-out is
-all it needs; PostgreSQL's NOTIFY already reaches every worker of every node.
+other socket there — a socket nobody reads any more (a worker that died) is removed. SQLite
+serves one node only, so this local fan-out is all it needs; PostgreSQL's NOTIFY already
+reaches every worker of every node.
 """
 
 from __future__ import annotations
