@@ -75,14 +75,17 @@ def stderr_of(tmp_path: Path) -> str:
 
 
 def wait_listeners(
-    settings: Settings, proc: subprocess.Popen[bytes], tmp_path: Path
+    settings: Settings,
+    proc: subprocess.Popen[bytes],
+    tmp_path: Path,
+    timeout: float = START_TIMEOUT,
 ) -> dict[str, str]:
     path = listeners_file(settings)
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists():
             return dict(json.loads(path.read_text("utf-8")))
         if proc.poll() is not None:
             pytest.fail(f"serve exited with {proc.returncode}:\n{stderr_of(tmp_path)}")
         time.sleep(0.05)
-    pytest.fail(f"listeners.json not written in {START_TIMEOUT}s:\n{stderr_of(tmp_path)}")
+    pytest.fail(f"listeners.json not written in {timeout}s:\n{stderr_of(tmp_path)}")

@@ -36,6 +36,7 @@ from tests.serving import prepare, serve_process, stderr_of, wait_listeners
 LOGIN = "dr@cabinet.test"
 EXTERNAL = "a@ailleurs.test"
 TIMEOUT = 30.0
+STARTUP_TIMEOUT = 180.0
 LISTENERS = {"smtp": "127.0.0.1:0", "imaps": "127.0.0.1:0", "pop3s": "127.0.0.1:0"}
 
 
@@ -131,7 +132,7 @@ def worker_of(node: Node, client: socket.socket) -> int:
     raise AssertionError("no worker holds this connection")
 
 
-def until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+def until(condition: Callable[[], bool], what: str, timeout: float = STARTUP_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -156,7 +157,8 @@ def running_node(settings: Settings, tmp_path: Path, extra_config: str = "") -> 
         config.write(extra_config)
     password = setup_account(settings)
     with serve_process(settings, tmp_path) as proc:
-        bound = wait_listeners(settings, proc, tmp_path)
+        # Three interpreters open the node on a machine shared with other tests: give them time.
+        bound = wait_listeners(settings, proc, tmp_path, timeout=STARTUP_TIMEOUT)
         ports = {name: int(address.rsplit(":", 1)[1]) for name, address in bound.items()}
         yield Node(settings, proc, ports, password, tmp_path)
         if proc.poll() is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
@@ -59,10 +58,8 @@ async def test_the_workers_of_a_sqlite_node_wake_each_other(
         mailbox_events(worker_b).local_fanout(directory),
         mailbox_events(worker_b).subscribe(box.id) as wake,
     ):
-        # A worker that died without removing its socket: nobody reads there any more.
-        dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        dead.bind(str(directory / "999999.dead.sock"))
-        dead.close()
+        # A worker that died without removing its name: nobody reads its socket any more.
+        (directory / "999999.dead.sock").touch()
         await deliver_local(app, b"Subject: x\r\n\r\ny\r\n", ["a@cabinet.test"])
         assert await asyncio.wait_for(wake.get(), timeout=10) == box.id
         assert not (directory / "999999.dead.sock").exists()

@@ -7,17 +7,20 @@ id: subscribers re-read what changed from the database, so a lost or merged even
 refresh, never correctness.
 
 With SQLite, the worker processes of one node (``[server] workers``) have no NOTIFY: each
-binds a datagram socket ``<run>/events/<pid>.<token>.sock``
-(:meth:`MailboxEvents.local_fanout`) and a publication is also sent, non-blocking, to every
-other socket there — a socket nobody reads any more (a worker that died) is removed. SQLite
-serves one node only, so this local fan-out is all it needs; PostgreSQL's NOTIFY already
-reaches every worker of every node.
+binds a datagram socket and leaves its name in ``<run>/events/<pid>.<token>.sock``
+(:meth:`MailboxEvents.local_fanout`); a publication is also sent, non-blocking, to every other
+socket named there — one nobody reads any more (a worker that died) has its name removed.
+The sockets are Linux abstract ones (no file: no 108-byte path limit under a deep data
+directory, and gone with their process); a datagram carries mailbox ids only, so anything
+else sending one costs at most a refresh. SQLite serves one node only, so this local fan-out
+is all it needs; PostgreSQL's NOTIFY already reaches every worker of every node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -81,7 +84,8 @@ class MailboxEvents:
         path = directory / f"{os.getpid()}.{secrets.token_hex(4)}.sock"
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.setblocking(False)
-        sock.bind(str(path))
+        sock.bind(_abstract_name(path))
+        path.touch()
         loop = asyncio.get_running_loop()
         loop.add_reader(sock.fileno(), self._receive, sock)
         self._fanout, self._fanout_dir, self._fanout_path = sock, directory, path
@@ -117,7 +121,7 @@ class MailboxEvents:
             if peer == self._fanout_path:
                 continue
             try:
-                self._fanout.sendto(payload, str(peer))
+                self._fanout.sendto(payload, _abstract_name(peer))
             except (ConnectionRefusedError, FileNotFoundError):
                 # Nobody reads there: a worker that died without removing its socket.
                 peer.unlink(missing_ok=True)
@@ -146,6 +150,12 @@ class MailboxEvents:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
+
+
+def _abstract_name(path: Path) -> bytes:
+    """The abstract socket (Linux: a leading NUL, no file) named by ``path``."""
+    digest = hashlib.sha256(str(path.parent.resolve()).encode()).hexdigest()[:24]
+    return b"\0caducee-events/" + digest.encode() + b"/" + path.name.encode()
 
 
 def mailbox_events(app: App) -> MailboxEvents:
