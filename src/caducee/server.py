@@ -346,6 +346,9 @@ async def serve(
                 pool_warming = asyncio.create_task(asyncio.to_thread(cpu_pool.warm_up))
                 async with contextlib.AsyncExitStack() as stack:
                     if role is not None and app.db.is_sqlite:
+                        # One SQLite file, several writing processes: they queue on a lock
+                        # handed over at once rather than on SQLite's polling busy handler.
+                        app.db.share_writes(settings.run_dir / "sqlite-writer.lock")
                         # SQLite has no NOTIFY: the node's workers wake each other's IDLE
                         # sessions through datagrams (services.events).
                         await stack.enter_async_context(
