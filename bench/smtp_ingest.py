@@ -17,6 +17,10 @@ same server is also driven by the peers' script (../shared/peers/smtp_load.py) f
 like-for-like comparison with Postfix → Dovecot (382 msg/s end-to-end on this machine kind).
 
     python -m bench.smtp_ingest [-n 5000] [-c 8] [--per-session 50] [--users 10] [--postgres]
+                                [--workers N]
+
+With ``--workers 2`` the server runs two worker processes (``[server] workers``); memory is then
+summed over the workers, and each one's peak RSS is printed too.
 """
 
 from __future__ import annotations
@@ -249,13 +253,32 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return rss, pss
 
 
-async def prepare(data: Path, users: int, database_url: str, dns_resolver: str) -> Settings:
+def serving_pids(pid: int) -> list[int]:
+    """The processes serving: ``pid`` itself, or its worker processes when it supervises."""
+    workers = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"--worker-index" in cmdline:
+            workers.append(int(entry))
+    return sorted(workers) or [pid]
+
+
+async def prepare(
+    data: Path, users: int, database_url: str, dns_resolver: str, *, workers: int = 1
+) -> Settings:
     settings = Settings(
         data_dir=data,
         hostname=f"mail.{DOMAIN}",
         database_url=database_url,
         blob_store="database" if database_url else "files",
         dns_resolver=dns_resolver,
+        workers=workers,
     )
     settings.listeners = {"smtp": "127.0.0.1:0", "imap": "127.0.0.1:0"}
     await initialise(
@@ -313,6 +336,8 @@ def run_load(port: int, settings: Settings, args: argparse.Namespace, pid: int) 
     lock = threading.Lock()
     next_index = iter(range(args.n))
     peak = [0.0, 0.0]
+    pids = serving_pids(pid)
+    peaks = {p: 0.0 for p in pids}
 
     def worker() -> None:
         while True:
@@ -340,11 +365,16 @@ def run_load(port: int, settings: Settings, args: argparse.Namespace, pid: int) 
 
     def sample_memory(stop: threading.Event) -> None:
         while not stop.is_set():
-            rss, pss = memory_mb(pid)
-            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+            total_rss = total_pss = 0.0
+            for p in pids:
+                rss, pss = memory_mb(p)
+                peaks[p] = max(peaks[p], rss)
+                total_rss, total_pss = total_rss + rss, total_pss + pss
+            peak[0], peak[1] = max(peak[0], total_rss), max(peak[1], total_pss)
             stop.wait(0.2)
 
-    idle_rss, idle_pss = memory_mb(pid)
+    idle = [memory_mb(p) for p in pids]
+    idle_rss, idle_pss = sum(m[0] for m in idle), sum(m[1] for m in idle)
     stop = threading.Event()
     sampler = threading.Thread(target=sample_memory, args=(stop,))
     sampler.start()
@@ -381,7 +411,10 @@ def run_load(port: int, settings: Settings, args: argparse.Namespace, pid: int) 
     print(
         f"memory        idle RSS {idle_rss:.0f} MB / PSS {idle_pss:.0f} MB; "
         f"under load peak RSS {peak[0]:.0f} MB / PSS {peak[1]:.0f} MB"
+        + (" (all workers)" if len(pids) > 1 else "")
     )
+    if len(pids) > 1:
+        print("memory        peak RSS per worker " + ", ".join(f"{peaks[p]:.0f} MB" for p in pids))
 
 
 def main() -> None:
@@ -393,6 +426,9 @@ def main() -> None:
     parser.add_argument("--per-session", type=int, default=50)
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--postgres", action="store_true", help="throwaway PostgreSQL cluster")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="[server] workers of the server (0: one per core)"
+    )
     parser.add_argument(
         "--yardstick",
         action="store_true",
@@ -419,7 +455,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="caducee-bench-") as tmp:
         dns = sender_dns()
         settings = asyncio.run(
-            prepare(Path(tmp) / "data", args.users, database_url, dns.resolver_spec)
+            prepare(
+                Path(tmp) / "data",
+                args.users,
+                database_url,
+                dns.resolver_spec,
+                workers=args.workers,
+            )
         )
         scanner = None
         if args.antivirus:
@@ -434,7 +476,8 @@ def main() -> None:
                 backend += " + ClamAV (clamd, test signatures)"
             print(
                 f"Caducée SMTP ingest — {backend}, {args.n} messages, {args.c} connections, "
-                f"{args.per_session} per connection, {args.users} recipients; "
+                f"{args.per_session} per connection, {args.users} recipients, "
+                f"{args.workers} worker process(es); "
                 f"messages: {CORPUS}"
             )
             run_load(port, settings, args, server.pid)

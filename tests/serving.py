@@ -28,10 +28,13 @@ def prepare(
     listeners: dict[str, str] | None = None,
     *,
     migrate: bool = True,
+    workers: int = 1,
 ) -> Settings:
-    """A data dir ready to serve: dev TLS, caducee.toml, migrated schema."""
+    """A data dir ready to serve: dev TLS, caducee.toml, migrated schema; one process
+    (``workers=1``) unless a test asks for more."""
     create_dev_ca(settings.tls_dir, settings.hostname)
     settings.listeners = dict(listeners or {"https": "127.0.0.1:0"})
+    settings.workers = workers
     settings.config_path.write_text(render_config(settings), "utf-8")
     if migrate:
 
@@ -72,14 +75,17 @@ def stderr_of(tmp_path: Path) -> str:
 
 
 def wait_listeners(
-    settings: Settings, proc: subprocess.Popen[bytes], tmp_path: Path
+    settings: Settings,
+    proc: subprocess.Popen[bytes],
+    tmp_path: Path,
+    timeout: float = START_TIMEOUT,
 ) -> dict[str, str]:
     path = listeners_file(settings)
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists():
             return dict(json.loads(path.read_text("utf-8")))
         if proc.poll() is not None:
             pytest.fail(f"serve exited with {proc.returncode}:\n{stderr_of(tmp_path)}")
         time.sleep(0.05)
-    pytest.fail(f"listeners.json not written in {START_TIMEOUT}s:\n{stderr_of(tmp_path)}")
+    pytest.fail(f"listeners.json not written in {timeout}s:\n{stderr_of(tmp_path)}")

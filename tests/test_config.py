@@ -17,7 +17,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     return tmp_path
 
 
-def test_client_limits_apply_to_every_mail_door(tmp_path: Path) -> None:
+async def test_client_limits_apply_to_every_mail_door(tmp_path: Path) -> None:
     data = _write(
         tmp_path,
         'hostname = "mail.cabinet.test"\n[limits]\nconnections_per_address = 2\n'
@@ -26,12 +26,12 @@ def test_client_limits_apply_to_every_mail_door(tmp_path: Path) -> None:
     settings = load_settings(data)
     limits = ClientLimits.from_settings(settings)  # IMAP and POP3
     assert SmtpLimits.from_settings(settings).client_limits() == limits
-    assert [limits.admit("192.0.2.1", now=0.0) for _ in range(3)] == [True, True, False]
+    assert [await limits.admit("192.0.2.1", now=0.0) for _ in range(3)] == [True, True, False]
     limits.release("192.0.2.1")
-    assert limits.admit("192.0.2.1", now=0.0)  # the third connection of the minute
+    assert await limits.admit("192.0.2.1", now=0.0)  # the third connection of the minute
     limits.release("192.0.2.1")
-    assert not limits.admit("192.0.2.1", now=1.0)  # a fourth in the same minute: refused
-    assert limits.admit("192.0.2.2", now=1.0)  # another address is not affected
+    assert not await limits.admit("192.0.2.1", now=1.0)  # a fourth in the same minute: refused
+    assert await limits.admit("192.0.2.2", now=1.0)  # another address is not affected
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,9 @@ class Settings:
     # Event-loop lag probe (0: off): a callback or stall over this many milliseconds is logged
     # with the code that ran (section [server]); asyncio's debug mode is on while it is.
     loop_lag_warn_ms: int = 0
+    # Worker processes sharing the listeners (section [server]): 0 = one per core, 1 = one
+    # process and no supervisor (see caducee.supervisor)
+    workers: int = 0
     # Outbound delivery
     transport: dict[str, TransportRoute] = field(default_factory=dict)
     require_tls_domains: list[str] = field(default_factory=list)
@@ -177,6 +180,17 @@ class Settings:
             arl_positive=self.tlt_arl_positive_pattern,
             noemie=self.tlt_noemie_pattern,
         )
+
+    @property
+    def worker_count(self) -> int:
+        """How many worker processes ``caducee serve`` runs: ``workers``, or one per core this
+        process may run on when it is 0."""
+        if self.workers > 0:
+            return self.workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
 
     @property
     def public_base_url(self) -> str:
@@ -444,6 +458,7 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.loop_lag_warn_ms = _int(
             server.get("loop_lag_warn_ms", settings.loop_lag_warn_ms), "server.loop_lag_warn_ms"
         )
+        settings.workers = _int(server.get("workers", settings.workers), "server.workers")
         outbound = doc.get("outbound", {})
         settings.transport = _transport(outbound.get("transport", {}))
         settings.require_tls_domains = [str(d).lower() for d in outbound.get("require_tls", [])]
@@ -547,6 +562,13 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         )
     settings.antivirus_clamd = env.get("CADUCEE_CLAMD", settings.antivirus_clamd)
     _check_antivirus(settings)
+    if "CADUCEE_WORKERS" in env:
+        settings.workers = _int(env["CADUCEE_WORKERS"], "CADUCEE_WORKERS")
+    if settings.workers < 0:
+        raise ConfigurationError(
+            "server.workers doit être positif ou nul (0 : un processus par cœur).",
+            "server.workers must be zero or positive (0: one process per core).",
+        )
     if settings.imap_search_budget_seconds <= 0 or settings.loop_lag_warn_ms < 0:
         raise ConfigurationError(
             "imap.search_budget_seconds doit être positif et server.loop_lag_warn_ms positif "
@@ -650,6 +672,8 @@ def render_config(settings: Settings) -> str:
         "[server]",
         "# Sonde de latence de la boucle d'événements (ms ; 0 : désactivée, diagnostic)",
         f"loop_lag_warn_ms = {settings.loop_lag_warn_ms}",
+        "# Processus de service (0 : un par cœur ; 1 : un seul, sans superviseur)",
+        f"workers = {settings.workers}",
         "",
         "[outbound]",
         "# Domaines exigeant TLS avec certificat vérifié / domains requiring verified TLS",

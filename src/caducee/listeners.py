@@ -5,6 +5,11 @@ actually listens on (so port 0 works); ``wait_closed()`` returns when it has sto
 or because it failed; ``stop(grace)`` stops accepting, lets in-flight work finish for at most
 ``grace`` seconds, then drops what is left. Doors are registered by name in
 :data:`caducee.server.LISTENER_FACTORIES`.
+
+With several worker processes (``[server] workers``), the supervisor binds every listening
+socket once and each worker inherits them (:func:`adopt_inherited`): a door's ``start()`` then
+serves the inherited socket instead of binding its own, and the kernel hands each incoming
+connection to one of the workers accepting on it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from caducee.errors import ConfigurationError
+
+#: Listening sockets this process inherited from its supervisor, by listener name (a process
+#: property, like its file descriptors: set once by a worker before its doors start).
+_inherited: dict[str, socket.socket] = {}
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,33 @@ def parse_address(name: str, text: str) -> ListenAddress:
     return ListenAddress(host, int(port_text))
 
 
+def adopt_inherited(fds: dict[str, int]) -> None:
+    """Serve these already-listening sockets (file descriptors inherited from the supervisor,
+    by listener name) instead of binding new ones."""
+    for name, fd in fds.items():
+        _inherited[name] = socket.socket(fileno=fd)
+
+
+def parse_fds(text: str) -> dict[str, int]:
+    """``name=fd,name=fd`` (the worker's ``--listen-fds``) as a mapping."""
+    fds: dict[str, int] = {}
+    for item in filter(None, text.split(",")):
+        name, _, fd = item.partition("=")
+        fds[name] = int(fd)
+    return fds
+
+
+def format_fds(fds: dict[str, int]) -> str:
+    return ",".join(f"{name}={fd}" for name, fd in sorted(fds.items()))
+
+
 def bind_tcp(name: str, address: ListenAddress, *, backlog: int = 128) -> socket.socket:
-    """A listening TCP socket on ``address``; a clear ConfigurationError if it cannot be had."""
+    """A listening TCP socket on ``address``; a clear ConfigurationError if it cannot be had.
+
+    In a worker process, the socket inherited for ``name`` (:func:`adopt_inherited`)."""
+    inherited = _inherited.pop(name, None)
+    if inherited is not None:
+        return inherited
     try:
         infos = socket.getaddrinfo(
             address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

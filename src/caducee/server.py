@@ -4,11 +4,15 @@ Doors are built from ``settings.listeners`` (name → ``host:port``) through
 :data:`LISTENER_FACTORIES`; a later issue plugs SMTP, IMAP or POP3 in by adding its factory
 there. Once every door listens, ``<data dir>/run/listeners.json`` maps each name to the address
 actually bound (so port 0 works); it is removed when the server stops.
+
+With ``[server] workers`` above one, :mod:`caducee.supervisor` binds the sockets and runs
+:func:`serve` once per worker process, with a :class:`WorkerRole`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import logging
@@ -16,6 +20,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -34,6 +39,7 @@ from caducee.protocols.imap.listener import imap_listener
 from caducee.protocols.pop3.listener import pop3_listener
 from caducee.protocols.smtp.listener import smtp_listener
 from caducee.services import cpu_pool
+from caducee.services.events import mailbox_events
 from caducee.web import HttpsListener
 
 log = logging.getLogger(__name__)
@@ -73,14 +79,39 @@ WORKER_FACTORIES: list[Callable[[App], Worker]] = [
     TrustListRefresher,
     DirectoryRefresher,
 ]
+#: Those every worker process of a node runs: the outbound queue's claims are transactional
+#: on both backends (``FOR UPDATE SKIP LOCKED``; SQLite's ``BEGIN IMMEDIATE``), and the worker
+#: that queued a message wakes its own delivery worker. The periodic ones (housekeeping, the
+#: trust list's download) run in worker 0 only: they are idempotent, but N copies would only
+#: repeat the same work.
+EVERY_PROCESS: tuple[Callable[[App], Worker], ...] = (OutboundWorker,)
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """This process is worker ``index`` of ``count`` under :mod:`caducee.supervisor`: its
+    listeners are inherited, and it says it is ready by writing to ``ready_fd``."""
+
+    index: int
+    count: int
+    ready_fd: int | None = None
+
+    def factories(self) -> list[Callable[[App], Worker]]:
+        if self.index == 0:
+            return list(WORKER_FACTORIES)
+        return [f for f in WORKER_FACTORIES if f in EVERY_PROCESS]
 
 
 @asynccontextmanager
-async def running_workers(app: App, grace: float = GRACE_SECONDS) -> AsyncIterator[None]:
-    """Run :data:`WORKER_FACTORIES` in the background; on exit, stop them, giving work in
-    progress ``grace`` seconds to finish."""
+async def running_workers(
+    app: App,
+    grace: float = GRACE_SECONDS,
+    factories: list[Callable[[App], Worker]] | None = None,
+) -> AsyncIterator[None]:
+    """Run :data:`WORKER_FACTORIES` (or ``factories``) in the background; on exit, stop them,
+    giving work in progress ``grace`` seconds to finish."""
     stop = asyncio.Event()
-    workers = [factory(app) for factory in WORKER_FACTORIES]
+    workers = [factory(app) for factory in (WORKER_FACTORIES if factories is None else factories)]
     tasks = [asyncio.create_task(w.run(stop), name=f"worker-{w.name}") for w in workers]
     try:
         yield
@@ -187,8 +218,10 @@ async def run_listeners(
     *,
     ready_file: bool = True,
     grace: float = GRACE_SECONDS,
+    on_ready: Callable[[dict[str, str]], None] | None = None,
 ) -> None:
-    """Start ``listeners``, publish where they listen, wait for ``stop`` (or a failure), stop."""
+    """Start ``listeners``, publish where they listen (``listeners.json``, ``on_ready``), wait
+    for ``stop`` (or a failure), stop."""
     ready_path = listeners_file(settings)
     if ready_file:
         _remove(ready_path)  # left over by a crashed run: it would lie about this one
@@ -214,6 +247,8 @@ async def run_listeners(
             )
         if ready_file:
             _write_atomically(ready_path, json.dumps(bound, indent=2, sort_keys=True) + "\n")
+        if on_ready is not None:
+            on_ready(bound)
         log.info("%s listeners=%d", tr("prêt", "ready"), len(bound))
 
         stop_task: asyncio.Task[object] = asyncio.create_task(stop.wait())
@@ -244,12 +279,40 @@ async def _finished(task: asyncio.Task[None]) -> None:
         log.exception("warm-up failed")
 
 
-async def serve(settings: Settings, *, ready_file: bool = True) -> None:
+async def _orphaned(stop: asyncio.Event) -> None:
+    """Stop this worker if its supervisor has gone (the worker is then re-parented)."""
+    parent = os.getppid()
+    while not stop.is_set():
+        if os.getppid() != parent:
+            log.warning(tr("superviseur disparu : arrêt", "supervisor gone: stopping"))
+            stop.set()
+            return
+        await asyncio.sleep(1.0)
+
+
+def _tell_ready(role: WorkerRole) -> Callable[[dict[str, str]], None]:
+    def ready(_bound: dict[str, str]) -> None:
+        if role.ready_fd is not None:
+            try:
+                os.write(role.ready_fd, b"ready\n")
+            finally:
+                os.close(role.ready_fd)
+
+    return ready
+
+
+async def serve(
+    settings: Settings, *, ready_file: bool = True, role: WorkerRole | None = None
+) -> None:
     """Run the node until SIGTERM or SIGINT, then stop gracefully.
 
     Refuses to start (:class:`~caducee.errors.ConfigurationError`) on a bad master key, an
     out-of-date schema, a malformed listen address, a port in use, missing TLS files, or
     another ``serve`` already running on the same data directory.
+
+    With a ``role``, this process is one worker of :mod:`caducee.supervisor`: the supervisor
+    holds the data directory's lock and ``listeners.json``, the listening sockets are
+    inherited, and SIGHUP (the supervisor's) is not for this process.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -265,24 +328,50 @@ async def serve(settings: Settings, *, ready_file: bool = True) -> None:
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
             continue
         installed.append(sig)
+    if role is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, lambda: None)
+            installed.append(signal.SIGHUP)
+        cpu_pool.share_cores(role.count)
     probe = LoopLagProbe(settings.loop_lag_warn_ms) if settings.loop_lag_warn_ms > 0 else None
     if probe is not None:
         probe.start()
+    watchdog = asyncio.create_task(_orphaned(stop)) if role is not None else None
     try:
         async with open_app(settings) as app:
-            with single_instance(settings):
+            with single_instance(settings) if role is None else contextlib.nullcontext():
                 # The triage's lemmatizer loads its dictionary (a second or so) in a thread,
                 # before the first patient message rather than during it.
                 warming = asyncio.create_task(asyncio.to_thread(patient_triage.warm_up))
                 # The MIME parsing processes (services.cpu_pool) start now, not on the loop
                 # during the first search or indexing.
                 pool_warming = asyncio.create_task(asyncio.to_thread(cpu_pool.warm_up))
-                async with running_workers(app):
-                    await run_listeners(settings, build_listeners(app), stop, ready_file=ready_file)
+                async with contextlib.AsyncExitStack() as stack:
+                    if role is not None and app.db.is_sqlite:
+                        # One SQLite file, several writing processes: they queue on a lock
+                        # handed over at once rather than on SQLite's polling busy handler.
+                        app.db.share_writes(settings.run_dir / "sqlite-writer.lock")
+                        # SQLite has no NOTIFY: the node's workers wake each other's IDLE
+                        # sessions through datagrams (services.events).
+                        await stack.enter_async_context(
+                            mailbox_events(app).local_fanout(settings.run_dir / "events")
+                        )
+                    await stack.enter_async_context(
+                        running_workers(app, factories=role.factories() if role else None)
+                    )
+                    await run_listeners(
+                        settings,
+                        build_listeners(app),
+                        stop,
+                        ready_file=ready_file and role is None,
+                        on_ready=_tell_ready(role) if role is not None else None,
+                    )
                 await _finished(warming)
                 await _finished(pool_warming)
         log.info(tr("serveur arrêté", "server stopped"))
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         await asyncio.to_thread(cpu_pool.shutdown)
         if probe is not None:
             await probe.stop()

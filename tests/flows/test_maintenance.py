@@ -45,6 +45,7 @@ async def test_run_once_purges_what_is_past_its_date(app: App) -> None:
         "trace-retention": 0,
         "clear-addresses": 0,
         "stale-lockouts": 1,
+        "rate-buckets": 0,
         "imap-expunged": 0,
         "portal-expiry": 0,
         "text-index": 0,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+
+import pytest
 
 from caducee.app import App, open_app
 from caducee.config import Settings
@@ -37,3 +40,27 @@ async def test_another_node_is_woken(app: App, settings: Settings) -> None:
             assert wake.empty()
         else:
             assert await asyncio.wait_for(wake.get(), timeout=1) == box.id
+
+
+async def test_the_workers_of_a_sqlite_node_wake_each_other(
+    app: App, settings: Settings, tmp_path: Path
+) -> None:
+    """Two worker processes of one SQLite node (two apps here, each with its socket in the
+    node's run/events directory, as ``caducee serve`` sets them up) wake each other."""
+    if not app.db.is_sqlite:
+        pytest.skip("PostgreSQL's NOTIFY reaches every worker (test above)")
+    await practice(app)
+    _, box = await person(app, "a@cabinet.test")
+    directory = tmp_path / "events"
+    async with (
+        open_app(settings) as worker_b,
+        mailbox_events(app).local_fanout(directory),
+        mailbox_events(worker_b).local_fanout(directory),
+        mailbox_events(worker_b).subscribe(box.id) as wake,
+    ):
+        # A worker that died without removing its name: nobody reads its socket any more.
+        (directory / "999999.dead.sock").touch()
+        await deliver_local(app, b"Subject: x\r\n\r\ny\r\n", ["a@cabinet.test"])
+        assert await asyncio.wait_for(wake.get(), timeout=10) == box.id
+        assert not (directory / "999999.dead.sock").exists()
+    assert not list(directory.iterdir())  # each worker removed its own socket

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Annotated
 
 import typer
 
 from caducee.cli.common import DEFAULT_DATA, DataOption, fail, run, settings_for
 from caducee.i18n import tr
-from caducee.server import serve
+from caducee.listeners import adopt_inherited, parse_fds
+from caducee.server import WorkerRole, serve
+from caducee.supervisor import supervise
 
 HELP = (
     "Démarre le serveur (HTTPS, puis SMTP, IMAP, POP3) au premier plan ; SIGTERM ou Ctrl+C "
@@ -31,9 +34,24 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def serve_command(data: DataOption = DEFAULT_DATA) -> None:
-    """Démarre le serveur au premier plan ; SIGTERM ou Ctrl+C l'arrête proprement.
-    / Run the server in the foreground; SIGTERM or Ctrl+C stops it cleanly."""
+# A worker process of the supervisor (caducee.supervisor); not for people.
+WorkerIndex = Annotated[int, typer.Option("--worker-index", hidden=True)]
+WorkerCount = Annotated[int, typer.Option("--workers", hidden=True)]
+ListenFds = Annotated[str, typer.Option("--listen-fds", hidden=True)]
+ReadyFd = Annotated[int, typer.Option("--ready-fd", hidden=True)]
+
+
+def serve_command(
+    data: DataOption = DEFAULT_DATA,
+    worker_index: WorkerIndex = -1,
+    workers: WorkerCount = 0,
+    listen_fds: ListenFds = "",
+    ready_fd: ReadyFd = -1,
+) -> None:
+    """Démarre le serveur au premier plan ; SIGTERM ou Ctrl+C l'arrête proprement ;
+    SIGHUP redémarre ses processus un par un.
+    / Run the server in the foreground; SIGTERM or Ctrl+C stops it cleanly; SIGHUP restarts
+    its worker processes one at a time."""
     settings = settings_for(data)
     if not settings.data_dir.is_dir():
         raise fail(
@@ -46,6 +64,13 @@ def serve_command(data: DataOption = DEFAULT_DATA) -> None:
         )
     configure_logging()
     try:
-        run(serve(settings))
+        if worker_index >= 0:
+            adopt_inherited(parse_fds(listen_fds))
+            role = WorkerRole(worker_index, max(1, workers), ready_fd if ready_fd >= 0 else None)
+            run(serve(settings, role=role))
+        elif settings.worker_count > 1:
+            run(supervise(settings, settings.worker_count))
+        else:
+            run(serve(settings))
     except KeyboardInterrupt:  # Ctrl+C before the signal handlers were in place
         raise typer.Exit(130) from None

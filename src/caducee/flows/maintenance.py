@@ -1,6 +1,7 @@
-"""Periodic housekeeping of a node: audit and trace retention, stale lockout counters, expired
-portal pickups, the télétransmission watchdog (lots to send again) and purge, quota notices,
-the conversion of addresses stored in clear before migration 0019, and scheduled backups.
+"""Periodic housekeeping of a node: audit and trace retention, stale lockout counters, full
+rate-limit buckets, expired portal pickups, the télétransmission watchdog (lots to send again)
+and purge, quota notices, the conversion of addresses stored in clear before migration 0019,
+and scheduled backups.
 
 Each task is idempotent and safe to run on several nodes at once (they only delete what is
 past its date), so every node runs the worker; no leader election is needed. Scheduled backups
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from caducee.app import App
 from caducee.health import auto_replies, pickup, pickup_store, teletransmission
-from caducee.services import audit, backup, lockout, quota_notices, text_index, trace
+from caducee.services import audit, backup, lockout, quota_notices, rate_limits, text_index, trace
 from caducee.store import mailstore_repo
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ async def _stale_lockouts(app: App) -> int:
 #: Expunged UIDs kept per folder for QRESYNC before older ones are pruned (see
 #: ``mailstore_repo.prune_expunged``): a client resyncing from before gets a conservative list.
 EXPUNGED_KEPT = 10_000
+
+
+async def _rate_buckets(app: App) -> int:
+    return await rate_limits.forget_full_buckets(app)
 
 
 async def _expunged_uids(app: App) -> int:
@@ -93,6 +98,7 @@ TASKS: tuple[Task, ...] = (
     Task("trace-retention", 6 * 3600, _trace_retention),
     Task("clear-addresses", 6 * 3600, conceal_clear_addresses),
     Task("stale-lockouts", 3600, _stale_lockouts),
+    Task("rate-buckets", 600, _rate_buckets),
     Task("imap-expunged", 6 * 3600, _expunged_uids),
     Task("portal-expiry", 3600, _expired_pickups),
     Task("text-index", 600, _text_index),

@@ -57,14 +57,22 @@ class ClientLimits:
         self.rate = rate_limits.limiter(app, f"{listener}.connections", self.connections_per_minute)
         return self
 
-    def admit(self, ip: str, now: float | None = None) -> bool:
+    async def admit(self, ip: str, now: float | None = None) -> bool:
+        """Count one more connection from ``ip``; False if over its limits. The concurrent
+        connections are counted by this process (each worker process of a node admits
+        ``max_connections_per_ip``), the connection rate by the node's shared limiter."""
         if self._active.get(ip, 0) >= self.max_connections_per_ip:
             return False
+        self._active[ip] = self._active.get(ip, 0) + 1  # held while the rate is asked
         assert self.rate is not None
-        if not self.rate.allow(ip, now):
-            return False
-        self._active[ip] = self._active.get(ip, 0) + 1
-        return True
+        try:
+            allowed = await self.rate.allow(ip, now)
+        except BaseException:
+            self.release(ip)
+            raise
+        if not allowed:
+            self.release(ip)
+        return allowed
 
     def release(self, ip: str) -> None:
         left = self._active.get(ip, 1) - 1
@@ -195,7 +203,7 @@ class StreamListener:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = Connection(reader, writer, self.name, tls=self.implicit_tls)
-        if not self.limits.admit(connection.ip):
+        if not await self.limits.admit(connection.ip):
             with contextlib.suppress(Exception):
                 await connection.write(self.refusal)
             await connection.close()

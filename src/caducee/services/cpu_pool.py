@@ -57,18 +57,28 @@ PRELOAD = ["caducee.domain.message_text", "caducee.domain.dlp_scan"]
 PROCESS_THRESHOLD = 32 * 1024
 
 _pool: ProcessPoolExecutor | None = None
+_workers = 1  # serving processes of the node sharing the cores (share_cores)
 _broken = False  # processes could not be started here: threads from now on
 _lock = threading.Lock()
 
 
+def share_cores(workers: int) -> None:
+    """This process is one of ``workers`` serving processes of the node (``[server] workers``):
+    its pool gets its share of the cores. Called before the pool starts."""
+    global _workers
+    _workers = max(1, workers)
+
+
 def size() -> int:
-    """Worker processes: one per core this process may run on but one (the event loop's), at
-    least one, at most :data:`MAX_PROCESSES`."""
+    """Worker processes: this process's share of the cores it may run on (all of them, or
+    ``cores // workers`` under :func:`share_cores`) but one (the event loop's), at least one, at
+    most :data:`MAX_PROCESSES`. With as many serving processes as cores, each has one niced
+    worker: N loops and N parsers, the kernel serving the loops first."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return max(1, min(cores - 1, MAX_PROCESSES))
+    return max(1, min(cores // _workers - 1, MAX_PROCESSES))
 
 
 def _executor() -> ProcessPoolExecutor | None:

@@ -7,7 +7,13 @@ same expunge as IMAP, so both protocols can use one mailbox at once.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import secrets
+import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from caducee.app import App
 from caducee.domain.addresses import normalize_address
@@ -15,7 +21,14 @@ from caducee.domain.pop3_octets import pop3_size
 from caducee.errors import NotFound
 from caducee.services import mailboxes
 from caducee.services.messages import expunge_messages, read_message, retained, retention_hold
-from caducee.store import directory_repo, mailstore_repo
+from caducee.store import directory_repo, lease_repo, mailstore_repo
+
+log = logging.getLogger(__name__)
+
+#: A POP3 session's lease on its maildrop lasts this long unless refreshed (the time another
+#: session waits for the maildrop of a process that was killed).
+LEASE_SECONDS = 60.0
+LEASE_REFRESH_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -110,22 +123,66 @@ async def delete(app: App, drop: Maildrop, doomed: list[DropMessage]) -> int:
 
 
 class OpenMaildrops:
-    """The maildrops open in a POP3 session on this node: one session per maildrop at a time
-    (RFC 1939 §8, exclusive access). Held by the node's app, not by the module, so that two
-    apps in one process (tests, several nodes) do not share it."""
+    """The maildrops open in a POP3 session: one session per maildrop at a time (RFC 1939 §8,
+    exclusive access), across every worker process and node sharing the database.
 
-    def __init__(self, _app: App | None = None) -> None:
-        self._open: set[int] = set()
+    A session holds a lease in the database (``store.lease_repo``), taken by one atomic
+    insert-or-take-over-if-expired statement, refreshed every :data:`LEASE_REFRESH_SECONDS`
+    while the session lives and deleted when it ends; a process killed with its sessions leaves
+    leases that expire on their own after :data:`LEASE_SECONDS`. Held by the node's app (the
+    maildrops this process holds, so that a second session here is refused without a query)."""
 
-    def acquire(self, mailbox_id: int) -> bool:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._held: dict[int, tuple[str, asyncio.Task[None] | None]] = {}
+
+    async def acquire(self, mailbox_id: int) -> bool:
         """Take the maildrop of ``mailbox_id``; False when another session holds it."""
-        if mailbox_id in self._open:
+        if mailbox_id in self._held:
             return False
-        self._open.add(mailbox_id)
+        holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"[-100:]
+        self._held[mailbox_id] = (holder, None)  # this process's other sessions: refused now
+        try:
+            now = datetime.now(UTC)
+            async with self.app.db.write() as conn:
+                taken = await lease_repo.take_pop3(
+                    conn, mailbox_id, holder, now, now + timedelta(seconds=LEASE_SECONDS)
+                )
+        except BaseException:
+            del self._held[mailbox_id]
+            raise
+        if not taken:
+            del self._held[mailbox_id]
+            return False
+        keeper = asyncio.create_task(self._keep(mailbox_id, holder), name="pop3-lease")
+        self._held[mailbox_id] = (holder, keeper)
         return True
 
-    def release(self, mailbox_id: int) -> None:
-        self._open.discard(mailbox_id)
+    async def _keep(self, mailbox_id: int, holder: str) -> None:
+        while True:
+            await asyncio.sleep(LEASE_REFRESH_SECONDS)
+            try:
+                async with self.app.db.write() as conn:
+                    kept = await lease_repo.refresh_pop3(
+                        conn,
+                        mailbox_id,
+                        holder,
+                        datetime.now(UTC) + timedelta(seconds=LEASE_SECONDS),
+                    )
+            except Exception:
+                log.warning("pop3 lease not refreshed mailbox=%d, retrying", mailbox_id)
+                continue
+            if not kept:
+                log.warning("pop3 lease lost mailbox=%d", mailbox_id)
+                return
+
+    async def release(self, mailbox_id: int) -> None:
+        holder, keeper = self._held.pop(mailbox_id, ("", None))
+        if keeper is not None:
+            keeper.cancel()
+        if holder:
+            async with self.app.db.write() as conn:
+                await lease_repo.release_pop3(conn, mailbox_id, holder)
 
 
 def open_maildrops(app: App) -> OpenMaildrops:

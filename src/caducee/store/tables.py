@@ -13,6 +13,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -643,6 +644,32 @@ practice_triage = Table(
     Column("settings", Text, nullable=False),
     _ts("updated_at"),
     Column("updated_by", String(320), nullable=False),
+)
+
+#: POP3 exclusive access (RFC 1939 §8) across the worker processes and nodes sharing the
+#: database: the session holding a maildrop, until when (refreshed while it lives, so a killed
+#: process's lease expires on its own). No foreign key: a lease is short-lived and a mailbox
+#: removed meanwhile only leaves a row that expires.
+pop3_leases = Table(
+    "pop3_leases",
+    metadata,
+    Column("mailbox_id", Integer, primary_key=True, autoincrement=False),
+    Column("holder", String(100), nullable=False),
+    _ts("expires_at"),
+)
+
+#: Per-client rate limits shared by every worker process and node (``services.rate_limits``):
+#: one token bucket per limiter name and client (an address, a token id), its tokens as of
+#: ``updated_at`` (seconds since the epoch). A bucket untouched for a minute is full, as if
+#: absent: maintenance deletes those.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("client", String(100), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("allowed", Boolean, nullable=False),
 )
 
 #: Télétransmission lots (FSE) sent from TLT mailboxes: what their subject and envelope say

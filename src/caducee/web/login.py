@@ -50,16 +50,16 @@ ALL_STAGES = frozenset(Stage)
 MFA_ONLY = frozenset({Stage.MFA})
 
 
-def _rate_limited(request: Request, web: WebState) -> Response | None:
+async def _rate_limited(request: Request, web: WebState) -> Response | None:
     ip = client_ip(request)
-    if web.login_limiter.allow(ip):
+    if await web.login_limiter.allow(ip):
         return None
     response = error_page(
         request,
         429,
         _("Trop de tentatives depuis votre adresse : patientez une minute avant de réessayer."),
     )
-    response.headers["retry-after"] = str(web.login_limiter.retry_after(ip))
+    response.headers["retry-after"] = str(await web.login_limiter.retry_after(ip))
     return response
 
 
@@ -108,7 +108,7 @@ async def stage_after_first_factor(web: WebState, account: Account) -> Stage:
 
 async def login_submit(request: Request) -> Response:
     web = state(request)
-    limited = _rate_limited(request, web)
+    limited = await _rate_limited(request, web)
     if limited is not None:
         return limited
     form = await form_data(request)
@@ -204,7 +204,7 @@ async def _verify_form(
 @page(stages=MFA_ONLY)
 async def verify_submit(request: Request, user: WebUser) -> Response:
     web = state(request)
-    limited = _rate_limited(request, web)
+    limited = await _rate_limited(request, web)
     if limited is not None:
         return limited
     form = await form_data(request)
@@ -255,7 +255,7 @@ async def key_login_options(request: Request, user: WebUser) -> Response:
 @page(stages=MFA_ONLY, json=True)
 async def key_login_finish(request: Request, user: WebUser) -> Response:
     web = state(request)
-    if not _rate_limited_json_ok(request, web):
+    if not await _rate_limited_json_ok(request, web):
         return JSONResponse({"error": _("Trop de tentatives.")}, status_code=429)
     now = web.config.clock()
     challenge = webauthn.take_challenge(user.session.pending, "login", now)
@@ -282,8 +282,8 @@ async def key_login_finish(request: Request, user: WebUser) -> Response:
     return response
 
 
-def _rate_limited_json_ok(request: Request, web: WebState) -> bool:
-    return web.login_limiter.allow(client_ip(request))
+async def _rate_limited_json_ok(request: Request, web: WebState) -> bool:
+    return await web.login_limiter.allow(client_ip(request))
 
 
 @page(stages=ALL_STAGES)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from caducee.app import App
 from caducee.listeners import ListenAddress
 from caducee.protocols.pop3.session import Pop3Config, Pop3Session
@@ -18,7 +20,8 @@ def pop3_listener(app: App, address: ListenAddress, *, implicit_tls: bool) -> St
         try:
             await pop3.run()
         finally:
-            pop3.release()
+            # Shielded: a session cancelled at the end of the grace still gives its lease back.
+            await asyncio.shield(pop3.release())
 
     name = "pop3s" if implicit_tls else "pop3"
     return StreamListener(

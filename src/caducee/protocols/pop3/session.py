@@ -56,6 +56,7 @@ class Pop3Session:
     drop: maildrop.Maildrop | None = None
     deleted: set[int] = field(default_factory=set)  # 1-based message numbers
     bad_commands: int = 0
+    released: bool = False  # the maildrop was given back (QUIT, or the end of the session)
 
     async def reply(self, line: str) -> None:
         await self.conn.write(line.encode("ascii", "replace") + b"\r\n")
@@ -217,7 +218,7 @@ class Pop3Session:
             await self.reply("-ERR [SYS/TEMP] boite indisponible, reessayez plus tard")
             return False
         # RFC 1939 §8 / RFC 2449 §8.1.2: one session per maildrop at a time.
-        if not maildrop.open_maildrops(self.app).acquire(drop.mailbox_id):
+        if not await maildrop.open_maildrops(self.app).acquire(drop.mailbox_id):
             await self.reply("-ERR [IN-USE] boite deja ouverte par une autre session POP3")
             return False
         self.login, self.drop = principal.login, drop
@@ -333,12 +334,18 @@ class Pop3Session:
         try:
             removed = await maildrop.delete(self.app, self.drop, doomed)
         except CaduceeError:
+            await self.release()
             await self.reply("-ERR [SYS/TEMP] suppression impossible, messages conserves")
             return True
         self.deleted.clear()
+        # RFC 1939 §6: the maildrop is released before the answer, so that a client logging in
+        # again right after QUIT finds it free.
+        await self.release()
         await self.reply(f"+OK {removed} message(s) supprime(s), au revoir")
         return True
 
-    def release(self) -> None:
-        if self.drop is not None:
-            maildrop.open_maildrops(self.app).release(self.drop.mailbox_id)
+    async def release(self) -> None:
+        """Give the maildrop back (at QUIT, or when the session ends otherwise); once."""
+        if self.drop is not None and not self.released:
+            self.released = True
+            await maildrop.open_maildrops(self.app).release(self.drop.mailbox_id)

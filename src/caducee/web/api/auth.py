@@ -49,20 +49,20 @@ def wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             found, account = await api_tokens.authenticate(app, token.strip())
         except AccessDenied as exc:
             bad = _limiter(app, "bad", BAD_TOKENS_PER_MINUTE)
-            if not bad.allow(ip):
+            if not await bad.allow(ip):
                 return error_response(429, "limite", "Trop de tentatives.", "Too many attempts.",
-                              {"retry-after": str(bad.retry_after(ip))})  # fmt: skip
+                              {"retry-after": str(await bad.retry_after(ip))})  # fmt: skip
             return error_response(
                 401, "jeton", exc.fr, exc.en, {"www-authenticate": 'Bearer realm="caducee"'}
             )
         calls = _limiter(app, "calls", CALLS_PER_MINUTE)
-        if not calls.allow(str(found.id)):
+        if not await calls.allow(str(found.id)):
             return error_response(
                 429,
                 "limite",
                 "Trop de requêtes pour ce jeton : ralentissez.",
                 "Too many requests for this token: slow down.",
-                {"retry-after": str(calls.retry_after(str(found.id)))},
+                {"retry-after": str(await calls.retry_after(str(found.id)))},
             )
         if endpoint.scope is not None and endpoint.scope not in found.scopes:
             return error_response(

@@ -100,7 +100,7 @@ async def pickup_of(request: Request) -> Pickup:
     """The pickup of the URL's token, open; otherwise PortalRefused with the clear page."""
     ip = client_ip(request)
     limits = limiter(request)
-    if limits.blocked(ip):
+    if await limits.blocked(ip):
         await audit_refusal(request, "pickup.rate_limited")
         response = closed_page(
             request,
@@ -113,7 +113,7 @@ async def pickup_of(request: Request) -> Pickup:
     try:
         found = await by_token(state(request).app, str(request.path_params.get("token", "")))
     except NotFound:
-        limits.allow(ip)  # one unknown link counted
+        await limits.allow(ip)  # one unknown link counted
         await audit_refusal(request, "pickup.unknown_link")
         raise PortalRefused(closed_page(request, "unknown", unknown_message(), 404)) from None
     try:

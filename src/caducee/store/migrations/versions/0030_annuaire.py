@@ -12,7 +12,7 @@ from alembic import op
 
 revision = "0030"
 #: Other branches may add 0027–0029: chain this one after the newest at merge.
-down_revision = "0026"
+down_revision = "0027"
 branch_labels = None
 depends_on = None
 
