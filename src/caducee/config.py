@@ -148,6 +148,9 @@ class Settings:
     tlt_arl_positive_pattern: str = DEFAULT_ARL_POSITIVE_PATTERN
     tlt_arl_negative_pattern: str = DEFAULT_ARL_NEGATIVE_PATTERN
     tlt_noemie_pattern: str = DEFAULT_NOEMIE_PATTERN
+    # Accounts and mailboxes (issue #19), section [lifecycle]: mail to a disabled mailbox is
+    # "accept"ed (kept for when it is enabled again) or "refuse"d (SMTP 550 5.2.1).
+    disabled_mailbox_mail: str = "accept"
 
     @property
     def tlt_patterns(self) -> Patterns:
@@ -423,6 +426,10 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             "patients.pickup_reply_max_bytes",
         )
         _load_teletransmission(settings, doc.get("teletransmission", {}))
+        lifecycle = doc.get("lifecycle", {})
+        settings.disabled_mailbox_mail = str(
+            lifecycle.get("disabled_mailbox_mail", settings.disabled_mailbox_mail)
+        )
     env = os.environ
     settings.oidc_client_secret = env.get("CADUCEE_OIDC_CLIENT_SECRET", settings.oidc_client_secret)
     settings.dns_resolver = env.get("CADUCEE_DNS_RESOLVER", settings.dns_resolver)
@@ -469,6 +476,13 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             f"deployment must be 'production' or 'development', not {settings.deployment!r}.",
         )
     check_sms_settings(settings)
+    if settings.disabled_mailbox_mail not in ("accept", "refuse"):
+        raise ConfigurationError(
+            "lifecycle.disabled_mailbox_mail doit valoir « accept » ou « refuse », pas "
+            f"{settings.disabled_mailbox_mail!r}.",
+            "lifecycle.disabled_mailbox_mail must be 'accept' or 'refuse', not "
+            f"{settings.disabled_mailbox_mail!r}.",
+        )
     if not 1 <= settings.auto_reply_once_per_days <= 365:
         raise ConfigurationError(
             "auto_reply.once_per_days doit être compris entre 1 et 365 "
@@ -622,6 +636,10 @@ def render_config(settings: Settings) -> str:
         f"arl_positive_pattern = {json.dumps(settings.tlt_arl_positive_pattern)}",
         f"arl_negative_pattern = {json.dumps(settings.tlt_arl_negative_pattern)}",
         f"noemie_pattern = {json.dumps(settings.tlt_noemie_pattern)}",
+        "",
+        "[lifecycle]",
+        '# Courrier vers une boîte désactivée : "accept" (gardé) ou "refuse" (550 5.2.1)',
+        f"disabled_mailbox_mail = {json.dumps(settings.disabled_mailbox_mail)}",
         "",
     ]
     return "\n".join(lines)

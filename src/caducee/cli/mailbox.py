@@ -88,6 +88,30 @@ def quota(address: str, size: str, data: DataOption = DEFAULT_DATA) -> None:
     with_app(data, action)
 
 
+def _set_disabled(address: str, data: DataOption, disabled: bool) -> None:
+    async def action(context: App) -> None:
+        mailbox = await mailboxes.set_mailbox_disabled(context, address, disabled)
+        state = tr("désactivée", "disabled") if mailbox.disabled else tr("réactivée", "enabled")
+        console.print(
+            tr(f"Boîte {mailbox.address} {state}.", f"Mailbox {mailbox.address} {state}.")
+        )
+
+    with_app(data, action)
+
+
+@app.command("disable")
+def disable(address: str, data: DataOption = DEFAULT_DATA) -> None:
+    """Désactive une boîte (plus aucun accès ; le courrier reste reçu sauf
+    [lifecycle] disabled_mailbox_mail = "refuse"). / Disable a mailbox."""
+    _set_disabled(address, data, True)
+
+
+@app.command("enable")
+def enable(address: str, data: DataOption = DEFAULT_DATA) -> None:
+    """Réactive une boîte. / Enable a mailbox."""
+    _set_disabled(address, data, False)
+
+
 @app.command("delegate")
 def delegate(
     address: str,

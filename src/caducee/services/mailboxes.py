@@ -170,6 +170,36 @@ async def set_quota(
     return updated
 
 
+async def set_mailbox_disabled(
+    app: App, address: str, disabled: bool, *, actor: str = "cli", source: str = "cli"
+) -> Mailbox:
+    """Disable or enable a mailbox, from every door (CLI, admin console).
+
+    A disabled mailbox is refused at once to everyone: its owner, its delegates, its own
+    mailbox logins (:func:`open_mailbox` and :func:`caducee.services.auth.authenticate_mail`
+    read the column on every use). Mail to it is still received unless ``[lifecycle]
+    disabled_mailbox_mail = "refuse"`` (SMTP 550 5.2.1). Audited.
+    """
+    address = normalize_address(address)
+    async with app.db.write() as conn:
+        mailbox = await repo.mailbox_by_address(conn, address)
+        if mailbox is None:
+            raise unknown_mailbox(address)
+        await repo.update_mailbox(conn, mailbox.id, disabled=disabled)
+        await append(
+            conn,
+            AuditEvent(
+                actor=actor,
+                action="mailbox.disable" if disabled else "mailbox.enable",
+                target=address,
+                source=source,
+            ),
+        )
+        updated = await repo.mailbox_by_id(conn, mailbox.id)
+    assert updated is not None
+    return updated
+
+
 # --- delegations -----------------------------------------------------------------------------
 
 

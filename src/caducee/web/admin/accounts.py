@@ -149,9 +149,6 @@ async def account_disable(request: Request, user: WebUser) -> Response:
     await accounts.set_disabled(
         web.app, account.login, True, actor=user.account.login, source=client_ip(request)
     )
-    await web_sessions.end_all_sessions(
-        web.app, account, actor=user.account.login, source=client_ip(request), reason="disabled"
-    )
     return redirect(f"/admin/comptes/{account.id}", flash="account_disabled")
 
 
