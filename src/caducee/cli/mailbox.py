@@ -12,7 +12,7 @@ from caducee.cli.common import DEFAULT_DATA, DataOption, console, with_app
 from caducee.cli.sizes import format_size, parse_size
 from caducee.domain.model import MailboxType
 from caducee.i18n import tr
-from caducee.services import mailboxes
+from caducee.services import lifecycle, mailboxes
 
 app = typer.Typer(help="Boîtes aux lettres, quotas et délégations / mailboxes.")
 
@@ -110,6 +110,45 @@ def disable(address: str, data: DataOption = DEFAULT_DATA) -> None:
 def enable(address: str, data: DataOption = DEFAULT_DATA) -> None:
     """Réactive une boîte. / Enable a mailbox."""
     _set_disabled(address, data, False)
+
+
+YesOption = Annotated[
+    bool, typer.Option("--yes", help="Ne pas demander de retaper l'adresse / do not ask.")
+]
+
+
+def confirmation(address: str, yes: bool) -> str:
+    """The address typed again (``--yes``: the address itself)."""
+    if yes:
+        return address
+    return str(
+        typer.prompt(
+            tr(
+                f"Suppression définitive de {address} et de tous ses messages. "
+                "Retapez l'adresse pour confirmer",
+                f"{address} and all its messages will be deleted for good. "
+                "Type the address again to confirm",
+            )
+        )
+    )
+
+
+@app.command("delete")
+def delete(address: str, data: DataOption = DEFAULT_DATA, yes: YesOption = False) -> None:
+    """Supprime une boîte et ses messages (clé de données détruite d'abord).
+    / Delete a mailbox and its messages (its data key destroyed first)."""
+    typed = confirmation(address, yes)
+
+    async def action(context: App) -> None:
+        deleted = await lifecycle.delete_mailbox(context, address, confirm=typed)
+        console.print(
+            tr(
+                f"Boîte {deleted.address} supprimée ({deleted.messages} message(s)).",
+                f"Mailbox {deleted.address} deleted ({deleted.messages} message(s)).",
+            )
+        )
+
+    with_app(data, action)
 
 
 @app.command("delegate")

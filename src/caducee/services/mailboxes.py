@@ -74,11 +74,13 @@ async def create_mailbox_in(
     if count >= practice.mailbox_limit:
         raise LimitReached(
             f"Le cabinet « {practice.name} » a atteint sa limite de {practice.mailbox_limit} "
-            f"boîtes aux lettres ({count} existantes). Supprimez une boîte inutilisée ou faites "
+            f"boîtes aux lettres ({count} existantes). Supprimez une boîte inutilisée (caducee "
+            "mailbox delete ADRESSE, ou sa page dans la console d'administration) ou faites "
             "relever la limite par l'administrateur (caducee practice update --mailbox-limit).",
             f"Practice '{practice.name}' has reached its limit of {practice.mailbox_limit} "
-            f"mailboxes ({count} exist). Remove an unused mailbox or have the administrator "
-            "raise the limit (caducee practice update --mailbox-limit).",
+            f"mailboxes ({count} exist). Delete an unused mailbox (caducee mailbox delete ADDRESS, "
+            "or its page in the admin console) or have the administrator raise the limit "
+            "(caducee practice update --mailbox-limit).",
         )
     quota = check_quota(
         quota_bytes if quota_bytes is not None else app.settings.default_quota_bytes

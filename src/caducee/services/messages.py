@@ -594,6 +594,14 @@ async def retained(
         return await _held(app, conn, folder_id, message_ids, now)
 
 
+async def held_in_folder(
+    app: App, conn: AsyncConnection, folder_id: int, now: datetime | None = None
+) -> dict[int, datetime]:
+    """Every message of ``folder_id`` under the retention rule, in the caller's transaction
+    (a mailbox's deletion, ``services.lifecycle``)."""
+    return await _held(app, conn, folder_id, None, now)
+
+
 def retention_hold(address: str, held: dict[int, datetime], days: int) -> RetentionHold:
     """The refusal naming how many messages are held and from when all may be deleted."""
     until = max(held.values())
