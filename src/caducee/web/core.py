@@ -70,6 +70,10 @@ FLASHES: dict[str, str] = {
     "saved": N_("Modifications enregistrées."),
     "account_disabled": N_("Compte désactivé : ses sessions ont été fermées."),
     "account_enabled": N_("Compte réactivé."),
+    "account_deleted": N_("Compte supprimé, avec sa boîte personnelle et ses accès."),
+    "mailbox_disabled": N_("Boîte désactivée : plus personne n'y accède."),
+    "mailbox_enabled": N_("Boîte réactivée."),
+    "mailbox_deleted": N_("Boîte supprimée : sa clé de chiffrement a été détruite."),
     "second_factor_reset": N_(
         "Les seconds facteurs du compte ont été supprimés : la personne devra en configurer un "
         "nouveau."
