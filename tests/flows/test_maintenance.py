@@ -52,6 +52,7 @@ async def test_run_once_purges_what_is_past_its_date(app: App) -> None:
         "lot-purge": 0,
         "quota-notices": 0,
         "auto-replies": 0,
+        "mailbox-deletions": 0,
     }
     assert (await audit.verify(app.db)).ok
     async with app.db.read() as conn:

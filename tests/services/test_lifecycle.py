@@ -19,9 +19,11 @@ from caducee.errors import (
     NotFound,
     RetentionHold,
 )
-from caducee.services import accounts, api_tokens, lifecycle, mailboxes
+from caducee.flows import maintenance
+from caducee.services import accounts, api_tokens, last_use, lifecycle, mailboxes
 from caducee.services.app_passwords import create_app_password
 from caducee.services.audit import iter_records
+from caducee.services.auth import authenticate_mail
 from caducee.services.delivery import deliver_local
 from caducee.store import lifecycle_repo
 from caducee.store.keyring import mailbox_scope
@@ -151,3 +153,44 @@ async def test_deleting_an_account(app: App) -> None:
     with pytest.raises(AccessDenied, match="dernier administrateur"):
         await lifecycle.delete_account(app, admin.login, confirm=admin.login)
     assert doctor.id != admin.id
+
+
+async def test_last_use_is_written_at_most_once_an_hour(app: App) -> None:
+    await practice(app)
+    doctor, personal = await person(app, OWNER)
+    assert doctor.last_used_at is None and personal.last_used_at is None
+    # A door opening the mailbox records both (services.mailboxes.open_mailbox).
+    await mailboxes.open_mailbox(app, OWNER, OWNER)
+    first = (await mailboxes.get_mailbox(app, OWNER)).last_used_at
+    assert first is not None
+    assert (await accounts.get_account(app, OWNER)).last_used_at is not None
+    # Again within the hour: no write (the node's note), whatever the door.
+    await mailboxes.open_mailbox(app, OWNER, OWNER)
+    await last_use.note(app, account_id=doctor.id, mailbox_id=personal.id)
+    assert (await mailboxes.get_mailbox(app, OWNER)).last_used_at == first
+    later = first + timedelta(minutes=61)
+    await last_use.note(app, mailbox_id=personal.id, now=later)
+    assert (await mailboxes.get_mailbox(app, OWNER)).last_used_at == later
+    # An app password on a mail door records the account.
+    other, _ = await person(app, "autre@cabinet.test")
+    secret = await create_app_password(app, other.login, "Thunderbird")
+    await authenticate_mail(app, other.login, secret, "imap", "127.0.0.1")
+    assert (await accounts.get_account(app, other.login)).last_used_at is not None
+
+
+async def test_a_deletion_cut_short_is_finished_by_maintenance(app: App) -> None:
+    await practice(app)
+    await person(app, OWNER)
+    box = await mailboxes.add_mailbox(app, SHARED, MailboxType.ORG, OWNER)
+    await deliver_local(app, BIG, [SHARED])
+    # A crash right after the first transaction: the key is gone, the rows are still there.
+    async with app.db.write() as conn:
+        await lifecycle_repo.mark_deleted(conn, box.id, datetime.now(UTC))
+    app.keyring.forget(mailbox_scope(box.id))
+    assert (await mailboxes.get_mailbox(app, SHARED)).disabled
+    with pytest.raises(AccessDenied):
+        await mailboxes.open_mailbox(app, OWNER, SHARED)
+    done = await maintenance.run_once(app, (maintenance.Task("d", 0, lifecycle.finish_deletions),))
+    assert done == {"d": 1}
+    async with app.db.read() as conn:
+        assert await lifecycle_repo.referencing_rows(conn, box.id) == {}

@@ -66,3 +66,16 @@ async def test_account_delete_from_its_page(web: WebClient, people: People, app:
         f"/admin/comptes/{people.admin_a.id}/supprimer", {"confirmer": people.admin_a.login}
     )
     assert own.status_code == 400
+
+
+async def test_lists_show_the_last_use(web: WebClient, people: People, app: App) -> None:
+    await web.login(people.admin_a.login)  # a web request records the admin's use
+    accounts_page = await web.get("/admin/comptes")
+    assert 'class="last-used"' in accounts_page.text and "jamais" in accounts_page.text
+    admin = await accounts.get_account(app, people.admin_a.login)
+    assert admin.last_used_at is not None
+    await mailboxes.open_mailbox(app, people.doctor_a.login, people.doctor_a.login)
+    boxes = await web.get("/admin/boites")
+    assert boxes.text.count('class="last-used"') == len(
+        await mailboxes.list_mailboxes(app, people.practice_a.id)
+    )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from caducee.app import App
 from caducee.health import auto_replies, pickup, pickup_store, teletransmission
-from caducee.services import audit, lockout, quota_notices, text_index, trace
+from caducee.services import audit, lifecycle, lockout, quota_notices, text_index, trace
 from caducee.store import mailstore_repo
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ TASKS: tuple[Task, ...] = (
     Task("lot-purge", 6 * 3600, _lot_purge),
     Task("quota-notices", 600, _quota_notices),
     Task("auto-replies", 6 * 3600, _auto_replies),
+    # mailbox deletions a crash interrupted: their keys are gone already, their rows go now
+    Task("mailbox-deletions", 3600, lifecycle.finish_deletions),
 )
 
 

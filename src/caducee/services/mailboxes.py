@@ -8,6 +8,7 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import Account, Delegation, Folder, Mailbox, MailboxType, Practice
 from caducee.errors import AccessDenied, AlreadyExists, InvalidInput, LimitReached, NotFound
+from caducee.services import last_use
 from caducee.services.audit import AuditEvent, append
 from caducee.store import directory_repo as repo
 from caducee.store.connection import AsyncConnection
@@ -349,6 +350,15 @@ async def open_mailbox(
                 else None
             )
         allowed = access is not None and (access.can_send or not need_send)
+        if access is not None and allowed:
+            # Last use (issue 19): at most one UPDATE an hour per mailbox and account; a
+            # mailbox login is a use of the mailbox, not of its owner's account.
+            await last_use.note(
+                app,
+                account_id=access.account.id if account is not None else None,
+                mailbox_id=access.mailbox.id,
+                conn=conn,
+            )
         if access is None or access.delegated or not allowed:
             await append(
                 conn,

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from caducee.app import App
 from caducee.domain.message_text import Text, extract_text
-from caducee.errors import NotFound
+from caducee.errors import IntegrityError, NotFound
 from caducee.services import cpu_pool
 from caducee.store import mailstore_repo as repo
 from caducee.store.keyring import mailbox_scope
@@ -242,6 +242,8 @@ async def index_unindexed(app: App, limit: int = 2000, batch: int = 200) -> int:
                     sealed = await app.blobs.get(conn, blob_id)
                     raw = await app.keyring.open(conn, scope, blob_id, "raw", sealed)
                 except NotFound:  # expunged meanwhile
+                    continue
+                except IntegrityError:  # its mailbox is being deleted: data key shredded
                     continue
                 key = keys.get(mailbox_id)
                 if key is None:

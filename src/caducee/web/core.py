@@ -29,7 +29,7 @@ from caducee.app import App
 from caducee.domain.model import Account, Practice, Role
 from caducee.errors import AccessDenied, CaduceeError, NotFound
 from caducee.health import teletransmission
-from caducee.services import web_sessions
+from caducee.services import last_use, web_sessions
 from caducee.services.rate_limits import RateLimiter
 from caducee.services.web_sessions import Stage, WebSession
 from caducee.web.config import WebConfig
@@ -360,6 +360,7 @@ def page(
                 if json:
                     return JSONResponse({"error": "stage"}, status_code=403)
                 return redirect(stage_home(session.stage))
+            await last_use.note(web.app, account_id=account.id)  # at most hourly
             practice = await web_sessions.practice_of(web.app, account)
             user = WebUser(session=session, account=account, practice=practice)
             request.state.user = user
