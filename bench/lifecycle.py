@@ -79,10 +79,10 @@ async def run(settings: Settings, label: str, messages: int, calls: int) -> None
             print(f"delete a mailbox of {messages} messages: (not in this tree)")
             return
         started = time.perf_counter()
-        await lifecycle.delete_mailbox(app, SHARED, confirm=SHARED)
+        deleted = await lifecycle.delete_mailbox(app, SHARED, confirm=SHARED)
         elapsed = time.perf_counter() - started
         print(
-            f"delete a mailbox of {messages} messages ({messages // 20} blob files): "
+            f"delete a mailbox of {deleted.messages} messages ({messages // 20} blob files): "
             f"{elapsed:.2f} s ({messages / elapsed:.0f} messages/s)"
         )
 

@@ -316,7 +316,13 @@ class Indexer:
                 continue
             key = keys.get(item.mailbox_id)
             if key is None:
-                key = keys[item.mailbox_id] = await mailbox_index_key(self.app, item.mailbox_id)
+                try:
+                    key = await mailbox_index_key(self.app, item.mailbox_id)
+                except IntegrityError:  # its mailbox is being deleted: data key shredded
+                    key = b""
+                keys[item.mailbox_id] = key
+            if not key:
+                continue
             # One message at a time, off the loop: it serves the doors in between.
             tables[(item.message_id, item.blob_id)] = await index_raw(key, item.raw)
         await store_filters(self.app, tables)
