@@ -44,6 +44,10 @@ def test_delete_asks_for_the_address_again(settings: Settings) -> None:
             await mailboxes.add_mailbox(app, SHARED, MailboxType.ORG, OWNER)
 
     asyncio.run(setup())
+    assert caducee(settings, "mailbox", "disable", SHARED).returncode == 0
+    listing = caducee(settings, "mailbox", "list")
+    assert "désactivée" in listing.stdout, listing.stdout
+    assert caducee(settings, "mailbox", "enable", SHARED).returncode == 0
     refused = caducee(settings, "mailbox", "delete", SHARED, stdin="accueil@autre.test\n")
     assert refused.returncode != 0 and "saisissez l'adresse" in refused.stdout + refused.stderr
     done = caducee(settings, "mailbox", "delete", SHARED, stdin=f"{SHARED}\n")

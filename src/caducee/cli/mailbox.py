@@ -59,13 +59,22 @@ def list_(data: DataOption = DEFAULT_DATA) -> None:
     """Liste les boîtes aux lettres. / List mailboxes."""
 
     async def action(context: App) -> None:
-        table = Table(tr("Adresse", "Address"), "Type", tr("Utilisé", "Used"), "Quota")
+        table = Table(
+            tr("Adresse", "Address"),
+            "Type",
+            tr("Utilisé", "Used"),
+            "Quota",
+            tr("État", "State"),
+            tr("Dernière utilisation", "Last used"),
+        )
         for mailbox in await mailboxes.list_mailboxes(context):
             table.add_row(
                 mailbox.address,
                 mailbox.type.value,
                 format_size(mailbox.used_bytes),
                 format_size(mailbox.quota_bytes),
+                tr("désactivée", "disabled") if mailbox.disabled else tr("active", "active"),
+                f"{mailbox.last_used_at:%Y-%m-%d %H:%M} UTC" if mailbox.last_used_at else "—",
             )
         console.print(table)
 

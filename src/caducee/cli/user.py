@@ -120,6 +120,7 @@ def list_(data: DataOption = DEFAULT_DATA) -> None:
             "RPPS/ADELI",
             "2FA",
             tr("État", "State"),
+            tr("Dernière utilisation", "Last used"),
         )
         for account in await accounts.list_accounts(context):
             table.add_row(
@@ -129,6 +130,7 @@ def list_(data: DataOption = DEFAULT_DATA) -> None:
                 account.rpps or account.adeli or "",
                 "TOTP" if account.totp_enabled else "",
                 tr("désactivé", "disabled") if account.disabled else tr("actif", "active"),
+                f"{account.last_used_at:%Y-%m-%d %H:%M} UTC" if account.last_used_at else "—",
             )
         console.print(table)
 
