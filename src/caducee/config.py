@@ -171,6 +171,9 @@ class Settings:
     backup_hour: int = 2
     backup_keep: int = 7
     backup_pg_bin: str = ""
+    # Accounts and mailboxes (issue #19), section [lifecycle]: mail to a disabled mailbox is
+    # "accept"ed (kept for when it is enabled again) or "refuse"d (SMTP 550 5.2.1).
+    disabled_mailbox_mail: str = "accept"
 
     @property
     def tlt_patterns(self) -> Patterns:
@@ -535,6 +538,10 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         )
         _load_teletransmission(settings, doc.get("teletransmission", {}))
         _load_backup(settings, doc.get("backup", {}))
+        lifecycle = doc.get("lifecycle", {})
+        settings.disabled_mailbox_mail = str(
+            lifecycle.get("disabled_mailbox_mail", settings.disabled_mailbox_mail)
+        )
     env = os.environ
     settings.oidc_client_secret = env.get("CADUCEE_OIDC_CLIENT_SECRET", settings.oidc_client_secret)
     settings.dns_resolver = env.get("CADUCEE_DNS_RESOLVER", settings.dns_resolver)
@@ -595,6 +602,13 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             f"deployment must be 'production' or 'development', not {settings.deployment!r}.",
         )
     check_sms_settings(settings)
+    if settings.disabled_mailbox_mail not in ("accept", "refuse"):
+        raise ConfigurationError(
+            "lifecycle.disabled_mailbox_mail doit valoir « accept » ou « refuse », pas "
+            f"{settings.disabled_mailbox_mail!r}.",
+            "lifecycle.disabled_mailbox_mail must be 'accept' or 'refuse', not "
+            f"{settings.disabled_mailbox_mail!r}.",
+        )
     if not 1 <= settings.auto_reply_once_per_days <= 365:
         raise ConfigurationError(
             "auto_reply.once_per_days doit être compris entre 1 et 365 "
@@ -779,6 +793,10 @@ def render_config(settings: Settings) -> str:
         f"hour = {settings.backup_hour}",
         f"keep = {settings.backup_keep}",
         f"pg_bin = {json.dumps(settings.backup_pg_bin)}",
+        "",
+        "[lifecycle]",
+        '# Courrier vers une boîte désactivée : "accept" (gardé) ou "refuse" (550 5.2.1)',
+        f"disabled_mailbox_mail = {json.dumps(settings.disabled_mailbox_mail)}",
         "",
     ]
     return "\n".join(lines)

@@ -87,6 +87,17 @@ class RetentionHold(AccessDenied):
         self.until = until
 
 
+class MailboxDisabled(NotFound):
+    """The recipient's mailbox is disabled and ``[lifecycle] disabled_mailbox_mail`` is
+    ``"refuse"`` (SMTP 550 5.2.1, RFC 3463 X.2.1 « mailbox disabled, not accepting messages »)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"La boîte {address} est désactivée et ne reçoit plus de messages.",
+            f"Mailbox {address} is disabled and does not accept messages.",
+        )
+
+
 class PolicyRejected(AccessDenied):
     """A mail policy refuses the message (spoofed own domain, DMARC reject...; SMTP 550 5.7.1)."""
 

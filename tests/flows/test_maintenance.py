@@ -54,6 +54,7 @@ async def test_run_once_purges_what_is_past_its_date(app: App) -> None:
         "quota-notices": 0,
         "auto-replies": 0,
         "backup": 0,  # off: no [backup] dir
+        "mailbox-deletions": 0,
     }
     assert (await audit.verify(app.db)).ok
     async with app.db.read() as conn:

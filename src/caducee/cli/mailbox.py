@@ -12,7 +12,7 @@ from caducee.cli.common import DEFAULT_DATA, DataOption, console, with_app
 from caducee.cli.sizes import format_size, parse_size
 from caducee.domain.model import MailboxType
 from caducee.i18n import tr
-from caducee.services import mailboxes
+from caducee.services import lifecycle, mailboxes
 
 app = typer.Typer(help="Boîtes aux lettres, quotas et délégations / mailboxes.")
 
@@ -59,13 +59,22 @@ def list_(data: DataOption = DEFAULT_DATA) -> None:
     """Liste les boîtes aux lettres. / List mailboxes."""
 
     async def action(context: App) -> None:
-        table = Table(tr("Adresse", "Address"), "Type", tr("Utilisé", "Used"), "Quota")
+        table = Table(
+            tr("Adresse", "Address"),
+            "Type",
+            tr("Utilisé", "Used"),
+            "Quota",
+            tr("État", "State"),
+            tr("Dernière utilisation", "Last used"),
+        )
         for mailbox in await mailboxes.list_mailboxes(context):
             table.add_row(
                 mailbox.address,
                 mailbox.type.value,
                 format_size(mailbox.used_bytes),
                 format_size(mailbox.quota_bytes),
+                tr("désactivée", "disabled") if mailbox.disabled else tr("active", "active"),
+                f"{mailbox.last_used_at:%Y-%m-%d %H:%M} UTC" if mailbox.last_used_at else "—",
             )
         console.print(table)
 
@@ -82,6 +91,69 @@ def quota(address: str, size: str, data: DataOption = DEFAULT_DATA) -> None:
             tr(
                 f"Quota de {mailbox.address} : {format_size(mailbox.quota_bytes)}.",
                 f"Quota of {mailbox.address}: {format_size(mailbox.quota_bytes)}.",
+            )
+        )
+
+    with_app(data, action)
+
+
+def _set_disabled(address: str, data: DataOption, disabled: bool) -> None:
+    async def action(context: App) -> None:
+        mailbox = await mailboxes.set_mailbox_disabled(context, address, disabled)
+        state = tr("désactivée", "disabled") if mailbox.disabled else tr("réactivée", "enabled")
+        console.print(
+            tr(f"Boîte {mailbox.address} {state}.", f"Mailbox {mailbox.address} {state}.")
+        )
+
+    with_app(data, action)
+
+
+@app.command("disable")
+def disable(address: str, data: DataOption = DEFAULT_DATA) -> None:
+    """Désactive une boîte (plus aucun accès ; le courrier reste reçu sauf
+    [lifecycle] disabled_mailbox_mail = "refuse"). / Disable a mailbox."""
+    _set_disabled(address, data, True)
+
+
+@app.command("enable")
+def enable(address: str, data: DataOption = DEFAULT_DATA) -> None:
+    """Réactive une boîte. / Enable a mailbox."""
+    _set_disabled(address, data, False)
+
+
+YesOption = Annotated[
+    bool, typer.Option("--yes", help="Ne pas demander de retaper l'adresse / do not ask.")
+]
+
+
+def confirmation(address: str, yes: bool) -> str:
+    """The address typed again (``--yes``: the address itself)."""
+    if yes:
+        return address
+    return str(
+        typer.prompt(
+            tr(
+                f"Suppression définitive de {address} et de tous ses messages. "
+                "Retapez l'adresse pour confirmer",
+                f"{address} and all its messages will be deleted for good. "
+                "Type the address again to confirm",
+            )
+        )
+    )
+
+
+@app.command("delete")
+def delete(address: str, data: DataOption = DEFAULT_DATA, yes: YesOption = False) -> None:
+    """Supprime une boîte et ses messages (clé de données détruite d'abord).
+    / Delete a mailbox and its messages (its data key destroyed first)."""
+    typed = confirmation(address, yes)
+
+    async def action(context: App) -> None:
+        deleted = await lifecycle.delete_mailbox(context, address, confirm=typed)
+        console.print(
+            tr(
+                f"Boîte {deleted.address} supprimée ({deleted.messages} message(s)).",
+                f"Mailbox {deleted.address} deleted ({deleted.messages} message(s)).",
             )
         )
 

@@ -1,4 +1,4 @@
-"""``caducee user``: accounts of people (add, list, disable, enable, passwd)."""
+"""``caducee user``: accounts of people (add, list, disable, enable, delete, passwd)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from rich.table import Table
 
 from caducee.app import App
 from caducee.cli.common import DEFAULT_DATA, DataOption, console, read_secret_stdin, with_app
+from caducee.cli.mailbox import YesOption, confirmation
 from caducee.domain.model import Role
 from caducee.errors import InvalidInput
 from caducee.i18n import tr
-from caducee.services import accounts
+from caducee.services import accounts, lifecycle
 
 app = typer.Typer(help="Comptes des personnes (praticiens, secrétaires, admins) / user accounts.")
 
@@ -119,6 +120,7 @@ def list_(data: DataOption = DEFAULT_DATA) -> None:
             "RPPS/ADELI",
             "2FA",
             tr("État", "State"),
+            tr("Dernière utilisation", "Last used"),
         )
         for account in await accounts.list_accounts(context):
             table.add_row(
@@ -128,6 +130,7 @@ def list_(data: DataOption = DEFAULT_DATA) -> None:
                 account.rpps or account.adeli or "",
                 "TOTP" if account.totp_enabled else "",
                 tr("désactivé", "disabled") if account.disabled else tr("actif", "active"),
+                f"{account.last_used_at:%Y-%m-%d %H:%M} UTC" if account.last_used_at else "—",
             )
         console.print(table)
 
@@ -153,6 +156,24 @@ def disable(address: str, data: DataOption = DEFAULT_DATA) -> None:
 def enable(address: str, data: DataOption = DEFAULT_DATA) -> None:
     """Réactive un compte. / Enable an account."""
     _set_disabled(address, data, False)
+
+
+@app.command("delete")
+def delete(address: str, data: DataOption = DEFAULT_DATA, yes: YesOption = False) -> None:
+    """Supprime un compte, sa boîte personnelle et ses accès.
+    / Delete an account, its personal mailbox and its accesses."""
+    typed = confirmation(address, yes)
+
+    async def action(context: App) -> None:
+        deleted = await lifecycle.delete_account(context, address, confirm=typed)
+        console.print(
+            tr(
+                f"Compte {deleted.address} supprimé ({deleted.messages} message(s)).",
+                f"Account {deleted.address} deleted ({deleted.messages} message(s)).",
+            )
+        )
+
+    with_app(data, action)
 
 
 @app.command("passwd")

@@ -108,6 +108,8 @@ class Account:
     role: Role
     disabled: bool
     totp_enabled: bool
+    #: Its last use on any door, to within an hour (``services.last_use``); None: never.
+    last_used_at: datetime | None = None
 
     @property
     def display_name(self) -> str:
@@ -124,6 +126,8 @@ class Mailbox:
     quota_bytes: int
     used_bytes: int
     disabled: bool
+    #: Its last use on any door, to within an hour (``services.last_use``); None: never.
+    last_used_at: datetime | None = None
 
 
 @dataclass(frozen=True)

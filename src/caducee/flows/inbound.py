@@ -5,10 +5,16 @@ from __future__ import annotations
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import MailboxType, StoredMessage
-from caducee.errors import InvalidInput, NotFound, QuotaExceeded, TemporaryFailure
+from caducee.errors import (
+    InvalidInput,
+    MailboxDisabled,
+    NotFound,
+    QuotaExceeded,
+    TemporaryFailure,
+)
 from caducee.flows import antivirus
 from caducee.health import auto_replies, mon_espace_sante, patient_triage, teletransmission
-from caducee.services import dsn, mail_auth
+from caducee.services import dsn, mail_auth, messages
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
 from caducee.services.local_domains import our_domains
@@ -37,8 +43,10 @@ async def check_recipient(app: App, address: str, size_hint: int = 0) -> str:
     except InvalidInput:
         raise unknown_recipient(address) from None
     mailbox = await recipient_cache(app).mailbox(app, clean)
-    if mailbox is None or mailbox.disabled:
+    if mailbox is None:
         raise unknown_recipient(clean)
+    if mailbox.disabled and messages.refuses_disabled(app):
+        raise MailboxDisabled(clean)  # 550 5.2.1 (RFC 3463 X.2.1); by default still received
     full = mailbox.used_bytes + max(size_hint, 1) > mailbox.quota_bytes
     if full and mailbox.type is not MailboxType.TLT:
         raise QuotaExceeded(

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 
 from caducee.app import App
 from caducee.health import auto_replies, pickup, pickup_store, teletransmission
-from caducee.services import audit, backup, lockout, quota_notices, rate_limits, text_index, trace
+from caducee.services import (
+    audit,
+    backup,
+    lifecycle,
+    lockout,
+    quota_notices,
+    rate_limits,
+    text_index,
+    trace,
+)
 from caducee.store import mailstore_repo
 
 log = logging.getLogger(__name__)
@@ -107,6 +116,8 @@ TASKS: tuple[Task, ...] = (
     Task("quota-notices", 600, _quota_notices),
     Task("auto-replies", 6 * 3600, _auto_replies),
     Task("backup", 300, _backup),
+    # mailbox deletions a crash interrupted: their keys are gone already, their rows go now
+    Task("mailbox-deletions", 3600, lifecycle.finish_deletions),
 )
 
 

@@ -10,6 +10,7 @@ from caducee.domain.addresses import normalize_address
 from caducee.domain.identifiers import normalize_adeli, normalize_rpps
 from caducee.domain.model import Account, Mailbox, MailboxType, Role
 from caducee.errors import AlreadyExists, InvalidInput
+from caducee.services import web_sessions
 from caducee.services.audit import AuditEvent, append
 from caducee.services.mailboxes import create_mailbox_in, practice_for_address, unknown_account
 from caducee.services.passwords import check_strength, hash_password
@@ -132,6 +133,13 @@ async def list_accounts(app: App, practice_id: int | None = None) -> list[Accoun
 async def set_disabled(
     app: App, login: str, disabled: bool, *, actor: str = "cli", source: str = "cli"
 ) -> Account:
+    """Disable or enable an account, from every door (CLI, admin console). Audited.
+
+    A disabled account is refused at once everywhere: web logins and open web sessions (at
+    their next request), app passwords on IMAP, POP3 and SMTP, its mailboxes' own logins, API
+    tokens, delegations it holds — each check reads the column on every use. Its web sessions
+    are ended too, so enabling it again does not bring them back.
+    """
     login = normalize_address(login)
     async with app.db.write() as conn:
         account = await repo.account_by_login(conn, login)
@@ -149,6 +157,10 @@ async def set_disabled(
         )
         updated = await repo.account_by_id(conn, account.id)
     assert updated is not None
+    if disabled:
+        await web_sessions.end_all_sessions(
+            app, updated, actor=actor, source=source, reason="disabled"
+        )
     return updated
 
 

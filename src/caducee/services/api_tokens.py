@@ -16,7 +16,7 @@ from caducee.app import App
 from caducee.domain.api_token import ApiToken
 from caducee.domain.model import Account
 from caducee.errors import AccessDenied, InvalidInput, NotFound
-from caducee.services import mailboxes
+from caducee.services import last_use, mailboxes
 from caducee.services.audit import AuditEvent, append
 from caducee.services.scope_keys import scope_key
 from caducee.store import api_tokens_repo, directory_repo
@@ -144,6 +144,7 @@ async def authenticate(app: App, token: str) -> tuple[ApiToken, Account]:
         account = await directory_repo.account_by_id(conn, found.account_id) if found else None
     if found is None or account is None or account.disabled or not found.active(now):
         raise invalid_token()
+    await last_use.note(app, account_id=account.id, now=now)
     if found.last_used_at is None or now - found.last_used_at > timedelta(minutes=1):
         async with app.db.write() as conn:
             await api_tokens_repo.touch(conn, found.id, now)

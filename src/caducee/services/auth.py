@@ -29,7 +29,7 @@ from typing import Literal
 from caducee.app import App
 from caducee.domain.model import Account, MailPrincipal
 from caducee.errors import AccessDenied
-from caducee.services import lockout, passwords
+from caducee.services import last_use, lockout, passwords
 from caducee.services.app_passwords import MAIL_SCOPES, app_password_digest
 from caducee.services.lockout import Verdict, normalize_login, normalize_source, utcnow
 from caducee.store import auth_repo, directory_repo
@@ -164,6 +164,12 @@ async def authenticate_mail(
         if service not in match.scopes.split(","):
             return Verdict.denied("scope", app_password=match.id)
         await auth_repo.touch_app_password(conn, match.id, now)
+        await last_use.note(
+            app,
+            account_id=owner.id if box is None else None,
+            mailbox_id=box.id if box is not None else None,
+            conn=conn,
+        )
         found.append(MailPrincipal(login, owner, box.id if box is not None else None))
         if box is not None:
             return Verdict.ok(owner, app_password=match.id, mailbox=box.address)

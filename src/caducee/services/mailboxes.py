@@ -8,6 +8,7 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import Account, Delegation, Folder, Mailbox, MailboxType, Practice
 from caducee.errors import AccessDenied, AlreadyExists, InvalidInput, LimitReached, NotFound
+from caducee.services import last_use
 from caducee.services.audit import AuditEvent, append
 from caducee.store import directory_repo as repo
 from caducee.store.connection import AsyncConnection
@@ -74,11 +75,13 @@ async def create_mailbox_in(
     if count >= practice.mailbox_limit:
         raise LimitReached(
             f"Le cabinet « {practice.name} » a atteint sa limite de {practice.mailbox_limit} "
-            f"boîtes aux lettres ({count} existantes). Supprimez une boîte inutilisée ou faites "
+            f"boîtes aux lettres ({count} existantes). Supprimez une boîte inutilisée (caducee "
+            "mailbox delete ADRESSE, ou sa page dans la console d'administration) ou faites "
             "relever la limite par l'administrateur (caducee practice update --mailbox-limit).",
             f"Practice '{practice.name}' has reached its limit of {practice.mailbox_limit} "
-            f"mailboxes ({count} exist). Remove an unused mailbox or have the administrator "
-            "raise the limit (caducee practice update --mailbox-limit).",
+            f"mailboxes ({count} exist). Delete an unused mailbox (caducee mailbox delete ADDRESS, "
+            "or its page in the admin console) or have the administrator raise the limit "
+            "(caducee practice update --mailbox-limit).",
         )
     quota = check_quota(
         quota_bytes if quota_bytes is not None else app.settings.default_quota_bytes
@@ -163,6 +166,36 @@ async def set_quota(
                 target=address,
                 source=source,
                 details={"quota_bytes": quota_bytes},
+            ),
+        )
+        updated = await repo.mailbox_by_id(conn, mailbox.id)
+    assert updated is not None
+    return updated
+
+
+async def set_mailbox_disabled(
+    app: App, address: str, disabled: bool, *, actor: str = "cli", source: str = "cli"
+) -> Mailbox:
+    """Disable or enable a mailbox, from every door (CLI, admin console).
+
+    A disabled mailbox is refused at once to everyone: its owner, its delegates, its own
+    mailbox logins (:func:`open_mailbox` and :func:`caducee.services.auth.authenticate_mail`
+    read the column on every use). Mail to it is still received unless ``[lifecycle]
+    disabled_mailbox_mail = "refuse"`` (SMTP 550 5.2.1). Audited.
+    """
+    address = normalize_address(address)
+    async with app.db.write() as conn:
+        mailbox = await repo.mailbox_by_address(conn, address)
+        if mailbox is None:
+            raise unknown_mailbox(address)
+        await repo.update_mailbox(conn, mailbox.id, disabled=disabled)
+        await append(
+            conn,
+            AuditEvent(
+                actor=actor,
+                action="mailbox.disable" if disabled else "mailbox.enable",
+                target=address,
+                source=source,
             ),
         )
         updated = await repo.mailbox_by_id(conn, mailbox.id)
@@ -317,6 +350,15 @@ async def open_mailbox(
                 else None
             )
         allowed = access is not None and (access.can_send or not need_send)
+        if access is not None and allowed:
+            # Last use (issue 19): at most one UPDATE an hour per mailbox and account; a
+            # mailbox login is a use of the mailbox, not of its owner's account.
+            await last_use.note(
+                app,
+                account_id=access.account.id if account is not None else None,
+                mailbox_id=access.mailbox.id,
+                conn=conn,
+            )
         if access is None or access.delegated or not allowed:
             await append(
                 conn,

@@ -31,6 +31,7 @@ from caducee.domain.working_days import PARIS
 from caducee.errors import (
     CaduceeError,
     InvalidInput,
+    MailboxDisabled,
     MessageTooLarge,
     NotFound,
     QuotaExceeded,
@@ -143,13 +144,23 @@ async def _with_metas(deliveries: Sequence[Delivery]) -> None:
         await asyncio.to_thread(_extract_metas, deliveries)
 
 
-def _resolved(delivery: Delivery, known: dict[str, tuple[int, bool]]) -> Prepared:
+def refuses_disabled(app: App) -> bool:
+    """Whether mail to a disabled mailbox is refused (``[lifecycle] disabled_mailbox_mail``);
+    by default it is received and kept for when the mailbox is enabled again."""
+    return app.settings.disabled_mailbox_mail == "refuse"
+
+
+def _resolved(
+    delivery: Delivery, known: dict[str, tuple[int, bool]], refuse_disabled: bool
+) -> Prepared:
     ids = list(delivery.mailbox_ids)
     addressed: dict[int, str] = {}
     for address in delivery.addresses:
         found = known.get(address)
-        if found is None or found[1]:
+        if found is None:
             raise _unknown(address)
+        if found[1] and refuse_disabled:
+            raise MailboxDisabled(address)
         ids.append(found[0])
         addressed[found[0]] = address
     return Prepared(delivery, list(dict.fromkeys(ids)), addressed)
@@ -212,7 +223,7 @@ async def prepare_delivery(app: App, delivery: Delivery) -> Prepared:
     if unresolved:
         async with app.db.read() as conn:
             known.update(await delivery_repo.mailbox_ids_by_address(conn, unresolved))
-    item = _resolved(delivery, known)
+    item = _resolved(delivery, known, refuses_disabled(app))
     _seal_copies(item, await _data_keys(app, None, item.mailbox_ids))
     await write_blobs(app, [item])
     return item
@@ -252,7 +263,7 @@ async def _prepare(
         )
         for index, delivery in checked:
             try:
-                item = _resolved(delivery, known)
+                item = _resolved(delivery, known, refuses_disabled(app))
             except CaduceeError as error:
                 results[index] = error
                 continue
@@ -379,7 +390,7 @@ class _GroupCommit:
         for index, item in enumerate(prepared):
             delivery = item.delivery
             try:
-                _admit(item, boxes, folders, deltas)
+                _admit(item, boxes, folders, deltas, refuses_disabled(self.app))
             except CaduceeError as error:
                 self.results[index] = error
                 continue
@@ -468,13 +479,16 @@ def _admit(
     boxes: dict[int, delivery_repo.MailboxState],
     folders: dict[tuple[int, str], delivery_repo.FolderState],
     deltas: dict[int, int],
+    refuse_disabled: bool,
 ) -> None:
     """Refuse the delivery if any of its mailboxes cannot take it (nothing is changed then)."""
     size = len(item.delivery.raw)
     for mailbox_id in item.mailbox_ids:
         box = boxes.get(mailbox_id)
-        if box is None or box.disabled:
+        if box is None:
             raise NotFound("Boîte aux lettres introuvable.", "Mailbox not found.")
+        if box.disabled and refuse_disabled:
+            raise MailboxDisabled(box.address)
         if item.addressed.get(mailbox_id, box.address) != box.address:  # renamed meanwhile
             raise _unknown(item.addressed[mailbox_id])
         if box.used_bytes + size > box.quota_bytes and not item.delivery.past_quota:
@@ -578,6 +592,14 @@ async def retained(
     it again in its own transaction."""
     async with app.db.read() as conn:
         return await _held(app, conn, folder_id, message_ids, now)
+
+
+async def held_in_folder(
+    app: App, conn: AsyncConnection, folder_id: int, now: datetime | None = None
+) -> dict[int, datetime]:
+    """Every message of ``folder_id`` under the retention rule, in the caller's transaction
+    (a mailbox's deletion, ``services.lifecycle``)."""
+    return await _held(app, conn, folder_id, None, now)
 
 
 def retention_hold(address: str, held: dict[int, datetime], days: int) -> RetentionHold:

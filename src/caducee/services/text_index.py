@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from caducee.app import App
 from caducee.domain.message_text import Text, extract_text
-from caducee.errors import NotFound
+from caducee.errors import IntegrityError, NotFound
 from caducee.services import cpu_pool
 from caducee.store import mailstore_repo as repo
 from caducee.store.keyring import mailbox_scope
@@ -243,6 +243,8 @@ async def index_unindexed(app: App, limit: int = 2000, batch: int = 200) -> int:
                     raw = await app.keyring.open(conn, scope, blob_id, "raw", sealed)
                 except NotFound:  # expunged meanwhile
                     continue
+                except IntegrityError:  # its mailbox is being deleted: data key shredded
+                    continue
                 key = keys.get(mailbox_id)
                 if key is None:
                     key = keys[mailbox_id] = index_key(await app.keyring.data_key(conn, scope))
@@ -314,7 +316,13 @@ class Indexer:
                 continue
             key = keys.get(item.mailbox_id)
             if key is None:
-                key = keys[item.mailbox_id] = await mailbox_index_key(self.app, item.mailbox_id)
+                try:
+                    key = await mailbox_index_key(self.app, item.mailbox_id)
+                except IntegrityError:  # its mailbox is being deleted: data key shredded
+                    key = b""
+                keys[item.mailbox_id] = key
+            if not key:
+                continue
             # One message at a time, off the loop: it serves the doors in between.
             tables[(item.message_id, item.blob_id)] = await index_raw(key, item.raw)
         await store_filters(self.app, tables)

@@ -29,6 +29,7 @@ from caducee.store.tables import (
     practice_domains,
     practices,
 )
+from caducee.store.times import aware
 
 
 def _now() -> datetime:
@@ -111,6 +112,7 @@ def account_from_row(row: Any) -> Account:
         role=Role(row.role),
         disabled=bool(row.disabled),
         totp_enabled=bool(row.totp_enabled),
+        last_used_at=aware(getattr(row, "last_used_at", None)),
     )
 
 
@@ -161,6 +163,7 @@ def _mailbox(row: Any) -> Mailbox:
         quota_bytes=row.quota_bytes,
         used_bytes=row.used_bytes,
         disabled=bool(row.disabled),
+        last_used_at=aware(getattr(row, "last_used_at", None)),
     )
 
 

@@ -79,6 +79,8 @@ accounts = Table(
     Column("totp_last_step", BigInteger),
     _ts("created_at"),
     _ts("password_changed_at"),
+    # Its last use on any door, written at most once an hour (0033).
+    _ts("last_used_at", nullable=True),
 )
 
 mailboxes = Table(
@@ -96,6 +98,11 @@ mailboxes = Table(
     # The last quota threshold (0, 80, 95, 100 %) the owner was told of; lowered again when
     # the usage falls back under it (services/quota_notices.py).
     Column("quota_notified", SmallInteger, nullable=False, server_default="0"),
+    # Set when its deletion began: its data key is gone, its rows and blobs are being removed
+    # (services/lifecycle.py; 0033).
+    _ts("deleted_at", nullable=True),
+    # Its last use on any door, written at most once an hour (0033).
+    _ts("last_used_at", nullable=True),
 )
 
 data_keys = Table(

@@ -29,7 +29,7 @@ from caducee.app import App
 from caducee.domain.model import Account, Practice, Role
 from caducee.errors import AccessDenied, CaduceeError, NotFound
 from caducee.health import teletransmission
-from caducee.services import web_sessions
+from caducee.services import last_use, web_sessions
 from caducee.services.rate_limits import RateLimiter
 from caducee.services.web_sessions import Stage, WebSession
 from caducee.web.config import WebConfig
@@ -70,6 +70,10 @@ FLASHES: dict[str, str] = {
     "saved": N_("Modifications enregistrées."),
     "account_disabled": N_("Compte désactivé : ses sessions ont été fermées."),
     "account_enabled": N_("Compte réactivé."),
+    "account_deleted": N_("Compte supprimé, avec sa boîte personnelle et ses accès."),
+    "mailbox_disabled": N_("Boîte désactivée : plus personne n'y accède."),
+    "mailbox_enabled": N_("Boîte réactivée."),
+    "mailbox_deleted": N_("Boîte supprimée : sa clé de chiffrement a été détruite."),
     "second_factor_reset": N_(
         "Les seconds facteurs du compte ont été supprimés : la personne devra en configurer un "
         "nouveau."
@@ -356,6 +360,7 @@ def page(
                 if json:
                     return JSONResponse({"error": "stage"}, status_code=403)
                 return redirect(stage_home(session.stage))
+            await last_use.note(web.app, account_id=account.id)  # at most hourly
             practice = await web_sessions.practice_of(web.app, account)
             user = WebUser(session=session, account=account, practice=practice)
             request.state.user = user

@@ -17,6 +17,7 @@ from caducee.errors import (
     CaduceeError,
     InvalidInput,
     LimitReached,
+    MailboxDisabled,
     MessageTooLarge,
     NotFound,
     PolicyRejected,
@@ -74,6 +75,8 @@ def reply_for_error(error: BaseException, phase: Phase) -> Reply:
         return _with(550, "5.7.1", error)
     if isinstance(error, AccessDenied):
         return replies.AUTH_FAILED if phase == "auth" else _with(550, "5.7.1", error)
+    if isinstance(error, MailboxDisabled):
+        return _with(550, "5.2.1", error)  # RFC 3463 §3.3 X.2.1: mailbox disabled
     if isinstance(error, NotFound):
         return _with(550, "5.1.1", error)
     if isinstance(error, QuotaExceeded):

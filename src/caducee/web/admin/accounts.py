@@ -11,8 +11,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from caducee.domain.model import Role
-from caducee.errors import CaduceeError
-from caducee.services import accounts, app_passwords, mailboxes, mfa, web_sessions
+from caducee.errors import CaduceeError, InvalidInput
+from caducee.services import accounts, app_passwords, lifecycle, mailboxes, mfa, web_sessions
 from caducee.web.admin.common import (
     account_of_practice,
     domain_of_practice,
@@ -149,9 +149,6 @@ async def account_disable(request: Request, user: WebUser) -> Response:
     await accounts.set_disabled(
         web.app, account.login, True, actor=user.account.login, source=client_ip(request)
     )
-    await web_sessions.end_all_sessions(
-        web.app, account, actor=user.account.login, source=client_ip(request), reason="disabled"
-    )
     return redirect(f"/admin/comptes/{account.id}", flash="account_disabled")
 
 
@@ -163,6 +160,35 @@ async def account_enable(request: Request, user: WebUser) -> Response:
         web.app, account.login, False, actor=user.account.login, source=client_ip(request)
     )
     return redirect(f"/admin/comptes/{account.id}", flash="account_enabled")
+
+
+@page(admin=True)
+async def account_delete(request: Request, user: WebUser) -> Response:
+    """Delete an account and its personal mailbox, once its address is typed again."""
+    web = state(request)
+    account = await account_of_practice(web, user, int_param(request, "account_id"))
+    form = await form_data(request)
+    try:
+        if account.id == user.account.id:
+            raise InvalidInput(
+                "Vous ne pouvez pas supprimer votre propre compte.",
+                "You cannot delete your own account.",
+            )
+        await lifecycle.delete_account(
+            web.app,
+            account.login,
+            confirm=form.get("confirmer", ""),
+            actor=user.account.login,
+            source=client_ip(request),
+        )
+    except CaduceeError as exc:
+        return render(
+            request,
+            "error.html",
+            {"title": _("Suppression impossible"), "message": error_message(exc)},
+            status=400,
+        )
+    return redirect("/admin/comptes", flash="account_deleted")
 
 
 @page(admin=True)
@@ -241,6 +267,12 @@ routes = [
         account_enable,
         methods=["POST"],
         name="admin_account_enable",
+    ),
+    Route(
+        "/admin/comptes/{account_id}/supprimer",
+        account_delete,
+        methods=["POST"],
+        name="admin_account_delete",
     ),
     Route(
         "/admin/comptes/{account_id}/mot-de-passe",

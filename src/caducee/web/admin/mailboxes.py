@@ -1,6 +1,6 @@
 """Admin console: mailboxes (list with type, usage and quota; create within the practice's
-limit; set a quota; the app passwords of the mailboxes that log in with their own address)
-and delegations (grant read or read+send, revoke)."""
+limit; set a quota; disable, enable or delete one from its page; the app passwords of the
+mailboxes that log in with their own address) and delegations (grant read or read+send, revoke)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from caducee.domain.model import Mailbox, MailboxType
 from caducee.errors import CaduceeError, InvalidInput
-from caducee.services import app_passwords, mailboxes
+from caducee.services import app_passwords, lifecycle, mailboxes
 from caducee.web.admin.common import (
     account_of_practice,
     domain_of_practice,
@@ -131,6 +131,74 @@ async def mailbox_quota(request: Request, user: WebUser) -> Response:
     except CaduceeError as exc:
         return await _mailbox_page(request, user, error=error_message(exc), status=400)
     return redirect("/admin/boites", flash="mailbox_quota")
+
+
+# --- one mailbox: disable, enable, delete (issue 19) -----------------------------------------
+
+
+async def _one_mailbox_page(
+    request: Request, user: WebUser, mailbox: Mailbox, *, error: str = "", status: int = 200
+) -> Response:
+    web = state(request)
+    owners = {a.id: a for a in await practice_accounts(web, user)}
+    return render(
+        request,
+        "admin/mailbox.html",
+        {
+            "mailbox": mailbox,
+            "owner": owners.get(mailbox.owner_account_id),
+            "error": error,
+            "admin_tab": "boites",
+        },
+        status=status,
+    )
+
+
+@page(admin=True)
+async def mailbox_detail(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    mailbox = await mailbox_of_practice(web, user, int_param(request, "mailbox_id"))
+    return await _one_mailbox_page(request, user, mailbox)
+
+
+async def _set_disabled(request: Request, user: WebUser, disabled: bool) -> Response:
+    web = state(request)
+    mailbox = await mailbox_of_practice(web, user, int_param(request, "mailbox_id"))
+    await mailboxes.set_mailbox_disabled(
+        web.app, mailbox.address, disabled, actor=user.account.login, source=client_ip(request)
+    )
+    return redirect(
+        f"/admin/boites/{mailbox.id}", flash="mailbox_disabled" if disabled else "mailbox_enabled"
+    )
+
+
+@page(admin=True)
+async def mailbox_disable(request: Request, user: WebUser) -> Response:
+    return await _set_disabled(request, user, True)
+
+
+@page(admin=True)
+async def mailbox_enable(request: Request, user: WebUser) -> Response:
+    return await _set_disabled(request, user, False)
+
+
+@page(admin=True)
+async def mailbox_delete(request: Request, user: WebUser) -> Response:
+    """Delete for good, once the address is typed again in the confirmation form."""
+    web = state(request)
+    mailbox = await mailbox_of_practice(web, user, int_param(request, "mailbox_id"))
+    form = await form_data(request)
+    try:
+        await lifecycle.delete_mailbox(
+            web.app,
+            mailbox.address,
+            confirm=form.get("confirmer", ""),
+            actor=user.account.login,
+            source=client_ip(request),
+        )
+    except CaduceeError as exc:
+        return await _one_mailbox_page(request, user, mailbox, error=error_message(exc), status=400)
+    return redirect("/admin/boites", flash="mailbox_deleted")
 
 
 # --- app passwords of a mailbox login --------------------------------------------------------
@@ -289,6 +357,25 @@ async def delegation_revoke(request: Request, user: WebUser) -> Response:
 routes = [
     Route("/admin/boites", mailbox_list, methods=["GET"], name="admin_mailboxes"),
     Route("/admin/boites", mailbox_create, methods=["POST"], name="admin_mailbox_create"),
+    Route("/admin/boites/{mailbox_id}", mailbox_detail, methods=["GET"], name="admin_mailbox"),
+    Route(
+        "/admin/boites/{mailbox_id}/desactiver",
+        mailbox_disable,
+        methods=["POST"],
+        name="admin_mailbox_disable",
+    ),
+    Route(
+        "/admin/boites/{mailbox_id}/activer",
+        mailbox_enable,
+        methods=["POST"],
+        name="admin_mailbox_enable",
+    ),
+    Route(
+        "/admin/boites/{mailbox_id}/supprimer",
+        mailbox_delete,
+        methods=["POST"],
+        name="admin_mailbox_delete",
+    ),
     Route(
         "/admin/boites/{mailbox_id}/quota",
         mailbox_quota,
