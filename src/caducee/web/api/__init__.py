@@ -50,7 +50,7 @@ def openapi() -> dict[str, Any]:
     for endpoint in ENDPOINTS:
         parameters: list[dict[str, Any]] = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
-            for name in ("mailbox_id", "folder_id", "uid", "part", "patient_id")
+            for name in ("mailbox_id", "folder_id", "uid", "part", "number", "patient_id")
             if "{" + name + "}" in endpoint.path
         ]
         parameters += [
