@@ -38,7 +38,7 @@ from caducee.app import App
 from caducee.domain import annuaire as rules
 from caducee.domain.annuaire import Professional
 from caducee.errors import InvalidInput, TemporaryFailure
-from caducee.services import cpu_pool
+from caducee.services import audit, cpu_pool
 from caducee.services.audit import AuditEvent, append
 from caducee.store import annuaire_repo
 
@@ -436,18 +436,7 @@ class DirectoryRefresher:
             log.warning(
                 "directory refresh failed, keeping the current one error=%s", type(exc).__name__
             )
-            async with self.app.db.write() as conn:
-                await append(
-                    conn,
-                    AuditEvent(
-                        actor="system",
-                        action="annuaire.refresh",
-                        target=settings.annuaire_url[:200],
-                        source="system",
-                        result="failed",
-                        details={"error": type(exc).__name__},
-                    ),
-                )
+            await audit.record_failure(self.app.db, "annuaire.refresh", settings.annuaire_url, exc)
             return None
         await purge_retired(self.app, pause=PURGE_PAUSE)
         return report

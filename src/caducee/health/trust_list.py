@@ -16,6 +16,7 @@ from pathlib import Path
 from caducee.app import App
 from caducee.errors import InvalidInput, TemporaryFailure
 from caducee.health import whitelist
+from caducee.services import audit
 from caducee.services.audit import AuditEvent, append
 from caducee.store import trust_repo
 
@@ -242,18 +243,7 @@ class TrustListRefresher:
                 "trust list refresh failed, keeping the current list error=%s",
                 type(exc).__name__,
             )
-            async with self.app.db.write() as conn:
-                await append(
-                    conn,
-                    AuditEvent(
-                        actor="system",
-                        action="trust.refresh",
-                        target=settings.trust_list_url[:200],
-                        source="system",
-                        result="failed",
-                        details={"error": type(exc).__name__},
-                    ),
-                )
+            await audit.record_failure(self.app.db, "trust.refresh", settings.trust_list_url, exc)
             return None
         log.info(
             "trust list refreshed domains=%d unchanged=%s", report.domain_count, report.unchanged

@@ -135,3 +135,11 @@ async def purge(db: Database, retention_days: int, *, now: datetime | None = Non
         )
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
     return await _purge_before(db, cutoff, retention_days=retention_days)
+
+
+async def record_failure(db: Database, action: str, target: str, error: BaseException) -> None:
+    """A background task's failure (a scheduled refresh…): the system's, content-free — the
+    error's kind only, never its text (it may quote what was read)."""
+    event = AuditEvent(actor="system", action=action, target=target[:200], source="system",
+                       result="failed", details={"error": type(error).__name__})  # fmt: skip
+    await record(db, event)
