@@ -42,13 +42,12 @@ async def test_another_node_is_woken(app: App, settings: Settings) -> None:
             assert await asyncio.wait_for(wake.get(), timeout=1) == box.id
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # PostgreSQL: NOTIFY, above
 async def test_the_workers_of_a_sqlite_node_wake_each_other(
     app: App, settings: Settings, tmp_path: Path
 ) -> None:
     """Two worker processes of one SQLite node (two apps here, each with its socket in the
     node's run/events directory, as ``caducee serve`` sets them up) wake each other."""
-    if not app.db.is_sqlite:
-        pytest.skip("PostgreSQL's NOTIFY reaches every worker (test above)")
     await practice(app)
     _, box = await person(app, "a@cabinet.test")
     directory = tmp_path / "events"
