@@ -16,6 +16,7 @@ Until then the address receives nothing but the verification message.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -43,6 +44,7 @@ from caducee.services.audit import AuditEvent, append
 from caducee.services.local_domains import our_domains
 from caducee.services.scope_keys import PATIENT_EMAIL, keyed_email, patient_scope, scope_key
 from caducee.store import patients_repo, queue_repo
+from caducee.store.crypto import aad_for, open_sealed
 
 DELIVERY_MODES = ("retrait", "pdf", "zip")
 #: INS identity statuses (RNIV): a qualified INS was checked by the INSi teleservice on a
@@ -217,9 +219,20 @@ async def _patient(app: App, row: patients_repo.PatientRow) -> Patient:
         opened = await app.keyring.open(
             conn, _scope(row.practice_id), row.ref, "patient", row.sealed
         )
+    return _patient_of(row, opened)
+
+
+def _patient_of(row: patients_repo.PatientRow, opened: bytes) -> Patient:
     fields = json.loads(opened)
     data = PatientData(**fields, delivery_mode=row.delivery_mode, shared_address=row.shared_address)
     return Patient(row.id, row.practice_id, data, row.address_status, row.verified_at)
+
+
+def _open_all(key: bytes, scope: str, rows: list[patients_repo.PatientRow]) -> list[Patient]:
+    return [
+        _patient_of(row, open_sealed(key, row.sealed, aad_for(scope, row.ref, "patient")))
+        for row in rows
+    ]
 
 
 def _sealed_fields(data: PatientData) -> bytes:
@@ -313,9 +326,15 @@ async def get_patient(app: App, practice_id: int, patient_id: int) -> Patient:
 
 async def list_patients(app: App, practice_id: int, query: str = "") -> list[Patient]:
     """The practice's patients, sorted by name; ``query`` filters on name, email, birth date."""
+    scope = _scope(practice_id)
     async with app.db.read() as conn:
-        rows = await patients_repo.of_practice(conn, practice_id)
-    found = [await _patient(app, row) for row in rows]
+        rows = list(await patients_repo.of_practice(conn, practice_id))
+        if not rows:
+            return []
+        key = await app.keyring.data_key(conn, scope)
+    # One transaction, then every record opened in a worker thread: the compose page asks for
+    # the registry each time it is shown, and a practice may hold thousands of patients.
+    found = await asyncio.to_thread(_open_all, key, scope, rows)
     needle = query.strip().casefold()
     if needle:
         found = [
