@@ -18,7 +18,6 @@ filter, exact matches of it come first, then by name.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import multiprocessing
@@ -38,7 +37,7 @@ from caducee.app import App
 from caducee.domain import annuaire as rules
 from caducee.domain.annuaire import Professional
 from caducee.errors import InvalidInput, TemporaryFailure
-from caducee.services import audit, cpu_pool
+from caducee.services import audit, cpu_pool, periodic
 from caducee.services.audit import AuditEvent, append
 from caducee.store import annuaire_repo
 
@@ -442,14 +441,12 @@ class DirectoryRefresher:
         return report
 
     async def run(self, stop: asyncio.Event) -> None:
-        delay = self.first_delay
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            if stop.is_set():
-                return
-            try:
-                await self.refresh_once()
-            except Exception:
-                log.exception("directory refresh crashed")
-            delay = max(60.0, min(self.app.settings.annuaire_refresh_hours, 24) * 3600.0 / 4)
+        await periodic.repeat(
+            stop,
+            self.refresh_once,
+            first_delay=self.first_delay,
+            next_delay=lambda: max(
+                60.0, min(self.app.settings.annuaire_refresh_hours, 24) * 3600.0 / 4
+            ),
+            what="directory refresh",
+        )

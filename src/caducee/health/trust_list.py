@@ -4,7 +4,6 @@ lookups, and the scheduled refresh that keeps the last good list when a download
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import urllib.error
@@ -16,7 +15,7 @@ from pathlib import Path
 from caducee.app import App
 from caducee.errors import InvalidInput, TemporaryFailure
 from caducee.health import whitelist
-from caducee.services import audit
+from caducee.services import audit, periodic
 from caducee.services.audit import AuditEvent, append
 from caducee.store import trust_repo
 
@@ -251,14 +250,10 @@ class TrustListRefresher:
         return report
 
     async def run(self, stop: asyncio.Event) -> None:
-        delay = self.first_delay
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            if stop.is_set():
-                return
-            try:
-                await self.refresh_once()
-            except Exception:
-                log.exception("trust list refresh crashed")
-            delay = max(60.0, self.app.settings.trust_list_refresh_hours * 3600.0)
+        await periodic.repeat(
+            stop,
+            self.refresh_once,
+            first_delay=self.first_delay,
+            next_delay=lambda: max(60.0, self.app.settings.trust_list_refresh_hours * 3600.0),
+            what="trust list refresh",
+        )
