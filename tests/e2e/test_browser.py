@@ -72,7 +72,7 @@ def enrol_totp_at_first_login(page: Page) -> str:
     assert secret and re.fullmatch(r"[A-Z2-7]{32}", secret)
     page.fill("#code", code_for(secret))
     page.click("button:has-text('Activer')")
-    assert page.locator("#recovery-codes code").count() == 10
+    expect(page.locator("#recovery-codes code")).to_have_count(10)
     page.click("text=J'ai noté mes codes, continuer")
     expect(page.locator(".status.on").first).to_have_text("Activée")
     page.goto("/accueil")

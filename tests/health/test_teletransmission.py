@@ -3,9 +3,11 @@ through the real pipeline (submission, outbound queue, MX), on both backends."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
+from sqlalchemy import update
 
 from caducee.app import App
 from caducee.domain import teletransmission as tlt
@@ -19,6 +21,7 @@ from caducee.services import mailboxes
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from caducee.services.messages import read_message
 from caducee.store import directory_repo
+from caducee.store.tables import outbound_recipients
 from tests.dnsserver import LocalDNS
 from tests.health import tlt as traffic
 from tests.services.helpers import person, practice
@@ -213,3 +216,47 @@ async def test_a_tlt_mailbox_writes_only_to_insurers(ready: App) -> None:
     await insurers.add_insurer_domain(ready, practice_id, "mutuelle.test", actor="cli")
     await send_lot(ready, "IR/12345678901234/2026120409301500009/00001", to="lots@mutuelle.test")
     assert len(await lots(ready)) == 1
+
+
+async def test_a_verdict_written_while_the_lot_is_recorded_is_not_lost(ready: App) -> None:
+    """The outbound worker writes its verdict in a transaction that commits while the
+    submission is recording the lot (another process, or another connection): the lot still
+    ends with the verdict, whichever commits first."""
+    number = traffic.compostage(dt.datetime.now(dt.UTC), 8)
+    await send_lot(ready, traffic.lot_subject(traffic.SENDER_NUMBER, number))
+    [first] = await lots(ready)
+    queue_id = first.lot.queue_id
+    assert queue_id is not None and first.lot.delivery == "queued"
+    async with ready.db.read() as conn:
+        box = await directory_repo.mailbox_by_address(conn, TLT)
+    assert box is not None
+    now = dt.datetime.now(dt.UTC)
+    again = traffic.compostage(now, 9)
+    subject = traffic.lot_subject(traffic.SENDER_NUMBER, again)
+    async with ready.db.write() as worker:
+        # The worker's verdict, written but not committed yet.
+        await worker.execute(
+            update(outbound_recipients)
+            .where(outbound_recipients.c.message_id == queue_id)
+            .values(state="delivered", last_status=250, last_reply="2.0.0 Ok", finished_at=now)
+        )
+        await teletransmission.record_delivery(worker, queue_id, True, "250 2.0.0 Ok", now)
+        recording = asyncio.create_task(
+            teletransmission.record_lot(
+                ready,
+                box,
+                subject=subject,
+                funds=[traffic.FUND],
+                message=traffic.lot_message(TLT, subject=subject),
+                message_id=f"<{again}@facturation.test>",
+                queue_id=queue_id,
+                source="test",
+                actor=TLT,
+                now=now,
+            )
+        )
+        await asyncio.sleep(0.5)  # the lot is being recorded meanwhile (PostgreSQL)
+    lot = await asyncio.wait_for(recording, 20)
+    views = {view.lot.id: view.lot for view in await lots(ready)}
+    assert views[lot.id].delivery == "delivered"
+    assert views[first.lot.id].delivery == "delivered"

@@ -117,7 +117,13 @@ async def set_delivery(
 
 async def catch_up_delivery(conn: AsyncConnection, lot_id: int, queue_id: int) -> None:
     """A lot recorded after the outbound worker already finished with it (it may deliver
-    before the submission records the lot): copy the queue's final verdict onto it."""
+    before the submission records the lot): copy the queue's final verdict onto it.
+
+    The recipients are read ``FOR UPDATE``: under PostgreSQL's READ COMMITTED, a worker that
+    wrote its verdict but has not committed yet would otherwise leave both sides blind (its
+    ``UPDATE`` cannot see this uncommitted lot, and this read sees the old state). Locking
+    waits for that worker and then reads its verdict; a worker that comes after waits for this
+    transaction and then finds the lot. SQLite has one writer at a time and needs no lock."""
     rows = (
         await conn.execute(
             select(
@@ -125,7 +131,10 @@ async def catch_up_delivery(conn: AsyncConnection, lot_id: int, queue_id: int) -
                 outbound_recipients.c.last_status,
                 outbound_recipients.c.last_reply,
                 outbound_recipients.c.finished_at,
-            ).where(outbound_recipients.c.message_id == queue_id)
+            )
+            .where(outbound_recipients.c.message_id == queue_id)
+            .order_by(outbound_recipients.c.id)
+            .with_for_update()
         )
     ).all()
     if not rows or any(row.state not in ("delivered", "bounced", "expired") for row in rows):
