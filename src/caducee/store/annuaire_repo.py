@@ -367,13 +367,24 @@ async def search(
         # a word starting the row's first word (its name, most often) counts too
         scores.append(f"CASE WHEN e.search LIKE :f{position} THEN 1 ELSE 0 END")
     columns = ", ".join(f"e.{name}" for name in ENTRY_FIELDS)
+    if conn.dialect.name == "postgresql":
+        # The candidates drive, always: each fetches its row by primary key. Without this
+        # fence (LATERAL + OFFSET 0), a planner without fresh statistics on a just-imported
+        # generation may scan the whole generation and join the candidates to every row
+        # (26 s seen for « pharmacie du marché »).
+        rows = (
+            "CROSS JOIN LATERAL (SELECT * FROM annuaire_entries x "
+            f"WHERE x.generation = {g} AND x.seq = c.seq OFFSET 0) AS e "
+        )
+    else:
+        rows = f"JOIN annuaire_entries e ON e.generation = {g} AND e.seq = c.seq "
     statement = text(
         f"SELECT {columns} FROM ("
         "  SELECT seq, MAX(CASE WHEN token = :w THEN 1 ELSE 0 END) AS exact FROM ("
         f"    SELECT token, seq FROM annuaire_tokens WHERE generation = {g} "
         f"    AND token >= :lo AND token < :hi ORDER BY token, seq LIMIT {int(cap)}"
         "  ) AS t GROUP BY seq"
-        f") AS c JOIN annuaire_entries e ON e.generation = {g} AND e.seq = c.seq "
+        f") AS c {rows}"
         f"WHERE EXISTS (SELECT 1 FROM annuaire_current WHERE id = 1 AND generation = {g}) "
         + " ".join(filters)
         + f" ORDER BY {' + '.join(scores)} DESC, CASE WHEN e.last_name = '' THEN 1 ELSE 0 END, "
