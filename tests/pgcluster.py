@@ -70,6 +70,9 @@ class PgCluster:
             "--locale=C.UTF-8",
             "--no-sync",
         )
+        self._serve()
+
+    def _serve(self) -> None:
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
@@ -85,6 +88,14 @@ class PgCluster:
             "-w",
             "start",
         )
+
+    def pause(self) -> None:
+        """Stop the server as an operator's restart does (``-m fast``: sessions are cut), the
+        data kept; :meth:`resume` starts it again on the same port."""
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        self._serve()
 
     def stop(self) -> None:
         try:

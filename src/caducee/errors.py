@@ -107,6 +107,30 @@ class TemporaryFailure(CaduceeError):
     (SMTP 451 4.7.0 / 4.3.0)."""
 
 
+class StorageFull(TemporaryFailure):
+    """The disk holding the database or the blobs is full: nothing was stored, retry later
+    (SMTP 452 4.3.1, RFC 3463 §3.4 « mail system full »)."""
+
+    def __init__(
+        self,
+        fr: str = "Espace disque du serveur épuisé : rien n'a été enregistré, réessayez plus tard.",
+        en: str = "The server's disk is full: nothing was stored, try again later.",
+    ) -> None:
+        super().__init__(fr, en)
+
+
+class DatabaseUnavailable(TemporaryFailure):
+    """The database cannot be reached for now (restarting, network): nothing was done; the
+    node reconnects by itself (SMTP 451 4.3.0, IMAP NO [UNAVAILABLE])."""
+
+    def __init__(
+        self,
+        fr: str = "Base de données momentanément indisponible : rien n'a été fait, réessayez.",
+        en: str = "Database temporarily unavailable: nothing was done, try again.",
+    ) -> None:
+        super().__init__(fr, en)
+
+
 class VirusFound(PolicyRejected):
     """The antivirus found a signature in the message (SMTP 554 5.7.1); nothing was stored."""
 

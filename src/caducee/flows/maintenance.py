@@ -1,7 +1,7 @@
 """Periodic housekeeping of a node: audit and trace retention, stale lockout counters, full
 rate-limit buckets, expired portal pickups, the télétransmission watchdog (lots to send again)
 and purge, quota notices, the conversion of addresses stored in clear before migration 0019,
-and scheduled backups.
+scheduled backups, and blob files a crash left behind.
 
 Each task is idempotent and safe to run on several nodes at once (they only delete what is
 past its date), so every node runs the worker; no leader election is needed. Scheduled backups
@@ -21,6 +21,7 @@ from caducee.health import auto_replies, pickup, pickup_store, teletransmission
 from caducee.services import (
     audit,
     backup,
+    blob_sweep,
     lifecycle,
     lockout,
     quota_notices,
@@ -118,6 +119,8 @@ TASKS: tuple[Task, ...] = (
     Task("backup", 300, _backup),
     # mailbox deletions a crash interrupted: their keys are gone already, their rows go now
     Task("mailbox-deletions", 3600, lifecycle.finish_deletions),
+    # blob files a crash left behind (staged, never named by a committed row)
+    Task("blob-orphans", 6 * 3600, blob_sweep.sweep_orphan_files),
 )
 
 

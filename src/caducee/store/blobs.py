@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.errors import IntegrityError, NotFound
 from caducee.store.batch_sql import insert_rows
+from caducee.store.database import storage_error
 from caducee.store.tables import blobs
 
 _BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -270,7 +271,7 @@ class FileBlobStore:
         )
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
-                raise outcome
+                raise storage_error(outcome) or outcome from outcome
 
     async def record(self, conn: AsyncConnection, items: Sequence[Blob]) -> None:
         await _insert(conn, self._inline(items))

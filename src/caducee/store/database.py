@@ -8,19 +8,22 @@ commit durable before it returns (a message is acknowledged only once it is on d
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
 from sqlalchemy import CursorResult, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from caducee.errors import TemporaryFailure
+from caducee.errors import DatabaseUnavailable, StorageFull, TemporaryFailure
 
 if TYPE_CHECKING:
     from caducee.store.keyring import Keyring
@@ -38,6 +41,48 @@ SQLITE_POOL_OVERFLOW = 20
 #: Execution option of every write connection: the :class:`Database` it belongs to, so code
 #: handed only a connection (the audit trail's appends) reaches the node's keyring.
 DATABASE_OPTION = "caducee_database"
+
+#: SQLSTATE of PostgreSQL's « disk full » (class 53, insufficient resources).
+_PG_DISK_FULL = "53100"
+#: SQLSTATE classes meaning the server is gone or going: 08 connection exception, 57 operator
+#: intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now).
+_PG_UNAVAILABLE_CLASSES = ("08", "57")
+#: SQLite's result code for « database or disk is full » (sqlite.org/rescode.html#full).
+_SQLITE_FULL = 13
+
+
+def storage_error(exc: BaseException) -> StorageFull | DatabaseUnavailable | None:
+    """What ``exc`` (raised by the database driver or a file write) means to a user, when it is
+    a full disk or a database out of reach; ``None`` for anything else."""
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, OSError) and orig.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull()
+    if getattr(orig, "sqlite_errorcode", None) == _SQLITE_FULL:
+        return StorageFull()
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate == _PG_DISK_FULL:
+        return StorageFull()
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return DatabaseUnavailable()
+    if sqlstate and sqlstate[:2] in _PG_UNAVAILABLE_CLASSES:
+        return DatabaseUnavailable()
+    if sqlstate is None and isinstance(orig, psycopg.OperationalError):
+        # refused or cut before any SQLSTATE: the server is not there
+        return DatabaseUnavailable()
+    return None
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Raise :class:`StorageFull` / :class:`DatabaseUnavailable` for what they mean; every
+    other error passes unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        meaning = storage_error(exc)
+        if meaning is None:
+            raise
+        raise meaning from exc
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -89,8 +134,9 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read transaction (a consistent snapshot)."""
-        async with self.engine.connect() as conn, conn.begin():
-            yield conn
+        with storage_errors():
+            async with self.engine.connect() as conn, conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -125,10 +171,11 @@ class Database:
 
     @asynccontextmanager
     async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(caducee_write=True, **{DATABASE_OPTION: self})
-            async with conn.begin():
-                yield conn
+        with storage_errors():
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(caducee_write=True, **{DATABASE_OPTION: self})
+                async with conn.begin():
+                    yield conn
 
     async def write_sync(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one write transaction, committed durably, and return its result.
@@ -190,7 +237,7 @@ class Database:
             )
             event.listen(self._sync_engine, "connect", _sqlite_on_connect)
             event.listen(self._sync_engine, "begin", _sqlite_on_begin)
-        with self._sync_engine.connect() as conn:
+        with storage_errors(), self._sync_engine.connect() as conn:
             conn = conn.execution_options(caducee_write=True, **{DATABASE_OPTION: self})
             with conn.begin():
                 return work(conn)
