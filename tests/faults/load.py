@@ -26,8 +26,8 @@ from caducee.app import open_app
 from caducee.config import Settings
 from caducee.server import listeners_file
 from caducee.services.app_passwords import create_app_password
-from tests.serving import clean_env, prepare, serve_process, wait_listeners
 from tests.services.helpers import person, practice
+from tests.serving import clean_env, prepare, serve_process, wait_listeners
 
 LOGIN = "dr@cabinet.test"
 EXTERNAL = "a@ailleurs.test"
