@@ -125,6 +125,13 @@ class Load:
                             self.sent[subject] = raw
                         try:
                             mx.sendmail(EXTERNAL, [LOGIN], raw)
+                        except smtplib.SMTPRecipientsRefused as refused_all:
+                            with self._lock:
+                                for code, reply in refused_all.recipients.values():
+                                    text = reply.decode("utf-8", "replace")
+                                    self.replies.append((time.monotonic(), code, text))
+                            mx.rset()
+                            continue
                         except smtplib.SMTPResponseException as refused:
                             text = refused.smtp_error.decode("utf-8", "replace")
                             with self._lock:

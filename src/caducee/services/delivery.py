@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import StoredMessage
-from caducee.errors import CaduceeError
+from caducee.errors import CaduceeError, TemporaryFailure
 from caducee.services import mdn, quota_notices
 from caducee.services.messages import (
     Delivery,
@@ -71,7 +71,14 @@ class DeliveryPipeline:
             try:
                 results, crossed = await commit_group(self.app, [item for item, _ in group])
             except Exception as error:  # the transaction failed: every waiter learns it
-                log.exception("group commit failed (%d deliveries)", len(group))
+                if isinstance(error, TemporaryFailure):  # a full disk, the database away
+                    log.warning(
+                        "group commit failed (%d deliveries) reason=%s",
+                        len(group),
+                        type(error).__name__,
+                    )
+                else:
+                    log.exception("group commit failed (%d deliveries)", len(group))
                 for _, future in group:
                     if not future.done():
                         future.set_exception(error)

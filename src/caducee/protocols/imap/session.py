@@ -358,11 +358,11 @@ class Session:
         except Respond as response:
             if response.status == "BAD":
                 self.bad_commands += 1
-            await self.after_command(command)
+            await self._after_refusal(command)
             await self.tagged(command.tag, response.status, response.text, response.code)
         except CaduceeError as error:
             refusal = error_response(error)
-            await self.after_command(command)
+            await self._after_refusal(command)
             await self.tagged(command.tag, refusal.status, refusal.text, refusal.code)
         except (ConnectionClosed, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
             raise
@@ -375,6 +375,15 @@ class Session:
         """End a command successfully, reporting pending changes first."""
         await self.after_command(command)
         await self.tagged(command.tag, "OK", text, code)
+
+    async def _after_refusal(self, command: Command) -> None:
+        """The pending changes before a refusal, unless what refused the command (the database
+        out of reach, say) also stops reading them: the session then stays, and the client
+        learns the changes at a later command."""
+        try:
+            await self.after_command(command)
+        except TemporaryFailure:
+            log.info("imap changes not reported now command=%s", command.name)
 
     async def after_command(self, command: Command) -> None:
         if self.selected is not None and self.state is State.SELECTED:
