@@ -674,3 +674,98 @@ async def test_serve_runs_the_worker_and_wakes_it_on_enqueue(app: App, peer: Pee
             await asyncio.sleep(0.05)
     assert len(peer.received) == 1
     assert (await entries(app))["a@partner.test"].state == "delivered"
+
+
+# ----- bad peers: silent, garbage -------------------------------------------------------------
+
+
+class BadPeer:
+    """A TCP server that is no SMTP server: it accepts and stays silent (a tarpit), or it
+    answers garbage. Counts the connections it holds."""
+
+    def __init__(self, greeting: bytes | None) -> None:
+        self.greeting = greeting
+        self.connections = 0
+        self.open = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> BadPeer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open += 1
+        try:
+            if self.greeting is not None:
+                writer.write(self.greeting)
+                await writer.drain()
+            while await reader.read(4096):  # whatever comes, never a valid SMTP reply
+                if self.greeting is not None:
+                    writer.write(b"\x00\xffgarbage\r\n")
+                    await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def until_true(condition: Any, timeout: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "never happened"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "greeting", [None, b"HTTP/1.1 400 Bad Request\r\n\r\n"], ids=["tarpit", "garbage"]
+)
+async def test_a_bad_peer_never_holds_mail_for_other_domains(
+    app: App, peer: Peer, greeting: bytes | None
+) -> None:
+    """A silent server (tarpit) or one answering garbage for ``slow.test``: while the worker is
+    stuck with it, mail for ``partner.test`` queued after it is delivered; the bad domain's
+    recipient is then deferred with back-off (a 4xx of ours, never a bounce), and the worker
+    goes on."""
+    bad = await BadPeer(greeting).start()
+    app.settings.transport["slow.test"] = TransportRoute("127.0.0.1", bad.port, "opportunistic")
+    worker = OutboundWorker(app, command_timeout=4.0, poll_seconds=0.5)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        started = t0()
+        await queue.enqueue(app, message("lent"), SENDER, [QueueRecipient("a@slow.test")])
+        await until_true(lambda: bad.connections > 0)
+        await queue.enqueue(app, message("rapide"), SENDER, [QueueRecipient("b@partner.test")])
+        await until_true(lambda: len(peer.received) == 1)
+        if greeting is None:
+            # Delivered while the tarpit still holds its connection.
+            assert bad.open == 1
+        await until_true(lambda: bad.open == 0)
+
+        async def deferred() -> queue.QueueEntry:
+            return (await entries(app))["a@slow.test"]
+
+        for _ in range(200):
+            entry = await deferred()
+            if entry.state == "deferred":
+                break
+            await asyncio.sleep(0.05)
+        assert entry.state == "deferred" and entry.attempts == 1
+        assert entry.last_status is not None and entry.last_status.startswith("4.")
+        assert entry.next_attempt_at >= started + timedelta(minutes=5)
+        assert (await entries(app))["b@partner.test"].state == "delivered"
+        # The worker goes on: more mail for the good domain still flows.
+        await queue.enqueue(app, message("encore"), SENDER, [QueueRecipient("c@partner.test")])
+        await until_true(lambda: len(peer.received) == 2)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await bad.stop()

@@ -29,8 +29,10 @@ One round (:meth:`OutboundWorker.run_once`):
    sent afterwards, so a crash in between delays a report but never loses it;
 5. **forget** the content of finished messages; purge their history after 7 days.
 
-``run(stop)`` repeats rounds, woken when mail is queued (in process, and through PostgreSQL
-``LISTEN caducee_queue`` across nodes), else every ``poll_seconds``.
+``run(stop)`` claims again whenever mail is queued (in process, and through PostgreSQL
+``LISTEN caducee_queue`` across nodes), a destination's delivery ends, or ``poll_seconds``
+pass; each destination domain is delivered by its own task (at most ``concurrency`` at once),
+so a slow or silent server never holds the mail for other domains.
 
 MX targets listen on port 25; ``mx_port`` exists so that tests can point MX delivery at an
 unprivileged port.
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
@@ -91,6 +94,8 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(hours=1)
 #: The longest one domain's delivery may take before it is abandoned (temporary failure).
 SESSION_DEADLINE = timedelta(minutes=45)
+#: At stop, how long deliveries in progress may still take (seconds) before they are cut.
+STOP_GRACE_SECONDS = 10.0
 #: A report that could not be handed over is retried after this long.
 REPORT_RETRY = timedelta(minutes=15)
 #: How long delivered/bounced/expired recipients stay visible in ``caducee queue list --all``.
@@ -110,6 +115,13 @@ class RunStats:
     expired: int = 0
     reports: int = 0
     domains: list[str] = field(default_factory=list)
+
+
+def _by_domain(rows: Sequence[QueueRow]) -> dict[str, list[QueueRow]]:
+    groups: dict[str, list[QueueRow]] = {}
+    for row in rows:
+        groups.setdefault(row.domain, []).append(row)
+    return groups
 
 
 # ----- the worker --------------------------------------------------------------------------------
@@ -155,26 +167,54 @@ class OutboundWorker:
     # ----- loop ----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set; a round in progress is finished first."""
+        """Deliver until ``stop`` is set.
+
+        Each destination domain is delivered by a task of its own, which records its results
+        as soon as it is done: a slow or silent server (a tarpit) holds its own messages only,
+        never the mail for other domains, which is claimed and sent meanwhile. A domain being
+        delivered is not claimed again until its task ends. At ``stop``, deliveries in progress
+        get :data:`STOP_GRACE_SECONDS` to finish; the leases of those cut short expire and
+        their recipients are tried again (by this node after a restart, or by another)."""
         signal = queue_signal(self.app)
         listener = None
         if not self.app.db.is_sqlite:
             listener = asyncio.create_task(self._listen(), name="outbound-queue-listen")
         log.info("%s node=%s", tr("file d'envoi démarrée", "outbound queue started"), self.owner)
+        inflight: dict[str, asyncio.Task[None]] = {}
+        finished = asyncio.Event()
+
+        def done(domain: str, task: asyncio.Task[None]) -> None:
+            if inflight.get(domain) is task:
+                del inflight[domain]
+            finished.set()
+
         try:
             while not stop.is_set():
                 signal.event.clear()
-                busy = False
+                finished.clear()
+                claimed = 0
                 try:
-                    stats = await self.run_once()
-                    busy = stats.claimed >= self.batch_size
+                    now = datetime.now(UTC)
+                    if len(inflight) < self.concurrency:
+                        rows = await self._claim(now, skip_domains=set(inflight))
+                        claimed = len(rows)
+                        for domain, group in _by_domain(rows).items():
+                            task = asyncio.create_task(
+                                self._deliver_and_record(domain, group, now, RunStats()),
+                                name=f"outbound-{domain}",
+                            )
+                            inflight[domain] = task
+                            task.add_done_callback(functools.partial(done, domain))
+                    await self.send_reports(now)
+                    await self.cleanup(now)
                 except Exception:
                     log.exception("outbound queue round failed")
-                if busy:
+                if claimed >= self.batch_size and len(inflight) < self.concurrency:
                     continue
                 waiters = [
                     asyncio.create_task(stop.wait()),
                     asyncio.create_task(signal.event.wait()),
+                    asyncio.create_task(finished.wait()),
                 ]
                 try:
                     await asyncio.wait(
@@ -184,6 +224,11 @@ class OutboundWorker:
                     for waiter in waiters:
                         waiter.cancel()
         finally:
+            if inflight:
+                _, late = await asyncio.wait(list(inflight.values()), timeout=STOP_GRACE_SECONDS)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -204,30 +249,42 @@ class OutboundWorker:
                 await asyncio.sleep(5)
 
     async def run_once(self, now: datetime | None = None) -> RunStats:
-        """One round: claim, deliver, record, report, clean up. ``now`` is for tests."""
+        """One round: claim, deliver (each domain's results recorded as soon as it is done),
+        report, clean up; returns when every domain is done. ``now`` is for tests."""
         now = (now or datetime.now(UTC)).astimezone(UTC)
         stats = RunStats()
-        async with self.app.db.write() as conn:
-            rows = await queue_repo.claim_due(conn, now, self.owner, now + LEASE, self.batch_size)
+        rows = await self._claim(now)
         stats.claimed = len(rows)
         if rows:
-            by_domain: dict[str, list[QueueRow]] = {}
-            for row in rows:
-                by_domain.setdefault(row.domain, []).append(row)
-            stats.domains = sorted(by_domain)
+            groups = _by_domain(rows)
+            stats.domains = sorted(groups)
             limit = asyncio.Semaphore(self.concurrency)
 
-            async def one(domain: str, group: list[QueueRow]) -> dict[int, Result]:
+            async def one(domain: str, group: list[QueueRow]) -> None:
                 async with limit:
-                    return await self._deliver_domain(domain, group)
+                    await self._deliver_and_record(domain, group, now, stats)
 
-            results: dict[int, Result] = {}
-            for part in await asyncio.gather(*(one(d, g) for d, g in by_domain.items())):
-                results.update(part)
-            await self._record(rows, results, now, stats)
+            await asyncio.gather(*(one(d, g) for d, g in groups.items()))
         stats.reports = await self.send_reports(now)
         await self.cleanup(now)
         return stats
+
+    async def _claim(self, now: datetime, skip_domains: set[str] | None = None) -> list[QueueRow]:
+        async with self.app.db.write() as conn:
+            return await queue_repo.claim_due(
+                conn, now, self.owner, now + LEASE, self.batch_size, skip_domains or ()
+            )
+
+    async def _deliver_and_record(
+        self, domain: str, rows: list[QueueRow], now: datetime, stats: RunStats
+    ) -> None:
+        """Deliver one domain's recipients and record the results at once (a crash later
+        cannot make them be delivered twice)."""
+        results = await self._deliver_domain(domain, rows)
+        try:
+            await self._record(rows, results, now, stats)
+        except Exception:  # the leases expire: the recipients are tried again
+            log.exception("outbound results not recorded domain=%s", domain)
 
     # ----- routes --------------------------------------------------------------------------
 

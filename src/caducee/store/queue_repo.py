@@ -19,7 +19,7 @@ opens them for ``caducee queue list``, the admin queue page and the delivery rep
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -201,12 +201,19 @@ async def _claim(
 
 
 async def claim_due(
-    conn: AsyncConnection, now: datetime, owner: str, until: datetime, limit: int
+    conn: AsyncConnection,
+    now: datetime,
+    owner: str,
+    until: datetime,
+    limit: int,
+    skip_domains: Collection[str] = (),
 ) -> list[QueueRow]:
-    """Lease up to ``limit`` recipients due for an attempt at ``now``."""
-    return await _claim(
-        conn, and_(r.c.state.in_(ACTIVE), r.c.next_attempt_at <= now), now, owner, until, limit
-    )
+    """Lease up to ``limit`` recipients due for an attempt at ``now``, except those of
+    ``skip_domains`` (destinations this worker is talking to already)."""
+    condition = and_(r.c.state.in_(ACTIVE), r.c.next_attempt_at <= now)
+    if skip_domains:
+        condition = and_(condition, r.c.domain.not_in(sorted(skip_domains)))
+    return await _claim(conn, condition, now, owner, until, limit)
 
 
 async def claim_reports(
