@@ -5,6 +5,7 @@ The SMS provider is a local HTTPS server speaking the webhook API."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesParser
 from email.policy import default
@@ -14,7 +15,9 @@ from sqlalchemy import update
 
 from caducee.app import App
 from caducee.health import pickup
+from caducee.services import rate_limits
 from caducee.store.tables import pickups
+from caducee.web.portal.common import UNKNOWN_LINKS_PER_MINUTE
 from tests.health.pickups import MARKER, PATIENT, PDF, Cabinet, cabinet, deposit, inbox, token_of
 from tests.health.sms_provider_server import ProviderServer
 from tests.web.conftest import WebClient
@@ -91,6 +94,11 @@ async def test_english_is_available(app: App, web: WebClient, cab: Cabinet) -> N
 
 
 async def test_link_enumeration_same_page_rate_limited_audited(app: App, web: WebClient) -> None:
+    # The bucket refills with time: stop its clock, so a slow machine sees the same 20.
+    frozen = time.time()
+    rate_limits.limiter(app, "portal.unknown_links", UNKNOWN_LINKS_PER_MINUTE).clock = lambda: (
+        frozen
+    )
     first = await web.get("/portail/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
     second = await web.get("/portail/aaaa/message")
     assert first.status_code == second.status_code == 404
