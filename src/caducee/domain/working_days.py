@@ -29,8 +29,6 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import holidays
-
 PARIS = ZoneInfo("Europe/Paris")
 
 #: Regions whose public holidays differ, by ``holidays`` subdivision code ("" is metropolitan
@@ -72,6 +70,8 @@ class Closure:
 def _calendar(region: str, year: int) -> dict[date, str]:
     if region not in REGIONS:
         raise ValueError(f"unknown holiday region {region!r}")
+    import holidays  # 11 MB of calendars: loaded by the first question, not by every process
+
     found = holidays.country_holidays(
         "FR", subdiv=region or None, years=year, language="fr", observed=False
     )

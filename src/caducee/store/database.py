@@ -11,12 +11,12 @@ import asyncio
 import errno
 import fcntl
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import psycopg
 from sqlalchemy import CursorResult, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -66,7 +66,8 @@ def storage_error(exc: BaseException) -> StorageFull | DatabaseUnavailable | Non
         return DatabaseUnavailable()
     if sqlstate and sqlstate[:2] in _PG_UNAVAILABLE_CLASSES:
         return DatabaseUnavailable()
-    if sqlstate is None and isinstance(orig, psycopg.OperationalError):
+    psycopg = sys.modules.get("psycopg")  # never imported for SQLite (24 MB with libpq)
+    if sqlstate is None and psycopg is not None and isinstance(orig, psycopg.OperationalError):
         # refused or cut before any SQLSTATE: the server is not there
         return DatabaseUnavailable()
     return None
