@@ -3,32 +3,22 @@
 The relying party id is the node's hostname (``settings.hostname``); the expected origin is
 ``https://<hostname>`` with the port the browser used. Challenges (random, 256 bits) are kept
 with the server-side session and used once. Only public keys are stored.
+
+py_webauthn (about 6 MB with its parsers) is imported by the first ceremony, not by every
+worker process at start.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from webauthn import (
-    generate_authentication_options,
-    generate_registration_options,
-    options_to_json,
-    verify_authentication_response,
-    verify_registration_response,
-)
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
-from webauthn.helpers.structs import (
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
 
 from caducee.app import App
 from caducee.domain.model import Account
@@ -50,21 +40,34 @@ def expected_origin(hostname: str, host_header: str) -> str:
     return f"https://{hostname}" + (f":{port}" if port and port != "443" else "")
 
 
+def _b64url(data: bytes) -> str:
+    """RFC 4648 §5 without padding, as WebAuthn writes it."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def _transports(row: CredentialRow) -> list[AuthenticatorTransport]:
+    from webauthn.helpers.structs import AuthenticatorTransport
+
     known = {t.value: t for t in AuthenticatorTransport}
     return [known[t] for t in row.transports if t in known]
 
 
 def _descriptor(row: CredentialRow) -> PublicKeyCredentialDescriptor:
+    from webauthn.helpers.structs import PublicKeyCredentialDescriptor
+
     return PublicKeyCredentialDescriptor(
-        id=base64url_to_bytes(row.credential_id), transports=_transports(row) or None
+        id=_unb64url(row.credential_id), transports=_transports(row) or None
     )
 
 
 def _challenge_state(purpose: str, challenge: bytes, now: datetime) -> dict[str, Any]:
     return {
         "purpose": purpose,
-        "challenge": bytes_to_base64url(challenge),
+        "challenge": _b64url(challenge),
         "expires": (now + CHALLENGE_LIFETIME).isoformat(),
     }
 
@@ -75,7 +78,7 @@ def take_challenge(pending: dict[str, Any] | None, purpose: str, now: datetime) 
         return None
     try:
         expires = datetime.fromisoformat(str(pending["expires"]))
-        challenge = base64url_to_bytes(str(pending["challenge"]))
+        challenge = _unb64url(str(pending["challenge"]))
     except (KeyError, ValueError):
         return None
     return challenge if now < expires else None
@@ -85,6 +88,13 @@ def registration_options(
     hostname: str, account: Account, existing: list[CredentialRow], now: datetime
 ) -> tuple[str, dict[str, Any]]:
     """The options for ``navigator.credentials.create`` (JSON) and the state to keep."""
+    from webauthn import generate_registration_options, options_to_json
+    from webauthn.helpers.structs import (
+        AuthenticatorSelectionCriteria,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
     challenge = secrets.token_bytes(CHALLENGE_BYTES)
     options = generate_registration_options(
         rp_id=hostname,
@@ -123,6 +133,9 @@ def _parse(credential: Any) -> dict[str, Any]:
 def verify_registration(
     credential: Any, challenge: bytes, hostname: str, origin: str
 ) -> NewCredential:
+    from webauthn import verify_registration_response
+    from webauthn.helpers.exceptions import InvalidRegistrationResponse
+
     invalid = InvalidInput(
         "La clé de sécurité n'a pas pu être enregistrée (réponse invalide). Réessayez.",
         "The security key could not be registered (invalid response). Try again.",
@@ -140,7 +153,7 @@ def verify_registration(
     response = data.get("response", {})
     transports = response.get("transports", []) if isinstance(response, dict) else []
     return NewCredential(
-        credential_id=bytes_to_base64url(verified.credential_id),
+        credential_id=_b64url(verified.credential_id),
         public_key=verified.credential_public_key,
         sign_count=verified.sign_count,
         transports=[str(t) for t in transports if isinstance(t, str)],
@@ -150,6 +163,9 @@ def verify_registration(
 def authentication_options(
     hostname: str, credentials: list[CredentialRow], now: datetime
 ) -> tuple[str, dict[str, Any]]:
+    from webauthn import generate_authentication_options, options_to_json
+    from webauthn.helpers.structs import UserVerificationRequirement
+
     challenge = secrets.token_bytes(CHALLENGE_BYTES)
     options = generate_authentication_options(
         rp_id=hostname,
@@ -171,6 +187,9 @@ async def verify_login(
     now: datetime,
 ) -> Account:
     """Check an assertion for ``account`` and record the outcome (lockout, audit)."""
+    from webauthn import verify_authentication_response
+    from webauthn.helpers.exceptions import InvalidAuthenticationResponse
+
     row: CredentialRow | None = None
     new_count: int | None = None
     reason = ""
