@@ -24,6 +24,7 @@ from caducee.errors import (
     QuotaExceeded,
     ScanUnavailable,
     SenderNotAllowed,
+    StorageUnavailable,
     TemporaryFailure,
     VirusFound,
 )
@@ -69,6 +70,8 @@ def reply_for_error(error: BaseException, phase: Phase) -> Reply:
         return _with(553, "5.7.1", error)
     if isinstance(error, VirusFound):  # RFC 3463 §3.8: 5.7.1 delivery not authorized
         return _with(554, "5.7.1", error)
+    if isinstance(error, StorageUnavailable):  # RFC 3463 §3.4 X.3.0: mail system status
+        return _with(451, "4.3.0", error)
     if isinstance(error, ScanUnavailable):  # the scan could not run: retry (4.7.1)
         return _with(451, "4.7.1", error)
     if isinstance(error, PolicyRejected):
