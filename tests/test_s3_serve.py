@@ -27,9 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from caducee.config import Settings
+from caducee.config import Settings, load_settings
 from tests.s3server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, LocalS3, local_s3, use_s3
 from tests.serving import prepare, serve_process, stderr_of, wait_listeners
+from tests.test_backup import caducee, new_database
 from tests.test_workers import EXTERNAL, LOGIN, setup_account, until
 
 TIMEOUT = 60.0
@@ -261,3 +262,59 @@ def test_object_store_outage_during_smtp_load_loses_nothing_acknowledged(
             f"S3 outage under SMTP load: {acknowledged} acknowledged, {len(read)} read back, "
             f"{refused} refused with 451 4.3.0"
         )
+
+
+def test_doctor_sees_the_bucket_backup_copies_the_objects_restore_reads_them(
+    settings: Settings,
+    backend: str,
+    tmp_path: Path,
+    s3: LocalS3,
+    request: pytest.FixtureRequest,
+) -> None:
+    data = str(settings.data_dir)
+    sent = {f"archive-{n}": message(f"archive-{n}", 150_000 * n) for n in range(4)}
+    archives, key_file = tmp_path / "archives", tmp_path / "backup-key.txt"
+    with s3_node(settings, tmp_path, s3, inline_max=100 * 1024) as node:
+        with node.mx() as mx:
+            for raw in sent.values():
+                assert mx.sendmail(EXTERNAL, [LOGIN], raw) == {}
+        healthy = caducee("doctor", "--data", data)
+        assert f"stockage objet S3 joignable : {settings.s3_bucket}" in healthy.stdout
+        s3.stop()
+        try:
+            down = caducee("doctor", "--data", data)
+        finally:
+            s3.start()
+        assert down.returncode == 1
+        assert "stockage objet S3 injoignable" in down.stdout
+        assert SECRET_ACCESS_KEY not in down.stdout + down.stderr
+        created = caducee("backup", "key", "create", "--data", data, "--out", str(key_file))
+        assert created.returncode == 0, created.stderr
+        result = caducee("backup", "--to", str(archives), "--data", data)  # while serving
+        assert result.returncode == 0, result.stderr
+    [archive] = list(archives.iterdir())
+    manifest = (archive / "manifest.json").read_text()
+    objects = s3.keys(settings.s3_bucket)
+    assert len(objects) == 3  # the three messages over 100 KiB, nothing else (no hold left)
+    for key in objects:  # copied under the names blob files have
+        assert f'"blobs/{key}"' in manifest
+    # The archive is enough: the bucket's objects are deleted before the restored node runs.
+    s3.client().delete_objects(
+        Bucket=settings.s3_bucket, Delete={"Objects": [{"Key": k} for k in objects]}
+    )
+    restored_dir = tmp_path / "restored"
+    restored = caducee(
+        "restore", "--from", str(archives), "--data", str(restored_dir),
+        "--key", str(key_file), *new_database(backend, request),
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    again = load_settings(restored_dir)
+    assert again.blob_store == "files"  # never the original installation's bucket
+    (again.run_dir / "listeners.json").unlink(missing_ok=True)
+    with serve_process(again, tmp_path) as proc:
+        bound = wait_listeners(again, proc, tmp_path, timeout=180.0)
+        ports = {name: int(address.rsplit(":", 1)[1]) for name, address in bound.items()}
+        read = inbox(S3Node(again, proc, ports, node.password, tmp_path))
+    assert set(read) == {f"{name}@ailleurs.test" for name in sent}
+    for name, raw in sent.items():
+        assert read[f"{name}@ailleurs.test"].endswith(raw), name

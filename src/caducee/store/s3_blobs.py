@@ -34,7 +34,7 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -376,15 +376,20 @@ def remove_deferred(client: Any, settings: Settings) -> int:
     return len(markers)
 
 
-def read_object(client: Any, settings: Settings, blob_id: str) -> bytes | None:
-    """One blob's sealed bytes (None when it is gone)."""
+@contextlib.contextmanager
+def open_object(client: Any, settings: Settings, blob_id: str) -> Iterator[IO[bytes] | None]:
+    """One blob's sealed bytes as a stream (None when it is gone)."""
     try:
         answer = client.get_object(
             Bucket=settings.s3_bucket, Key=object_key(settings.s3_prefix, blob_id)
         )
     except ClientError as error:
         if _code(error) in ("NoSuchKey", "404"):
-            return None
+            yield None
+            return
         raise
-    with contextlib.closing(answer["Body"]) as body:
-        return bytes(body.read())
+    body = answer["Body"]
+    try:
+        yield body
+    finally:
+        body.close()
