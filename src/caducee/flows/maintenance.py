@@ -29,6 +29,7 @@ from caducee.services import (
     trace,
 )
 from caducee.store import mailstore_repo
+from caducee.store.s3_blobs import ORPHAN_GRACE, S3BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,14 @@ async def _text_index(app: App) -> int:
     return await text_index.index_unindexed(app)
 
 
+async def _orphan_objects(app: App) -> int:
+    """S3 objects no row names (uploads of deliveries that never committed, deletions that
+    failed while the store was unreachable); nothing to do on the other blob stores."""
+    if not isinstance(app.blobs, S3BlobStore):
+        return 0
+    return await app.blobs.sweep_orphans(app.db, ORPHAN_GRACE)
+
+
 TASKS: tuple[Task, ...] = (
     Task("audit-retention", 6 * 3600, _audit_retention),
     Task("trace-retention", 6 * 3600, _trace_retention),
@@ -118,6 +127,7 @@ TASKS: tuple[Task, ...] = (
     Task("backup", 300, _backup),
     # mailbox deletions a crash interrupted: their keys are gone already, their rows go now
     Task("mailbox-deletions", 3600, lifecycle.finish_deletions),
+    Task("orphan-objects", 6 * 3600, _orphan_objects),
 )
 
 

@@ -71,6 +71,10 @@ PARALLEL = 16
 #: A connection refused or reset is retried this many times in all (botocore "standard"
 #: mode, with jittered back-off): a short glitch is absorbed, an outage answers in seconds.
 ATTEMPTS = 3
+#: An object younger than this may belong to a delivery whose transaction is under way: the
+#: orphan sweep leaves it (a delivery's upload and commit take seconds; SMTP's DATA timeout is
+#: ten minutes).
+ORPHAN_GRACE = timedelta(hours=6)
 _ERRORS = (BotoCoreError, ClientError, OSError, asyncio.TimeoutError)
 
 
