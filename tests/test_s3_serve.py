@@ -14,6 +14,7 @@ import base64
 import hashlib
 import imaplib
 import os
+import poplib
 import re
 import signal
 import smtplib
@@ -34,7 +35,7 @@ from tests.test_backup import caducee, new_database
 from tests.test_workers import EXTERNAL, LOGIN, setup_account, until
 
 TIMEOUT = 60.0
-LISTENERS = {"smtp": "127.0.0.1:0", "imaps": "127.0.0.1:0"}
+LISTENERS = {"smtp": "127.0.0.1:0", "imaps": "127.0.0.1:0", "pop3s": "127.0.0.1:0"}
 
 
 @dataclass
@@ -53,6 +54,14 @@ class S3Node:
             "localhost", self.ports["imaps"], ssl_context=self.context(), timeout=TIMEOUT
         )
         client.login(LOGIN, self.password)
+        return client
+
+    def pop3(self) -> poplib.POP3_SSL:
+        client = poplib.POP3_SSL(
+            "localhost", self.ports["pop3s"], context=self.context(), timeout=TIMEOUT
+        )
+        client.user(LOGIN)
+        client.pass_(self.password)
         return client
 
     @contextmanager
@@ -230,6 +239,12 @@ def test_object_store_outage_during_smtp_load_loses_nothing_acknowledged(
             assert typ == "OK"
             typ, data = reader.uid("FETCH", first_uid, "(BODY.PEEK[])")
             assert typ == "NO" and data[0] is not None and b"[UNAVAILABLE]" in data[0], data
+            # POP3: the same (RFC 3206 §4 SYS/TEMP), the session goes on.
+            pop = node.pop3()
+            with pytest.raises(poplib.error_proto, match=r"\[SYS/TEMP\]"):
+                pop.retr(1)
+            assert pop.stat()[0] >= 20
+            pop.quit()  # nothing marked deleted: nothing removed
             assert node.proc.poll() is None
             s3.start()  # back, with every object stored before
             until(
