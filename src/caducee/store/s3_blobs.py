@@ -249,12 +249,16 @@ class S3BlobStore:
                 async with answer["Body"] as body:
                     return blob_id, bytes(await body.read())
 
-        try:
-            for blob_id, data in await asyncio.gather(*(fetch(b) for b in wanted)):
-                if data is not None:
-                    found[blob_id] = data
-        except _ERRORS as error:
-            raise _unavailable(error, "read") from None
+        # every read ends before a failure is raised (none is left running unobserved)
+        outcomes = await asyncio.gather(*(fetch(b) for b in wanted), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, _ERRORS):
+                raise _unavailable(outcome, "read") from None
+            if isinstance(outcome, BaseException):
+                raise outcome
+            blob_id, data = outcome
+            if data is not None:
+                found[blob_id] = data
         return found
 
     # --- maintenance ----------------------------------------------------------------------
