@@ -4,19 +4,25 @@ Prints figures; never decides pass or fail. The peers' yardstick (shared/peers/R
 Postfix → Dovecot ingesting ~20.8 kB messages at ~382 msg/s end to end on this machine kind;
 this measures only Caducée's storage path (no SMTP), with 8 concurrent writers.
 
-    python -m bench.store_bench [-n 2000] [-c 8] [--backend sqlite|postgres|both]
+    python -m bench.store_bench [-n 2000] [-c 8] [--backend sqlite|postgres|both] [--s3]
+
+``--s3`` adds runs on the S3 blob store (issue 20) against a local moto server in this process,
+every blob an object (``blob_inline_max = 0``, the worst case: by default 20 kB messages stay
+rows); moto shares this process's interpreter lock, so the figures are a floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from tests.pgcluster import PgCluster, find_pg_bin
+from tests.s3server import LocalS3, local_s3, use_s3
 
 from caducee.app import App, open_app
 from caducee.config import Settings
@@ -91,12 +97,24 @@ async def main() -> None:
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("-c", type=int, default=8)
     parser.add_argument("--backend", default="both", choices=["sqlite", "postgres", "both"])
+    parser.add_argument("--s3", action="store_true", help="also on a local S3 server (moto)")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        s3 = stack.enter_context(local_s3()) if args.s3 else None
+        await _runs(args, s3)
+
+
+async def _runs(args: argparse.Namespace, s3: LocalS3 | None) -> None:
     print(f"{args.n} messages of {len(sample(0))} bytes, {args.c} concurrent writers")
     if args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(data_dir=Path(tmp))
             await run(settings, "SQLite WAL + file blobs", args.n, args.c)
+        if s3 is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                settings = Settings(data_dir=Path(tmp))
+                use_s3(settings, s3, inline_max=0)
+                await run(settings, "SQLite + S3 objects", args.n, args.c)
     if args.backend in ("postgres", "both"):
         bin_dir = find_pg_bin()
         if bin_dir is None:
@@ -105,13 +123,17 @@ async def main() -> None:
         cluster = PgCluster(bin_dir)
         cluster.start()
         try:
-            for blob_store in ("database", "files"):
+            for blob_store in ("database", "files", "s3"):
+                if blob_store == "s3" and s3 is None:
+                    continue
                 with tempfile.TemporaryDirectory() as tmp:
                     settings = Settings(
                         data_dir=Path(tmp),
                         blob_store=blob_store,
                         database_url=cluster.url(cluster.create_database()),
                     )
+                    if s3 is not None and blob_store == "s3":
+                        use_s3(settings, s3, inline_max=0)
                     await run(settings, f"PostgreSQL + {blob_store} blobs", args.n, args.c)
         finally:
             cluster.stop()

@@ -16,6 +16,7 @@ from caducee.store import audit_repo, migrate
 from caducee.store.blobs import BlobStore, DatabaseBlobStore, FileBlobStore
 from caducee.store.database import Database
 from caducee.store.keyring import Keyring
+from caducee.store.s3_blobs import S3BlobStore
 
 C = TypeVar("C")
 #: The revision that makes the audit trail HMAC-chained with a sealed head.
@@ -75,12 +76,16 @@ async def open_app(settings: Settings, *, upgrade: bool = False) -> AsyncIterato
                 await audit_repo.seal_anchor(db)
         else:
             await check_schema(db)
-        blobs: BlobStore = (
-            DatabaseBlobStore()
-            if settings.blob_store == "database"
-            else FileBlobStore(settings.blobs_dir, settings.blob_inline_max)
-        )
+        blobs: BlobStore
+        if settings.blob_store == "database":
+            blobs = DatabaseBlobStore()
+        elif settings.blob_store == "s3":
+            blobs = S3BlobStore(settings, settings.blob_inline_max)
+        else:
+            blobs = FileBlobStore(settings.blobs_dir, settings.blob_inline_max)
         app = App(settings=settings, db=db, keyring=keyring, blobs=blobs)
+        if isinstance(blobs, S3BlobStore):
+            app.closers.append(blobs.close)  # the last to run: after the workers that use it
         try:
             yield app
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,9 +59,20 @@ class Settings:
     data_dir: Path
     hostname: str = "localhost"
     database_url: str = ""
-    blob_store: str = "files"  # "files" (data dir) or "database" (blobs table, multi-node)
+    blob_store: str = "files"  # "files" (data dir), "database" (blobs table) or "s3"
     # "files": blobs up to this size are rows of the database (0: every blob in a file)
     blob_inline_max: int = 100 * 1024
+    # "s3" (section [blobs]): an S3-compatible object store (an HDS-certified host's); blobs
+    # over blob_inline_max are objects ``<prefix>ab/cd/<blob id>`` of ``s3_bucket``. The keys
+    # come from ``s3_credentials_file`` (TOML: access_key_id, secret_access_key) or from
+    # CADUCEE_S3_ACCESS_KEY_ID / CADUCEE_S3_SECRET_ACCESS_KEY; never from caducee.toml itself.
+    s3_endpoint: str = ""  # "https://s3.example.fr"; empty: the provider's default (AWS)
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    s3_prefix: str = ""  # e.g. "caducee/": every object key starts with it
+    s3_credentials_file: str = ""
+    s3_access_key_id: str = field(default="", repr=False)
+    s3_secret_access_key: str = field(default="", repr=False)
     listeners: dict[str, str] = field(default_factory=dict)
     audit_retention_days: int = 183
     #: The sender's trace of sent mail (per recipient, pseudonymised) is kept this long; 0 keeps
@@ -378,6 +390,61 @@ def _load_backup(settings: Settings, section: Any) -> None:
         )
 
 
+def _load_blobs(settings: Settings, section: Any) -> None:
+    """``[blobs]``: where the S3 store is (``blob_store = "s3"``)."""
+    if not isinstance(section, dict):
+        return
+    for name in ("endpoint", "bucket", "region", "prefix", "credentials_file"):
+        attribute = f"s3_{name}"
+        setattr(settings, attribute, str(section.get(f"s3_{name}", getattr(settings, attribute))))
+
+
+def _load_s3_credentials(settings: Settings, env: Mapping[str, str]) -> None:
+    """The S3 keys: the environment's, else the credentials file's (mode 0600 advised: it is
+    read as is, like the master key's file, and never logged)."""
+    settings.s3_endpoint = env.get("CADUCEE_S3_ENDPOINT", settings.s3_endpoint)
+    settings.s3_bucket = env.get("CADUCEE_S3_BUCKET", settings.s3_bucket)
+    key_id = env.get("CADUCEE_S3_ACCESS_KEY_ID", "")
+    secret = env.get("CADUCEE_S3_SECRET_ACCESS_KEY", "")
+    if key_id and secret:
+        settings.s3_access_key_id, settings.s3_secret_access_key = key_id, secret
+        return
+    if not settings.s3_credentials_file or settings.blob_store != "s3":
+        return
+    path = Path(settings.s3_credentials_file)
+    if not path.is_absolute():
+        path = settings.data_dir / path
+    try:
+        doc = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(
+            f"Fichier d'identifiants S3 {path} illisible ({type(exc).__name__}) : il doit "
+            'contenir access_key_id = "…" et secret_access_key = "…".',
+            f"S3 credentials file {path} is unreadable ({type(exc).__name__}): it must hold "
+            'access_key_id = "…" and secret_access_key = "…".',
+        ) from None
+    settings.s3_access_key_id = str(doc.get("access_key_id", ""))
+    settings.s3_secret_access_key = str(doc.get("secret_access_key", ""))
+
+
+def _check_s3(settings: Settings) -> None:
+    if not settings.s3_bucket:
+        raise ConfigurationError(
+            "blob_store = « s3 » : réglez [blobs] s3_bucket (et s3_endpoint, s3_region).",
+            "blob_store = 's3': set [blobs] s3_bucket (and s3_endpoint, s3_region).",
+        )
+    if settings.s3_endpoint and not settings.s3_endpoint.startswith(("https://", "http://")):
+        raise ConfigurationError(
+            f"[blobs] s3_endpoint doit commencer par https:// (reçu {settings.s3_endpoint!r}).",
+            f"[blobs] s3_endpoint must start with https:// (got {settings.s3_endpoint!r}).",
+        )
+    if bool(settings.s3_access_key_id) != bool(settings.s3_secret_access_key):
+        raise ConfigurationError(
+            "Identifiants S3 incomplets : access_key_id et secret_access_key vont ensemble.",
+            "Incomplete S3 credentials: access_key_id and secret_access_key go together.",
+        )
+
+
 def load_settings(data_dir: Path | str | None = None) -> Settings:
     """Read ``caducee.toml`` in ``data_dir`` (if present), then apply ``CADUCEE_*`` overrides."""
     base = Path(data_dir or os.environ.get("CADUCEE_DATA") or DEFAULT_DATA_DIR).resolve()
@@ -396,6 +463,7 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.blob_store = str(doc.get("blob_store", settings.blob_store))
         if "blob_inline_max" in doc:
             settings.blob_inline_max = _int(doc["blob_inline_max"], "blob_inline_max")
+        _load_blobs(settings, doc.get("blobs", {}))
         settings.public_url = str(doc.get("public_url", settings.public_url))
         settings.deployment = str(doc.get("deployment", settings.deployment))
         client_limits = doc.get("limits", {})
@@ -548,6 +616,7 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
     settings.hostname = env.get("CADUCEE_HOSTNAME", settings.hostname)
     settings.database_url = env.get("CADUCEE_DATABASE_URL", settings.database_url)
     settings.blob_store = env.get("CADUCEE_BLOB_STORE", settings.blob_store)
+    _load_s3_credentials(settings, env)
     if "CADUCEE_BLOB_INLINE_MAX" in env:
         settings.blob_inline_max = _int(env["CADUCEE_BLOB_INLINE_MAX"], "CADUCEE_BLOB_INLINE_MAX")
     if "CADUCEE_AUDIT_RETENTION_DAYS" in env:
@@ -621,11 +690,14 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             f"public_url doit commencer par https:// (reçu {settings.public_url!r}).",
             f"public_url must start with https:// (got {settings.public_url!r}).",
         )
-    if settings.blob_store not in ("files", "database"):
+    if settings.blob_store not in ("files", "database", "s3"):
         raise ConfigurationError(
-            f"blob_store doit valoir « files » ou « database », pas {settings.blob_store!r}.",
-            f"blob_store must be 'files' or 'database', not {settings.blob_store!r}.",
+            "blob_store doit valoir « files », « database » ou « s3 », "
+            f"pas {settings.blob_store!r}.",
+            f"blob_store must be 'files', 'database' or 's3', not {settings.blob_store!r}.",
         )
+    if settings.blob_store == "s3":
+        _check_s3(settings)
     if not 0 <= settings.blob_inline_max <= MAX_BLOB_INLINE:
         raise ConfigurationError(
             f"blob_inline_max doit être compris entre 0 et {MAX_BLOB_INLINE} octets, "
@@ -645,9 +717,10 @@ def render_config(settings: Settings) -> str:
         "# Vide : SQLite dans le répertoire de données. PostgreSQL :",
         '# database_url = "postgresql+psycopg://caducee@/caducee?host=/run/postgresql"',
         f'database_url = "{settings.database_url}"',
-        '# "files" (répertoire de données) ou "database" (table, pour plusieurs nœuds)',
+        '# "files" (répertoire de données), "database" (table, pour plusieurs nœuds) ou "s3"',
+        "# (stockage objet compatible S3 d'un hébergeur HDS, section [blobs])",
         f'blob_store = "{settings.blob_store}"',
-        "# files : blobs jusqu'à cette taille (octets) dans la base ; 0 : tous en fichiers",
+        "# files, s3 : blobs jusqu'à cette taille (octets) dans la base ; 0 : aucun",
         f"blob_inline_max = {settings.blob_inline_max}",
         '# "production" ou "development" (démonstration : fournisseur SMS « fichier » permis)',
         f"deployment = {json.dumps(settings.deployment)}",
@@ -797,6 +870,16 @@ def render_config(settings: Settings) -> str:
         "[lifecycle]",
         '# Courrier vers une boîte désactivée : "accept" (gardé) ou "refuse" (550 5.2.1)',
         f"disabled_mailbox_mail = {json.dumps(settings.disabled_mailbox_mail)}",
+        "",
+        "[blobs]",
+        '# blob_store = "s3" : point d\'accès (https://…), compartiment, région, préfixe des clés',
+        "# d'objets ; identifiants dans un fichier TOML (access_key_id, secret_access_key ;",
+        "# droits 0600) ou CADUCEE_S3_ACCESS_KEY_ID / CADUCEE_S3_SECRET_ACCESS_KEY.",
+        f"s3_endpoint = {json.dumps(settings.s3_endpoint)}",
+        f"s3_bucket = {json.dumps(settings.s3_bucket)}",
+        f"s3_region = {json.dumps(settings.s3_region)}",
+        f"s3_prefix = {json.dumps(settings.s3_prefix)}",
+        f"s3_credentials_file = {json.dumps(settings.s3_credentials_file)}",
         "",
     ]
     return "\n".join(lines)

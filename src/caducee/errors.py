@@ -139,5 +139,10 @@ class VirusFound(PolicyRejected):
         self.signature = signature
 
 
+class StorageUnavailable(TemporaryFailure):
+    """Where message contents are kept (the S3 object store) cannot be reached now: nothing
+    was stored or read, retry later (SMTP 451 4.3.0, IMAP ``NO [UNAVAILABLE]``, HTTP 503)."""
+
+
 class ScanUnavailable(TemporaryFailure):
     """The antivirus could not scan the message now (SMTP 451 4.7.1): retry later."""

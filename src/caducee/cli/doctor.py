@@ -16,6 +16,7 @@ from caducee.i18n import tr
 from caducee.store import migrate, node_repo, trust_repo
 from caducee.store.database import Database
 from caducee.store.keyring import load_master_keys
+from caducee.store.s3_blobs import S3BlobStore
 from caducee.tls import certificate_not_after
 
 CERT_WARNING = timedelta(days=30)
@@ -174,6 +175,27 @@ async def check_antivirus(settings: Settings, report: Report) -> None:
         )
 
 
+async def check_blob_store(settings: Settings, report: Report) -> None:
+    """The S3 bucket (``blob_store = "s3"``): reachable with the configured keys."""
+    if settings.blob_store != "s3":
+        return
+    where = f"{settings.s3_bucket} ({settings.s3_endpoint or 'AWS'})"
+    store = S3BlobStore(settings)
+    try:
+        await store.check()
+    except CaduceeError:
+        report.error(
+            f"stockage objet S3 injoignable : compartiment {where} ; le courrier est refusé "
+            "temporairement (451) et les messages ne peuvent être lus (voir le journal)",
+            f"S3 object store unreachable: bucket {where}; mail is temporarily refused (451) "
+            "and messages cannot be read (see the log)",
+        )
+    else:
+        report.ok(f"stockage objet S3 joignable : {where}", f"S3 object store reachable: {where}")
+    finally:
+        await store.close()
+
+
 def doctor_command(data: DataOption = DEFAULT_DATA) -> None:
     """Vérifie l'installation (configuration, clés, certificat, base, migrations).
     / Check the installation."""
@@ -182,6 +204,7 @@ def doctor_command(data: DataOption = DEFAULT_DATA) -> None:
     key_ids = check_files(settings, report)
     asyncio.run(check_database(settings, key_ids, report))
     asyncio.run(check_antivirus(settings, report))
+    asyncio.run(check_blob_store(settings, report))
     for line in report.lines:
         console.print(line, soft_wrap=True)
     if report.errors:

@@ -30,6 +30,7 @@ from caducee.services import (
     trace,
 )
 from caducee.store import mailstore_repo
+from caducee.store.s3_blobs import ORPHAN_GRACE, S3BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,14 @@ async def _text_index(app: App) -> int:
     return await text_index.index_unindexed(app)
 
 
+async def _orphan_objects(app: App) -> int:
+    """S3 objects no row names (uploads of deliveries that never committed, deletions that
+    failed while the store was unreachable); nothing to do on the other blob stores."""
+    if not isinstance(app.blobs, S3BlobStore):
+        return 0
+    return await app.blobs.sweep_orphans(app.db, ORPHAN_GRACE)
+
+
 TASKS: tuple[Task, ...] = (
     Task("audit-retention", 6 * 3600, _audit_retention),
     Task("trace-retention", 6 * 3600, _trace_retention),
@@ -121,6 +130,7 @@ TASKS: tuple[Task, ...] = (
     Task("mailbox-deletions", 3600, lifecycle.finish_deletions),
     # blob files a crash left behind (staged, never named by a committed row)
     Task("blob-orphans", 6 * 3600, blob_sweep.sweep_orphan_files),
+    Task("orphan-objects", 6 * 3600, _orphan_objects),
 )
 
 

@@ -12,6 +12,13 @@ began are copied or not (harmless: no row of the snapshot names them). Blob file
 removed while the backup runs (:func:`caducee.store.blobs.hold_removals`), so every blob the
 snapshot names is still there when it is copied.
 
+On the S3 blob store (``blob_store = "s3"``) the objects are copied into the archive the same
+way, under the same names: the archive is self-sufficient, whatever the provider keeps. Their
+deletion is held meanwhile on every node sharing the bucket
+(:func:`caducee.store.s3_blobs.hold_removals`). A restore writes them as blob files and sets
+``blob_store = "files"``: the restored node never writes into, or deletes from, the bucket of
+the installation it was copied from (``docs/operations.md`` says how to move it back to S3).
+
 Layout of an archive directory ``caducee-YYYYMMDDTHHMMSSZ/``::
 
     manifest.json                 the manifest and its HMAC
@@ -46,6 +53,7 @@ from sqlalchemy.engine import make_url
 from caducee.config import CONFIG_NAME, Settings
 from caducee.errors import ConfigurationError, IntegrityError, InvalidInput
 from caducee.store import blobs as blob_files
+from caducee.store import s3_blobs
 from caducee.store.backup_crypto import (
     BackupPrivateKey,
     BackupPublicKey,
@@ -294,8 +302,12 @@ def create_archive(
     partial.mkdir(mode=0o700)
     writer = _Writer(partial, public)
     backend = "sqlite" if settings.is_sqlite else "postgresql"
+    on_s3 = settings.blob_store == "s3"
     try:
-        with backup_lock(settings), blob_files.hold_removals(settings.blobs_dir):
+        with contextlib.ExitStack() as held:
+            held.enter_context(backup_lock(settings))
+            held.enter_context(blob_files.hold_removals(settings.blobs_dir))
+            bucket = held.enter_context(s3_blobs.hold_removals(settings)) if on_s3 else None
             if settings.is_sqlite:
                 settings.run_dir.mkdir(parents=True, exist_ok=True)
                 copy = settings.run_dir / f"backup-{os.getpid()}.sqlite3"
@@ -322,6 +334,12 @@ def create_archive(
             # After the snapshot: every blob it names is here (removals are held).
             for path in blob_files.blob_files(settings.blobs_dir):
                 writer.add_file(f"blobs/{path.relative_to(settings.blobs_dir)}", "blob", path)
+            if bucket is not None:
+                for blob_id in list(s3_blobs.object_blob_ids(bucket, settings)):
+                    with s3_blobs.open_object(bucket, settings, blob_id) as source:
+                        if source is not None:  # gone: deleted before the snapshot
+                            name = f"blobs/{blob_id[:2]}/{blob_id[2:4]}/{blob_id}"
+                            writer.add_stream(name, "blob", source)
         for base, kind in ((settings.keys_dir, "key"), (settings.tls_dir, "tls")):
             if base.is_dir():
                 for path in sorted(p for p in base.rglob("*") if p.is_file()):
@@ -543,12 +561,17 @@ def _check_empty_database(url: str) -> None:
 
 
 def _set_database_url(config: Path, url: str) -> None:
+    _set_top_level(config, "database_url", url)
+
+
+def _set_top_level(config: Path, name: str, value: str) -> None:
+    """Set a top-level setting of ``caducee.toml`` (before any ``[section]``)."""
     lines = config.read_text("utf-8").splitlines() if config.exists() else []
-    entry = f"database_url = {json.dumps(url)}"
+    entry = f"{name} = {json.dumps(value)}"
     for i, line in enumerate(lines):
         if line.startswith("["):
             break
-        if line.replace(" ", "").startswith("database_url="):
+        if line.replace(" ", "").startswith(f"{name}="):
             lines[i] = entry
             break
     else:
@@ -614,6 +637,8 @@ def restore_archive(
                 os.fsync(out.fileno())
         if database_url:
             _set_database_url(work / CONFIG_NAME, database_url)
+        if manifest.body.get("blob_store") == "s3":  # the objects came back as files
+            _set_top_level(work / CONFIG_NAME, "blob_store", "files")
         if dump is not None:
             _pg_restore(manifest, key, database_url, pg_bin)
         _fsync_tree(work)

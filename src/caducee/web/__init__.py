@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from caducee.app import App
-from caducee.errors import CaduceeError
+from caducee.errors import CaduceeError, TemporaryFailure
 from caducee.health import patient_import
 from caducee.listeners import ListenAddress, bind_tcp, bound_address
 from caducee.services import rate_limits
@@ -46,7 +46,7 @@ from caducee.web import (
     patients as patients_web,
 )
 from caducee.web.config import WebConfig
-from caducee.web.core import WebState, error_page
+from caducee.web.core import WebState, error_message, error_page
 from caducee.web.i18n import gettext
 from caducee.web.middleware import (
     CONTENT_SECURITY_POLICY,
@@ -92,6 +92,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_page(request, status, messages.get(status, gettext("Erreur.")))
 
 
+async def _temporary_failure(request: Request, exc: Exception) -> Response:
+    """A part of the system is down (the S3 object store…): 503, nothing was done, retry."""
+    message = error_message(exc) if isinstance(exc, CaduceeError) else gettext("Erreur.")
+    if "text/html" not in request.headers.get("accept", ""):
+        return PlainTextResponse(message, status_code=503, headers={"retry-after": "60"})
+    response = error_page(request, 503, message)
+    response.headers["retry-after"] = "60"
+    return response
+
+
 def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
     """The ASGI application of the node.
 
@@ -117,7 +127,7 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
     ]
     web = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={HTTPException: _http_error, TemporaryFailure: _temporary_failure},
     )
     web.state.caducee = app
     web.state.web = WebState(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from caducee.app import App
 from caducee.domain.pop3_octets import pop3_lines
-from caducee.errors import AccessDenied, CaduceeError, NotFound, RetentionHold
+from caducee.errors import AccessDenied, CaduceeError, NotFound, RetentionHold, TemporaryFailure
 from caducee.protocols.sasl import SaslError, decode_response, parse_plain
 from caducee.protocols.tcp import Connection, LineTooLong
 from caducee.services import maildrop
@@ -273,6 +273,9 @@ class Pop3Session:
             raw = await maildrop.retrieve(self.app, self.drop, item)
         except NotFound:
             await self.reply("-ERR message supprime par un autre client")
+            return
+        except TemporaryFailure:  # RFC 3206 §4: SYS/TEMP, a problem that should go away
+            await self.reply("-ERR [SYS/TEMP] contenu momentanement illisible, reessayez plus tard")
             return
         if body_lines is not None:
             head, separator, body = raw.partition(b"\r\n\r\n")

@@ -26,6 +26,7 @@ from caducee.errors import (
     ScanUnavailable,
     SenderNotAllowed,
     StorageFull,
+    StorageUnavailable,
     TemporaryFailure,
     VirusFound,
 )
@@ -73,7 +74,7 @@ def reply_for_error(error: BaseException, phase: Phase) -> Reply:
         return _with(554, "5.7.1", error)
     if isinstance(error, StorageFull):  # RFC 3463 §3.4: X.3.1 mail system full
         return _with(452, "4.3.1", error)
-    if isinstance(error, DatabaseUnavailable):  # RFC 3463 §3.4: X.3.0 other mail system status
+    if isinstance(error, (DatabaseUnavailable, StorageUnavailable)):  # RFC 3463 §3.4: X.3.0
         return _with(451, "4.3.0", error)
     if isinstance(error, ScanUnavailable):  # the scan could not run: retry (4.7.1)
         return _with(451, "4.7.1", error)
