@@ -438,3 +438,31 @@ def test_a_node_on_file_blobs_is_refused_beside_the_cluster(nodes: Running, tmp_
     # Declared single, under a supervisor (two worker processes): another node is alive.
     beside = " ".join(on_files("seul", True, 2).log().split())
     assert "Un autre nœud sert cette base" in beside
+
+
+def test_a_declared_single_node_on_file_blobs_serves_alone(
+    pg_cluster: PgCluster, dns_server: LocalDNS, tmp_path: Path
+) -> None:
+    """[cluster] single_node = true: PostgreSQL with file blobs serves when no other node is
+    alive, registered with its blob store; its clean stop removes its row."""
+    settings = node_settings(
+        tmp_path,
+        "seul",
+        pg_cluster.url(pg_cluster.create_database()),
+        dns_resolver=dns_server.resolver_spec,
+        first=None,
+    )
+    settings.blob_store = "files"
+    settings.cluster_single_node = True
+    prepare(settings, {"imaps": "127.0.0.1:0"}, workers=1)
+    node = ClusterNode("seul", settings)
+    node.start()
+    try:
+        node.wait_ready()
+        report = " ".join(caducee("doctor", "--data", str(settings.data_dir)).stdout.split())
+        assert "1 nœud(s) en service" in report and "blobs files" in report
+    finally:
+        node.stop()
+    assert node.proc is not None and node.proc.returncode == 0, node.log()
+    report = " ".join(caducee("doctor", "--data", str(settings.data_dir)).stdout.split())
+    assert "0 nœud(s) en service, 0 vu(s)" in report
