@@ -27,9 +27,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email import message_from_bytes
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from caducee.app import App, open_app
@@ -43,8 +45,8 @@ from caducee.store.tables import cluster_nodes, outbound_recipients
 from tests.cluster import Balancer, Cluster, ClusterNode, node_settings, prepare_cluster, start
 from tests.dnsserver import LocalDNS
 from tests.health.whitelists import whitelist_xml
-from tests.interop.test_outbound import Peer, Peers
-from tests.pgcluster import PgCluster
+from tests.interop.test_outbound import Peer, PeerHandler, Peers
+from tests.pgcluster import PgCluster, free_port
 from tests.services.helpers import PASSWORD, person, practice
 from tests.serving import clean_env, prepare
 
@@ -466,3 +468,103 @@ def test_a_declared_single_node_on_file_blobs_serves_alone(
     assert node.proc is not None and node.proc.returncode == 0, node.log()
     report = " ".join(caducee("doctor", "--data", str(settings.data_dir)).stdout.split())
     assert "0 nœud(s) en service, 0 vu(s)" in report
+
+
+class StallingPeer(PeerHandler):
+    """The remote MTA, holding every RCPT while ``stall`` is set (nothing is transmitted yet,
+    so a session cut there delivered nothing); ``held`` counts the RCPTs it held."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stall = True
+        self.held = 0
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.stall:
+            self.held += 1
+            while self.stall:
+                await asyncio.sleep(0.05)
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+
+def test_a_node_killed_while_delivering_leaves_its_mail_to_the_other_once_its_lease_expires(
+    pg_cluster: PgCluster, dns_server: LocalDNS, tmp_path: Path
+) -> None:
+    """Node A claims five recipients and is killed (SIGKILL) in the middle of the session; node
+    B, started after, delivers them once A's claims expire ([outbound] lease_seconds), each
+    exactly once; ``caducee doctor`` shows A silent."""
+    handler = StallingPeer()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+
+    def configure(settings: Settings) -> None:
+        settings.queue_lease_seconds = 4
+        settings.cluster_heartbeat_seconds = 1.0
+        settings.transport = {"partner.test": TransportRoute("127.0.0.1", port, "none")}
+
+    cluster = prepare_cluster(
+        tmp_path / "nodes",
+        pg_cluster.url(pg_cluster.create_database()),
+        2,
+        listeners={"submission": "127.0.0.1:0"},
+        dns_resolver=dns_server.resolver_spec,
+        configure=configure,
+    )
+    accounts = asyncio.run(_accounts(cluster.nodes[0].settings))
+    a, b = cluster.nodes
+    try:
+        a.start()
+        a.wait_ready()
+        sent = []
+        with smtplib.SMTP("127.0.0.1", a.ports["submission"], timeout=TIMEOUT) as client:
+            client.starttls(context=a.context())
+            client.login(DOCTOR, accounts.doctor)
+            for index in range(5):
+                message_id = f"<orphelin-{index}@cabinet.test>"
+                body = (
+                    f"From: {DOCTOR}\r\nTo: confrere{index}@partner.test\r\n"
+                    f"Subject: Envoi {index}\r\nMessage-ID: {message_id}\r\n\r\nBonjour.\r\n"
+                )
+                assert client.sendmail(DOCTOR, [f"confrere{index}@partner.test"], body) == {}
+                sent.append(message_id)
+        until(lambda: handler.held > 0, "node A in a session with the peer")
+        assert a.proc is not None
+        a.proc.kill()
+        a.proc.wait(TIMEOUT)
+        handler.stall = False
+        assert handler.received == []
+        b.start()
+        b.wait_ready()
+
+        def delivered() -> Counter[str]:
+            return Counter(
+                str(message_from_bytes(r.content)["Message-ID"]) for r in list(handler.received)
+            )
+
+        until(lambda: set(delivered()) >= set(sent), "node B delivered A's claimed mail")
+
+        async def waiting() -> int:
+            async with open_app(b.settings) as app, app.db.read() as conn:
+                count = await conn.scalar(
+                    select(func.count())
+                    .select_from(outbound_recipients)
+                    .where(outbound_recipients.c.state != "delivered")
+                )
+                return int(count or 0)
+
+        until(lambda: asyncio.run(waiting()) == 0, "the queue is empty")
+        assert delivered() == Counter(dict.fromkeys(sent, 1))
+        report = " ".join(caducee("doctor", "--data", str(b.settings.data_dir)).stdout.split())
+        assert f"nœud {socket.gethostname()}:{a.settings.data_dir} muet depuis" in report
+        assert "1 nœud(s) en service, 2 vu(s)" in report
+    finally:
+        cluster.stop()
+        controller.stop()
+
+
+async def _accounts(settings: Settings) -> Accounts:
+    async with open_app(settings) as app:
+        return await setup(app)

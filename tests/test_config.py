@@ -50,6 +50,7 @@ async def test_client_limits_apply_to_every_mail_door(tmp_path: Path) -> None:
         ("[cluster]\nheartbeat_seconds = 0\n", "heartbeat_seconds strictement positif"),
         ("[trust]\nsnapshot_seconds = -1\n", "snapshot_seconds doit être positif"),
         ('[cluster]\nsingle_node = "oui"\n', "single_node"),
+        ("[outbound]\nlease_seconds = 0\n", "lease_seconds doit valoir au moins 1"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(

@@ -91,6 +91,9 @@ class Settings:
     outbound_ca_file: str = ""  # extra CA bundle to verify remote servers (tests, private PKI)
     queue_max_age_hours: int = 120
     queue_delay_notice_hours: int = 4
+    #: How long an outbound worker's claim holds a recipient ([outbound] lease_seconds): a node
+    #: that dies while delivering leaves its recipients to the others after this long.
+    queue_lease_seconds: int = 3600
     # DNS resolver for MX, SPF, DKIM, DMARC: "" = the system's, else "host:port"
     dns_resolver: str = ""
     dkim_selector: str = "caducee"
@@ -483,6 +486,9 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             outbound.get("delay_notice_hours", settings.queue_delay_notice_hours),
             "outbound.delay_notice_hours",
         )
+        settings.queue_lease_seconds = _int(
+            outbound.get("lease_seconds", settings.queue_lease_seconds), "outbound.lease_seconds"
+        )
         settings.dns_resolver = str(doc.get("dns", {}).get("resolver", ""))
         settings.dkim_selector = str(doc.get("dkim", {}).get("selector", settings.dkim_selector))
         trust = doc.get("trust", {})
@@ -643,6 +649,11 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             f"public_url doit commencer par https:// (reçu {settings.public_url!r}).",
             f"public_url must start with https:// (got {settings.public_url!r}).",
         )
+    if settings.queue_lease_seconds < 1:
+        raise ConfigurationError(
+            "outbound.lease_seconds doit valoir au moins 1.",
+            "outbound.lease_seconds must be at least 1.",
+        )
     if settings.trust_snapshot_seconds < 0 or settings.cluster_heartbeat_seconds <= 0:
         raise ConfigurationError(
             "trust.snapshot_seconds doit être positif ou nul et cluster.heartbeat_seconds "
@@ -731,6 +742,8 @@ def render_config(settings: Settings) -> str:
         f"ca_file = {json.dumps(settings.outbound_ca_file)}",
         f"max_age_hours = {settings.queue_max_age_hours}",
         f"delay_notice_hours = {settings.queue_delay_notice_hours}",
+        "# Durée d'une prise en charge ; un nœud arrêté brutalement la rend après ce délai (s)",
+        f"lease_seconds = {settings.queue_lease_seconds}",
         "",
         "[outbound.transport]",
         '# "domaine.fr" = { host = "relais.exemple.fr", port = 25, tls = "required" }',
