@@ -47,6 +47,10 @@ async def test_client_limits_apply_to_every_mail_door(tmp_path: Path) -> None:
         ("[server]\nloop_lag_warn_ms = -1\n", "loop_lag_warn_ms"),
         ("[annuaire]\nmax_mb = 0\n", "annuaire.max_mb doivent valoir au moins 1"),
         ("[annuaire]\nrefresh_hours = 0\n", "annuaire.refresh_hours"),
+        ("[cluster]\nheartbeat_seconds = 0\n", "heartbeat_seconds strictement positif"),
+        ("[trust]\nsnapshot_seconds = -1\n", "snapshot_seconds doit être positif"),
+        ('[cluster]\nsingle_node = "oui"\n', "single_node"),
+        ("[outbound]\nlease_seconds = 0\n", "lease_seconds doit valoir au moins 1"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(
@@ -115,3 +119,20 @@ def test_directory_settings_are_read_and_written(tmp_path: Path) -> None:
     assert (again.annuaire_url, again.annuaire_refresh_hours, again.annuaire_max_mb) == (
         "https://annuaire.test/extraction.txt", 6, 200,
     )  # fmt: skip
+
+
+def test_cluster_and_snapshot_settings_are_read_and_written(tmp_path: Path) -> None:
+    defaults = load_settings(_write(tmp_path, ""))
+    assert (
+        defaults.cluster_single_node,
+        defaults.cluster_heartbeat_seconds,
+        defaults.trust_snapshot_seconds,
+    ) == (False, 10.0, 30.0)
+    text = "[cluster]\nsingle_node = true\nheartbeat_seconds = 2.5\n[trust]\nsnapshot_seconds = 5\n"
+    settings = load_settings(_write(tmp_path, text))
+    again = load_settings(_write(tmp_path, render_config(settings)))
+    assert (
+        again.cluster_single_node,
+        again.cluster_heartbeat_seconds,
+        again.trust_snapshot_seconds,
+    ) == (True, 2.5, 5.0)

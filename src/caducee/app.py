@@ -5,6 +5,7 @@ Services receive an :class:`App`; protocol adapters and the CLI open one with :f
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from caducee.store.keyring import Keyring
 from caducee.store.s3_blobs import S3BlobStore
 
 C = TypeVar("C")
+log = logging.getLogger(__name__)
 #: The revision that makes the audit trail HMAC-chained with a sealed head.
 AUDIT_HMAC_REVISION = "0018"
 
@@ -48,16 +50,48 @@ class App:
         return created
 
 
-async def check_schema(db: Database) -> None:
-    current = await migrate.current_revision(db)
-    head = migrate.head_revision()
-    if current != head:
+async def check_schema(db: Database) -> migrate.SchemaState:
+    """Refuse to serve on a schema this code does not match: an empty or older one (run
+    ``caducee migrate``), or a newer one unless its newer migrations are all additive (a rolling
+    upgrade: nodes of the previous revision keep serving while the others are upgraded)."""
+    state = await migrate.schema_state(db)
+    current, head = state.current, state.head
+    if state.status == "ahead_compatible":
+        log.warning(
+            "schema=%s code=%s oldest_compatible=%s %s",
+            current,
+            head,
+            state.oldest_compatible,
+            "schema newer than this node, additive: serving; upgrade this node",
+        )
+    elif state.status == "behind":
+        raise ConfigurationError(
+            f"Le schéma de la base est à la révision {current}, ce nœud attend la révision "
+            f"{head} : lancez « caducee migrate » (une fois, depuis ce nœud), puis "
+            "redémarrez-le. Les nœuds de l'ancienne version continuent de servir si la "
+            "migration est additive (voir docs/operations.md, « Plusieurs nœuds »).",
+            f"Database schema is at revision {current}, this node expects revision {head}: "
+            "run 'caducee migrate' (once, from this node), then restart it. Nodes of the "
+            "previous version keep serving if the migration is additive (see "
+            "docs/operations.md, 'Several nodes').",
+        )
+    elif state.status == "ahead":
+        raise ConfigurationError(
+            f"Le schéma de la base est à la révision {current}, plus récente que celle de ce "
+            f"nœud ({head}), et ses migrations ne sont pas toutes additives : installez sur "
+            "ce nœud la version des autres nœuds avant de le redémarrer.",
+            f"Database schema is at revision {current}, newer than this node's ({head}), and "
+            "its migrations are not all additive: install the other nodes' version on this "
+            "node before restarting it.",
+        )
+    elif state.status != "same":
         raise ConfigurationError(
             f"Le schéma de la base est à la révision {current or 'vide'}, {head} attendue. "
             "Lancez « caducee init » (nouvelle installation) ou « caducee migrate ».",
             f"Database schema is at revision {current or 'empty'}, {head} expected. "
             "Run 'caducee init' (new installation) or 'caducee migrate'.",
         )
+    return state
 
 
 @asynccontextmanager
@@ -67,7 +101,11 @@ async def open_app(settings: Settings, *, upgrade: bool = False) -> AsyncIterato
     db = Database(settings.effective_database_url)
     db.keyring = keyring  # the audit chain's key derives from it
     try:
-        if upgrade:
+        if upgrade and (await migrate.schema_state(db)).status.startswith("ahead"):
+            # A later release migrated the database: nothing for this code to apply; it may
+            # serve only if those migrations were additive.
+            await check_schema(db)
+        elif upgrade:
             before = await migrate.current_revision(db)
             await migrate.upgrade(db)
             if before is None or before < AUDIT_HMAC_REVISION:

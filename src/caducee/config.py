@@ -103,6 +103,9 @@ class Settings:
     outbound_ca_file: str = ""  # extra CA bundle to verify remote servers (tests, private PKI)
     queue_max_age_hours: int = 120
     queue_delay_notice_hours: int = 4
+    #: How long an outbound worker's claim holds a recipient ([outbound] lease_seconds): a node
+    #: that dies while delivering leaves its recipients to the others after this long.
+    queue_lease_seconds: int = 3600
     # DNS resolver for MX, SPF, DKIM, DMARC: "" = the system's, else "host:port"
     dns_resolver: str = ""
     dkim_selector: str = "caducee"
@@ -111,6 +114,16 @@ class Settings:
     trust_list_checksum_url: str = ""
     trust_list_refresh_hours: int = 24
     trust_list_max_age_days: int = 7
+    #: How long a node trusts its in-memory copy of the active list before asking the database
+    #: which list is active ([trust] snapshot_seconds): an import on another node is in force
+    #: here within this delay (an import on this node, at once).
+    trust_snapshot_seconds: float = 30.0
+    # Several nodes on one PostgreSQL database (section [cluster], issue 20): each node writes
+    # a heartbeat every heartbeat_seconds and is "alive" for 3 heartbeats; PostgreSQL with
+    # blob_store = "files" is refused unless single_node = true (then only while no other node
+    # is alive).
+    cluster_single_node: bool = False
+    cluster_heartbeat_seconds: float = 10.0
     # National MSSanté directory (annuaire): extraction download (empty URL: imported by hand
     # only), refresh period, largest file accepted
     annuaire_url: str = ""
@@ -541,6 +554,9 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             outbound.get("delay_notice_hours", settings.queue_delay_notice_hours),
             "outbound.delay_notice_hours",
         )
+        settings.queue_lease_seconds = _int(
+            outbound.get("lease_seconds", settings.queue_lease_seconds), "outbound.lease_seconds"
+        )
         settings.dns_resolver = str(doc.get("dns", {}).get("resolver", ""))
         settings.dkim_selector = str(doc.get("dkim", {}).get("selector", settings.dkim_selector))
         trust = doc.get("trust", {})
@@ -553,6 +569,18 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         )
         settings.trust_list_max_age_days = _int(
             trust.get("max_age_days", settings.trust_list_max_age_days), "trust.max_age_days"
+        )
+        settings.trust_snapshot_seconds = _float(
+            trust.get("snapshot_seconds", settings.trust_snapshot_seconds),
+            "trust.snapshot_seconds",
+        )
+        cluster = doc.get("cluster", {})
+        settings.cluster_single_node = _bool(
+            cluster.get("single_node", settings.cluster_single_node), "cluster.single_node"
+        )
+        settings.cluster_heartbeat_seconds = _float(
+            cluster.get("heartbeat_seconds", settings.cluster_heartbeat_seconds),
+            "cluster.heartbeat_seconds",
         )
         settings.trust_ca_file = str(trust.get("ca_file", settings.trust_ca_file))
         annuaire = doc.get("annuaire", {})
@@ -690,6 +718,18 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             f"public_url doit commencer par https:// (reçu {settings.public_url!r}).",
             f"public_url must start with https:// (got {settings.public_url!r}).",
         )
+    if settings.queue_lease_seconds < 1:
+        raise ConfigurationError(
+            "outbound.lease_seconds doit valoir au moins 1.",
+            "outbound.lease_seconds must be at least 1.",
+        )
+    if settings.trust_snapshot_seconds < 0 or settings.cluster_heartbeat_seconds <= 0:
+        raise ConfigurationError(
+            "trust.snapshot_seconds doit être positif ou nul et cluster.heartbeat_seconds "
+            "strictement positif.",
+            "trust.snapshot_seconds must be zero or positive and cluster.heartbeat_seconds "
+            "positive.",
+        )
     if settings.blob_store not in ("files", "database", "s3"):
         raise ConfigurationError(
             "blob_store doit valoir « files », « database » ou « s3 », "
@@ -762,12 +802,21 @@ def render_config(settings: Settings) -> str:
         "# Processus de service (0 : un par cœur ; 1 : un seul, sans superviseur)",
         f"workers = {settings.workers}",
         "",
+        "[cluster]",
+        '# Plusieurs nœuds sur une base PostgreSQL : blob_store = "database". PostgreSQL avec',
+        "# blob_store = \"files\" n'est permis qu'en nœud unique déclaré (single_node = true).",
+        f"single_node = {json.dumps(settings.cluster_single_node)}",
+        "# Battement de cœur du nœud dans la base (s) ; vivant pendant trois battements",
+        f"heartbeat_seconds = {settings.cluster_heartbeat_seconds:g}",
+        "",
         "[outbound]",
         "# Domaines exigeant TLS avec certificat vérifié / domains requiring verified TLS",
         f"require_tls = {json.dumps(settings.require_tls_domains)}",
         f"ca_file = {json.dumps(settings.outbound_ca_file)}",
         f"max_age_hours = {settings.queue_max_age_hours}",
         f"delay_notice_hours = {settings.queue_delay_notice_hours}",
+        "# Durée d'une prise en charge ; un nœud arrêté brutalement la rend après ce délai (s)",
+        f"lease_seconds = {settings.queue_lease_seconds}",
         "",
         "[outbound.transport]",
         '# "domaine.fr" = { host = "relais.exemple.fr", port = 25, tls = "required" }',
@@ -793,6 +842,8 @@ def render_config(settings: Settings) -> str:
         f"checksum_url = {json.dumps(settings.trust_list_checksum_url)}",
         f"refresh_hours = {settings.trust_list_refresh_hours}",
         f"max_age_days = {settings.trust_list_max_age_days}",
+        "# Une liste importée sur un autre nœud s'applique ici après ce délai (secondes)",
+        f"snapshot_seconds = {settings.trust_snapshot_seconds:g}",
         "# Autorités (IGC-Santé) des certificats d'opérateurs, leurs CRL, notre certificat client",
         f"ca_file = {json.dumps(settings.trust_ca_file)}",
         f"crl_dir = {json.dumps(settings.trust_crl_dir)}",

@@ -38,7 +38,7 @@ from caducee.loop_probe import LoopLagProbe
 from caducee.protocols.imap.listener import imap_listener
 from caducee.protocols.pop3.listener import pop3_listener
 from caducee.protocols.smtp.listener import smtp_listener
-from caducee.services import cpu_pool
+from caducee.services import cluster, cpu_pool
 from caducee.services.events import mailbox_events
 from caducee.web import HttpsListener
 
@@ -78,6 +78,7 @@ WORKER_FACTORIES: list[Callable[[App], Worker]] = [
     MaintenanceWorker,
     TrustListRefresher,
     DirectoryRefresher,
+    cluster.Heartbeat,
 ]
 #: Those every worker process of a node runs: the outbound queue's claims are transactional
 #: on both backends (``FOR UPDATE SKIP LOCKED``; SQLite's ``BEGIN IMMEDIATE``), and the worker
@@ -347,6 +348,9 @@ async def serve(
                 # during the first search or indexing.
                 pool_warming = asyncio.create_task(asyncio.to_thread(cpu_pool.warm_up))
                 async with contextlib.AsyncExitStack() as stack:
+                    if role is None:  # under a supervisor, the supervisor joins for its workers
+                        await cluster.join(app)
+                        stack.push_async_callback(cluster.leave, app)
                     if role is not None and app.db.is_sqlite:
                         # One SQLite file, several writing processes: they queue on a lock
                         # handed over at once rather than on SQLite's polling busy handler.

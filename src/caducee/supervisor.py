@@ -50,6 +50,7 @@ from caducee.server import (
     listeners_file,
     single_instance,
 )
+from caducee.services import cluster
 
 log = logging.getLogger(__name__)
 
@@ -290,30 +291,45 @@ async def supervise(settings: Settings, count: int) -> None:
     async with open_app(settings):
         pass
     with single_instance(settings):
-        _remove(listeners_file(settings))  # left over by a crashed run
-        sockets = bind_all(settings)
-        supervisor = Supervisor(settings, sockets, count)
-
-        def on_stop(sig: signal.Signals) -> None:
-            log.info("%s signal=%s", tr("arrêt demandé", "shutdown requested"), sig.name)
-            supervisor.stopping.set()
-
-        def on_reload() -> None:
-            log.info("%s signal=SIGHUP", tr("redémarrage demandé", "restart requested"))
-            supervisor.reload.set()
-
-        installed = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_stop, sig)
-            installed.append(sig)
-        loop.add_signal_handler(signal.SIGHUP, on_reload)
-        installed.append(signal.SIGHUP)
+        # This node joins the cluster (or is refused) once, before any worker starts; worker 0
+        # then keeps its heartbeat (server.WORKER_FACTORIES).
+        async with open_app(settings) as app:
+            await cluster.join(app)
         try:
-            await supervisor.run()
+            await _supervise_joined(settings, count, loop)
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-            for sock in sockets.values():
-                sock.close()
-            _remove(listeners_file(settings))
+            async with open_app(settings) as app:
+                await cluster.leave(app)
     log.info(tr("serveur arrêté", "server stopped"))
+
+
+async def _supervise_joined(
+    settings: Settings, count: int, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Bind the listeners, run the workers until SIGTERM or SIGINT, restart them on SIGHUP."""
+    _remove(listeners_file(settings))  # left over by a crashed run
+    sockets = bind_all(settings)
+    supervisor = Supervisor(settings, sockets, count)
+
+    def on_stop(sig: signal.Signals) -> None:
+        log.info("%s signal=%s", tr("arrêt demandé", "shutdown requested"), sig.name)
+        supervisor.stopping.set()
+
+    def on_reload() -> None:
+        log.info("%s signal=SIGHUP", tr("redémarrage demandé", "restart requested"))
+        supervisor.reload.set()
+
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop, sig)
+        installed.append(sig)
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
+    installed.append(signal.SIGHUP)
+    try:
+        await supervisor.run()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        for sock in sockets.values():
+            sock.close()
+        _remove(listeners_file(settings))

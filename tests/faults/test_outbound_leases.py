@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from caducee.app import open_app
 from caducee.config import Settings, TransportRoute
-from caducee.flows.outbound import LEASE, OutboundWorker
+from caducee.flows.outbound import OutboundWorker
 from caducee.services import queue
 from caducee.services.queue import QueueRecipient
 from caducee.store.tables import outbound_recipients
@@ -111,7 +111,7 @@ def test_leases_of_a_killed_node_are_delivered_once_after_they_expire(
                 worker = OutboundWorker(app, node_id="node-b")
                 now = datetime.now(UTC)
                 while_leased = (await worker.run_once(now)).claimed
-                later = now + LEASE + timedelta(minutes=1)
+                later = now + worker.lease + timedelta(minutes=1)
                 after = await worker.run_once(later)
                 again = (await worker.run_once(later + timedelta(minutes=1))).claimed
                 return while_leased, after.delivered, again

@@ -13,6 +13,7 @@ from caducee.clients import clamd
 from caducee.config import Settings
 from caducee.errors import CaduceeError
 from caducee.i18n import tr
+from caducee.services.cluster import ALIVE_BEATS
 from caducee.store import migrate, node_repo, trust_repo
 from caducee.store.database import Database
 from caducee.store.keyring import load_master_keys
@@ -20,6 +21,8 @@ from caducee.store.s3_blobs import S3BlobStore
 from caducee.tls import certificate_not_after
 
 CERT_WARNING = timedelta(days=30)
+#: ``caducee doctor`` lists the nodes seen within this delay.
+NODES_SEEN_WITHIN = timedelta(days=1)
 
 
 @dataclass
@@ -96,9 +99,19 @@ async def check_database(settings: Settings, key_ids: set[str], report: Report) 
             return
         kind = "SQLite" if db.is_sqlite else "PostgreSQL"
         report.ok(f"base de données {kind} joignable", f"{kind} database reachable")
-        current, head = await migrate.current_revision(db), migrate.head_revision()
+        state = await migrate.schema_state(db)
+        current, head = state.current, state.head
         if current == head:
             report.ok(f"schéma à jour (révision {head})", f"schema up to date (revision {head})")
+        elif state.status == "ahead_compatible":
+            report.warn(
+                f"schéma en révision {current}, plus récente que ce nœud ({head}) mais additive "
+                f"(compatible depuis {state.oldest_compatible}) : ce nœud sert encore ; "
+                "mettez-le à jour",
+                f"schema at revision {current}, newer than this node ({head}) but additive "
+                f"(compatible from {state.oldest_compatible}): this node still serves; "
+                "upgrade it",
+            )
         else:
             report.error(
                 f"schéma en révision {current or 'vide'}, {head} attendue : lancez "
@@ -118,8 +131,40 @@ async def check_database(settings: Settings, key_ids: set[str], report: Report) 
         elif key_ids:
             report.ok("toutes les clés de données sont lisibles", "every data key is readable")
         await check_trust_list(settings, db, report)
+        await check_cluster(settings, db, report)
     finally:
         await db.dispose()
+
+
+async def check_cluster(settings: Settings, db: Database, report: Report) -> None:
+    """The nodes that served this database in the last day: alive or not, version, schema
+    revision of their code (``cluster_nodes``, see services.cluster)."""
+    now = datetime.now(UTC)
+    async with db.read() as conn:
+        seen = await node_repo.nodes(conn, seen_since=now - NODES_SEEN_WITHIN)
+    alive_after = now - timedelta(seconds=ALIVE_BEATS * settings.cluster_heartbeat_seconds)
+    alive = [n for n in seen if n.seen_at >= alive_after]
+    report.ok(
+        f"grappe : {len(alive)} nœud(s) en service, {len(seen)} vu(s) depuis 24 h",
+        f"cluster: {len(alive)} node(s) serving, {len(seen)} seen in the last 24 h",
+    )
+    for node in seen:
+        age = int((now - node.seen_at).total_seconds())
+        where = f"{node.hostname}:{node.data_dir}"
+        if node.seen_at >= alive_after:
+            report.ok(
+                f"  nœud {where} en service (version {node.version}, schéma "
+                f"{node.schema_revision}, blobs {node.blob_store}, vu il y a {age} s)",
+                f"  node {where} serving (version {node.version}, schema "
+                f"{node.schema_revision}, blobs {node.blob_store}, seen {age} s ago)",
+            )
+        else:
+            report.warn(
+                f"  nœud {where} muet depuis {age} s (version {node.version}, schéma "
+                f"{node.schema_revision}) : arrêté brutalement ?",
+                f"  node {where} silent for {age} s (version {node.version}, schema "
+                f"{node.schema_revision}): killed?",
+            )
 
 
 async def check_trust_list(settings: Settings, db: Database, report: Report) -> None:

@@ -90,9 +90,9 @@ from caducee.store.queue_repo import QueueRow
 
 log = logging.getLogger(__name__)
 
-#: How long a claim holds a recipient; longer than any session (see SESSION_DEADLINE).
-LEASE = timedelta(hours=1)
-#: The longest one domain's delivery may take before it is abandoned (temporary failure).
+#: The longest one domain's delivery may take before it is abandoned (temporary failure); a
+#: claim holds its recipients ``[outbound] lease_seconds`` (an hour by default), and a session
+#: never outlives three quarters of it (see :meth:`OutboundWorker.session_deadline`).
 SESSION_DEADLINE = timedelta(minutes=45)
 #: At stop, how long deliveries in progress may still take (seconds) before they are cut.
 STOP_GRACE_SECONDS = 10.0
@@ -149,7 +149,9 @@ class OutboundWorker:
         self.mx_port = mx_port
         self.batch_size = batch_size
         self.concurrency = concurrency
-        self.poll_seconds = poll_seconds
+        # A claim left by a dead node is taken over once expired: look at least that often.
+        self.lease = timedelta(seconds=app.settings.queue_lease_seconds)
+        self.poll_seconds = min(poll_seconds, self.lease.total_seconds())
         # RFC 5321 §4.5.3.2: 5 minutes per command, 10 minutes for the end of DATA
         self.client = smtp.SmtpClient(
             app.settings.hostname,
@@ -272,7 +274,7 @@ class OutboundWorker:
     async def _claim(self, now: datetime, skip_domains: set[str] | None = None) -> list[QueueRow]:
         async with self.app.db.write() as conn:
             return await queue_repo.claim_due(
-                conn, now, self.owner, now + LEASE, self.batch_size, skip_domains or ()
+                conn, now, self.owner, now + self.lease, self.batch_size, skip_domains or ()
             )
 
     async def _deliver_and_record(
@@ -383,10 +385,15 @@ class OutboundWorker:
 
     # ----- delivery ------------------------------------------------------------------------
 
+    def session_deadline(self) -> float:
+        """Seconds one domain's delivery may take: well within the claim's lease, so that no
+        other node takes over recipients still being delivered."""
+        return min(SESSION_DEADLINE.total_seconds(), 0.75 * self.lease.total_seconds())
+
     async def _deliver_domain(self, domain: str, rows: list[QueueRow]) -> dict[int, Result]:
         """Deliver ``rows`` (all for ``domain``); never raises: failures become results."""
         try:
-            async with asyncio.timeout(SESSION_DEADLINE.total_seconds()):
+            async with asyncio.timeout(self.session_deadline()):
                 return await self._attempt(domain, rows)
         except DeliveryFailure as failure:
             return {row.id: Result(failure.reply) for row in rows}
@@ -610,7 +617,7 @@ class OutboundWorker:
         now = (now or datetime.now(UTC)).astimezone(UTC)
         async with self.app.db.write() as conn:
             rows = await queue_repo.claim_reports(
-                conn, now, self.owner, now + LEASE, self.batch_size
+                conn, now, self.owner, now + self.lease, self.batch_size
             )
         if not rows:
             return 0

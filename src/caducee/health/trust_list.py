@@ -163,16 +163,12 @@ async def entries(app: App, domain: str) -> list[trust_repo.DomainRow]:
 @dataclass
 class _Snapshot:
     """The active list in memory: checked against the database at most every
-    :data:`SNAPSHOT_SECONDS` (an import on another node shows within that delay)."""
+    ``[trust] snapshot_seconds`` (an import on another node shows within that delay)."""
 
     list_id: int | None = None
     checked_at: float = float("-inf")
     domains: dict[str, frozenset[str]] = field(default_factory=dict)
     dns: frozenset[str] = frozenset()
-
-
-#: How long a node trusts its in-memory copy of the list before asking which list is active.
-SNAPSHOT_SECONDS = 30.0
 
 
 async def _snapshot(app: App) -> _Snapshot:
@@ -181,7 +177,7 @@ async def _snapshot(app: App) -> _Snapshot:
         snapshot = _Snapshot()
         app.components["TrustSnapshot"] = snapshot
     now = time.monotonic()
-    if now - snapshot.checked_at < SNAPSHOT_SECONDS:
+    if now - snapshot.checked_at < app.settings.trust_snapshot_seconds:
         return snapshot
     async with app.db.read() as conn:
         list_id = await trust_repo.active_list_id(conn)

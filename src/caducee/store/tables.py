@@ -849,3 +849,30 @@ annuaire_tokens = Table(
     ),
     Column("seq", Integer, nullable=False),
 )
+
+#: The nodes serving this database (issue 20): one row per data directory (``node_id`` is kept
+#: in ``<data dir>/node-id``), its heartbeat ``seen_at`` rewritten every few seconds while it
+#: serves. ``caducee doctor`` lists them; ``serve`` refuses a file blob store while another is
+#: alive.
+cluster_nodes = Table(
+    "cluster_nodes",
+    metadata,
+    Column("node_id", String(64), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("data_dir", String(1024), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("schema_revision", String(32), nullable=False),
+    Column("blob_store", String(16), nullable=False),
+    Column("pid", Integer, nullable=False),
+    _ts("started_at"),
+    _ts("seen_at"),
+)
+
+#: One row, written by ``caducee migrate``: the schema's revision and the oldest code revision
+#: that may still serve on it (older than ``revision`` when the newest migrations are additive).
+schema_compat = Table(
+    "schema_compat",
+    metadata,
+    Column("revision", String(32), primary_key=True),
+    Column("oldest_compatible", String(32), nullable=False),
+)
