@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from caducee.config import Settings, load_settings
+from caducee.store import s3_blobs
 from tests.s3server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, LocalS3, local_s3, use_s3
 from tests.serving import prepare, serve_process, stderr_of, wait_listeners
 from tests.test_backup import caducee, new_database
@@ -239,6 +240,9 @@ def test_object_store_outage_during_smtp_load_loses_nothing_acknowledged(
             assert typ == "OK"
             typ, data = reader.uid("FETCH", first_uid, "(BODY.PEEK[])")
             assert typ == "NO" and data[0] is not None and b"[UNAVAILABLE]" in data[0], data
+            # APPEND: nothing stored without its content (RFC 5530 §3 UNAVAILABLE).
+            typ, data = reader.append("INBOX", "", None, message("append", 50_000))
+            assert typ == "NO" and b"[UNAVAILABLE]" in data[0], data
             # POP3: the same (RFC 3206 §4 SYS/TEMP), the session goes on.
             pop = node.pop3()
             with pytest.raises(poplib.error_proto, match=r"\[SYS/TEMP\]"):
@@ -295,6 +299,10 @@ def test_doctor_sees_the_bucket_backup_copies_the_objects_restore_reads_them(
                 assert mx.sendmail(EXTERNAL, [LOGIN], raw) == {}
         healthy = caducee("doctor", "--data", data)
         assert f"stockage objet S3 joignable : {settings.s3_bucket}" in healthy.stdout
+        assert "suspendues" not in healthy.stdout
+        with s3_blobs.hold_removals(settings) as bucket:  # a backup under way: no warning
+            assert "suspendues" not in caducee("doctor", "--data", data).stdout
+            assert bucket.head_object(Bucket=settings.s3_bucket, Key=s3_blobs.HOLD_KEY)
         s3.stop()
         try:
             down = caducee("doctor", "--data", data)

@@ -227,7 +227,7 @@ async def check_blob_store(settings: Settings, report: Report) -> None:
     where = f"{settings.s3_bucket} ({settings.s3_endpoint or 'AWS'})"
     store = S3BlobStore(settings)
     try:
-        await store.check()
+        held_since = await store.check()
     except CaduceeError:
         report.error(
             f"stockage objet S3 injoignable : compartiment {where} ; le courrier est refusé "
@@ -237,6 +237,14 @@ async def check_blob_store(settings: Settings, report: Report) -> None:
         )
     else:
         report.ok(f"stockage objet S3 joignable : {where}", f"S3 object store reachable: {where}")
+        if held_since is not None and held_since < datetime.now(UTC) - timedelta(days=1):
+            day = held_since.date().isoformat()
+            report.warn(
+                f"suppressions d'objets S3 suspendues par une sauvegarde depuis le {day} : une "
+                "sauvegarde a échoué ? la prochaine « caducee backup » les reprend",
+                f"S3 object deletions held by a backup since {day}: did a backup fail? the next "
+                "'caducee backup' resumes them",
+            )
     finally:
         await store.close()
 

@@ -34,7 +34,7 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -282,13 +282,20 @@ class S3BlobStore:
             if answer.get("Errors"):
                 log.warning("s3 removal: %d object(s) not deleted", len(answer["Errors"]))
 
-    async def check(self) -> None:
-        """Raise :class:`StorageUnavailable` unless the bucket answers (``HeadBucket``)."""
+    async def check(self) -> datetime | None:
+        """Raise :class:`StorageUnavailable` unless the bucket answers (``HeadBucket``); when
+        a backup holds removals, since when (a hold a day old is a backup that crashed)."""
         try:
             client = await self.client()
             await client.head_bucket(Bucket=self.bucket)
+            hold = await client.head_object(Bucket=self.bucket, Key=self.prefix + HOLD_KEY)
+        except ClientError as error:
+            if _code(error) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise _unavailable(error, "check") from None
         except _ERRORS as error:
             raise _unavailable(error, "check") from None
+        return cast(datetime, hold["LastModified"])
 
     async def sweep_orphans(self, db: Database, older_than: timedelta) -> int:
         """Delete the objects no row names that are older than ``older_than`` (uploads of
