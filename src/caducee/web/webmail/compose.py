@@ -212,14 +212,7 @@ async def _outgoing(
         )
     forward = _ref(draft.forward)
     if forward is not None:
-        of = await webmail.open_folder(app, view.access, forward[0])
-        _row, raw = await webmail.message(app, of, forward[1])
-        for attachment in mail_display.display(raw).attachments:
-            found = mail_display.part_bytes(raw, attachment.index)
-            if found is not None:
-                attachments.append(
-                    compose.Attachment(attachment.filename, attachment.content_type, found[1])
-                )
+        attachments += await compose.forwarded(app, view.access, compose.Original(*forward))
     return Outgoing(
         to=tuple(_addresses(draft.to, "À")),
         cc=tuple(_addresses(draft.cc, "Cc")),
@@ -268,7 +261,7 @@ async def send(request: Request, user: WebUser) -> Response:
         return await _form(request, view, draft, error=error_message(exc), status=400)
     await _drop_draft(request, view, draft.draft_uid)
     assert sent is not None
-    return await _after_send(request, view, draft, sent)
+    return await _after_send(request, view, draft, sent.folder)
 
 
 def _draft_from(text: dict[str, str]) -> Draft:
@@ -308,13 +301,7 @@ async def _after_send(
     web = state(request)
     answered = _ref(draft.reply_to_ref)
     if answered is not None:
-        try:
-            of = await webmail.open_folder(web.app, view.access, answered[0])
-            rows = await webmail.rows_by_uid(web.app, of, {answered[1]})
-            if rows and of.rights.write:
-                await webmail.set_flags(web.app, of, [rows[0].id], Flag.ANSWERED, True)
-        except CaduceeError:
-            pass  # the original is gone: the message is sent all the same
+        await compose.mark_answered(web.app, view.access, compose.Original(*answered))
     return redirect(f"{base_path(view)}/d/{sent.folder.id}", flash="sent")
 
 
