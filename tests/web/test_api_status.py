@@ -160,6 +160,9 @@ async def test_every_operation_answers_what_its_description_says(
     await check.call("POST", message + "/marquer", {**ids, "uid": 99}, 404, full, json={})
     await check.call("POST", m + "/envoyer", ids, 422, full, json={"a": []})
     await check.call("POST", m + "/envoyer", ids, 400, full, content=b"{pas du json")
+    # Over the listener's body limit (web.middleware): 413, in the API's error schema too.
+    too_big = await check.call("POST", "/patients", ids, 413, full, content=b"x" * 2_000_000)
+    assert too_big.json()["error"]["code"] == "taille"
 
     # The refusals every operation can meet: no token, a token without the scope, unknown ids.
     ids["patient_id"] = patient["patient_id"]

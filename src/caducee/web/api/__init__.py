@@ -1,7 +1,8 @@
 """REST API for practice software (LPS), ``/api/v1`` (JSON over HTTPS). Authentication:
 ``Authorization: Bearer cdc_…`` (see :mod:`caducee.services.api_tokens`). Every route is
-declared once in :data:`ENDPOINTS` with its scope and schemas (``messages``: mailboxes, folders,
-messages, sending; ``patients``: the registry; ``charter``: the practice's charter; ``lots``:
+declared once in :data:`ENDPOINTS` with its scope, schemas and status codes (``messages``:
+mailboxes, folders, messages, sending, a sent message's trace; ``pickups``: the patient portal's
+pickups of a mailbox; ``patients``: the registry; ``charter``: the practice's charter; ``lots``:
 télétransmission; ``absence``: the token's account's absence; ``annuaire``: the national
 directory, any valid token); the OpenAPI 3.1 description
 (``/api/v1/openapi.json``) is generated here from that list, so it cannot drift; ``auth`` wraps
