@@ -211,3 +211,42 @@ async def test_mon_espace_sante_with_fin_closes_the_exchange(
         assert "clos" in exc.fr
     else:
         raise AssertionError("a reply after FIN must be refused")
+
+
+async def test_drafts_saved_replaced_and_dropped_when_sent(
+    app: App, web: WebClient, people: People
+) -> None:
+    """The webmail's « Enregistrer le brouillon »: a draft needs no recipient, is filed in
+    Drafts (201, Location: the draft), replaces the one it names, and goes once sent."""
+    auth = await _token(app, DOCTOR, DOCTOR, ["envoi", "lecture"])
+    box = await mailboxes.get_mailbox(app, DOCTOR)
+    first = await web.http.post(
+        f"/api/v1/boites/{box.id}/brouillons",
+        json={"objet": "Courrier en cours", "texte": "Début", "cci": [SECRETARY]},
+        headers=auth,
+    )
+    assert first.status_code == 201, first.text
+    shown = (await web.http.get(first.headers["location"], headers=auth)).json()
+    assert shown["objet"] == "Courrier en cours" and shown["texte"].startswith("Début")
+    second = await web.http.post(
+        f"/api/v1/boites/{box.id}/brouillons",
+        json={"a": [SECRETARY], "objet": "Courrier", "texte": "Fin",
+              "brouillon": first.json()["uid"]},
+        headers=auth,
+    )  # fmt: skip
+    assert second.status_code == 201, second.text
+    assert (await web.http.get(first.headers["location"], headers=auth)).status_code == 404
+    [kept] = await _messages(app, DOCTOR, SpecialUse.DRAFTS)
+    assert kept["Subject"] == "Courrier" and kept["Bcc"] is None
+    sent = await web.http.post(
+        f"/api/v1/boites/{box.id}/envoyer",
+        json={"a": [SECRETARY], "objet": "Courrier", "texte": "Fin",
+              "brouillon": second.json()["uid"]},
+        headers=auth,
+    )  # fmt: skip
+    assert sent.status_code == 202, sent.text
+    assert await _messages(app, DOCTOR, SpecialUse.DRAFTS) == []
+    refused = await web.http.post(
+        f"/api/v1/boites/{box.id}/brouillons", json={"brouillon": "x"}, headers=auth
+    )
+    assert refused.status_code == 422

@@ -133,6 +133,7 @@ async def test_every_operation_answers_what_its_description_says(
     assert found
     sent_ids = {**ids, "folder_id": int(found.group(1)), "uid": int(found.group(2))}
     await check.call("GET", message + "/suivi", sent_ids, 200, full)
+    await check.call("POST", m + "/brouillons", ids, 201, full, json={"objet": "x"})
     await check.call("GET", m + "/portail", ids, 200, full)
     await check.call("GET", m + "/portail/{pickup_id}", ids, 200, full)
     await check.call("DELETE", m + "/portail/{pickup_id}", ids, 204, full)

@@ -139,3 +139,37 @@ async def send(
     sent = await webmail.special_folder(app, access, SpecialUse.SENT)
     [uid] = await mailstore.append(app, sent, [mailstore.Appended(composed.raw, flags=Flag.SEEN)])
     return SentCopy(sent, uid)
+
+
+async def save_draft(
+    app: App, access: mailboxes.Access, outgoing: Outgoing, *, replaces: int | None = None
+) -> SentCopy:
+    """File ``outgoing`` in the mailbox's Drafts folder, as IMAP clients see drafts too (read,
+    \\Draft, its Bcc kept, no recipient needed: RFC 5322 §3.6.3), then drop the draft it
+    ``replaces``; returns where it was filed."""
+    check_attachments(
+        len(outgoing.attachments),
+        sum(len(a.data) for a in outgoing.attachments),
+        app.settings.max_message_bytes,
+    )
+    size = len(outgoing.text) + sum(len(a.data) for a in outgoing.attachments)
+    composed = await cpu_pool.run_sized(
+        size, compose, access.mailbox.address, "", outgoing, draft=True
+    )
+    drafts = await webmail.special_folder(app, access, SpecialUse.DRAFTS)
+    [uid] = await mailstore.append(
+        app, drafts, [mailstore.Appended(composed.raw, flags=Flag.SEEN | Flag.DRAFT)]
+    )
+    await drop_draft(app, access, replaces)
+    return SentCopy(drafts, uid)
+
+
+async def drop_draft(app: App, access: mailboxes.Access, uid: int | None) -> None:
+    """Remove the draft ``uid`` of the Drafts folder (once sent, or saved again); a draft
+    already gone is no error."""
+    if uid is None:
+        return
+    drafts = await webmail.special_folder(app, access, SpecialUse.DRAFTS)
+    rows = await webmail.rows_by_uid(app, drafts, {uid})
+    if rows:
+        await mailstore.expunge_deleted(app, drafts, [r.id for r in rows])

@@ -323,19 +323,24 @@ def _sensitive(found: list[Finding]) -> ApiError:
     return error
 
 
-async def send_message(call: Call) -> Response:
-    """The webmail's « Envoyer », field for field (see docs/api.md): recipients, subject,
-    text, attachments (and a forwarded message's), a reply's threading (and the original
-    flagged answered), read-receipt request, the end of an exchange with a patient (FIN), a
-    message about a patient (INS, XDM, Mon espace santé), RFC 3461 options, and, on demand,
-    the sensitive-data check the webmail shows before sending. 202: stored and queued; the
-    Location is the message's trace."""
-    access = await call.mailbox(send=True)
-    body = await json_body(call)
+def _draft_uid(body: dict[str, Any]) -> int | None:
+    value = body.get("brouillon")
+    if value is None:
+        return None
+    if type(value) is not int or not 0 < value < 2**32:
+        raise ApiError(422, "invalide", "brouillon : UID attendu.", "brouillon: a UID expected.")
+    return value
+
+
+async def _written(
+    call: Call, access: mailboxes.Access, body: dict[str, Any], *, draft: bool = False
+) -> tuple[compose.Outgoing, compose.Original | None]:
+    """What the body asks to write, as the webmail's form gives it (a draft may have no
+    recipient yet), and the message it answers."""
     to = _strings(body.get("a"), "a")
     cc = _strings(body.get("cc"), "cc")
     bcc = _strings(body.get("cci"), "cci")
-    if not (to or cc or bcc):
+    if not (to or cc or bcc or draft):
         raise ApiError(422, "destinataires", "Aucun destinataire.", "No recipient.")
     subject, text = body.get("objet", ""), body.get("texte", "")
     if not isinstance(subject, str) or not isinstance(text, str) or len(subject) > 500:
@@ -359,9 +364,6 @@ async def send_message(call: Call) -> Response:
     references = _message_ids(body, "references", MAX_REFERENCES)
     receipt = _flag(body, "accuse_lecture")
     close_exchange = _flag(body, "fin_echange")
-    check_sensitive = _flag(body, "verifier_donnees_sensibles")
-    dsn = _dsn(body.get("dsn"))
-    about = _about_patient(body.get("patient"))
     if answers is not None:
         in_reply_to, references = await compose.reply_headers(call.app, access, answers)
     if forwards is not None:
@@ -378,6 +380,23 @@ async def send_message(call: Call) -> Response:
         close_exchange=close_exchange,
         attachments=tuple(attachments),
     )
+    return outgoing, answers
+
+
+async def send_message(call: Call) -> Response:
+    """The webmail's « Envoyer », field for field (see docs/api.md): recipients, subject,
+    text, attachments (and a forwarded message's), a reply's threading (and the original
+    flagged answered), read-receipt request, the end of an exchange with a patient (FIN), a
+    message about a patient (INS, XDM, Mon espace santé), RFC 3461 options, the draft it
+    replaces, and, on demand, the sensitive-data check the webmail shows before sending.
+    202: stored and queued; the Location is the message's trace."""
+    access = await call.mailbox(send=True)
+    body = await json_body(call)
+    outgoing, answers = await _written(call, access, body)
+    check_sensitive = _flag(body, "verifier_donnees_sensibles")
+    dsn = _dsn(body.get("dsn"))
+    about = _about_patient(body.get("patient"))
+    draft_uid = _draft_uid(body)
     if about is not None:
         outgoing = await patient_compose.about_patient(call.app, access, outgoing, about)
     composed = await compose.build(call.app, access, outgoing)
@@ -395,6 +414,7 @@ async def send_message(call: Call) -> Response:
         dsn=dsn,
     )
     assert sent is not None
+    await compose.drop_draft(call.app, access, draft_uid)
     if answers is not None:
         await compose.mark_answered(call.app, access, answers)
     box, folder = access.mailbox.id, sent.folder.folder.id
@@ -406,6 +426,21 @@ async def send_message(call: Call) -> Response:
             "suivi": PREFIX + trace_path,
         },
         location=trace_path,
+    )
+
+
+async def save_draft(call: Call) -> Response:
+    """The webmail's « Enregistrer le brouillon »: the message as written so far (recipients
+    optional, attachments kept) in the Drafts folder, where IMAP clients see it too; the draft
+    named by « brouillon » is replaced. 201, Location: the draft."""
+    access = await call.mailbox()
+    body = await json_body(call)
+    outgoing, _answers = await _written(call, access, body, draft=True)
+    saved = await compose.save_draft(call.app, access, outgoing, replaces=_draft_uid(body))
+    folder = saved.folder.folder.id
+    return call.answer(
+        {"dossier": folder, "uid": saved.uid},
+        location=f"/boites/{access.mailbox.id}/dossiers/{folder}/messages/{saved.uid}",
     )
 
 
@@ -432,6 +467,114 @@ _ADDRESSES = {
     "type": "array",
     "items": {"type": "string", "format": "email"},
     "maxItems": MAX_RECIPIENTS,
+}
+
+
+_SEND_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["a"],
+    "properties": {
+        "a": _ADDRESSES,
+        "cc": _ADDRESSES,
+        "cci": _ADDRESSES,
+        "objet": {"type": "string", "maxLength": 500},
+        "texte": {"type": "string"},
+        "reponse_a": {
+            **_ORIGINAL,
+            "description": "Réponse à ce message de la boîte : En-têtes In-Reply-To "
+            "et References tirés de lui, marqué « répondu » une fois la réponse partie",
+        },
+        "transfert": {
+            **_ORIGINAL,
+            "description": "Transfert : les pièces jointes de ce message de la boîte partent avec",
+        },
+        "en_reponse_a": {
+            "type": "string",
+            "description": "In-Reply-To donné par le logiciel (<partie@domaine>), "
+            "sans « reponse_a »",
+        },
+        "references": {
+            "type": "string",
+            "description": "References (identifiants <partie@domaine> séparés par des "
+            f"espaces, {MAX_REFERENCES} au plus), sans « reponse_a »",
+        },
+        "accuse_lecture": {
+            "type": "boolean",
+            "description": "Demander un accusé de lecture (Disposition-Notification-To, RFC 8098)",
+        },
+        "fin_echange": {
+            "type": "boolean",
+            "description": "Clore l'échange avec le patient (X-MSS-MES: FIN, objet "
+            "préfixé [FIN], Mon espace santé)",
+        },
+        "verifier_donnees_sensibles": {
+            "type": "boolean",
+            "description": "Comme le webmail avant l'envoi : 409 « donnees_sensibles » "
+            "avec ce qui a été trouvé si le message part vers un patient ou hors de "
+            "l'espace de confiance et contient des données sensibles ; rien n'est envoyé",
+        },
+        "dsn": {
+            "type": "object",
+            "description": "Options des avis de remise (RFC 3461) : notify = NEVER seul, "
+            "ou SUCCESS, FAILURE, DELAY (par défaut FAILURE, DELAY) ; ret = FULL ou "
+            "HDRS ; envid : référence du logiciel, rendue dans les avis",
+            "properties": {
+                "notify": {
+                    "type": "array",
+                    "items": {
+                        "type": "string",
+                        "enum": ["NEVER", "SUCCESS", "FAILURE", "DELAY"],
+                    },
+                },
+                "ret": {"type": "string", "enum": ["FULL", "HDRS"]},
+                "envid": {"type": "string", "maxLength": 100},
+            },
+            "additionalProperties": False,
+        },
+        "patient": {
+            "type": "object",
+            "description": "Message concernant un patient du registre (INS qualifié) : "
+            "X-MSS-INS, destinataires de l'espace de confiance seulement ; « xdm » : "
+            "type de document, les pièces jointes partent en paquet IHE_XDM.ZIP ; "
+            "« mes » : aussi vers sa messagerie Mon espace santé",
+            "required": ["id"],
+            "properties": {
+                "id": {"type": "integer"},
+                "xdm": {"type": "string", "enum": ["", *DOCUMENT_KINDS]},
+                "mes": {"type": "boolean"},
+            },
+            "additionalProperties": False,
+        },
+        "pieces_jointes": {
+            "type": "array",
+            "maxItems": 20,
+            "items": {
+                "type": "object",
+                "required": ["nom", "contenu"],
+                "properties": {
+                    "nom": {"type": "string"},
+                    "type": {"type": "string"},
+                    "contenu": {"type": "string", "contentEncoding": "base64"},
+                },
+            },
+        },
+    },
+}
+_SEND_BODY["properties"]["brouillon"] = {
+    "type": "integer",
+    "minimum": 1,
+    "description": "UID du brouillon (dossier Brouillons) que ce message remplace : supprimé "
+    "une fois le message parti",
+}
+#: A draft: what a message holds, recipients optional (no patient, DSN or check: they apply
+#: when it is sent).
+_DRAFT_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        name: value
+        for name, value in _SEND_BODY["properties"].items()
+        if name not in ("patient", "dsn", "verifier_donnees_sensibles")
+    },
 }
 
 
@@ -575,97 +718,21 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         },
         status=202,
         errors=(409, 507),
-        request_body={
+        request_body=_SEND_BODY,
+    ),
+    Endpoint(
+        "POST",
+        "/boites/{mailbox_id}/brouillons",
+        save_draft,
+        "envoi",
+        "Enregistrer un brouillon dans le dossier Brouillons (destinataires facultatifs ; "
+        "« brouillon » : l'UID de celui qu'il remplace) ; 201, Location : le brouillon",
+        {
             "type": "object",
-            "required": ["a"],
-            "properties": {
-                "a": _ADDRESSES,
-                "cc": _ADDRESSES,
-                "cci": _ADDRESSES,
-                "objet": {"type": "string", "maxLength": 500},
-                "texte": {"type": "string"},
-                "reponse_a": {
-                    **_ORIGINAL,
-                    "description": "Réponse à ce message de la boîte : En-têtes In-Reply-To "
-                    "et References tirés de lui, marqué « répondu » une fois la réponse partie",
-                },
-                "transfert": {
-                    **_ORIGINAL,
-                    "description": "Transfert : les pièces jointes de ce message de la boîte "
-                    "partent avec",
-                },
-                "en_reponse_a": {
-                    "type": "string",
-                    "description": "In-Reply-To donné par le logiciel (<partie@domaine>), "
-                    "sans « reponse_a »",
-                },
-                "references": {
-                    "type": "string",
-                    "description": "References (identifiants <partie@domaine> séparés par des "
-                    f"espaces, {MAX_REFERENCES} au plus), sans « reponse_a »",
-                },
-                "accuse_lecture": {
-                    "type": "boolean",
-                    "description": "Demander un accusé de lecture (Disposition-Notification-To, "
-                    "RFC 8098)",
-                },
-                "fin_echange": {
-                    "type": "boolean",
-                    "description": "Clore l'échange avec le patient (X-MSS-MES: FIN, objet "
-                    "préfixé [FIN], Mon espace santé)",
-                },
-                "verifier_donnees_sensibles": {
-                    "type": "boolean",
-                    "description": "Comme le webmail avant l'envoi : 409 « donnees_sensibles » "
-                    "avec ce qui a été trouvé si le message part vers un patient ou hors de "
-                    "l'espace de confiance et contient des données sensibles ; rien n'est envoyé",
-                },
-                "dsn": {
-                    "type": "object",
-                    "description": "Options des avis de remise (RFC 3461) : notify = NEVER seul, "
-                    "ou SUCCESS, FAILURE, DELAY (par défaut FAILURE, DELAY) ; ret = FULL ou "
-                    "HDRS ; envid : référence du logiciel, rendue dans les avis",
-                    "properties": {
-                        "notify": {
-                            "type": "array",
-                            "items": {
-                                "type": "string",
-                                "enum": ["NEVER", "SUCCESS", "FAILURE", "DELAY"],
-                            },
-                        },
-                        "ret": {"type": "string", "enum": ["FULL", "HDRS"]},
-                        "envid": {"type": "string", "maxLength": 100},
-                    },
-                    "additionalProperties": False,
-                },
-                "patient": {
-                    "type": "object",
-                    "description": "Message concernant un patient du registre (INS qualifié) : "
-                    "X-MSS-INS, destinataires de l'espace de confiance seulement ; « xdm » : "
-                    "type de document, les pièces jointes partent en paquet IHE_XDM.ZIP ; "
-                    "« mes » : aussi vers sa messagerie Mon espace santé",
-                    "required": ["id"],
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "xdm": {"type": "string", "enum": ["", *DOCUMENT_KINDS]},
-                        "mes": {"type": "boolean"},
-                    },
-                    "additionalProperties": False,
-                },
-                "pieces_jointes": {
-                    "type": "array",
-                    "maxItems": 20,
-                    "items": {
-                        "type": "object",
-                        "required": ["nom", "contenu"],
-                        "properties": {
-                            "nom": {"type": "string"},
-                            "type": {"type": "string"},
-                            "contenu": {"type": "string", "contentEncoding": "base64"},
-                        },
-                    },
-                },
-            },
+            "properties": {"dossier": {"type": "integer"}, "uid": {"type": "integer"}},
         },
+        status=201,
+        errors=(507,),
+        request_body=_DRAFT_BODY,
     ),
 )

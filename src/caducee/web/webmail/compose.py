@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from caducee.domain import mail_display
 from caducee.domain.addresses import normalize_address
-from caducee.domain.model import Flag, SpecialUse
+from caducee.domain.model import SpecialUse
 from caducee.errors import CaduceeError, InvalidInput
 from caducee.flows import compose, patient_compose, submission
 from caducee.flows.compose import MAX_SUBJECT, Outgoing
@@ -286,13 +286,7 @@ def _draft_from(text: dict[str, str]) -> Draft:
 
 
 async def _drop_draft(request: Request, view: BoxView, uid: int | None) -> None:
-    if uid is None:
-        return
-    app = state(request).app
-    drafts = await webmail.special_folder(app, view.access, SpecialUse.DRAFTS)
-    rows = await webmail.rows_by_uid(app, drafts, {uid})
-    if rows:
-        await mailstore.expunge_deleted(app, drafts, [r.id for r in rows])
+    await compose.drop_draft(state(request).app, view.access, uid)
 
 
 async def _after_send(
@@ -305,10 +299,10 @@ async def _after_send(
     return redirect(f"{base_path(view)}/d/{sent.folder.id}", flash="sent")
 
 
-def _draft_message(view: BoxView, draft: Draft) -> bytes:
-    """The draft as a message for the Drafts folder (what IMAP clients see too); uploads are
-    not kept in a draft, they go with the message when it is sent."""
-    outgoing = Outgoing(
+def _draft_outgoing(draft: Draft) -> Outgoing:
+    """The draft as written; uploads are not kept in a webmail draft, they go with the message
+    when it is sent."""
+    return Outgoing(
         to=tuple(_split(draft.to)),
         cc=tuple(_split(draft.cc)),
         bcc=tuple(_split(draft.bcc)),
@@ -317,7 +311,6 @@ def _draft_message(view: BoxView, draft: Draft) -> bytes:
         in_reply_to=draft.in_reply_to,
         references=draft.references,
     )
-    return compose.compose(view.mailbox.address, "", outgoing, draft=True).raw
 
 
 @page()
@@ -327,13 +320,10 @@ async def save_draft(request: Request, user: WebUser) -> Response:
     view = await open_view(request, user)
     form = await request.form(max_files=64, max_part_size=web.app.settings.max_message_bytes)
     draft = _draft_from({k: v for k, v in form.items() if isinstance(v, str)})
-    drafts = await webmail.special_folder(web.app, view.access, SpecialUse.DRAFTS)
-    [uid] = await mailstore.append(
-        web.app,
-        drafts,
-        [mailstore.Appended(_draft_message(view, draft), flags=Flag.SEEN | Flag.DRAFT)],
+    saved = await compose.save_draft(
+        web.app, view.access, _draft_outgoing(draft), replaces=draft.draft_uid
     )
-    await _drop_draft(request, view, draft.draft_uid)
+    uid = saved.uid
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse({"brouillon": uid})
     return redirect(f"{base_path(view)}/ecrire?brouillon={uid}", flash="draft_saved")
