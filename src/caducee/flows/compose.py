@@ -11,7 +11,10 @@ of exchange, the text and the attachments (RFC 2183 Content-Disposition), lines 
 pipeline, checks and audit as SMTP submission — then files the Sent copy when the door asks
 for it (SMTP clients file their own over IMAP). A door may ask for RFC 3461 delivery reports
 (:class:`Dsn`: NOTIFY for every recipient, RET, ENVID), checked by
-:func:`caducee.services.queue.check_dsn` as the queue checks SMTP's.
+:func:`caducee.services.queue.check_dsn` as the queue checks SMTP's. What both doors offer
+around it lives here once too: a reply's threading (:func:`reply_headers`) and its original
+flagged answered (:func:`mark_answered`), a forwarded message's attachments
+(:func:`forwarded`), drafts (:func:`save_draft`, :func:`drop_draft`).
 """
 
 from __future__ import annotations
