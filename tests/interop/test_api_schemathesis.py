@@ -14,6 +14,7 @@ import pytest
 from caducee.app import open_app
 from caducee.config import Settings
 from caducee.domain.model import MailboxType
+from caducee.health import pickup
 from caducee.services import api_tokens, mailboxes
 from caducee.services.delivery import deliver_local
 from tests.health.lots_seed import seed
@@ -27,14 +28,19 @@ TLT = "tlt@cabinet.test"
 def _setup(settings: Settings) -> str:
     async def go() -> str:
         async with open_app(settings) as app:
-            await practice(app)
-            await person(app, LOGIN)
+            cabinet = await practice(app)
+            _account, box = await person(app, LOGIN)
             await person(app, "confrere@cabinet.test")
             mail = (
                 f"From: a@ailleurs.test\r\nTo: {LOGIN}\r\nSubject: CR\r\n"
                 "Message-ID: <s1@ailleurs.test>\r\n\r\nTexte\r\n"
             )
             await deliver_local(app, mail.encode(), [LOGIN])
+            await pickup.create_pickup(  # a message left on the patient portal
+                app, practice_id=cabinet.id, sender_mailbox_id=box.id, sender_address=LOGIN,
+                patient_email="patient@ailleurs.test", patient_mobile="+33612345678",
+                raw_message=mail.encode(), passphrase="cheval-agrafe-42", source="t",
+            )  # fmt: skip
             await mailboxes.add_mailbox(app, TLT, MailboxType.TLT, LOGIN)
             await seed(app, TLT)
             token, _ = await api_tokens.create_token(
