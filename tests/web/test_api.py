@@ -126,7 +126,7 @@ async def test_send_through_the_pipeline(app: App, web: WebClient, people: Peopl
         },
         headers=_auth(token),
     )
-    assert sent.status_code == 201 and sent.json()["message_id"].startswith("<")
+    assert sent.status_code == 202 and sent.json()["message_id"].startswith("<")
     secretary_box = await mailboxes.get_mailbox(app, SECRETARY)
     assert secretary_box.used_bytes > 0
     for body, status in (
@@ -248,6 +248,7 @@ async def test_patient_registry_through_the_api(app: App, web: WebClient, people
     created = await web.http.post("/api/v1/patients", json=body, headers=_auth(token))
     assert created.status_code == 201, created.text
     patient = created.json()
+    assert created.headers["location"] == f"/api/v1/patients/{patient['id']}"
     assert patient["mobile"] == "+33698765432" and patient["verification"] == "unverified"
     again = await web.http.post("/api/v1/patients", json=body, headers=_auth(token))
     assert again.status_code == 422 and "autre patient" in again.json()["error"]["message"]
@@ -317,7 +318,7 @@ async def test_sent_message_is_the_webmails_from_with_safe_attachments(
         },
         headers=_auth(token),
     )
-    assert sent.status_code == 201, sent.text
+    assert sent.status_code == 202, sent.text
     [received] = await _messages(app, SECRETARY, SpecialUse.INBOX)
     assert received["From"].addresses[0].display_name == people.doctor_a.display_name
     assert received["Message-ID"] == sent.json()["message_id"]
@@ -353,14 +354,14 @@ async def test_delete_to_the_trash_then_for_good_unless_retained(
     base = f"/api/v1/boites/{tlt.id}/dossiers"
     for uid in (1, 2):
         moved = await web.http.delete(f"{base}/{inbox}/messages/{uid}", headers=_auth(token))
-        assert moved.status_code == 200, moved.text
+        assert moved.status_code == 204 and moved.content == b"", moved.text
     refused = await web.http.delete(f"{base}/{trash}/messages/1", headers=_auth(token))
     assert refused.status_code == 409
     error = refused.json()["error"]
     assert error["code"] == "conservation" and "90 jours" in error["message"]
     assert "can be deleted from" in error["message_en"]
     gone = await web.http.delete(f"{base}/{trash}/messages/2", headers=_auth(token))
-    assert gone.status_code == 200
+    assert gone.status_code == 204
     listing = (await web.http.get(f"{base}/{trash}/messages", headers=_auth(token))).json()
     assert [m["uid"] for m in listing["messages"]] == [1]
     missing = await web.http.delete(f"{base}/{trash}/messages/2", headers=_auth(token))

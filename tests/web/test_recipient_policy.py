@@ -287,7 +287,7 @@ async def test_trust_space_mailbox_writes_to_a_verified_patient_through_the_api(
         json={"a": [PATIENT], "objet": "Vos résultats", "texte": "Votre HbA1c est à 9,1 %."},
         headers={"authorization": f"Bearer {token}"},
     )
-    assert response.status_code == 201, response.text
+    assert response.status_code == 202, response.text
     _assert_notice_only(await _queued(app))
 
 

@@ -305,7 +305,7 @@ async def test_api_sends_and_reads_xdm(app: App, setting: Setting, web: WebClien
         },
         headers=auth,
     )
-    assert sent.status_code == 201, sent.text
+    assert sent.status_code == 202, sent.text
     folders = (
         await web.http.get(f"/api/v1/boites/{setting.mailbox.id}/dossiers", headers=auth)
     ).json()

@@ -20,6 +20,9 @@ MSS_HEADERS = frozenset(("X-MSS-INS", "X-MSS-CODECDA"))
 MAX_ATTACHMENTS = 20
 MAX_FILENAME = 150
 DEFAULT_FILENAME = "piece-jointe"
+#: RFC 5322 §3.6.4 msg-id, as a client may give it for In-Reply-To and References.
+_MSG_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
+MAX_REFERENCES = 50
 #: RFC 2045 §5.1 token characters, for a type or subtype given by the sender.
 _TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
 
@@ -85,6 +88,19 @@ def attachment_filename(value: str) -> str:
     side must not be led to write elsewhere): no directory separator, no control character."""
     name = "".join("_" if c in "/\\" or ord(c) < 32 or ord(c) == 127 else c for c in value)
     return name.strip()[:MAX_FILENAME] or DEFAULT_FILENAME
+
+
+def message_ids(value: str, *, most: int = MAX_REFERENCES) -> str:
+    """``value`` as one or more RFC 5322 §3.6.4 msg-ids (``<left@right>``, separated by
+    white space) for In-Reply-To or References, normalised to single spaces; refused when it
+    is anything else (a line break would forge header fields)."""
+    ids = value.split()
+    if not ids or len(ids) > most or not all(_MSG_ID.fullmatch(i) for i in ids):
+        raise InvalidInput(
+            f"Identifiant de message invalide : « <partie@domaine> » attendu ({most} au plus).",
+            f"Invalid message identifier: '<left@right>' expected (at most {most}).",
+        )
+    return " ".join(ids)
 
 
 def check_attachments(count: int, total_bytes: int, max_bytes: int) -> None:

@@ -28,6 +28,7 @@ from caducee.health.generated_mail import send_generated
 from caducee.health.pickup_mail import ReplyFile
 from caducee.health.pickup_store import (
     Pickup,
+    PickupEvent,
     add_event,
     audit_event,
     by_id,
@@ -328,6 +329,19 @@ async def for_message(app: App, mailbox_id: int, message_id: str) -> list[Pickup
     async with app.db.read() as conn:
         ids = await pickup_repo.ids(conn, mailbox_id=mailbox_id, trace_key=key)
         return [await by_id(conn, i) for i in ids]
+
+
+async def of_mailbox(app: App, pickup_id: int, mailbox_id: int) -> tuple[Pickup, list[PickupEvent]]:
+    """A pickup deposited from ``mailbox_id`` and its log (codes sent, openings, downloads,
+    replies...), for its sender; another mailbox's is the same NotFound as an unknown one."""
+    async with app.db.read() as conn:
+        try:
+            found = await by_id(conn, pickup_id)
+        except NotFound:
+            found = None
+        if found is None or found.sender_mailbox_id != mailbox_id:
+            raise NotFound("Dépôt introuvable.", "Pickup not found.")
+        return found, await pickup_repo.events(conn, pickup_id)
 
 
 async def list_pickups(app: App, mailbox_id: int | None = None) -> list[Pickup]:

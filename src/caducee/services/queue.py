@@ -131,6 +131,16 @@ def _check_notify(notify: Sequence[str]) -> tuple[str, ...]:
     return values
 
 
+def check_dsn(
+    notify: Sequence[str], envid: str | None, ret: str | None
+) -> tuple[tuple[str, ...], str | None, str | None]:
+    """RFC 3461 options asked by a door without SMTP parameters of its own (the REST API):
+    NOTIFY (§4.1), ENVID (§4.4), RET (§4.3), checked as :func:`enqueue` checks them, before
+    anything is stored; returns them normalised (upper case, no duplicate)."""
+    _sender, envid, ret = _check_envelope("", envid, ret)
+    return _check_notify(notify), envid, ret
+
+
 def _check_envelope(
     mail_from: str, envid: str | None, ret: str | None
 ) -> tuple[str, str | None, str | None]:

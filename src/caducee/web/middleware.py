@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
@@ -66,14 +67,23 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-async def _plain(send: Send, status: int, text: str) -> None:
-    body = text.encode("utf-8")
+#: The REST API answers its refusals in its own JSON error schema (``web.api.call``).
+_API_PREFIX = "/api/"
+
+
+async def _plain(send: Send, status: int, text: str, path: str = "") -> None:
+    body, content_type = text.encode("utf-8"), b"text/plain; charset=utf-8"
+    if path.startswith(_API_PREFIX):
+        fr, _, en = text.partition(" / ")
+        code = "taille" if status == 413 else "requete"
+        error = {"error": {"code": code, "message": fr, "message_en": en}}
+        body, content_type = json.dumps(error, ensure_ascii=False).encode(), b"application/json"
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode("ascii")),
                 (b"connection", b"close"),
             ],
@@ -108,15 +118,16 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         too_large = "Requête trop volumineuse. / Request too large."
-        max_bytes = self.limit_for(str(scope.get("path", "")))
+        path = str(scope.get("path", ""))
+        max_bytes = self.limit_for(path)
         declared = _header(scope, b"content-length")
         if declared is not None:
             try:
                 if int(declared) > max_bytes:
-                    await _plain(send, 413, too_large)
+                    await _plain(send, 413, too_large, path)
                     return
             except ValueError:
-                await _plain(send, 400, "Requête invalide. / Bad request.")
+                await _plain(send, 400, "Requête invalide. / Bad request.", path)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -127,7 +138,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > max_bytes:
-                await _plain(send, 413, too_large)
+                await _plain(send, 413, too_large, path)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

@@ -1,7 +1,8 @@
 """REST API for practice software (LPS), ``/api/v1`` (JSON over HTTPS). Authentication:
 ``Authorization: Bearer cdc_…`` (see :mod:`caducee.services.api_tokens`). Every route is
-declared once in :data:`ENDPOINTS` with its scope and schemas (``messages``: mailboxes, folders,
-messages, sending; ``patients``: the registry; ``charter``: the practice's charter; ``lots``:
+declared once in :data:`ENDPOINTS` with its scope, schemas and status codes (``messages``:
+mailboxes, folders, messages, sending, a sent message's trace; ``pickups``: the patient portal's
+pickups of a mailbox; ``patients``: the registry; ``charter``: the practice's charter; ``lots``:
 télétransmission; ``absence``: the token's account's absence; ``annuaire``: the national
 directory, any valid token); the OpenAPI 3.1 description
 (``/api/v1/openapi.json``) is generated here from that list, so it cannot drift; ``auth`` wraps
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from caducee.web.api import absence, annuaire, charter, lots, messages, patients
+from caducee.web.api import absence, annuaire, charter, lots, messages, patients, pickups
 from caducee.web.api.auth import BAD_TOKENS_PER_MINUTE, CALLS_PER_MINUTE, wrap
 from caducee.web.api.call import PREFIX, ApiError, Call, Endpoint
 
@@ -36,6 +37,7 @@ __all__ = [
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     *messages.ENDPOINTS,
+    *pickups.ENDPOINTS,
     *patients.ENDPOINTS,
     *charter.ENDPOINTS,
     *absence.ENDPOINTS,
@@ -43,6 +45,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *annuaire.ENDPOINTS,
 )
 _ERROR = {"$ref": "#/components/schemas/Erreur"}
+_LOCATION = {
+    "description": "Chemin de la ressource créée ou du suivi",
+    "schema": {"type": "string"},
+}
 
 
 def openapi() -> dict[str, Any]:
@@ -50,7 +56,15 @@ def openapi() -> dict[str, Any]:
     for endpoint in ENDPOINTS:
         parameters: list[dict[str, Any]] = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
-            for name in ("mailbox_id", "folder_id", "uid", "part", "number", "patient_id")
+            for name in (
+                "mailbox_id",
+                "folder_id",
+                "uid",
+                "part",
+                "number",
+                "patient_id",
+                "pickup_id",
+            )
             if "{" + name + "}" in endpoint.path
         ]
         parameters += [
@@ -58,32 +72,25 @@ def openapi() -> dict[str, Any]:
             for name, schema in endpoint.query
         ]
         media = endpoint.raw_response or "application/json"
+        responses: dict[str, Any] = {}
+        for code, text in endpoint.statuses().items():
+            if code == endpoint.status:
+                answer: dict[str, Any] = {"description": text}
+                if code != 204:
+                    answer["content"] = {media: {"schema": endpoint.response}}
+                if code in (201, 202):  # RFC 9110 §10.2.2: the resource, or its trace
+                    answer["headers"] = {"Location": _LOCATION}
+                responses[str(code)] = answer
+            else:
+                responses[str(code)] = {
+                    "description": text,
+                    "content": {"application/json": {"schema": _ERROR}},
+                }
         operation: dict[str, Any] = {
             "summary": endpoint.summary,
             "operationId": endpoint.handler.__name__,
             "parameters": parameters,
-            "responses": {
-                str(endpoint.status): {
-                    "description": "OK",
-                    "content": {media: {"schema": endpoint.response}},
-                },
-                **{
-                    str(code): {
-                        "description": text,
-                        "content": {"application/json": {"schema": _ERROR}},
-                    }
-                    for code, text in (
-                        (400, "Requête invalide"),
-                        (401, "Jeton absent ou invalide"),
-                        (403, "Droit insuffisant"),
-                        (404, "Introuvable"),
-                        (409, "Conservation obligatoire (télétransmission)"),
-                        (413, "Trop volumineux"),
-                        (422, "Données invalides"),
-                        (429, "Trop de requêtes"),
-                    )
-                },
-            },
+            "responses": responses,
         }
         if endpoint.scope:
             operation["description"] = f"Droit du jeton : {endpoint.scope}."
@@ -117,8 +124,10 @@ def openapi() -> dict[str, Any]:
                                 "message": {"type": "string"},
                                 "message_en": {"type": "string"},
                             },
+                            "required": ["code", "message", "message_en"],
                         }
                     },
+                    "required": ["error"],
                 }
             },
         },

@@ -92,7 +92,7 @@ async def put_absence(call: Call) -> Response:
 
 async def delete_absence(call: Call) -> Response:
     await absences.remove(call.app, call.account, actor=call.account.login, source=call.source)
-    return Response(status_code=204)
+    return call.answer()
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (

@@ -1,9 +1,12 @@
 """The wrapper every ``/api/v1`` route goes through: the bearer token (RFC 6750 §2.1), its
 scope, the rate limits (per token; per client address for bad tokens), errors as JSON, and the
-audit record of the call (``api.call``: route, token, result; never content)."""
+audit record of the call (``api.call``: route, token, result; never content). Every answer is
+checked against the statuses its declaration documents (:meth:`Endpoint.statuses`, the
+OpenAPI description's source): one it does not document is logged as an error."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -27,6 +30,8 @@ from caducee.services.audit import AuditEvent, record
 from caducee.services.rate_limits import RateLimiter
 from caducee.web.api.call import ApiError, Call, Endpoint, error_response
 from caducee.web.core import client_ip, state
+
+log = logging.getLogger(__name__)
 
 CALLS_PER_MINUTE = 600
 BAD_TOKENS_PER_MINUTE = 20
@@ -73,9 +78,10 @@ def wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             )
         result = "ok"
         try:
-            response = await endpoint.handler(Call(request, found, account))
+            response = await endpoint.handler(Call(request, found, account, endpoint=endpoint))
         except ApiError as exc:
-            result, response = "failed", error_response(exc.status, exc.code, exc.fr, exc.en)
+            result = "failed"
+            response = error_response(exc.status, exc.code, exc.fr, exc.en, details=exc.details)
         except RetentionHold as exc:  # the message's state forbids it, until a date
             result, response = "denied", error_response(409, "conservation", exc.fr, exc.en)
         except VirusFound as exc:  # nothing stored, nothing sent
@@ -95,6 +101,13 @@ def wrap(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             result, response = "failed", error_response(507, "quota", exc.fr, exc.en)
         except CaduceeError as exc:
             result, response = "failed", error_response(422, "invalide", exc.fr, exc.en)
+        if response.status_code not in endpoint.statuses():
+            log.error(
+                "api answer not in its description: %s %s -> %d",
+                endpoint.method,
+                endpoint.path,
+                response.status_code,
+            )
         await record(
             app.db,
             AuditEvent(

@@ -14,15 +14,18 @@ from starlette.responses import JSONResponse, Response
 
 from caducee.domain import mail_display
 from caducee.domain.addresses import normalize_address
+from caducee.domain.composition import MAX_REFERENCES, message_ids
+from caducee.domain.dlp_scan import Finding
 from caducee.domain.model import Flag
 from caducee.domain.xdm_codes import DOCUMENT_KINDS
 from caducee.errors import AccessDenied, InvalidInput
-from caducee.flows import compose, patient_compose
-from caducee.health import xdm_mail
-from caducee.services import mailboxes, webmail
+from caducee.flows import compose, patient_compose, submission
+from caducee.health import pickup, xdm_mail
+from caducee.services import mailboxes, trace, webmail
 from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo
 from caducee.store import directory_repo
-from caducee.web.api.call import ApiError, Call, Endpoint, int_param, json_body
+from caducee.web.api import pickups
+from caducee.web.api.call import PREFIX, ApiError, Call, Endpoint, int_param, json_body
 from caducee.web.core import download_response
 
 
@@ -189,7 +192,30 @@ async def delete_message(call: Call) -> Response:
     if not rows:
         raise ApiError(404, "introuvable", "Message introuvable.", "Message not found.")
     await webmail.delete(call.app, access, of, [rows[0].id])
-    return JSONResponse({"ok": True})
+    return call.answer()
+
+
+async def get_trace(call: Call) -> Response:
+    """The webmail's « Suivi de l'envoi » of a sent message: each recipient's steps (queued,
+    delivered, deferred, bounced, read receipts, patient portal events...) and the pickups it
+    left on the patient portal."""
+    access = await call.mailbox()
+    of = await call.folder(access)
+    _row, raw = await webmail.message(call.app, of, int_param(call.request.path_params["uid"]))
+    message_id = mail_display.display(raw).message_id
+    recipients: dict[str, list[dict[str, str]]] = {}
+    for event in await trace.events(call.app, access.mailbox.id, message_id):
+        recipients.setdefault(event.recipient, []).append(
+            {"etape": event.event, "detail": event.detail, "date": event.ts.isoformat()}
+        )
+    deposited = await pickup.for_message(call.app, access.mailbox.id, message_id)
+    return call.answer(
+        {
+            "message_id": message_id,
+            "destinataires": [{"adresse": a, "etapes": e} for a, e in recipients.items()],
+            "portail": [pickups.pickup_json(p) for p in deposited],
+        }
+    )
 
 
 def _strings(value: object, name: str) -> list[str]:
@@ -221,13 +247,100 @@ def _about_patient(value: object) -> patient_compose.AboutPatient | None:
     return patient_compose.AboutPatient(value["id"], kind, mes)
 
 
-async def send_message(call: Call) -> Response:
-    access = await call.mailbox(send=True)
-    body = await json_body(call)
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise ApiError(422, "invalide", f"{name} : booléen attendu.", f"{name}: a boolean.")
+    return value
+
+
+def _original(value: object, name: str) -> compose.Original | None:
+    """``{"dossier": id, "uid": uid}``: a message of the mailbox the new one answers or
+    forwards."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or type(value.get("dossier")) is not int
+        or type(value.get("uid")) is not int
+    ):
+        raise ApiError(
+            422, "invalide", f"{name} : objet {{« dossier », « uid »}} entiers attendu.",
+            f"{name}: an object with integer 'dossier' and 'uid' expected.",
+        )  # fmt: skip
+    return compose.Original(value["dossier"], value["uid"])
+
+
+def _message_ids(body: dict[str, Any], name: str, most: int) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ApiError(422, "invalide", f"{name} : chaîne attendue.", f"{name}: a string.")
+    try:
+        return message_ids(value, most=most)
+    except InvalidInput as exc:
+        raise ApiError(422, "invalide", f"{name} : {exc.fr}", f"{name}: {exc.en}") from None
+
+
+def _dsn(value: object) -> compose.Dsn:
+    """``{"notify": [...], "ret": "FULL"|"HDRS", "envid": "…"}`` (RFC 3461), checked by the
+    queue's rule when the message is sent."""
+    if value is None:
+        return compose.Dsn()
+    notify = value.get("notify", []) if isinstance(value, dict) else None
+    ret = value.get("ret") if isinstance(value, dict) else None
+    envid = value.get("envid") if isinstance(value, dict) else None
+    if (
+        not isinstance(notify, list)
+        or not all(isinstance(n, str) for n in notify)
+        or not isinstance(ret, str | None)
+        or not isinstance(envid, str | None)
+    ):
+        raise ApiError(
+            422, "invalide", "dsn : {« notify » : liste, « ret », « envid » : chaînes} attendu.",
+            "dsn: {'notify': a list, 'ret', 'envid': strings} expected.",
+        )  # fmt: skip
+    return compose.Dsn(tuple(notify), ret, envid)
+
+
+def _sensitive(found: list[Finding]) -> ApiError:
+    error = ApiError(
+        409,
+        "donnees_sensibles",
+        "Données sensibles dans un message qui part vers un patient ou hors de l'espace de "
+        "confiance : retirez-les, ou renvoyez avec « verifier_donnees_sensibles » à false.",
+        "Sensitive data in a message going to a patient or outside the trust space: remove "
+        "it, or send again with 'verifier_donnees_sensibles' false.",
+    )
+    error.details = {
+        "donnees_sensibles": [
+            {"type": f.kind, "libelle": f.label_fr, "libelle_en": f.label_en,
+             "extrait": f.excerpt, "emplacement": f.where}
+            for f in found
+        ]
+    }  # fmt: skip
+    return error
+
+
+def _draft_uid(body: dict[str, Any]) -> int | None:
+    value = body.get("brouillon")
+    if value is None:
+        return None
+    if type(value) is not int or not 0 < value < 2**32:
+        raise ApiError(422, "invalide", "brouillon : UID attendu.", "brouillon: a UID expected.")
+    return value
+
+
+async def _written(
+    call: Call, access: mailboxes.Access, body: dict[str, Any], *, draft: bool = False
+) -> tuple[compose.Outgoing, compose.Original | None]:
+    """What the body asks to write, as the webmail's form gives it (a draft may have no
+    recipient yet), and the message it answers."""
     to = _strings(body.get("a"), "a")
     cc = _strings(body.get("cc"), "cc")
     bcc = _strings(body.get("cci"), "cci")
-    if not (to or cc or bcc):
+    if not (to or cc or bcc or draft):
         raise ApiError(422, "destinataires", "Aucun destinataire.", "No recipient.")
     subject, text = body.get("objet", ""), body.get("texte", "")
     if not isinstance(subject, str) or not isinstance(text, str) or len(subject) > 500:
@@ -245,25 +358,90 @@ async def send_message(call: Call) -> Response:
             raise ApiError(422, "base64", "Contenu base64 invalide.", "Invalid base64.") from None
         content_type = str(item.get("type") or "application/octet-stream")
         attachments.append(compose.Attachment(str(item.get("nom") or ""), content_type, data))
+    answers = _original(body.get("reponse_a"), "reponse_a")
+    forwards = _original(body.get("transfert"), "transfert")
+    in_reply_to = _message_ids(body, "en_reponse_a", 1)
+    references = _message_ids(body, "references", MAX_REFERENCES)
+    receipt = _flag(body, "accuse_lecture")
+    close_exchange = _flag(body, "fin_echange")
+    if answers is not None:
+        in_reply_to, references = await compose.reply_headers(call.app, access, answers)
+    if forwards is not None:
+        attachments += await compose.forwarded(call.app, access, forwards)
     outgoing = compose.Outgoing(
         to=tuple(to),
         cc=tuple(cc),
         bcc=tuple(bcc),
         subject=subject,
         text=text,
+        in_reply_to=in_reply_to,
+        references=references,
+        receipt=receipt,
+        close_exchange=close_exchange,
         attachments=tuple(attachments),
     )
+    return outgoing, answers
+
+
+async def send_message(call: Call) -> Response:
+    """The webmail's « Envoyer », field for field (see docs/api.md): recipients, subject,
+    text, attachments (and a forwarded message's), a reply's threading (and the original
+    flagged answered), read-receipt request, the end of an exchange with a patient (FIN), a
+    message about a patient (INS, XDM, Mon espace santé), RFC 3461 options, the draft it
+    replaces, and, on demand, the sensitive-data check the webmail shows before sending.
+    202: stored and queued; the Location is the message's trace."""
+    access = await call.mailbox(send=True)
+    body = await json_body(call)
+    outgoing, answers = await _written(call, access, body)
+    check_sensitive = _flag(body, "verifier_donnees_sensibles")
+    dsn = _dsn(body.get("dsn"))
     about = _about_patient(body.get("patient"))
+    draft_uid = _draft_uid(body)
     if about is not None:
         outgoing = await patient_compose.about_patient(call.app, access, outgoing, about)
     composed = await compose.build(call.app, access, outgoing)
-    await compose.send(
+    if check_sensitive:
+        found = await submission.sensitive_findings(
+            call.app, access.mailbox.address, list(composed.recipients), composed.raw
+        )
+        if found:
+            raise _sensitive(found)
+    sent = await compose.send(
         call.app,
         access,
         composed,
         ClientInfo(ip=call.source, helo="api", login=call.account.login, protocol="HTTPS"),
+        dsn=dsn,
     )
-    return JSONResponse({"message_id": composed.message_id}, status_code=201)
+    assert sent is not None
+    await compose.drop_draft(call.app, access, draft_uid)
+    if answers is not None:
+        await compose.mark_answered(call.app, access, answers)
+    box, folder = access.mailbox.id, sent.folder.folder.id
+    trace_path = f"/boites/{box}/dossiers/{folder}/messages/{sent.uid}/suivi"
+    return call.answer(
+        {
+            "message_id": composed.message_id,
+            "envoye": {"dossier": folder, "uid": sent.uid},
+            "suivi": PREFIX + trace_path,
+        },
+        location=trace_path,
+    )
+
+
+async def save_draft(call: Call) -> Response:
+    """The webmail's « Enregistrer le brouillon »: the message as written so far (recipients
+    optional, attachments kept) in the Drafts folder, where IMAP clients see it too; the draft
+    named by « brouillon » is replaced. 201, Location: the draft."""
+    access = await call.mailbox()
+    body = await json_body(call)
+    outgoing, _answers = await _written(call, access, body, draft=True)
+    saved = await compose.save_draft(call.app, access, outgoing, replaces=_draft_uid(body))
+    folder = saved.folder.folder.id
+    return call.answer(
+        {"dossier": folder, "uid": saved.uid},
+        location=f"/boites/{access.mailbox.id}/dossiers/{folder}/messages/{saved.uid}",
+    )
 
 
 _SUMMARY = {
@@ -279,10 +457,124 @@ _SUMMARY = {
         "suivi": {"type": "boolean"},
     },
 }
+_ORIGINAL = {
+    "type": "object",
+    "required": ["dossier", "uid"],
+    "properties": {"dossier": {"type": "integer"}, "uid": {"type": "integer"}},
+    "additionalProperties": False,
+}
 _ADDRESSES = {
     "type": "array",
     "items": {"type": "string", "format": "email"},
     "maxItems": MAX_RECIPIENTS,
+}
+
+
+_SEND_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["a"],
+    "properties": {
+        "a": _ADDRESSES,
+        "cc": _ADDRESSES,
+        "cci": _ADDRESSES,
+        "objet": {"type": "string", "maxLength": 500},
+        "texte": {"type": "string"},
+        "reponse_a": {
+            **_ORIGINAL,
+            "description": "Réponse à ce message de la boîte : En-têtes In-Reply-To "
+            "et References tirés de lui, marqué « répondu » une fois la réponse partie",
+        },
+        "transfert": {
+            **_ORIGINAL,
+            "description": "Transfert : les pièces jointes de ce message de la boîte partent avec",
+        },
+        "en_reponse_a": {
+            "type": "string",
+            "description": "In-Reply-To donné par le logiciel (<partie@domaine>), "
+            "sans « reponse_a »",
+        },
+        "references": {
+            "type": "string",
+            "description": "References (identifiants <partie@domaine> séparés par des "
+            f"espaces, {MAX_REFERENCES} au plus), sans « reponse_a »",
+        },
+        "accuse_lecture": {
+            "type": "boolean",
+            "description": "Demander un accusé de lecture (Disposition-Notification-To, RFC 8098)",
+        },
+        "fin_echange": {
+            "type": "boolean",
+            "description": "Clore l'échange avec le patient (X-MSS-MES: FIN, objet "
+            "préfixé [FIN], Mon espace santé)",
+        },
+        "verifier_donnees_sensibles": {
+            "type": "boolean",
+            "description": "Comme le webmail avant l'envoi : 409 « donnees_sensibles » "
+            "avec ce qui a été trouvé si le message part vers un patient ou hors de "
+            "l'espace de confiance et contient des données sensibles ; rien n'est envoyé",
+        },
+        "dsn": {
+            "type": "object",
+            "description": "Options des avis de remise (RFC 3461) : notify = NEVER seul, "
+            "ou SUCCESS, FAILURE, DELAY (par défaut FAILURE, DELAY) ; ret = FULL ou "
+            "HDRS ; envid : référence du logiciel, rendue dans les avis",
+            "properties": {
+                "notify": {
+                    "type": "array",
+                    "items": {
+                        "type": "string",
+                        "enum": ["NEVER", "SUCCESS", "FAILURE", "DELAY"],
+                    },
+                },
+                "ret": {"type": "string", "enum": ["FULL", "HDRS"]},
+                "envid": {"type": "string", "maxLength": 100},
+            },
+            "additionalProperties": False,
+        },
+        "patient": {
+            "type": "object",
+            "description": "Message concernant un patient du registre (INS qualifié) : "
+            "X-MSS-INS, destinataires de l'espace de confiance seulement ; « xdm » : "
+            "type de document, les pièces jointes partent en paquet IHE_XDM.ZIP ; "
+            "« mes » : aussi vers sa messagerie Mon espace santé",
+            "required": ["id"],
+            "properties": {
+                "id": {"type": "integer"},
+                "xdm": {"type": "string", "enum": ["", *DOCUMENT_KINDS]},
+                "mes": {"type": "boolean"},
+            },
+            "additionalProperties": False,
+        },
+        "pieces_jointes": {
+            "type": "array",
+            "maxItems": 20,
+            "items": {
+                "type": "object",
+                "required": ["nom", "contenu"],
+                "properties": {
+                    "nom": {"type": "string"},
+                    "type": {"type": "string"},
+                    "contenu": {"type": "string", "contentEncoding": "base64"},
+                },
+            },
+        },
+    },
+}
+_SEND_BODY["properties"]["brouillon"] = {
+    "type": "integer",
+    "minimum": 1,
+    "description": "UID du brouillon (dossier Brouillons) que ce message remplace : supprimé "
+    "une fois le message parti",
+}
+#: A draft: what a message holds, recipients optional (no patient, DSN or check: they apply
+#: when it is sent).
+_DRAFT_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        name: value
+        for name, value in _SEND_BODY["properties"].items()
+        if name not in ("patient", "dsn", "verifier_donnees_sensibles")
+    },
 }
 
 
@@ -344,6 +636,41 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         raw_response="application/octet-stream",
     ),
     Endpoint(
+        "GET",
+        "/boites/{mailbox_id}/dossiers/{folder_id}/messages/{uid}/suivi",
+        get_trace,
+        "lecture",
+        "Suivi d'un message envoyé : étapes par destinataire (remis, différé, rejeté, "
+        "accusés de lecture, portail patient) et dépôts sur le portail",
+        {
+            "type": "object",
+            "properties": {
+                "message_id": {"type": "string"},
+                "destinataires": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "adresse": {"type": "string"},
+                            "etapes": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "etape": {"type": "string"},
+                                        "detail": {"type": "string"},
+                                        "date": {"type": "string", "format": "date-time"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+                "portail": {"type": "array", "items": pickups.PICKUP_JSON},
+            },
+        },
+    ),
+    Endpoint(
         "POST",
         "/boites/{mailbox_id}/dossiers/{folder_id}/messages/{uid}/marquer",
         mark_message,
@@ -368,52 +695,44 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Supprimer un message : vers la corbeille ; depuis la corbeille, définitivement "
         "(409 si la conservation obligatoire le garde)",
         {"type": "object"},
+        status=204,
+        errors=(409,),
     ),
     Endpoint(
         "POST",
         "/boites/{mailbox_id}/envoyer",
         send_message,
         "envoi",
-        "Envoyer un message (même chaîne que l'envoi SMTP) ; 201 une fois stocké durablement",
-        {"type": "object", "properties": {"message_id": {"type": "string"}}},
-        status=201,
-        request_body={
+        "Envoyer un message (même chaîne que l'envoi SMTP et le webmail) ; 202 une fois "
+        "stocké durablement et mis en file, Location : son suivi",
+        {
             "type": "object",
-            "required": ["a"],
             "properties": {
-                "a": _ADDRESSES,
-                "cc": _ADDRESSES,
-                "cci": _ADDRESSES,
-                "objet": {"type": "string", "maxLength": 500},
-                "texte": {"type": "string"},
-                "patient": {
+                "message_id": {"type": "string"},
+                "envoye": {
                     "type": "object",
-                    "description": "Message concernant un patient du registre (INS qualifié) : "
-                    "X-MSS-INS, destinataires de l'espace de confiance seulement ; « xdm » : "
-                    "type de document, les pièces jointes partent en paquet IHE_XDM.ZIP ; "
-                    "« mes » : aussi vers sa messagerie Mon espace santé",
-                    "required": ["id"],
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "xdm": {"type": "string", "enum": ["", *DOCUMENT_KINDS]},
-                        "mes": {"type": "boolean"},
-                    },
-                    "additionalProperties": False,
+                    "properties": {"dossier": {"type": "integer"}, "uid": {"type": "integer"}},
                 },
-                "pieces_jointes": {
-                    "type": "array",
-                    "maxItems": 20,
-                    "items": {
-                        "type": "object",
-                        "required": ["nom", "contenu"],
-                        "properties": {
-                            "nom": {"type": "string"},
-                            "type": {"type": "string"},
-                            "contenu": {"type": "string", "contentEncoding": "base64"},
-                        },
-                    },
-                },
+                "suivi": {"type": "string"},
             },
         },
+        status=202,
+        errors=(409, 507),
+        request_body=_SEND_BODY,
+    ),
+    Endpoint(
+        "POST",
+        "/boites/{mailbox_id}/brouillons",
+        save_draft,
+        "envoi",
+        "Enregistrer un brouillon dans le dossier Brouillons (destinataires facultatifs ; "
+        "« brouillon » : l'UID de celui qu'il remplace) ; 201, Location : le brouillon",
+        {
+            "type": "object",
+            "properties": {"dossier": {"type": "integer"}, "uid": {"type": "integer"}},
+        },
+        status=201,
+        errors=(507,),
+        request_body=_DRAFT_BODY,
     ),
 )

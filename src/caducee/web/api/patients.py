@@ -118,7 +118,7 @@ async def create_patient(call: Call) -> Response:
         actor=call.account.login,
         source=call.source,
     )
-    return json_response(patient_json(created), 201)
+    return call.answer(patient_json(created), location=f"/patients/{created.id}")
 
 
 async def update_patient(call: Call) -> Response:
@@ -138,7 +138,7 @@ async def delete_patient(call: Call) -> Response:
         call.app, call.account.practice_id, _patient_id(call), actor=call.account.login,
         source=call.source,
     )  # fmt: skip
-    return Response(status_code=204)
+    return call.answer()
 
 
 async def verify_patient(call: Call) -> Response:
@@ -146,7 +146,7 @@ async def verify_patient(call: Call) -> Response:
         call.app, call.account.practice_id, _patient_id(call), actor=call.account.login,
         source=call.source,
     )  # fmt: skip
-    return json_response({"verification": "pending"}, 202)
+    return call.answer({"verification": "pending"})
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -164,9 +164,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/patients",
         create_patient,
         "patients",
-        "Ajouter un patient au registre",
+        "Ajouter un patient au registre (201, Location : sa fiche)",
         PATIENT_JSON,
         request_body=PATIENT_BODY,
+        status=201,
     ),
     Endpoint(
         "GET",
@@ -192,13 +193,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "patients",
         "Retirer un patient du registre",
         {"type": "object"},
+        status=204,
     ),
     Endpoint(
         "POST",
         "/patients/{patient_id}/verification",
         verify_patient,
         "patients",
-        "Envoyer au patient le lien de vérification de son adresse",
-        {"type": "object"},
+        "Envoyer au patient le lien de vérification de son adresse (202 : courriel en file)",
+        {"type": "object", "properties": {"verification": {"type": "string"}}},
+        status=202,
     ),
 )

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from caducee.domain import mail_display
 from caducee.domain.addresses import normalize_address
-from caducee.domain.model import Flag, SpecialUse
+from caducee.domain.model import SpecialUse
 from caducee.errors import CaduceeError, InvalidInput
 from caducee.flows import compose, patient_compose, submission
 from caducee.flows.compose import MAX_SUBJECT, Outgoing
@@ -212,14 +212,7 @@ async def _outgoing(
         )
     forward = _ref(draft.forward)
     if forward is not None:
-        of = await webmail.open_folder(app, view.access, forward[0])
-        _row, raw = await webmail.message(app, of, forward[1])
-        for attachment in mail_display.display(raw).attachments:
-            found = mail_display.part_bytes(raw, attachment.index)
-            if found is not None:
-                attachments.append(
-                    compose.Attachment(attachment.filename, attachment.content_type, found[1])
-                )
+        attachments += await compose.forwarded(app, view.access, compose.Original(*forward))
     return Outgoing(
         to=tuple(_addresses(draft.to, "À")),
         cc=tuple(_addresses(draft.cc, "Cc")),
@@ -268,7 +261,7 @@ async def send(request: Request, user: WebUser) -> Response:
         return await _form(request, view, draft, error=error_message(exc), status=400)
     await _drop_draft(request, view, draft.draft_uid)
     assert sent is not None
-    return await _after_send(request, view, draft, sent)
+    return await _after_send(request, view, draft, sent.folder)
 
 
 def _draft_from(text: dict[str, str]) -> Draft:
@@ -293,13 +286,7 @@ def _draft_from(text: dict[str, str]) -> Draft:
 
 
 async def _drop_draft(request: Request, view: BoxView, uid: int | None) -> None:
-    if uid is None:
-        return
-    app = state(request).app
-    drafts = await webmail.special_folder(app, view.access, SpecialUse.DRAFTS)
-    rows = await webmail.rows_by_uid(app, drafts, {uid})
-    if rows:
-        await mailstore.expunge_deleted(app, drafts, [r.id for r in rows])
+    await compose.drop_draft(state(request).app, view.access, uid)
 
 
 async def _after_send(
@@ -308,20 +295,14 @@ async def _after_send(
     web = state(request)
     answered = _ref(draft.reply_to_ref)
     if answered is not None:
-        try:
-            of = await webmail.open_folder(web.app, view.access, answered[0])
-            rows = await webmail.rows_by_uid(web.app, of, {answered[1]})
-            if rows and of.rights.write:
-                await webmail.set_flags(web.app, of, [rows[0].id], Flag.ANSWERED, True)
-        except CaduceeError:
-            pass  # the original is gone: the message is sent all the same
+        await compose.mark_answered(web.app, view.access, compose.Original(*answered))
     return redirect(f"{base_path(view)}/d/{sent.folder.id}", flash="sent")
 
 
-def _draft_message(view: BoxView, draft: Draft) -> bytes:
-    """The draft as a message for the Drafts folder (what IMAP clients see too); uploads are
-    not kept in a draft, they go with the message when it is sent."""
-    outgoing = Outgoing(
+def _draft_outgoing(draft: Draft) -> Outgoing:
+    """The draft as written; uploads are not kept in a webmail draft, they go with the message
+    when it is sent."""
+    return Outgoing(
         to=tuple(_split(draft.to)),
         cc=tuple(_split(draft.cc)),
         bcc=tuple(_split(draft.bcc)),
@@ -330,7 +311,6 @@ def _draft_message(view: BoxView, draft: Draft) -> bytes:
         in_reply_to=draft.in_reply_to,
         references=draft.references,
     )
-    return compose.compose(view.mailbox.address, "", outgoing, draft=True).raw
 
 
 @page()
@@ -340,13 +320,10 @@ async def save_draft(request: Request, user: WebUser) -> Response:
     view = await open_view(request, user)
     form = await request.form(max_files=64, max_part_size=web.app.settings.max_message_bytes)
     draft = _draft_from({k: v for k, v in form.items() if isinstance(v, str)})
-    drafts = await webmail.special_folder(web.app, view.access, SpecialUse.DRAFTS)
-    [uid] = await mailstore.append(
-        web.app,
-        drafts,
-        [mailstore.Appended(_draft_message(view, draft), flags=Flag.SEEN | Flag.DRAFT)],
+    saved = await compose.save_draft(
+        web.app, view.access, _draft_outgoing(draft), replaces=draft.draft_uid
     )
-    await _drop_draft(request, view, draft.draft_uid)
+    uid = saved.uid
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse({"brouillon": uid})
     return redirect(f"{base_path(view)}/ecrire?brouillon={uid}", flash="draft_saved")
