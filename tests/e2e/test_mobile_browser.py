@@ -53,6 +53,25 @@ COLLEAGUE = f"dr.bonnefoy-delacroix.secretariat-medical@{DOMAIN}"
 PHONE: ViewportSize = {"width": 360, "height": 800}
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+# The other pages of an account and of the admin console: the same checks, no screenshot.
+ACCOUNT_PAGES = (
+    "/compte",
+    "/compte/absence",
+    "/compte/securite",
+    "/compte/applications",
+    "/compte/api",
+)
+ADMIN_PAGES = (
+    "/admin/cabinet",
+    "/admin/comptes",
+    "/admin/comptes/nouveau",
+    "/admin/boites",
+    "/admin/delegations",
+    "/admin/journal",
+    "/admin/file",
+    "/admin/charte",
+    "/admin/tri",
+)
 CODE = re.compile(r"est (\d{6})\.")
 # Long sender names and subjects without spaces, as real mail has: they must wrap or ellipsize.
 INBOX = [
@@ -276,12 +295,24 @@ def test_main_pages_fit_a_phone_and_pass_axe(browser: Browser, node: Node) -> No
     survey.check(page, "compose", shot="compose")
     page.goto("/patients")
     survey.check(page, "patients", shot="patients")
+    page.click("#patients a")
+    expect(page.locator("h1")).to_contain_text("ROUX-LAMBERT")
+    survey.check(page, "patient record")
+    page.goto("/courrier")
+    page.click("text=Carnets d'adresses")
+    survey.check(page, "address books")
+    for path in ACCOUNT_PAGES:
+        page.goto(path)
+        survey.check(page, path)
     page.context.close()
 
     admin = _context(browser, node).new_page()
     _log_in(admin, ADMIN, ADMIN_PASSWORD)
     admin.goto("/admin")
-    survey.check(admin, "admin home")
+    survey.check(admin, "admin home", shot="admin")
+    for path in ADMIN_PAGES:
+        admin.goto(path)
+        survey.check(admin, path)
     admin.context.close()
 
     portal = _context(browser, node).new_page()
