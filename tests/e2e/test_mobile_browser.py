@@ -326,6 +326,12 @@ def test_main_pages_fit_a_phone_and_pass_axe(browser: Browser, node: Node) -> No
     portal.get_by_role("button", name="Valider").click()
     expect(portal.get_by_role("heading", level=1)).to_contain_text("Vos résultats")
     survey.check(portal, "portal message", shot="portal-message")
+    portal.get_by_label("Votre réponse").fill("Merci docteur.")
+    portal.get_by_role("button", name="Envoyer la réponse").click()
+    expect(portal.get_by_role("heading", level=1)).to_have_text("Réponse envoyée")
+    survey.check(portal, "portal reply sent")
+    portal.goto(f"/portail/{token}/charte")
+    survey.check(portal, "portal charter")
     portal.context.close()
     assert survey.problems == [], "\n".join(survey.problems)
 
