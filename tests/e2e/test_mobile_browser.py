@@ -399,6 +399,14 @@ def test_keyboard_alone_logs_in_writes_and_sends(browser: Browser, node: Node) -
     _tab_to(page, "nav.mainnav a[href='/courrier']", unringed)
     page.keyboard.press("Enter")
     expect(page.locator("h1")).to_contain_text("Boîte de réception")
+    # The first stop of a page is the skip link, shown when focused; it jumps over the menu.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.matches('a.skip')")
+    shown = page.locator("a.skip").bounding_box()
+    assert shown is not None and shown["x"] >= 0 and shown["y"] >= 0
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('main#contenu') !== null")
     _tab_to(page, ".mail-side a.compose", unringed)
     page.keyboard.press("Enter")
     expect(page.locator("h1")).to_have_text("Nouveau message")
