@@ -37,7 +37,7 @@ from playwright.sync_api import (
 
 from caducee.app import open_app
 from caducee.config import Settings
-from caducee.domain.model import Role
+from caducee.domain.model import MailboxType, Role
 from caducee.health import patients, pickup
 from caducee.health.sms_providers import outbox_path
 from caducee.services import accounts, mailboxes, maildrop
@@ -49,7 +49,8 @@ from tests.health.pickups import health_message
 pytestmark = pytest.mark.e2e
 PASSWORD = "Correct-Horse-42-Battery"
 DOCTOR = f"dr.lefevre@{DOMAIN}"
-COLLEAGUE = f"dr.bonnefoy-delacroix.secretariat-medical@{DOMAIN}"
+COLLEAGUE = f"dr.bonnefoy-delacroix.secretariat-medical@{DOMAIN}"  # only named in headers
+TLT = f"facturation-teletransmission@{DOMAIN}"
 PHONE: ViewportSize = {"width": 360, "height": 800}
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
@@ -112,25 +113,23 @@ def sms_file(settings: Settings) -> Iterator[Settings]:
 
 
 def _seed(node: Node) -> str:
-    """The doctor's mailbox with mail, a colleague, a verified patient and a portal pickup for
-    them; the pickup's token."""
+    """The doctor's mailbox with mail, a télétransmission mailbox, a verified patient and a
+    portal pickup for them; the pickup's token."""
 
     async def go() -> str:
         async with open_app(node.settings) as app:
-            for login, first, last in (
-                (DOCTOR, "Jeanne", "Lefèvre"),
-                (COLLEAGUE, "Hélène", "Bonnefoy-Delacroix"),
-            ):
-                await accounts.add_account(
-                    app,
-                    accounts.NewAccount(
-                        login=login,
-                        first_name=first,
-                        last_name=last,
-                        role=Role.PRATICIEN,
-                        password=PASSWORD,
-                    ),
-                )
+            await accounts.add_account(
+                app,
+                accounts.NewAccount(
+                    login=DOCTOR,
+                    first_name="Jeanne",
+                    last_name="Lefèvre",
+                    role=Role.PRATICIEN,
+                    password=PASSWORD,
+                ),
+            )
+            # The practice's third and last mailbox: the billing software's (télétransmission).
+            await mailboxes.add_mailbox(app, TLT, MailboxType.TLT, DOCTOR)
             for n, (sender, subject) in enumerate(INBOX):
                 raw = (
                     f"From: {sender}\r\nTo: {DOCTOR}, {COLLEAGUE}\r\nSubject: {subject}\r\n"
@@ -301,6 +300,9 @@ def test_main_pages_fit_a_phone_and_pass_axe(browser: Browser, node: Node) -> No
     page.goto("/courrier")
     page.click("text=Carnets d'adresses")
     survey.check(page, "address books")
+    page.click("nav.mainnav >> text=Télétransmission")
+    expect(page.locator("h1")).to_contain_text("Télétransmission")
+    survey.check(page, "teletransmission")
     for path in ACCOUNT_PAGES:
         page.goto(path)
         survey.check(page, path)
@@ -411,7 +413,7 @@ def test_keyboard_alone_logs_in_writes_and_sends(browser: Browser, node: Node) -
     page.keyboard.press("Enter")
     expect(page.locator("h1")).to_have_text("Nouveau message")
     _tab_to(page, "#a", unringed)
-    page.keyboard.type(COLLEAGUE)
+    page.keyboard.type(ADMIN)
     _tab_to(page, "#objet", unringed)
     page.keyboard.type(subject)
     _tab_to(page, "#corps", unringed)
@@ -420,7 +422,7 @@ def test_keyboard_alone_logs_in_writes_and_sends(browser: Browser, node: Node) -
     page.keyboard.press("Enter")
     expect(page.locator(".notice")).to_have_text("Message envoyé.")
 
-    [received] = _received(node, COLLEAGUE, subject)
+    [received] = _received(node, ADMIN, subject)
     assert received["From"].addresses[0].addr_spec == DOCTOR
     body = received.get_body(("plain",))
     assert body is not None and "M. Roux cette semaine" in body.get_content()
