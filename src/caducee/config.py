@@ -24,6 +24,8 @@ from caducee.sms_settings import check_sms_settings
 
 DEFAULT_DATA_DIR = Path("var/caducee")
 CONFIG_NAME = "caducee.toml"
+#: Where a serving node writes the addresses its listeners are bound to (``<data>/run/``).
+LISTENERS_FILE = "listeners.json"
 
 #: Production ports of every listener Caducée knows (later issues add the protocols).
 PRODUCTION_LISTENERS: dict[str, str] = {
@@ -219,6 +221,11 @@ class Settings:
     @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
+
+    @property
+    def listeners_path(self) -> Path:
+        """``run/listeners.json``: the addresses the serving node's listeners are bound to."""
+        return self.run_dir / LISTENERS_FILE
 
     @property
     def config_path(self) -> Path:
