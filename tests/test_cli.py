@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from caducee.config import load_settings
 
@@ -67,6 +68,12 @@ def test_init_creates_a_private_installation(installation: Path) -> None:
     ports = {int(a.rsplit(":", 1)[1]) for a in settings.listeners.values()}
     assert len(ports) == len(settings.listeners) == 8 and all(p > 1024 for p in ports)
     assert all(a.startswith("127.0.0.1:") for a in settings.listeners.values())
+    # The development certificate names where mail clients fetch their configuration.
+    leaf = x509.load_pem_x509_certificates((installation / "tls" / "server.crt").read_bytes())[0]
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"autoconfig.cabinet-exemple.fr", "autodiscover.cabinet-exemple.fr"} <= set(
+        names.get_values_for_type(x509.DNSName)
+    )
     again = caducee("init", "--data", str(installation), "--domain", "x.fr", "--practice", "X")
     assert again.returncode == 1 and "existe déjà" in again.stderr
 
