@@ -658,6 +658,13 @@ def render_config(settings: Settings) -> str:
         f"blob_inline_max = {settings.blob_inline_max}",
         '# "production" ou "development" (démonstration : fournisseur SMS « fichier » permis)',
         f"deployment = {json.dumps(settings.deployment)}",
+    ]
+    if settings.public_url:
+        lines += [
+            "# Adresse du serveur web vue de l'extérieur (liens des courriels)",
+            f"public_url = {json.dumps(settings.public_url)}",
+        ]
+    lines += [
         "",
         "[listeners]",
     ]
