@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError
@@ -83,9 +84,15 @@ def read_private_key(path: Path) -> BackupPrivateKey:
 
 
 async def back_up(
-    app: App, dest: Path, *, actor: str = "cli", now: datetime | None = None
+    app: App,
+    dest: Path,
+    *,
+    actor: str = "cli",
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ArchiveReport:
-    """Write an archive of the node into ``dest`` (in a worker thread), audited."""
+    """Write an archive of the node into ``dest`` (in a worker thread), audited;
+    ``progress(done, total)`` is called from that thread."""
     try:
         report = await asyncio.to_thread(
             archive.create_archive,
@@ -93,6 +100,7 @@ async def back_up(
             dest,
             caducee_version=caducee_version(),
             now=now,
+            progress=progress,
         )
     except Exception as error:
         await _audit(

@@ -35,7 +35,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -278,9 +278,15 @@ def _fsync_tree(root: Path) -> None:
 
 
 def create_archive(
-    settings: Settings, dest_root: Path, *, caducee_version: str, now: datetime | None = None
+    settings: Settings,
+    dest_root: Path,
+    *,
+    caducee_version: str,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ArchiveReport:
-    """Write a complete archive of the node in ``dest_root``; its report."""
+    """Write a complete archive of the node in ``dest_root``; its report. ``progress(done,
+    total)`` counts the database snapshot and each blob file as they are written."""
     public = load_public_key(settings)
     now = now or datetime.now(UTC)
     dest_root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -320,8 +326,13 @@ def create_archive(
                     {"name": PGDUMP_NAME, "kind": "database", "size": size, "sha256": digest}
                 )
             # After the snapshot: every blob it names is here (removals are held).
-            for path in blob_files.blob_files(settings.blobs_dir):
+            blobs = list(blob_files.blob_files(settings.blobs_dir))
+            if progress is not None:
+                progress(1, len(blobs) + 1)
+            for done, path in enumerate(blobs, start=2):
                 writer.add_file(f"blobs/{path.relative_to(settings.blobs_dir)}", "blob", path)
+                if progress is not None:
+                    progress(done, len(blobs) + 1)
         for base, kind in ((settings.keys_dir, "key"), (settings.tls_dir, "tls")):
             if base.is_dir():
                 for path in sorted(p for p in base.rglob("*") if p.is_file()):
