@@ -329,10 +329,13 @@ def test_restore_refuses_a_damaged_archive_or_a_wrong_key_and_leaves_nothing(
         assert not (tmp_path / "elsewhere").exists()
 
 
-def test_backup_reports_its_progress(settings: Settings, tmp_path: Path) -> None:
+def test_backup_and_restore_report_their_progress(
+    settings: Settings, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     """``caducee backup``'s progress bar counts what the archive writes: the database snapshot,
-    then each blob file, up to the total (from the archive's worker thread)."""
-    install(settings, tmp_path)
+    then each blob file, up to the total (from the archive's worker thread); ``caducee
+    restore``'s counts the archive's files it restores."""
+    site = install(settings, tmp_path)
     big = b"Subject: gros\r\n\r\n" + b"x" * (settings.blob_inline_max + 1024) + b"\r\n"
 
     async def go() -> tuple[backup.ArchiveReport, list[tuple[int, int]]]:
@@ -351,3 +354,13 @@ def test_backup_reports_its_progress(settings: Settings, tmp_path: Path) -> None
     # The blobs table (PostgreSQL's default store) is in the database snapshot: no blob file.
     assert len(blobs) >= 3 if settings.blob_store == "files" else blobs == []
     assert calls == [(done, len(blobs) + 1) for done in range(1, len(blobs) + 2)]
+    restored: list[tuple[int, int]] = []
+    database = new_database(backend, request)
+    done = backup.restore(
+        report.path,
+        tmp_path / "restored",
+        read_private_key(site.key_file),
+        database_url=database[1] if database else "",
+        progress=lambda count, total: restored.append((count, total)),
+    )
+    assert restored == [(count, done.files) for count in range(done.files + 1)]

@@ -212,7 +212,10 @@ def restore_command(
     private = _load_key(key)
     assert private is not None
     try:
-        report = backup.restore(from_, data, private, database_url=database_url)
+        with progress_bar(tr("Restauration", "Restore")) as progress:
+            report = backup.restore(
+                from_, data, private, database_url=database_url, progress=progress
+            )
     except CaduceeError as error:
         raise fail(error) from None
     try:

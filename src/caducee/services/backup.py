@@ -165,12 +165,23 @@ def verify(path: Path, key: BackupPrivateKey | None = None) -> VerifyReport:
 
 
 def restore(
-    path: Path, new_dir: Path, key: BackupPrivateKey, *, database_url: str = "", pg_bin: str = ""
+    path: Path,
+    new_dir: Path,
+    key: BackupPrivateKey,
+    *,
+    database_url: str = "",
+    pg_bin: str = "",
+    progress: Callable[[int, int], None] | None = None,
 ) -> RestoreReport:
     """Restore the archive at ``path`` (or the newest in it) into ``new_dir``: all or nothing.
     Blocking: run it off the loop."""
     return archive.restore_archive(
-        archive.find_archive(path), new_dir, key, database_url=database_url, pg_bin=pg_bin
+        archive.find_archive(path),
+        new_dir,
+        key,
+        database_url=database_url,
+        pg_bin=pg_bin,
+        progress=progress,
     )
 
 

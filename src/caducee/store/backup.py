@@ -577,7 +577,13 @@ class RestoreReport:
 
 
 def restore_archive(
-    archive: Path, new_dir: Path, key: BackupPrivateKey, *, database_url: str = "", pg_bin: str = ""
+    archive: Path,
+    new_dir: Path,
+    key: BackupPrivateKey,
+    *,
+    database_url: str = "",
+    pg_bin: str = "",
+    progress: Callable[[int, int], None] | None = None,
 ) -> RestoreReport:
     """Restore ``archive`` into ``new_dir`` (absent or empty), all or nothing.
 
@@ -611,7 +617,9 @@ def restore_archive(
     try:
         os.chmod(work, 0o700)
         dump: dict[str, Any] | None = None
-        for entry in manifest.files:
+        for done, entry in enumerate(manifest.files):
+            if progress is not None:  # PostgreSQL's dump, restored last, counts as the last
+                progress(done, len(manifest.files))
             name = str(entry["name"])
             if name == PGDUMP_NAME:
                 dump = entry
@@ -627,6 +635,8 @@ def restore_archive(
             _set_database_url(work / CONFIG_NAME, database_url)
         if dump is not None:
             _pg_restore(manifest, key, database_url, pg_bin)
+        if progress is not None:
+            progress(len(manifest.files), len(manifest.files))
         _fsync_tree(work)
         if new_dir.exists():
             new_dir.rmdir()  # empty (checked above)
