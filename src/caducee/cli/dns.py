@@ -141,10 +141,11 @@ def domain_records(settings: Settings, domain: str, key: DkimKey, practice: str 
     lines += [
         tr(
             "; Configuration automatique des comptes (Thunderbird : autoconfig ; "
-            "Outlook : autodiscover) : ces noms désignent ce serveur, qui doit y répondre en "
-            "HTTPS.",
+            "Outlook : autodiscover) : ces noms désignent ce serveur, qui y répond en HTTPS ; "
+            "son certificat TLS doit les couvrir aussi.",
             "; Account autoconfiguration (Thunderbird: autoconfig; Outlook: autodiscover): "
-            "these names point at this server, which must answer them over HTTPS.",
+            "these names point at this server, which answers them over HTTPS; its TLS "
+            "certificate must cover them too.",
         ),
         _line(f"autoconfig.{domain}", "CNAME", _fqdn(host)),
         _line(f"autodiscover.{domain}", "CNAME", _fqdn(host)),
