@@ -27,9 +27,10 @@ import pytest
 from caducee.app import open_app
 from caducee.config import Settings, load_settings
 from caducee.errors import IntegrityError, InvalidInput
-from caducee.services import backup
+from caducee.services import backup, mailboxes
 from caducee.services.app_passwords import create_app_password
 from caducee.services.backup import read_private_key
+from caducee.services.messages import store_message
 from caducee.store.backup_crypto import BackupPrivateKey
 from tests.pgcluster import PgCluster
 from tests.services.helpers import person, practice
@@ -326,3 +327,40 @@ def test_restore_refuses_a_damaged_archive_or_a_wrong_key_and_leaves_nothing(
             )  # fmt: skip
         assert "n'est pas vide" in refused_db.value.fr
         assert not (tmp_path / "elsewhere").exists()
+
+
+def test_backup_and_restore_report_their_progress(
+    settings: Settings, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """``caducee backup``'s progress bar counts what the archive writes: the database snapshot,
+    then each blob file, up to the total (from the archive's worker thread); ``caducee
+    restore``'s counts the archive's files it restores."""
+    site = install(settings, tmp_path)
+    big = b"Subject: gros\r\n\r\n" + b"x" * (settings.blob_inline_max + 1024) + b"\r\n"
+
+    async def go() -> tuple[backup.ArchiveReport, list[tuple[int, int]]]:
+        calls: list[tuple[int, int]] = []
+        async with open_app(settings) as app:
+            box = await mailboxes.get_mailbox(app, LOGIN)
+            for _ in range(3):
+                await store_message(app, box.id, "INBOX", big)
+            report = await backup.back_up(
+                app, tmp_path / "archives", progress=lambda done, total: calls.append((done, total))
+            )
+        return report, calls
+
+    report, calls = asyncio.run(go())
+    blobs = [p for p in (report.path / "blobs").rglob("*") if p.is_file()]
+    # The blobs table (PostgreSQL's default store) is in the database snapshot: no blob file.
+    assert len(blobs) >= 3 if settings.blob_store == "files" else blobs == []
+    assert calls == [(done, len(blobs) + 1) for done in range(1, len(blobs) + 2)]
+    restored: list[tuple[int, int]] = []
+    database = new_database(backend, request)
+    done = backup.restore(
+        report.path,
+        tmp_path / "restored",
+        read_private_key(site.key_file),
+        database_url=database[1] if database else "",
+        progress=lambda count, total: restored.append((count, total)),
+    )
+    assert restored == [(count, done.files) for count in range(done.files + 1)]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from caducee.app import open_app
 from caducee.config import load_settings
+from caducee.services import maildrop
 
 STRONG = "Tr3s-Bon-Motdepasse!"
 
@@ -67,6 +72,12 @@ def test_init_creates_a_private_installation(installation: Path) -> None:
     ports = {int(a.rsplit(":", 1)[1]) for a in settings.listeners.values()}
     assert len(ports) == len(settings.listeners) == 8 and all(p > 1024 for p in ports)
     assert all(a.startswith("127.0.0.1:") for a in settings.listeners.values())
+    # The development certificate names where mail clients fetch their configuration.
+    leaf = x509.load_pem_x509_certificates((installation / "tls" / "server.crt").read_bytes())[0]
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"autoconfig.cabinet-exemple.fr", "autodiscover.cabinet-exemple.fr"} <= set(
+        names.get_values_for_type(x509.DNSName)
+    )
     again = caducee("init", "--data", str(installation), "--domain", "x.fr", "--practice", "X")
     assert again.returncode == 1 and "existe déjà" in again.stderr
 
@@ -360,3 +371,48 @@ def test_migrate_conceals_addresses_stored_in_clear(tmp_path: Path) -> None:
         ).fetchall()
     database.close()
     assert [(r[0], len(r[1]), r[2] is not None) for r in rows] == [("", 64, True)]
+
+
+DEMO_PORT_LINE = re.compile(r"^  (\w+)\s+(?:https://)?127\.0\.0\.1:(\d+)/?$", re.M)
+
+
+def test_demo_shows_every_channel_and_keeps_its_ports(tmp_path: Path) -> None:
+    """A newcomer's demo: a message between colleagues, a verified patient with a message
+    waiting on the portal (its link printed), a lot and its ARL; the ports printed are those
+    kept in caducee.toml, the same at the next start."""
+    data = tmp_path / "demo"
+    first = caducee("demo", "--data", str(data), "--no-serve")
+    assert first.returncode == 0, first.stderr
+    ports = DEMO_PORT_LINE.findall(first.stdout)
+    assert len(ports) == 8
+    configured = load_settings(data).listeners
+    assert {name: f"127.0.0.1:{port}" for name, port in ports} == configured
+    second = caducee("demo", "--data", str(data), "--no-serve")
+    assert second.returncode == 0, second.stderr
+    assert (
+        re.findall(r"^  (\w+)\s+(?:https://)?127\.0\.0\.1:(\d+)/?$", second.stdout, re.M) == ports
+    )
+    assert load_settings(data).listeners == configured
+    # The patient portal: the link opens on this machine (the certificate names localhost).
+    https = dict(ports)["https"]
+    assert re.search(rf"https://localhost:{https}/portail/[\w-]{{40,}}", first.stdout)
+    patients = caducee("patient", "list", "--practice", "1", "--data", str(data)).stdout
+    assert "DURAND Paul" in patients and "vérifiée" in patients
+    lots = caducee("lots", "list", "--data", str(data)).stdout
+    assert "tlt.martin@cabinet-demo.test" in lots and "ARL positif" in lots
+    # Nothing waits to go to the fictitious patient's address.
+    assert "vide" in caducee("queue", "list", "--data", str(data)).stdout
+
+    async def inbox_subjects() -> list[str]:
+        async with open_app(load_settings(data)) as app:
+            drop = await maildrop.open_maildrop(app, "dr.martin@cabinet-demo.test", "test")
+            return [
+                (await maildrop.retrieve(app, drop, m))
+                .split(b"Subject: ", 1)[1]
+                .split(b"\n")[0]
+                .decode()
+                .strip()
+                for m in drop.messages
+            ]
+
+    assert "Pansement de M. Durand" in asyncio.run(inbox_subjects())

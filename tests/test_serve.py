@@ -42,6 +42,7 @@ from tests.serving import (
     stderr_of,
     wait_listeners,
 )
+from tests.web.helpers import PageAudit
 
 SECURITY_HEADERS = {
     "strict-transport-security": "max-age=63072000",
@@ -107,7 +108,7 @@ def test_serve_process_https_and_sigterm(settings: Settings, tmp_path: Path) -> 
             f"https://{settings.hostname}:{port_text}/",
         )
         assert result.returncode == 0, result.stderr
-        assert "Caducée fonctionne" in result.stdout
+        assert "Caducée, la messagerie sécurisée de santé" in result.stdout
         assert settings.hostname in result.stdout
 
         # Python's ssl through httpx, TLS 1.2 at least.
@@ -390,11 +391,22 @@ async def test_home_page(app: App) -> None:
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
     assert '<html lang="fr">' in page
-    assert "Caducée fonctionne" in page
+    assert "Caducée, la messagerie sécurisée de santé" in page
     assert app.settings.hostname in page
     assert "0.1.0" in page or "inconnue" in page
-    assert "<script" not in page and "style=" not in page
+    # Styled like every page, links to the professionals' login; no inline script or style.
+    assert '<link rel="stylesheet" href="/static/caducee.css">' in page
+    assert 'href="/connexion"' in page and 'id="patients"' in page
+    audit = PageAudit()
+    audit.feed(page)
+    assert audit.problems == []
     assert_security_headers(response.headers)
+
+
+async def test_home_page_in_english(app: App) -> None:
+    async with asgi_client(app) as client:
+        page = (await client.get("/", headers={"Accept-Language": "en"})).text
+    assert '<html lang="en">' in page and "Health professionals" in page
 
 
 async def test_home_page_escapes_hostname(app: App) -> None:

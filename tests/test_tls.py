@@ -74,8 +74,10 @@ def test_server_certificate_chain(settings: Settings) -> None:
     ]
     eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    # Apple's limit counts from notBefore: the hour of back-dating is within the 825 days.
     lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
-    assert timedelta(days=825) <= lifetime <= timedelta(days=826)
+    assert lifetime == timedelta(days=825)
+    assert datetime.now(UTC) - leaf.not_valid_before_utc >= timedelta(minutes=59)
     assert leaf.not_valid_before_utc <= datetime.now(UTC) <= leaf.not_valid_after_utc
 
 
@@ -192,3 +194,21 @@ async def test_handshake_refuses_tls_11(settings: Settings) -> None:
     old.set_ciphers("ALL:@SECLEVEL=0")
     with pytest.raises((ssl.SSLError, ConnectionError)):
         await handshake(settings, old, HOST)
+
+
+def test_server_certificate_names_the_autoconfiguration_hosts(tmp_path: Path) -> None:
+    """Thunderbird and Outlook ask ``autoconfig.<domain>`` and ``autodiscover.<domain>`` over
+    HTTPS: the development certificate names them for every mail domain it is given."""
+    tls = tmp_path / "tls"
+    create_dev_ca(tls, HOST, ["cabinet.test", "Clinique-Été.test"])
+    leaf = load_chain(tls / "server.crt")[0]
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [
+        HOST,
+        "localhost",
+        "autoconfig.cabinet.test",
+        "autodiscover.cabinet.test",
+        "autoconfig.xn--clinique-t-j7ab.test",
+        "autodiscover.xn--clinique-t-j7ab.test",
+    ]
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=825)

@@ -25,6 +25,8 @@ from caducee.sms_settings import check_sms_settings
 
 DEFAULT_DATA_DIR = Path("var/caducee")
 CONFIG_NAME = "caducee.toml"
+#: Where a serving node writes the addresses its listeners are bound to (``<data>/run/``).
+LISTENERS_FILE = "listeners.json"
 
 #: Production ports of every listener Caducée knows (later issues add the protocols).
 PRODUCTION_LISTENERS: dict[str, str] = {
@@ -244,6 +246,11 @@ class Settings:
     @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
+
+    @property
+    def listeners_path(self) -> Path:
+        """``run/listeners.json``: the addresses the serving node's listeners are bound to."""
+        return self.run_dir / LISTENERS_FILE
 
     @property
     def config_path(self) -> Path:
@@ -764,6 +771,13 @@ def render_config(settings: Settings) -> str:
         f"blob_inline_max = {settings.blob_inline_max}",
         '# "production" ou "development" (démonstration : fournisseur SMS « fichier » permis)',
         f"deployment = {json.dumps(settings.deployment)}",
+    ]
+    if settings.public_url:
+        lines += [
+            "# Adresse du serveur web vue de l'extérieur (liens des courriels)",
+            f"public_url = {json.dumps(settings.public_url)}",
+        ]
+    lines += [
         "",
         "[listeners]",
     ]

@@ -44,7 +44,6 @@ from caducee.web import HttpsListener
 
 log = logging.getLogger(__name__)
 
-LISTENERS_FILE = "listeners.json"
 LOCK_FILE = "serve.lock"
 #: How long in-flight requests may take to finish once a stop is requested.
 GRACE_SECONDS = 10.0
@@ -129,7 +128,7 @@ async def running_workers(
 
 
 def listeners_file(settings: Settings) -> Path:
-    return settings.run_dir / LISTENERS_FILE
+    return settings.listeners_path
 
 
 def build_listeners(app: App) -> list[Listener]:

@@ -12,6 +12,7 @@ import logging
 import os
 import ssl
 import stat
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,10 +32,13 @@ SERVER_KEY = "server.key"
 SERVER_CERT = "server.crt"
 
 CA_VALIDITY = timedelta(days=3650)
-# 825 days: the longest validity Apple platforms accept for a TLS server certificate.
+# 825 days: the longest validity Apple platforms accept for a TLS server certificate, counted
+# from notBefore to notAfter: the back-dating below is part of it.
 SERVER_VALIDITY = timedelta(days=825)
 # Tolerate clocks that are slightly behind ours.
 BACKDATE = timedelta(hours=1)
+#: The names mail clients ask for a domain's configuration on (``caducee dns`` publishes them).
+AUTOCONFIG_PREFIXES = ("autoconfig.", "autodiscover.")
 # X.520 upper bound of a commonName.
 CN_MAX = 64
 
@@ -77,8 +81,12 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def create_dev_ca(tls_dir: Path, hostname: str) -> None:
+def create_dev_ca(tls_dir: Path, hostname: str, domains: Sequence[str] = ()) -> None:
     """Create a development CA and a server certificate for ``hostname`` it signs.
+
+    The certificate also names ``autoconfig.<domain>`` and ``autodiscover.<domain>`` of each
+    mail domain of ``domains`` (where Thunderbird and Outlook fetch their configuration), and
+    ``localhost``; it is valid :data:`SERVER_VALIDITY` in all, back-dating included.
 
     Writes ``ca.key`` (0600), ``ca.crt``, ``server.key`` (0600) and ``server.crt`` (the leaf,
     then the CA) in ``tls_dir`` (made 0700). Never overwrites: if any of the four files exists,
@@ -138,7 +146,10 @@ def create_dev_ca(tls_dir: Path, hostname: str) -> None:
     )
 
     server_key = ec.generate_private_key(ec.SECP256R1())
-    dns_names = list(dict.fromkeys([name, "localhost"]))
+    mail_names = [
+        prefix + _ascii_hostname(domain) for domain in domains for prefix in AUTOCONFIG_PREFIXES
+    ]
+    dns_names = list(dict.fromkeys([name, "localhost", *mail_names]))
     san: list[x509.GeneralName] = []
     for dns in dns_names:
         try:
@@ -163,7 +174,7 @@ def create_dev_ca(tls_dir: Path, hostname: str) -> None:
         .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + SERVER_VALIDITY)
+        .not_valid_after(now - BACKDATE + SERVER_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(

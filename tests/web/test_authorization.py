@@ -336,3 +336,25 @@ async def test_half_logged_in_session(
         assert response.status_code == 303, call
         assert response.headers["location"] == "/connexion/verification", call
     assert await state_of_a(app, people) == before
+
+
+async def test_apple_profile_only_for_the_logged_in_account(
+    web: WebClient, people: People, app: App, clock: Clock
+) -> None:
+    """``/compte/applications/apple.mobileconfig``: no session, or a second factor still owed,
+    gets the login; a full session gets a profile naming its own address alone."""
+    from tests.web.helpers import enrol_totp
+
+    path = "/compte/applications/apple.mobileconfig"
+    anonymous = await web.http.get(path)
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/connexion")
+    await web.login(people.doctor_a.login)
+    await enrol_totp(web, clock)
+    own = await web.http.get(path)
+    assert own.status_code == 200
+    assert people.doctor_a.login.encode() in own.content
+    assert people.doctor_b.login.encode() not in own.content
+    await web.post("/deconnexion")
+    await web.login(people.doctor_a.login)
+    half = await web.http.get(path)
+    assert half.status_code == 303 and half.headers["location"] == "/connexion/verification"

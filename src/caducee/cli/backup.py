@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from caducee.app import App, open_app
-from caducee.cli.common import DEFAULT_DATA, DataOption, console, err_console, fail, with_app
+from caducee.cli.common import (
+    DEFAULT_DATA,
+    DataOption,
+    console,
+    err_console,
+    fail,
+    progress_bar,
+    with_app,
+)
 from caducee.config import load_settings
 from caducee.errors import CaduceeError
 from caducee.i18n import tr
@@ -61,10 +69,12 @@ def backup_command(
         )
     destination = to.resolve()
 
-    async def action(context: App) -> backup.ArchiveReport:
-        return await backup.back_up(context, destination)
+    with progress_bar(tr("Sauvegarde", "Backup")) as progress:
 
-    report = with_app(data, action)
+        async def action(context: App) -> backup.ArchiveReport:
+            return await backup.back_up(context, destination, progress=progress)
+
+        report = with_app(data, action)
     console.print(
         tr(
             f"Archive écrite : {report.path} ({report.files} fichiers, {_size(report.bytes)} ; "
@@ -202,7 +212,10 @@ def restore_command(
     private = _load_key(key)
     assert private is not None
     try:
-        report = backup.restore(from_, data, private, database_url=database_url)
+        with progress_bar(tr("Restauration", "Restore")) as progress:
+            report = backup.restore(
+                from_, data, private, database_url=database_url, progress=progress
+            )
     except CaduceeError as error:
         raise fail(error) from None
     try:

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from caducee.app import App, open_app
 from caducee.config import DEFAULT_DATA_DIR, Settings, load_settings
@@ -33,6 +44,41 @@ DataOption = Annotated[
     ),
 ]
 DEFAULT_DATA = DEFAULT_DATA_DIR
+
+
+#: What long work reports: (done, total); total ``None`` while it is not known.
+ProgressReport = Callable[[int, int | None], None]
+
+
+def _ignore(_done: int, _total: int | None = None) -> None:
+    return None
+
+
+@contextmanager
+def progress_bar(label: str, *, unit: str = "items") -> Iterator[ProgressReport]:
+    """The one progress bar of long commands (imports, backups): label, bar, count (``unit``
+    ``"items"``) or bytes (``"bytes"``), elapsed and remaining time; a moving bar while the
+    total is unknown. Quiet when standard output is not a terminal (scripts, logs): the
+    report function is then a no-op. Safe to call from a worker thread."""
+    if not console.is_terminal:
+        yield _ignore
+        return
+    amount: ProgressColumn = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        amount,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def report(done: int, total: int | None = None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report
 
 
 def fail(error: CaduceeError | str, code: int = 1) -> typer.Exit:

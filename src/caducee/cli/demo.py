@@ -2,12 +2,21 @@
 
 The demo logins and passwords are kept in ``<data>/demo-logins.txt`` (mode 0600) so that they can
 be printed again at every start: this is a demonstration installation, never a production one.
+
+A newcomer sees every channel at once: a message between two practitioners, a verified patient
+of the registry with a message waiting on the portal (its link is printed; the SMS code goes to
+``<data>/sms/outbox.jsonl``), a télétransmission lot (test mode, never sent) with its positive
+ARL. The ports are chosen once, the usual demo ports when free (:data:`DEMO_PORTS`), and kept in
+``caducee.toml``: they stay the same from one ``make run`` to the next.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
 import json
+import socket
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -19,19 +28,42 @@ import typer
 from caducee.app import App, open_app
 from caducee.cli.common import console, fail, run, settings_for
 from caducee.cli.serve import configure_logging
-from caducee.cli.setup import dev_listeners, initialise
+from caducee.cli.setup import free_local_port, initialise
 from caducee.cli.user import generate_password
 from caducee.config import Settings
 from caducee.domain.model import MailboxType, Role
+from caducee.flows import submission
+from caducee.health import patients, pickup, teletransmission
 from caducee.i18n import tr
 from caducee.server import LISTENER_FACTORIES, listeners_file, serve
-from caducee.services import accounts, mailboxes, messages
+from caducee.services import accounts, mailboxes, messages, queue
 from caducee.services.app_passwords import create_app_password
+from caducee.services.delivery import deliver_local
+from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
 from caducee.store.crypto import write_private_file
 
 DEMO_DATA = Path("var/demo")
 DEMO_DOMAIN = "cabinet-demo.test"
 LOGINS_FILE = "demo-logins.txt"
+#: The demo's ports when they are free (docs/operations.md), else any free port; chosen once.
+DEMO_PORTS: dict[str, int] = {
+    "smtp": 2525,
+    "submission": 5587,
+    "submissions": 5465,
+    "imap": 5143,
+    "imaps": 5993,
+    "pop3": 5110,
+    "pop3s": 5995,
+    "https": 8443,
+}
+#: The sample patient: a fictitious person; ``.invalid`` (RFC 2606) never receives mail, and
+#: SMS go to a file in the demo.
+PATIENT_EMAIL = "paul.durand@patient-demo.invalid"
+PATIENT_MOBILE = "+33612345678"
+#: A fund of the test traffic (the lot is recorded, never sent) and the billing sender number.
+FUND = "01422@422.01.rss.fr"
+SENDER_NUMBER = "12345678901234"
+PORTAL_LABEL = "Portail patient de Paul Durand"
 
 #: (login, first, last, civility, profession, role, rpps, adeli)
 DEMO_PEOPLE = (
@@ -48,6 +80,146 @@ DEMO_PEOPLE = (
     ("inf.durand", "Paul", "Durand", "M.", "Infirmier", Role.PRATICIEN, None, "751234567"),
     ("secretariat", "Claire", "Petit", "Mme", "Secrétaire médicale", Role.SECRETAIRE, None, None),
 )
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def demo_listeners() -> dict[str, str]:
+    """Every door on 127.0.0.1: the demo's usual port if free, else a free one."""
+    return {
+        name: f"127.0.0.1:{port if port_is_free(port) else free_local_port()}"
+        for name, port in DEMO_PORTS.items()
+    }
+
+
+def _mail(sender: str, to: str, subject: str, text: str) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=DEMO_DOMAIN)
+    message.set_content(text)
+    return bytes(message)
+
+
+def lot_message(sender: str, subject: str) -> bytes:
+    """A lot in test mode (``IRISTEST/B2``: a fund would not pay it), as billing software
+    writes it; its FSE are fictitious bytes."""
+    part = base64.encodebytes(b"FSE de demonstration\r\n" * 8).decode().replace("\n", "\r\n")
+    return (
+        f"From: {sender}\r\nTo: {FUND}\r\nSubject: {subject}\r\n"
+        f"Date: {format_datetime(datetime.now(UTC))}\r\n"
+        f"Message-ID: {make_msgid(domain=DEMO_DOMAIN)}\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="lot"\r\n\r\n'
+        "--lot\r\nContent-Type: application/EDI-consent\r\n"
+        "Content-Description: IRISTEST/B2\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        f"{part}--lot--\r\n"
+    ).encode()
+
+
+def arl_message(to: str, compostage: str) -> bytes:
+    """The fund's positive ARL for the lot ``compostage`` (gzipped ``application/EDI-consent``)."""
+    payload = f"ARL POSITIF {SENDER_NUMBER} LOT {compostage} 00002 FSE\r\n".encode()
+    part = base64.encodebytes(gzip.compress(payload)).decode().replace("\n", "\r\n")
+    return (
+        f"From: {FUND}\r\nTo: {to}\r\nSubject: ARL/{SENDER_NUMBER}\r\n"
+        f"Date: {format_datetime(datetime.now(UTC))}\r\n"
+        f"Message-ID: {make_msgid(domain='422.01.rss.fr')}\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        "--b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nRetour\r\n"
+        "--b1\r\nContent-Type: application/EDI-consent\r\nContent-Description: ARL POSITIF/B2\r\n"
+        f"Content-Transfer-Encoding: base64\r\n\r\n{part}--b1--\r\n"
+    ).encode()
+
+
+async def populate_channels(app: App, practice_id: int) -> str:
+    """A message in every channel; returns the patient's portal link."""
+    doctor = f"dr.martin@{DEMO_DOMAIN}"
+    nurse = f"inf.durand@{DEMO_DOMAIN}"
+    # Between professionals, through the submission every door uses.
+    await submission.submit(
+        app,
+        nurse,
+        Envelope(nurse, (EnvelopeRecipient(doctor),)),
+        _mail(
+            f"Paul Durand <{nurse}>",
+            doctor,
+            "Pansement de M. Durand",
+            "Bonjour Docteur,\n\nLe pansement de M. Durand est refait ; la plaie est propre.\n"
+            "Je repasse jeudi.\n\nPaul Durand, infirmier\n",
+        ),
+        ClientInfo(ip="127.0.0.1", login=nurse, protocol="ESMTPSA"),
+    )
+    # A verified patient of the registry, and a message waiting for him on the portal.
+    patient = await patients.add_patient(
+        app,
+        practice_id,
+        patients.PatientData(
+            last_name="Durand",
+            first_name="Paul",
+            birth_date="1958-04-12",
+            email=PATIENT_EMAIL,
+            mobile=PATIENT_MOBILE,
+            consent_date=datetime.now(UTC).date().isoformat(),
+        ),
+        actor="demo",
+        source="cli",
+    )
+    link = await patients.send_verification(
+        app, practice_id, patient.id, actor="demo", source="cli"
+    )
+    await patients.confirm_verification(app, link.rpartition("/")[2], source="cli")
+    box = await mailboxes.get_mailbox(app, doctor)
+    deposited = await pickup.create_pickup(
+        app,
+        practice_id=practice_id,
+        sender_mailbox_id=box.id,
+        sender_address=doctor,
+        patient_email=PATIENT_EMAIL,
+        patient_mobile=PATIENT_MOBILE,
+        patient_id=patient.id,
+        raw_message=_mail(
+            f"Dr Jeanne Martin <{doctor}>",
+            PATIENT_EMAIL,
+            "Vos résultats de prise de sang",
+            "Bonjour Monsieur Durand,\n\nVos résultats sont normaux. Rien à changer à votre "
+            "traitement.\n\nDr Jeanne Martin\n",
+        ),
+        source="cli",
+    )
+    # Télétransmission: a lot (recorded as the submission records it, never sent) and its ARL.
+    tlt = await mailboxes.get_mailbox(app, f"tlt.martin@{DEMO_DOMAIN}")
+    now = datetime.now(UTC)
+    compostage = now.strftime("%Y%m%d%H%M%S") + "00001"
+    subject = f"IR000001/{SENDER_NUMBER}/{compostage}/00002"
+    lot = lot_message(tlt.address, subject)
+    await teletransmission.record_lot(
+        app,
+        tlt,
+        subject=subject,
+        funds=[FUND],
+        message=lot,
+        message_id=make_msgid(domain=DEMO_DOMAIN),
+        queue_id=None,
+        source="cli",
+        actor="demo",
+        now=now,
+    )
+    arl = arl_message(tlt.address, compostage)
+    stored = await deliver_local(app, arl, [tlt.address], sender=FUND)
+    await teletransmission.record_returns(app, arl, stored, [tlt])
+    # The mail to the fictitious patient (address check, portal notice) would only bounce.
+    for message_id in {e.message_id for e in await queue.list_queue(app)}:
+        await queue.delete(app, message_id, actor="demo")
+    return deposited.link
 
 
 def welcome_message(to: str, name: str) -> bytes:
@@ -102,7 +274,9 @@ async def populate(app: App) -> list[tuple[str, str]]:
 
 async def create_demo(settings: Settings) -> None:
     settings.hostname = f"mail.{DEMO_DOMAIN}"
-    settings.listeners = dev_listeners()
+    settings.listeners = demo_listeners()
+    # Links in the demo's mail (portal, address check) open here: the certificate names localhost.
+    settings.public_url = f"https://localhost:{settings.listeners['https'].rpartition(':')[2]}"
     # SMS (portal codes, attachment passwords) are written to <data>/sms/outbox.jsonl.
     settings.deployment = "development"
     settings.sms_provider = "fichier"
@@ -116,6 +290,8 @@ async def create_demo(settings: Settings) -> None:
     )
     async with open_app(settings) as app:
         logins = [(f"admin@{DEMO_DOMAIN}", admin_password), *await populate(app)]
+        box = await mailboxes.get_mailbox(app, f"dr.martin@{DEMO_DOMAIN}")
+        logins.append((PORTAL_LABEL, await populate_channels(app, box.practice_id)))
     write_private_file(
         settings.data_dir / LOGINS_FILE, "".join(f"{login}\t{pw}\n" for login, pw in logins)
     )
@@ -129,7 +305,7 @@ def print_banner(settings: Settings, bound: dict[str, str]) -> None:
         )
     )
     console.print(tr(f"Répertoire : {settings.data_dir}", f"Directory: {settings.data_dir}"))
-    for name, address in sorted(bound.items()):
+    for name, address in sorted((bound or settings.listeners).items()):
         url = f"https://{address}/" if name == "https" else address
         console.print(f"  {name:<12} {url}")
     pending = sorted(set(settings.listeners) - set(LISTENER_FACTORIES))
@@ -159,6 +335,15 @@ def print_banner(settings: Settings, bound: dict[str, str]) -> None:
             "to scan with a TOTP app (or registers a security key). Mail clients use the app "
             "password above.",
         )
+    )
+    console.print(
+        tr(
+            "Portail patient : ouvrez le lien ci-dessus ; le code envoyé « par SMS » est écrit "
+            f"dans {settings.data_dir / 'sms' / 'outbox.jsonl'}.",
+            "Patient portal: open the link above; the code sent « by SMS » is written to "
+            f"{settings.data_dir / 'sms' / 'outbox.jsonl'}.",
+        ),
+        markup=False,
     )
     console.print(tr("Ctrl+C pour arrêter.", "Ctrl+C to stop."))
 

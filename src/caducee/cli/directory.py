@@ -5,18 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from caducee.app import App
-from caducee.cli.common import DEFAULT_DATA, DataOption, console, fail, with_app
+from caducee.cli.common import DEFAULT_DATA, DataOption, console, fail, progress_bar, with_app
 from caducee.domain.annuaire import Professional
 from caducee.health import annuaire
 from caducee.i18n import language, tr
@@ -50,19 +42,7 @@ def import_(
                 "Give a file or --url ADDRESS (not both).",
             )
         )
-    with Progress(
-        TextColumn(tr("Annuaire", "Directory")),
-        BarColumn(),
-        DownloadColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=not console.is_terminal,
-    ) as bar:
-        task = bar.add_task("import", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    with progress_bar(tr("Annuaire", "Directory"), unit="bytes") as progress:
 
         async def action(context: App) -> annuaire.ImportReport:
             executor = annuaire.import_executor()

@@ -21,10 +21,11 @@ import typer
 
 from caducee.app import App
 from caducee.cli.common import DEFAULT_DATA, DataOption, err_console, fail, with_app
-from caducee.config import PRODUCTION_LISTENERS, Settings
+from caducee.config import Settings
 from caducee.domain.addresses import normalize_domain
 from caducee.errors import CaduceeError, NotFound
 from caducee.i18n import tr
+from caducee.services.client_setup import listener_port
 from caducee.services.dkim_keys import DkimKey, ensure_dkim_key, load_dkim_key
 from caducee.services.practices import list_practices
 
@@ -39,7 +40,6 @@ SRV_SERVICES: tuple[tuple[str, str], ...] = (
     ("_pop3s._tcp", "pop3s"),
     ("_pop3._tcp", "pop3"),
 )
-_LOOPBACK = ("127.", "::1", "[::1]", "localhost")
 
 
 def _fqdn(name: str) -> str:
@@ -56,20 +56,6 @@ def _txt(strings: list[str]) -> str:
 
 def dmarc_record(domain: str) -> str:
     return f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}; adkim=s; aspf=s"
-
-
-def listener_port(settings: Settings, name: str) -> tuple[int, bool] | None:
-    """The configured port of a listener and whether it only listens on loopback."""
-    listeners = settings.listeners or PRODUCTION_LISTENERS
-    address = listeners.get(name)
-    if not address:
-        return None
-    host, _, port = address.rpartition(":")
-    try:
-        number = int(port)
-    except ValueError:
-        return None
-    return number, host.startswith(_LOOPBACK)
 
 
 def server_records(settings: Settings) -> list[str]:
@@ -155,10 +141,11 @@ def domain_records(settings: Settings, domain: str, key: DkimKey, practice: str 
     lines += [
         tr(
             "; Configuration automatique des comptes (Thunderbird : autoconfig ; "
-            "Outlook : autodiscover) : ces noms désignent ce serveur, qui doit y répondre en "
-            "HTTPS.",
+            "Outlook : autodiscover) : ces noms désignent ce serveur, qui y répond en HTTPS ; "
+            "son certificat TLS doit les couvrir aussi.",
             "; Account autoconfiguration (Thunderbird: autoconfig; Outlook: autodiscover): "
-            "these names point at this server, which must answer them over HTTPS.",
+            "these names point at this server, which answers them over HTTPS; its TLS "
+            "certificate must cover them too.",
         ),
         _line(f"autoconfig.{domain}", "CNAME", _fqdn(host)),
         _line(f"autodiscover.{domain}", "CNAME", _fqdn(host)),

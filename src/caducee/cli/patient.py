@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from caducee.app import App
-from caducee.cli.common import DEFAULT_DATA, DataOption, console, fail, with_app
+from caducee.cli.common import DEFAULT_DATA, DataOption, console, fail, progress_bar, with_app
 from caducee.health import patient_import, patients
 from caducee.health.patients import PatientData
 from caducee.i18n import tr
@@ -179,12 +179,14 @@ def import_(
             tr(f"Lecture de {file} impossible : {error}", f"Cannot read {file}: {error}")
         ) from None
 
-    async def action(context: App) -> patient_import.ImportReport:
-        return await patient_import.import_csv(
-            context, practice, content, actor="cli", source="cli"
-        )
+    with progress_bar(tr("Patients", "Patients")) as progress:
 
-    report = with_app(data, action)
+        async def action(context: App) -> patient_import.ImportReport:
+            return await patient_import.import_csv(
+                context, practice, content, actor="cli", source="cli", progress=progress
+            )
+
+        report = with_app(data, action)
     console.print(
         tr(
             f"{len(report.imported)} patient(s) importé(s), {len(report.rejected)} ligne(s) "

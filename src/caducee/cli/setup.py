@@ -57,7 +57,7 @@ async def initialise(
     if not os.environ.get(ENV_KEY) and not settings.master_key_path.exists():
         create_master_key_file(settings)
     if not (settings.tls_dir / "server.crt").exists():
-        create_dev_ca(settings.tls_dir, settings.hostname)
+        create_dev_ca(settings.tls_dir, settings.hostname, [domain])
     ensure_dkim_key(settings, domain)  # its DNS record: caducee dns
     async with open_app(settings, upgrade=True) as app:
         practice = await practices.create_practice(

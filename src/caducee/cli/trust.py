@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from caducee.app import App
-from caducee.cli.common import DEFAULT_DATA, DataOption, console, fail, with_app
+from caducee.cli.common import DEFAULT_DATA, DataOption, console, fail, progress_bar, with_app
 from caducee.health import trust_list
 from caducee.i18n import tr
 from caducee.store import trust_repo
@@ -39,7 +39,9 @@ def import_(
             context, source, checksum_location=checksum, actor="cli"
         )
 
-    report = with_app(data, action)
+    # Download, checksum, parsing and installation: one step whose length is not known.
+    with progress_bar(tr("Liste blanche", "Whitelist")):
+        report = with_app(data, action)
     day = report.generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     if report.unchanged:
         console.print(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from caducee.app import App
@@ -105,11 +106,20 @@ def parse(data: bytes) -> list[tuple[int, PatientData | str]]:
 
 
 async def import_csv(
-    app: App, practice_id: int, data: bytes, *, actor: str, source: str
+    app: App,
+    practice_id: int,
+    data: bytes,
+    *,
+    actor: str,
+    source: str,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
+    """Import every valid row; ``progress(done, total)`` is told after each row."""
     report = ImportReport()
     rows = parse(data)
-    for line, item in rows:
+    for done, (line, item) in enumerate(rows, start=1):
+        if progress is not None:
+            progress(done - 1, len(rows))
         if isinstance(item, str):
             report.rejected.append((line, item))
             continue
@@ -123,4 +133,6 @@ async def import_csv(
             report.rejected.append((line, error.message()))
             continue
         report.imported.append(created.id)
+    if progress is not None:
+        progress(len(rows), len(rows))
     return report

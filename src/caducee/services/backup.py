@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError
@@ -83,9 +84,15 @@ def read_private_key(path: Path) -> BackupPrivateKey:
 
 
 async def back_up(
-    app: App, dest: Path, *, actor: str = "cli", now: datetime | None = None
+    app: App,
+    dest: Path,
+    *,
+    actor: str = "cli",
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ArchiveReport:
-    """Write an archive of the node into ``dest`` (in a worker thread), audited."""
+    """Write an archive of the node into ``dest`` (in a worker thread), audited;
+    ``progress(done, total)`` is called from that thread."""
     try:
         report = await asyncio.to_thread(
             archive.create_archive,
@@ -93,6 +100,7 @@ async def back_up(
             dest,
             caducee_version=caducee_version(),
             now=now,
+            progress=progress,
         )
     except Exception as error:
         await _audit(
@@ -157,12 +165,23 @@ def verify(path: Path, key: BackupPrivateKey | None = None) -> VerifyReport:
 
 
 def restore(
-    path: Path, new_dir: Path, key: BackupPrivateKey, *, database_url: str = "", pg_bin: str = ""
+    path: Path,
+    new_dir: Path,
+    key: BackupPrivateKey,
+    *,
+    database_url: str = "",
+    pg_bin: str = "",
+    progress: Callable[[int, int], None] | None = None,
 ) -> RestoreReport:
     """Restore the archive at ``path`` (or the newest in it) into ``new_dir``: all or nothing.
     Blocking: run it off the loop."""
     return archive.restore_archive(
-        archive.find_archive(path), new_dir, key, database_url=database_url, pg_bin=pg_bin
+        archive.find_archive(path),
+        new_dir,
+        key,
+        database_url=database_url,
+        pg_bin=pg_bin,
+        progress=progress,
     )
 
 

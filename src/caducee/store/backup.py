@@ -42,7 +42,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -286,9 +286,15 @@ def _fsync_tree(root: Path) -> None:
 
 
 def create_archive(
-    settings: Settings, dest_root: Path, *, caducee_version: str, now: datetime | None = None
+    settings: Settings,
+    dest_root: Path,
+    *,
+    caducee_version: str,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ArchiveReport:
-    """Write a complete archive of the node in ``dest_root``; its report."""
+    """Write a complete archive of the node in ``dest_root``; its report. ``progress(done,
+    total)`` counts the database snapshot and each blob file as they are written."""
     public = load_public_key(settings)
     now = now or datetime.now(UTC)
     dest_root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -332,8 +338,13 @@ def create_archive(
                     {"name": PGDUMP_NAME, "kind": "database", "size": size, "sha256": digest}
                 )
             # After the snapshot: every blob it names is here (removals are held).
-            for path in blob_files.blob_files(settings.blobs_dir):
+            blobs = list(blob_files.blob_files(settings.blobs_dir))
+            if progress is not None:
+                progress(1, len(blobs) + 1)
+            for done, path in enumerate(blobs, start=2):
                 writer.add_file(f"blobs/{path.relative_to(settings.blobs_dir)}", "blob", path)
+                if progress is not None:
+                    progress(done, len(blobs) + 1)
             if bucket is not None:
                 for blob_id in list(s3_blobs.object_blob_ids(bucket, settings)):
                     with s3_blobs.open_object(bucket, settings, blob_id) as source:
@@ -589,7 +600,13 @@ class RestoreReport:
 
 
 def restore_archive(
-    archive: Path, new_dir: Path, key: BackupPrivateKey, *, database_url: str = "", pg_bin: str = ""
+    archive: Path,
+    new_dir: Path,
+    key: BackupPrivateKey,
+    *,
+    database_url: str = "",
+    pg_bin: str = "",
+    progress: Callable[[int, int], None] | None = None,
 ) -> RestoreReport:
     """Restore ``archive`` into ``new_dir`` (absent or empty), all or nothing.
 
@@ -623,7 +640,9 @@ def restore_archive(
     try:
         os.chmod(work, 0o700)
         dump: dict[str, Any] | None = None
-        for entry in manifest.files:
+        for done, entry in enumerate(manifest.files):
+            if progress is not None:  # PostgreSQL's dump, restored last, counts as the last
+                progress(done, len(manifest.files))
             name = str(entry["name"])
             if name == PGDUMP_NAME:
                 dump = entry
@@ -641,6 +660,8 @@ def restore_archive(
             _set_top_level(work / CONFIG_NAME, "blob_store", "files")
         if dump is not None:
             _pg_restore(manifest, key, database_url, pg_bin)
+        if progress is not None:
+            progress(len(manifest.files), len(manifest.files))
         _fsync_tree(work)
         if new_dir.exists():
             new_dir.rmdir()  # empty (checked above)

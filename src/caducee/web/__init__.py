@@ -35,6 +35,7 @@ from caducee.web import (
     admin,
     api,
     api_tokens_page,
+    autoconfig,
     home,
     login,
     oidc_login,
@@ -113,6 +114,7 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
     config = config or WebConfig.from_settings(app.settings)
     routes: list[BaseRoute] = [
         *status.routes,
+        *autoconfig.routes,
         *login.routes,
         *oidc_login.routes,
         *webmail.routes,

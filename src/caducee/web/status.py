@@ -1,17 +1,17 @@
-"""Status routes: ``GET /`` (a small French page) and ``GET /healthz`` (the database answers)."""
+"""Status routes: ``GET /`` (the landing page) and ``GET /healthz`` (the database answers)."""
 
 from __future__ import annotations
 
-import html
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from caducee.app import App
 from caducee.store import node_repo
+from caducee.web.core import render
 
 log = logging.getLogger(__name__)
 
@@ -29,34 +29,9 @@ def caducee_app(request: Request) -> App:
     return app
 
 
-PAGE = """<!doctype html>
-<html lang="fr">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Caducée</title>
-</head>
-<body>
-<main>
-<h1>Caducée fonctionne</h1>
-<p>Messagerie sécurisée de santé.</p>
-<p><a href="/connexion">Se connecter</a></p>
-<dl>
-<dt>Serveur</dt><dd>{hostname}</dd>
-<dt>Version</dt><dd>{version}</dd>
-</dl>
-</main>
-</body>
-</html>
-"""
-
-
 async def home(request: Request) -> Response:
-    app = caducee_app(request)
-    body = PAGE.format(
-        hostname=html.escape(app.settings.hostname), version=html.escape(caducee_version())
-    )
-    return HTMLResponse(body)
+    """The landing page: what Caducée is, the professionals' login, what a patient does."""
+    return render(request, "landing.html", {"version": caducee_version()})
 
 
 async def healthz(request: Request) -> Response:
