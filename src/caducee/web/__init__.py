@@ -53,6 +53,7 @@ from caducee.web.middleware import (
     SECURITY_HEADERS,
     BodyLimitMiddleware,
     LanguageMiddleware,
+    RequestTimer,
     SecurityHeadersMiddleware,
 )
 from caducee.web.templating import create_environment
@@ -128,7 +129,7 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
     )
     return SecurityHeadersMiddleware(
         BodyLimitMiddleware(
-            LanguageMiddleware(web),
+            LanguageMiddleware(RequestTimer(web)),
             config.max_body_bytes,
             # A message with its attachments (multipart overhead: a third more).
             large=(

@@ -1,0 +1,184 @@
+"""``/metrics`` of a real ``caducee serve`` with two worker processes (issue 21): real SMTP and
+IMAP traffic, then scrapes with httpx parsed by prometheus-client's own parser, on both
+backends.
+
+Which worker answers a scrape is the kernel's choice: every scrape must show the same counts,
+since each worker's values are summed (prometheus-client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import signal
+import smtplib
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from caducee.app import open_app
+from caducee.config import Settings
+from caducee.services.app_passwords import create_app_password
+from tests.services.helpers import person, practice
+from tests.serving import prepare, serve_process, wait_listeners
+
+LOGIN = "dr@cabinet.test"
+EXTERNAL = "a@ailleurs.test"
+TIMEOUT = 30.0
+STARTUP_TIMEOUT = 180.0
+LISTENERS = {
+    "https": "127.0.0.1:0",
+    "smtp": "127.0.0.1:0",
+    "submission": "127.0.0.1:0",
+    "imaps": "127.0.0.1:0",
+}
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@dataclass
+class Node:
+    settings: Settings
+    ports: dict[str, int]
+    password: str
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.settings.tls_dir / "ca.crt"))
+
+    def scrape(self) -> tuple[str, Samples]:
+        # A new connection each time: any worker may answer.
+        with httpx.Client(verify=self.context(), timeout=TIMEOUT) as client:
+            response = client.get(f"https://localhost:{self.ports['https']}/metrics")
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+        samples: Samples = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return response.text, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.fixture
+def node(settings: Settings, tmp_path: Path) -> Iterator[Node]:
+    prepare(settings, LISTENERS, workers=2)
+
+    async def setup() -> str:
+        async with open_app(settings) as app:
+            await practice(app)
+            await person(app, LOGIN)
+            return await create_app_password(app, LOGIN, "metrics")
+
+    password = asyncio.run(setup())
+    with serve_process(settings, tmp_path) as proc:
+        bound = wait_listeners(settings, proc, tmp_path, timeout=STARTUP_TIMEOUT)
+        ports = {name: int(address.rsplit(":", 1)[1]) for name, address in bound.items()}
+        yield Node(settings, ports, password)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(TIMEOUT)
+
+
+def test_metrics_count_real_traffic_across_workers(node: Node) -> None:
+    _, before = node.scrape()
+    assert value(before, "caducee_messages_received_total", door="mx") == 0
+    # The MX: one message received, one unknown recipient refused.
+    body = (
+        f"From: {EXTERNAL}\r\nTo: {LOGIN}\r\nSubject: compte\r\n"
+        f"Message-ID: <compte@ailleurs.test>\r\n\r\nBonjour.\r\n"
+    )
+    with smtplib.SMTP(
+        "127.0.0.1", node.ports["smtp"], local_hostname="mx.ailleurs.test", timeout=TIMEOUT
+    ) as mx:
+        mx.starttls(context=node.context())
+        mx.ehlo("mx.ailleurs.test")
+        mx.mail(EXTERNAL)
+        code, _ = mx.rcpt("personne@cabinet.test")
+        assert code == 550
+        mx.rset()
+        assert mx.sendmail(EXTERNAL, [LOGIN], body) == {}
+    # Submission: one message sent by the practitioner to herself.
+    with smtplib.SMTP("127.0.0.1", node.ports["submission"], timeout=TIMEOUT) as sub:
+        sub.starttls(context=node.context())
+        sub.login(LOGIN, node.password)
+        own = body.replace(f"From: {EXTERNAL}", f"From: {LOGIN}").replace("compte@", "envoi@")
+        assert sub.sendmail(LOGIN, [LOGIN], own) == {}
+    # IMAP: one wrong password, then a session held open.
+    wrong = imaplib.IMAP4_SSL(
+        "localhost", node.ports["imaps"], ssl_context=node.context(), timeout=TIMEOUT
+    )
+    with pytest.raises(imaplib.IMAP4.error):
+        wrong.login(LOGIN, "pas-le-bon-mot-de-passe")
+    wrong.logout()
+    held = imaplib.IMAP4_SSL(
+        "localhost", node.ports["imaps"], ssl_context=node.context(), timeout=TIMEOUT
+    )
+    held.login(LOGIN, node.password)
+    held.select("INBOX")
+
+    scrapes = [node.scrape() for _ in range(6)]
+    expected = {
+        ("caducee_messages_received_total", (("door", "mx"),)): 1.0,
+        ("caducee_messages_refused_total", (("door", "mx"), ("reason", "NotFound"))): 1.0,
+        ("caducee_messages_sent_total", (("door", "submission"),)): 1.0,
+        ("caducee_login_failures_total", (("service", "imap"),)): 1.0,
+        ("caducee_sessions_total", (("listener", "imaps"),)): 2.0,
+        ("caducee_sessions_total", (("listener", "smtp"),)): 1.0,
+        ("caducee_sessions_total", (("listener", "submission"),)): 1.0,
+        ("caducee_sessions_open", (("listener", "imaps"),)): 1.0,
+        ("caducee_queue_depth", ()): 0.0,
+    }
+    for text, samples in scrapes:
+        for key, wanted in expected.items():
+            assert samples.get(key) == wanted, (key, samples.get(key))
+        # No label ever carries an address (nor, therefore, a login).
+        for _, labels in samples:
+            assert all("@" not in v for _, v in labels), labels
+        assert "cabinet.test" not in text and "ailleurs.test" not in text
+    # Web pages are timed by route template: /metrics itself answered before the last scrape.
+    _, last = scrapes[-1]
+    assert value(last, "caducee_http_request_seconds_count", route="/metrics", method="GET",
+                 status="2xx") >= 1  # fmt: skip
+    assert any(name == "caducee_lots_awaiting_arl" for name, _ in last)
+
+    # The held session ends: the open sessions go back to none, the count stays.
+    held.logout()
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        _, samples = node.scrape()
+        if value(samples, "caducee_sessions_open", listener="imaps") == 0:
+            break
+        assert time.monotonic() < deadline, "the IMAP session is still counted as open"
+        time.sleep(0.1)
+    assert value(samples, "caducee_sessions_total", listener="imaps") == 2
+
+
+def test_metrics_refused_outside_the_allowed_networks(settings: Settings, tmp_path: Path) -> None:
+    token = tmp_path / "metrics.token"
+    token.write_text("jeton-de-supervision-assez-long\n")
+    token.chmod(0o600)
+    settings.metrics_allow, settings.metrics_token_file = [], str(token)
+    prepare(settings, {"https": "127.0.0.1:0"})
+    with serve_process(settings, tmp_path) as proc:
+        bound = wait_listeners(settings, proc, tmp_path, timeout=STARTUP_TIMEOUT)
+        url = f"https://localhost:{bound['https'].rsplit(':', 1)[1]}"
+        context = ssl.create_default_context(cafile=str(settings.tls_dir / "ca.crt"))
+        with httpx.Client(verify=context, timeout=TIMEOUT, base_url=url) as client:
+            assert client.get("/metrics").status_code == 403
+            assert client.get("/readyz").status_code == 403
+            wrong = {"Authorization": "Bearer jeton-de-supervision-assez-lonG"}
+            assert client.get("/metrics", headers=wrong).status_code == 403
+            right = {"Authorization": "Bearer jeton-de-supervision-assez-long"}
+            scraped = client.get("/metrics", headers=right)
+            assert scraped.status_code == 200 and "caducee_queue_depth" in scraped.text
+            assert client.get("/healthz").status_code == 200  # alive: open to all
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(TIMEOUT)
