@@ -4,6 +4,7 @@ lookups, and the scheduled refresh that keeps the last good list when a download
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import urllib.error
@@ -13,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from caducee.app import App
-from caducee.errors import InvalidInput, TemporaryFailure
+from caducee.errors import CaduceeError, InvalidInput, TemporaryFailure
 from caducee.health import whitelist
 from caducee.services import audit, periodic
-from caducee.services.audit import AuditEvent, append
+from caducee.services.audit import AuditEvent, Detail, append
 from caducee.store import trust_repo
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,34 @@ async def read_source(location: str, max_bytes: int = whitelist.MAX_BYTES) -> by
     return await asyncio.to_thread(_read_limited, location, max_bytes)
 
 
+def _origin(actor: str, origin: str) -> str:
+    """The audit record's source: the client's address (admin console), else the command line
+    or the system (the scheduled refresh)."""
+    return origin or ("cli" if actor == "cli" else "system")
+
+
+async def _audit_refusal(
+    app: App, error: CaduceeError, location: str, actor: str, origin: str, data: bytes | None
+) -> None:
+    """A refused import, audited like an accepted one: who, from where, which file (its
+    SHA-256 when it was read), and the kind of refusal — never the error's text, which may
+    quote what was read."""
+    details: dict[str, Detail] = {"error": type(error).__name__}
+    if data is not None:
+        details["sha256"] = hashlib.sha256(data).hexdigest()
+    await audit.record(
+        app.db,
+        AuditEvent(
+            actor=actor,
+            action="trust.import",
+            target=location[:200],
+            source=_origin(actor, origin),
+            result="failed",
+            details=details,
+        ),
+    )
+
+
 async def import_whitelist(
     app: App,
     data: bytes,
@@ -93,8 +122,21 @@ async def import_whitelist(
     checksum: str | None = None,
     source: str = "",
     actor: str = "system",
+    origin: str = "",
 ) -> ImportReport:
-    """Verify, parse and install a whitelist; the list in force changes only on success."""
+    """Verify, parse and install a whitelist; the list in force changes only on success.
+    Every import is audited (``trust.import``), the refused ones too (``failed``, with the
+    kind of refusal)."""
+    try:
+        return await _install(app, data, checksum, source, actor, origin)
+    except CaduceeError as error:
+        await _audit_refusal(app, error, source, actor, origin, data)
+        raise
+
+
+async def _install(
+    app: App, data: bytes, checksum: str | None, source: str, actor: str, origin: str
+) -> ImportReport:
     if checksum is not None:
         whitelist.verify_checksum(data, checksum)
     parsed = whitelist.parse_whitelist(data)
@@ -122,7 +164,7 @@ async def import_whitelist(
                     actor=actor,
                     action="trust.import",
                     target=source[:200],
-                    source="cli" if actor == "cli" else "system",
+                    source=_origin(actor, origin),
                     details={
                         "domains": domains,
                         "entries": len(parsed.entries),
@@ -138,13 +180,27 @@ async def import_whitelist(
 
 
 async def import_from(
-    app: App, location: str, *, checksum_location: str | None = None, actor: str = "system"
+    app: App,
+    location: str,
+    *,
+    checksum_location: str | None = None,
+    actor: str = "system",
+    origin: str = "",
 ) -> ImportReport:
-    data = await read_source(location)
-    checksum = None
-    if checksum_location:
-        checksum = (await read_source(checksum_location, 4096)).decode("ascii", "replace")
-    return await import_whitelist(app, data, checksum=checksum, source=location, actor=actor)
+    """Read the list (and its checksum) from a file or an http(s) URL, then
+    :func:`import_whitelist`; a list that cannot be read is a refused import too (audited)."""
+    data: bytes | None = None
+    try:
+        data = await read_source(location)
+        checksum = None
+        if checksum_location:
+            checksum = (await read_source(checksum_location, 4096)).decode("ascii", "replace")
+    except CaduceeError as error:
+        await _audit_refusal(app, error, location, actor, origin, data)
+        raise
+    return await import_whitelist(
+        app, data, checksum=checksum, source=location, actor=actor, origin=origin
+    )
 
 
 async def status(app: App) -> TrustStatus:
@@ -242,8 +298,7 @@ class TrustListRefresher:
                 "trust list refresh failed, keeping the current list error=%s",
                 type(exc).__name__,
             )
-            await audit.record_failure(self.app.db, "trust.refresh", settings.trust_list_url, exc)
-            return None
+            return None  # audited by the import (trust.import, failed)
         log.info(
             "trust list refreshed domains=%d unchanged=%s", report.domain_count, report.unchanged
         )
