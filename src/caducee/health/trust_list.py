@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from caducee.app import App
-from caducee.errors import CaduceeError, InvalidInput, TemporaryFailure
+from caducee.errors import AccessDenied, CaduceeError, InvalidInput, TemporaryFailure
 from caducee.health import whitelist
-from caducee.services import audit, periodic
+from caducee.services import audit, periodic, practices
 from caducee.services.audit import AuditEvent, Detail, append
 from caducee.store import trust_repo
 
@@ -123,11 +123,19 @@ async def import_whitelist(
     source: str = "",
     actor: str = "system",
     origin: str = "",
+    require_checksum: bool = False,
+    practice_admin: bool = False,
 ) -> ImportReport:
     """Verify, parse and install a whitelist; the list in force changes only on success.
     Every import is audited (``trust.import``), the refused ones too (``failed``, with the
-    kind of refusal)."""
+    kind of refusal). ``require_checksum``: a list without its checksum is refused;
+    ``practice_admin``: the actor is a practice's administrator (:func:`check_practice_admin`)
+    — both the admin console's rules."""
     try:
+        if practice_admin:
+            await check_practice_admin(app)
+        if require_checksum and not (checksum or "").strip():
+            raise _checksum_missing()
         return await _install(app, data, checksum, source, actor, origin)
     except CaduceeError as error:
         await _audit_refusal(app, error, source, actor, origin, data)
@@ -179,28 +187,69 @@ async def _install(
     )
 
 
+async def check_practice_admin(app: App) -> None:
+    """The list is the node's, shared by every practice it serves: a practice's administrator
+    (the admin console) may replace it only on a node that serves that practice alone; with
+    several, the operator does (``caducee trust import``, ``[trust] list_url``)."""
+    if len(await practices.list_practices(app)) > 1:
+        raise AccessDenied(
+            "Ce serveur héberge plusieurs cabinets : la liste blanche, commune à tous, est "
+            "importée par l'exploitant (caducee trust import).",
+            "This server hosts several practices: the whitelist, shared by all, is imported "
+            "by the operator (caducee trust import).",
+        )
+
+
+def _checksum_missing() -> InvalidInput:
+    return InvalidInput(
+        "Indiquez l'empreinte SHA-256 de la liste (ou l'adresse de son fichier .sha256).",
+        "Give the list's SHA-256 checksum (or its .sha256 file's address).",
+    )
+
+
+def _https_only(location: str) -> None:
+    if not location.startswith("https://"):
+        raise InvalidInput(
+            "Seule une adresse https:// est acceptée ici (ou envoyez le fichier).",
+            "Only an https:// address is accepted here (or upload the file).",
+        )
+
+
 async def import_from(
     app: App,
     location: str,
     *,
     checksum_location: str | None = None,
+    checksum: str | None = None,
     actor: str = "system",
     origin: str = "",
+    https_only: bool = False,
+    require_checksum: bool = False,
+    practice_admin: bool = False,
 ) -> ImportReport:
-    """Read the list (and its checksum) from a file or an http(s) URL, then
-    :func:`import_whitelist`; a list that cannot be read is a refused import too (audited)."""
+    """Read the list (and its checksum, given or read from ``checksum_location``) from a file
+    or an http(s) URL, then :func:`import_whitelist`; a list that cannot be read is a refused
+    import too (audited). ``https_only``: the admin console's rule for what the server
+    fetches; ``require_checksum``: refuse a list without its checksum."""
     data: bytes | None = None
     try:
+        if practice_admin:
+            await check_practice_admin(app)
+        if https_only:
+            for address in (location, checksum_location or "https://"):
+                _https_only(address)
+        if require_checksum and not (checksum or "").strip() and not checksum_location:
+            raise _checksum_missing()
         data = await read_source(location)
-        checksum = None
-        if checksum_location:
+        if checksum_location and not checksum:
             checksum = (await read_source(checksum_location, 4096)).decode("ascii", "replace")
     except CaduceeError as error:
         await _audit_refusal(app, error, location, actor, origin, data)
         raise
     return await import_whitelist(
-        app, data, checksum=checksum, source=location, actor=actor, origin=origin
-    )
+        app, data, checksum=checksum, source=location, actor=actor, origin=origin,
+        practice_admin=practice_admin,
+    )  # fmt: skip
 
 
 async def status(app: App) -> TrustStatus:

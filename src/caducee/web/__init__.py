@@ -26,7 +26,7 @@ from starlette.types import ASGIApp
 
 from caducee.app import App
 from caducee.errors import CaduceeError
-from caducee.health import patient_import
+from caducee.health import patient_import, whitelist
 from caducee.listeners import ListenAddress, bind_tcp, bound_address
 from caducee.services import rate_limits
 from caducee.tls import SERVER_CERT, SERVER_KEY, server_ssl_context
@@ -135,6 +135,7 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
             large=(
                 ("/envoyer", app.settings.max_message_bytes * 4 // 3 + 65536),
                 ("/patients/import", patient_import.MAX_BYTES * 4 // 3 + 65536),
+                ("/admin/liste-blanche", whitelist.MAX_BYTES * 4 // 3 + 65536),
             ),
         )
     )
