@@ -1,6 +1,6 @@
 """``/metrics`` of a real ``caducee serve`` with two worker processes (issue 21): real SMTP and
 IMAP traffic, then scrapes with httpx parsed by prometheus-client's own parser, on both
-backends.
+backends; then, in one process, deliveries to a local SMTP peer and web pages' route labels.
 
 Which worker answers a scrape is the kernel's choice: every scrape must show the same counts,
 since each worker's values are summed (prometheus-client's multiprocess mode).
@@ -22,9 +22,14 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from caducee.app import open_app
+from caducee.app import App, open_app
 from caducee.config import Settings
+from caducee.flows.outbound import OutboundWorker
+from caducee.services import metrics, queue
 from caducee.services.app_passwords import create_app_password
+from caducee.services.queue import QueueRecipient
+from caducee.web import create_web_app
+from tests.interop.test_outbound import SENDER, Peer, message, peer, peers  # noqa: F401
 from tests.services.helpers import person, practice
 from tests.serving import prepare, serve_process, wait_listeners
 
@@ -182,3 +187,50 @@ def test_metrics_refused_outside_the_allowed_networks(settings: Settings, tmp_pa
             assert client.get("/healthz").status_code == 200  # alive: open to all
         proc.send_signal(signal.SIGTERM)
         proc.wait(TIMEOUT)
+
+
+# ----- in one process: the values this process counted ------------------------------------------
+
+
+def counted() -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+async def test_deliveries_are_counted_by_result(app: App, peer: Peer) -> None:  # noqa: F811
+    peer.handler.rcpt_always["plus-tard@partner.test"] = "451 4.3.0 Try again later"
+    peer.handler.rcpt_always["personne@partner.test"] = "550 5.1.1 Unknown"
+    await queue.enqueue(
+        app,
+        message(),
+        SENDER,
+        [QueueRecipient(f"{who}@partner.test") for who in ("ok", "plus-tard", "personne")],
+    )
+    before = counted()
+    stats = await OutboundWorker(app).run_once()
+    assert (stats.delivered, stats.deferred, stats.bounced) == (1, 1, 1)
+    after = counted()
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    for result in ("delivered", "deferred", "bounced"):
+        assert moved("caducee_deliveries_total", result=result) == 1, result
+    # The time to a final result: delivered and bounced, not the deferred one.
+    assert moved("caducee_delivery_seconds_count", result="delivered") == 1
+    assert moved("caducee_delivery_seconds_count", result="bounced") == 1
+    assert moved("caducee_delivery_seconds_count", result="deferred") == 0
+
+
+async def test_web_pages_are_timed_by_route_template_never_by_path(app: App) -> None:
+    transport = httpx.ASGITransport(app=create_web_app(app))
+    async with httpx.AsyncClient(transport=transport, base_url="https://test") as client:
+        await client.get("/courrier/b/4242")
+        await client.get("/nulle-part/dr.martin@cabinet.test")
+        page = (await client.get("/metrics")).text
+    assert 'route="/courrier/b/{mailbox_id}"' in page
+    assert 'route="unmatched"' in page
+    assert "4242" not in page and "nulle-part" not in page and "@" not in page
