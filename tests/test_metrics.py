@@ -24,11 +24,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from caducee.app import App, open_app
 from caducee.config import Settings
+from caducee.errors import CaduceeError
+from caducee.flows import submission
 from caducee.flows.outbound import OutboundWorker
+from caducee.health import pickup_auth
+from caducee.health.pickup_store import by_token
 from caducee.services import metrics, queue
 from caducee.services.app_passwords import create_app_password
+from caducee.services.envelope import ClientInfo
 from caducee.services.queue import QueueRecipient
 from caducee.web import create_web_app
+from tests.health.pickups import cabinet, deposit, token_of
+from tests.health.sms_provider_server import ProviderServer
 from tests.interop.test_outbound import SENDER, Peer, message, peer, peers  # noqa: F401
 from tests.services.helpers import person, practice
 from tests.serving import prepare, serve_process, wait_listeners
@@ -234,3 +241,27 @@ async def test_web_pages_are_timed_by_route_template_never_by_path(app: App) -> 
     assert 'route="/courrier/b/{mailbox_id}"' in page
     assert 'route="unmatched"' in page
     assert "4242" not in page and "nulle-part" not in page and "@" not in page
+
+
+async def test_pickup_codes_sent_not_sent_and_wrong(app: App, sms_server: ProviderServer) -> None:
+    cab = await cabinet(app)
+    made = await deposit(app, cab)
+    found = await by_token(app, token_of(made.link))
+    sms_server.answers = [(200, {}), (500, {"error": "panne"})]
+    before = counted()
+    await pickup_auth.request_code(app, found, source="ip")
+    with pytest.raises(CaduceeError):  # the provider fails: the patient gets no code
+        await pickup_auth.request_code(app, found, source="ip")
+    assert not await pickup_auth.check_code(app, found, "000000x", source="ip")
+    after = counted()
+    for result in ("sent", "send_failed", "wrong"):
+        name = "caducee_pickup_codes_total"
+        assert value(after, name, result=result) - value(before, name, result=result) == 1
+
+
+def test_the_door_of_a_submission() -> None:
+    assert submission.door_of(ClientInfo(ip="x", helo="webmail", protocol="HTTPS")) == "webmail"
+    assert submission.door_of(ClientInfo(ip="x", helo="api", protocol="HTTPS")) == "api"
+    assert submission.door_of(ClientInfo(ip="x", helo="poste.cabinet", protocol="ESMTPSA")) == (
+        "submission"
+    )
