@@ -16,6 +16,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -29,7 +30,7 @@ from caducee.flows import submission
 from caducee.flows.outbound import OutboundWorker
 from caducee.health import pickup_auth
 from caducee.health.pickup_store import by_token
-from caducee.services import metrics, queue
+from caducee.services import lockout, metrics, queue
 from caducee.services.app_passwords import create_app_password
 from caducee.services.envelope import ClientInfo
 from caducee.services.queue import QueueRecipient
@@ -265,3 +266,31 @@ def test_the_door_of_a_submission() -> None:
     assert submission.door_of(ClientInfo(ip="x", helo="poste.cabinet", protocol="ESMTPSA")) == (
         "submission"
     )
+
+
+async def test_login_failures_and_lockouts(app: App) -> None:
+    async def wrong(_conn: object) -> lockout.Verdict:
+        return lockout.Verdict.failed("bad_password")
+
+    before = counted()
+    now = datetime.now(UTC)
+    threshold = app.settings.lockout_threshold
+    for _ in range(threshold):
+        await lockout.attempt(
+            app.db, app.settings, login="dr@cabinet.test", source="192.0.2.7",
+            action="auth.password", check=wrong, now=now, service="imap",
+        )  # fmt: skip
+    # Locked now: a further try is refused unseen, neither a failure nor a new lock-out.
+    with pytest.raises(lockout.AccountLocked):
+        await lockout.attempt(
+            app.db, app.settings, login="dr@cabinet.test", source="192.0.2.7",
+            action="auth.password", check=wrong, now=now, service="imap",
+        )  # fmt: skip
+    after = counted()
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("caducee_login_failures_total", service="imap") == threshold
+    assert moved("caducee_lockouts_total", scope="account") == 1
+    assert moved("caducee_lockouts_total", scope="ip") == 1
