@@ -164,7 +164,7 @@ def check_crls(settings: Settings, now: datetime) -> Check:
             "no MSSanté CA configured: no CRL",
         )
     try:
-        store = trust_tls.load_trust_store(settings)
+        store = trust_tls.load_trust_store(settings, keep=False)
     except CaduceeError as error:
         return _fail("crl", error.fr, error.en)
     missing = [ca for ca in store.cas if ca.subject.public_bytes() not in store.crls]
