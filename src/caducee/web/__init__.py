@@ -96,10 +96,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
     """The ASGI application of the node.
 
-    Areas: status (``/``, ``/healthz``), login, the user's pages, the admin console; the webmail,
-    patient portal and API of later issues add their routes here (and a tile in
-    :data:`caducee.web.home.TILES`). Middleware, outermost first: security headers (they wrap
-    even error pages), request body limit, language.
+    Areas: status (``/``, ``/healthz``, ``/readyz``, ``/metrics``), login, the user's pages,
+    the admin console; the webmail, patient portal and API of later issues add their routes
+    here (and a tile in :data:`caducee.web.home.TILES`). Middleware, outermost first: security
+    headers (they wrap even error pages), request body limit, language, the request timer
+    (metrics).
     """
     config = config or WebConfig.from_settings(app.settings)
     routes: list[BaseRoute] = [
