@@ -137,6 +137,8 @@ def test_metrics_count_real_traffic_across_workers(node: Node) -> None:
     held.login(LOGIN, node.password)
     held.select("INBOX")
 
+    # The refused session's end is counted once its server task has finished: wait for it.
+    until_open(node, 1)
     scrapes = [node.scrape() for _ in range(6)]
     expected = {
         ("caducee_messages_received_total", (("door", "mx"),)): 1.0,
@@ -164,14 +166,20 @@ def test_metrics_count_real_traffic_across_workers(node: Node) -> None:
 
     # The held session ends: the open sessions go back to none, the count stays.
     held.logout()
+    samples = until_open(node, 0)
+    assert value(samples, "caducee_sessions_total", listener="imaps") == 2
+
+
+def until_open(node: Node, sessions: int) -> Samples:
+    """Scrape until the open IMAP sessions are ``sessions`` (a session's end is counted when
+    the server has finished with it, just after the client saw its last reply)."""
     deadline = time.monotonic() + TIMEOUT
     while True:
         _, samples = node.scrape()
-        if value(samples, "caducee_sessions_open", listener="imaps") == 0:
-            break
-        assert time.monotonic() < deadline, "the IMAP session is still counted as open"
+        if value(samples, "caducee_sessions_open", listener="imaps") == sessions:
+            return samples
+        assert time.monotonic() < deadline, f"never {sessions} open IMAP session(s)"
         time.sleep(0.1)
-    assert value(samples, "caducee_sessions_total", listener="imaps") == 2
 
 
 def test_metrics_refused_outside_the_allowed_networks(settings: Settings, tmp_path: Path) -> None:
