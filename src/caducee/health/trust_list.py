@@ -93,6 +93,10 @@ def _origin(actor: str, origin: str) -> str:
     return origin or ("cli" if actor == "cli" else "system")
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 async def _audit_refusal(
     app: App, error: CaduceeError, location: str, actor: str, origin: str, data: bytes | None
 ) -> None:
@@ -101,7 +105,7 @@ async def _audit_refusal(
     quote what was read."""
     details: dict[str, Detail] = {"error": type(error).__name__}
     if data is not None:
-        details["sha256"] = hashlib.sha256(data).hexdigest()
+        details["sha256"] = await asyncio.to_thread(_sha256, data)
     await audit.record(
         app.db,
         AuditEvent(
@@ -146,8 +150,10 @@ async def _install(
     app: App, data: bytes, checksum: str | None, source: str, actor: str, origin: str
 ) -> ImportReport:
     if checksum is not None:
-        whitelist.verify_checksum(data, checksum)
-    parsed = whitelist.parse_whitelist(data)
+        await asyncio.to_thread(whitelist.verify_checksum, data, checksum)
+    # Up to 32 MB of XML: parsed in a worker thread, never on the event loop (the admin
+    # console and the scheduled refresh run in a serving process).
+    parsed = await asyncio.to_thread(whitelist.parse_whitelist, data)
     domains = len({entry.domain for entry in parsed.entries})
     async with app.db.write() as conn:
         current = await trust_repo.active_list(conn)
