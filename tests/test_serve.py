@@ -424,20 +424,29 @@ async def test_healthz(app: App) -> None:
     assert_security_headers(response.headers)
 
 
-async def test_healthz_reports_a_dead_database(app: App, tmp_path: Path) -> None:
+async def test_readyz_reports_a_dead_database_and_healthz_stays_alive(
+    app: App, tmp_path: Path
+) -> None:
     dead = Database(f"sqlite+aiosqlite:///{tmp_path / 'no-such-dir' / 'db.sqlite3'}")
     threads_before = set(threading.enumerate())
     try:
         async with asgi_client(dataclasses.replace(app, db=dead)) as client:
-            response = await client.get("/healthz")
+            alive = await client.get("/healthz")
+            response = await client.get("/readyz")
     finally:
         await dead.dispose()
         # aiosqlite's worker thread of a failed connect hands its last result back to this loop:
         # let it finish while the loop still runs (else it finds the loop closed).
+        # (The loop's own executor threads, which the readiness checks use, stay.)
         for thread in set(threading.enumerate()) - threads_before:
-            await asyncio.to_thread(thread.join, 5)
+            if not thread.name.startswith("asyncio_"):
+                await asyncio.to_thread(thread.join, 5)
+    assert alive.status_code == 200 and alive.json() == {"status": "ok"}
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable"}
+    body = response.json()
+    assert body["status"] == "not ready"
+    database = next(c for c in body["checks"] if c["name"] == "database")
+    assert database["status"] == "fail" and "base de données injoignable" in database["message"]
     assert_security_headers(response.headers)
 
 

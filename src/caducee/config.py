@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
@@ -201,6 +202,13 @@ class Settings:
     # Accounts and mailboxes (issue #19), section [lifecycle]: mail to a disabled mailbox is
     # "accept"ed (kept for when it is enabled again) or "refuse"d (SMTP 550 5.2.1).
     disabled_mailbox_mail: str = "accept"
+    # /metrics and /readyz (issue 21), section [metrics]: the client networks allowed to read
+    # them, and a file holding a bearer token that also opens them (empty: none)
+    metrics_allow: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    metrics_token_file: str = ""
+    # Readiness (section [health]): a recipient due this long and claimed by no delivery worker
+    # means the queue is stuck
+    health_queue_stuck_minutes: int = 30
 
     @property
     def tlt_patterns(self) -> Patterns:
@@ -645,6 +653,7 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.disabled_mailbox_mail = str(
             lifecycle.get("disabled_mailbox_mail", settings.disabled_mailbox_mail)
         )
+        _load_metrics(settings, doc.get("metrics", {}), doc.get("health", {}))
     env = os.environ
     settings.oidc_client_secret = env.get("CADUCEE_OIDC_CLIENT_SECRET", settings.oidc_client_secret)
     settings.dns_resolver = env.get("CADUCEE_DNS_RESOLVER", settings.dns_resolver)
@@ -753,6 +762,29 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             f"not {settings.blob_inline_max}.",
         )
     return settings
+
+
+def _load_metrics(settings: Settings, metrics: dict[str, Any], health: dict[str, Any]) -> None:
+    allow = metrics.get("allow", settings.metrics_allow)
+    if not isinstance(allow, list):
+        raise ConfigurationError(
+            '[metrics] allow : une liste de réseaux, par exemple ["127.0.0.1/32"].',
+            '[metrics] allow: a list of networks, e.g. ["127.0.0.1/32"].',
+        )
+    for network in allow:
+        try:
+            ipaddress.ip_network(str(network), strict=False)
+        except ValueError:
+            raise ConfigurationError(
+                f"[metrics] allow : réseau invalide {network!r}.",
+                f"[metrics] allow: invalid network {network!r}.",
+            ) from None
+    settings.metrics_allow = [str(n) for n in allow]
+    settings.metrics_token_file = str(metrics.get("token_file", settings.metrics_token_file))
+    settings.health_queue_stuck_minutes = _int(
+        health.get("queue_stuck_minutes", settings.health_queue_stuck_minutes),
+        "health.queue_stuck_minutes",
+    )
 
 
 def render_config(settings: Settings) -> str:
@@ -945,6 +977,17 @@ def render_config(settings: Settings) -> str:
         f"s3_region = {json.dumps(settings.s3_region)}",
         f"s3_prefix = {json.dumps(settings.s3_prefix)}",
         f"s3_credentials_file = {json.dumps(settings.s3_credentials_file)}",
+        "",
+        "[metrics]",
+        "# /metrics et /readyz : réseaux clients autorisés, et fichier d'un jeton (en-tête",
+        "# Authorization: Bearer) qui les ouvre aussi depuis ailleurs (vide : aucun).",
+        f"allow = {json.dumps(settings.metrics_allow)}",
+        f"token_file = {json.dumps(settings.metrics_token_file)}",
+        "",
+        "[health]",
+        "# /readyz et caducee doctor : un envoi dû depuis ce délai (minutes) sans processus",
+        "# d'envoi qui le prenne signale une file bloquée.",
+        f"queue_stuck_minutes = {settings.health_queue_stuck_minutes}",
         "",
     ]
     return "\n".join(lines)

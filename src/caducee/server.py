@@ -38,13 +38,14 @@ from caducee.loop_probe import LoopLagProbe
 from caducee.protocols.imap.listener import imap_listener
 from caducee.protocols.pop3.listener import pop3_listener
 from caducee.protocols.smtp.listener import smtp_listener
-from caducee.services import cluster, cpu_pool
+from caducee.services import cluster, cpu_pool, metrics
 from caducee.services.events import mailbox_events
 from caducee.web import HttpsListener
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "serve.lock"
+METRICS_DIR = "metrics"
 #: How long in-flight requests may take to finish once a stop is requested.
 GRACE_SECONDS = 10.0
 
@@ -125,6 +126,11 @@ async def running_workers(
             for worker, result in zip(workers, results, strict=True):
                 if isinstance(result, Exception):
                     log.error("worker=%s failed", worker.name, exc_info=result)
+
+
+def metrics_dir(settings: Settings) -> Path:
+    """Where the node's worker processes write their metrics (services.metrics)."""
+    return settings.run_dir / METRICS_DIR
 
 
 def listeners_file(settings: Settings) -> Path:
@@ -340,6 +346,11 @@ async def serve(
     try:
         async with open_app(settings) as app:
             with single_instance(settings) if role is None else contextlib.nullcontext():
+                # Metrics: every process of the node writes its values in run/metrics, emptied
+                # at start by the one process that holds the lock (services.metrics).
+                if role is None:
+                    metrics.prepare_directory(metrics_dir(settings))
+                metrics.use_directory(metrics_dir(settings))
                 # The triage's lemmatizer loads its dictionary (a second or so) in a thread,
                 # before the first patient message rather than during it.
                 warming = asyncio.create_task(asyncio.to_thread(patient_triage.warm_up))

@@ -48,9 +48,10 @@ from caducee.server import (
     _remove,
     _write_atomically,
     listeners_file,
+    metrics_dir,
     single_instance,
 )
-from caducee.services import cluster
+from caducee.services import cluster, metrics
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ class Supervisor:
     async def _supervise(self, slot: Slot, process: asyncio.subprocess.Process) -> None:
         """Restart the worker if ``process`` ends while it is still the slot's own."""
         code = await process.wait()
+        metrics.process_gone(process.pid)  # its open sessions are closed (its counts remain)
         if self.stopping.is_set() or slot.process is not process:
             return
         slot.process = None
@@ -308,6 +310,7 @@ async def _supervise_joined(
 ) -> None:
     """Bind the listeners, run the workers until SIGTERM or SIGINT, restart them on SIGHUP."""
     _remove(listeners_file(settings))  # left over by a crashed run
+    metrics.prepare_directory(metrics_dir(settings))  # the workers inherit its name
     sockets = bind_all(settings)
     supervisor = Supervisor(settings, sockets, count)
 

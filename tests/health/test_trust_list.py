@@ -98,6 +98,12 @@ async def test_bad_file_or_checksum_keeps_the_list_in_force(app: App) -> None:
             app, national_list(3), checksum=hashlib.sha256(good).hexdigest()
         )
     assert await trust_list.is_listed(app, "etab49.mssante.fr")
+    # The refused imports are audited as the accepted one is: who, what file, why (its kind).
+    records = await _audit(app, "trust.import")
+    assert [r.result for r in records] == ["ok", "failed", "failed"]
+    assert '"error": "InvalidInput"' in records[1].details
+    assert hashlib.sha256(b"<ListeBlancheMSSante>").hexdigest() in records[1].details
+    assert "ne correspond pas" not in records[2].details  # the kind, never the text
 
 
 async def test_stale_when_older_than_the_maximum_age(app: App) -> None:
@@ -131,8 +137,13 @@ async def test_refresh_downloads_with_checksum_and_keeps_last_good_on_failure(
     del files["/liste.xml"]  # the server answers 404
     assert await refresher.refresh_once() is None
     assert await trust_list.is_listed(app, "etab999.mssante.fr")
-    failures = await _audit(app, "trust.refresh")
-    assert [r.result for r in failures] == ["failed", "failed"]
+    # Each refused download is audited once, by the import itself.
+    imports = await _audit(app, "trust.import")
+    assert [r.result for r in imports] == ["ok", "failed", "failed"]
+    assert all(r.actor == "system" and r.source == "system" for r in imports)
+    assert '"error": "InvalidInput"' in imports[1].details
+    assert '"error": "TemporaryFailure"' in imports[2].details
+    assert await _audit(app, "trust.refresh") == []
 
 
 async def test_only_files_and_http_urls_are_read(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from caducee.app import App
 from caducee.domain.model import MailboxType
-from caducee.health import charter, patient_triage
+from caducee.health import charter, patient_triage, trust_list
 from caducee.services import accounts, app_passwords, mailboxes, mfa, queue, web_sessions
 from caducee.web import admin
 from tests.web.conftest import Clock, People, WebClient
@@ -109,10 +109,13 @@ async def admin_calls(app: App, people: People) -> list[Call]:
         Call("GET", "/admin/file", {}),
         Call("POST", f"/admin/file/{queued}/relancer", {}),
         Call("POST", f"/admin/file/{queued}/supprimer", {"avis": "oui"}),
+        Call("GET", "/admin/liste-blanche", {}),
+        Call("POST", "/admin/liste-blanche", TRUST_FORM),
     ]
     return calls
 
 
+TRUST_FORM = {"adresse": "https://listes.example/liste.xml", "empreinte": "0" * 64}
 TRIAGE_FORM = {"actifs": "hors-champ", "alerte_sms": "06 11 22 33 44", "defaut": "hors-champ"}
 CHARTER_FORM = {"types": "resultats", "delai": "1", "horaires_lundi": "09:00-10:00"}
 
@@ -149,6 +152,7 @@ def test_every_admin_route_is_in_the_matrix() -> None:
         ("POST", "/admin/delegations"), ("POST", "/admin/delegations/revoquer"),
         ("GET", "/admin/journal"), ("GET", "/admin/journal.csv"), ("GET", "/admin/file"),
         ("POST", "/admin/file/{queue_id}/relancer"), ("POST", "/admin/file/{queue_id}/supprimer"),
+        ("GET", "/admin/liste-blanche"), ("POST", "/admin/liste-blanche"),
     }  # fmt: skip
     assert declared == covered
 
@@ -169,6 +173,7 @@ async def state_of_a(app: App, people: People) -> Any:
         await charter.charter_of(app, practice.id, people.doctor_a.id),
         await charter.overriding_accounts(app, practice.id),
         await patient_triage.settings_of(app, practice.id),
+        (await trust_list.status(app)).info,
     )
 
 
@@ -225,6 +230,7 @@ async def test_admin_of_another_practice(web: WebClient, people: People, app: Ap
                 "/admin/journal.csv",
                 "/admin/file",
                 "/admin/tri",
+                "/admin/liste-blanche",
             )
             and call.method == "GET"
         ):
@@ -236,6 +242,9 @@ async def test_admin_of_another_practice(web: WebClient, people: People, app: Ap
             # A preview of the form sent, nothing read or changed.
             assert response.status_code == 200, call
             assert "Cabinet A" not in response.text, call
+        elif call.path == "/admin/liste-blanche":
+            # The node's list, shared by several practices: the operator's, refused (audited).
+            assert response.status_code == 403, call
         elif call.path in (
             "/admin/cabinet",
             "/admin/cabinet/second-facteur",
@@ -358,3 +367,26 @@ async def test_apple_profile_only_for_the_logged_in_account(
     await web.login(people.doctor_a.login)
     half = await web.http.get(path)
     assert half.status_code == 303 and half.headers["location"] == "/connexion/verification"
+
+
+async def test_metrics_and_readiness_are_for_the_allowed_networks_or_the_token(
+    web: WebClient, people: People, app: App, tmp_path: Any
+) -> None:
+    """``/metrics`` and ``/readyz`` open to the ``[metrics] allow`` networks or the token, not
+    to a web session (an administrator's included); ``/healthz`` to everyone."""
+    assert (await web.get("/metrics")).status_code == 200  # the test client is 127.0.0.1
+    app.settings.metrics_allow = ["192.0.2.0/24"]
+    await web.login(people.admin_a.login)
+    for path in ("/metrics", "/readyz"):
+        assert (await web.get(path)).status_code == 403, path
+    assert (await web.get("/healthz")).status_code == 200
+    token = tmp_path / "metrics.token"
+    token.write_text("un-jeton-de-supervision\n")
+    app.settings.metrics_token_file = str(token)
+    bearer = {"Authorization": "Bearer un-jeton-de-supervision"}
+    assert (await web.get("/metrics", headers=bearer)).status_code == 200
+    assert (await web.get("/readyz", headers=bearer)).status_code in (200, 503)
+    wrong = {"Authorization": "Bearer un-jeton-de-supervisioN"}
+    assert (await web.get("/metrics", headers=wrong)).status_code == 403
+    token.write_text("")  # an empty token file opens nothing
+    assert (await web.get("/metrics", headers={"Authorization": "Bearer "})).status_code == 403

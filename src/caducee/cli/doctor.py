@@ -9,18 +9,16 @@ from datetime import UTC, datetime, timedelta
 import typer
 
 from caducee.cli.common import DEFAULT_DATA, DataOption, console, settings_for
-from caducee.clients import clamd
 from caducee.config import Settings
 from caducee.errors import CaduceeError
+from caducee.flows import node_state
 from caducee.i18n import tr
 from caducee.services.cluster import ALIVE_BEATS
-from caducee.store import migrate, node_repo, trust_repo
+from caducee.store import migrate, node_repo
 from caducee.store.database import Database
 from caducee.store.keyring import load_master_keys
 from caducee.store.s3_blobs import S3BlobStore
-from caducee.tls import certificate_not_after
 
-CERT_WARNING = timedelta(days=30)
 #: ``caducee doctor`` lists the nodes seen within this delay.
 NODES_SEEN_WITHIN = timedelta(days=1)
 
@@ -42,9 +40,16 @@ class Report:
         self.errors += 1
         self.lines.append(f"[red]{tr('ERREUR', 'ERROR')}[/red]    {tr(fr, en)}")
 
+    def add(self, check: node_state.Check) -> None:
+        {
+            node_state.Status.OK: self.ok,
+            node_state.Status.WARN: self.warn,
+            node_state.Status.FAIL: self.error,
+        }[check.status](check.fr, check.en)
+
 
 def check_files(settings: Settings, report: Report) -> set[str]:
-    """Configuration, master key, certificate. Returns the ids of the usable master keys."""
+    """Configuration and master key. Returns the ids of the usable master keys."""
     if settings.config_path.exists():
         report.ok(f"configuration {settings.config_path}", f"configuration {settings.config_path}")
     else:
@@ -63,42 +68,19 @@ def check_files(settings: Settings, report: Report) -> set[str]:
         )
     except CaduceeError as error:
         report.error(error.fr, error.en)
-    cert = settings.tls_dir / "server.crt"
-    if not cert.exists():
-        report.error(f"certificat TLS absent ({cert})", f"TLS certificate missing ({cert})")
-    else:
-        not_after = certificate_not_after(cert)
-        left = not_after - datetime.now(UTC)
-        day = not_after.date().isoformat()
-        if left <= timedelta(0):
-            report.error(
-                f"certificat TLS expiré le {day} ({cert})",
-                f"TLS certificate expired on {day} ({cert})",
-            )
-        elif left < CERT_WARNING:
-            report.warn(
-                f"certificat TLS expire le {day}, dans {left.days} jours : renouvelez-le",
-                f"TLS certificate expires on {day}, in {left.days} days: renew it",
-            )
-        else:
-            report.ok(f"certificat TLS valide jusqu'au {day}", f"TLS certificate valid until {day}")
     return key_ids
 
 
-async def check_database(settings: Settings, key_ids: set[str], report: Report) -> None:
+async def check_node(settings: Settings, key_ids: set[str], report: Report) -> None:
+    """The checks ``/readyz`` answers (:mod:`caducee.flows.node_state`, one place for each),
+    then what only an installation has: the schema's revision and the master keys in use."""
     db = Database(settings.effective_database_url)
     try:
-        try:
-            async with db.read() as conn:
-                await node_repo.answers(conn)
-        except Exception as error:
-            report.error(
-                f"base de données injoignable : {type(error).__name__}",
-                f"database unreachable: {type(error).__name__}",
-            )
+        checks = await node_state.readiness(settings, db, serving=False)
+        for check in checks:
+            report.add(check)
+        if checks[0].status is not node_state.Status.OK:  # the database
             return
-        kind = "SQLite" if db.is_sqlite else "PostgreSQL"
-        report.ok(f"base de données {kind} joignable", f"{kind} database reachable")
         state = await migrate.schema_state(db)
         current, head = state.current, state.head
         if current == head:
@@ -130,7 +112,6 @@ async def check_database(settings: Settings, key_ids: set[str], report: Report) 
             )
         elif key_ids:
             report.ok("toutes les clés de données sont lisibles", "every data key is readable")
-        await check_trust_list(settings, db, report)
         await check_cluster(settings, db, report)
     finally:
         await db.dispose()
@@ -167,59 +148,6 @@ async def check_cluster(settings: Settings, db: Database, report: Report) -> Non
             )
 
 
-async def check_trust_list(settings: Settings, db: Database, report: Report) -> None:
-    """The MSSanté whitelist: present, and generated less than ``trust_list_max_age_days`` ago."""
-    async with db.read() as conn:
-        info = await trust_repo.active_list(conn)
-    if info is None:
-        report.warn(
-            "aucune liste blanche MSSanté : lancez « caducee trust import » (ou réglez "
-            "[trust] list_url)",
-            "no MSSanté whitelist: run 'caducee trust import' (or set [trust] list_url)",
-        )
-        return
-    day = info.generated_at.astimezone(UTC).date().isoformat()
-    if info.generated_at < datetime.now(UTC) - timedelta(days=settings.trust_list_max_age_days):
-        report.warn(
-            f"liste blanche MSSanté périmée (générée le {day}, plus de "
-            f"{settings.trust_list_max_age_days} jours) : rafraîchissez-la",
-            f"stale MSSanté whitelist (generated {day}, more than "
-            f"{settings.trust_list_max_age_days} days ago): refresh it",
-        )
-    else:
-        report.ok(
-            f"liste blanche MSSanté du {day} ({info.domain_count} domaines)",
-            f"MSSanté whitelist of {day} ({info.domain_count} domains)",
-        )
-
-
-async def check_antivirus(settings: Settings, report: Report) -> None:
-    """ClamAV's daemon: configured, and answering PING."""
-    address = settings.antivirus_clamd
-    if not address:
-        report.warn(
-            "antivirus désactivé : réglez [antivirus] clamd (paquet clamav-daemon)",
-            "antivirus off: set [antivirus] clamd (package clamav-daemon)",
-        )
-    elif await clamd.ping(address):
-        report.ok(f"antivirus ClamAV joignable ({address})", f"ClamAV reachable ({address})")
-    else:
-        then = (
-            "le courrier est refusé temporairement (451)"
-            if settings.antivirus_on_unavailable == "tempfail"
-            else "le courrier est accepté SANS analyse"
-        )
-        then_en = (
-            "mail is temporarily refused (451)"
-            if settings.antivirus_on_unavailable == "tempfail"
-            else "mail is accepted WITHOUT a scan"
-        )
-        report.error(
-            f"antivirus ClamAV injoignable ({address}) : {then}",
-            f"ClamAV unreachable ({address}): {then_en}",
-        )
-
-
 async def check_blob_store(settings: Settings, report: Report) -> None:
     """The S3 bucket (``blob_store = "s3"``): reachable with the configured keys."""
     if settings.blob_store != "s3":
@@ -250,13 +178,13 @@ async def check_blob_store(settings: Settings, report: Report) -> None:
 
 
 def doctor_command(data: DataOption = DEFAULT_DATA) -> None:
-    """Vérifie l'installation (configuration, clés, certificat, base, migrations).
-    / Check the installation."""
+    """Vérifie l'installation (configuration, clés, certificat, base, migrations, ports, file
+    d'envoi, liste blanche, CRL, antivirus : les vérifications de /readyz).
+    / Check the installation (the checks of /readyz, and more)."""
     settings = settings_for(data)
     report = Report()
     key_ids = check_files(settings, report)
-    asyncio.run(check_database(settings, key_ids, report))
-    asyncio.run(check_antivirus(settings, report))
+    asyncio.run(check_node(settings, key_ids, report))
     asyncio.run(check_blob_store(settings, report))
     for line in report.lines:
         console.print(line, soft_wrap=True)

@@ -6,6 +6,7 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import MailboxType, StoredMessage
 from caducee.errors import (
+    CaduceeError,
     InvalidInput,
     MailboxDisabled,
     NotFound,
@@ -14,7 +15,7 @@ from caducee.errors import (
 )
 from caducee.flows import antivirus
 from caducee.health import auto_replies, mon_espace_sante, patient_triage, teletransmission
-from caducee.services import dsn, mail_auth, messages
+from caducee.services import dsn, mail_auth, messages, metrics
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
 from caducee.services.local_domains import our_domains
@@ -56,7 +57,26 @@ async def check_recipient(app: App, address: str, size_hint: int = 0) -> str:
     return clean
 
 
+async def accept_recipient(app: App, address: str, size_hint: int = 0) -> str:
+    """RCPT TO on the MX: :func:`check_recipient`, a refusal counted (metrics)."""
+    try:
+        return await check_recipient(app, address, size_hint)
+    except CaduceeError as error:
+        metrics.MESSAGES_REFUSED.labels("mx", metrics.reason_of(error)).inc()
+        raise
+
+
 async def receive(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) -> None:
+    """A message accepted by the MX: :func:`deliver`, received or refused counted once."""
+    try:
+        await deliver(app, envelope, raw, client)
+    except CaduceeError as error:
+        metrics.MESSAGES_REFUSED.labels("mx", metrics.reason_of(error)).inc()
+        raise
+    metrics.MESSAGES_RECEIVED.labels("mx").inc()
+
+
+async def deliver(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) -> None:
     """Check SPF, DKIM and DMARC, then deliver a message accepted by the MX.
 
     Mail claiming one of our own domains must authenticate (else PolicyRejected, SMTP 550

@@ -70,7 +70,7 @@ from caducee.errors import CaduceeError, ConfigurationError, NotFound
 from caducee.health import teletransmission, trust_list
 from caducee.health.trust_tls import load_trust_store, operator_client_context
 from caducee.i18n import tr
-from caducee.services import trace
+from caducee.services import metrics, trace
 from caducee.services.audit import AuditEvent, append
 from caducee.services.dns import DnsTemporaryError, lookup, make_resolver
 from caducee.services.dsn import RecipientStatus, Report, send_report, xtext_encode
@@ -494,6 +494,7 @@ class OutboundWorker:
         max_age = timedelta(hours=settings.queue_max_age_hours)
         notice_after = timedelta(hours=settings.queue_delay_notice_hours)
         missing = Result(local_reply("4.3.0", "aucun résultat", "no result"))
+        counted: list[tuple[str, float | None]] = []  # result, seconds since queued if final
         async with self.app.db.write() as conn:
             for row in rows:
                 result = results.get(row.id, missing)
@@ -555,6 +556,8 @@ class OutboundWorker:
                     reply.status,
                 )
                 event = action.removeprefix("queue.") if action else "deferred"
+                age = (now - row.created_at).total_seconds() if action else None
+                counted.append((event, age))
                 await trace.record_outbound(
                     self.app,
                     conn,
@@ -593,6 +596,11 @@ class OutboundWorker:
                         ),
                         now=now,
                     )
+        # Counted once recorded: every attempt of every door's mail ends here.
+        for event, age in counted:
+            metrics.DELIVERIES.labels(event).inc()
+            if age is not None:
+                metrics.DELIVERY_SECONDS.labels(event).observe(max(0.0, age))
 
     def _status(self, row: QueueRow) -> RecipientStatus:
         action = row.report

@@ -20,6 +20,7 @@ from caducee.domain.model import Mailbox
 from caducee.domain.recipient_route import Route
 from caducee.errors import (
     AccessDenied,
+    CaduceeError,
     InvalidInput,
     LimitReached,
     MessageTooLarge,
@@ -38,16 +39,31 @@ from caducee.health import (
     teletransmission,
     trust_policy,
 )
-from caducee.services import dsn, mailboxes, outgoing, trace
+from caducee.services import dsn, mailboxes, metrics, outgoing, trace
 from caducee.services.audit import AuditEvent, append
 from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo, Envelope
 from caducee.services.queue import QueueOrigin
 from caducee.services.received import received_header
 
 
+def door_of(client: ClientInfo) -> str:
+    """The door a submission came by (metrics label): the webmail, the API or SMTP."""
+    if client.protocol == "HTTPS":
+        return client.helo if client.helo in ("webmail", "api") else "webmail"
+    return "submission"
+
+
+def _refused(door: str, error: CaduceeError) -> None:
+    metrics.MESSAGES_REFUSED.labels(door, metrics.reason_of(error)).inc()
+
+
 async def authorize_sender(app: App, login: str, mail_from: str, source: str) -> str:
     """MAIL FROM on the submission door: the normalised sender address, or SenderNotAllowed."""
-    return (await _authorize(app, login, mail_from, source)).mailbox.address
+    try:
+        return (await _authorize(app, login, mail_from, source)).mailbox.address
+    except CaduceeError as error:
+        _refused("submission", error)
+        raise
 
 
 async def _authorize(app: App, login: str, mail_from: str, source: str) -> mailboxes.Access:
@@ -74,6 +90,16 @@ async def check_submission_recipient(
 ) -> str:
     """RCPT TO on the submission door: the recipient rule of the sender's mailbox
     (:mod:`caducee.health.recipient_policy`); local recipients must exist."""
+    try:
+        return await _check_submission_recipient(app, address, domains, sender)
+    except CaduceeError as error:
+        _refused("submission", error)
+        raise
+
+
+async def _check_submission_recipient(
+    app: App, address: str, domains: set[str], sender: str = ""
+) -> str:
     clean = normalize_address(address)
     rules = await recipient_policy.sender_of(app, sender)
     decision = await recipient_policy.decide(app, rules, clean, domains=domains)
@@ -239,6 +265,17 @@ def _megabytes(size: int) -> str:
 
 
 async def submit(app: App, login: str, envelope: Envelope, raw: bytes, client: ClientInfo) -> None:
+    """Accept a submitted message (:func:`_submit`), sent or refused counted once per door."""
+    door = door_of(client)
+    try:
+        await _submit(app, login, envelope, raw, client)
+    except CaduceeError as error:
+        _refused(door, error)
+        raise
+    metrics.MESSAGES_SENT.labels(door).inc()
+
+
+async def _submit(app: App, login: str, envelope: Envelope, raw: bytes, client: ClientInfo) -> None:
     """Accept a submitted message; returns once it is durably stored or queued.
 
     All or nothing for the sender, in this order: every check (limits, sender, recipient rule,

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 from caducee.app import App
-from caducee.errors import LimitReached
+from caducee.errors import CaduceeError, LimitReached
 from caducee.health import pickup_mail, sms
 from caducee.health.pickup_store import (
     Contact,
@@ -38,6 +38,7 @@ from caducee.health.pickup_store import (
     read_code_key,
     read_contact,
 )
+from caducee.services import metrics
 from caducee.services.audit import append
 from caducee.services.delivery import deliver_local
 from caducee.services.passwords import verify_password
@@ -89,14 +90,19 @@ async def request_code(app: App, pickup: Pickup, *, source: str) -> str:
         )
         await add_event(conn, pickup, "code_sent", now=now)
         await append(conn, audit_event(pickup, "pickup.code_sent", source))
-    receipt = await sms.send_sms(
-        app,
-        patient.mobile,
-        f"Caducée : votre code pour lire le message de votre cabinet est {code}. "
-        f"Valable {CODE_MINUTES} min. Ne le communiquez à personne.",
-        actor=f"pickup:{pickup.id}",
-        purpose="portal.code",
-    )
+    try:
+        receipt = await sms.send_sms(
+            app,
+            patient.mobile,
+            f"Caducée : votre code pour lire le message de votre cabinet est {code}. "
+            f"Valable {CODE_MINUTES} min. Ne le communiquez à personne.",
+            actor=f"pickup:{pickup.id}",
+            purpose="portal.code",
+        )
+    except CaduceeError:
+        metrics.PICKUP_CODES.labels("send_failed").inc()
+        raise
+    metrics.PICKUP_CODES.labels("sent").inc()
     return receipt.masked_to
 
 
@@ -129,6 +135,8 @@ async def check_code(app: App, pickup: Pickup, code: str, *, source: str) -> boo
             locked = None
         else:
             locked = await _count_failure(conn, app, pickup, source, "code", now)
+    if not right:
+        metrics.PICKUP_CODES.labels("wrong").inc()
     if locked is not None:
         await _lock_alert(app, pickup, locked)
     return right

@@ -4,6 +4,7 @@ lookups, and the scheduled refresh that keeps the last good list when a download
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import urllib.error
@@ -13,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from caducee.app import App
-from caducee.errors import InvalidInput, TemporaryFailure
+from caducee.errors import AccessDenied, CaduceeError, InvalidInput, TemporaryFailure
 from caducee.health import whitelist
-from caducee.services import audit, periodic
-from caducee.services.audit import AuditEvent, append
+from caducee.services import audit, periodic, practices
+from caducee.services.audit import AuditEvent, Detail, append
 from caducee.store import trust_repo
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,38 @@ async def read_source(location: str, max_bytes: int = whitelist.MAX_BYTES) -> by
     return await asyncio.to_thread(_read_limited, location, max_bytes)
 
 
+def _origin(actor: str, origin: str) -> str:
+    """The audit record's source: the client's address (admin console), else the command line
+    or the system (the scheduled refresh)."""
+    return origin or ("cli" if actor == "cli" else "system")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def _audit_refusal(
+    app: App, error: CaduceeError, location: str, actor: str, origin: str, data: bytes | None
+) -> None:
+    """A refused import, audited like an accepted one: who, from where, which file (its
+    SHA-256 when it was read), and the kind of refusal — never the error's text, which may
+    quote what was read."""
+    details: dict[str, Detail] = {"error": type(error).__name__}
+    if data is not None:
+        details["sha256"] = await asyncio.to_thread(_sha256, data)
+    await audit.record(
+        app.db,
+        AuditEvent(
+            actor=actor,
+            action="trust.import",
+            target=location[:200],
+            source=_origin(actor, origin),
+            result="failed",
+            details=details,
+        ),
+    )
+
+
 async def import_whitelist(
     app: App,
     data: bytes,
@@ -93,11 +126,34 @@ async def import_whitelist(
     checksum: str | None = None,
     source: str = "",
     actor: str = "system",
+    origin: str = "",
+    require_checksum: bool = False,
+    practice_admin: bool = False,
 ) -> ImportReport:
-    """Verify, parse and install a whitelist; the list in force changes only on success."""
+    """Verify, parse and install a whitelist; the list in force changes only on success.
+    Every import is audited (``trust.import``), the refused ones too (``failed``, with the
+    kind of refusal). ``require_checksum``: a list without its checksum is refused;
+    ``practice_admin``: the actor is a practice's administrator (:func:`check_practice_admin`)
+    — both the admin console's rules."""
+    try:
+        if practice_admin:
+            await check_practice_admin(app)
+        if require_checksum and not (checksum or "").strip():
+            raise _checksum_missing()
+        return await _install(app, data, checksum, source, actor, origin)
+    except CaduceeError as error:
+        await _audit_refusal(app, error, source, actor, origin, data)
+        raise
+
+
+async def _install(
+    app: App, data: bytes, checksum: str | None, source: str, actor: str, origin: str
+) -> ImportReport:
     if checksum is not None:
-        whitelist.verify_checksum(data, checksum)
-    parsed = whitelist.parse_whitelist(data)
+        await asyncio.to_thread(whitelist.verify_checksum, data, checksum)
+    # Up to 32 MB of XML: parsed in a worker thread, never on the event loop (the admin
+    # console and the scheduled refresh run in a serving process).
+    parsed = await asyncio.to_thread(whitelist.parse_whitelist, data)
     domains = len({entry.domain for entry in parsed.entries})
     async with app.db.write() as conn:
         current = await trust_repo.active_list(conn)
@@ -122,7 +178,7 @@ async def import_whitelist(
                     actor=actor,
                     action="trust.import",
                     target=source[:200],
-                    source="cli" if actor == "cli" else "system",
+                    source=_origin(actor, origin),
                     details={
                         "domains": domains,
                         "entries": len(parsed.entries),
@@ -137,14 +193,69 @@ async def import_whitelist(
     )
 
 
+async def check_practice_admin(app: App) -> None:
+    """The list is the node's, shared by every practice it serves: a practice's administrator
+    (the admin console) may replace it only on a node that serves that practice alone; with
+    several, the operator does (``caducee trust import``, ``[trust] list_url``)."""
+    if len(await practices.list_practices(app)) > 1:
+        raise AccessDenied(
+            "Ce serveur héberge plusieurs cabinets : la liste blanche, commune à tous, est "
+            "importée par l'exploitant (caducee trust import).",
+            "This server hosts several practices: the whitelist, shared by all, is imported "
+            "by the operator (caducee trust import).",
+        )
+
+
+def _checksum_missing() -> InvalidInput:
+    return InvalidInput(
+        "Indiquez l'empreinte SHA-256 de la liste (ou l'adresse de son fichier .sha256).",
+        "Give the list's SHA-256 checksum (or its .sha256 file's address).",
+    )
+
+
+def _https_only(location: str) -> None:
+    if not location.startswith("https://"):
+        raise InvalidInput(
+            "Seule une adresse https:// est acceptée ici (ou envoyez le fichier).",
+            "Only an https:// address is accepted here (or upload the file).",
+        )
+
+
 async def import_from(
-    app: App, location: str, *, checksum_location: str | None = None, actor: str = "system"
+    app: App,
+    location: str,
+    *,
+    checksum_location: str | None = None,
+    checksum: str | None = None,
+    actor: str = "system",
+    origin: str = "",
+    https_only: bool = False,
+    require_checksum: bool = False,
+    practice_admin: bool = False,
 ) -> ImportReport:
-    data = await read_source(location)
-    checksum = None
-    if checksum_location:
-        checksum = (await read_source(checksum_location, 4096)).decode("ascii", "replace")
-    return await import_whitelist(app, data, checksum=checksum, source=location, actor=actor)
+    """Read the list (and its checksum, given or read from ``checksum_location``) from a file
+    or an http(s) URL, then :func:`import_whitelist`; a list that cannot be read is a refused
+    import too (audited). ``https_only``: the admin console's rule for what the server
+    fetches; ``require_checksum``: refuse a list without its checksum."""
+    data: bytes | None = None
+    try:
+        if practice_admin:
+            await check_practice_admin(app)
+        if https_only:
+            for address in (location, checksum_location or "https://"):
+                _https_only(address)
+        if require_checksum and not (checksum or "").strip() and not checksum_location:
+            raise _checksum_missing()
+        data = await read_source(location)
+        if checksum_location and not checksum:
+            checksum = (await read_source(checksum_location, 4096)).decode("ascii", "replace")
+    except CaduceeError as error:
+        await _audit_refusal(app, error, location, actor, origin, data)
+        raise
+    return await import_whitelist(
+        app, data, checksum=checksum, source=location, actor=actor, origin=origin,
+        practice_admin=practice_admin,
+    )  # fmt: skip
 
 
 async def status(app: App) -> TrustStatus:
@@ -238,8 +349,7 @@ class TrustListRefresher:
                 "trust list refresh failed, keeping the current list error=%s",
                 type(exc).__name__,
             )
-            await audit.record_failure(self.app.db, "trust.refresh", settings.trust_list_url, exc)
-            return None
+            return None  # audited by the import (trust.import, failed)
         log.info(
             "trust list refreshed domains=%d unchanged=%s", report.domain_count, report.unchanged
         )

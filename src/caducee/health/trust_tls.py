@@ -124,10 +124,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def load_trust_store(settings: Settings) -> TrustStore:
+def load_trust_store(settings: Settings, *, keep: bool = True) -> TrustStore:
     """Read ``trust_ca_file`` and the CRLs of ``trust_crl_dir``. A CRL whose signature does not
     check is ignored; the newest valid CRL of each CA is kept in ``<data>/trust/crl-valid`` so
-    that a later bad or missing CRL does not lose it (the last valid CRL keeps applying)."""
+    that a later bad or missing CRL does not lose it (the last valid CRL keeps applying).
+    ``keep=False`` only reads (the readiness check: ``caducee doctor`` may run as another user,
+    and must not leave files the server cannot replace)."""
     if not settings.trust_ca_file:
         return TrustStore(None)
     ca_path = Path(settings.trust_ca_file)
@@ -150,7 +152,7 @@ def load_trust_store(settings: Settings) -> TrustStore:
         current = store.crls.get(key)
         if current is None or crl.last_update_utc > current.last_update_utc:
             store.crls[key] = crl
-    if store.crls:
+    if store.crls and keep:
         kept_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for key, crl in store.crls.items():
             name = hashlib.sha256(key).hexdigest()[:32]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from caducee.app import App
 from caducee.config import Settings
 from caducee.listeners import ListenAddress, bind_tcp, bound_address
-from caducee.services import rate_limits
+from caducee.services import metrics, rate_limits
 from caducee.services.rate_limits import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,10 @@ class StreamListener:
         task = asyncio.current_task()
         assert task is not None
         self._sessions.add(task)
+        # Every IMAP, POP3 and SMTP session passes here: the one place they are counted.
+        metrics.SESSIONS.labels(self.name).inc()
+        open_sessions = metrics.SESSIONS_OPEN.labels(self.name)
+        open_sessions.inc()
         try:
             await self.session(connection)
         except (ConnectionClosed, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
@@ -218,6 +222,7 @@ class StreamListener:
         except Exception:
             log.exception("session error listener=%s", self.name)
         finally:
+            open_sessions.dec()
             self._sessions.discard(task)
             self.limits.release(connection.ip)
             await connection.close()

@@ -50,7 +50,7 @@ from caducee.app import App
 from caducee.config import Settings
 from caducee.domain.model import Account
 from caducee.errors import AccessDenied
-from caducee.services import audit
+from caducee.services import audit, metrics
 from caducee.services.audit import AuditEvent, Detail
 from caducee.store import auth_repo
 from caducee.store.connection import AsyncConnection
@@ -184,9 +184,11 @@ async def _count_failure(
     policy: LockoutPolicy,
     rows: Sequence[auth_repo.FailureRow],
     now: datetime,
-) -> None:
-    """Count one failure against each of the (locked) counter ``rows``."""
+) -> list[str]:
+    """Count one failure against each of the (locked) counter ``rows``; returns the scopes
+    (``account``, ``ip``) of the lock-outs this failure starts."""
     window = timedelta(seconds=policy.max_seconds)
+    started: list[str] = []
     for row in rows:
         failures = row.failures
         quiet_since = max(row.last_failure_at, row.locked_until or row.last_failure_at)
@@ -196,6 +198,9 @@ async def _count_failure(
         seconds = policy.lock_seconds(failures)
         until = now + timedelta(seconds=seconds) if seconds else None
         await auth_repo.save_failure(conn, row.key, failures, now, until)
+        if until is not None and (row.locked_until is None or row.locked_until <= now):
+            started.append("account" if row.key.startswith("account:") else "ip")
+    return started
 
 
 @dataclass(frozen=True)
@@ -273,8 +278,9 @@ async def attempt(
             verdict = Verdict.denied("locked")
         else:
             verdict = await check(conn)
+        locks: list[str] = []
         if verdict.outcome is Outcome.FAILED:
-            await _count_failure(conn, policy, rows, now)
+            locks = await _count_failure(conn, policy, rows, now)
         elif verdict.outcome is Outcome.OK and verdict.reset:
             await auth_repo.delete_failures(conn, keys)
         else:  # not counted: drop the counters created only to be locked
@@ -283,6 +289,12 @@ async def attempt(
         await audit.append(
             conn, auth_event(login, action, source, verdict.outcome, verdict.reason, **details)
         )
+    # Counted once committed: every check of a secret passes here, whatever the door.
+    if verdict.outcome is Outcome.FAILED:
+        service = extra.get("service")
+        metrics.LOGIN_FAILURES.labels(metrics.label(str(service), metrics.SERVICES)).inc()
+    for scope in locks:
+        metrics.LOCKOUTS.labels(scope).inc()
     if until is not None:
         raise AccountLocked(until, now)
     return verdict

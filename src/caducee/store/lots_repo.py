@@ -511,3 +511,22 @@ async def delete_lots_and_returns(
         chunk = list(lot_ids[start : start + 500])
         await conn.execute(update(R).where(R.c.lot_id.in_(chunk)).values(lot_id=None))
         await conn.execute(delete(L).where(L.c.id.in_(chunk)))
+
+
+async def count_awaiting_arl(
+    conn: AsyncConnection, *, overdue_before: datetime
+) -> dict[LotState, int]:
+    """Lots of every mailbox still waiting for their ARL: within the delay (``SENT``) and past
+    it (``NO_ARL``) — for the node's metrics (one query, no mailbox named)."""
+    column = state_column(overdue_before)
+    waiting = [LotState.SENT.value, LotState.NO_ARL.value]
+    inner = select(column.label("state")).subquery()
+    rows = await conn.execute(
+        select(inner.c.state, func.count())
+        .where(inner.c.state.in_(waiting))
+        .group_by(inner.c.state)
+    )
+    counts = {LotState.SENT: 0, LotState.NO_ARL: 0}
+    for value, count in rows:
+        counts[LotState(value)] = int(count)
+    return counts

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, or_, select, text, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -429,3 +429,29 @@ async def reveal(
 async def notify(conn: AsyncConnection, channel: str) -> None:
     """PostgreSQL ``NOTIFY``: delivered to every listening node when the transaction commits."""
     await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    """What the health checks and the metrics read of the queue (one query)."""
+
+    depth: int  # recipients waiting (queued or deferred)
+    oldest_created_at: datetime | None  # of the oldest message still waiting
+    oldest_due_free_at: datetime | None  # the longest-due recipient that no worker holds
+
+
+async def summary(conn: AsyncConnection, now: datetime) -> QueueSummary:
+    """The queue's depth, its oldest waiting message and its longest-due unclaimed recipient."""
+    depth, oldest = (
+        await conn.execute(
+            select(func.count(r.c.id), func.min(m.c.created_at))
+            .select_from(r.join(m, r.c.message_id == m.c.id))
+            .where(r.c.state.in_(ACTIVE))
+        )
+    ).one()
+    due = await conn.scalar(
+        select(func.min(r.c.next_attempt_at)).where(
+            r.c.state.in_(ACTIVE), r.c.next_attempt_at <= now, _free(now)
+        )
+    )
+    return QueueSummary(int(depth or 0), aware(oldest), aware(due))

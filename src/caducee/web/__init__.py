@@ -26,7 +26,7 @@ from starlette.types import ASGIApp
 
 from caducee.app import App
 from caducee.errors import CaduceeError, TemporaryFailure
-from caducee.health import patient_import
+from caducee.health import patient_import, whitelist
 from caducee.listeners import ListenAddress, bind_tcp, bound_address
 from caducee.services import rate_limits
 from caducee.tls import SERVER_CERT, SERVER_KEY, server_ssl_context
@@ -54,6 +54,7 @@ from caducee.web.middleware import (
     SECURITY_HEADERS,
     BodyLimitMiddleware,
     LanguageMiddleware,
+    RequestTimer,
     SecurityHeadersMiddleware,
 )
 from caducee.web.templating import create_environment
@@ -106,10 +107,11 @@ async def _temporary_failure(request: Request, exc: Exception) -> Response:
 def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
     """The ASGI application of the node.
 
-    Areas: status (``/``, ``/healthz``), login, the user's pages, the admin console; the webmail,
-    patient portal and API of later issues add their routes here (and a tile in
-    :data:`caducee.web.home.TILES`). Middleware, outermost first: security headers (they wrap
-    even error pages), request body limit, language.
+    Areas: status (``/``, ``/healthz``, ``/readyz``, ``/metrics``), login, the user's pages,
+    the admin console; the webmail, patient portal and API of later issues add their routes
+    here (and a tile in :data:`caducee.web.home.TILES`). Middleware, outermost first: security
+    headers (they wrap even error pages), request body limit, language, the request timer
+    (metrics).
     """
     config = config or WebConfig.from_settings(app.settings)
     routes: list[BaseRoute] = [
@@ -140,12 +142,13 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
     )
     return SecurityHeadersMiddleware(
         BodyLimitMiddleware(
-            LanguageMiddleware(web),
+            LanguageMiddleware(RequestTimer(web)),
             config.max_body_bytes,
             # A message with its attachments (multipart overhead: a third more).
             large=(
                 ("/envoyer", app.settings.max_message_bytes * 4 // 3 + 65536),
                 ("/patients/import", patient_import.MAX_BYTES * 4 // 3 + 65536),
+                ("/admin/liste-blanche", whitelist.MAX_BYTES * 4 // 3 + 65536),
             ),
         )
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from caducee.services import metrics
 from caducee.web.i18n import LANG_COOKIE, SUPPORTED, current_language, negotiate
 
 #: The policy of every response unless a route sets its own (see ``csp_with_data_images``).
@@ -197,3 +199,39 @@ class LanguageMiddleware:
             await self.app(scope, receive, send_with_cookie)
         finally:
             current_language.reset(token)
+
+
+class RequestTimer:
+    """Times every HTTP request for ``caducee_http_request_seconds``, labelled with the route's
+    template (``/courrier/{mailbox}/...``) as the router matched it, never the raw path (which
+    may name a mailbox, a message or a token). A request no route matched counts as
+    ``unmatched``. Wraps the Starlette application itself, whose router names the route."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) if route is not None else None
+            metrics.HTTP_SECONDS.labels(
+                template or "unmatched",
+                metrics.label(str(scope.get("method", "")), HTTP_METHODS),
+                f"{status[0] // 100}xx",
+            ).observe(time.perf_counter() - started)
+
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -109,7 +109,7 @@ class MxHandler:
         if refusal is not None:
             raise SmtpRefusal(bilingual(550, refusal.status, refusal.fr, refusal.en))
         size = transaction.mail.params.size or 0
-        return await inbound.check_recipient(self.app, address, size)
+        return await inbound.accept_recipient(self.app, address, size)
 
     async def on_data(self, session: SessionInfo, envelope: Envelope, raw: bytes) -> None:
         await inbound.receive(self.app, envelope, raw, session.client(envelope.smtputf8))

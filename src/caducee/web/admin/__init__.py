@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from caducee.web.admin import accounts, audit, charter, mailboxes, practice, queue, triage
+from caducee.web.admin import accounts, audit, charter, mailboxes, practice, queue, triage, trust
 
 routes: list[BaseRoute] = [
     *practice.routes,
@@ -14,4 +14,5 @@ routes: list[BaseRoute] = [
     *mailboxes.routes,
     *audit.routes,
     *queue.routes,
+    *trust.routes,
 ]
