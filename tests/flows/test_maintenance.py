@@ -56,6 +56,7 @@ async def test_run_once_purges_what_is_past_its_date(app: App) -> None:
         "backup": 0,  # off: no [backup] dir
         "mailbox-deletions": 0,
         "orphan-objects": 0,  # not on the S3 blob store
+        "blob-orphans": 0,  # no blob file older than an hour
     }
     assert (await audit.verify(app.db)).ok
     async with app.db.read() as conn:
