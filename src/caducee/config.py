@@ -174,6 +174,10 @@ class Settings:
     # Accounts and mailboxes (issue #19), section [lifecycle]: mail to a disabled mailbox is
     # "accept"ed (kept for when it is enabled again) or "refuse"d (SMTP 550 5.2.1).
     disabled_mailbox_mail: str = "accept"
+    # The CNIL inactivity rule (services/inactivity.py): a mailbox unused this many months is
+    # deleted, after a notice to its owner and the practice's admins ``notice_days`` before.
+    inactive_months: int = 12
+    notice_days: int = 30
 
     @property
     def tlt_patterns(self) -> Patterns:
@@ -542,6 +546,12 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.disabled_mailbox_mail = str(
             lifecycle.get("disabled_mailbox_mail", settings.disabled_mailbox_mail)
         )
+        settings.inactive_months = _int(
+            lifecycle.get("inactive_months", settings.inactive_months), "lifecycle.inactive_months"
+        )
+        settings.notice_days = _int(
+            lifecycle.get("notice_days", settings.notice_days), "lifecycle.notice_days"
+        )
     env = os.environ
     settings.oidc_client_secret = env.get("CADUCEE_OIDC_CLIENT_SECRET", settings.oidc_client_secret)
     settings.dns_resolver = env.get("CADUCEE_DNS_RESOLVER", settings.dns_resolver)
@@ -608,6 +618,20 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             f"{settings.disabled_mailbox_mail!r}.",
             "lifecycle.disabled_mailbox_mail must be 'accept' or 'refuse', not "
             f"{settings.disabled_mailbox_mail!r}.",
+        )
+    if not 1 <= settings.inactive_months <= 120:
+        raise ConfigurationError(
+            "lifecycle.inactive_months doit être compris entre 1 et 120 "
+            f"(reçu {settings.inactive_months}).",
+            "lifecycle.inactive_months must be between 1 and 120 "
+            f"(got {settings.inactive_months}).",
+        )
+    if not 1 <= settings.notice_days <= 28 * settings.inactive_months - 1:
+        raise ConfigurationError(
+            "lifecycle.notice_days doit être compris entre 1 et la durée d'inactivité "
+            f"(reçu {settings.notice_days}).",
+            f"lifecycle.notice_days must be between 1 and the inactivity period "
+            f"(got {settings.notice_days}).",
         )
     if not 1 <= settings.auto_reply_once_per_days <= 365:
         raise ConfigurationError(
@@ -797,6 +821,9 @@ def render_config(settings: Settings) -> str:
         "[lifecycle]",
         '# Courrier vers une boîte désactivée : "accept" (gardé) ou "refuse" (550 5.2.1)',
         f"disabled_mailbox_mail = {json.dumps(settings.disabled_mailbox_mail)}",
+        "# Règle CNIL : boîte inutilisée depuis N mois supprimée, préavis de J jours",
+        f"inactive_months = {settings.inactive_months}",
+        f"notice_days = {settings.notice_days}",
         "",
     ]
     return "\n".join(lines)

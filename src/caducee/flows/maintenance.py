@@ -1,7 +1,7 @@
 """Periodic housekeeping of a node: audit and trace retention, stale lockout counters, full
 rate-limit buckets, expired portal pickups, the télétransmission watchdog (lots to send again)
-and purge, quota notices, the conversion of addresses stored in clear before migration 0019,
-and scheduled backups.
+and purge, quota notices, the CNIL inactivity rule, the conversion of addresses stored in
+clear before migration 0019, and scheduled backups.
 
 Each task is idempotent and safe to run on several nodes at once (they only delete what is
 past its date), so every node runs the worker; no leader election is needed. Scheduled backups
@@ -21,6 +21,7 @@ from caducee.health import auto_replies, pickup, pickup_store, teletransmission
 from caducee.services import (
     audit,
     backup,
+    inactivity,
     lifecycle,
     lockout,
     quota_notices,
@@ -102,6 +103,10 @@ async def _text_index(app: App) -> int:
     return await text_index.index_unindexed(app)
 
 
+async def _inactivity(app: App) -> int:
+    return await inactivity.sweep(app)
+
+
 TASKS: tuple[Task, ...] = (
     Task("audit-retention", 6 * 3600, _audit_retention),
     Task("trace-retention", 6 * 3600, _trace_retention),
@@ -118,6 +123,8 @@ TASKS: tuple[Task, ...] = (
     Task("backup", 300, _backup),
     # mailbox deletions a crash interrupted: their keys are gone already, their rows go now
     Task("mailbox-deletions", 3600, lifecycle.finish_deletions),
+    # the CNIL inactivity rule: notices due sent once, deletions due done
+    Task("inactivity", 3600, _inactivity),
 )
 
 

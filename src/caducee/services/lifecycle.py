@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from caducee.app import App
 from caducee.domain.addresses import normalize_address
 from caducee.domain.model import Mailbox, MailboxType, Role
-from caducee.errors import AccessDenied, InvalidInput
+from caducee.errors import AccessDenied, InvalidInput, RetentionHold
 from caducee.services import audit, messages
 from caducee.services.mailboxes import unknown_account, unknown_mailbox
 from caducee.store import directory_repo, lifecycle_repo
@@ -73,6 +73,16 @@ async def _refuse_if_retained(
         held[0] = max(held.get(0, latest), latest + timedelta(days=days))
     if held:
         raise messages.retention_hold(mailbox.address, held, days)
+
+
+async def retention_of(app: App, mailbox: Mailbox, now: datetime) -> RetentionHold | None:
+    """The retention holding a mailbox back from deletion at ``now`` (None: none)."""
+    async with app.db.read() as conn:
+        try:
+            await _refuse_if_retained(app, conn, mailbox, now)
+        except RetentionHold as hold:
+            return hold
+    return None
 
 
 async def delete_mailbox(
