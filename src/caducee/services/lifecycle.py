@@ -28,6 +28,7 @@ from caducee.domain.addresses import normalize_address
 from caducee.domain.model import Mailbox, MailboxType, Role
 from caducee.errors import AccessDenied, InvalidInput, RetentionHold
 from caducee.services import audit, messages
+from caducee.services.events import mailbox_events
 from caducee.services.mailboxes import unknown_account, unknown_mailbox
 from caducee.store import directory_repo, lifecycle_repo
 from caducee.store.connection import AsyncConnection
@@ -130,6 +131,8 @@ async def delete_mailbox(
                 ),
             )
     app.keyring.forget(mailbox_scope(mailbox.id))
+    # Its open IMAP and POP3 sessions end now, on every worker of every node.
+    await mailbox_events(app).publish_cut(mailbox_ids=[mailbox.id])
     await _purge(app, mailbox.id)
     return Deleted(address, count)
 
@@ -223,4 +226,5 @@ async def delete_account(
                 details={"role": account.role.value, "messages": deleted.messages},
             ),
         )
+    await mailbox_events(app).publish_cut(account_ids=[account.id])
     return deleted
