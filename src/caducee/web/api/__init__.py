@@ -3,12 +3,12 @@
 declared once in :data:`ENDPOINTS` with its scope and schemas (``messages``: mailboxes, folders,
 messages, sending; ``patients``: the registry; ``charter``: the practice's charter; ``lots``:
 télétransmission; ``absence``: the token's account's absence; ``annuaire``: the national
-directory, any valid token); the OpenAPI 3.1 description
-(``/api/v1/openapi.json``) is generated here from that list, so it cannot drift; ``auth`` wraps
-every route (token, scope, rate limit, errors, audit); ``call`` holds what handlers share.
-Errors are ``{"error": {"code", "message", "message_en"}}``. Calls are rate-limited per token
-(and per address for bad tokens) and audited (``api.call``: route, token, result; never
-content)."""
+directory, any valid token; ``admin``: the practice's accounts and mailboxes, issue 19); the
+OpenAPI 3.1 description (``/api/v1/openapi.json``) is generated here from that list, so it
+cannot drift; ``auth`` wraps every route (token, scope, rate limit, errors, audit); ``call``
+holds what handlers share. Errors are ``{"error": {"code", "message", "message_en"}}``.
+Calls are rate-limited per token (and per address for bad tokens) and audited (``api.call``:
+route, token, result; never content)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from caducee.web.api import absence, annuaire, charter, lots, messages, patients
+from caducee.web.api import absence, admin, annuaire, charter, lots, messages, patients
 from caducee.web.api.auth import BAD_TOKENS_PER_MINUTE, CALLS_PER_MINUTE, wrap
 from caducee.web.api.call import PREFIX, ApiError, Call, Endpoint
 
@@ -41,6 +41,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *absence.ENDPOINTS,
     *lots.ENDPOINTS,
     *annuaire.ENDPOINTS,
+    *admin.ENDPOINTS,
 )
 _ERROR = {"$ref": "#/components/schemas/Erreur"}
 
@@ -50,7 +51,15 @@ def openapi() -> dict[str, Any]:
     for endpoint in ENDPOINTS:
         parameters: list[dict[str, Any]] = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
-            for name in ("mailbox_id", "folder_id", "uid", "part", "number", "patient_id")
+            for name in (
+                "mailbox_id",
+                "folder_id",
+                "uid",
+                "part",
+                "number",
+                "patient_id",
+                "account_id",
+            )
             if "{" + name + "}" in endpoint.path
         ]
         parameters += [
@@ -77,7 +86,7 @@ def openapi() -> dict[str, Any]:
                         (401, "Jeton absent ou invalide"),
                         (403, "Droit insuffisant"),
                         (404, "Introuvable"),
-                        (409, "Conservation obligatoire (télétransmission)"),
+                        (409, "Conflit : conservation obligatoire (télétransmission), …"),
                         (413, "Trop volumineux"),
                         (422, "Données invalides"),
                         (429, "Trop de requêtes"),
