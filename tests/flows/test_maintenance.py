@@ -55,6 +55,7 @@ async def test_run_once_purges_what_is_past_its_date(app: App) -> None:
         "auto-replies": 0,
         "backup": 0,  # off: no [backup] dir
         "mailbox-deletions": 0,
+        "inactivity": 0,  # nothing unused for 12 months
     }
     assert (await audit.verify(app.db)).ok
     async with app.db.read() as conn:
