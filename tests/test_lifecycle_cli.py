@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from caducee.app import open_app
 from caducee.config import Settings, load_settings, render_config
+from caducee.domain.inactivity import add_months
 from caducee.domain.model import MailboxType, Role
 from caducee.errors import ConfigurationError, NotFound
 from caducee.services import accounts, mailboxes
@@ -81,3 +83,55 @@ def test_lifecycle_setting_is_read_and_checked(settings: Settings) -> None:
     settings.config_path.write_text(text, "utf-8")
     with pytest.raises(ConfigurationError, match="disabled_mailbox_mail"):
         load_settings(settings.data_dir)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_inactivity_settings_are_read_and_checked(settings: Settings) -> None:
+    settings.inactive_months, settings.notice_days = 6, 15
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.config_path.write_text(render_config(settings), "utf-8")
+    loaded = load_settings(settings.data_dir)
+    assert (loaded.inactive_months, loaded.notice_days) == (6, 15)
+    text = settings.config_path.read_text("utf-8").replace("notice_days = 15", "notice_days = 0")
+    settings.config_path.write_text(text, "utf-8")
+    with pytest.raises(ConfigurationError, match="notice_days"):
+        load_settings(settings.data_dir)
+
+
+def test_lifecycle_report_exempt_and_unexempt(settings: Settings) -> None:
+    """``caducee lifecycle report`` says what the task will do, with dates; ``exempt`` takes a
+    reason and the report shows it; ``unexempt`` puts the mailbox back under the rule."""
+    prepare(settings, {})
+    when: list[datetime] = []
+
+    async def setup() -> None:
+        async with open_app(settings) as app:
+            await practice(app)
+            await person(app, "admin@cabinet.test", Role.ADMIN)
+            await person(app, OWNER)
+            await mailboxes.add_mailbox(app, SHARED, MailboxType.ORG, OWNER)
+            await mailboxes.add_mailbox(app, "archives@cabinet.test", MailboxType.ORG, OWNER)
+            when.append(datetime.now(UTC))
+
+    asyncio.run(setup())
+    at = (add_months(when[0], 12) - timedelta(days=10)).strftime("%Y-%m-%d")
+    exempted = caducee(
+        settings, "lifecycle", "exempt", "archives@cabinet.test", "--reason", "Archives légales"
+    )
+    assert exempted.returncode == 0, exempted.stdout + exempted.stderr
+    no_reason = caducee(settings, "lifecycle", "exempt", SHARED)
+    assert no_reason.returncode != 0
+    report = caducee(settings, "lifecycle", "report", "--at", at)
+    assert report.returncode == 0, report.stdout + report.stderr
+    text = report.stdout
+    assert "12 mois" in text and "30 jours" in text
+    notices = text.split("Préavis à envoyer :")[1].split("Suppressions dues :")[0]
+    assert SHARED in notices and OWNER in notices and "suppression le" in notices
+    assert "archives@cabinet.test" not in notices
+    exempt_part = text.split("Boîtes exemptées :")[1]
+    assert "archives@cabinet.test" in exempt_part and "« Archives légales »" in exempt_part
+    assert caducee(settings, "lifecycle", "unexempt", "archives@cabinet.test").returncode == 0
+    again = caducee(settings, "lifecycle", "report", "--at", at).stdout
+    assert "archives@cabinet.test" in again.split("Préavis à envoyer :")[1].split("Suppr")[0]
+    # The report changed nothing: no notice was sent.
+    assert "Préavis en cours : 0" in again

@@ -209,6 +209,10 @@ class Settings:
     # Readiness (section [health]): a recipient due this long and claimed by no delivery worker
     # means the queue is stuck
     health_queue_stuck_minutes: int = 30
+    # The CNIL inactivity rule (services/inactivity.py): a mailbox unused this many months is
+    # deleted, after a notice to its owner and the practice's admins ``notice_days`` before.
+    inactive_months: int = 12
+    notice_days: int = 30
 
     @property
     def tlt_patterns(self) -> Patterns:
@@ -654,6 +658,12 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             lifecycle.get("disabled_mailbox_mail", settings.disabled_mailbox_mail)
         )
         _load_metrics(settings, doc.get("metrics", {}), doc.get("health", {}))
+        settings.inactive_months = _int(
+            lifecycle.get("inactive_months", settings.inactive_months), "lifecycle.inactive_months"
+        )
+        settings.notice_days = _int(
+            lifecycle.get("notice_days", settings.notice_days), "lifecycle.notice_days"
+        )
     env = os.environ
     settings.oidc_client_secret = env.get("CADUCEE_OIDC_CLIENT_SECRET", settings.oidc_client_secret)
     settings.dns_resolver = env.get("CADUCEE_DNS_RESOLVER", settings.dns_resolver)
@@ -721,6 +731,20 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             f"{settings.disabled_mailbox_mail!r}.",
             "lifecycle.disabled_mailbox_mail must be 'accept' or 'refuse', not "
             f"{settings.disabled_mailbox_mail!r}.",
+        )
+    if not 1 <= settings.inactive_months <= 120:
+        raise ConfigurationError(
+            "lifecycle.inactive_months doit être compris entre 1 et 120 "
+            f"(reçu {settings.inactive_months}).",
+            "lifecycle.inactive_months must be between 1 and 120 "
+            f"(got {settings.inactive_months}).",
+        )
+    if not 1 <= settings.notice_days <= 28 * settings.inactive_months - 1:
+        raise ConfigurationError(
+            "lifecycle.notice_days doit être compris entre 1 et la durée d'inactivité "
+            f"(reçu {settings.notice_days}).",
+            f"lifecycle.notice_days must be between 1 and the inactivity period "
+            f"(got {settings.notice_days}).",
         )
     if not 1 <= settings.auto_reply_once_per_days <= 365:
         raise ConfigurationError(
@@ -967,6 +991,9 @@ def render_config(settings: Settings) -> str:
         "[lifecycle]",
         '# Courrier vers une boîte désactivée : "accept" (gardé) ou "refuse" (550 5.2.1)',
         f"disabled_mailbox_mail = {json.dumps(settings.disabled_mailbox_mail)}",
+        "# Règle CNIL : boîte inutilisée depuis N mois supprimée, préavis de J jours",
+        f"inactive_months = {settings.inactive_months}",
+        f"notice_days = {settings.notice_days}",
         "",
         "[blobs]",
         '# blob_store = "s3" : point d\'accès (https://…), compartiment, région, préfixe des clés',

@@ -365,11 +365,16 @@ async def serve(
                         # One SQLite file, several writing processes: they queue on a lock
                         # handed over at once rather than on SQLite's polling busy handler.
                         app.db.share_writes(settings.run_dir / "sqlite-writer.lock")
+                    if app.db.is_sqlite:
                         # SQLite has no NOTIFY: the node's workers wake each other's IDLE
-                        # sessions through datagrams (services.events).
+                        # sessions through datagrams (services.events), and the command
+                        # line reaches them there (a cut: an account disabled).
                         await stack.enter_async_context(
                             mailbox_events(app).local_fanout(settings.run_dir / "events")
                         )
+                    else:
+                        # PostgreSQL: LISTEN before the node says it is ready.
+                        await mailbox_events(app).start()
                     await stack.enter_async_context(
                         running_workers(app, factories=role.factories() if role else None)
                     )

@@ -57,6 +57,7 @@ async def test_run_once_purges_what_is_past_its_date(app: App) -> None:
         "mailbox-deletions": 0,
         "orphan-objects": 0,  # not on the S3 blob store
         "blob-orphans": 0,  # no blob file older than an hour
+        "inactivity": 0,  # nothing unused for 12 months
     }
     assert (await audit.verify(app.db)).ok
     async with app.db.read() as conn:

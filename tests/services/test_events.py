@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,27 @@ async def test_the_workers_of_a_sqlite_node_wake_each_other(
         assert await asyncio.wait_for(wake.get(), timeout=10) == box.id
         assert not (directory / "999999.dead.sock").exists()
     assert not list(directory.iterdir())  # each worker removed its own socket
+
+
+async def test_a_cut_reaches_another_process_s_sessions(app: App, settings: Settings) -> None:
+    """A cut published by a process outside the node's workers (the command line disabling an
+    account) reaches the sessions of a serving process: PostgreSQL NOTIFY, or on SQLite a
+    datagram to the sockets named in the node's run/events directory. A watch of another
+    account is not woken."""
+    await practice(app)
+    doctor, box = await person(app, "a@cabinet.test")
+    other, _ = await person(app, "b@cabinet.test")
+    async with open_app(settings) as serving, contextlib.AsyncExitStack() as stack:
+        hub = mailbox_events(serving)
+        if serving.db.is_sqlite:
+            await stack.enter_async_context(hub.local_fanout(settings.run_dir / "events"))
+        else:
+            await hub.start()  # listening once it returns: nothing to wait for
+        by_account = await stack.enter_async_context(hub.watch_cuts(doctor.id, ()))
+        by_mailbox = await stack.enter_async_context(hub.watch_cuts(None, {box.id}))
+        bystander = await stack.enter_async_context(hub.watch_cuts(other.id, ()))
+        await mailbox_events(app).publish_cut(account_ids=[doctor.id])
+        await asyncio.wait_for(by_account.fired.wait(), timeout=30)
+        await mailbox_events(app).publish_cut(mailbox_ids=[box.id])
+        await asyncio.wait_for(by_mailbox.fired.wait(), timeout=30)
+        assert not bystander.fired.is_set()

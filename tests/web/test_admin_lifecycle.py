@@ -8,7 +8,7 @@ import pytest
 from caducee.app import App
 from caducee.domain.model import MailboxType
 from caducee.errors import NotFound
-from caducee.services import accounts, mailboxes
+from caducee.services import accounts, inactivity, mailboxes
 from caducee.services.delivery import deliver_local
 from tests.web.conftest import People, WebClient
 from tests.web.helpers import audit_actions
@@ -79,3 +79,26 @@ async def test_lists_show_the_last_use(web: WebClient, people: People, app: App)
     assert boxes.text.count('class="last-used"') == len(
         await mailboxes.list_mailboxes(app, people.practice_a.id)
     )
+
+
+async def test_mailbox_exempted_from_the_inactivity_rule_from_its_page(
+    web: WebClient, people: People, app: App
+) -> None:
+    box = await mailboxes.add_mailbox(app, SHARED, MailboxType.ORG, people.doctor_a.login)
+    await web.login(people.admin_a.login)
+    page = f"/admin/boites/{box.id}"
+    shown = await web.get(page)
+    assert "Règle d'inactivité" in shown.text and 'name="motif"' in shown.text
+    empty = await web.post(f"{page}/exemption", {"motif": "  "})
+    assert empty.status_code == 400 and "Indiquez le motif" in empty.text
+    await web.get(page)
+    assert (await web.post(f"{page}/exemption", {"motif": "Archives légales"})).status_code == 303
+    shown = await web.get(page)
+    assert "« Archives légales »" in shown.text and people.admin_a.login in shown.text
+    [entry] = (await inactivity.report(app)).exempted
+    assert (entry.address, entry.exempt_reason) == (SHARED, "Archives légales")
+    assert (await web.post(f"{page}/exemption/retirer")).status_code == 303
+    assert (await inactivity.report(app)).exempted == []
+    actions = [(action, target) for _, action, target, _ in await audit_actions(app)]
+    assert ("mailbox.inactivity_exempt", SHARED) in actions
+    assert ("mailbox.inactivity_unexempt", SHARED) in actions

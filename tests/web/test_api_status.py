@@ -41,7 +41,17 @@ PATIENT = {
 #: Operations whose success this test does not reach (a received IHE XDM package: see
 #: tests/web/test_xdm_mail.py); their refusals are checked all the same.
 SUCCESS_ELSEWHERE = {
-    ("GET", "/boites/{mailbox_id}/dossiers/{folder_id}/messages/{uid}/xdm/{part}/{number}")
+    ("GET", "/boites/{mailbox_id}/dossiers/{folder_id}/messages/{uid}/xdm/{part}/{number}"),
+    # The administrator's operations need a token of the admin scope: their successes and
+    # refusals are checked in tests/web/test_admin_api.py (and by schemathesis).
+    ("GET", "/admin/boites"),
+    ("POST", "/admin/boites/{mailbox_id}/desactivation"),
+    ("POST", "/admin/boites/{mailbox_id}/activation"),
+    ("DELETE", "/admin/boites/{mailbox_id}"),
+    ("GET", "/admin/comptes"),
+    ("POST", "/admin/comptes/{account_id}/desactivation"),
+    ("POST", "/admin/comptes/{account_id}/activation"),
+    ("DELETE", "/admin/comptes/{account_id}"),
 }
 
 

@@ -13,7 +13,15 @@ from starlette.routing import Route
 from caducee.app import App
 from caducee.domain.model import MailboxType
 from caducee.health import charter, patient_triage, trust_list
-from caducee.services import accounts, app_passwords, mailboxes, mfa, queue, web_sessions
+from caducee.services import (
+    accounts,
+    app_passwords,
+    inactivity,
+    mailboxes,
+    mfa,
+    queue,
+    web_sessions,
+)
 from caducee.web import admin
 from tests.web.conftest import Clock, People, WebClient
 from tests.web.helpers import audit_actions
@@ -84,6 +92,8 @@ async def admin_calls(app: App, people: People) -> list[Call]:
         Call("GET", f"/admin/boites/{box.id}", {}),
         Call("POST", f"/admin/boites/{box.id}/desactiver", {}),
         Call("POST", f"/admin/boites/{box.id}/activer", {}),
+        Call("POST", f"/admin/boites/{box.id}/exemption", {"motif": "Intrus"}),
+        Call("POST", f"/admin/boites/{box.id}/exemption/retirer", {}),
         Call("POST", f"/admin/boites/{box.id}/supprimer", {"confirmer": box.address}),
         Call("POST", f"/admin/comptes/{a}/supprimer", {"confirmer": people.doctor_a.login}),
         Call("GET", f"/admin/boites/{tlt.id}/applications", {}),
@@ -145,6 +155,8 @@ def test_every_admin_route_is_in_the_matrix() -> None:
         ("GET", "/admin/boites/{mailbox_id}"), ("POST", "/admin/boites/{mailbox_id}/desactiver"),
         ("POST", "/admin/boites/{mailbox_id}/activer"),
         ("POST", "/admin/boites/{mailbox_id}/supprimer"),
+        ("POST", "/admin/boites/{mailbox_id}/exemption"),
+        ("POST", "/admin/boites/{mailbox_id}/exemption/retirer"),
         ("POST", "/admin/boites/{mailbox_id}/quota"), ("GET", "/admin/delegations"),
         ("GET", "/admin/boites/{mailbox_id}/applications"),
         ("POST", "/admin/boites/{mailbox_id}/applications"),
@@ -174,6 +186,7 @@ async def state_of_a(app: App, people: People) -> Any:
         await charter.overriding_accounts(app, practice.id),
         await patient_triage.settings_of(app, practice.id),
         (await trust_list.status(app)).info,
+        [(e.address, e.exempt_reason) for e in (await inactivity.report(app)).exempted],
     )
 
 

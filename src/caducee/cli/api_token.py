@@ -22,7 +22,7 @@ def create(
     mailbox: Annotated[list[str], typer.Option("--mailbox", help="Boîte (répétable)")],
     scope: Annotated[
         list[str],
-        typer.Option("--scope", help="lecture, marquage, envoi, patients, lots (répétable)"),
+        typer.Option("--scope", help="lecture, marquage, envoi, patients, lots, admin (répétable)"),
     ],
     days: Annotated[int | None, typer.Option("--days", help="Validité en jours")] = None,
     data: DataOption = DEFAULT_DATA,

@@ -1,7 +1,7 @@
 """Periodic housekeeping of a node: audit and trace retention, stale lockout counters, full
 rate-limit buckets, expired portal pickups, the télétransmission watchdog (lots to send again)
-and purge, quota notices, the conversion of addresses stored in clear before migration 0019,
-scheduled backups, and blob files a crash left behind.
+and purge, quota notices, the CNIL inactivity rule, the conversion of addresses stored in
+clear before migration 0019, scheduled backups, and blob files or objects a crash left behind.
 
 Each task is idempotent and safe to run on several nodes at once (they only delete what is
 past its date), so every node runs the worker; no leader election is needed. Scheduled backups
@@ -22,6 +22,7 @@ from caducee.services import (
     audit,
     backup,
     blob_sweep,
+    inactivity,
     lifecycle,
     lockout,
     quota_notices,
@@ -112,6 +113,10 @@ async def _orphan_objects(app: App) -> int:
     return await app.blobs.sweep_orphans(app.db, ORPHAN_GRACE)
 
 
+async def _inactivity(app: App) -> int:
+    return await inactivity.sweep(app)
+
+
 TASKS: tuple[Task, ...] = (
     Task("audit-retention", 6 * 3600, _audit_retention),
     Task("trace-retention", 6 * 3600, _trace_retention),
@@ -131,6 +136,8 @@ TASKS: tuple[Task, ...] = (
     # blob files a crash left behind (staged, never named by a committed row)
     Task("blob-orphans", 6 * 3600, blob_sweep.sweep_orphan_files),
     Task("orphan-objects", 6 * 3600, _orphan_objects),
+    # the CNIL inactivity rule: notices due sent once, deletions due done
+    Task("inactivity", 3600, _inactivity),
 )
 
 

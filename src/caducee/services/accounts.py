@@ -12,6 +12,7 @@ from caducee.domain.model import Account, Mailbox, MailboxType, Role
 from caducee.errors import AlreadyExists, InvalidInput
 from caducee.services import web_sessions
 from caducee.services.audit import AuditEvent, append
+from caducee.services.events import mailbox_events
 from caducee.services.mailboxes import create_mailbox_in, practice_for_address, unknown_account
 from caducee.services.passwords import check_strength, hash_password
 from caducee.store import directory_repo as repo
@@ -136,7 +137,8 @@ async def set_disabled(
     """Disable or enable an account, from every door (CLI, admin console). Audited.
 
     A disabled account is refused at once everywhere: web logins and open web sessions (at
-    their next request), app passwords on IMAP, POP3 and SMTP, its mailboxes' own logins, API
+    their next request), open IMAP and POP3 sessions (cut: ``services.events``), app
+    passwords on IMAP, POP3 and SMTP, its mailboxes' own logins, API
     tokens, delegations it holds — each check reads the column on every use. Its web sessions
     are ended too, so enabling it again does not bring them back.
     """
@@ -161,6 +163,8 @@ async def set_disabled(
         await web_sessions.end_all_sessions(
             app, updated, actor=actor, source=source, reason="disabled"
         )
+        # Its open IMAP and POP3 sessions end at once, on every worker of every node.
+        await mailbox_events(app).publish_cut(account_ids=[updated.id])
     return updated
 
 

@@ -13,8 +13,9 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from caducee.app import App
+from caducee.domain.addresses import normalize_address
 from caducee.domain.api_token import ApiToken
-from caducee.domain.model import Account
+from caducee.domain.model import Account, Role
 from caducee.errors import AccessDenied, InvalidInput, NotFound
 from caducee.services import last_use, mailboxes
 from caducee.services.audit import AuditEvent, append
@@ -24,7 +25,9 @@ from caducee.store import api_tokens_repo, directory_repo
 __all__ = ["ApiToken"]
 
 PREFIX = "cdc_"
-SCOPES = ("lecture", "marquage", "envoi", "patients", "lots")
+SCOPES = ("lecture", "marquage", "envoi", "patients", "lots", "admin")
+#: The scope of the practice administrator's API (issue 19): only an administrator's token.
+ADMIN_SCOPE = "admin"
 KEY_SCOPE = "api-tokens"
 MAX_LABEL = 100
 MAX_MAILBOXES = 50
@@ -54,9 +57,17 @@ async def create_token(
     chosen = sorted(set(scopes))
     if not chosen or any(s not in SCOPES for s in chosen):
         raise InvalidInput(
-            "Droits du jeton : lecture, marquage, envoi, patients et/ou lots.",
-            "Token scopes: lecture, marquage, envoi, patients and/or lots.",
+            "Droits du jeton : lecture, marquage, envoi, patients, lots et/ou admin.",
+            "Token scopes: lecture, marquage, envoi, patients, lots and/or admin.",
         )
+    if ADMIN_SCOPE in chosen:
+        async with app.db.read() as conn:
+            holder = await directory_repo.account_by_login(conn, normalize_address(login))
+        if holder is None or holder.role is not Role.ADMIN:
+            raise AccessDenied(
+                "Seul un administrateur du cabinet peut créer un jeton de droit « admin ».",
+                "Only an administrator of the practice may create a token with the 'admin' scope.",
+            )
     if not mailbox_addresses or len(mailbox_addresses) > MAX_MAILBOXES:
         raise InvalidInput("Choisissez au moins une boîte.", "Choose at least one mailbox.")
     if expires_days is not None and not 1 <= expires_days <= 3650:

@@ -186,3 +186,18 @@ async def authenticate_mail(
         refusal=wrong_credentials,
     )
     return found[-1]
+
+
+async def session_allowed(app: App, account_id: int | None, mailbox_ids: set[int]) -> bool:
+    """Whether an open mail session (IMAP, POP3) may go on: its account enabled, each mailbox
+    it has open still there and enabled. Asked when a cut names it (``services.events``)."""
+    async with app.db.read() as conn:
+        if account_id is not None:
+            account = await directory_repo.account_by_id(conn, account_id)
+            if account is None or account.disabled:
+                return False
+        for mailbox_id in mailbox_ids:
+            box = await directory_repo.mailbox_by_id(conn, mailbox_id)
+            if box is None or box.disabled:
+                return False
+    return True

@@ -14,6 +14,12 @@ The sockets are Linux abstract ones (no file: no 108-byte path limit under a dee
 directory, and gone with their process); a datagram carries mailbox ids only, so anything
 else sending one costs at most a refresh. SQLite serves one node only, so this local fan-out
 is all it needs; PostgreSQL's NOTIFY already reaches every worker of every node.
+
+The same paths carry *cuts* (issue 19): an account or a mailbox disabled or deleted
+(:meth:`MailboxEvents.publish_cut`, an item ``a<id>`` or ``m<id>`` beside the mailbox ids).
+The IMAP and POP3 sessions it concerns, on every worker of every node, are woken
+(:meth:`MailboxEvents.watch_cuts`), check the database themselves (an event is a hint, never
+an authority: a stray one costs a query) and end at once.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from caducee.app import App
@@ -37,6 +44,16 @@ log = logging.getLogger(__name__)
 CHANNEL = "caducee_mailbox"
 
 
+@dataclass(eq=False)
+class CutWatch:
+    """A session's interest in cuts: its account, the mailboxes it has open (the session adds
+    the folder's mailbox it selects); ``fired`` is set when a cut names one of them."""
+
+    account_id: int | None
+    mailbox_ids: set[int]
+    fired: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class MailboxEvents:
     def __init__(self, app: App) -> None:
         self.app = app
@@ -45,6 +62,8 @@ class MailboxEvents:
         self._fanout: socket.socket | None = None
         self._fanout_dir: Path | None = None
         self._fanout_path: Path | None = None
+        self._cut_watches: set[CutWatch] = set()
+        self._listening = asyncio.Event()
 
     @asynccontextmanager
     async def subscribe(self, mailbox_id: int) -> AsyncIterator[asyncio.Queue[int]]:
@@ -64,13 +83,59 @@ class MailboxEvents:
             with contextlib.suppress(asyncio.QueueFull):  # one pending wake-up is enough
                 queue.put_nowait(mailbox_id)
 
+    @asynccontextmanager
+    async def watch_cuts(
+        self, account_id: int | None, mailbox_ids: Iterable[int]
+    ) -> AsyncIterator[CutWatch]:
+        """While inside, the watch's ``fired`` is set by a cut naming its account or one of
+        its mailboxes (published on any worker of any node)."""
+        self._ensure_listener()
+        watch = CutWatch(account_id, set(mailbox_ids))
+        self._cut_watches.add(watch)
+        try:
+            yield watch
+        finally:
+            self._cut_watches.discard(watch)
+
+    def _cut(self, item: str) -> None:
+        kind, number = item[:1], item[1:]
+        if kind not in ("a", "m") or not number.isdigit():
+            return
+        target = int(number)
+        for watch in self._cut_watches:
+            if (kind == "a" and watch.account_id == target) or (
+                kind == "m" and target in watch.mailbox_ids
+            ):
+                watch.fired.set()
+
+    async def publish_cut(
+        self, *, account_ids: Iterable[int] = (), mailbox_ids: Iterable[int] = ()
+    ) -> None:
+        """Tell every session of these accounts and mailboxes, on every worker of every node,
+        that it may have to end (they check the database)."""
+        items = sorted({f"a{i}" for i in account_ids} | {f"m{i}" for i in mailbox_ids})
+        if not items:
+            return
+        if self.app.db.is_sqlite:
+            for item in items:
+                self._cut(item)
+            self._send_to_peers(items)
+            return
+        await node_repo.notify(self.app.db, CHANNEL, items)
+
+    def _dispatch(self, item: str) -> None:
+        if item.isdigit():
+            self._wake(int(item))
+        else:
+            self._cut(item)
+
     async def publish(self, mailbox_ids: Iterable[int]) -> None:
         ids = set(mailbox_ids)
         if self.app.db.is_sqlite:
             for mailbox_id in ids:
                 self._wake(mailbox_id)
-            if ids and self._fanout is not None:
-                self._send_to_peers(ids)
+            if ids:
+                self._send_to_peers([str(i) for i in sorted(ids)])
             return
         # PostgreSQL: NOTIFY reaches every node, this one included (through its listener).
         await node_repo.notify(self.app.db, CHANNEL, [str(i) for i in sorted(ids)])
@@ -106,27 +171,45 @@ class MailboxEvents:
             except OSError:
                 return
             for item in data.split(b","):
-                if item.isdigit():
-                    self._wake(int(item))
+                self._dispatch(item.decode("ascii", "replace"))
 
-    def _send_to_peers(self, ids: set[int]) -> None:
-        """One datagram (mailbox ids, comma-separated) to each other worker; never blocks."""
-        assert self._fanout is not None and self._fanout_dir is not None
-        payload = ",".join(str(i) for i in sorted(ids)).encode("ascii")
+    def _send_to_peers(self, items: list[str]) -> None:
+        """One datagram (mailbox ids and cuts, comma-separated) to each other worker; never
+        blocks."""
+        payload = ",".join(items).encode("ascii")
+        # A process outside the node's workers (the command line disabling an account) sends
+        # from a socket of its own to the sockets the node's workers named there.
+        directory = self._fanout_dir or self.app.settings.run_dir / "events"
         try:
-            peers = [p for p in self._fanout_dir.iterdir() if p.suffix == ".sock"]
+            peers = [p for p in directory.iterdir() if p.suffix == ".sock"]
         except OSError:
             return
+        if self._fanout is None:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+                sender.setblocking(False)
+                self._send(sender, payload, peers)
+            return
+        self._send(self._fanout, payload, peers)
+
+    def _send(self, sender: socket.socket, payload: bytes, peers: list[Path]) -> None:
         for peer in peers:
             if peer == self._fanout_path:
                 continue
             try:
-                self._fanout.sendto(payload, _abstract_name(peer))
+                sender.sendto(payload, _abstract_name(peer))
             except (ConnectionRefusedError, FileNotFoundError):
                 # Nobody reads there: a worker that died without removing its socket.
                 peer.unlink(missing_ok=True)
             except OSError as exc:  # a full buffer: that worker is stuck, skip it this time
                 log.warning("mailbox event not sent to a worker error=%s", type(exc).__name__)
+
+    async def start(self) -> None:
+        """PostgreSQL: listen now, and return once listening (a serving node is not ready
+        before: a cut or a wake-up published then would be missed)."""
+        if self.app.db.is_sqlite:
+            return
+        self._ensure_listener()
+        await self._listening.wait()
 
     def _ensure_listener(self) -> None:
         if self.app.db.is_sqlite or (self._listener and not self._listener.done()):
@@ -136,9 +219,10 @@ class MailboxEvents:
     async def _listen(self) -> None:
         while True:
             try:
-                async for payload in node_repo.listen(self.app.db, CHANNEL):
-                    if payload.isdigit():
-                        self._wake(int(payload))
+                async for payload in node_repo.listen(
+                    self.app.db, CHANNEL, on_listening=self._listening.set
+                ):
+                    self._dispatch(payload)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -26,8 +26,9 @@ from datetime import UTC, datetime, timedelta
 from caducee.app import App
 from caducee.domain.addresses import normalize_address
 from caducee.domain.model import Mailbox, MailboxType, Role
-from caducee.errors import AccessDenied, InvalidInput
+from caducee.errors import AccessDenied, InvalidInput, RetentionHold
 from caducee.services import audit, messages
+from caducee.services.events import mailbox_events
 from caducee.services.mailboxes import unknown_account, unknown_mailbox
 from caducee.store import directory_repo, lifecycle_repo
 from caducee.store.connection import AsyncConnection
@@ -75,6 +76,16 @@ async def _refuse_if_retained(
         raise messages.retention_hold(mailbox.address, held, days)
 
 
+async def retention_of(app: App, mailbox: Mailbox, now: datetime) -> RetentionHold | None:
+    """The retention holding a mailbox back from deletion at ``now`` (None: none)."""
+    async with app.db.read() as conn:
+        try:
+            await _refuse_if_retained(app, conn, mailbox, now)
+        except RetentionHold as hold:
+            return hold
+    return None
+
+
 async def delete_mailbox(
     app: App,
     address: str,
@@ -120,6 +131,8 @@ async def delete_mailbox(
                 ),
             )
     app.keyring.forget(mailbox_scope(mailbox.id))
+    # Its open IMAP and POP3 sessions end now, on every worker of every node.
+    await mailbox_events(app).publish_cut(mailbox_ids=[mailbox.id])
     await _purge(app, mailbox.id)
     return Deleted(address, count)
 
@@ -213,4 +226,5 @@ async def delete_account(
                 details={"role": account.role.value, "messages": deleted.messages},
             ),
         )
+    await mailbox_events(app).publish_cut(account_ids=[account.id])
     return deleted

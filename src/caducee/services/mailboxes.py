@@ -10,6 +10,7 @@ from caducee.domain.model import Account, Delegation, Folder, Mailbox, MailboxTy
 from caducee.errors import AccessDenied, AlreadyExists, InvalidInput, LimitReached, NotFound
 from caducee.services import last_use
 from caducee.services.audit import AuditEvent, append
+from caducee.services.events import mailbox_events
 from caducee.store import directory_repo as repo
 from caducee.store.connection import AsyncConnection
 from caducee.store.keyring import mailbox_scope
@@ -180,8 +181,9 @@ async def set_mailbox_disabled(
 
     A disabled mailbox is refused at once to everyone: its owner, its delegates, its own
     mailbox logins (:func:`open_mailbox` and :func:`caducee.services.auth.authenticate_mail`
-    read the column on every use). Mail to it is still received unless ``[lifecycle]
-    disabled_mailbox_mail = "refuse"`` (SMTP 550 5.2.1). Audited.
+    read the column on every use; open IMAP and POP3 sessions are cut: ``services.events``).
+    Mail to it is still received unless ``[lifecycle] disabled_mailbox_mail = "refuse"``
+    (SMTP 550 5.2.1). Audited.
     """
     address = normalize_address(address)
     async with app.db.write() as conn:
@@ -200,6 +202,8 @@ async def set_mailbox_disabled(
         )
         updated = await repo.mailbox_by_id(conn, mailbox.id)
     assert updated is not None
+    if disabled:  # its open IMAP and POP3 sessions end at once, on every node
+        await mailbox_events(app).publish_cut(mailbox_ids=[updated.id])
     return updated
 
 

@@ -33,6 +33,7 @@ from caducee.store.tables import (
     imap_folder_state,
     imap_mailbox_state,
     imap_subscriptions,
+    mailbox_inactivity,
     mailbox_settings,
     mailboxes,
     message_text_index,
@@ -151,6 +152,7 @@ async def delete_mailbox_row(conn: AsyncConnection, mailbox_id: int) -> list[str
     await conn.execute(delete(tlt_lots).where(tlt_lots.c.mailbox_id == mailbox_id))
     for table in (
         imap_mailbox_state,
+        mailbox_inactivity,
         mailbox_settings,
         auto_reply_senders,
         auto_reply_messages,
@@ -217,6 +219,7 @@ _MAILBOX_COLUMNS: Sequence[tuple[Table, Any]] = (
     (message_trace, message_trace.c.mailbox_id),
     (mailbox_settings, mailbox_settings.c.mailbox_id),
     (imap_mailbox_state, imap_mailbox_state.c.mailbox_id),
+    (mailbox_inactivity, mailbox_inactivity.c.mailbox_id),
     (pickups, pickups.c.sender_mailbox_id),
     (tlt_lots, tlt_lots.c.mailbox_id),
     (tlt_returns, tlt_returns.c.mailbox_id),

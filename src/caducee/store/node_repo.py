@@ -5,7 +5,7 @@ database (``cluster_nodes``: one row per data directory, with a heartbeat)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -130,7 +130,9 @@ async def notify(db: Database, channel: str, payloads: Iterable[str]) -> None:
         await conn.commit()
 
 
-async def listen(db: Database, channel: str) -> AsyncIterator[str]:
+async def listen(
+    db: Database, channel: str, on_listening: Callable[[], None] | None = None
+) -> AsyncIterator[str]:
     """The payloads of PostgreSQL notifications on ``channel``, as they come, on a dedicated
     autocommit connection (psycopg's own: SQLAlchemy's pool does not deliver notifications).
     Ends only by an error of the connection (the caller reconnects) or by cancellation."""
@@ -140,5 +142,7 @@ async def listen(db: Database, channel: str) -> AsyncIterator[str]:
     dsn = url.render_as_string(hide_password=False)
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await conn.execute(f"LISTEN {channel}")
+        if on_listening is not None:
+            on_listening()
         async for notify in conn.notifies():
             yield notify.payload

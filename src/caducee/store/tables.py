@@ -317,6 +317,19 @@ imap_mailbox_state = Table(
     Column("last_uidvalidity", BigInteger, nullable=False),
 )
 
+#: The CNIL inactivity rule (issue 19, 0035; services/inactivity.py): when the owner and the
+#: practice's admins were told the mailbox will be deleted for inactivity, and the practice's
+#: exemption with its reason.
+mailbox_inactivity = Table(
+    "mailbox_inactivity",
+    metadata,
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), primary_key=True),
+    _ts("notice_at", nullable=True),
+    Column("exempt_reason", String(500)),
+    Column("exempt_by", String(320)),
+    _ts("exempt_at", nullable=True),
+)
+
 # --- web (issue 5, migration 0004): sessions, second factors, practice web settings ----------
 
 #: Server-side web sessions. Only the SHA-256 of the random cookie token is stored.

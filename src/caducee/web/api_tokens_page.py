@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from caducee.domain.model import Role
 from caducee.errors import CaduceeError
 from caducee.services import api_tokens, webmail
 from caducee.web.core import (
@@ -33,7 +34,12 @@ async def _page(request: Request, user: WebUser, *, error: str = "", status: int
             "tokens": tokens,
             "boxes": boxes,
             "names": names,
-            "scopes": api_tokens.SCOPES,
+            # « admin » (the practice's accounts and mailboxes) is offered to administrators.
+            "scopes": [
+                scope
+                for scope in api_tokens.SCOPES
+                if scope != api_tokens.ADMIN_SCOPE or user.account.role is Role.ADMIN
+            ],
             "error": error,
             "nav_active": "api",
             "now": state(request).config.clock(),

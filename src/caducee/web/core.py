@@ -74,6 +74,8 @@ FLASHES: dict[str, str] = {
     "mailbox_disabled": N_("Boîte désactivée : plus personne n'y accède."),
     "mailbox_enabled": N_("Boîte réactivée."),
     "mailbox_deleted": N_("Boîte supprimée : sa clé de chiffrement a été détruite."),
+    "mailbox_exempted": N_("Boîte exemptée de la règle d'inactivité."),
+    "mailbox_unexempted": N_("Exemption retirée : la règle d'inactivité s'applique à nouveau."),
     "second_factor_reset": N_(
         "Les seconds facteurs du compte ont été supprimés : la personne devra en configurer un "
         "nouveau."

@@ -134,11 +134,15 @@ async def _login(session: Session, user: str, password: str) -> None:
         ) from None
     # An account, or a mailbox login: its address is then the personal namespace, and
     # ``services.mailstore`` shows that mailbox alone (``open_mailbox`` decides every use).
-    _logged_in(session, principal.login)
+    _logged_in(session, principal.login, principal.account.id, principal.mailbox_id)
 
 
-def _logged_in(session: Session, login: str) -> None:
+def _logged_in(
+    session: Session, login: str, account_id: int, mailbox_id: int | None = None
+) -> None:
     session.login = login
+    # Who a cut (the account or the mailbox disabled, deleted) ends the session for.
+    session.account_id, session.login_mailbox_id = account_id, mailbox_id
     session.state = State.AUTHENTICATED
 
 
@@ -206,7 +210,7 @@ async def _bearer(session: Session, name: str, initial: str | None) -> None:
     except (AccessDenied, TemporaryFailure):
         await asyncio.sleep(FAILED_LOGIN_DELAY)
         raise no("jeton refuse", "AUTHENTICATIONFAILED") from None
-    _logged_in(session, account.login)
+    _logged_in(session, account.login, account.id)
 
 
 async def cmd_authenticate(session: Session, command: Command) -> None:

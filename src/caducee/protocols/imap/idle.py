@@ -39,13 +39,19 @@ async def cmd_idle(session: Session, command: Command) -> None:
                 getter = asyncio.ensure_future(queue.get()) if queue is not None else None
                 if getter is not None:
                     waiters.add(getter)  # type: ignore[arg-type]
+                # A cut (the account or the mailbox disabled) ends the session during IDLE too.
+                cut = asyncio.ensure_future(session.cut.fired.wait()) if session.cut else None
+                if cut is not None:
+                    waiters.add(cut)  # type: ignore[arg-type]
                 done, _ = await asyncio.wait(
                     waiters, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
                 )
-                if getter is not None and not getter.done():
-                    getter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await getter
+                for waiter in (getter, cut):
+                    if waiter is not None and not waiter.done():
+                        waiter.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await waiter
+                await session.end_if_cut()
                 if reader in done:
                     line = reader.result()
                     if line.strip().upper() != b"DONE":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,6 +39,8 @@ from caducee.protocols.imap import parser
 from caducee.protocols.imap.protocol import Command, ParseError, SeqSet, format_set, resolve_set
 from caducee.protocols.tcp import Connection, ConnectionClosed, LineTooLong
 from caducee.services import mailstore
+from caducee.services.auth import session_allowed
+from caducee.services.events import CutWatch, mailbox_events
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +193,11 @@ class Session:
     out: bytearray = field(default_factory=bytearray)
     condstore_on: bool = False  # RFC 7162 §3.1: once a CONDSTORE-enabling command was used
     client_id: str = ""
+    #: The account logged in (a mailbox login: its owner) and the mailbox of a mailbox login.
+    account_id: int | None = None
+    login_mailbox_id: int | None = None
+    #: Set once logged in: a cut naming the account or an open mailbox ends the session.
+    cut: CutWatch | None = None
 
     # --- output ------------------------------------------------------------------------------
 
@@ -276,19 +284,76 @@ class Session:
         caps = " ".join(capabilities(self))
         self.untagged(f"OK [CAPABILITY {caps}] {self.config.hostname} Caducee IMAP pret")
         await self.flush()
-        while self.state is not State.LOGOUT:
-            timeout = (
-                PREAUTH_TIMEOUT if self.state is State.NOT_AUTHENTICATED else AUTH_IDLE_TIMEOUT
-            )
-            try:
-                data = await self.read_command(timeout)
-                if data is not None:
-                    await self.execute(data)
-            except ConnectionClosed as closed:
-                if str(closed) == "timeout":
-                    self.untagged("BYE delai d'inactivite depasse, deconnexion")
-                    await self.flush()
-                return
+        async with contextlib.AsyncExitStack() as stack:
+            while self.state is not State.LOGOUT:
+                timeout = (
+                    PREAUTH_TIMEOUT if self.state is State.NOT_AUTHENTICATED else AUTH_IDLE_TIMEOUT
+                )
+                try:
+                    data = await self.next_command(timeout)
+                    if data is not None:
+                        await self.execute(data)
+                    if self.cut is None and self.account_id is not None:
+                        self.cut = await stack.enter_async_context(
+                            mailbox_events(self.app).watch_cuts(self.account_id, ())
+                        )
+                    self.watch_open_mailboxes()
+                    await self.end_if_cut()
+                except ConnectionClosed as closed:
+                    if str(closed) == "timeout":
+                        self.untagged("BYE delai d'inactivite depasse, deconnexion")
+                        await self.flush()
+                    return
+
+    # --- cuts (issue 19): the account or a mailbox disabled or deleted ----------------------
+
+    def watch_open_mailboxes(self) -> None:
+        """The mailboxes a cut of which ends the session: the login's, the selected one's."""
+        if self.cut is None:
+            return
+        ids = {self.login_mailbox_id} if self.login_mailbox_id is not None else set()
+        if self.selected is not None:
+            ids.add(self.selected.of.mailbox.id)
+        self.cut.mailbox_ids = ids
+
+    async def end_if_cut(self) -> None:
+        """After a cut naming this session: if its account or an open mailbox is indeed
+        disabled or gone (the database says; the event is a hint), say BYE and end at once
+        (RFC 9051 §7.1.5: the server is closing the connection)."""
+        cut = self.cut
+        if cut is None or not cut.fired.is_set():
+            return
+        cut.fired.clear()
+        if await session_allowed(self.app, self.account_id, cut.mailbox_ids):
+            return
+        self.untagged(
+            "BYE acces desactive ou supprime par l'administrateur du cabinet, deconnexion"
+            " / access disabled or deleted by the practice's administrator"
+        )
+        await self.flush()
+        self.state = State.LOGOUT
+        raise ConnectionClosed("cut")
+
+    async def next_command(self, timeout: float) -> bytes | None:
+        """:meth:`read_command`, unless a cut ends the session while it waits."""
+        if self.cut is None:
+            return await self.read_command(timeout)
+        cut = self.cut
+        reading = asyncio.ensure_future(self.read_command(timeout))
+        fired = asyncio.ensure_future(cut.fired.wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait({reading, fired}, return_when=asyncio.FIRST_COMPLETED)
+                if reading in done:
+                    return reading.result()
+                await self.end_if_cut()  # raises when cut; else a stray event: wait again
+                fired = asyncio.ensure_future(cut.fired.wait())
+        finally:
+            for task in (reading, fired):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
 
     async def read_command(self, timeout: float) -> bytes | None:
         """One whole command, its literals included; None if it was refused while reading."""

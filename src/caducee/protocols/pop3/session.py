@@ -7,6 +7,7 @@ response codes ([AUTH], [IN-USE], [SYS/TEMP], [LOGIN-DELAY]) where they apply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import unicodedata
@@ -16,9 +17,10 @@ from caducee.app import App
 from caducee.domain.pop3_octets import pop3_lines
 from caducee.errors import AccessDenied, CaduceeError, NotFound, RetentionHold, TemporaryFailure
 from caducee.protocols.sasl import SaslError, decode_response, parse_plain
-from caducee.protocols.tcp import Connection, LineTooLong
+from caducee.protocols.tcp import Connection, ConnectionClosed, LineTooLong
 from caducee.services import maildrop
-from caducee.services.auth import authenticate_mail
+from caducee.services.auth import authenticate_mail, session_allowed
+from caducee.services.events import CutWatch, mailbox_events
 from caducee.services.lockout import AccountLocked
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,10 @@ class Pop3Session:
     drop: maildrop.Maildrop | None = None
     deleted: set[int] = field(default_factory=set)  # 1-based message numbers
     bad_commands: int = 0
+    #: The account logged in (a mailbox login: its owner): a cut of it, or of the maildrop's
+    #: mailbox, ends the session (issue 19).
+    account_id: int | None = None
+    cut: CutWatch | None = None
     released: bool = False  # the maildrop was given back (QUIT, or the end of the session)
 
     async def reply(self, line: str) -> None:
@@ -74,23 +80,73 @@ class Pop3Session:
 
     async def run(self) -> None:
         await self.reply(f"+OK {self.config.hostname} POP3 Caducee pret")
-        while True:
-            timeout = IDLE_TIMEOUT if self.drop is not None else AUTH_TIMEOUT
-            try:
-                line = await self.conn.readline(COMMAND_LINE_LIMIT + 2, timeout)
-            except LineTooLong:
-                if await self.bad("-ERR ligne trop longue (255 octets au plus)"):
-                    return
-                continue
-            command, _, argument = line.rstrip(b"\r\n").decode("ascii", "replace").partition(" ")
-            verb = command.upper()
-            handler = getattr(self, f"cmd_{verb.lower()}", None) if verb.isalpha() else None
-            if handler is None or not self.allowed(verb):
-                if await self.bad("-ERR commande inconnue ou interdite dans cet etat"):
-                    return
-                continue
-            if await handler(argument):
-                return
+        async with contextlib.AsyncExitStack() as stack:
+            while True:
+                if self.cut is None and self.drop is not None and self.account_id is not None:
+                    self.cut = await stack.enter_async_context(
+                        mailbox_events(self.app).watch_cuts(self.account_id, {self.drop.mailbox_id})
+                    )
+                try:
+                    if await self.one_command():
+                        return
+                except ConnectionClosed as closed:
+                    if str(closed) == "cut":
+                        return
+                    raise
+
+    async def next_line(self, timeout: float) -> bytes:
+        """The next command line, unless a cut ends the session while it waits."""
+        if self.cut is None:
+            return await self.conn.readline(COMMAND_LINE_LIMIT + 2, timeout)
+        cut = self.cut
+        reading = asyncio.ensure_future(self.conn.readline(COMMAND_LINE_LIMIT + 2, timeout))
+        fired = asyncio.ensure_future(cut.fired.wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait({reading, fired}, return_when=asyncio.FIRST_COMPLETED)
+                if reading in done:
+                    return reading.result()
+                await self.end_if_cut()  # raises when cut; else a stray event: wait again
+                fired = asyncio.ensure_future(cut.fired.wait())
+        finally:
+            for task in (reading, fired):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+
+    async def end_if_cut(self) -> None:
+        """After a cut naming this session: if its account or its maildrop's mailbox is indeed
+        disabled or gone (the database says), say why and close. RFC 1939 has no unsolicited
+        reply: the client reads this line as the answer to its next command, then the end.
+        Nothing marked for deletion is deleted (no UPDATE state, RFC 1939 §6)."""
+        cut = self.cut
+        if cut is None or not cut.fired.is_set():
+            return
+        cut.fired.clear()
+        if await session_allowed(self.app, self.account_id, cut.mailbox_ids):
+            return
+        await self.reply(
+            "-ERR acces desactive ou supprime par l'administrateur du cabinet, deconnexion"
+        )
+        raise ConnectionClosed("cut")
+
+    async def one_command(self) -> bool:
+        """Read and answer one command; True when the session ends."""
+        timeout = IDLE_TIMEOUT if self.drop is not None else AUTH_TIMEOUT
+        try:
+            line = await self.next_line(timeout)
+        except LineTooLong:
+            return await self.bad("-ERR ligne trop longue (255 octets au plus)")
+        command, _, argument = line.rstrip(b"\r\n").decode("ascii", "replace").partition(" ")
+        verb = command.upper()
+        handler = getattr(self, f"cmd_{verb.lower()}", None) if verb.isalpha() else None
+        if handler is None or not self.allowed(verb):
+            return await self.bad("-ERR commande inconnue ou interdite dans cet etat")
+        if await handler(argument):
+            return True
+        await self.end_if_cut()
+        return False
 
     def allowed(self, verb: str) -> bool:
         authorization = {"USER", "PASS", "AUTH", "STLS", "CAPA", "QUIT"}
@@ -222,6 +278,7 @@ class Pop3Session:
             await self.reply("-ERR [IN-USE] boite deja ouverte par une autre session POP3")
             return False
         self.login, self.drop = principal.login, drop
+        self.account_id = principal.account.id
         await self.reply(f"+OK {len(drop.messages)} message(s)")
         return False
 

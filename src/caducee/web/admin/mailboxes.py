@@ -1,5 +1,6 @@
 """Admin console: mailboxes (list with type, usage and quota; create within the practice's
-limit; set a quota; disable, enable or delete one from its page; the app passwords of the
+limit; set a quota; disable, enable or delete one from its page, exempt it from the inactivity
+rule with a reason; the app passwords of the
 mailboxes that log in with their own address) and delegations (grant read or read+send, revoke)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from starlette.routing import Route
 
 from caducee.domain.model import Mailbox, MailboxType
 from caducee.errors import CaduceeError, InvalidInput
-from caducee.services import app_passwords, lifecycle, mailboxes
+from caducee.services import app_passwords, inactivity, lifecycle, mailboxes
 from caducee.web.admin.common import (
     account_of_practice,
     domain_of_practice,
@@ -141,6 +142,7 @@ async def _one_mailbox_page(
 ) -> Response:
     web = state(request)
     owners = {a.id: a for a in await practice_accounts(web, user)}
+    exemption = await inactivity.exemption_of(web.app, mailbox.address, user.practice.id)
     return render(
         request,
         "admin/mailbox.html",
@@ -149,6 +151,8 @@ async def _one_mailbox_page(
             "owner": owners.get(mailbox.owner_account_id),
             "error": error,
             "admin_tab": "boites",
+            "exemption": exemption,
+            "inactive_months": web.app.settings.inactive_months,
         },
         status=status,
     )
@@ -199,6 +203,40 @@ async def mailbox_delete(request: Request, user: WebUser) -> Response:
     except CaduceeError as exc:
         return await _one_mailbox_page(request, user, mailbox, error=error_message(exc), status=400)
     return redirect("/admin/boites", flash="mailbox_deleted")
+
+
+@page(admin=True)
+async def mailbox_exempt(request: Request, user: WebUser) -> Response:
+    """Exempt the mailbox from the inactivity rule, with the practice's reason (audited)."""
+    web = state(request)
+    mailbox = await mailbox_of_practice(web, user, int_param(request, "mailbox_id"))
+    form = await form_data(request)
+    try:
+        await inactivity.exempt(
+            web.app,
+            mailbox.address,
+            form.get("motif", ""),
+            actor=user.account.login,
+            source=client_ip(request),
+            practice_id=user.practice.id,
+        )
+    except CaduceeError as exc:
+        return await _one_mailbox_page(request, user, mailbox, error=error_message(exc), status=400)
+    return redirect(f"/admin/boites/{mailbox.id}", flash="mailbox_exempted")
+
+
+@page(admin=True)
+async def mailbox_unexempt(request: Request, user: WebUser) -> Response:
+    web = state(request)
+    mailbox = await mailbox_of_practice(web, user, int_param(request, "mailbox_id"))
+    await inactivity.unexempt(
+        web.app,
+        mailbox.address,
+        actor=user.account.login,
+        source=client_ip(request),
+        practice_id=user.practice.id,
+    )
+    return redirect(f"/admin/boites/{mailbox.id}", flash="mailbox_unexempted")
 
 
 # --- app passwords of a mailbox login --------------------------------------------------------
@@ -375,6 +413,18 @@ routes = [
         mailbox_delete,
         methods=["POST"],
         name="admin_mailbox_delete",
+    ),
+    Route(
+        "/admin/boites/{mailbox_id}/exemption",
+        mailbox_exempt,
+        methods=["POST"],
+        name="admin_mailbox_exempt",
+    ),
+    Route(
+        "/admin/boites/{mailbox_id}/exemption/retirer",
+        mailbox_unexempt,
+        methods=["POST"],
+        name="admin_mailbox_unexempt",
     ),
     Route(
         "/admin/boites/{mailbox_id}/quota",

@@ -4,12 +4,12 @@ declared once in :data:`ENDPOINTS` with its scope, schemas and status codes (``m
 mailboxes, folders, messages, sending, a sent message's trace; ``pickups``: the patient portal's
 pickups of a mailbox; ``patients``: the registry; ``charter``: the practice's charter; ``lots``:
 télétransmission; ``absence``: the token's account's absence; ``annuaire``: the national
-directory, any valid token); the OpenAPI 3.1 description
-(``/api/v1/openapi.json``) is generated here from that list, so it cannot drift; ``auth`` wraps
-every route (token, scope, rate limit, errors, audit); ``call`` holds what handlers share.
-Errors are ``{"error": {"code", "message", "message_en"}}``. Calls are rate-limited per token
-(and per address for bad tokens) and audited (``api.call``: route, token, result; never
-content)."""
+directory, any valid token; ``admin``: the practice's accounts and mailboxes, issue 19); the
+OpenAPI 3.1 description (``/api/v1/openapi.json``) is generated here from that list, so it
+cannot drift; ``auth`` wraps every route (token, scope, rate limit, errors, audit); ``call``
+holds what handlers share. Errors are ``{"error": {"code", "message", "message_en"}}``.
+Calls are rate-limited per token (and per address for bad tokens) and audited (``api.call``:
+route, token, result; never content)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from caducee.web.api import absence, annuaire, charter, lots, messages, patients, pickups
+from caducee.web.api import (
+    absence,
+    admin,
+    annuaire,
+    charter,
+    lots,
+    messages,
+    patients,
+    pickups,
+)
 from caducee.web.api.auth import BAD_TOKENS_PER_MINUTE, CALLS_PER_MINUTE, wrap
 from caducee.web.api.call import PREFIX, ApiError, Call, Endpoint
 
@@ -43,6 +52,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *absence.ENDPOINTS,
     *lots.ENDPOINTS,
     *annuaire.ENDPOINTS,
+    *admin.ENDPOINTS,
 )
 _ERROR = {"$ref": "#/components/schemas/Erreur"}
 _LOCATION = {
@@ -64,6 +74,7 @@ def openapi() -> dict[str, Any]:
                 "number",
                 "patient_id",
                 "pickup_id",
+                "account_id",
             )
             if "{" + name + "}" in endpoint.path
         ]

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0038"
-down_revision = "0033"
+down_revision = "0035"
 branch_labels = None
 depends_on = None
 #: New tables only: code of the previous revision keeps working on this schema.
