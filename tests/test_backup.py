@@ -222,6 +222,7 @@ def archived(settings: Settings, tmp_path: Path) -> Iterator[tuple[Installation,
     """An archive of an installation whose blobs are files, some messages in it."""
     settings.blob_store = "files"
     settings.blob_inline_max = 0
+    settings.cluster_single_node = True  # PostgreSQL with file blobs: one node, declared
     site = install(settings, tmp_path)
 
     with serve_process(settings, tmp_path) as proc:

@@ -98,7 +98,10 @@ def init_command(
     database_url: Annotated[
         str, typer.Option("--database-url", help="PostgreSQL (vide : SQLite intégré).")
     ] = "",
-    blob_store: Annotated[str, typer.Option("--blob-store", help="files ou database.")] = "files",
+    blob_store: Annotated[
+        str,
+        typer.Option("--blob-store", help="files ou database (défaut : database avec PostgreSQL)."),
+    ] = "",
     dev_ports: Annotated[
         bool, typer.Option("--dev-ports", help="Ports libres non privilégiés sur 127.0.0.1.")
     ] = False,
@@ -116,7 +119,8 @@ def init_command(
     settings = settings_for(data)
     settings.hostname = hostname or f"mail.{clean_domain}"
     settings.database_url = database_url or settings.database_url
-    settings.blob_store = blob_store
+    # PostgreSQL is for several nodes, which see each other's blobs only in the database.
+    settings.blob_store = blob_store or ("files" if settings.is_sqlite else "database")
     settings.listeners = dev_listeners() if dev_ports else dict(PRODUCTION_LISTENERS)
     admin_login = admin or f"admin@{clean_domain}"
     password = generate_password()

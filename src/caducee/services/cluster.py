@@ -70,11 +70,12 @@ async def join(app: App) -> NodeRow:
             'PostgreSQL avec blob_store = "files" : les messages seraient écrits dans le '
             "répertoire de données de ce seul nœud, et les autres nœuds ne les verraient pas. "
             'Choisissez blob_store = "database" pour plusieurs nœuds, ou déclarez '
-            "[cluster] single_node = true si ce nœud doit rester le seul.",
+            "cluster.single_node = true (section « cluster » de caducee.toml) si ce nœud doit "
+            "rester le seul.",
             'PostgreSQL with blob_store = "files": messages would be written in this node\'s '
             "data directory only, and other nodes would not see them. Choose "
-            'blob_store = "database" for several nodes, or set [cluster] single_node = true '
-            "if this node is to stay the only one.",
+            'blob_store = "database" for several nodes, or set cluster.single_node = true '
+            '(section "cluster" of caducee.toml) if this node is to stay the only one.',
         )
     now = datetime.now(UTC)
     me = _this_node(app, now)
