@@ -174,6 +174,9 @@ class Settings:
     # Accounts and mailboxes (issue #19), section [lifecycle]: mail to a disabled mailbox is
     # "accept"ed (kept for when it is enabled again) or "refuse"d (SMTP 550 5.2.1).
     disabled_mailbox_mail: str = "accept"
+    # RGPD exports (issue #19), section [rgpd]: the most a mailbox export may hold (the
+    # messages' stored bytes); a bigger mailbox gets a clear refusal.
+    export_max_bytes: int = 10 * 1024 * 1024 * 1024
 
     @property
     def tlt_patterns(self) -> Patterns:
@@ -541,6 +544,10 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         lifecycle = doc.get("lifecycle", {})
         settings.disabled_mailbox_mail = str(
             lifecycle.get("disabled_mailbox_mail", settings.disabled_mailbox_mail)
+        )
+        rgpd = doc.get("rgpd", {})
+        settings.export_max_bytes = _int(
+            rgpd.get("export_max_bytes", settings.export_max_bytes), "rgpd.export_max_bytes"
         )
     env = os.environ
     settings.oidc_client_secret = env.get("CADUCEE_OIDC_CLIENT_SECRET", settings.oidc_client_secret)

@@ -12,6 +12,7 @@ from caducee.cli import (
     audit,
     backup,
     directory,
+    export,
     keys,
     lots,
     mailbox,
@@ -59,6 +60,7 @@ app.add_typer(api_token.app, name="api-token")
 app.add_typer(patient.app, name="patient")
 app.add_typer(lots.app, name="lots")
 app.add_typer(backup.app, name="backup")
+app.add_typer(export.app, name="export")
 app.command("restore")(restore_command)
 
 
