@@ -571,6 +571,10 @@ def _forget_senders(app: App) -> None:
     app.component(PatientSenders, PatientSenders).forget()
 
 
+#: For the registry's other writers (a patient's erasure, :mod:`caducee.health.patient_rgpd`).
+forget_senders = _forget_senders
+
+
 async def verified_sender(app: App, practice_id: int, address: str) -> Patient | None:
     """The verified patient of ``practice_id`` whose own address ``address`` is (None: not a
     verified patient's, or shared, or in conflict with a professional contact); cached
