@@ -16,9 +16,11 @@ import re
 import ssl
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -57,6 +59,10 @@ MESSAGES = [
     ("Comptes rendus", r"(\Deleted \Seen)", b"Subject: supprime\r\n\r\nEffac\xc3\xa9.\r\n"),
 ]
 FOLDERS = ["Archives/2025", "Comptes rendus"]
+
+
+#: Per folder: (UID, flags, exact bytes, internal date) of each message.
+View = dict[str, list[tuple[int, set[str], bytes, datetime]]]
 
 
 @dataclass
@@ -126,10 +132,10 @@ def server(settings: Settings, tmp_path: Path) -> Iterator[Server]:
         proc.wait(15)
 
 
-def imap_view(server: Server) -> dict[str, list[tuple[int, set[str], bytes]]]:
-    """Per folder, (UID, flags, exact bytes) as IMAP FETCH returns them."""
+def imap_view(server: Server) -> View:
+    """Per folder, (UID, flags, exact bytes, internal date) as IMAP FETCH returns them."""
     imap = server.imap()
-    out: dict[str, list[tuple[int, set[str], bytes]]] = {}
+    out: View = {}
     for folder in ["INBOX", *FOLDERS]:
         imap.select(f'"{folder}"', readonly=True)
         status, data = imap.uid("FETCH", "1:*", "(UID FLAGS INTERNALDATE BODY.PEEK[])")
@@ -141,14 +147,16 @@ def imap_view(server: Server) -> dict[str, list[tuple[int, set[str], bytes]]]:
             found = FETCHED.search(part[0])
             assert found, part[0]
             flags = set(found.group(2).decode().split()) - {"\\Recent"}
-            items.append((int(found.group(1)), flags, part[1]))
+            stamp = found.group(3).decode().strip()
+            when = datetime.strptime(stamp, "%d-%b-%Y %H:%M:%S %z")  # RFC 9051 date-time
+            items.append((int(found.group(1)), flags, part[1], when))
         out[folder] = sorted(items, key=lambda item: item[0])
     imap.logout()
     return out
 
 
 def check_manifest(
-    archive: zipfile.ZipFile, fmt: str, expected: dict[str, list[tuple[int, set[str], bytes]]]
+    archive: zipfile.ZipFile, fmt: str, expected: View
 ) -> dict[str, dict[str, object]]:
     manifest = json.loads(archive.read("manifest.json"))
     assert manifest["format"] == fmt
@@ -159,15 +167,13 @@ def check_manifest(
     assert set(folders) >= set(expected)
     for name, items in expected.items():
         listed = folders[name]["messages"]
-        assert [m["uid"] for m in listed] == [uid for uid, _f, _r in items]
-        for entry, (_uid, flags, raw) in zip(listed, items, strict=True):
+        assert [m["uid"] for m in listed] == [uid for uid, _f, _r, _d in items]
+        for entry, (_uid, flags, raw, when) in zip(listed, items, strict=True):
             assert set(entry["flags"]) == flags
+            assert datetime.fromisoformat(entry["internal_date"]) == when
             assert entry["size"] == len(raw)
             assert entry["sha256"] == hashlib.sha256(raw).hexdigest()
     return folders
-
-
-View = dict[str, list[tuple[int, set[str], bytes]]]
 
 
 def check_mbox(data: bytes, tmp_path: Path, expected: View) -> None:
@@ -178,12 +184,15 @@ def check_mbox(data: bytes, tmp_path: Path, expected: View) -> None:
         path.write_bytes(archive.read(str(folders[name]["path"])))
         box = mailbox.mbox(str(path))
         read = [unquote_mbox(box.get_bytes(key)) for key in box.iterkeys()]
+        # The From line carries the internal date (RFC 4155: asctime, here UTC).
+        stamps = [box.get_message(key).get_from().split(" ", 1)[1] for key in box.iterkeys()]
         box.close()
+        assert stamps == [time.asctime(when.astimezone(UTC).timetuple()) for *_x, when in items]
         # A message lacking a final line end gets one in an mbox: the manifest's size says
         # where its exact bytes end.
         sizes = [int(m["size"]) for m in folders[name]["messages"]]  # type: ignore[attr-defined]
         assert [text[:size] for text, size in zip(read, sizes, strict=True)] == [
-            raw for _uid, _flags, raw in items
+            raw for _uid, _flags, raw, _when in items
         ]
         assert all(len(text) - size in (0, 1) for text, size in zip(read, sizes, strict=True))
 
@@ -199,7 +208,7 @@ def check_maildir(data: bytes, tmp_path: Path, expected: View) -> None:
         read = sorted(
             (box.get_bytes(key), set(box.get_message(key).get_flags())) for key in box.iterkeys()
         )
-        wanted = sorted((raw, {letters[f] for f in flags}) for _uid, flags, raw in items)
+        wanted = sorted((raw, {letters[f] for f in flags}) for _uid, flags, raw, _d in items)
         assert read == wanted
     top = mailbox.Maildir(str(root / "Maildir"), factory=None, create=False)
     assert set(top.list_folders()) >= {"Archives.2025", "Comptes rendus", "Sent"}
@@ -297,13 +306,26 @@ def test_the_webmail_exports_the_owners_mailbox_and_refuses_others(
     # The archives were removed from the data directory once sent.
     assert list((server.settings.data_dir / "exports").iterdir()) == []
     with server.https() as http:
+        # Anonymous: sent to the login page, nothing exported.
+        anonymous = http.post("/compte/donnees/export", data={"boite": OWNER})
+        assert anonymous.status_code == 303 and "/connexion" in anonymous.headers["location"]
         csrf = web_login(http, COLLEAGUE)
+        assert OWNER not in http.get("/compte/donnees").text
         refused = http.post("/compte/donnees/export", data={"csrf": csrf, "boite": OWNER})
         assert refused.status_code == 403
+        # A read-only delegation is a right to read, hence to export.
+        caducee(server.settings, "mailbox", "delegate", OWNER, "--to", COLLEAGUE, "--read-only")
+        assert OWNER in http.get("/compte/donnees").text
+        allowed = http.post(
+            "/compte/donnees/export", data={"csrf": csrf, "boite": OWNER, "format": "maildir"}
+        )
+        assert allowed.status_code == 200
+        check_maildir(allowed.content, tmp_path / "delegate", expected)
     audited = export_actions(server.settings)
     assert [(actor, target) for actor, target, _r, _d in audited] == [
         (OWNER, OWNER),
         (OWNER, OWNER),
+        (COLLEAGUE, OWNER),
     ]
 
 

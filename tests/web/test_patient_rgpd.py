@@ -23,7 +23,7 @@ from caducee.app import App
 from caducee.domain.model import SpecialUse
 from caducee.errors import PolicyRejected
 from caducee.flows import portal_reply, submission
-from caducee.health import patients, pickup, trust_list
+from caducee.health import patient_rgpd, patients, pickup, trust_list
 from caducee.health.patients import PatientData
 from caducee.health.pickup_store import contact
 from caducee.services import api_tokens, audit, mailboxes, queue, webmail
@@ -229,3 +229,24 @@ async def test_export_then_erasure_from_the_cli(
     patients.forget_senders(app)  # this process's cache of the registry's answers
     await web.login(DOCTOR)
     await _assert_erased(app, web, people, patient_id)
+
+
+async def test_a_removed_patients_pickups_never_go_to_a_later_patient(
+    app: App, people: People, tmp_path: Path
+) -> None:
+    removed = await _verified_patient_with_a_pickup_and_a_reply(app, people)
+    await patients.delete_patient(app, people.practice_a.id, removed, actor=DOCTOR, source="test")
+    later = await patients.add_patient(
+        app,
+        people.practice_a.id,
+        PatientData(
+            last_name="Petit", first_name="Léa", birth_date="01/01/2001",
+            email="lea.petit@patient-mail.test",
+        ),
+        actor=DOCTOR,
+        source="test",
+    )  # fmt: skip
+    done = await patient_rgpd.export_patient(
+        app, people.practice_a.id, later.id, tmp_path / "petit.zip", actor=DOCTOR, source="t"
+    )
+    assert done.document["pickups"] == [] and done.document["portal_replies"] == []

@@ -141,7 +141,10 @@ def manifest(
                     {
                         "uid": m.uid,
                         "flags": m.flags,
-                        "internal_date": m.internal_date.astimezone(UTC).isoformat(),
+                        # to the second, as IMAP's INTERNALDATE gives it (RFC 9051 §2.3.3)
+                        "internal_date": m.internal_date.astimezone(UTC)
+                        .replace(microsecond=0)
+                        .isoformat(),
                         "size": m.size,
                         "sha256": m.sha256,
                         "path": m.path,

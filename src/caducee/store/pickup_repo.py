@@ -331,6 +331,16 @@ async def ids_of_patient(conn: AsyncConnection, practice_id: int, patient_id: in
     return [int(i) for i in (await conn.scalars(query)).all()]
 
 
+async def unlink_patient(conn: AsyncConnection, practice_id: int, patient_id: int) -> None:
+    """The pickups of a patient removed from the registry no longer point to them (SQLite may
+    give a later patient the same id: their export must not show another's pickups)."""
+    await conn.execute(
+        update(pickups)
+        .where(pickups.c.practice_id == practice_id, pickups.c.patient_id == patient_id)
+        .values(patient_id=None)
+    )
+
+
 async def erase_patient(conn: AsyncConnection, pickup_id: int, contact_sealed: bytes) -> None:
     """A pickup no longer names its patient: the contact replaced (``contact_sealed`` seals an
     empty one), the registry link cut, the one-time codes and portal sessions gone."""
