@@ -11,8 +11,10 @@ import email
 import email.policy
 import io
 import json
+import os
 import subprocess
 import sys
+import time
 import zipfile
 from email.message import EmailMessage
 from pathlib import Path
@@ -28,6 +30,7 @@ from caducee.health.patients import PatientData
 from caducee.health.pickup_store import contact
 from caducee.services import api_tokens, audit, mailboxes, queue, webmail
 from caducee.services.envelope import ClientInfo, Envelope, EnvelopeRecipient
+from caducee.web.rgpd import export_dir
 from tests.health.whitelists import operator_dn, whitelist_xml
 from tests.serving import clean_env, prepare
 from tests.web.conftest import People, WebClient
@@ -185,8 +188,16 @@ async def test_export_then_erasure_from_the_patients_pages(
     await web.login(people.secretary_a.login)  # the registry's rights: every account
     page = await web.get(f"/patients/{patient_id}")
     assert "Effacer ce patient" in page.text and "dossier médical" in page.text
+    # An archive a broken download left two hours ago goes at the next export; a recent one
+    # (a download under way) stays.
+    exports = export_dir(app.settings.data_dir)
+    (exports / "stale.zip").write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    os.utime(exports / "stale.zip", (two_hours_ago, two_hours_ago))
+    (exports / "sending.zip").write_bytes(b"x")
     exported = await web.post(f"/patients/{patient_id}/export")
     assert exported.status_code == 200, exported.text[:500]
+    assert sorted(p.name for p in exports.iterdir()) == ["sending.zip"]
     assert exported.headers["content-type"] == "application/zip"
     assert exported.headers["content-disposition"].startswith("attachment;")
     _check_export(exported.content)

@@ -5,7 +5,9 @@ directory and streamed from it, then removed."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,11 +30,20 @@ from caducee.web.core import (
 )
 from caducee.web.middleware import CONTENT_SECURITY_POLICY_DOWNLOAD
 
+#: An archive older than this was left by a download that broke off: removed at the next export.
+STALE_SECONDS = 3600
+
 
 def export_dir(data_dir: Path) -> Path:
-    """Where archives wait while they are sent (owner-only; each is removed once sent)."""
+    """Where archives wait while they are sent (owner-only; each is removed once sent, and one
+    a broken download left behind at the next export after :data:`STALE_SECONDS`)."""
     path = data_dir / "exports"
     path.mkdir(mode=0o700, exist_ok=True)
+    horizon = time.time() - STALE_SECONDS
+    for left in path.iterdir():
+        with contextlib.suppress(OSError):
+            if left.stat().st_mtime < horizon:
+                left.unlink()
     return path
 
 
