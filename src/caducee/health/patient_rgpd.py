@@ -95,7 +95,8 @@ def _iso(when: datetime | None) -> str | None:
     return when.astimezone(UTC).isoformat() if when is not None else None
 
 
-def _paris(when: datetime | None) -> str:
+def _shown(when: datetime | None) -> str:
+    """A date as the summary shows it (UTC, day first)."""
     if when is None:
         return "—"
     return when.astimezone(UTC).strftime("%d/%m/%Y %H:%M UTC")
@@ -147,7 +148,7 @@ def _summary(doc: dict[str, Any]) -> str:
     lines = [
         f"Données détenues par le cabinet « {doc['practice']} » sur le patient",
         f"{p['last_name'].upper()} {p['first_name']}",
-        f"Export généré le {_paris(datetime.fromisoformat(doc['generated_at']))}, en réponse à "
+        f"Export généré le {_shown(datetime.fromisoformat(doc['generated_at']))}, en réponse à "
         "une demande d'accès (RGPD, article 15).",
         "",
         "1. Fiche du registre des patients",
@@ -168,9 +169,9 @@ def _summary(doc: dict[str, Any]) -> str:
     for item in doc["pickups"]:
         lines += [
             f"   Dépôt n° {item['id']} par {item['sender']} le "
-            f"{_paris(datetime.fromisoformat(item['created_at']))} — "
+            f"{_shown(datetime.fromisoformat(item['created_at']))} — "
             f"{_STATE_LABELS.get(item['state'], item['state'])}, disponible jusqu'au "
-            f"{_paris(datetime.fromisoformat(item['expires_at']))}",
+            f"{_shown(datetime.fromisoformat(item['expires_at']))}",
             f"     Envoyé à {item['contact']['email']}"
             + (
                 f", code par SMS au {item['contact']['mobile']}"
@@ -182,11 +183,11 @@ def _summary(doc: dict[str, Any]) -> str:
         ]
         for event in item["events"]:
             label = _EVENT_LABELS.get(event["event"], event["event"])
-            lines.append(f"     - {_paris(datetime.fromisoformat(event['ts']))} : {label}")
+            lines.append(f"     - {_shown(datetime.fromisoformat(event['ts']))} : {label}")
     lines += ["", f"3. Réponses du patient par le portail ({len(doc['portal_replies'])})"]
     for reply in doc["portal_replies"]:
         lines.append(
-            f"   {_paris(datetime.fromisoformat(reply['internal_date']))} — reçue dans "
+            f"   {_shown(datetime.fromisoformat(reply['internal_date']))} — reçue dans "
             f"{reply['mailbox']} ({reply['folder']}) : {reply['message_file']}"
         )
     lines += [

@@ -258,7 +258,7 @@ async def export_mailbox(
             mailbox=mailbox.address,
             fmt=fmt,
             generated_at=generated,
-            messages=int(str(manifest["messages"])),
+            messages=sum(len(f.messages) for f in exported),
         )
         await asyncio.to_thread(writer.finish, manifest, readme, [f.path for f in exported])
     except BaseException:
