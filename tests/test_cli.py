@@ -305,6 +305,10 @@ def test_english_messages_are_available(installation: Path) -> None:
         "backup verify",
         "backup key create",
         "restore",
+        "export",
+        "export mailbox",
+        "patient export",
+        "patient erase",
     ],
 )
 def test_help_everywhere(group: str) -> None:

@@ -213,6 +213,9 @@ class Settings:
     # deleted, after a notice to its owner and the practice's admins ``notice_days`` before.
     inactive_months: int = 12
     notice_days: int = 30
+    # RGPD exports (issue #19), section [rgpd]: the most a mailbox export may hold (the
+    # messages' stored bytes); a bigger mailbox gets a clear refusal.
+    export_max_bytes: int = 10 * 1024 * 1024 * 1024
 
     @property
     def tlt_patterns(self) -> Patterns:
@@ -663,6 +666,10 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         )
         settings.notice_days = _int(
             lifecycle.get("notice_days", settings.notice_days), "lifecycle.notice_days"
+        )
+        rgpd = doc.get("rgpd", {})
+        settings.export_max_bytes = _int(
+            rgpd.get("export_max_bytes", settings.export_max_bytes), "rgpd.export_max_bytes"
         )
     env = os.environ
     settings.oidc_client_secret = env.get("CADUCEE_OIDC_CLIENT_SECRET", settings.oidc_client_secret)

@@ -403,3 +403,60 @@ async def test_metrics_and_readiness_are_for_the_allowed_networks_or_the_token(
     assert (await web.get("/metrics", headers=wrong)).status_code == 403
     token.write_text("")  # an empty token file opens nothing
     assert (await web.get("/metrics", headers={"Authorization": "Bearer "})).status_code == 403
+
+
+# --- RGPD routes (issue 19): every account of the practice, never another practice ------------
+
+
+async def rgpd_calls(app: App, people: People) -> list[Call]:
+    """One call per RGPD route, aimed at practice A's doctor and a patient of practice A."""
+    from caducee.health import patients
+    from caducee.health.patients import PatientData
+
+    patient = await patients.add_patient(
+        app,
+        people.practice_a.id,
+        PatientData(
+            last_name="Durand", first_name="Paul", birth_date="14/07/1985",
+            email="paul.durand@patient-mail.test",
+        ),
+        actor="t",
+        source="t",
+    )  # fmt: skip
+    return [
+        Call("GET", "/compte/donnees", {}),
+        Call("POST", "/compte/donnees/export", {"boite": people.doctor_a.login}),
+        Call("POST", f"/patients/{patient.id}/export", {}),
+        Call("POST", f"/patients/{patient.id}/effacer", {"confirmation": "Durand"}),
+    ]
+
+
+async def _patients_of_a(app: App, people: People) -> list[int]:
+    from caducee.health import patients
+
+    return [p.id for p in await patients.list_patients(app, people.practice_a.id)]
+
+
+async def test_rgpd_routes_refuse_the_anonymous_and_another_practice(
+    web: WebClient, people: People, app: App
+) -> None:
+    calls = await rgpd_calls(app, people)
+    before = await _patients_of_a(app, people)
+    for call in calls:
+        response = await run(web, call)
+        assert response.status_code == 303, call
+        assert response.headers["location"].startswith("/connexion"), call
+    await web.login(people.admin_b.login)
+    for call in calls:
+        await web.get("/accueil")
+        response = await run(web, call)
+        if call.path == "/compte/donnees":  # their own page: nothing of practice A
+            assert response.status_code == 200 and "cabinet-a.test" not in response.text
+        elif call.path == "/compte/donnees/export":  # another practice's mailbox
+            assert response.status_code == 403, call
+        else:  # another practice's patient
+            assert response.status_code == 404, call
+    assert await _patients_of_a(app, people) == before
+    assert ("admin@cabinet-b.test", "mailbox.export") not in {
+        (actor, action) for actor, action, _t, _r in await audit_actions(app)
+    }

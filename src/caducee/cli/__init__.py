@@ -12,6 +12,7 @@ from caducee.cli import (
     audit,
     backup,
     directory,
+    export,
     keys,
     lifecycle,
     lots,
@@ -61,6 +62,7 @@ app.add_typer(patient.app, name="patient")
 app.add_typer(lots.app, name="lots")
 app.add_typer(backup.app, name="backup")
 app.add_typer(lifecycle.app, name="lifecycle")
+app.add_typer(export.app, name="export")
 app.command("restore")(restore_command)
 
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from caducee.app import App
 from caducee.cli.common import DEFAULT_DATA, DataOption, console, fail, progress_bar, with_app
-from caducee.health import patient_import, patients
+from caducee.health import patient_import, patient_rgpd, patients
 from caducee.health.patients import PatientData
 from caducee.i18n import tr
 
@@ -163,6 +163,65 @@ def delete(
 
     with_app(data, action)
     console.print(tr(f"Patient n° {patient_id} retiré.", f"Patient #{patient_id} removed."))
+
+
+@app.command("export")
+def export(
+    practice: PracticeOption,
+    patient_id: Annotated[int, typer.Argument(help="N° du patient / patient id")],
+    to: Annotated[Path, typer.Option("--to", help="Fichier ZIP à créer / ZIP file to write.")],
+    data: DataOption = DEFAULT_DATA,
+) -> None:
+    """Exporte ce que le cabinet détient sur un patient (demande d'accès, RGPD). / Export what
+    the practice holds about a patient (access request)."""
+    if to.exists():
+        raise fail(tr(f"{to} existe déjà : choisissez un autre fichier.", f"{to} already exists."))
+
+    async def action(context: App) -> patient_rgpd.PatientExport:
+        return await patient_rgpd.export_patient(
+            context, practice, patient_id, to, actor="cli", source="cli"
+        )
+
+    done = with_app(data, action)
+    console.print(
+        tr(
+            f"Patient n° {patient_id} exporté dans {done.path} : {done.pickups} dépôt(s), "
+            f"{done.replies} réponse(s) par le portail.",
+            f"Patient #{patient_id} exported to {done.path}: {done.pickups} pickup(s), "
+            f"{done.replies} portal reply(ies).",
+        )
+    )
+
+
+@app.command("erase")
+def erase(
+    practice: PracticeOption,
+    patient_id: Annotated[int, typer.Argument(help="N° du patient / patient id")],
+    confirm: Annotated[
+        str,
+        typer.Option("--confirm", help="Le nom de famille du patient, pour confirmer / last name."),
+    ],
+    data: DataOption = DEFAULT_DATA,
+) -> None:
+    """Efface un patient du registre et ses coordonnées (RGPD) ; l'audit et les messages des
+    praticiens restent. / Erase a patient (registry entry and contact data)."""
+
+    async def action(context: App) -> patient_rgpd.Erased:
+        return await patient_rgpd.erase_patient(
+            context, practice, patient_id, confirm=confirm, actor="cli", source="cli"
+        )
+
+    done = with_app(data, action)
+    console.print(
+        tr(
+            f"Patient n° {patient_id} effacé : fiche, coordonnées sur {done.pickups} dépôt(s) "
+            f"({done.revoked} retiré(s) du portail), {done.contacts} contact(s). Le journal "
+            "d'audit et les messages des boîtes des praticiens restent.",
+            f"Patient #{patient_id} erased: registry entry, contact data on {done.pickups} "
+            f"pickup(s) ({done.revoked} withdrawn), {done.contacts} contact(s). The audit "
+            "trail and the practitioners' messages stay.",
+        )
+    )
 
 
 @app.command("import")

@@ -43,7 +43,7 @@ from caducee.services import address_books, mailboxes, practices
 from caducee.services.audit import AuditEvent, append
 from caducee.services.local_domains import our_domains
 from caducee.services.scope_keys import PATIENT_EMAIL, keyed_email, patient_scope, scope_key
-from caducee.store import patients_repo, queue_repo
+from caducee.store import patients_repo, pickup_repo, queue_repo
 from caducee.store.crypto import aad_for, open_sealed
 
 DELIVERY_MODES = ("retrait", "pdf", "zip")
@@ -391,6 +391,7 @@ async def delete_patient(
     _forget_senders(app)
     async with app.db.write() as conn:
         await patients_repo.delete_patient(conn, patient_id)
+        await pickup_repo.unlink_patient(conn, practice_id, patient_id)
         await append(conn, _audit(actor, "patient.delete", patient_id, source))
 
 
@@ -569,6 +570,10 @@ class PatientSenders:
 
 def _forget_senders(app: App) -> None:
     app.component(PatientSenders, PatientSenders).forget()
+
+
+#: For the registry's other writers (a patient's erasure, :mod:`caducee.health.patient_rgpd`).
+forget_senders = _forget_senders
 
 
 async def verified_sender(app: App, practice_id: int, address: str) -> Patient | None:

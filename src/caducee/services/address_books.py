@@ -26,6 +26,7 @@ from caducee.services.scope_keys import (
     scope_key,
 )
 from caducee.store import address_book_repo, directory_repo, patients_repo, queue_repo
+from caducee.store.connection import AsyncConnection
 
 Kind = Literal["pro", "patient"]
 KINDS: tuple[str, ...] = ("pro", "patient")
@@ -176,6 +177,22 @@ async def delete_contact(
                 details={"contact": contact_id},
             ),
         )
+
+
+async def contact_key(app: App, practice_id: int, address: str) -> str | None:
+    """The keyed pseudonym ``address`` has in the practice's books (None: not an address)."""
+    try:
+        clean = normalize_address(address)
+    except InvalidInput:
+        return None
+    return _email_key(await _key(app, practice_id), clean)
+
+
+async def forget_contact(conn: AsyncConnection, practice_id: int, key: str) -> int:
+    """Remove the contact of pseudonym ``key`` (:func:`contact_key`) from the practice's books,
+    in the caller's transaction (a patient's erasure, issue 19); how many went. The caller
+    audits."""
+    return await address_book_repo.delete_by_email_key(conn, practice_id, key)
 
 
 async def suggest(app: App, practice_id: int, kind: str, query: str) -> list[Contact]:

@@ -74,3 +74,13 @@ async def delete_contact(conn: AsyncConnection, practice_id: int, contact_id: in
         delete(contacts).where(contacts.c.id == contact_id, contacts.c.practice_id == practice_id)
     )
     return bool(result.rowcount)
+
+
+async def delete_by_email_key(conn: AsyncConnection, practice_id: int, email_key: str) -> int:
+    """Delete the practice's contact with this keyed e-mail pseudonym; how many went."""
+    result = await conn.execute(
+        delete(contacts).where(
+            contacts.c.practice_id == practice_id, contacts.c.email_key == email_key
+        )
+    )
+    return int(result.rowcount or 0)

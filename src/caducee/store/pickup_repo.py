@@ -316,3 +316,38 @@ async def purge_stale(conn: AsyncConnection, when: datetime, codes_before: datet
     """Delete portal sessions expired at ``when`` and codes expired before ``codes_before``."""
     await conn.execute(delete(pickup_sessions).where(pickup_sessions.c.expires_at <= when))
     await conn.execute(delete(pickup_codes).where(pickup_codes.c.expires_at <= codes_before))
+
+
+# --- a patient's pickups (RGPD: access and erasure, issue 19) ---------------------------------
+
+
+async def ids_of_patient(conn: AsyncConnection, practice_id: int, patient_id: int) -> list[int]:
+    """The pickups left for one patient of the practice's registry, oldest first."""
+    query = (
+        select(pickups.c.id)
+        .where(pickups.c.practice_id == practice_id, pickups.c.patient_id == patient_id)
+        .order_by(pickups.c.id)
+    )
+    return [int(i) for i in (await conn.scalars(query)).all()]
+
+
+async def unlink_patient(conn: AsyncConnection, practice_id: int, patient_id: int) -> None:
+    """The pickups of a patient removed from the registry no longer point to them (SQLite may
+    give a later patient the same id: their export must not show another's pickups)."""
+    await conn.execute(
+        update(pickups)
+        .where(pickups.c.practice_id == practice_id, pickups.c.patient_id == patient_id)
+        .values(patient_id=None)
+    )
+
+
+async def erase_patient(conn: AsyncConnection, pickup_id: int, contact_sealed: bytes) -> None:
+    """A pickup no longer names its patient: the contact replaced (``contact_sealed`` seals an
+    empty one), the registry link cut, the one-time codes and portal sessions gone."""
+    await conn.execute(
+        update(pickups)
+        .where(pickups.c.id == pickup_id)
+        .values(contact_sealed=contact_sealed, patient_id=None, passphrase_hash=None)
+    )
+    await conn.execute(delete(pickup_codes).where(pickup_codes.c.pickup_id == pickup_id))
+    await conn.execute(delete(pickup_sessions).where(pickup_sessions.c.pickup_id == pickup_id))

@@ -46,6 +46,7 @@ from caducee.web import (
 from caducee.web import (
     patients as patients_web,
 )
+from caducee.web import rgpd as rgpd_web
 from caducee.web.config import WebConfig
 from caducee.web.core import WebState, error_message, error_page
 from caducee.web.i18n import gettext
@@ -126,6 +127,7 @@ def create_web_app(app: App, config: WebConfig | None = None) -> ASGIApp:
         *api_tokens_page.routes,
         *home.routes,
         *account.routes,
+        *rgpd_web.routes,
         *admin.routes,
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -84,6 +84,10 @@ FLASHES: dict[str, str] = {
     "delegation_granted": N_("Délégation accordée."),
     "delegation_revoked": N_("Délégation retirée."),
     "welcome": N_("Vous êtes connecté."),
+    "patient_erased": N_(
+        "Patient effacé du registre, avec ses coordonnées ; le journal d'audit et les messages "
+        "des boîtes des praticiens restent."
+    ),
 }
 
 

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from caducee.domain import charter as charter_rules
 from caducee.domain.web_links import Page
 from caducee.errors import CaduceeError
-from caducee.health import charter, patient_import, patients
+from caducee.health import charter, patient_import, patient_rgpd, patients
 from caducee.health.patients import PatientData
 from caducee.services import practices
 from caducee.web.core import (
@@ -35,6 +35,7 @@ from caducee.web.core import (
 from caducee.web.i18n import current_language
 from caducee.web.i18n import gettext as _
 from caducee.web.portal.common import PORTAL_CSRF_COOKIE, check_landing_csrf, set_portal_cookie
+from caducee.web.rgpd import export_dir, file_download
 
 STATUS_LABELS = {
     "unverified": N_("non vérifiée"),
@@ -184,6 +185,41 @@ async def send_verification(request: Request, user: WebUser) -> Response:
 
 
 @page()
+async def export(request: Request, user: WebUser) -> Response:
+    """The answer to a patient's access request: a ZIP of what the practice holds."""
+    app = state(request).app
+    patient_id = int_param(request, "patient_id")
+    target = export_dir(app.settings.data_dir) / f"{secrets.token_hex(16)}.zip"
+    done = await patient_rgpd.export_patient(
+        app,
+        user.practice.id,
+        patient_id,
+        target,
+        actor=user.account.login,
+        source=client_ip(request),
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%d")
+    return file_download(done.path, f"patient-{patient_id}-{stamp}.zip", "application/zip")
+
+
+@page()
+async def erase(request: Request, user: WebUser) -> Response:
+    form = await form_data(request)
+    try:
+        await patient_rgpd.erase_patient(
+            state(request).app,
+            user.practice.id,
+            int_param(request, "patient_id"),
+            confirm=form.get("confirmation", ""),
+            actor=user.account.login,
+            source=client_ip(request),
+        )
+    except CaduceeError as exc:
+        return await _detail(request, user, error=error_message(exc), status=400)
+    return redirect("/patients", flash="patient_erased")
+
+
+@page()
 async def remove(request: Request, user: WebUser) -> Response:
     await patients.delete_patient(
         state(request).app,
@@ -254,6 +290,8 @@ routes = [
     Route("/patients/{patient_id:int}", update, methods=["POST"]),
     Route("/patients/{patient_id:int}/verification", send_verification, methods=["POST"]),
     Route("/patients/{patient_id:int}/supprimer", remove, methods=["POST"]),
+    Route("/patients/{patient_id:int}/export", export, methods=["POST"]),
+    Route("/patients/{patient_id:int}/effacer", erase, methods=["POST"]),
     Route(Page.ADDRESS_VERIFICATION.path, verify_landing, methods=["GET"]),
     Route("/patient/verifier/{token}", verify_confirm, methods=["POST"]),
 ]
