@@ -171,9 +171,12 @@ def imap_client(node: Node, password: str) -> imaplib.IMAP4_SSL:
     return client
 
 
-def read_back(node: Node, password: str) -> dict[str, list[bytes]]:
-    """Every message of the Inbox, by subject (a list: a message stored twice shows twice)."""
-    client = imap_client(node, password)
+def read_back(
+    node: Node, password: str, session: imaplib.IMAP4_SSL | None = None
+) -> dict[str, list[bytes]]:
+    """Every message of the Inbox, by subject (a list: a message stored twice shows twice),
+    through ``session`` (left open) or a new one."""
+    client = session or imap_client(node, password)
     try:
         client.select("INBOX", readonly=True)
         found: dict[str, list[bytes]] = {}
@@ -191,7 +194,8 @@ def read_back(node: Node, password: str) -> dict[str, list[bytes]]:
                 found.setdefault(subject.group(1).decode(), []).append(raw)
         return found
     finally:
-        client.logout()
+        if session is None:
+            client.logout()
 
 
 def check_read_back(load: Load, found: dict[str, list[bytes]]) -> None:

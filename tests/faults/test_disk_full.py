@@ -17,7 +17,14 @@ import pytest
 from caducee.config import Settings
 from tests.conftest import make_settings
 from tests.dnsserver import LocalDNS
-from tests.faults.load import Load, check_read_back, read_back, running, setup_account
+from tests.faults.load import (
+    Load,
+    check_read_back,
+    imap_client,
+    read_back,
+    running,
+    setup_account,
+)
 
 #: Size of the small filesystem; the node's own files take a few MB of it.
 FILESYSTEM_MB = 48
@@ -74,6 +81,9 @@ def test_a_full_disk_refuses_with_452_and_resumes(
     settings = small_settings
     password = setup_account(settings, workers=1)
     with running(settings, tmp_path / "node") as node:
+        # A session opened before: a new login must write its audit record, which a full
+        # disk refuses (NO [UNAVAILABLE]); an open session reads on.
+        session = imap_client(node, password)
         filler = fill(small_disk, LEFT_BYTES)
         load = Load(node.ports["smtp"], node.context(), connections=2).start()
         try:
@@ -88,7 +98,7 @@ def test_a_full_disk_refuses_with_452_and_resumes(
             assert any(code == 452 and "4.3.1" in text for code, text in full), full[:5]
             acknowledged_when_full = load.count()
             # Reading goes on while the disk is full.
-            found = read_back(node, password)
+            found = read_back(node, password, session)
             assert set(load.acknowledged) <= set(found)
             # Room returns: the same load is accepted again, by itself.
             filler.unlink()

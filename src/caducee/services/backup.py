@@ -21,7 +21,7 @@ from caducee.app import App
 from caducee.config import Settings
 from caducee.domain.audit import AuditEvent
 from caducee.errors import AlreadyExists
-from caducee.store import audit_repo
+from caducee.store import audit_repo, node_repo
 from caducee.store import backup as archive
 from caducee.store.backup import ArchiveReport, RestoreReport
 from caducee.store.backup_crypto import BackupPrivateKey, parse_private_key
@@ -186,7 +186,12 @@ def restore(
 
 
 async def audit_restore(app: App, report: RestoreReport) -> None:
-    """The restored installation's first record: where it came from (content-free)."""
+    """The restored installation's first record: where it came from (content-free). The node
+    registry copied with the database names the original installation's nodes, seen alive
+    moments ago: it is emptied, so the restored node neither sees ghosts nor is refused as a
+    second node beside them (``services.cluster``)."""
+    async with app.db.write() as conn:
+        await node_repo.forget_all_nodes(conn)
     await _audit(
         app,
         AuditEvent(

@@ -14,13 +14,17 @@ its buckets in memory, the least recently seen of 10,000 clients forgotten.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
 from caducee.app import App
+from caducee.errors import TemporaryFailure
 from caducee.store import rate_repo
 from caducee.store.database import Database
+
+log = logging.getLogger(__name__)
 
 #: The least recently seen clients are forgotten beyond this (per in-memory limiter).
 MAX_CLIENTS = 10_000
@@ -61,10 +65,17 @@ class RateLimiter:
         """Take one token for ``client``; False (nothing taken) when its bucket is empty."""
         now = self.clock() if now is None else now
         if self.db is not None:
-            async with self.db.write() as conn:
-                return await rate_repo.take(
-                    conn, self.name, client[:100], now, self.capacity, self.rate
-                )
+            try:
+                async with self.db.write() as conn:
+                    return await rate_repo.take(
+                        conn, self.name, client[:100], now, self.capacity, self.rate
+                    )
+            except TemporaryFailure as exc:
+                # The database cannot count now (full disk, restarting, busy): count in this
+                # process meanwhile, so a client is neither cut without a word nor let through
+                # without any limit.
+                log.warning("rate limit counted locally name=%s reason=%s", self.name,
+                            type(exc).__name__)  # fmt: skip
         tokens = self._tokens(client, now)
         allowed = tokens >= 1.0
         self._keep(client, tokens - 1.0 if allowed else tokens, now)
@@ -72,10 +83,14 @@ class RateLimiter:
 
     async def _left(self, client: str, now: float) -> float:
         if self.db is not None:
-            async with self.db.read() as conn:
-                return await rate_repo.tokens(
-                    conn, self.name, client[:100], now, self.capacity, self.rate
-                )
+            try:
+                async with self.db.read() as conn:
+                    return await rate_repo.tokens(
+                        conn, self.name, client[:100], now, self.capacity, self.rate
+                    )
+            except TemporaryFailure as exc:
+                log.warning("rate limit read locally name=%s reason=%s", self.name,
+                            type(exc).__name__)  # fmt: skip
         tokens = self._tokens(client, now)
         self._keep(client, tokens, now)
         return tokens

@@ -38,6 +38,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -590,6 +591,18 @@ def _set_top_level(config: Path, name: str, value: str) -> None:
     config.write_text("\n".join(lines) + "\n", "utf-8")
 
 
+def _declare_single_node(config: Path) -> None:
+    """``[cluster] single_node = true``: a node restored from an S3 archive on PostgreSQL keeps
+    its blobs as files, which only a declared single node may (``services.cluster``); moving
+    them back to a shared store is the operator's step (docs/operations.md)."""
+    text = config.read_text("utf-8") if config.exists() else ""
+    if re.search(r"^single_node\s*=", text, re.M):
+        text = re.sub(r"^single_node\s*=.*$", "single_node = true", text, flags=re.M)
+    else:
+        text = text.rstrip("\n") + "\n\n[cluster]\nsingle_node = true\n"
+    config.write_text(text, "utf-8")
+
+
 @dataclass
 class RestoreReport:
     path: Path
@@ -658,6 +671,8 @@ def restore_archive(
             _set_database_url(work / CONFIG_NAME, database_url)
         if manifest.body.get("blob_store") == "s3":  # the objects came back as files
             _set_top_level(work / CONFIG_NAME, "blob_store", "files")
+            if dump is not None:  # PostgreSQL with files: this restored node serves alone
+                _declare_single_node(work / CONFIG_NAME)
         if dump is not None:
             _pg_restore(manifest, key, database_url, pg_bin)
         if progress is not None:

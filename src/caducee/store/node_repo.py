@@ -108,6 +108,11 @@ async def unregister(conn: AsyncConnection, node: str) -> None:
     await conn.execute(delete(cluster_nodes).where(cluster_nodes.c.node_id == node))
 
 
+async def forget_all_nodes(conn: AsyncConnection) -> int:
+    """Empty the registry (a restored copy names the original installation's nodes)."""
+    return int((await conn.execute(delete(cluster_nodes))).rowcount or 0)
+
+
 async def answers(conn: AsyncConnection) -> bool:
     """Whether the database answers a trivial query (``SELECT 1``); driver errors propagate."""
     return bool((await conn.execute(text("SELECT 1"))).scalar_one() == 1)
