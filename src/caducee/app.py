@@ -17,7 +17,6 @@ from caducee.store import audit_repo, migrate
 from caducee.store.blobs import BlobStore, DatabaseBlobStore, FileBlobStore
 from caducee.store.database import Database
 from caducee.store.keyring import Keyring
-from caducee.store.s3_blobs import S3BlobStore
 
 C = TypeVar("C")
 log = logging.getLogger(__name__)
@@ -118,12 +117,16 @@ async def open_app(settings: Settings, *, upgrade: bool = False) -> AsyncIterato
         if settings.blob_store == "database":
             blobs = DatabaseBlobStore()
         elif settings.blob_store == "s3":
-            blobs = S3BlobStore(settings, settings.blob_inline_max)
+            # botocore (about 20 MB) is loaded by the nodes that use S3 only
+            from caducee.store.s3_blobs import S3BlobStore
+
+            s3_store = S3BlobStore(settings, settings.blob_inline_max)
+            blobs = s3_store
         else:
             blobs = FileBlobStore(settings.blobs_dir, settings.blob_inline_max)
         app = App(settings=settings, db=db, keyring=keyring, blobs=blobs)
-        if isinstance(blobs, S3BlobStore):
-            app.closers.append(blobs.close)  # the last to run: after the workers that use it
+        if settings.blob_store == "s3":
+            app.closers.append(s3_store.close)  # the last to run: after the workers that use it
         try:
             yield app
         finally:

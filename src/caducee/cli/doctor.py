@@ -17,7 +17,6 @@ from caducee.services.cluster import ALIVE_BEATS
 from caducee.store import migrate, node_repo
 from caducee.store.database import Database
 from caducee.store.keyring import load_master_keys
-from caducee.store.s3_blobs import S3BlobStore
 
 #: ``caducee doctor`` lists the nodes seen within this delay.
 NODES_SEEN_WITHIN = timedelta(days=1)
@@ -153,6 +152,8 @@ async def check_blob_store(settings: Settings, report: Report) -> None:
     if settings.blob_store != "s3":
         return
     where = f"{settings.s3_bucket} ({settings.s3_endpoint or 'AWS'})"
+    from caducee.store.s3_blobs import S3BlobStore  # botocore: S3 nodes only
+
     store = S3BlobStore(settings)
     try:
         held_since = await store.check()

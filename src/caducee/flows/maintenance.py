@@ -31,7 +31,6 @@ from caducee.services import (
     trace,
 )
 from caducee.store import mailstore_repo
-from caducee.store.s3_blobs import ORPHAN_GRACE, S3BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +107,11 @@ async def _text_index(app: App) -> int:
 async def _orphan_objects(app: App) -> int:
     """S3 objects no row names (uploads of deliveries that never committed, deletions that
     failed while the store was unreachable); nothing to do on the other blob stores."""
-    if not isinstance(app.blobs, S3BlobStore):
+    if app.settings.blob_store != "s3":
         return 0
+    from caducee.store.s3_blobs import ORPHAN_GRACE, S3BlobStore  # botocore: S3 nodes only
+
+    assert isinstance(app.blobs, S3BlobStore)
     return await app.blobs.sweep_orphans(app.db, ORPHAN_GRACE)
 
 

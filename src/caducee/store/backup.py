@@ -54,7 +54,6 @@ from sqlalchemy.engine import make_url
 from caducee.config import CONFIG_NAME, Settings
 from caducee.errors import ConfigurationError, IntegrityError, InvalidInput
 from caducee.store import blobs as blob_files
-from caducee.store import s3_blobs
 from caducee.store.backup_crypto import (
     BackupPrivateKey,
     BackupPublicKey,
@@ -310,6 +309,8 @@ def create_archive(
     writer = _Writer(partial, public)
     backend = "sqlite" if settings.is_sqlite else "postgresql"
     on_s3 = settings.blob_store == "s3"
+    if on_s3:
+        from caducee.store import s3_blobs  # botocore: S3 nodes only
     try:
         with contextlib.ExitStack() as held:
             held.enter_context(backup_lock(settings))
