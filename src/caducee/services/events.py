@@ -31,10 +31,11 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from caducee.app import App
 from caducee.store import node_repo
@@ -52,6 +53,34 @@ class CutWatch:
     account_id: int | None
     mailbox_ids: set[int]
     fired: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+T = TypeVar("T")
+
+
+async def read_unless_cut(
+    read: Coroutine[Any, Any, T], cut: CutWatch | None, end_if_cut: Callable[[], Awaitable[None]]
+) -> T:
+    """Await ``read`` (a session's next command), unless a cut naming the session comes first:
+    then ``end_if_cut()`` (which raises when the session must end; otherwise the event was
+    stray, and the wait goes on). Every door that reads commands calls this."""
+    if cut is None:
+        return await read
+    reading = asyncio.ensure_future(read)
+    fired = asyncio.ensure_future(cut.fired.wait())
+    try:
+        while True:
+            done, _ = await asyncio.wait({reading, fired}, return_when=asyncio.FIRST_COMPLETED)
+            if reading in done:
+                return reading.result()
+            await end_if_cut()
+            fired = asyncio.ensure_future(cut.fired.wait())
+    finally:
+        for task in (reading, fired):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
 
 
 class MailboxEvents:

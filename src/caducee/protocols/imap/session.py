@@ -40,7 +40,7 @@ from caducee.protocols.imap.protocol import Command, ParseError, SeqSet, format_
 from caducee.protocols.tcp import Connection, ConnectionClosed, LineTooLong
 from caducee.services import mailstore
 from caducee.services.auth import session_allowed
-from caducee.services.events import CutWatch, mailbox_events
+from caducee.services.events import CutWatch, mailbox_events, read_unless_cut
 
 log = logging.getLogger(__name__)
 
@@ -336,24 +336,7 @@ class Session:
 
     async def next_command(self, timeout: float) -> bytes | None:
         """:meth:`read_command`, unless a cut ends the session while it waits."""
-        if self.cut is None:
-            return await self.read_command(timeout)
-        cut = self.cut
-        reading = asyncio.ensure_future(self.read_command(timeout))
-        fired = asyncio.ensure_future(cut.fired.wait())
-        try:
-            while True:
-                done, _ = await asyncio.wait({reading, fired}, return_when=asyncio.FIRST_COMPLETED)
-                if reading in done:
-                    return reading.result()
-                await self.end_if_cut()  # raises when cut; else a stray event: wait again
-                fired = asyncio.ensure_future(cut.fired.wait())
-        finally:
-            for task in (reading, fired):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await task
+        return await read_unless_cut(self.read_command(timeout), self.cut, self.end_if_cut)
 
     async def read_command(self, timeout: float) -> bytes | None:
         """One whole command, its literals included; None if it was refused while reading."""

@@ -20,7 +20,7 @@ from caducee.protocols.sasl import SaslError, decode_response, parse_plain
 from caducee.protocols.tcp import Connection, ConnectionClosed, LineTooLong
 from caducee.services import maildrop
 from caducee.services.auth import authenticate_mail, session_allowed
-from caducee.services.events import CutWatch, mailbox_events
+from caducee.services.events import CutWatch, mailbox_events, read_unless_cut
 from caducee.services.lockout import AccountLocked
 
 log = logging.getLogger(__name__)
@@ -96,24 +96,9 @@ class Pop3Session:
 
     async def next_line(self, timeout: float) -> bytes:
         """The next command line, unless a cut ends the session while it waits."""
-        if self.cut is None:
-            return await self.conn.readline(COMMAND_LINE_LIMIT + 2, timeout)
-        cut = self.cut
-        reading = asyncio.ensure_future(self.conn.readline(COMMAND_LINE_LIMIT + 2, timeout))
-        fired = asyncio.ensure_future(cut.fired.wait())
-        try:
-            while True:
-                done, _ = await asyncio.wait({reading, fired}, return_when=asyncio.FIRST_COMPLETED)
-                if reading in done:
-                    return reading.result()
-                await self.end_if_cut()  # raises when cut; else a stray event: wait again
-                fired = asyncio.ensure_future(cut.fired.wait())
-        finally:
-            for task in (reading, fired):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await task
+        return await read_unless_cut(
+            self.conn.readline(COMMAND_LINE_LIMIT + 2, timeout), self.cut, self.end_if_cut
+        )
 
     async def end_if_cut(self) -> None:
         """After a cut naming this session: if its account or its maildrop's mailbox is indeed
