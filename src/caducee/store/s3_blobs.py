@@ -41,12 +41,12 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.session import get_session as get_sync_session
-from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.config import Settings
 from caducee.errors import StorageUnavailable
+from caducee.store import blob_refs_repo
 from caducee.store.blobs import (
     INLINE_MAX_BYTES,
     Blob,
@@ -58,7 +58,6 @@ from caducee.store.blobs import (
     _rows,
 )
 from caducee.store.database import Database
-from caducee.store.tables import messages, outbound_messages, pickups
 
 log = logging.getLogger(__name__)
 
@@ -316,22 +315,11 @@ class S3BlobStore:
         if not candidates:
             return 0
         async with db.read() as conn:
-            named = await referenced(conn, list(candidates))
+            named = await blob_refs_repo.named_blob_ids(conn, list(candidates))
         orphans = [key for blob_id, key in candidates.items() if blob_id not in named]
         if orphans:
             await self._delete(client, orphans)
         return len(orphans)
-
-
-async def referenced(conn: AsyncConnection, blob_ids: list[str]) -> set[str]:
-    """Which of ``blob_ids`` a row names (a message, a queued message, a pickup)."""
-    named: set[str] = set()
-    for start in range(0, len(blob_ids), 500):
-        chunk = blob_ids[start : start + 500]
-        for column in (messages.c.blob_id, outbound_messages.c.blob_id, pickups.c.blob_id):
-            rows = await conn.execute(select(column).where(column.in_(chunk)).distinct())
-            named.update(str(row[0]) for row in rows)
-    return named
 
 
 # --- blocking access, for backups (run in the command line or a worker thread) -------------
