@@ -153,6 +153,13 @@ async def test_deleting_an_account(app: App) -> None:
     with pytest.raises(AccessDenied, match="dernier administrateur"):
         await lifecycle.delete_account(app, admin.login, confirm=admin.login)
     assert doctor.id != admin.id
+    # Nobody disables or deletes their own account, whatever the door (console, API).
+    await person(app, "admin2@cabinet.test", Role.ADMIN)  # not the last one any more
+    with pytest.raises(InvalidInput, match="propre compte"):
+        await accounts.set_disabled(app, admin.login, True, actor=admin.login)
+    with pytest.raises(InvalidInput, match="propre compte"):
+        await lifecycle.delete_account(app, admin.login, confirm=admin.login, actor=admin.login)
+    assert not (await accounts.get_account(app, admin.login)).disabled
 
 
 async def test_last_use_is_written_at_most_once_an_hour(app: App) -> None:

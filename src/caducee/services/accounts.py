@@ -143,6 +143,11 @@ async def set_disabled(
     are ended too, so enabling it again does not bring them back.
     """
     login = normalize_address(login)
+    if disabled and actor.strip().lower() == login:  # from every door: console, API
+        raise InvalidInput(
+            "Vous ne pouvez pas désactiver votre propre compte.",
+            "You cannot disable your own account.",
+        )
     async with app.db.write() as conn:
         account = await repo.account_by_login(conn, login)
         if account is None:

@@ -194,6 +194,11 @@ async def delete_account(
                 f"{login} is the last enabled administrator of its practice: appoint another "
                 "before deleting this account.",
             )
+        if actor.strip().lower() == login:  # from every door: console, API
+            raise InvalidInput(
+                "Vous ne pouvez pas supprimer votre propre compte.",
+                "You cannot delete your own account.",
+            )
         owned = [
             box
             for box in await directory_repo.list_mailboxes(conn, account.practice_id)

@@ -136,19 +136,17 @@ async def account_detail(request: Request, user: WebUser) -> Response:
 async def account_disable(request: Request, user: WebUser) -> Response:
     web = state(request)
     account = await account_of_practice(web, user, int_param(request, "account_id"))
-    if account.id == user.account.id:
+    try:
+        await accounts.set_disabled(
+            web.app, account.login, True, actor=user.account.login, source=client_ip(request)
+        )
+    except InvalidInput as exc:  # one's own account
         return render(
             request,
             "error.html",
-            {
-                "title": _("Action impossible"),
-                "message": _("Vous ne pouvez pas désactiver votre propre compte."),
-            },
+            {"title": _("Action impossible"), "message": error_message(exc)},
             status=400,
         )
-    await accounts.set_disabled(
-        web.app, account.login, True, actor=user.account.login, source=client_ip(request)
-    )
     return redirect(f"/admin/comptes/{account.id}", flash="account_disabled")
 
 
@@ -169,11 +167,6 @@ async def account_delete(request: Request, user: WebUser) -> Response:
     account = await account_of_practice(web, user, int_param(request, "account_id"))
     form = await form_data(request)
     try:
-        if account.id == user.account.id:
-            raise InvalidInput(
-                "Vous ne pouvez pas supprimer votre propre compte.",
-                "You cannot delete your own account.",
-            )
         await lifecycle.delete_account(
             web.app,
             account.login,

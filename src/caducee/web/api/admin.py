@@ -158,16 +158,12 @@ async def delete_mailbox(call: Call) -> Response:
 
 async def _set_account(call: Call, disabled: bool) -> Response:
     account = await _account(call)
-    if disabled and account.id == call.account.id:
-        raise ApiError(
-            409,
-            "conflit",
-            "Un administrateur ne peut pas désactiver son propre compte.",
-            "An administrator cannot disable their own account.",
+    try:
+        updated = await accounts.set_disabled(
+            call.app, account.login, disabled, actor=call.account.login, source=call.source
         )
-    updated = await accounts.set_disabled(
-        call.app, account.login, disabled, actor=call.account.login, source=call.source
-    )
+    except InvalidInput as exc:  # one's own account
+        raise _conflict(exc) from None
     return JSONResponse(_account_json(updated))
 
 
