@@ -14,6 +14,7 @@ import asyncio
 import base64
 import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,14 @@ ADMIN_PASSWORD = "Correct-Horse-42-Battery"
 DOMAIN = "cabinet-e2e.test"
 MAILBOX_LIMIT = 3
 REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "docs" / "screenshots"
+#: Where the browser tests write their screenshots: the docs' own with
+#: ``CADUCEE_SCREENSHOTS=docs`` (to refresh them on purpose), else a scratch directory, so that
+#: running the suite does not rewrite tracked files.
+SCREENSHOTS = (
+    REPO / "docs" / "screenshots"
+    if os.environ.get("CADUCEE_SCREENSHOTS") == "docs"
+    else Path(tempfile.gettempdir()) / "caducee-screenshots"
+)
 
 
 def chromium_or_skip() -> Path:

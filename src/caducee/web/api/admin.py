@@ -11,7 +11,7 @@ English message. Everything outside the token's practice is 404. Audited by the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.responses import JSONResponse, Response
 
@@ -19,6 +19,18 @@ from caducee.domain.model import Account, Mailbox, Role
 from caducee.errors import AccessDenied, InvalidInput, RetentionHold
 from caducee.services import accounts, lifecycle, mailboxes
 from caducee.web.api.call import ApiError, Call, Endpoint, int_param
+
+if TYPE_CHECKING:
+    from caducee.app import App
+
+
+class _Deleter(Protocol):
+    """:func:`lifecycle.delete_mailbox` and :func:`lifecycle.delete_account`."""
+
+    async def __call__(
+        self, app: App, address: str, /, *, confirm: str, actor: str, source: str
+    ) -> lifecycle.Deleted: ...
+
 
 SCOPE = "admin"
 _NOT_FOUND = ("Ressource introuvable dans le cabinet.", "Not found in the practice.")
@@ -142,18 +154,23 @@ async def enable_mailbox(call: Call) -> Response:
     return await _set_mailbox(call, False)
 
 
-async def delete_mailbox(call: Call) -> Response:
-    box = await _mailbox(call)
-    confirm = _confirmation(call, box.address)
+async def _delete(call: Call, address: str, delete: _Deleter) -> Response:
+    """One deletion door for mailboxes and accounts: the confirmation names the address."""
+    confirm = _confirmation(call, address)
     try:
-        deleted = await lifecycle.delete_mailbox(
-            call.app, box.address, confirm=confirm, actor=call.account.login, source=call.source
+        deleted = await delete(
+            call.app, address, confirm=confirm, actor=call.account.login, source=call.source
         )
     except RetentionHold:
         raise  # 409 « conservation », with the date (web.api.auth)
     except (AccessDenied, InvalidInput) as exc:
         raise _conflict(exc) from None
     return JSONResponse({"adresse": deleted.address, "messages": deleted.messages})
+
+
+async def delete_mailbox(call: Call) -> Response:
+    box = await _mailbox(call)
+    return await _delete(call, box.address, lifecycle.delete_mailbox)
 
 
 async def _set_account(call: Call, disabled: bool) -> Response:
@@ -177,16 +194,7 @@ async def enable_account(call: Call) -> Response:
 
 async def delete_account(call: Call) -> Response:
     account = await _account(call)
-    confirm = _confirmation(call, account.login)
-    try:
-        deleted = await lifecycle.delete_account(
-            call.app, account.login, confirm=confirm, actor=call.account.login, source=call.source
-        )
-    except RetentionHold:
-        raise
-    except (AccessDenied, InvalidInput) as exc:
-        raise _conflict(exc) from None
-    return JSONResponse({"adresse": deleted.address, "messages": deleted.messages})
+    return await _delete(call, account.login, lifecycle.delete_account)
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
