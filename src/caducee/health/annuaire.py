@@ -372,8 +372,10 @@ async def search(app: App, text: str, limit: int = MAX_RESULTS) -> list[Professi
             if fewest > 0:
                 others = [w for w in query.words if w != driver] + list(query.initials)
                 cap = fewest if others and fewest <= ALL_CANDIDATES else CANDIDATES
+                # Words counted whole (not capped) are few enough to intersect in the index.
+                narrow = [w for n, w in counts if w != driver and n <= ALL_CANDIDATES]
                 found = await annuaire_repo.search(
-                    conn, generation, driver, others, limit=limit, cap=cap
+                    conn, generation, driver, others, limit=limit, cap=cap, narrow=narrow
                 )
                 if not found and others and fewest > ALL_CANDIDATES:
                     # Every word is common (« secrétariat médical paris ») and the first rows

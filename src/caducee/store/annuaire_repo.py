@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.domain.annuaire import ENTRY_FIELDS, Chunk, Professional
-from caducee.store.database import Database, inserted_id
+from caducee.store.database import Database, inserted_id, storage_errors
 from caducee.store.tables import annuaire_current, annuaire_imports
 from caducee.store.times import aware
 
@@ -158,8 +158,13 @@ async def build_indexes(db: Database, generation: int) -> None:
         await conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
         for statement in statements:
             await conn.execute(text(statement))
-    async with db.write() as conn:
-        await conn.execute(text("ANALYZE annuaire_tokens"))
+    # VACUUM (outside a transaction) also sets the visibility map of the freshly written pages:
+    # without it every "index-only" scan of the tokens still visits the heap, row by row.
+    with storage_errors():
+        async with db.engine.connect() as raw:
+            conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM (ANALYZE) annuaire_tokens"))
+            await conn.execute(text("VACUUM (ANALYZE) annuaire_entries"))
 
 
 async def switch(
@@ -349,12 +354,41 @@ async def search(
     *,
     limit: int,
     cap: int,
+    narrow: Sequence[str] = (),
 ) -> list[Professional]:
     """Rows whose tokens start with ``driver`` (the first ``cap`` index rows of it) and whose
     search text has a word starting with each of ``others``; exact matches of ``driver``
-    first, then by name. Empty when ``generation`` is no longer the current one."""
+    first, then by name. Empty when ``generation`` is no longer the current one.
+
+    ``narrow`` names those of ``others`` known to start few index rows: their rows are
+    intersected with the candidates in the token index (``INTERSECT``: a hash or a sort, never
+    a loop whose cost the planner may misjudge on fresh statistics) before any row is read,
+    so that only the survivors fetch their row."""
     g = int(generation)
     params: dict[str, Any] = {**_range(driver), "w": driver, "limit": int(limit)}
+    first_rows = (
+        f"SELECT token, seq FROM annuaire_tokens WHERE generation = {g} "
+        f"AND token >= :lo AND token < :hi ORDER BY token, seq LIMIT {int(cap)}"
+    )
+    if narrow:
+        kept = [f"SELECT seq FROM ({first_rows}) AS d"]
+        for position, word in enumerate(narrow):
+            params[f"nlo{position}"], params[f"nhi{position}"] = _range(word).values()
+            kept.append(
+                f"SELECT seq FROM annuaire_tokens WHERE generation = {g} "
+                f"AND token >= :nlo{position} AND token < :nhi{position}"
+            )
+        # The driver's exact match, looked up for the survivors only (one index probe each).
+        candidates = (
+            "SELECT k.seq, CASE WHEN EXISTS (SELECT 1 FROM annuaire_tokens w "
+            f"WHERE w.generation = {g} AND w.token = :w AND w.seq = k.seq) THEN 1 ELSE 0 END "
+            f"AS exact FROM ({' INTERSECT '.join(kept)}) AS k"
+        )
+    else:
+        candidates = (
+            "SELECT seq, MAX(CASE WHEN token = :w THEN 1 ELSE 0 END) AS exact "
+            f"FROM ({first_rows}) AS t GROUP BY seq"
+        )
     filters = []
     scores = ["c.exact"]
     for position, word in enumerate(others):
@@ -379,12 +413,7 @@ async def search(
     else:
         rows = f"JOIN annuaire_entries e ON e.generation = {g} AND e.seq = c.seq "
     statement = text(
-        f"SELECT {columns} FROM ("
-        "  SELECT seq, MAX(CASE WHEN token = :w THEN 1 ELSE 0 END) AS exact FROM ("
-        f"    SELECT token, seq FROM annuaire_tokens WHERE generation = {g} "
-        f"    AND token >= :lo AND token < :hi ORDER BY token, seq LIMIT {int(cap)}"
-        "  ) AS t GROUP BY seq"
-        f") AS c {rows}"
+        f"SELECT {columns} FROM ({candidates}) AS c {rows}"
         f"WHERE EXISTS (SELECT 1 FROM annuaire_current WHERE id = 1 AND generation = {g}) "
         + " ".join(filters)
         + f" ORDER BY {' + '.join(scores)} DESC, CASE WHEN e.last_name = '' THEN 1 ELSE 0 END, "
