@@ -142,7 +142,7 @@ def reindex_audit(settings: Settings) -> list[tuple[str, str, str]]:
 def serving(settings: Settings, tmp_path: Path) -> Iterator[int]:
     """A real node; the IMAPS port."""
     with serve_process(settings, tmp_path) as proc:
-        bound = wait_listeners(settings, proc, tmp_path)
+        bound = wait_listeners(settings, proc, tmp_path, timeout=120)  # a loaded machine
         yield int(bound["imaps"].rsplit(":", 1)[1])
         proc.terminate()
         proc.wait(15)
