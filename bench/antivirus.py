@@ -54,7 +54,6 @@ from bench.smtp_ingest import (
     prepare,
     sender_dns,
     sender_of,
-    start_server,
 )
 from caducee.clients import clamd as clamd_client
 from caducee.config import Settings, load_settings
@@ -271,6 +270,24 @@ class Ingest:
     errors: int
 
 
+def start_server(settings: Settings, timeout: float = 300) -> tuple[subprocess.Popen[bytes], int]:
+    """``caducee serve`` (as bench.smtp_ingest starts it, with a longer wait: on a loaded
+    machine a start takes more than its 30 s); the process and its SMTP port."""
+    ready = settings.run_dir / "listeners.json"
+    ready.unlink(missing_ok=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "caducee", "serve", "--data", str(settings.data_dir)],
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    return server, int(json.loads(ready.read_text())["smtp"].rsplit(":", 1)[1])
+
+
 def ingest(
     offset: int,
     settings: Settings,
@@ -338,7 +355,11 @@ def ingest(
         visible.close()
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(60)
+        try:
+            server.wait(300)  # a loaded machine stops slowly
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
     latencies.sort()
     return Ingest(
         label,
