@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +50,14 @@ class Clamd:
                 self.process.wait(5)
 
 
-def start_clamd(directory: Path) -> Clamd:
+def start_clamd(
+    directory: Path,
+    extra_databases: Mapping[str, str] | None = None,
+    start_timeout: float = 30.0,
+) -> Clamd:
+    """clamd on a Unix socket in ``directory``, with the test signatures and, for benchmarks,
+    ``extra_databases`` (file name → content: more signature files in its database, which
+    takes longer to load: ``start_timeout``)."""
     binary = find_clamd()
     if binary is None:
         message = "clamd introuvable (paquet clamav-daemon) : tests antivirus non exécutés"
@@ -62,6 +69,8 @@ def start_clamd(directory: Path) -> Clamd:
     (database / "caducee.ndb").write_text(f"Caducee.Test.Marker:0:*:{MARKER.hex()}\n")
     digest = hashlib.md5(HASHED_FILE).hexdigest()
     (database / "caducee.hdb").write_text(f"{digest}:{len(HASHED_FILE)}:Caducee.Test.File\n")
+    for name, content in (extra_databases or {}).items():
+        (database / name).write_text(content)
     socket_path = directory / "clamd.sock"
     config = [
         f"LocalSocket {socket_path}",
@@ -81,7 +90,7 @@ def start_clamd(directory: Path) -> Clamd:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + start_timeout
     while not socket_path.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             log = (directory / "clamd.log").read_text(errors="replace")[-2000:]

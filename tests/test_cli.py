@@ -295,6 +295,7 @@ def test_english_messages_are_available(installation: Path) -> None:
         "user add",
         "mailbox",
         "mailbox delegate",
+        "mailbox reindex",
         "practice",
         "app-password",
         "keys",

@@ -1,5 +1,6 @@
 """The antivirus behind the web doors (issue 19): the REST API's send answers 422 ``virus``
-and the webmail's compose page says why, nothing sent nor stored; clamd down → 503."""
+and the webmail's compose page says why, nothing sent nor stored; clamd down → 503. The
+patient portal's reply page says what to do in both cases."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pathlib import Path
 from caducee.app import App
 from caducee.services import mailboxes, queue
 from tests.clamd import MARKER, Clamd
+from tests.health.pickups import cabinet, deposit, inbox, token_of
+from tests.health.sms_provider_server import ProviderServer
 from tests.web.conftest import People, WebClient
 from tests.web.test_api import DOCTOR, _auth, _token
+from tests.web.test_portal import enter_with_code
 
 INFECTED = b"%PDF-1.4 " + MARKER
 
@@ -61,3 +65,32 @@ async def test_webmail_send_says_what_was_found(
     )
     assert response.status_code == 400
     assert "un virus a été détecté" in response.text and "Caducee.Test.Marker" in response.text
+
+
+async def test_portal_reply_says_what_to_do(
+    app: App, web: WebClient, clamd_server: Clamd, sms_server: ProviderServer, tmp_path: Path
+) -> None:
+    """A patient answering from the portal with an infected file is told what was found and
+    what to do; with clamd down, to try again later (503). Nothing reaches the practice."""
+    cab = await cabinet(app)
+    app.settings.antivirus_clamd = clamd_server.address
+    base = "/portail/" + token_of((await deposit(app, cab)).link)
+    await enter_with_code(web, sms_server, base)
+    await web.get(f"{base}/message")
+    refused = await web.http.post(
+        f"{base}/envoyer",
+        data={"csrf": web.csrf, "texte": "Voici le scan demandé."},
+        files={"fichiers": ("scan.pdf", INFECTED, "application/pdf")},
+    )
+    assert refused.status_code == 400
+    assert "un virus a été détecté (Caducee.Test.Marker" in refused.text
+    assert "Faites analyser le fichier par votre antivirus" in refused.text
+    app.settings.antivirus_clamd = f"unix:{tmp_path / 'absent.sock'}"
+    later = await web.http.post(
+        f"{base}/envoyer",
+        data={"csrf": web.csrf, "texte": "Voici le scan demandé."},
+        files={"fichiers": ("scan.pdf", b"%PDF-1.4 sain", "application/pdf")},
+    )
+    assert later.status_code == 503
+    assert "réessayez dans quelques minutes" in later.text
+    assert await inbox(app) == []

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from caducee.app import App
-from caducee.cli.common import DEFAULT_DATA, DataOption, console, fail, with_app
+from caducee.cli.common import DEFAULT_DATA, DataOption, console, fail, progress_bar, with_app
 from caducee.cli.sizes import format_size
 from caducee.i18n import tr
 from caducee.services import mailbox_export, mailboxes
@@ -32,13 +32,15 @@ def mailbox(
         raise fail(tr(f"{to} existe déjà : choisissez un autre fichier.", f"{to} already exists."))
     mailbox_export.check_format(fmt)
 
-    async def action(context: App) -> mailbox_export.ExportDone:
-        box = await mailboxes.get_mailbox(context, address)
-        return await mailbox_export.export_mailbox(
-            context, box, to, fmt=fmt, actor="cli", source="cli"
-        )
+    with progress_bar(tr("Export", "Export"), unit="bytes") as progress:
 
-    done = with_app(data, action)
+        async def action(context: App) -> mailbox_export.ExportDone:
+            box = await mailboxes.get_mailbox(context, address)
+            return await mailbox_export.export_mailbox(
+                context, box, to, fmt=fmt, actor="cli", source="cli", progress=progress
+            )
+
+        done = with_app(data, action)
     console.print(
         tr(
             f"Boîte {done.address} exportée ({done.format}) : {done.messages} message(s), "

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from caducee.app import App
-from caducee.cli.common import DEFAULT_DATA, DataOption, console, with_app
+from caducee.cli.common import DEFAULT_DATA, DataOption, console, fail, progress_bar, with_app
 from caducee.cli.sizes import format_size, parse_size
-from caducee.domain.model import MailboxType
+from caducee.domain.model import Mailbox, MailboxType
 from caducee.i18n import tr
-from caducee.services import lifecycle, mailboxes
+from caducee.services import lifecycle, mailboxes, text_index
 
 app = typer.Typer(help="Boîtes aux lettres, quotas et délégations / mailboxes.")
 
@@ -158,6 +160,91 @@ def delete(address: str, data: DataOption = DEFAULT_DATA, yes: YesOption = False
         )
 
     with_app(data, action)
+
+
+def _checkpoint_path(context: App, mailbox: Mailbox | None) -> Path:
+    """Where an interrupted rebuild of ``mailbox`` (``None``: all) left off: the last message
+    id done, in the data dir, removed once the rebuild is complete."""
+    name = f"reindex-{mailbox.id if mailbox is not None else 'all'}.json"
+    return context.settings.data_dir / name
+
+
+def _read_checkpoint(path: Path) -> int:
+    try:
+        return int(json.loads(path.read_text("utf-8"))["after"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _write_checkpoint(path: Path, after: int) -> None:
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps({"after": after}), "utf-8")
+    partial.replace(path)
+
+
+@app.command("reindex")
+def reindex(
+    address: Annotated[str | None, typer.Argument()] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Toutes les boîtes / every mailbox.")] = False,
+    data: DataOption = DEFAULT_DATA,
+) -> None:
+    """Reconstruit l'index de recherche (SEARCH TEXT / BODY) d'une boîte ou de toutes, serveur
+    en marche ; une reconstruction interrompue reprend où elle s'était arrêtée.
+    / Rebuild the search index of a mailbox or of all, while the server runs; an interrupted
+    rebuild resumes where it stopped."""
+    if (address is None) == (not all_):
+        raise fail(
+            tr(
+                "Indiquez une adresse ou --all (pas les deux).",
+                "Give an address or --all (not both).",
+            )
+        )
+    with progress_bar(tr("Réindexation", "Reindexing")) as progress:
+
+        async def action(context: App) -> text_index.Rebuilt:
+            mailbox = await mailboxes.get_mailbox(context, address) if address else None
+            path = _checkpoint_path(context, mailbox)
+            after = _read_checkpoint(path) if path.exists() else 0
+            if after:
+                console.print(
+                    tr(
+                        f"Reprise de la réindexation interrompue (après le message n° {after}).",
+                        f"Resuming the interrupted reindexing (after message #{after}).",
+                    )
+                )
+            done = await text_index.rebuild(
+                context,
+                mailbox,
+                after=after,
+                actor="cli",
+                source="cli",
+                progress=progress,
+                checkpoint=lambda last: _write_checkpoint(path, last),
+            )
+            path.unlink(missing_ok=True)
+            return done
+
+        done = with_app(data, action)
+    target = address or tr("toutes les boîtes", "every mailbox")
+    console.print(
+        tr(
+            f"Index de recherche reconstruit ({target}) : {done.messages} message(s) relu(s), "
+            f"{done.missing} filtre(s) manquant(s) recréé(s), {done.changed} filtre(s) "
+            "différent(s) remplacé(s).",
+            f"Search index rebuilt ({target}): {done.messages} message(s) read, "
+            f"{done.missing} missing filter(s) recreated, {done.changed} differing filter(s) "
+            "replaced.",
+        )
+    )
+    if done.changed:
+        console.print(
+            tr(
+                "Des filtres différaient : les nœuds en marche gardent en mémoire ceux qu'ils ont "
+                "déjà lus. Redémarrez-les (systemctl reload caducee, ou restart avec workers = 1).",
+                "Some filters differed: running nodes keep those they already read in memory. "
+                "Restart them (systemctl reload caducee, or restart with workers = 1).",
+            )
+        )
 
 
 @app.command("delegate")

@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -209,8 +209,10 @@ async def export_mailbox(
     actor: str,
     source: str,
     limit: int | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> ExportDone:
     """Write ``mailbox`` to ``target`` (a new ZIP file) as ``fmt``; see the module.
+    ``progress`` is told (bytes of messages written, bytes in all) after each batch.
 
     The caller has decided who may (:func:`readable_mailbox`, or the CLI's operator)."""
     fmt = check_format(fmt)
@@ -227,6 +229,9 @@ async def export_mailbox(
     if total > limit:
         raise too_large(total, limit)
     generated = datetime.now(UTC)
+    written = 0
+    if progress is not None:
+        progress(written, total)
     writer = await asyncio.to_thread(_Writer, target, fmt)
     exported: list[ExportedFolder] = []
     try:
@@ -245,6 +250,9 @@ async def export_mailbox(
                     await asyncio.to_thread(writer.write_batch, key, scope, path, batch, sealed)
                 )
                 del sealed
+                written += sum(r.size for r in batch)
+                if progress is not None:
+                    progress(written, total)
             await asyncio.to_thread(writer.end_entry)
             exported.append(done)
         manifest = mail_export.manifest(

@@ -33,13 +33,14 @@ import hmac
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from caducee.app import App
 from caducee.domain.message_text import Text, extract_text
+from caducee.domain.model import Mailbox
 from caducee.errors import IntegrityError, NotFound
-from caducee.services import cpu_pool
+from caducee.services import audit, cpu_pool
 from caducee.store import mailstore_repo as repo
 from caducee.store.keyring import mailbox_scope
 
@@ -56,6 +57,8 @@ MAX_PENDING_BYTES = 4 * 1024 * 1024
 #: The background indexer waits this long without deliveries before it works.
 IDLE_SECONDS = 1.0
 BATCH = 20  # messages per stored batch of filters (each parsed in its own thread call)
+#: Messages per batch of a rebuild (one transaction, one checkpoint each).
+REBUILD_BATCH = 100
 _KEY_LABEL = b"caducee imap text index v1"
 
 
@@ -252,6 +255,112 @@ async def index_unindexed(app: App, limit: int = 2000, batch: int = 200) -> int:
         await store_filters(app, tables)
         done += len(tables)
     return done
+
+
+# --- a rebuild (``caducee mailbox reindex``) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """What a rebuild did: messages read, filters that were missing, filters that differed
+    from the rebuilt ones (a node may still hold those in memory: restart it), and the last
+    message id done (where an interrupted rebuild resumes)."""
+
+    messages: int
+    missing: int
+    changed: int
+    last_id: int
+
+
+#: Reports (done, total) of a rebuild; then where to resume (the last message id done).
+RebuildProgress = Callable[[int, int | None], None]
+
+
+async def rebuild(
+    app: App,
+    mailbox: Mailbox | None,
+    *,
+    after: int = 0,
+    actor: str,
+    source: str,
+    progress: RebuildProgress | None = None,
+    checkpoint: Callable[[int], None] | None = None,
+    batch: int = REBUILD_BATCH,
+) -> Rebuilt:
+    """Rebuild the filters of ``mailbox``'s messages (``None``: every mailbox's) whose id is
+    above ``after`` (0: all; an interrupted rebuild passes its last checkpoint), in id order.
+
+    Safe while nodes serve: each batch's filters replace the recorded ones in one transaction
+    (a search reads the old filter or the new one; a message without a filter is indexed by the
+    search that needs it, see the module), messages expunged meanwhile are skipped, and the
+    parsing runs in worker processes as the background indexer's does. ``checkpoint`` is told
+    the last message id done after each batch. Audited when it starts and when it ends."""
+    target = mailbox.address if mailbox is not None else "*"
+    mailbox_id = mailbox.id if mailbox is not None else None
+    async with app.db.write() as conn:
+        await audit.append(
+            conn,
+            audit.AuditEvent(
+                actor=actor,
+                action="mailbox.reindex",
+                target=target,
+                source=source,
+                details={"resume_after": after} if after else {},
+            ),
+        )
+    async with app.db.read() as conn:
+        total = await repo.count_messages_after(conn, mailbox_id, after)
+    report = progress or (lambda _done, _total: None)
+    report(0, total)
+    keys: dict[int, bytes] = {}
+    done = missing = changed = 0
+    last = after
+    while True:
+        async with app.db.read() as conn:
+            rows = await repo.messages_after(conn, mailbox_id, last, batch)
+        if not rows:
+            break
+        built: list[dict[str, object]] = []
+        for message_id, box_id, blob_id in rows:
+            scope = mailbox_scope(box_id)
+            async with app.db.read() as conn:
+                try:
+                    sealed = await app.blobs.get(conn, blob_id)
+                    raw = await app.keyring.open(conn, scope, blob_id, "raw", sealed)
+                    key = keys.get(box_id)
+                    if key is None:
+                        key = keys[box_id] = index_key(await app.keyring.data_key(conn, scope))
+                except (NotFound, IntegrityError):  # expunged, or its mailbox being deleted
+                    continue
+            table = await index_raw(key, raw)
+            built.append({"message_id": message_id, "blob_id": blob_id, "bloom": table})
+        added, differed = await repo.replace_text_filters(app.db, built)
+        missing, changed = missing + added, changed + differed
+        done += len(rows)
+        last = rows[-1][0]
+        if checkpoint is not None:
+            checkpoint(last)
+        report(done, max(total, done))
+    result = Rebuilt(done, missing, changed, last)
+    async with app.db.write() as conn:
+        await audit.append(
+            conn,
+            audit.AuditEvent(
+                actor=actor,
+                action="mailbox.reindex.done",
+                target=target,
+                source=source,
+                details={"messages": done, "missing": missing, "changed": changed},
+            ),
+        )
+    log.info(
+        "text index rebuilt mailbox=%s messages=%d missing=%d changed=%d",
+        mailbox_id if mailbox_id is not None else "all",
+        done,
+        missing,
+        changed,
+    )
+    return result
 
 
 # --- the background indexer ------------------------------------------------------------------

@@ -864,3 +864,75 @@ async def unindexed(conn: AsyncConnection, limit: int) -> list[tuple[int, int, s
         .limit(limit)
     )
     return [(r.id, r.mailbox_id, r.blob_id) for r in rows]
+
+
+# --- a rebuild of the text index (``caducee mailbox reindex``) -------------------------------
+
+
+async def messages_after(
+    conn: AsyncConnection, mailbox_id: int | None, after: int, limit: int
+) -> list[tuple[int, int, str]]:
+    """(id, mailbox id, blob id) of up to ``limit`` messages of a mailbox (``None``: of every
+    mailbox) whose id is above ``after``, in id order: a rebuild's next batch."""
+    query = select(messages.c.id, messages.c.mailbox_id, messages.c.blob_id).where(
+        messages.c.id > after
+    )
+    if mailbox_id is not None:
+        query = query.where(messages.c.mailbox_id == mailbox_id)
+    rows = await conn.execute(query.order_by(messages.c.id).limit(limit))
+    return [(r.id, r.mailbox_id, r.blob_id) for r in rows]
+
+
+async def count_messages_after(conn: AsyncConnection, mailbox_id: int | None, after: int) -> int:
+    """How many messages :func:`messages_after` has left to give."""
+    query = select(func.count()).select_from(messages).where(messages.c.id > after)
+    if mailbox_id is not None:
+        query = query.where(messages.c.mailbox_id == mailbox_id)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def _replace_filters(
+    conn: AsyncConnection, rows: Sequence[dict[str, Any]]
+) -> tuple[int, int]:
+    ids = [row["message_id"] for row in rows]
+    current = await blob_ids(conn, ids)
+    recorded = {m: (b, t) for m, b, t in await text_filters(conn, ids)}
+    missing = changed = 0
+    fresh = []
+    for row in rows:
+        message_id = row["message_id"]
+        if current.get(message_id) != row["blob_id"]:  # expunged meanwhile
+            continue
+        old = recorded.get(message_id)
+        if old == (row["blob_id"], row["bloom"]):
+            continue
+        if old is None:
+            missing += 1
+        else:
+            changed += 1
+        fresh.append(row)
+    if fresh:
+        await delete_text_filters(conn, [row["message_id"] for row in fresh])
+        await conn.execute(insert(message_text_index), fresh)
+    return missing, changed
+
+
+async def replace_text_filters(db: Database, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    """Record rebuilt filters (``message_id``, ``blob_id``, ``bloom``), each replacing the
+    message's recorded one in the same transaction, so that a search running meanwhile reads
+    the old filter or the new, never none; a message expunged meanwhile is skipped. Returns
+    (filters that were missing, filters that differed). If a node recorded a filter or a
+    message went meanwhile (a conflict), the rows are recorded one by one."""
+    if not rows:
+        return 0, 0
+    try:
+        async with db.write() as conn:
+            return await _replace_filters(conn, rows)
+    except IntegrityError:
+        missing = changed = 0
+        for row in rows:
+            with contextlib.suppress(IntegrityError):
+                async with db.write() as conn:
+                    one_missing, one_changed = await _replace_filters(conn, [row])
+                missing, changed = missing + one_missing, changed + one_changed
+        return missing, changed
