@@ -1,9 +1,10 @@
 """FETCH and UID FETCH (RFC 3501 §6.4.5, RFC 9051 §6.4.5 BINARY, RFC 7162 CHANGEDSINCE and
 VANISHED).
 
-ENVELOPE, BODYSTRUCTURE and section offsets come from the sealed metadata computed at delivery
-(``domain/mime_structure``): a full sync parses nothing. Sections are slices of the stored bytes;
-bodies are decrypted only when a section of them is asked for. A non-PEEK BODY[...] on a
+ENVELOPE, BODYSTRUCTURE and section offsets come from the compact structure sealed at delivery
+(``domain/mime_structure``, ``mailstore.load_structures``): a full sync parses nothing.
+Sections are slices of the stored bytes; bodies are decrypted only when a section of them is
+asked for. A non-PEEK BODY[...] on a
 read-write selection sets \\Seen (§6.4.5) and reports the new FLAGS.
 """
 
@@ -164,7 +165,7 @@ async def _fetch_batch(
         rows = {r.id: preloaded[r.id] for _, r in targets if r.id in preloaded}
     else:
         rows = await mailstore.fetch_rows(app, selected.of.folder.id, [r.id for _, r in targets])
-    metas = await mailstore.load_meta(app, list(rows.values())) if need_meta else {}
+    metas = await mailstore.load_structures(app, list(rows.values())) if need_meta else {}
     raws = await mailstore.load_raw(app, list(rows.values())) if need_raw else {}
     flagged_now: set[int] = set()
     if sets_seen:
@@ -200,10 +201,9 @@ async def _fetch_batch(
             elif name == "MODSEQ":
                 items.append(b"MODSEQ (%d)" % row.modseq)
             elif name in ("ENVELOPE", "BODYSTRUCTURE") or (name == "BODY" and att.section is None):
-                meta = metas.get(row.id)
-                if meta is None:
+                structure = metas.get(row.id)
+                if structure is None:
                     continue
-                structure = meta.structure
                 value = {
                     "ENVELOPE": structure.envelope,
                     "BODYSTRUCTURE": structure.bodystructure,
@@ -212,10 +212,10 @@ async def _fetch_batch(
                 items.append(name.encode() + b" " + value)
             else:
                 raw = raws.get(row.id)
-                meta = metas.get(row.id)
-                if raw is None or meta is None:
+                structure = metas.get(row.id)
+                if raw is None or structure is None:
                     continue
-                items.append(_section_item(att, raw, meta.structure.tree))
+                items.append(_section_item(att, raw, structure.tree))
         if row.id in flagged_now and not flags_sent:
             items.append(b"FLAGS " + session.flags_of(_index(row)).encode())
         if (
