@@ -19,6 +19,7 @@ After every change, ``services.events`` wakes the IDLE sessions of the mailbox o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import unicodedata
@@ -1039,7 +1040,7 @@ async def _keys(
 
 #: Per node, for :func:`load_structures`: the compact structures (~1 kB a message on the
 #: shared corpus) of a 10,000-message folder fit; a 100,000-message one is read again.
-STRUCTURE_CACHE_BYTES = 24 * 1024 * 1024
+STRUCTURE_CACHE_BYTES = 16 * 1024 * 1024
 #: What a cached entry costs beyond its bytes (the bytes object, its key, the dict's slot).
 _ENTRY_OVERHEAD = 150
 
@@ -1193,19 +1194,25 @@ async def reseal(app: App, *, limit: int = 100_000) -> int:
     form, the rest stays in ``meta_sealed`` (version 4); what a version 1 or 2 document lacks
     is computed from the raw message. The same content, sealed with the same key and record:
     nothing a reader sees changes, no cache is invalidated. A row another node split
-    meanwhile is left as it is. Returns how many messages were re-sealed (a maintenance task).
+    meanwhile is left as it is, and so is one that does not open (its readers report it) or
+    whose mailbox is being deleted. This process remembers where it got to; once done, it
+    looks only at messages stored since (those of a node of the previous revision during a
+    rolling upgrade). Returns how many messages were re-sealed (a maintenance task).
     """
     state = app.component(_Reseal, lambda _app: _Reseal())
     done = 0
     while done < limit:
         async with app.db.read() as conn:
             rows = await repo.unsplit_metadata(conn, state.after, min(RESEAL_BATCH, limit - done))
-            if not rows:
+            if not rows:  # the next rounds look at messages stored since only
+                state.after = max(state.after, await repo.last_message_id(conn))
                 return done
-            keys = {
-                mid: await app.keyring.data_key(conn, mailbox_scope(mid))
-                for mid in {int(r.mailbox_id) for r in rows}
-            }
+            keys: dict[int, bytes] = {}
+            for mid in {int(r.mailbox_id) for r in rows}:
+                with contextlib.suppress(IntegrityError):  # a mailbox being deleted: no key
+                    keys[mid] = await app.keyring.data_key(conn, mailbox_scope(mid))
+        state.after = max(int(r.id) for r in rows)
+        rows = [r for r in rows if int(r.mailbox_id) in keys]
         split, lacking = await asyncio.to_thread(_split_old, keys, rows, {})
         if lacking:
             wanted = set(lacking)
@@ -1215,7 +1222,6 @@ async def reseal(app: App, *, limit: int = 100_000) -> int:
             split += more
         async with app.db.write() as conn:
             await repo.set_split_metadata(conn, split)
-        state.after = max(int(r.id) for r in rows)
         done += len(split)
     return done
 

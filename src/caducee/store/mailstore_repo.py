@@ -371,6 +371,10 @@ async def unsplit_metadata(conn: AsyncConnection, after: int, limit: int) -> lis
     return list(rows.all())
 
 
+async def last_message_id(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(select(func.max(messages.c.id))) or 0)
+
+
 async def set_split_metadata(
     conn: AsyncConnection, split: Sequence[tuple[int, bytes, bytes]]
 ) -> None:

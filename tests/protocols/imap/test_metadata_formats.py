@@ -21,7 +21,7 @@ from caducee.services import audit, mailstore
 from caducee.services.delivery import deliver_local
 from caducee.store.keyring import mailbox_scope
 from caducee.store.tables import audit_log, messages
-from tests.protocols.imap.conftest import LOGIN, Client, ImapServer
+from tests.protocols.imap.conftest import LOGIN, Client, ImapServer, tagged
 from tests.protocols.imap.samples import NESTED, SECTIONS
 
 #: What a full sync asks (the yardstick's), and BODY, which it does not.
@@ -175,3 +175,23 @@ async def test_a_row_split_meanwhile_is_left_as_it_is(app: App, server: ImapServ
         await mailstore.repo.set_split_metadata(conn, [(message_id, b"second", b"second")])
     assert await stored_rows(app) == [(message_id, b"first", b"first")]
     assert row.meta_sealed == old_meta
+
+
+async def test_a_structure_is_bound_to_its_message(server: ImapServer) -> None:
+    """The compact structure is sealed like the rest: moved to another message's row, it no
+    longer opens (its associated data names its mailbox, its message and the field "imap")."""
+    app = server.app
+    await deliver_local(app, NESTED, [LOGIN])
+    await deliver_local(app, b"Subject: autre\r\n\r\ncorps\r\n", [LOGIN])
+    rows = await stored_rows(app)
+    async with app.db.write() as conn:
+        await conn.execute(
+            update(messages).where(messages.c.id == rows[1][0]).values(imap_sealed=rows[0][2])
+        )
+    cleared_caches(app)
+    c = await server.client()
+    await c.ok("EXAMINE INBOX")
+    assert (await c.ok("FETCH 1 ENVELOPE"))[0].startswith('* 1 FETCH (ENVELOPE ("Tue, 3 Dec')
+    answer = await c.command("FETCH 2 ENVELOPE")
+    assert not any("ENVELOPE" in line and "Compte rendu" in line for line in answer)
+    assert not tagged(answer).startswith("OK")

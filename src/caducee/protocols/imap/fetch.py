@@ -24,7 +24,7 @@ from caducee.domain.mime_structure import (
 from caducee.domain.model import Flag, IndexEntry, MessageSummary
 from caducee.protocols.imap.protocol import Command, FetchArgs, FetchAtt, format_set
 from caducee.protocols.imap.session import Session, bad, no
-from caducee.services import mailstore
+from caducee.services import mailstore, memory_trim
 
 META_BATCH = 500
 RAW_BATCH = 50
@@ -135,7 +135,9 @@ async def cmd_fetch(session: Session, command: Command) -> None:
         if len(targets) > max(len(selected.uids) // 2, META_BATCH)
         else None
     )
+    produced = 0
     for start in range(0, len(targets), batch):
+        before = len(session.out)
         await _fetch_batch(
             session,
             targets[start : start + batch],
@@ -145,7 +147,11 @@ async def cmd_fetch(session: Session, command: Command) -> None:
             sets_seen,
             preloaded,
         )
+        produced += len(session.out) - before
         await session.maybe_flush()
+    # a full sync of a large folder reads and writes ~2 kB a message: the allocator's freed
+    # pages go back to the system once the burst is over
+    memory_trim.note(produced)
     await session.ok(command, "FETCH fait")
 
 
