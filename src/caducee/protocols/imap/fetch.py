@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import quopri
+from collections.abc import Mapping
 from datetime import UTC
 
 from caducee.domain.mime_structure import (
@@ -136,6 +137,7 @@ async def cmd_fetch(session: Session, command: Command) -> None:
         else None
     )
     produced = 0
+    keep = mailstore.structures_fit(len(targets))
     for start in range(0, len(targets), batch):
         before = len(session.out)
         await _fetch_batch(
@@ -146,6 +148,7 @@ async def cmd_fetch(session: Session, command: Command) -> None:
             need_raw,
             sets_seen,
             preloaded,
+            keep,
         )
         produced += len(session.out) - before
         await session.maybe_flush()
@@ -162,16 +165,20 @@ async def _fetch_batch(
     need_meta: bool,
     need_raw: bool,
     sets_seen: bool,
-    preloaded: dict[int, MessageSummary] | None,
+    preloaded: Mapping[int, MessageSummary] | None,
+    keep: bool,
 ) -> None:
     selected = session.selected
     assert selected is not None
     app = session.app
+    rows: Mapping[int, MessageSummary]
     if preloaded is not None:
         rows = {r.id: preloaded[r.id] for _, r in targets if r.id in preloaded}
     else:
         rows = await mailstore.fetch_rows(app, selected.of.folder.id, [r.id for _, r in targets])
-    metas = await mailstore.load_structures(app, list(rows.values())) if need_meta else {}
+    metas = (
+        await mailstore.load_structures(app, list(rows.values()), keep=keep) if need_meta else {}
+    )
     raws = await mailstore.load_raw(app, list(rows.values())) if need_raw else {}
     flagged_now: set[int] = set()
     if sets_seen:

@@ -20,7 +20,7 @@ import asyncio
 import email.utils
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date
 
@@ -38,7 +38,7 @@ from caducee.protocols.imap.protocol import (
     resolve_set,
 )
 from caducee.protocols.imap.session import Session, no
-from caducee.services import cpu_pool, mailstore, text_index
+from caducee.services import cpu_pool, mailstore, memory_trim, text_index
 
 BATCH = 500
 #: Messages read and sent to the worker processes at once for BODY / TEXT (bounds the memory
@@ -249,7 +249,7 @@ class _Prefilter:
         return cls(app, index_key, hashes) if hashes else None
 
     async def candidates(
-        self, order: list[tuple[int, IndexEntry]], rows: dict[int, MessageSummary]
+        self, order: list[tuple[int, IndexEntry]], rows: Mapping[int, MessageSummary]
     ) -> list[tuple[int, IndexEntry]]:
         filters = await text_index.load_filters(
             self.app, [(row.id, rows[row.id].blob_id) for _, row in order if row.id in rows]
@@ -412,6 +412,8 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageS
         if matched is None:
             raise too_costly(budget.seconds)
         found += [(c.seq, c.row) for c in matched]
+    if needs.meta or needs.heads:  # ~1 kB of metadata decoded a message, in worker threads
+        memory_trim.note(len(order) * 1024)
     return found
 
 
