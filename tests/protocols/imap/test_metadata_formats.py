@@ -195,3 +195,40 @@ async def test_a_structure_is_bound_to_its_message(server: ImapServer) -> None:
     answer = await c.command("FETCH 2 ENVELOPE")
     assert not any("ENVELOPE" in line and "Compte rendu" in line for line in answer)
     assert not tagged(answer).startswith("OK")
+
+
+async def test_a_large_folder_s_rows_are_kept_compactly(
+    server: ImapServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder of ``COMPACT_ROWS`` messages or more is kept in typed arrays
+    (``mailstore.FolderRows``): FETCH, SEARCH and STORE answer as with the rows kept as
+    objects (here from one message on)."""
+    app = server.app
+    for n in range(3):
+        raw = NESTED.replace(b"Compte rendu", f"Compte rendu {n}".encode())
+        await deliver_local(app, raw, [LOGIN])
+    c = await server.client()
+    await c.ok("SELECT INBOX")
+    script = (
+        SYNC,
+        "SEARCH SUBJECT rendu",
+        "SEARCH SUBJECT 1",
+        "SEARCH SENTBEFORE 1-Jan-2030 NOT SEEN",
+        "STORE 2 +FLAGS (\\Seen)",
+        SYNC,
+        "SEARCH SEEN",
+        "FETCH 1:3 (FLAGS RFC822.SIZE INTERNALDATE)",
+    )
+    expected = [await c.ok(line) for line in script]
+    await c.ok("STORE 2 -FLAGS (\\Seen)")
+    monkeypatch.setattr(mailstore, "COMPACT_ROWS", 1)
+    app.component(mailstore.FolderRowsCache, mailstore.FolderRowsCache).entries.clear()
+    cleared_caches(app)
+    got = [await c.ok(line) for line in script]
+    cached = app.component(mailstore.FolderRowsCache, mailstore.FolderRowsCache).entries
+    assert any(isinstance(rows, mailstore.FolderRows) for _, rows in cached.values())
+
+    def untagged(answers: list[list[str]]) -> list[list[str]]:
+        return [[line for line in lines if line.startswith("* ")] for lines in answers]
+
+    assert untagged(got) == untagged(expected)

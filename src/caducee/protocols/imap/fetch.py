@@ -173,7 +173,11 @@ async def _fetch_batch(
     app = session.app
     rows: Mapping[int, MessageSummary]
     if preloaded is not None:
-        rows = {r.id: preloaded[r.id] for _, r in targets if r.id in preloaded}
+        rows = {}
+        for _, r in targets:
+            summary = preloaded.get(r.id)  # one lookup (FolderRows builds the row)
+            if summary is not None:
+                rows[r.id] = summary
     else:
         rows = await mailstore.fetch_rows(app, selected.of.folder.id, [r.id for _, r in targets])
     metas = (

@@ -395,7 +395,11 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageS
     for start in range(0, len(order), BATCH):
         budget.check()
         chunk = order[start : start + BATCH]
-        rows = {r.id: all_rows[r.id] for _, r in chunk if r.id in all_rows}
+        rows: dict[int, MessageSummary] = {}
+        for _, r in chunk:
+            row = all_rows.get(r.id)  # one lookup (FolderRows builds the row)
+            if row is not None:
+                rows[r.id] = row
         metas = (
             await mailstore.load_meta(app, list(rows.values()), header_fields=needs.fields)
             if needs.meta
