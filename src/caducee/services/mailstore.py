@@ -1350,14 +1350,19 @@ def _summary(row: Any) -> MessageSummary:
 
 #: The header fields a search reads from :class:`Heads` (``imap.search``).
 HEAD_NAMES = ("subject", "from", "to", "cc")
-#: Per node, for :func:`load_heads` (about 300 bytes a message: a 100,000-message folder fits).
+#: Per node, for :func:`load_heads` (about 350 bytes a message: a 100,000-message folder fits).
 HEADS_CACHE_BYTES = 48 * 1024 * 1024
 
-#: Subject, From, To, Cc of a message, casefolded, as a search matches them: for the address
-#: fields, the value then NUL then its addresses as "name local@host" (comments and routes
-#: dropped, so that FROM user@domain matches ``<user (comment)@ (comment) domain>``), one a
-#: line; "" for a field the message lacks. No search string holds a NUL (RFC 9051 §4.3 CHAR8).
-Heads = tuple[str, str, str, str]
+#: Subject, From, To, Cc of a message, casefolded, as a search matches them, in one string
+#: (one object a message, not five: ~120 bytes a message less, issue 17), each field ended by
+#: :data:`HEADS_END`: for the address fields, the value then NUL then its addresses as "name
+#: local@host" (comments and routes dropped, so that FROM user@domain matches ``<user
+#: (comment)@ (comment) domain>``), one a line; nothing for a field the message lacks. NULs
+#: the values held are dropped. No search string holds a NUL (RFC 9051 §4.3 CHAR8), so a
+#: match never spans two fields; :func:`head_contains` looks in one.
+Heads = str
+HEADS_END = "\x00\x00"
+NO_HEADS: Heads = HEADS_END * len(HEAD_NAMES)
 
 
 def heads_of(headers: dict[str, Any]) -> Heads:
@@ -1365,14 +1370,25 @@ def heads_of(headers: dict[str, Any]) -> Heads:
     out = []
     for name in HEAD_NAMES:
         value = headers.get(name)
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not value:
             out.append("")
             continue
-        text = value.casefold()
+        text = value.casefold().replace("\x00", "")
         if name != "subject":
-            text += "\x00" + address_forms(value)
+            text += "\x00" + address_forms(value).replace("\x00", "")
         out.append(text)
-    return out[0], out[1], out[2], out[3]
+    return "".join(field + HEADS_END for field in out)
+
+
+def head_contains(heads: Heads, index: int, needle: str) -> bool:
+    """Whether field ``index`` (of :data:`HEAD_NAMES`) of ``heads`` holds ``needle`` (no NUL).
+    An address field without addresses ends with its NUL, which the end marker then follows:
+    the first two NULs end it, the third begins the next field, where it matches nothing."""
+    start = 0
+    for _ in range(index):
+        start = heads.find(HEADS_END, start) + len(HEADS_END)
+    end = heads.find(HEADS_END, start)
+    return heads.find(needle, start, end) >= 0
 
 
 def address_forms(value: str) -> str:
@@ -1386,7 +1402,7 @@ def address_forms(value: str) -> str:
 
 
 def _heads_weight(heads: Heads) -> int:
-    return 200 + sum(len(text) for text in heads)
+    return 150 + len(heads)
 
 
 class HeadsCache:

@@ -184,7 +184,7 @@ class Matcher:
         if kind == "header":
             name, needle = str(key[1]), str(key[2]).casefold()
             if c.heads is not None and name in _META_HEADERS and needle:
-                return needle in c.heads[mailstore.HEAD_NAMES.index(name)]
+                return mailstore.head_contains(c.heads, mailstore.HEAD_NAMES.index(name), needle)
             if name in _META_HEADERS and needle and c.meta is not None:
                 value = c.meta.headers.get(name)
                 if not isinstance(value, str):
