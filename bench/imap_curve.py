@@ -3,7 +3,8 @@ corpus (``../shared/peers/mailgen.py``), each size in its own mailbox of one dat
 a real ``caducee serve`` started afresh for each size and measured with the shared yardstick
 ``../shared/peers/imap_bench.py`` (STARTTLS): SELECT, full sync (first run after start: cold;
 then warm), SEARCH SUBJECT / FROM / TEXT, FETCH of 100 bodies, and the server's memory (RSS
-after the commands, and its peak).
+after the commands, and its peak; the node runs one worker process, ``CADUCEE_WORKERS=1``, so
+that this is the memory of the process serving the mailbox, not of a supervisor).
 
 With ``--dovecot PEERS`` the peer Dovecot of the yardstick (a writable copy of
 ``../shared/peers`` with its instances set up, ``ctl.sh``) gets the same N messages through its
@@ -159,6 +160,8 @@ def measure_caducee(
     settings = load_settings(data_dir)
     listeners_file(settings).unlink(missing_ok=True)
     env = clean_env()
+    # one serving process, no supervisor: the RSS measured is the process serving the mailbox
+    env["CADUCEE_WORKERS"] = "1"
     if src is not None:
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     with (data_dir / "serve.err").open("ab") as err:

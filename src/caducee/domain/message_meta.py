@@ -11,6 +11,7 @@ raises: a broken header or body just yields less metadata.
 
 from __future__ import annotations
 
+import json
 import quopri
 from collections.abc import Iterator
 from email.header import Header, decode_header, make_header
@@ -21,6 +22,7 @@ from typing import Any
 from caducee.domain.mime_structure import (
     LEAF,
     Part,
+    Structure,
     first_headers,
     header_end,
     header_fields,
@@ -28,8 +30,10 @@ from caducee.domain.mime_structure import (
 )
 
 #: 2: + "imap"; 3: + "fields" (older metadata: what it lacks is computed from the raw message,
-#: off the event loop, when first needed).
-META_VERSION = 3
+#: off the event loop, when first needed); 4: "imap" is stored apart, in the compact form of
+#: :meth:`~caducee.domain.mime_structure.Structure.to_compact` (:func:`split_meta`), so that a
+#: full sync decodes ~1 kB of bytes instead of a 2.2 kB JSON document (issue 17).
+META_VERSION = 4
 SNIPPET_CHARS = 200
 _SNIPPET_SOURCE_BYTES = 8192
 HEADERS = ("Subject", "From", "To", "Cc", "Date", "Message-ID", "In-Reply-To", "References")
@@ -170,3 +174,14 @@ def extract_meta(raw: bytes) -> dict[str, Any]:
     meta["imap"] = structure.to_meta()
     meta["fields"] = header_texts(raw, structure.tree.body)
     return meta
+
+
+def split_meta(meta: dict[str, Any]) -> tuple[bytes, bytes]:
+    """What is sealed of a complete metadata document (:func:`extract_meta`'s, or an older
+    one completed): the JSON document without its IMAP structure (headers, snippet, header
+    fields: what the webmail's lists and SEARCH read), as version :data:`META_VERSION`, and
+    the structure in compact form (what FETCH reads)."""
+    rest = {key: value for key, value in meta.items() if key != "imap"}
+    rest["v"] = META_VERSION
+    compact = Structure.from_meta(meta["imap"]).to_compact()
+    return json.dumps(rest, ensure_ascii=False).encode(), compact

@@ -8,13 +8,17 @@
 
 The boundary scanner is our own (the stdlib ``email`` package loses offsets). Nothing here
 raises on malformed input: a broken message gets a simpler structure, never an exception.
-Structures are rendered once to IMAP wire syntax (strings holding bytes as latin-1, so that
-they survive JSON) and stored sealed with the message metadata.
+Structures are rendered once to IMAP wire syntax and stored sealed apart from the rest of the
+metadata in a compact binary form (:meth:`Structure.to_compact`: the rendered bytes and the
+packed entity tree), which a full sync opens without decoding JSON; metadata stored before
+issue 17's split kept them in its JSON document (:meth:`Structure.to_meta`, strings holding
+bytes as latin-1).
 """
 
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass, field
 
 #: Deeper nesting (multipart in message in multipart ...) is served as opaque leaves.
@@ -78,7 +82,7 @@ class Structure:
     Opened from stored metadata, the tree is built on first use only: a full sync (ENVELOPE,
     BODYSTRUCTURE) never needs it, only sections of bodies do."""
 
-    __slots__ = ("_tree", "_tree_list", "body", "bodystructure", "envelope")
+    __slots__ = ("_tree", "_tree_list", "_tree_packed", "body", "bodystructure", "envelope")
 
     def __init__(
         self,
@@ -87,16 +91,21 @@ class Structure:
         body: bytes,
         tree: Part | None,
         tree_list: list[object] | None = None,
+        tree_packed: bytes | None = None,
     ) -> None:
-        assert tree is not None or tree_list is not None
+        assert tree is not None or tree_list is not None or tree_packed is not None
         self.envelope, self.bodystructure, self.body = envelope, bodystructure, body
-        self._tree, self._tree_list = tree, tree_list
+        self._tree, self._tree_list, self._tree_packed = tree, tree_list, tree_packed
 
     @property
     def tree(self) -> Part:
         if self._tree is None:
-            assert self._tree_list is not None
-            self._tree, self._tree_list = Part.from_list(self._tree_list), None
+            if self._tree_packed is not None:
+                self._tree = _unpack_tree(self._tree_packed)
+            else:
+                assert self._tree_list is not None
+                self._tree = Part.from_list(self._tree_list)
+            self._tree_list = self._tree_packed = None
         return self._tree
 
     def __eq__(self, other: object) -> bool:
@@ -121,6 +130,74 @@ class Structure:
         assert isinstance(env, str) and isinstance(bs, str) and isinstance(body, str)
         assert isinstance(tree, list)
         return cls(env.encode("latin-1"), bs.encode("latin-1"), body.encode("latin-1"), None, tree)
+
+    def to_compact(self) -> bytes:
+        """The compact form (:data:`COMPACT_HEAD`): what a full sync reads, with no JSON and no
+        object per field: ENVELOPE, BODYSTRUCTURE and BODY as the IMAP bytes, then the entity
+        tree as packed integers."""
+        tree = _pack_tree(self.tree)
+        head = COMPACT_HEAD.pack(
+            COMPACT_VERSION, len(self.envelope), len(self.bodystructure), len(self.body)
+        )
+        return b"".join((head, self.envelope, self.bodystructure, self.body, tree))
+
+    @classmethod
+    def from_compact(cls, data: bytes) -> Structure:
+        """A structure from :meth:`to_compact`'s bytes: three slices; the tree is unpacked
+        only when a section of a body is asked for."""
+        version, env, bs, body = COMPACT_HEAD.unpack_from(data)
+        if version != COMPACT_VERSION:
+            raise ValueError(f"unknown compact structure version {version}")
+        a = COMPACT_HEAD.size
+        b, c, d = a + env, a + env + bs, a + env + bs + body
+        return cls(data[a:b], data[b:c], data[c:d], None, tree_packed=data[d:])
+
+
+#: The compact structure's head: version, then the lengths of ENVELOPE, BODYSTRUCTURE, BODY.
+COMPACT_HEAD = struct.Struct("<BIII")
+COMPACT_VERSION = 1
+#: Each entity of the packed tree, depth first: start, body, end, kind, number of children
+#: (a message is far below 4 GB; at most :data:`MAX_PARTS` entities).
+_PACKED_PART = struct.Struct("<IIIBH")
+
+
+def _pack_tree(tree: Part) -> bytes:
+    out: list[bytes] = []
+    stack = [tree]
+    while stack:
+        part = stack.pop()
+        out.append(
+            _PACKED_PART.pack(part.start, part.body, part.end, part.kind, len(part.children))
+        )
+        stack.extend(reversed(part.children))
+    return b"".join(out)
+
+
+def _unpack_tree(data: bytes) -> Part:
+    """The tree :func:`_pack_tree` packed (iteratively: up to :data:`MAX_PARTS` entities)."""
+    items = list(_PACKED_PART.iter_unpack(data))
+    if not items:
+        raise ValueError("empty packed tree")
+    root: Part | None = None
+    pending: list[tuple[Part, int]] = []  # a parent and how many children it still awaits
+    for start, body, end, kind, count in items:
+        part = Part(start, body, end, kind)
+        if pending:
+            parent, left = pending[-1]
+            parent.children.append(part)
+            if left == 1:
+                pending.pop()
+            else:
+                pending[-1] = (parent, left - 1)
+        elif root is None:
+            root = part
+        else:
+            raise ValueError("packed tree has more than one root")
+        if count:
+            pending.append((part, count))
+    if root is None or pending:
+        raise ValueError("truncated packed tree")
+    return root
 
 
 # --- IMAP string syntax (RFC 3501 §4.3, §9) --------------------------------------------------

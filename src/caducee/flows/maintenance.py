@@ -1,7 +1,8 @@
 """Periodic housekeeping of a node: audit and trace retention, stale lockout counters, full
 rate-limit buckets, expired portal pickups, the télétransmission watchdog (lots to send again)
 and purge, quota notices, the CNIL inactivity rule, the conversion of addresses stored in
-clear before migration 0019, scheduled backups, and blob files or objects a crash left behind.
+clear before migration 0019, the split of message metadata stored before migration 0039,
+scheduled backups, and blob files or objects a crash left behind.
 
 Each task is idempotent and safe to run on several nodes at once (they only delete what is
 past its date), so every node runs the worker; no leader election is needed. Scheduled backups
@@ -25,6 +26,7 @@ from caducee.services import (
     inactivity,
     lifecycle,
     lockout,
+    mailstore,
     quota_notices,
     rate_limits,
     text_index,
@@ -115,6 +117,15 @@ async def _orphan_objects(app: App) -> int:
     return await app.blobs.sweep_orphans(app.db, ORPHAN_GRACE)
 
 
+#: Messages whose metadata one maintenance round splits (``mailstore.reseal``): a
+#: 100,000-message installation is done in an hour of rounds, a few seconds of work each.
+RESEAL_PER_ROUND = 20_000
+
+
+async def _metadata_split(app: App) -> int:
+    return await mailstore.reseal(app, limit=RESEAL_PER_ROUND)
+
+
 async def _inactivity(app: App) -> int:
     return await inactivity.sweep(app)
 
@@ -128,6 +139,8 @@ TASKS: tuple[Task, ...] = (
     Task("imap-expunged", 6 * 3600, _expunged_uids),
     Task("portal-expiry", 3600, _expired_pickups),
     Task("text-index", 600, _text_index),
+    # metadata stored before migration 0039: its IMAP structure sealed apart (issue 17)
+    Task("metadata-split", 600, _metadata_split),
     Task("lot-watchdog", 600, _lot_watchdog),
     Task("lot-purge", 6 * 3600, _lot_purge),
     Task("quota-notices", 600, _quota_notices),

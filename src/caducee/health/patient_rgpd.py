@@ -131,7 +131,11 @@ async def _portal_replies(
         for folder in folders:
             rows = list((await mailstore.fetch_rows(app, folder.id, None)).values())
             heads = await mailstore.load_heads(app, rows)
-            candidates = [r for r in rows if needle in heads.get(r.id, ("", "", "", ""))[1]]
+            candidates = [
+                r
+                for r in rows
+                if mailstore.head_contains(heads.get(r.id, mailstore.NO_HEADS), 1, needle)
+            ]
             if not candidates:
                 continue
             raws = await mailstore.load_raw(app, candidates)

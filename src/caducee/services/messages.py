@@ -1,8 +1,10 @@
 """Storing and reading messages, sealed at rest.
 
 The raw message is sealed into a blob (scope: its mailbox; record: its blob id; field "raw") and
-its metadata — decoded headers, snippet, and later the precomputed IMAP ENVELOPE and
-BODYSTRUCTURE — into ``messages.meta_sealed`` (same scope and record, field "meta"). A message is
+its metadata — decoded headers, snippet, header fields — into ``messages.meta_sealed`` (same scope
+and record, field "meta"), and the precomputed IMAP ENVELOPE, BODYSTRUCTURE and entity tree
+apart, in compact form, into ``messages.imap_sealed`` (field "imap", see
+``domain.message_meta.split_meta``). A message is
 stored (blob durable, row committed) before these functions return: callers acknowledge only
 after.
 
@@ -24,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from caducee.app import App
-from caducee.domain.message_meta import extract_meta
+from caducee.domain.message_meta import extract_meta, split_meta
 from caducee.domain.model import Flag, MailboxType, StoredMessage
 from caducee.domain.pop3_octets import pop3_size
 from caducee.domain.working_days import PARIS
@@ -111,11 +113,12 @@ class Prepared:
     # the address each mailbox was found by, checked again when committing
     addressed: dict[int, str] = field(default_factory=dict)
     # (mailbox id, blob id, sealed raw, sealed meta) per mailbox
-    copies: list[tuple[int, str, bytes, bytes]] = field(default_factory=list)
+    #: (mailbox id, blob id, sealed raw, sealed metadata, sealed IMAP structure)
+    copies: list[tuple[int, str, bytes, bytes, bytes]] = field(default_factory=list)
 
     @property
     def blobs(self) -> list[tuple[str, bytes]]:
-        return [(blob_id, raw) for _, blob_id, raw, _ in self.copies]
+        return [(blob_id, raw) for _, blob_id, raw, _, _ in self.copies]
 
 
 def _unknown(address: str) -> NotFound:
@@ -167,7 +170,8 @@ def _resolved(
 
 
 def _seal_copies(item: Prepared, keys: dict[int, bytes]) -> None:
-    meta_bytes = json.dumps(item.delivery.meta, ensure_ascii=False).encode()
+    assert item.delivery.meta is not None
+    meta_bytes, imap_bytes = split_meta(item.delivery.meta)
     for mailbox_id in item.mailbox_ids:
         scope, blob_id = mailbox_scope(mailbox_id), new_blob_id()
         key = keys[mailbox_id]
@@ -177,6 +181,7 @@ def _seal_copies(item: Prepared, keys: dict[int, bytes]) -> None:
                 blob_id,
                 seal(key, item.delivery.raw, aad_for(scope, blob_id, "raw")),
                 seal(key, meta_bytes, aad_for(scope, blob_id, "meta")),
+                seal(key, imap_bytes, aad_for(scope, blob_id, "imap")),
             )
         )
 
@@ -397,7 +402,7 @@ class _GroupCommit:
             when = (delivery.internal_date or datetime.now(UTC)).astimezone(UTC)
             size = len(delivery.raw)
             sent_size = pop3_size(delivery.raw)  # what POP3 will announce (RFC 1939 §5)
-            for mailbox_id, blob_id, _, sealed_meta in item.copies:
+            for mailbox_id, blob_id, _, sealed_meta, sealed_imap in item.copies:
                 folder = folders[(mailbox_id, delivery.folder)]
                 keywords = _copy_keywords(delivery, item.addressed.get(mailbox_id, ""))
                 if folder.id not in touched:  # one new MODSEQ per folder per group
@@ -418,6 +423,7 @@ class _GroupCommit:
                         "size": size,
                         "blob_id": blob_id,
                         "meta_sealed": sealed_meta,
+                        "imap_sealed": sealed_imap,
                         "pop3_size": sent_size,
                     }
                 )

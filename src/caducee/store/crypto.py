@@ -66,6 +66,23 @@ def _open_slices(key: bytes, nonce: bytes, body: bytes, aad: bytes) -> bytes:
 
 def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
     """Decrypt what :func:`seal` produced; raise :class:`IntegrityError` if it was tampered with."""
+    return _open(key, None, sealed, aad)
+
+
+class Opener:
+    """:func:`open_sealed` for many small records under one key: the cipher is set up once
+    (a full sync opens one record per message)."""
+
+    __slots__ = ("_cipher", "_key")
+
+    def __init__(self, key: bytes) -> None:
+        self._key, self._cipher = key, AESGCM(key)
+
+    def open(self, sealed: bytes, aad: bytes) -> bytes:
+        return _open(self._key, self._cipher, sealed, aad)
+
+
+def _open(key: bytes, cipher: AESGCM | None, sealed: bytes, aad: bytes) -> bytes:
     if len(sealed) < 1 + NONCE_BYTES + 16 or sealed[:1] != FORMAT_V1:
         raise IntegrityError(
             "Donnée chiffrée illisible (format inconnu ou tronqué).",
@@ -74,7 +91,7 @@ def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
     nonce, body = sealed[1 : 1 + NONCE_BYTES], sealed[1 + NONCE_BYTES :]
     try:
         if len(body) < SLICE:
-            return AESGCM(key).decrypt(nonce, body, aad)
+            return (cipher or AESGCM(key)).decrypt(nonce, body, aad)
         return _open_slices(key, nonce, body, aad)
     except InvalidTag:
         raise IntegrityError(

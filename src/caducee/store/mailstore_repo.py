@@ -338,6 +338,57 @@ async def sealed_meta(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, by
     return out
 
 
+async def sealed_structures(
+    conn: AsyncConnection, ids: Sequence[int]
+) -> dict[int, tuple[bytes | None, bytes | None]]:
+    """(sealed compact structure, None) of each message of ``ids`` still stored, or (None,
+    sealed metadata) for one stored before migration 0039 and not re-sealed yet."""
+    out: dict[int, tuple[bytes | None, bytes | None]] = {}
+    old = case((messages.c.imap_sealed.is_(None), messages.c.meta_sealed))
+    for chunk in _chunks(list(ids)):
+        rows = await conn.execute(
+            select(messages.c.id, messages.c.imap_sealed, old.label("meta_sealed")).where(
+                messages.c.id.in_(chunk)
+            )
+        )
+        for r in rows:
+            if r.imap_sealed is not None:
+                out[int(r.id)] = (bytes(r.imap_sealed), None)
+            else:
+                out[int(r.id)] = (None, bytes(r.meta_sealed))
+    return out
+
+
+async def unsplit_metadata(conn: AsyncConnection, after: int, limit: int) -> list[Any]:
+    """(id, mailbox_id, blob_id, meta_sealed) of up to ``limit`` messages stored before
+    migration 0039 (no ``imap_sealed``), with an id above ``after``, by id."""
+    rows = await conn.execute(
+        select(messages.c.id, messages.c.mailbox_id, messages.c.blob_id, messages.c.meta_sealed)
+        .where(messages.c.id > after, messages.c.imap_sealed.is_(None))
+        .order_by(messages.c.id)
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def last_message_id(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(select(func.max(messages.c.id))) or 0)
+
+
+async def set_split_metadata(
+    conn: AsyncConnection, split: Sequence[tuple[int, bytes, bytes]]
+) -> None:
+    """Record re-sealed metadata: (message id, sealed metadata, sealed compact structure); a
+    row split meanwhile (another node) is left as it is."""
+    if split:
+        await conn.execute(
+            update(messages)
+            .where(messages.c.id == bindparam("mid"), messages.c.imap_sealed.is_(None))
+            .values(meta_sealed=bindparam("meta"), imap_sealed=bindparam("imap")),
+            [{"mid": i, "meta": m, "imap": s} for i, m, s in split],
+        )
+
+
 async def update_flags(conn: AsyncConnection, changes: Sequence[tuple[int, int, str, int]]) -> None:
     """(message id, flags, keywords, modseq) for each changed message."""
     if changes:

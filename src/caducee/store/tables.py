@@ -1,8 +1,9 @@
 """The schema, as SQLAlchemy Core tables. Migrations in ``store/migrations`` create it.
 
 Clear columns hold only what is not sensitive (ids, flags, sizes, dates, addresses used for
-routing). Message metadata (subject, display names, snippet, envelope, body structure) lives
-sealed in ``messages.meta_sealed``; bodies live sealed in blobs; TOTP secrets are sealed too.
+routing). Message metadata (subject, display names, snippet, header fields) lives sealed in
+``messages.meta_sealed``, its IMAP envelope and body structure in ``messages.imap_sealed``;
+bodies live sealed in blobs; TOTP secrets are sealed too.
 """
 
 from __future__ import annotations
@@ -159,6 +160,9 @@ messages = Table(
     Column("size", BigInteger, nullable=False),
     Column("blob_id", String(32), nullable=False, index=True),
     Column("meta_sealed", LargeBinary, nullable=False),
+    # the IMAP structure in compact form (``Structure.to_compact``), sealed with field "imap":
+    # what a full sync reads; NULL for messages stored before 0039 until re-sealed (issue 17)
+    Column("imap_sealed", LargeBinary),
     # the octets POP3 RETR sends (CRLF line ends, a final CRLF; RFC 1939 §5 "exact size"):
     # set at delivery, NULL before migration 0021 until the first POP3 listing computes it
     Column("pop3_size", BigInteger),

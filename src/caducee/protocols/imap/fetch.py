@@ -1,9 +1,10 @@
 """FETCH and UID FETCH (RFC 3501 §6.4.5, RFC 9051 §6.4.5 BINARY, RFC 7162 CHANGEDSINCE and
 VANISHED).
 
-ENVELOPE, BODYSTRUCTURE and section offsets come from the sealed metadata computed at delivery
-(``domain/mime_structure``): a full sync parses nothing. Sections are slices of the stored bytes;
-bodies are decrypted only when a section of them is asked for. A non-PEEK BODY[...] on a
+ENVELOPE, BODYSTRUCTURE and section offsets come from the compact structure sealed at delivery
+(``domain/mime_structure``, ``mailstore.load_structures``): a full sync parses nothing.
+Sections are slices of the stored bytes; bodies are decrypted only when a section of them is
+asked for. A non-PEEK BODY[...] on a
 read-write selection sets \\Seen (§6.4.5) and reports the new FLAGS.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import quopri
+from collections.abc import Mapping
 from datetime import UTC
 
 from caducee.domain.mime_structure import (
@@ -23,7 +25,7 @@ from caducee.domain.mime_structure import (
 from caducee.domain.model import Flag, IndexEntry, MessageSummary
 from caducee.protocols.imap.protocol import Command, FetchArgs, FetchAtt, format_set
 from caducee.protocols.imap.session import Session, bad, no
-from caducee.services import mailstore
+from caducee.services import mailstore, memory_trim
 
 META_BATCH = 500
 RAW_BATCH = 50
@@ -134,7 +136,10 @@ async def cmd_fetch(session: Session, command: Command) -> None:
         if len(targets) > max(len(selected.uids) // 2, META_BATCH)
         else None
     )
+    produced = 0
+    keep = mailstore.structures_fit(len(targets))
     for start in range(0, len(targets), batch):
+        before = len(session.out)
         await _fetch_batch(
             session,
             targets[start : start + batch],
@@ -143,8 +148,13 @@ async def cmd_fetch(session: Session, command: Command) -> None:
             need_raw,
             sets_seen,
             preloaded,
+            keep,
         )
+        produced += len(session.out) - before
         await session.maybe_flush()
+    # a full sync of a large folder reads and writes ~2 kB a message: the allocator's freed
+    # pages go back to the system once the burst is over
+    memory_trim.note(produced)
     await session.ok(command, "FETCH fait")
 
 
@@ -155,16 +165,24 @@ async def _fetch_batch(
     need_meta: bool,
     need_raw: bool,
     sets_seen: bool,
-    preloaded: dict[int, MessageSummary] | None,
+    preloaded: Mapping[int, MessageSummary] | None,
+    keep: bool,
 ) -> None:
     selected = session.selected
     assert selected is not None
     app = session.app
+    rows: Mapping[int, MessageSummary]
     if preloaded is not None:
-        rows = {r.id: preloaded[r.id] for _, r in targets if r.id in preloaded}
+        rows = {}
+        for _, r in targets:
+            summary = preloaded.get(r.id)  # one lookup (FolderRows builds the row)
+            if summary is not None:
+                rows[r.id] = summary
     else:
         rows = await mailstore.fetch_rows(app, selected.of.folder.id, [r.id for _, r in targets])
-    metas = await mailstore.load_meta(app, list(rows.values())) if need_meta else {}
+    metas = (
+        await mailstore.load_structures(app, list(rows.values()), keep=keep) if need_meta else {}
+    )
     raws = await mailstore.load_raw(app, list(rows.values())) if need_raw else {}
     flagged_now: set[int] = set()
     if sets_seen:
@@ -200,10 +218,9 @@ async def _fetch_batch(
             elif name == "MODSEQ":
                 items.append(b"MODSEQ (%d)" % row.modseq)
             elif name in ("ENVELOPE", "BODYSTRUCTURE") or (name == "BODY" and att.section is None):
-                meta = metas.get(row.id)
-                if meta is None:
+                structure = metas.get(row.id)
+                if structure is None:
                     continue
-                structure = meta.structure
                 value = {
                     "ENVELOPE": structure.envelope,
                     "BODYSTRUCTURE": structure.bodystructure,
@@ -212,10 +229,10 @@ async def _fetch_batch(
                 items.append(name.encode() + b" " + value)
             else:
                 raw = raws.get(row.id)
-                meta = metas.get(row.id)
-                if raw is None or meta is None:
+                structure = metas.get(row.id)
+                if raw is None or structure is None:
                     continue
-                items.append(_section_item(att, raw, meta.structure.tree))
+                items.append(_section_item(att, raw, structure.tree))
         if row.id in flagged_now and not flags_sent:
             items.append(b"FLAGS " + session.flags_of(_index(row)).encode())
         if (

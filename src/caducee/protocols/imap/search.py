@@ -20,7 +20,7 @@ import asyncio
 import email.utils
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date
 
@@ -38,7 +38,7 @@ from caducee.protocols.imap.protocol import (
     resolve_set,
 )
 from caducee.protocols.imap.session import Session, no
-from caducee.services import cpu_pool, mailstore, text_index
+from caducee.services import cpu_pool, mailstore, memory_trim, text_index
 
 BATCH = 500
 #: Messages read and sent to the worker processes at once for BODY / TEXT (bounds the memory
@@ -184,7 +184,7 @@ class Matcher:
         if kind == "header":
             name, needle = str(key[1]), str(key[2]).casefold()
             if c.heads is not None and name in _META_HEADERS and needle:
-                return needle in c.heads[mailstore.HEAD_NAMES.index(name)]
+                return mailstore.head_contains(c.heads, mailstore.HEAD_NAMES.index(name), needle)
             if name in _META_HEADERS and needle and c.meta is not None:
                 value = c.meta.headers.get(name)
                 if not isinstance(value, str):
@@ -249,7 +249,7 @@ class _Prefilter:
         return cls(app, index_key, hashes) if hashes else None
 
     async def candidates(
-        self, order: list[tuple[int, IndexEntry]], rows: dict[int, MessageSummary]
+        self, order: list[tuple[int, IndexEntry]], rows: Mapping[int, MessageSummary]
     ) -> list[tuple[int, IndexEntry]]:
         filters = await text_index.load_filters(
             self.app, [(row.id, rows[row.id].blob_id) for _, row in order if row.id in rows]
@@ -395,7 +395,11 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageS
     for start in range(0, len(order), BATCH):
         budget.check()
         chunk = order[start : start + BATCH]
-        rows = {r.id: all_rows[r.id] for _, r in chunk if r.id in all_rows}
+        rows: dict[int, MessageSummary] = {}
+        for _, r in chunk:
+            row = all_rows.get(r.id)  # one lookup (FolderRows builds the row)
+            if row is not None:
+                rows[r.id] = row
         metas = (
             await mailstore.load_meta(app, list(rows.values()), header_fields=needs.fields)
             if needs.meta
@@ -412,6 +416,8 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageS
         if matched is None:
             raise too_costly(budget.seconds)
         found += [(c.seq, c.row) for c in matched]
+    if needs.meta or needs.heads:  # ~1 kB of metadata decoded a message, in worker threads
+        memory_trim.note(len(order) * 1024)
     return found
 
 
