@@ -47,9 +47,11 @@ _scheduled: asyncio.TimerHandle | None = None
 M_ARENA_MAX = -8
 #: Arenas of a serving process. glibc gives each thread that allocates its own arena, up to
 #: eight per core: a node's threads (the SQLite connections', the worker threads that parse,
-#: seal and index messages) each kept their freed blocks in their own arena, about 12 MB more
-#: RSS under the ingest load (issue 17: < 150 MB per worker). Two arenas for the loop and its
-#: threads cost no measurable throughput (``bench.smtp_ingest``, docs/operations.md).
+#: seal and index messages) each keep their freed blocks in their own arena: a few MB more RSS
+#: under the ingest load (peaks of 133–138 MB with 16 arenas, 131–134 MB with two; issue 17:
+#: < 150 MB per worker), tens of MB where many threads allocate (tests/services/
+#: test_memory_trim.py). Two arenas for the loop and its threads cost no measurable throughput
+#: (``bench.smtp_ingest``, docs/operations.md).
 SERVING_ARENAS = 2
 
 
