@@ -7,7 +7,9 @@ connection, RSET between them), and prints:
 - accept rate: messages answered 250 after DATA per second;
 - end-to-end rate: messages visible in the mailboxes per second (IMAP STATUS over STARTTLS,
   polled once every message is accepted, as the yardstick does);
-- latency p50 / p99 (MAIL FROM → final 250), and the server's memory (RSS, PSS) under load.
+- latency p50 / p99 (MAIL FROM → final 250), and the server's memory (RSS, PSS) under load;
+- the server's CPU time per message (all its processes): a figure the machine's other work
+  changes less than the rates.
 
 Encryption and durable commits are on, as in production, and every message is checked with SPF,
 DKIM and DMARC: the senders' domains publish SPF and DMARC records on a local authoritative DNS
@@ -269,6 +271,34 @@ def serving_pids(pid: int) -> list[int]:
     return sorted(workers) or [pid]
 
 
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            tree.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of ``pid`` and its descendants (the workers, their MIME pools,
+    those that ended included): what the node spent, whatever else the machine was doing."""
+    tree, total, todo = _children(), 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime, and those of its children that ended (cutime, cstime)
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        todo.extend(tree.get(current, []))
+    return total
+
+
 async def prepare(
     data: Path, users: int, database_url: str, dns_resolver: str, *, workers: int = 1
 ) -> Settings:
@@ -378,6 +408,7 @@ def run_load(port: int, settings: Settings, args: argparse.Namespace, pid: int) 
     stop = threading.Event()
     sampler = threading.Thread(target=sample_memory, args=(stop,))
     sampler.start()
+    cpu_before = cpu_seconds(pid)
     started = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(args.c)]
     for thread in threads:
@@ -392,6 +423,7 @@ def run_load(port: int, settings: Settings, args: argparse.Namespace, pid: int) 
         if seen < baseline + ok:
             time.sleep(0.01)
     visible_at = time.perf_counter()
+    cpu_used = cpu_seconds(pid) - cpu_before
     visible.close()
     stop.set()
     sampler.join()
@@ -408,6 +440,10 @@ def run_load(port: int, settings: Settings, args: argparse.Namespace, pid: int) 
         f"(ratio to Postfix → Dovecot 382 msg/s: {ok / (visible_at - started) / 382:.2f})"
     )
     print(f"latency       p50 {p(0.5):.1f} ms   p99 {p(0.99):.1f} ms")
+    print(
+        f"cpu           {cpu_used * 1000 / max(ok, 1):.2f} ms per message "
+        f"(the server's processes: {cpu_used:.1f} s; load average {os.getloadavg()[0]:.1f})"
+    )
     print(
         f"memory        idle RSS {idle_rss:.0f} MB / PSS {idle_pss:.0f} MB; "
         f"under load peak RSS {peak[0]:.0f} MB / PSS {peak[1]:.0f} MB"

@@ -356,7 +356,10 @@ def test_fast_enough() -> None:
     for case in cases:
         classify(str(case["subject"]), str(case["body"]))
     per_message = (time.perf_counter() - started) / len(cases)
-    assert per_message < 0.01  # typically under 1 ms; generous for a loaded CI machine
+    # Words not seen before cost a look-up in the low-memory dictionary (~0.15 ms each, see
+    # domain.triage._lemmatizer): this first pass takes 2-5 ms per message, later ones under
+    # 1 ms; generous for a loaded CI machine.
+    assert per_message < 0.025
 
 
 # --- what the triage reads of a message ----------------------------------------------------------

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 
@@ -51,3 +52,54 @@ async def test_a_burst_of_big_inputs_schedules_one_trim(monkeypatch: pytest.Monk
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.1)
     assert trims == [0]  # one trim for the burst
+
+
+# Eight threads that each allocate and free 8 MB in 20 kB blocks, five times, keeping one
+# block of each round (as sessions and worker threads keep a buffer); the RSS they leave.
+ARENAS = """
+import sys, threading
+from caducee.services import memory_trim
+
+if sys.argv[1] == "limited":
+    assert memory_trim.limit_arenas()
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+together = threading.Barrier(8)
+kept = []
+
+def work():
+    for _ in range(5):
+        blocks = [bytes(20 * 1024) for _ in range(400)]
+        kept.append(blocks[-1])
+        del blocks
+    together.wait()
+
+before = rss_mb()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(rss_mb() - before)
+"""
+
+
+def test_few_arenas_keep_less_of_what_threads_freed() -> None:
+    """A serving process caps glibc's arenas (``caducee serve`` calls ``limit_arenas``): what
+    its threads freed is reused instead of kept in one arena per thread."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+
+    def retained(mode: str) -> float:
+        answer = subprocess.run(
+            [sys.executable, "-c", ARENAS, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        return float(answer.stdout)
+
+    default, limited = retained("default"), retained("limited")
+    assert limited < default - 20, (default, limited)  # about 60 MB kept by default, 25 capped

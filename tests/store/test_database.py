@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 
 from caducee.app import App, check_schema
+from caducee.config import Settings
 from caducee.errors import IntegrityError, NotFound
 from caducee.ids import new_blob_id
 from caducee.store import migrate
 from caducee.store.blobs import FileBlobStore
+from caducee.store.database import Database
 from caducee.store.tables import audit_anchor, blobs, practices
+from tests.serving import clean_env
 
 
 async def test_migrations_reach_head(app: App) -> None:
@@ -30,6 +37,53 @@ async def test_failed_write_rolls_back(app: App) -> None:
             raise RuntimeError("boom")
     async with app.db.read() as conn:
         assert await conn.scalar(select(func.count()).select_from(practices)) == 0
+
+
+def test_revisions_read_as_alembic_reads_them() -> None:
+    """The schema check reads the migration modules without alembic: the same head, the same
+    revisions, each one's parent and ``additive`` mark as alembic's own reading."""
+    scripts = ScriptDirectory.from_config(migrate.alembic_config())
+    assert migrate.head_revision() == scripts.get_current_head()
+    by_alembic = {s.revision: s for s in scripts.walk_revisions()}
+    assert migrate.known_revisions() == set(by_alembic)
+    for revision, read in migrate.migrations().items():
+        script = by_alembic[revision]
+        assert read.down_revision == script.down_revision
+        assert read.additive is bool(getattr(script.module, "additive", False))
+
+
+async def test_empty_database_has_no_revision(settings: Settings) -> None:
+    db = Database(settings.effective_database_url)
+    try:
+        assert await migrate.current_revision(db) is None
+        assert (await migrate.schema_state(db)).status == "empty"
+    finally:
+        await db.dispose()
+
+
+async def test_node_checks_its_schema_without_alembic(app: App) -> None:
+    """A serving node opens its store without importing alembic (about 11 MB per process):
+    only ``caducee init`` and ``caducee migrate`` need it."""
+    settings = app.settings
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "import caducee.server\n"
+        "from caducee.app import open_app\n"
+        "from caducee.config import Settings\n"
+        "async def main():\n"
+        f"    settings = Settings(data_dir=Path({str(settings.data_dir)!r}), "
+        f"database_url={settings.database_url!r}, blob_store={settings.blob_store!r})\n"
+        "    async with open_app(settings) as app:\n"
+        "        print(app.db is not None)\n"
+        "asyncio.run(main())\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'mako'}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=clean_env()
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "[]"]
 
 
 def blob_files(app: App) -> list[str]:

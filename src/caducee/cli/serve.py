@@ -12,6 +12,7 @@ from caducee.cli.common import DEFAULT_DATA, DataOption, fail, run, settings_for
 from caducee.i18n import tr
 from caducee.listeners import adopt_inherited, parse_fds
 from caducee.server import WorkerRole, serve
+from caducee.services import memory_trim
 from caducee.supervisor import supervise
 
 HELP = (
@@ -63,6 +64,7 @@ def serve_command(
             )
         )
     configure_logging()
+    memory_trim.limit_arenas()  # before the loop's threads allocate (issue 17: memory)
     try:
         if worker_index >= 0:
             adopt_inherited(parse_fds(listen_fds))

@@ -20,6 +20,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import os
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,31 @@ def _find_trim() -> Callable[[int], int] | None:
 
 _malloc_trim = _find_trim()
 _scheduled: asyncio.TimerHandle | None = None
+
+#: glibc's ``mallopt`` parameter for the number of arenas (``M_ARENA_MAX`` in malloc.h).
+M_ARENA_MAX = -8
+#: Arenas of a serving process. glibc gives each thread that allocates its own arena, up to
+#: eight per core: a node's threads (the SQLite connections', the worker threads that parse,
+#: seal and index messages) each keep their freed blocks in their own arena: a few MB more RSS
+#: under the ingest load (peaks of 133–138 MB with 16 arenas, 131–134 MB with two; issue 17:
+#: < 150 MB per worker), tens of MB where many threads allocate (tests/services/
+#: test_memory_trim.py). Two arenas for the loop and its threads cost no measurable throughput
+#: (``bench.smtp_ingest``, docs/operations.md).
+SERVING_ARENAS = 2
+
+
+def limit_arenas(count: int = SERVING_ARENAS) -> bool:
+    """Cap glibc's malloc arenas at ``count`` for this process (call it before threads start);
+    whether it did. An operator's ``MALLOC_ARENA_MAX`` in the environment wins; nothing
+    happens where the C library is not glibc."""
+    if "MALLOC_ARENA_MAX" in os.environ or _malloc_trim is None:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt: Callable[[int, int], int] = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return mallopt(M_ARENA_MAX, count) == 1
 
 
 def trim() -> bool:

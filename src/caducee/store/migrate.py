@@ -11,24 +11,34 @@ serving (:func:`schema_state`).
 
 from __future__ import annotations
 
+import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Column, MetaData, String, Table, delete, insert, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from caducee.store.database import Database
 from caducee.store.tables import schema_compat
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: Alembic's own bookkeeping table (``alembic.runtime.migration``), read without importing
+#: alembic: every node checks the schema when it opens the store, and alembic with its
+#: templates costs about 11 MB of memory in each process that never migrates anything.
+alembic_version = Table(
+    "alembic_version", MetaData(), Column("version_num", String(32), primary_key=True)
+)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -36,38 +46,82 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+@dataclass(frozen=True)
+class Migration:
+    """What the schema check needs of one migration module, read from its source."""
+
+    revision: str
+    down_revision: str | None
+    additive: bool
+
+
+def _literal(module: ast.Module, name: str) -> object:
+    """The constant a module assigns to ``name`` at its top level (None when it does not)."""
+    for node in module.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == name for target in node.targets
+        ):
+            return ast.literal_eval(node.value)
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == name
+            and node.value is not None
+        ):
+            return ast.literal_eval(node.value)
+    return None
+
+
+@functools.cache
+def migrations() -> dict[str, Migration]:
+    """This code's migration modules by revision, read as alembic's ``ScriptDirectory`` reads
+    their identifiers (``revision``, ``down_revision``) but without executing them or importing
+    alembic (see ``alembic_version``)."""
+    found: dict[str, Migration] = {}
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        module = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        revision, down = _literal(module, "revision"), _literal(module, "down_revision")
+        if not isinstance(revision, str):
+            continue
+        if down is not None and not isinstance(down, str):  # a merge point: none so far
+            raise RuntimeError(f"{path.name}: down_revision {down!r} is not one revision")
+        found[revision] = Migration(revision, down, _literal(module, "additive") is True)
+    return found
+
+
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    """The revision no other migration revises (there must be exactly one)."""
+    known = migrations()
+    revised = {m.down_revision for m in known.values()}
+    heads = sorted(set(known) - revised)
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations have {len(heads)} heads: {heads}")
+    return heads[0]
 
 
 def known_revisions() -> set[str]:
     """Every revision this code has a migration module for (its head and their ancestors)."""
-    return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    return set(migrations())
 
 
 def oldest_compatible(revision: str | None = None) -> str:
     """The oldest code revision that may serve on a schema at ``revision`` (default: head):
     walking down from it, each migration marked ``additive`` lets the code before it serve."""
-    scripts = ScriptDirectory.from_config(alembic_config())
+    known = migrations()
     current = revision or head_revision()
     while True:
-        script = scripts.get_revision(current)
-        down = script.down_revision if script is not None else None
-        if (
-            script is None
-            or not isinstance(down, str)
-            or not getattr(script.module, "additive", False)
-        ):
+        script = known.get(current)
+        if script is None or script.down_revision is None or not script.additive:
             return current
-        current = down
+        current = script.down_revision
 
 
 async def upgrade(db: Database) -> None:
     """Bring the schema to the newest revision, and record which code may serve on it."""
 
     def _run(conn: Connection) -> None:
+        from alembic import command
+
         command.upgrade(alembic_config(conn), "head")
 
     async with db.write() as conn:
@@ -82,7 +136,13 @@ async def upgrade(db: Database) -> None:
 
 async def current_revision(db: Database) -> str | None:
     def _read(conn: Connection) -> str | None:
-        return MigrationContext.configure(conn).get_current_revision()
+        # what alembic's MigrationContext.get_current_revision() answers, one row at most
+        if not inspect(conn).has_table(alembic_version.name):
+            return None
+        rows = conn.execute(select(alembic_version.c.version_num)).scalars().all()
+        if len(rows) > 1:
+            raise RuntimeError(f"alembic_version holds several revisions: {rows}")
+        return rows[0] if rows else None
 
     async with db.read() as conn:
         return await conn.run_sync(_read)

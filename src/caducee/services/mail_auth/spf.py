@@ -12,6 +12,7 @@ failures never raise: they yield ``temperror`` (§2.6.6).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import urllib.parse
@@ -101,6 +102,7 @@ def _check_domain_spec(spec: str) -> None:
         raise _SpfPermError(f"invalid domain {spec!r}")
 
 
+@functools.lru_cache(maxsize=1024)  # a sender's record is the same for every message
 def _parse_spf(text: str) -> _SpfRecord:
     """The terms of a record (§4.6.1, §12); any syntax error is a permerror (§4.6)."""
     directives: list[_Directive] = []
@@ -127,6 +129,12 @@ def _parse_spf(text: str) -> _SpfRecord:
         name, rest = mechanism.group(2).lower(), mechanism.group(3)
         directives.append(_parse_mechanism(qualifier, name, rest, term))
     return _SpfRecord(tuple(directives), modifiers.get("redirect"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An ip4 / ip6 mechanism's network, checked when its record was parsed."""
+    return ipaddress.ip_network(text)
 
 
 def _parse_mechanism(qualifier: str, name: str, rest: str, term: str) -> _Directive:
@@ -251,7 +259,7 @@ class _SpfCheck:
             return True
         if mechanism in ("ip4", "ip6"):  # §5.6
             assert directive.argument is not None
-            network = ipaddress.ip_network(directive.argument)
+            network = _network(directive.argument)
             return network.version == self.ip.version and self.ip in network
         self.count_lookup()
         target = self.expand(directive.argument, domain) if directive.argument else domain
