@@ -509,30 +509,16 @@ class Load:
                 t0 = time.perf_counter()
                 try:
                     if not logged_in:
-                        page = browser.get("/connexion")
-                        page.raise_for_status()
-                        token = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-                        login = browser.post(
-                            "/connexion",
-                            data={
-                                "identifiant": user.login,
-                                "mot_de_passe": PASSWORD,
-                                "csrf": token,
-                            },
-                        )
-                        if login.status_code != 303:
-                            raise httpx.HTTPStatusError(
-                                "login", request=login.request, response=login
-                            )
+                        web_login(browser, user)
                         logged_in = True
                         self.stats.took("web", time.perf_counter() - t0)
                         continue
                     inbox = browser.get("/courrier", follow_redirects=True)
                     inbox.raise_for_status()
-                    if 'name="mot_de_passe"' in inbox.text:
-                        raise httpx.HTTPStatusError(
-                            "logged out", request=inbox.request, response=inbox
-                        )
+                    if 'name="mot_de_passe"' in inbox.text:  # the session is gone
+                        self.stats.error("web:logged-out")
+                        logged_in = False
+                        continue
                     self.stats.took("web", time.perf_counter() - t0)
                     link = re.search(r'href="(/courrier/b/\d+/d/\d+/m/\d+)"', inbox.text)
                     if link:
@@ -540,8 +526,8 @@ class Load:
                         browser.get(link.group(1)).raise_for_status()
                         self.stats.took("web", time.perf_counter() - t0)
                 except (httpx.HTTPError, IndexError) as error:
+                    # A failed request is counted; the session is kept (it is in the database).
                     self.stats.error(error_kind("web", error))
-                    logged_in = False
 
     # The API (bearer token, RFC 6750): mailboxes, folders, the inbox's first page.
     def _api(self, balancer: Balancer) -> None:
@@ -569,6 +555,22 @@ class Load:
                     self.stats.took("api", time.perf_counter() - t0)
                 except (httpx.HTTPError, KeyError, IndexError, StopIteration, ValueError) as error:
                     self.stats.error(error_kind("api", error))
+
+
+def web_login(browser: httpx.Client, user: User) -> None:
+    """The login form (its CSRF token), then the login; a session still valid is redirected
+    from the form straight to the mail."""
+    page = browser.get("/connexion")
+    if page.status_code == 303:
+        return
+    page.raise_for_status()
+    token = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    login = browser.post(
+        "/connexion",
+        data={"identifiant": user.login, "mot_de_passe": PASSWORD, "csrf": token},
+    )
+    if login.status_code != 303:
+        raise httpx.HTTPStatusError("login refused", request=login.request, response=login)
 
 
 # ----- the nodes' resources ----------------------------------------------------------------------
