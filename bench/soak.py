@@ -39,6 +39,7 @@ import poplib
 import random
 import re
 import shutil
+import signal
 import smtplib
 import socket
 import statistics
@@ -1009,6 +1010,9 @@ def main() -> None:
         "--keep", action="store_true", help="keep the nodes' data dirs and logs (else removed)"
     )
     args = parser.parse_args()
+    # SIGTERM as Ctrl+C: the load stops and everything started is torn down (no end checks).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # ignored when started with &
     bin_dir = find_pg_bin()
     if bin_dir is None:
         raise SystemExit("PostgreSQL binaries not found (Debian package postgresql, or PG_BIN)")
@@ -1026,6 +1030,8 @@ def main() -> None:
             if node.proc is not None and node.proc.returncode not in (0, None):
                 print(f"node {node.name} stopped with {node.proc.returncode}")
         print("nothing lost" if report.nothing_lost else "SOMETHING LOST (see above)")
+    except KeyboardInterrupt:
+        print("stopped before the end: no end checks", flush=True)
     finally:
         if args.keep:
             shutil.copy2(pg.root / "server.log", base / "postgresql.log")
