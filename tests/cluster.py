@@ -52,6 +52,7 @@ class ClusterNode:
     settings: Settings
     proc: subprocess.Popen[bytes] | None = None
     ports: dict[str, int] = field(default_factory=dict)
+    terminated: bool = False  # SIGTERM sent to this process
 
     @property
     def err_path(self) -> Path:
@@ -64,6 +65,7 @@ class ClusterNode:
         return ssl.create_default_context(cafile=str(self.settings.tls_dir / "ca.crt"))
 
     def start(self) -> None:
+        self.terminated = False
         with open(self.err_path, "ab") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "caducee", "serve", "--data", str(self.settings.data_dir)],
@@ -87,11 +89,18 @@ class ClusterNode:
         bound = json.loads(path.read_text("utf-8"))
         self.ports = {name: int(address.rsplit(":", 1)[1]) for name, address in bound.items()}
 
+    def terminate(self) -> None:
+        """SIGTERM, once: a second one, while the supervisor stops its workers, ends it by
+        the signal instead of its clean exit."""
+        if self.proc is not None and self.proc.poll() is None and not self.terminated:
+            self.proc.send_signal(signal.SIGTERM)
+            self.terminated = True
+
     def stop(self) -> None:
         """SIGTERM (graceful), then SIGKILL if it lingers."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             self.proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -113,8 +122,7 @@ class Cluster:
 
     def stop(self) -> None:
         for node in self.nodes:
-            if node.proc is not None and node.proc.poll() is None:
-                node.proc.send_signal(signal.SIGTERM)
+            node.terminate()
         for node in self.nodes:
             node.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -9,14 +10,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
 from caducee.app import App
 from caducee.errors import InvalidInput, MessageTooLarge, NotFound
-from caducee.services import queue
+from caducee.services import audit, queue, trace
 from caducee.services.queue import QueueOrigin, QueueRecipient, backoff
-from caducee.store import queue_repo
+from caducee.store import delivery_repo, queue_repo
 from caducee.store.tables import (
     audit_log,
     blobs,
@@ -25,6 +26,7 @@ from caducee.store.tables import (
     outbound_recipients,
 )
 from tests.pgcluster import PgCluster
+from tests.services.helpers import person, practice
 from tests.store.test_at_rest import files_containing
 
 
@@ -234,3 +236,55 @@ async def test_migration_matches_the_tables(app: App) -> None:
 
     async with app.db.read() as conn:
         assert await conn.run_sync(diff) == []
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # SQLite: one writer at a time
+async def test_enqueue_beside_a_delivery_to_the_senders_mailbox_does_not_deadlock(app: App) -> None:
+    """Found by the two-node soak (bench/soak.py): a practitioner's message queued for a remote
+    recipient (its trace rows name the sender's mailbox) while a delivery to that mailbox
+    commits (the mailbox locked, then the audit record). The queueing took the audit anchor
+    before the trace rows waited for the mailbox: PostgreSQL killed one of the two as a
+    deadlock, and the delivery's client got a 451. Here the delivery holds the mailbox and
+    appends its audit record only once the queueing waits for the mailbox: both commit."""
+    await practice(app)
+    _, box = await person(app, "dr@cabinet.test")
+    origin = QueueOrigin(actor="dr@cabinet.test", source="192.0.2.1", mailbox_id=box.id)
+    delivery_holds_the_mailbox = asyncio.Event()
+    async with app.db.write() as delivery:
+        await delivery.run_sync(
+            lambda conn: delivery_repo.lock_group_state(conn, [box.id], ["INBOX"])
+        )
+        delivery_holds_the_mailbox.set()
+        queued = asyncio.create_task(
+            queue.enqueue(
+                app,
+                message(),
+                "dr@cabinet.test",
+                [QueueRecipient("confrere@partner.test")],
+                origin=origin,
+                trace_key=trace.trace_key("<envoi-1@cabinet.test>"),
+            )
+        )
+        # The queueing's transaction waits for the mailbox the delivery holds.
+        while True:
+            async with app.db.read() as conn:
+                waiting = await conn.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE 'INSERT INTO message_trace%'"
+                    )
+                )
+            if waiting:
+                break
+            assert not queued.done(), queued.exception()
+            await asyncio.sleep(0.05)
+        await audit.append(
+            delivery,
+            audit.AuditEvent(
+                actor="mx.ailleurs.test", action="message.deliver", target="dr@cabinet.test"
+            ),
+        )
+    queue_id = await queued
+    assert [r[2]["queue_id"] for r in await audit_rows(app, "queue.enqueue")] == [queue_id]
+    assert len(await audit_rows(app, "message.deliver")) == 1
+    assert (await audit.verify(app.db)).ok

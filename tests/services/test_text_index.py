@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 
 from hypothesis import given, settings
@@ -82,3 +83,27 @@ async def test_a_filter_never_serves_another_message_with_the_same_id(app: App) 
     await text_index.indexer(app).drain()
     filters = await text_index.load_filters(app, [(second.id, second.blob_id)])
     assert text_index.may_contain(filters[second.id], text_index.needle_hashes(key, "scanner"))
+
+
+def test_the_trigram_cache_stays_bounded_and_filters_stay_right() -> None:
+    """Messages of several mailboxes full of tokens never seen before (reference numbers,
+    digests, identifiers: here random words of a large script) bring new trigrams each time:
+    the worker's cache of their hashes stays within its bound, all mailboxes together, and
+    what it forgets changes no filter."""
+    rng = random.Random(20)
+    letters = [chr(0x4E00 + i) for i in range(400)]  # CJK ideographs: word characters
+    keys = [secrets.token_bytes(32) for _ in range(3)]
+    usual = Text({}, "bilan sanguin normal, hémoglobine glyquée")
+    before = {key: text_index.build(key, usual) for key in keys}
+    cache = text_index._hashes
+    highest = 0
+    for number in range(3 * text_index._TrigramHashes.MAX // 2000):
+        body = " ".join("".join(rng.choices(letters, k=20)) for _ in range(110))
+        text_index.build(keys[number % len(keys)], Text({}, body))
+        held = sum(len(known) for known in cache.by_key.values())
+        highest = max(highest, held)
+        assert held <= text_index._TrigramHashes.MAX
+    assert highest > text_index._TrigramHashes.MAX * 0.9  # the bound was reached
+    for key in keys:
+        assert text_index.build(key, usual) == before[key]
+        assert text_index.may_contain(before[key], text_index.needle_hashes(key, "sanguin"))

@@ -270,6 +270,14 @@ async def enqueue(
                     for address, domain, recipient in targets.values()
                 ],
             )
+            if trace_key is not None and origin.mailbox_id is not None:
+                for address, _domain, _recipient in targets.values():
+                    await trace.record(
+                        app, conn, origin.mailbox_id, trace_key, address, "queued", now=when
+                    )
+            # The audit record last: its anchor is the one row every writer locks, and a
+            # delivery locks the sender's mailbox before it (the trace rows above name that
+            # mailbox); taken first, the two waited for each other (PostgreSQL deadlock).
             await append(
                 conn,
                 AuditEvent(
@@ -281,11 +289,6 @@ async def enqueue(
                 ),
                 now=when,
             )
-            if trace_key is not None and origin.mailbox_id is not None:
-                for address, _domain, _recipient in targets.values():
-                    await trace.record(
-                        app, conn, origin.mailbox_id, trace_key, address, "queued", now=when
-                    )
             await _notify_nodes(app, conn)
         committed = True
     finally:

@@ -68,27 +68,44 @@ def index_key(data_key: bytes) -> bytes:
 
 
 class _TrigramHashes:
-    """trigram → 64-bit keyed hash, remembered per key (a mailbox reuses the same trigrams)."""
+    """trigram → 64-bit keyed hash, remembered per key (a mailbox reuses the same trigrams).
 
-    MAX = 500_000
+    At most :data:`MAX` trigrams in all, whatever the keys: past it, everything is forgotten
+    at once and refilled by the next messages (a mailbox's usual trigrams come back within a
+    few). The bound is on the total, about 130 bytes a trigram: bounded per key (500,000 for
+    each of 64 keys), the cache could hold 4 GB in a worker, and random tokens (reference
+    numbers, hex digests, encoded identifiers) add new trigrams with every message, for
+    ever (found while reading the soak's memory, whose messages, of few trigrams, filled the
+    cache to 4,000 a mailbox only).
+    """
+
+    MAX = 200_000
+    MAX_KEYS = 64
 
     def __init__(self) -> None:
         self.by_key: dict[bytes, dict[str, int]] = {}
+        self.size = 0  # trigrams held, all keys together
+
+    def forget(self) -> None:
+        # A new dict rather than clear(): a thread hashing with a key keeps its own reference.
+        self.by_key, self.size = {}, 0
 
     def of(self, key: bytes, trigrams: Iterable[str]) -> list[int]:
         known = self.by_key.get(key)
         if known is None:
-            if len(self.by_key) > 64:
-                self.by_key.clear()
+            if len(self.by_key) >= self.MAX_KEYS:
+                self.forget()
             known = self.by_key[key] = {}
-        elif len(known) > self.MAX:
-            known.clear()
         out = []
         for trigram in trigrams:
             value = known.get(trigram)
             if value is None:
+                if self.size >= self.MAX:
+                    self.forget()
+                    known = self.by_key[key] = {}
                 digest = hashlib.blake2b(trigram.encode(), key=key, digest_size=8).digest()
                 value = known[trigram] = int.from_bytes(digest, "little")
+                self.size += 1
             out.append(value)
         return out
 
