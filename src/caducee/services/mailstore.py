@@ -49,6 +49,7 @@ from caducee.errors import (
 )
 from caducee.ids import new_blob_id
 from caducee.services import mailboxes
+from caducee.services.bounded_cache import BoundedCache
 from caducee.services.events import mailbox_events
 from caducee.services.messages import (
     DELETE,
@@ -865,32 +866,13 @@ def _weight(meta: Meta) -> int:
     return 1536 + (sum(len(k) + len(v) for k, v in fields.items()) if fields else 0)
 
 
-class MetaCache:
+class MetaCache(BoundedCache[str, Meta]):
     """Per node: opened metadata by blob id (a blob id names one content in one mailbox). In
     memory only; bounded in entries and in bytes (header fields, kept only once a search asked
     for them, may weigh up to 64 kB each)."""
 
     def __init__(self, _app: App) -> None:
-        self.entries: OrderedDict[str, Meta] = OrderedDict()
-        self.size = 0
-
-    def get(self, blob_id: str) -> Meta | None:
-        found = self.entries.get(blob_id)
-        if found is not None:
-            self.entries.move_to_end(blob_id)
-        return found
-
-    def put(self, blob_id: str, meta: Meta) -> None:
-        old = self.entries.pop(blob_id, None)
-        if old is not None:
-            self.size -= _weight(old)
-        self.entries[blob_id] = meta
-        self.size += _weight(meta)
-        while self.entries and (
-            len(self.entries) > META_CACHE_ENTRIES or self.size > META_CACHE_BYTES
-        ):
-            _, gone = self.entries.popitem(last=False)
-            self.size -= _weight(gone)
+        super().__init__(_weight, META_CACHE_BYTES, META_CACHE_ENTRIES)
 
 
 def meta_cache(app: App) -> MetaCache:
@@ -1147,29 +1129,16 @@ STRUCTURE_BYTES = 1100
 _ENTRY_OVERHEAD = 150
 
 
-class StructureCache:
+def _structure_weight(compact: bytes) -> int:
+    return len(compact) + _ENTRY_OVERHEAD
+
+
+class StructureCache(BoundedCache[str, bytes]):
     """Per node: compact structures (``Structure.to_compact``: bytes, not object graphs) by
     blob id, in memory only, bounded in bytes, least recently used first out."""
 
     def __init__(self, _app: App) -> None:
-        self.entries: OrderedDict[str, bytes] = OrderedDict()
-        self.size = 0
-
-    def get(self, blob_id: str) -> bytes | None:
-        found = self.entries.get(blob_id)
-        if found is not None:
-            self.entries.move_to_end(blob_id)
-        return found
-
-    def put(self, blob_id: str, compact: bytes) -> None:
-        old = self.entries.pop(blob_id, None)
-        if old is not None:
-            self.size -= len(old) + _ENTRY_OVERHEAD
-        self.entries[blob_id] = compact
-        self.size += len(compact) + _ENTRY_OVERHEAD
-        while self.entries and self.size > STRUCTURE_CACHE_BYTES:
-            _, gone = self.entries.popitem(last=False)
-            self.size -= len(gone) + _ENTRY_OVERHEAD
+        super().__init__(_structure_weight, STRUCTURE_CACHE_BYTES)
 
 
 def structure_cache(app: App) -> StructureCache:
@@ -1405,32 +1374,13 @@ def _heads_weight(heads: Heads) -> int:
     return 150 + len(heads)
 
 
-class HeadsCache:
+class HeadsCache(BoundedCache[str, Heads]):
     """Per node: :data:`Heads` by blob id, in memory only, bounded in bytes. A search on
     Subject or addresses then matches short strings instead of decrypting and decoding every
     message's whole metadata (whose cache does not hold a large folder: issue 17)."""
 
     def __init__(self, _app: App) -> None:
-        # a plain dict keeps insertion order at ~50 bytes an entry less than an OrderedDict;
-        # a use moves the entry to the end by inserting it again
-        self.entries: dict[str, Heads] = {}
-        self.size = 0
-
-    def get(self, blob_id: str) -> Heads | None:
-        found = self.entries.pop(blob_id, None)
-        if found is not None:
-            self.entries[blob_id] = found
-        return found
-
-    def put(self, blob_id: str, heads: Heads) -> None:
-        old = self.entries.pop(blob_id, None)
-        if old is not None:
-            self.size -= _heads_weight(old)
-        self.entries[blob_id] = heads
-        self.size += _heads_weight(heads)
-        while self.entries and self.size > HEADS_CACHE_BYTES:
-            gone = self.entries.pop(next(iter(self.entries)))
-            self.size -= _heads_weight(gone)
+        super().__init__(_heads_weight, HEADS_CACHE_BYTES)
 
 
 def _open_heads(
