@@ -136,6 +136,8 @@ def test_metrics_count_real_traffic_across_workers(node: Node) -> None:
     )
     held.login(LOGIN, node.password)
     held.select("INBOX")
+    status, _ = held.fetch("1:*", "(ENVELOPE)")  # fills that worker's structure cache
+    assert status == "OK"
 
     # The refused session's end is counted once its server task has finished: wait for it.
     until_open(node, 1)
@@ -164,10 +166,30 @@ def test_metrics_count_real_traffic_across_workers(node: Node) -> None:
                  status="2xx") >= 1  # fmt: skip
     assert any(name == "caducee_lots_awaiting_arl" for name, _ in last)
 
+    # Each worker publishes its caches' sizes (every few seconds): the FETCH filled one.
+    assert until_cache(node, "structures") > 0
+
     # The held session ends: the open sessions go back to none, the count stays.
     held.logout()
     samples = until_open(node, 0)
     assert value(samples, "caducee_sessions_total", listener="imaps") == 2
+
+
+def until_cache(node: Node, cache: str) -> float:
+    """Scrape until a worker process reports bytes in ``cache`` (``caducee_cache_bytes``, one
+    series per process); the most it reports."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        _, samples = node.scrape()
+        held = [
+            size
+            for (name, labels), size in samples.items()
+            if name == "caducee_cache_bytes" and ("cache", cache) in labels
+        ]
+        if held and max(held) > 0:
+            return max(held)
+        assert time.monotonic() < deadline, f"no worker reported its {cache} cache"
+        time.sleep(0.5)
 
 
 def until_open(node: Node, sessions: int) -> Samples:

@@ -79,13 +79,14 @@ WORKER_FACTORIES: list[Callable[[App], Worker]] = [
     TrustListRefresher,
     DirectoryRefresher,
     cluster.Heartbeat,
+    metrics.CacheGauges,
 ]
 #: Those every worker process of a node runs: the outbound queue's claims are transactional
 #: on both backends (``FOR UPDATE SKIP LOCKED``; SQLite's ``BEGIN IMMEDIATE``), and the worker
 #: that queued a message wakes its own delivery worker. The periodic ones (housekeeping, the
 #: trust list's download) run in worker 0 only: they are idempotent, but N copies would only
-#: repeat the same work.
-EVERY_PROCESS: tuple[Callable[[App], Worker], ...] = (OutboundWorker,)
+#: repeat the same work. Each process publishes its own caches' sizes (``metrics.CacheGauges``).
+EVERY_PROCESS: tuple[Callable[[App], Worker], ...] = (OutboundWorker, metrics.CacheGauges)
 
 
 @dataclass(frozen=True)

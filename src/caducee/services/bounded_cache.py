@@ -7,25 +7,36 @@ entry less than an ``OrderedDict``, which counts at 100,000 messages (issue 17).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
 
+#: Every cache alive in this process (what ``/metrics`` reports, see :func:`sizes`).
+_LIVE: weakref.WeakSet[BoundedCache[Any, Any]] = weakref.WeakSet()
+
 
 class BoundedCache(Generic[K, V]):
     """Values by key; ``size`` is the sum of ``weigh(value)`` over the entries, never left above
-    ``max_bytes`` (nor the count above ``max_entries``) after a :meth:`put`."""
+    ``max_bytes`` (nor the count above ``max_entries``) after a :meth:`put`. ``name`` says
+    which cache it is in ``caducee_cache_bytes`` (:func:`sizes`)."""
 
     def __init__(
-        self, weigh: Callable[[V], int], max_bytes: int, max_entries: int | None = None
+        self,
+        name: str,
+        weigh: Callable[[V], int],
+        max_bytes: int,
+        max_entries: int | None = None,
     ) -> None:
+        self.name = name
         self.entries: dict[K, V] = {}
         self.size = 0
         self._weigh = weigh
         self._max_bytes = max_bytes
         self._max_entries = max_entries
+        _LIVE.add(self)
 
     def get(self, key: K) -> V | None:
         found = self.entries.pop(key, None)
@@ -45,3 +56,11 @@ class BoundedCache(Generic[K, V]):
         ):
             gone = self.entries.pop(next(iter(self.entries)))
             self.size -= self._weigh(gone)
+
+
+def sizes() -> dict[str, int]:
+    """This process's caches: the bytes each holds (as weighed), by name."""
+    found: dict[str, int] = {}
+    for cache in list(_LIVE):
+        found[cache.name] = found.get(cache.name, 0) + cache.size
+    return found

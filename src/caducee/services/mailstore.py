@@ -872,7 +872,7 @@ class MetaCache(BoundedCache[str, Meta]):
     for them, may weigh up to 64 kB each)."""
 
     def __init__(self, _app: App) -> None:
-        super().__init__(_weight, META_CACHE_BYTES, META_CACHE_ENTRIES)
+        super().__init__("metadata", _weight, META_CACHE_BYTES, META_CACHE_ENTRIES)
 
 
 def meta_cache(app: App) -> MetaCache:
@@ -1138,7 +1138,7 @@ class StructureCache(BoundedCache[str, bytes]):
     blob id, in memory only, bounded in bytes, least recently used first out."""
 
     def __init__(self, _app: App) -> None:
-        super().__init__(_structure_weight, STRUCTURE_CACHE_BYTES)
+        super().__init__("structures", _structure_weight, STRUCTURE_CACHE_BYTES)
 
 
 def structure_cache(app: App) -> StructureCache:
@@ -1380,7 +1380,7 @@ class HeadsCache(BoundedCache[str, Heads]):
     message's whole metadata (whose cache does not hold a large folder: issue 17)."""
 
     def __init__(self, _app: App) -> None:
-        super().__init__(_heads_weight, HEADS_CACHE_BYTES)
+        super().__init__("headers", _heads_weight, HEADS_CACHE_BYTES)
 
 
 def _open_heads(

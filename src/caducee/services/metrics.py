@@ -23,6 +23,7 @@ command) counts in its own memory.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import os
@@ -42,7 +43,10 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from caducee.app import App
 from caducee.config import Settings
+from caducee.services import bounded_cache
+from caducee.services.periodic import repeat
 
 #: The environment variable prometheus-client's multiprocess mode reads.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -93,6 +97,14 @@ SESSIONS_OPEN = Gauge(
     "IMAP, POP3 and SMTP sessions open now, by listener.",
     ["listener"],
     multiprocess_mode="livesum",
+    registry=REGISTRY,
+)
+CACHE_BYTES = Gauge(
+    "caducee_cache_bytes",
+    "Memory held by a worker process's bounded caches (as weighed by each), by cache; "
+    "refreshed every few seconds.",
+    ["cache"],
+    multiprocess_mode="liveall",
     registry=REGISTRY,
 )
 SESSIONS = Counter(
@@ -236,3 +248,31 @@ class _Registered:
 
     def collect(self) -> Iterable[Metric]:
         return list(REGISTRY.collect())
+
+
+#: Seconds between two readings of a worker's cache sizes (``caducee_cache_bytes``).
+CACHE_GAUGE_SECONDS = 10.0
+
+
+class CacheGauges:
+    """A background task of every worker process: publishes its bounded caches' sizes
+    (:func:`bounded_cache.sizes`), read every :data:`CACHE_GAUGE_SECONDS` rather than at each
+    change (a sync of 100,000 messages fills a cache 100,000 times)."""
+
+    name = "cache-gauges"
+
+    def __init__(self, _app: App) -> None:
+        pass
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await repeat(
+            stop,
+            self.once,
+            first_delay=1.0,
+            next_delay=lambda: CACHE_GAUGE_SECONDS,
+            what="cache gauges",
+        )
+
+    async def once(self) -> None:
+        for name, size in bounded_cache.sizes().items():
+            CACHE_BYTES.labels(cache=name).set(size)
