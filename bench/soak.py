@@ -57,6 +57,7 @@ from typing import Any, TextIO
 
 import httpx
 import psycopg
+from prometheus_client.parser import text_string_to_metric_families
 from tests.cluster import Balancer, Cluster, ClusterNode, prepare_cluster, start
 from tests.interop.test_outbound import Peer, Peers
 from tests.pgcluster import PgCluster, find_pg_bin
@@ -612,6 +613,7 @@ class ProcessSample:
     rss: float  # MB
     fds: int
     pool_rss: float  # MB, the MIME pool processes under it
+    caches: float = 0.0  # MB held by its bounded caches (caducee_cache_bytes)
 
 
 @dataclass
@@ -631,7 +633,8 @@ class NodeSample:
         parts = []
         for p in self.processes:
             pool = f" (pool {p.pool_rss:.0f})" if p.pool_rss else ""
-            parts.append(f"{p.role} {p.rss:.0f} MB{pool} {p.fds} fd")
+            caches = f" [caches {p.caches:.1f}]" if p.caches else ""
+            parts.append(f"{p.role} {p.rss:.0f} MB{caches}{pool} {p.fds} fd")
         return (
             f"node {self.node}: " + " | ".join(parts) + f" | total {self.rss:.0f} MB {self.fds} fd"
         )
@@ -647,7 +650,30 @@ def sample_node(node: ClusterNode) -> NodeSample:
     for index, pid in enumerate(workers):
         pool = sum(rss_mb(c) for c in children(pid))
         processes.append(ProcessSample(f"w{index}", pid, rss_mb(pid), fds(pid), pool))
+    held = cache_mb(node)
+    for process in processes:
+        process.caches = held.get(process.pid, 0.0)
     return NodeSample(node.name, processes)
+
+
+def cache_mb(node: ClusterNode) -> dict[int, float]:
+    """MB held by each worker process's bounded caches, by pid, from the node's ``/metrics``
+    (``caducee_cache_bytes``, one series per process): the part of a worker's RSS that grows
+    towards known bounds. Empty when the scrape fails (the soak goes on)."""
+    try:
+        response = httpx.get(
+            f"https://localhost:{node.ports['https']}/metrics", verify=node.context(), timeout=10
+        )
+        response.raise_for_status()
+    except httpx.HTTPError:
+        return {}
+    held: dict[int, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == "caducee_cache_bytes" and "pid" in sample.labels:
+                pid = int(sample.labels["pid"])
+                held[pid] = held.get(pid, 0.0) + sample.value / 1e6
+    return held
 
 
 def _pg(database_url: str) -> psycopg.Connection[Any]:
