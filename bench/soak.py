@@ -237,7 +237,7 @@ class IdleClient:
         return self.until_tagged(tag, continuation)
 
     def until_tagged(self, tag: bytes, continuation: bool = False) -> list[bytes]:
-        lines = []
+        lines: list[bytes] = []
         while True:
             line = self.line(TIMEOUT)
             if line is None:
