@@ -940,17 +940,7 @@ class FolderRows(Mapping[int, MessageSummary]):
         i = bisect.bisect_left(ids, message_id)
         if i == len(ids) or ids[i] != message_id:
             return default
-        return MessageSummary(
-            message_id,
-            self._uids[i],
-            self._flags[i],
-            self._keywords.get(message_id, "") if self._keywords else "",
-            self._modseqs[i],
-            self._dates[i],
-            self._sizes[i],
-            self._blobs[i],
-            self._mailboxes[i],
-        )
+        return self._row(i, message_id)
 
     def __contains__(self, message_id: object) -> bool:
         return isinstance(message_id, int) and self._index(message_id) >= 0
