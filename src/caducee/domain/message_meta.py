@@ -185,3 +185,19 @@ def split_meta(meta: dict[str, Any]) -> tuple[bytes, bytes]:
     rest["v"] = META_VERSION
     compact = Structure.from_meta(meta["imap"]).to_compact()
     return json.dumps(rest, ensure_ascii=False).encode(), compact
+
+
+def parsed_parts(raws: dict[int, bytes]) -> dict[int, tuple[dict[str, object], list[list[str]]]]:
+    """(IMAP structure, header fields) of raw messages by id: what metadata stored before
+    format 3 lacks (CPU work: a worker process's, see ``services.mailstore.reseal``)."""
+    parts: dict[int, tuple[dict[str, object], list[list[str]]]] = {}
+    for message_id, raw in raws.items():
+        structure = parse_structure(raw)
+        parts[message_id] = (structure.to_meta(), header_texts(raw, structure.tree.body))
+    return parts
+
+
+def compact_structures(raws: dict[int, bytes]) -> dict[int, bytes]:
+    """Compact IMAP structures (``Structure.to_compact``) of raw messages by id (CPU work: a
+    worker process's, see ``services.mailstore.load_structures``)."""
+    return {message_id: parse_structure(raw).to_compact() for message_id, raw in raws.items()}

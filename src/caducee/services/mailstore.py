@@ -33,9 +33,14 @@ from typing import Any
 
 from caducee.app import App
 from caducee.domain.folder_index import FolderIndex
-from caducee.domain.message_meta import header_texts, split_meta
+from caducee.domain.message_meta import (
+    compact_structures,
+    header_texts,
+    parsed_parts,
+    split_meta,
+)
 from caducee.domain.message_text import searchable_fields
-from caducee.domain.mime_structure import Structure, parse_addresses, parse_structure
+from caducee.domain.mime_structure import Structure, parse_addresses
 from caducee.domain.model import Flag, Folder, FolderCounts, IndexEntry, Mailbox, MessageSummary
 from caducee.errors import (
     AccessDenied,
@@ -48,7 +53,7 @@ from caducee.errors import (
     RetentionHold,
 )
 from caducee.ids import new_blob_id
-from caducee.services import mailboxes
+from caducee.services import cpu_pool, mailboxes
 from caducee.services.bounded_cache import BoundedCache
 from caducee.services.events import mailbox_events
 from caducee.services.messages import (
@@ -1167,10 +1172,6 @@ def _open_structures(
     return out, lacking
 
 
-def _parse_structures(raws: dict[int, bytes]) -> dict[int, bytes]:
-    return {message_id: parse_structure(raw).to_compact() for message_id, raw in raws.items()}
-
-
 def structures_fit(count: int) -> bool:
     """Whether the structures of ``count`` messages fit the node's cache: a FETCH of more (a
     full sync of a folder larger than it) reads them without keeping them — they would
@@ -1202,7 +1203,8 @@ async def load_structures(
         if lacking:
             wanted = set(lacking)
             raws = await load_raw(app, [r for r in missing if r.id in wanted])
-            opened.update(await asyncio.to_thread(_parse_structures, raws))
+            size = sum(len(raw) for raw in raws.values())
+            opened.update(await cpu_pool.run_sized(size, compact_structures, raws))
         for row in missing:
             compact = opened.get(row.id)
             if compact is not None:
@@ -1225,11 +1227,16 @@ class _Reseal:
     after: int = 0
 
 
+#: What metadata stored before format 3 lacks, parsed from the raw message.
+OldParts = tuple[dict[str, object], list[list[str]]]
+
+
 def _split_old(
-    keys: dict[int, bytes], rows: Sequence[Any], raws: dict[int, bytes]
+    keys: dict[int, bytes], rows: Sequence[Any], parts: Mapping[int, OldParts]
 ) -> tuple[list[tuple[int, bytes, bytes]], list[int]]:
     """(id, sealed metadata, sealed structure) of old rows, split (a worker thread's job); the
-    ids that lack what only their raw message gives (``raws`` has them on the second call)."""
+    ids that lack what only their raw message gives (``parts``, parsed from it in a worker
+    process, has them on the second call)."""
     out: list[tuple[int, bytes, bytes]] = []
     lacking: list[int] = []
     for row in rows:
@@ -1240,15 +1247,15 @@ def _split_old(
         except (IntegrityError, ValueError):  # left as it is: its readers report it
             continue
         if not isinstance(meta.get("imap"), dict) or not isinstance(meta.get("fields"), list):
-            raw = raws.get(row.id)
-            if raw is None:
+            parsed = parts.get(row.id)
+            if parsed is None:
                 lacking.append(row.id)
                 continue
-            structure = parse_structure(raw)
+            imap, fields = parsed
             if not isinstance(meta.get("imap"), dict):
-                meta["imap"] = structure.to_meta()
+                meta["imap"] = imap
             if not isinstance(meta.get("fields"), list):
-                meta["fields"] = header_texts(raw, structure.tree.body)
+                meta["fields"] = fields
         meta_bytes, imap_bytes = split_meta(meta)
         out.append(
             (
@@ -1290,7 +1297,9 @@ async def reseal(app: App, *, limit: int = 100_000) -> int:
             wanted = set(lacking)
             old = [r for r in rows if r.id in wanted]
             raws = await load_raw(app, [_summary(r) for r in old])
-            more, _ = await asyncio.to_thread(_split_old, keys, old, raws)
+            size = sum(len(raw) for raw in raws.values())
+            parsed = await cpu_pool.run_sized(size, parsed_parts, raws)
+            more, _ = await asyncio.to_thread(_split_old, keys, old, parsed)
             split += more
         async with app.db.write() as conn:
             await repo.set_split_metadata(conn, split)
