@@ -25,6 +25,7 @@ verify`` passes, and the growth of RSS (mean of the first ten minutes against th
 and of descriptors per node. The figures decide nothing: they are read.
 
     python -m bench.soak [--minutes 60] [--rate 20] [--users 10] [--workers 2]
+                         [--heap-profile DIR [--heap-minutes 5]]
 """
 
 from __future__ import annotations
@@ -614,6 +615,8 @@ class ProcessSample:
     fds: int
     pool_rss: float  # MB, the MIME pool processes under it
     caches: float = 0.0  # MB held by its bounded caches (caducee_cache_bytes)
+    in_use: float = 0.0  # MB its C allocator holds in use (caducee_allocator_bytes)
+    free: float = 0.0  # MB freed but kept in the allocator's arenas
 
 
 @dataclass
@@ -633,7 +636,11 @@ class NodeSample:
         parts = []
         for p in self.processes:
             pool = f" (pool {p.pool_rss:.0f})" if p.pool_rss else ""
-            caches = f" [caches {p.caches:.1f}]" if p.caches else ""
+            caches = (
+                f" [caches {p.caches:.1f} malloc {p.in_use:.0f}+{p.free:.0f}]"
+                if p.in_use
+                else ""
+            )
             parts.append(f"{p.role} {p.rss:.0f} MB{caches}{pool} {p.fds} fd")
         return (
             f"node {self.node}: " + " | ".join(parts) + f" | total {self.rss:.0f} MB {self.fds} fd"
@@ -650,16 +657,20 @@ def sample_node(node: ClusterNode) -> NodeSample:
     for index, pid in enumerate(workers):
         pool = sum(rss_mb(c) for c in children(pid))
         processes.append(ProcessSample(f"w{index}", pid, rss_mb(pid), fds(pid), pool))
-    held = cache_mb(node)
+    held = memory_mb(node)
     for process in processes:
-        process.caches = held.get(process.pid, 0.0)
+        process.caches = held.get((process.pid, "caches"), 0.0)
+        process.in_use = held.get((process.pid, "in_use"), 0.0)
+        process.free = held.get((process.pid, "free"), 0.0)
     return NodeSample(node.name, processes)
 
 
-def cache_mb(node: ClusterNode) -> dict[int, float]:
-    """MB held by each worker process's bounded caches, by pid, from the node's ``/metrics``
-    (``caducee_cache_bytes``, one series per process): the part of a worker's RSS that grows
-    towards known bounds. Empty when the scrape fails (the soak goes on)."""
+def memory_mb(node: ClusterNode) -> dict[tuple[int, str], float]:
+    """Each worker process's memory in MB by (pid, what), from the node's ``/metrics`` (one
+    series per process): ``caches``, what its bounded caches hold (``caducee_cache_bytes``), the
+    part of its RSS that grows towards known bounds; ``in_use`` and ``free``, what its C
+    allocator holds allocated and kept free (``caducee_allocator_bytes``). Empty when the
+    scrape fails (the soak goes on)."""
     try:
         response = httpx.get(
             f"https://localhost:{node.ports['https']}/metrics", verify=node.context(), timeout=10
@@ -667,12 +678,19 @@ def cache_mb(node: ClusterNode) -> dict[int, float]:
         response.raise_for_status()
     except httpx.HTTPError:
         return {}
-    held: dict[int, float] = {}
+    held: dict[tuple[int, str], float] = {}
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
-            if sample.name == "caducee_cache_bytes" and "pid" in sample.labels:
-                pid = int(sample.labels["pid"])
-                held[pid] = held.get(pid, 0.0) + sample.value / 1e6
+            if "pid" not in sample.labels:
+                continue
+            if sample.name == "caducee_cache_bytes":
+                what = "caches"
+            elif sample.name == "caducee_allocator_bytes":
+                what = sample.labels["kind"]
+            else:
+                continue
+            key = (int(sample.labels["pid"]), what)
+            held[key] = held.get(key, 0.0) + sample.value / 1e6
     return held
 
 
@@ -821,16 +839,26 @@ def _ms(values: list[float]) -> str:
 
 @contextlib.contextmanager
 def soak_cluster(
-    base: Path, database_url: str, *, users: int, workers: int
+    base: Path,
+    database_url: str,
+    *,
+    users: int,
+    workers: int,
+    heap_profile: Path | None = None,
+    heap_minutes: float = 5.0,
 ) -> Iterator[tuple[Cluster, People, Peer]]:
     """Two nodes (each ``workers`` processes) on ``database_url``, the people, the peer and the
-    senders' DNS; everything stopped on exit."""
+    senders' DNS; everything stopped on exit. With ``heap_profile``, every process writes heap
+    snapshots there every ``heap_minutes`` (``caducee.heap_profile``)."""
     dns = sender_dns()
     peers = Peers()
     peer = peers.start()
 
     def configure(settings: Settings) -> None:
         settings.transport = {PEER_DOMAIN: TransportRoute("127.0.0.1", peer.port, "none")}
+        if heap_profile is not None:
+            settings.heap_profile_dir = str(heap_profile)
+            settings.heap_profile_minutes = heap_minutes
 
     try:
         cluster = prepare_cluster(
@@ -1021,6 +1049,15 @@ def say_summary(
             f"(last {window}), {last - first:+.0f} MB ({share:+.1f} %);"
             f" fds {fd_first} -> {fd_last} ({fd_last - fd_first:+d})"
         )
+        samples = report.samples.get(name, [])
+        in_use = [sum(p.in_use for p in s.processes) for s in samples]
+        if any(in_use):
+            begin = statistics.fmean(in_use[:window])
+            end = statistics.fmean(in_use[-window:])
+            say(
+                f"node {name}: allocated by the workers (malloc in use) {begin:.0f} MB -> "
+                f"{end:.0f} MB ({end - begin:+.0f} MB)"
+            )
     for line in report.log_errors[:10]:
         say(f"log: {line[:300]}")
 
@@ -1032,6 +1069,14 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2, help="worker processes per node")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between reports")
+    parser.add_argument(
+        "--heap-profile",
+        type=Path,
+        help="every process writes heap snapshots here (then: python -m bench.heap_diff DIR)",
+    )
+    parser.add_argument(
+        "--heap-minutes", type=float, default=5.0, help="minutes between two heap snapshots"
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep the nodes' data dirs and logs (else removed)"
     )
@@ -1047,7 +1092,12 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="caducee-soak-"))
     try:
         with soak_cluster(
-            base, pg.url(pg.create_database()), users=args.users, workers=args.workers
+            base,
+            pg.url(pg.create_database()),
+            users=args.users,
+            workers=args.workers,
+            heap_profile=args.heap_profile,
+            heap_minutes=args.heap_minutes,
         ) as (cluster, people, peer):
             report = soak(
                 cluster, people, peer, minutes=args.minutes, rate=args.rate, interval=args.interval

@@ -40,6 +40,7 @@ from tests.health.sms_provider_server import ProviderServer
 from tests.interop.test_outbound import SENDER, Peer, message, peer, peers  # noqa: F401
 from tests.services.helpers import person, practice
 from tests.serving import prepare, serve_process, wait_listeners
+from tests.test_workers import worker_pids
 
 LOGIN = "dr@cabinet.test"
 EXTERNAL = "a@ailleurs.test"
@@ -60,6 +61,7 @@ class Node:
     settings: Settings
     ports: dict[str, int]
     password: str
+    pid: int  # the supervisor's
 
     def context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.settings.tls_dir / "ca.crt"))
@@ -95,7 +97,7 @@ def node(settings: Settings, tmp_path: Path) -> Iterator[Node]:
     with serve_process(settings, tmp_path) as proc:
         bound = wait_listeners(settings, proc, tmp_path, timeout=STARTUP_TIMEOUT)
         ports = {name: int(address.rsplit(":", 1)[1]) for name, address in bound.items()}
-        yield Node(settings, ports, password)
+        yield Node(settings, ports, password, proc.pid)
         proc.send_signal(signal.SIGTERM)
         proc.wait(TIMEOUT)
 
@@ -168,6 +170,22 @@ def test_metrics_count_real_traffic_across_workers(node: Node) -> None:
 
     # Each worker publishes its caches' sizes (every few seconds): the FETCH filled one.
     assert until_cache(node, "structures") > 0
+    # And what its C allocator holds, one series per worker process.
+    workers = {str(pid) for pid in worker_pids(node.pid)}
+    assert len(workers) == 2
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        _, samples = node.scrape()
+        in_use = {
+            dict(labels)["pid"]: size
+            for (name, labels), size in samples.items()
+            if name == "caducee_allocator_bytes" and ("kind", "in_use") in labels
+        }
+        if workers <= set(in_use):
+            break
+        assert time.monotonic() < deadline, f"allocator of {workers} not reported: {in_use}"
+        time.sleep(0.5)
+    assert all(in_use[pid] > 10 * 2**20 for pid in workers), in_use
 
     # The held session ends: the open sessions go back to none, the count stays.
     held.logout()

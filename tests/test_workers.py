@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bench import heap_diff
 
 from caducee.app import open_app
 from caducee.config import Settings
@@ -357,3 +358,38 @@ def test_the_connection_rate_is_counted_across_workers(settings: Settings, tmp_p
                 spread = True
                 break
         assert spread, "the kernel gave every connection to one worker"
+
+
+def test_every_worker_writes_heap_snapshots_without_content(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """``[server] heap_profile_dir``: each worker process traces its heap and writes snapshots
+    (one a second after start, then every ``heap_profile_minutes``, a last one when it stops);
+    ``bench.heap_diff`` compares them; a snapshot holds code locations, never mail content."""
+    heap = tmp_path / "heap"
+    settings.heap_profile_dir = str(heap)
+    settings.heap_profile_minutes = 0.05  # 3 s
+    secret = "Sujet-confidentiel-4242"
+    with running_node(settings, tmp_path) as node:
+        workers = node.workers()
+        node.deliver(secret)
+        imap = node.imap()
+        imap.select("INBOX")
+        _, data = imap.fetch("1", "(BODY.PEEK[])")
+        assert secret.encode() in data[0][1]  # type: ignore[index]
+        imap.logout()
+
+        def periodic_snapshots() -> bool:
+            found = heap_diff.snapshots(heap) if heap.exists() else {}
+            return all(len(found.get(pid, [])) >= 2 for pid in workers)
+
+        until(periodic_snapshots, "two snapshots from each worker")
+    found = heap_diff.snapshots(heap)
+    assert set(workers) <= set(found)
+    assert not list(heap.glob("*.partial"))
+    for pid in workers:
+        lines = heap_diff.report(found[pid], first=0, top=10, frames=3)
+        assert lines[0].startswith("traced ") and " MB → " in lines[0]
+    for path in heap.iterdir():
+        assert secret.encode() not in path.read_bytes()
+    assert "Traceback" not in node.log()

@@ -97,6 +97,10 @@ class Settings:
     # Event-loop lag probe (0: off): a callback or stall over this many milliseconds is logged
     # with the code that ran (section [server]); asyncio's debug mode is on while it is.
     loop_lag_warn_ms: int = 0
+    # Heap snapshots (section [server], "": off): each process of the node traces its
+    # allocations and writes a snapshot here every heap_profile_minutes (caducee.heap_profile).
+    heap_profile_dir: str = ""
+    heap_profile_minutes: float = 5.0
     # Worker processes sharing the listeners (section [server]): 0 = one per core, 1 = one
     # process and no supervisor (see caducee.supervisor)
     workers: int = 0
@@ -565,6 +569,11 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             server.get("loop_lag_warn_ms", settings.loop_lag_warn_ms), "server.loop_lag_warn_ms"
         )
         settings.workers = _int(server.get("workers", settings.workers), "server.workers")
+        settings.heap_profile_dir = str(server.get("heap_profile_dir", settings.heap_profile_dir))
+        settings.heap_profile_minutes = _float(
+            server.get("heap_profile_minutes", settings.heap_profile_minutes),
+            "server.heap_profile_minutes",
+        )
         outbound = doc.get("outbound", {})
         settings.transport = _transport(outbound.get("transport", {}))
         settings.require_tls_domains = [str(d).lower() for d in outbound.get("require_tls", [])]
@@ -697,6 +706,7 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
         settings.loop_lag_warn_ms = _int(
             env["CADUCEE_LOOP_LAG_WARN_MS"], "CADUCEE_LOOP_LAG_WARN_MS"
         )
+    settings.heap_profile_dir = env.get("CADUCEE_HEAP_PROFILE_DIR", settings.heap_profile_dir)
     settings.antivirus_clamd = env.get("CADUCEE_CLAMD", settings.antivirus_clamd)
     _check_antivirus(settings)
     if "CADUCEE_WORKERS" in env:
@@ -712,6 +722,11 @@ def load_settings(data_dir: Path | str | None = None) -> Settings:
             "ou nul (0 : sonde désactivée).",
             "imap.search_budget_seconds must be positive and server.loop_lag_warn_ms zero or "
             "positive (0: probe off).",
+        )
+    if settings.heap_profile_minutes <= 0:
+        raise ConfigurationError(
+            "server.heap_profile_minutes doit être positif.",
+            "server.heap_profile_minutes must be positive.",
         )
     if settings.annuaire_refresh_hours < 1 or settings.annuaire_max_mb < 1:
         raise ConfigurationError(
@@ -878,6 +893,10 @@ def render_config(settings: Settings) -> str:
         f"loop_lag_warn_ms = {settings.loop_lag_warn_ms}",
         "# Processus de service (0 : un par cœur ; 1 : un seul, sans superviseur)",
         f"workers = {settings.workers}",
+        "# Instantanés du tas de chaque processus, toutes les heap_profile_minutes (diagnostic ;",
+        "# vide : désactivé ; python -m bench.heap_diff REP les compare)",
+        f"heap_profile_dir = {json.dumps(settings.heap_profile_dir)}",
+        f"heap_profile_minutes = {settings.heap_profile_minutes:g}",
         "",
         "[cluster]",
         '# Plusieurs nœuds sur une base PostgreSQL : blob_store = "database". PostgreSQL avec',

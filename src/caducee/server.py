@@ -32,6 +32,7 @@ from caducee.flows.outbound import OutboundWorker
 from caducee.health import patient_triage
 from caducee.health.annuaire import DirectoryRefresher
 from caducee.health.trust_list import TrustListRefresher
+from caducee.heap_profile import HeapProfiler
 from caducee.i18n import tr
 from caducee.listeners import ListenAddress, Listener, parse_address
 from caducee.loop_probe import LoopLagProbe
@@ -79,14 +80,19 @@ WORKER_FACTORIES: list[Callable[[App], Worker]] = [
     TrustListRefresher,
     DirectoryRefresher,
     cluster.Heartbeat,
-    metrics.CacheGauges,
+    metrics.MemoryGauges,
+    HeapProfiler,
 ]
 #: Those every worker process of a node runs: the outbound queue's claims are transactional
 #: on both backends (``FOR UPDATE SKIP LOCKED``; SQLite's ``BEGIN IMMEDIATE``), and the worker
 #: that queued a message wakes its own delivery worker. The periodic ones (housekeeping, the
 #: trust list's download) run in worker 0 only: they are idempotent, but N copies would only
-#: repeat the same work. Each process publishes its own caches' sizes (``metrics.CacheGauges``).
-EVERY_PROCESS: tuple[Callable[[App], Worker], ...] = (OutboundWorker, metrics.CacheGauges)
+#: repeat the same work. Each process publishes its own memory (``metrics.MemoryGauges``).
+EVERY_PROCESS: tuple[Callable[[App], Worker], ...] = (
+    OutboundWorker,
+    metrics.MemoryGauges,
+    HeapProfiler,
+)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -103,3 +104,41 @@ def test_few_arenas_keep_less_of_what_threads_freed() -> None:
 
     default, limited = retained("default"), retained("limited")
     assert limited < default - 20, (default, limited)  # about 60 MB kept by default, 25 capped
+
+
+# In a fresh interpreter: what the allocator reports in use and free before and after 96 MB
+# are freed (but for the last block), and whether a hoard check then trims.
+HOARD = """
+import json
+from caducee.services import memory_trim
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+start = memory_trim.allocator_bytes()
+blocks = [bytes(16 * 1024) for _ in range(6000)]
+held = memory_trim.allocator_bytes()
+last = blocks[-1]
+del blocks
+freed = memory_trim.allocator_bytes()
+rss_before = rss_mb()
+trimmed = memory_trim.trim_if_hoarding()
+rss_after = rss_mb()
+print(json.dumps(dict(start=start, held=held, freed=freed, trimmed=trimmed,
+                      rss_before=rss_before, rss_after=rss_after)))
+"""
+
+
+def test_a_hoarding_allocator_is_seen_and_trimmed() -> None:
+    answer = subprocess.run(
+        [sys.executable, "-c", HOARD], capture_output=True, text=True, check=True
+    )
+    found = json.loads(answer.stdout)
+    mb = 2**20
+    # the 96 MB show up in use, then as free in the arenas once released
+    assert found["held"]["in_use"] - found["start"]["in_use"] > 90 * mb
+    assert found["freed"]["free"] > 90 * mb
+    assert found["freed"]["in_use"] < found["held"]["in_use"] - 90 * mb
+    # more than HOARD_BYTES free: trimmed, and the RSS follows
+    assert found["trimmed"] is True
+    assert found["rss_after"] < found["rss_before"] - 50

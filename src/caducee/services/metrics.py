@@ -45,7 +45,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from caducee.app import App
 from caducee.config import Settings
-from caducee.services import bounded_cache
+from caducee.services import bounded_cache, memory_trim
 from caducee.services.periodic import repeat
 
 #: The environment variable prometheus-client's multiprocess mode reads.
@@ -104,6 +104,14 @@ CACHE_BYTES = Gauge(
     "Memory held by a worker process's bounded caches (as weighed by each), by cache; "
     "refreshed every few seconds.",
     ["cache"],
+    multiprocess_mode="liveall",
+    registry=REGISTRY,
+)
+ALLOCATOR_BYTES = Gauge(
+    "caducee_allocator_bytes",
+    "What the C allocator holds in a worker process: in_use (allocated) and free (kept in its "
+    "arenas, not yet given back to the system); refreshed every few seconds.",
+    ["kind"],
     multiprocess_mode="liveall",
     registry=REGISTRY,
 )
@@ -250,16 +258,20 @@ class _Registered:
         return list(REGISTRY.collect())
 
 
-#: Seconds between two readings of a worker's cache sizes (``caducee_cache_bytes``).
-CACHE_GAUGE_SECONDS = 10.0
+#: Seconds between two readings of a worker's memory (``caducee_cache_bytes``,
+#: ``caducee_allocator_bytes``).
+MEMORY_GAUGE_SECONDS = 10.0
 
 
-class CacheGauges:
+class MemoryGauges:
     """A background task of every worker process: publishes its bounded caches' sizes
-    (:func:`bounded_cache.sizes`), read every :data:`CACHE_GAUGE_SECONDS` rather than at each
-    change (a sync of 100,000 messages fills a cache 100,000 times)."""
+    (:func:`bounded_cache.sizes`) and what its C allocator holds, read every
+    :data:`MEMORY_GAUGE_SECONDS` rather than at each change (a sync of 100,000 messages fills a
+    cache 100,000 times); and gives the allocator's hoard back to the system when it grows
+    (:func:`memory_trim.trim_if_hoarding`, in a worker thread), so that the process's RSS
+    follows what it uses over hours of mixed load rather than its past peaks (issue 20)."""
 
-    name = "cache-gauges"
+    name = "memory-gauges"
 
     def __init__(self, _app: App) -> None:
         pass
@@ -269,10 +281,13 @@ class CacheGauges:
             stop,
             self.once,
             first_delay=1.0,
-            next_delay=lambda: CACHE_GAUGE_SECONDS,
-            what="cache gauges",
+            next_delay=lambda: MEMORY_GAUGE_SECONDS,
+            what="memory gauges",
         )
 
     async def once(self) -> None:
         for name, size in bounded_cache.sizes().items():
             CACHE_BYTES.labels(cache=name).set(size)
+        await asyncio.to_thread(memory_trim.trim_if_hoarding)
+        for kind, size in memory_trim.allocator_bytes().items():
+            ALLOCATOR_BYTES.labels(kind=kind).set(size)
