@@ -62,7 +62,7 @@ async def test_delivered_messages_are_indexed_and_expunge_removes_their_filters(
     await messages.expunge_messages(
         app, stored.folder_id, [stored.id], actor="dr@cabinet.test", source="test"
     )
-    text_index.filter_cache(app).entries.clear()
+    text_index.filter_cache(app).clear()
     assert await text_index.load_filters(app, [(stored.id, stored.blob_id)]) == {}
     assert await mailstore.fetch_rows(app, stored.folder_id, None) == {}
 

@@ -44,6 +44,10 @@ class BoundedCache(Generic[K, V]):
             self.entries[key] = found  # most recently used: last
         return found
 
+    def clear(self) -> None:
+        self.entries = {}
+        self.size = 0
+
     def put(self, key: K, value: V) -> None:
         old = self.entries.pop(key, None)
         if old is not None:
@@ -58,9 +62,22 @@ class BoundedCache(Generic[K, V]):
             self.size -= self._weigh(gone)
 
 
+#: Other bounded holdings of this process that are not a :class:`BoundedCache`, by name: how
+#: to weigh each (see :func:`measured`).
+_MEASURED: dict[str, Callable[[], int]] = {}
+
+
+def measured(name: str, weigh: Callable[[], int]) -> None:
+    """Report ``weigh()`` bytes as cache ``name`` in :func:`sizes` (a bounded structure of
+    another shape, e.g. the text index's trigram hashes)."""
+    _MEASURED[name] = weigh
+
+
 def sizes() -> dict[str, int]:
     """This process's caches: the bytes each holds (as weighed), by name."""
     found: dict[str, int] = {}
     for cache in list(_LIVE):
         found[cache.name] = found.get(cache.name, 0) + cache.size
+    for name, weigh in _MEASURED.items():
+        found[name] = found.get(name, 0) + weigh()
     return found

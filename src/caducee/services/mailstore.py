@@ -455,32 +455,20 @@ async def index(app: App, folder_id: int) -> tuple[Folder, list[IndexEntry]]:
     return folder, rows
 
 
-class FolderIndexCache:
+class FolderIndexCache(BoundedCache[int, tuple[int, FolderIndex]]):
     """Per node: the compact sequence map of recently selected folders, each valid for one
     HIGHESTMODSEQ (every change to a folder's messages takes a new MODSEQ, and the folder row
     is read before the messages, so a copy is never older than the MODSEQ it is filed under).
     A SELECT of an unchanged folder then copies arrays instead of reading every row."""
 
     def __init__(self, _app: App) -> None:
-        self.entries: OrderedDict[int, tuple[int, FolderIndex]] = OrderedDict()
-        self.size = 0
+        super().__init__("sequence-maps", lambda entry: entry[1].nbytes, FOLDER_INDEX_CACHE_BYTES)
 
-    def get(self, folder_id: int, modseq: int) -> FolderIndex | None:
-        found = self.entries.get(folder_id)
+    def get_at(self, folder_id: int, modseq: int) -> FolderIndex | None:
+        found = self.get(folder_id)
         if found is None or found[0] != modseq:
             return None
-        self.entries.move_to_end(folder_id)
         return found[1]
-
-    def put(self, folder_id: int, modseq: int, index: FolderIndex) -> None:
-        old = self.entries.pop(folder_id, None)
-        if old is not None:
-            self.size -= old[1].nbytes
-        self.entries[folder_id] = (modseq, index)
-        self.size += index.nbytes
-        while self.entries and self.size > FOLDER_INDEX_CACHE_BYTES:
-            _, (_, gone) = self.entries.popitem(last=False)
-            self.size -= gone.nbytes
 
 
 #: Memory for cached sequence maps per node (a 100,000-message folder's is 3.2 MB).
@@ -496,7 +484,7 @@ async def folder_index(app: App, folder_id: int) -> tuple[Folder, FolderIndex]:
         folder = await repo.folder_by_id(conn, folder_id)  # first: see repo docstring
         if folder is None:
             raise nonexistent(str(folder_id))
-        cached = cache.get(folder_id, folder.highestmodseq)
+        cached = cache.get_at(folder_id, folder.highestmodseq)
         if cached is not None:
             return folder, cached.copy()
         columns = await repo.index_columns(conn, folder_id)
@@ -505,7 +493,7 @@ async def folder_index(app: App, folder_id: int) -> tuple[Folder, FolderIndex]:
         if len(columns) > 1000
         else FolderIndex(columns)
     )
-    cache.put(folder_id, folder.highestmodseq, built)
+    cache.put(folder_id, (folder.highestmodseq, built))
     return folder, built.copy()
 
 

@@ -32,7 +32,6 @@ import hashlib
 import hmac
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -40,7 +39,8 @@ from caducee.app import App
 from caducee.domain.message_text import Text, extract_text
 from caducee.domain.model import Mailbox
 from caducee.errors import IntegrityError, NotFound
-from caducee.services import audit, cpu_pool
+from caducee.services import audit, bounded_cache, cpu_pool
+from caducee.services.bounded_cache import BoundedCache
 from caducee.store import mailstore_repo as repo
 from caducee.store.keyring import mailbox_scope
 
@@ -111,6 +111,9 @@ class _TrigramHashes:
 
 
 _hashes = _TrigramHashes()
+#: About what a remembered trigram costs (its string, its int, the dict's slot).
+TRIGRAM_BYTES = 130
+bounded_cache.measured("trigram-hashes", lambda: _hashes.size * TRIGRAM_BYTES)
 
 
 def _trigrams_of_words(words: Iterable[str]) -> set[str]:
@@ -171,25 +174,12 @@ async def mailbox_index_key(app: App, mailbox_id: int) -> bytes:
         return index_key(await app.keyring.data_key(conn, mailbox_scope(mailbox_id)))
 
 
-class FilterCache:
+class FilterCache(BoundedCache[str, bytes]):
     """Per node: filters by blob id (a blob's content never changes; a message id may be
     reused by SQLite once its message is gone)."""
 
     def __init__(self, _app: App) -> None:
-        self.entries: OrderedDict[str, bytes] = OrderedDict()
-        self.size = 0
-
-    def get(self, blob_id: str) -> bytes | None:
-        return self.entries.get(blob_id)
-
-    def put(self, blob_id: str, table: bytes) -> None:
-        if blob_id in self.entries:
-            return
-        self.entries[blob_id] = table
-        self.size += len(table)
-        while self.size > CACHE_BYTES and self.entries:
-            _, old = self.entries.popitem(last=False)
-            self.size -= len(old)
+        super().__init__("text-filters", len, CACHE_BYTES)
 
 
 def filter_cache(app: App) -> FilterCache:

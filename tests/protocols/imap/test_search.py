@@ -130,7 +130,7 @@ async def test_text_search_same_answers_before_and_after_indexing(server: ImapSe
     await c.ok("SELECT INBOX")
     for criteria, numbers in expected.items():  # first search: indexes as it goes
         assert (await c.ok(f"SEARCH {criteria}"))[0] == f"* SEARCH {numbers}".rstrip(), criteria
-    text_index.filter_cache(server.app).entries.clear()
+    text_index.filter_cache(server.app).clear()
     await text_index.indexer(server.app).drain()
     for criteria, numbers in expected.items():  # from the stored filters
         assert (await c.ok(f"SEARCH {criteria}"))[0] == f"* SEARCH {numbers}".rstrip(), criteria

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date
@@ -39,6 +38,7 @@ from caducee.protocols.imap.protocol import (
 )
 from caducee.protocols.imap.session import Session, no
 from caducee.services import cpu_pool, mailstore, memory_trim, text_index
+from caducee.services.bounded_cache import BoundedCache
 
 BATCH = 500
 #: Messages read and sent to the worker processes at once for BODY / TEXT (bounds the memory
@@ -49,25 +49,16 @@ _META_HEADERS = {"subject", "from", "to", "cc"}
 CHARSETS = {"UTF-8", "US-ASCII"}
 
 
-class TextCache:
-    """Per node, in memory only: decoded, casefolded text of messages, by blob id."""
+class TextCache(BoundedCache[str, Text]):
+    """Per node, in memory only: decoded, casefolded text of messages, by blob id (weighed in
+    characters)."""
 
     def __init__(self, _app: App) -> None:
-        self.entries: OrderedDict[str, Text] = OrderedDict()
-        self.size = 0
+        super().__init__("search-text", _text_chars, TEXT_CACHE_CHARS)
 
-    def get(self, blob_id: str) -> Text | None:
-        found = self.entries.get(blob_id)
-        if found is not None:
-            self.entries.move_to_end(blob_id)
-        return found
 
-    def put(self, blob_id: str, text: Text) -> None:
-        self.entries[blob_id] = text
-        self.size += len(text.body) + sum(len(v) for v in text.headers.values())
-        while self.size > TEXT_CACHE_CHARS and self.entries:
-            _, old = self.entries.popitem(last=False)
-            self.size -= len(old.body) + sum(len(v) for v in old.headers.values())
+def _text_chars(text: Text) -> int:
+    return len(text.body) + sum(len(v) for v in text.headers.values())
 
 
 def text_cache(app: App) -> TextCache:
