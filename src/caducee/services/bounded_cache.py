@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
 
+
+class Weighed(Protocol):
+    """A cache :func:`sizes` reports: its name and the bytes it holds (as weighed)."""
+
+    name: str
+    size: int
+
+
 #: Every cache alive in this process (what ``/metrics`` reports, see :func:`sizes`).
-_LIVE: weakref.WeakSet[BoundedCache[Any, Any]] = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Weighed] = weakref.WeakSet()
+
+
+def track(cache: Weighed) -> None:
+    """Report ``cache`` in :func:`sizes` while it lives (a bounded cache of another shape than
+    :class:`BoundedCache`, which tracks itself)."""
+    _LIVE.add(cache)
 
 
 class BoundedCache(Generic[K, V]):
@@ -36,7 +50,7 @@ class BoundedCache(Generic[K, V]):
         self._weigh = weigh
         self._max_bytes = max_bytes
         self._max_entries = max_entries
-        _LIVE.add(self)
+        track(self)
 
     def get(self, key: K) -> V | None:
         found = self.entries.pop(key, None)

@@ -53,7 +53,7 @@ from caducee.errors import (
     RetentionHold,
 )
 from caducee.ids import new_blob_id
-from caducee.services import cpu_pool, mailboxes
+from caducee.services import bounded_cache, cpu_pool, mailboxes
 from caducee.services.bounded_cache import BoundedCache
 from caducee.services.events import mailbox_events
 from caducee.services.messages import (
@@ -959,10 +959,15 @@ class FolderRowsCache:
     dict of rows for the others), each valid for one
     HIGHESTMODSEQ (every change to a folder's messages takes a new MODSEQ, so a stale copy is
     never used). Searches and sorted lists of a large folder then skip re-reading and
-    re-parsing every row."""
+    re-parsing every row. Bounded in folders and rows; ``size`` estimates its bytes (for
+    ``caducee_cache_bytes``)."""
+
+    name = "folder-rows"
 
     def __init__(self, _app: App) -> None:
         self.entries: OrderedDict[int, tuple[int, Mapping[int, MessageSummary]]] = OrderedDict()
+        self.size = 0
+        bounded_cache.track(self)
 
     def get(self, folder_id: int, modseq: int) -> Mapping[int, MessageSummary] | None:
         found = self.entries.get(folder_id)
@@ -972,13 +977,26 @@ class FolderRowsCache:
         return found[1]
 
     def put(self, folder_id: int, modseq: int, rows: Mapping[int, MessageSummary]) -> None:
+        old = self.entries.pop(folder_id, None)
+        if old is not None:
+            self.size -= _rows_bytes(old[1])
         self.entries[folder_id] = (modseq, rows)
-        self.entries.move_to_end(folder_id)
+        self.size += _rows_bytes(rows)
         while len(self.entries) > 1 and (
             len(self.entries) > FOLDER_ROWS_CACHED
             or sum(len(r) for _, r in self.entries.values()) > FOLDER_ROWS_MAX
         ):
-            self.entries.popitem(last=False)
+            _, (_, gone) = self.entries.popitem(last=False)
+            self.size -= _rows_bytes(gone)
+
+
+#: What a cached row costs: in :class:`FolderRows`, and as a ``MessageSummary`` in a dict.
+COMPACT_ROW_BYTES = 190
+ROW_BYTES = 370
+
+
+def _rows_bytes(rows: Mapping[int, MessageSummary]) -> int:
+    return len(rows) * (COMPACT_ROW_BYTES if isinstance(rows, FolderRows) else ROW_BYTES)
 
 
 #: Whole folders whose rows a node keeps in memory (a 10,000-message folder is ~3.7 MB)...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from caducee.services import mailstore
+from caducee.services import bounded_cache, mailstore
 from caducee.services.delivery import deliver_local
 from tests.protocols.imap.conftest import LOGIN, ImapServer, tagged
 from tests.protocols.imap.samples import NESTED
@@ -163,3 +163,7 @@ async def test_subject_and_address_searches_in_a_folder_larger_than_the_caches(
         assert (await c.ok("SEARCH SUBJECT note FROM a5@"))[0] == "* SEARCH 5"
         assert (await c.ok("SEARCH TO dr@cabinet.test SUBJECT rendu"))[0] == "* SEARCH 3 6 9 12"
     assert len(mailstore.meta_cache(server.app).entries) <= 3
+    # The Inbox's rows, kept for the next search, are weighed for caducee_cache_bytes.
+    rows = server.app.component(mailstore.FolderRowsCache, mailstore.FolderRowsCache)
+    assert rows.size == 12 * mailstore.ROW_BYTES
+    assert bounded_cache.sizes()["folder-rows"] >= rows.size
