@@ -107,3 +107,9 @@ async def test_a_worker_gives_back_the_memory_of_big_messages(
         assert _rss_mb(worker) < idle + 20
     finally:
         cpu_pool.shutdown()
+
+
+async def test_concat_puts_a_header_line_before_a_message_of_any_size() -> None:
+    for size in (10, cpu_pool.CONCAT_THRESHOLD + 1):
+        body = b"x" * size
+        assert await cpu_pool.concat(b"X-Ajout: 1\r\n", b"", body) == b"X-Ajout: 1\r\n" + body
