@@ -39,7 +39,7 @@ from caducee.health import (
     teletransmission,
     trust_policy,
 )
-from caducee.services import dsn, mailboxes, metrics, outgoing, trace
+from caducee.services import cpu_pool, dsn, mailboxes, metrics, outgoing, trace
 from caducee.services.audit import AuditEvent, append
 from caducee.services.envelope import MAX_RECIPIENTS, ClientInfo, Envelope
 from caducee.services.queue import QueueOrigin
@@ -157,7 +157,9 @@ async def _sensitive_data_check(
         )
     detail = ""
     if decision.header:
-        message = f"{dlp.WARNING_HEADER}: {decision.header}\r\n".encode() + message
+        message = await cpu_pool.concat(
+            f"{dlp.WARNING_HEADER}: {decision.header}\r\n".encode(), message
+        )
         detail = ", ".join(f"{k}={n}" for k, n in dlp.summary(decision.findings).items())
     return _SensitiveVerdict(message, decision.secure_pickup, detail)
 
@@ -313,7 +315,7 @@ async def _submit(app: App, login: str, envelope: Envelope, raw: bytes, client: 
     added += trust_policy.mssante_headers(
         app, trust_bound=rules.trust_bound, has_nil=context.headers.has_mss_nil
     )
-    message = received_header(app.settings.hostname, client) + added + raw
+    message = await cpu_pool.concat(received_header(app.settings.hostname, client), added, raw)
     sensitive = _SensitiveVerdict(message, False, "")
     if rules.settings is not None:
         sensitive = await _sensitive_data_check(rules.settings, message, decisions)

@@ -11,12 +11,16 @@ with ``forkserver`` (a process running an event loop and threads is never forked
 core but the loop's (at least one, at most :data:`MAX_PROCESSES`), at a lower priority
 (:data:`NICENESS`), created on first use (or :func:`warm_up`), shut down by :func:`shutdown`
 when the node stops. Each worker is replaced after :data:`TASKS_PER_PROCESS` calls, which gives
-back the memory a hostile message made it take.
+back the memory a hostile message made it take; between, a worker gives the C allocator's freed
+memory back to the system after each call that left more than :data:`WORKER_HOARD_BYTES` of it
+(:func:`_in_worker`): glibc keeps what a 20 MB message's parsing and protection freed for the
+next allocation, and a worker stayed ~60 MB above idle after four such messages.
 Where processes cannot be started or a worker dies, the call runs in a thread instead (still
 off the loop).
 
-Only functions of ``caducee.domain`` are sent there: a worker imports nothing else (DLP
-scanning and the protected PDF/ZIP moved there for this, issue 17).
+Only functions of ``caducee.domain`` are sent there: a worker imports nothing else but this
+module and :mod:`~caducee.services.memory_trim` (DLP scanning and the protected PDF/ZIP moved
+there for this, issue 17).
 
 :func:`run_sized` chooses by the input's size: a process hand-off costs ~0.4 ms plus ~1.5 ms
 per MB copied (measured on the development machine), and a node has few workers (one on two
@@ -51,7 +55,10 @@ MAX_PROCESSES = 8
 NICENESS = 10
 TASKS_PER_PROCESS = 500
 #: Imported once by the fork server, so that each worker starts ready.
-PRELOAD = ["caducee.domain.message_text", "caducee.domain.dlp_scan"]
+PRELOAD = ["caducee.domain.message_text", "caducee.domain.dlp_scan", "caducee.services.cpu_pool"]
+#: A worker whose allocator keeps more than this freed after a call gives it back (a trim: a
+#: few ms after a big message, ~0.02 ms to find out that nothing is to be done).
+WORKER_HOARD_BYTES = 4 * 1024 * 1024
 #: Inputs of this many bytes or more go to the processes (:func:`run_sized`); smaller ones
 #: to a thread, where the work costs less than the hand-off and never queues behind a big one.
 PROCESS_THRESHOLD = 32 * 1024
@@ -90,11 +97,26 @@ def _executor() -> ProcessPoolExecutor | None:
             _pool = ProcessPoolExecutor(
                 max_workers=size(),
                 mp_context=context,
-                initializer=os.nice,
-                initargs=(NICENESS,),
+                initializer=_start_worker,
                 max_tasks_per_child=TASKS_PER_PROCESS,
             )
         return _pool
+
+
+def _start_worker() -> None:
+    """In each new worker: a lower priority, and big blocks mapped on their own (given back
+    as soon as freed, :func:`memory_trim.map_big_blocks`)."""
+    os.nice(NICENESS)
+    memory_trim.map_big_blocks()
+
+
+def _in_worker(function: Callable[..., R], *args: object) -> R:
+    """``function(*args)``, then the memory it freed given back to the system (in a worker
+    process: what a big message's parsing freed would otherwise stay in its allocator)."""
+    try:
+        return function(*args)
+    finally:
+        memory_trim.trim_if_hoarding(WORKER_HOARD_BYTES)
 
 
 def _forget(pool: ProcessPoolExecutor, error: BaseException) -> None:
@@ -119,7 +141,7 @@ async def run(function: Callable[..., R], *args: object, **kwargs: object) -> R:
     pool = _executor()
     if pool is not None:
         try:  # submitting starts the workers: fails when processes cannot be started
-            future = asyncio.get_running_loop().run_in_executor(pool, function, *args)
+            future = asyncio.get_running_loop().run_in_executor(pool, _in_worker, function, *args)
         except (OSError, RuntimeError) as error:
             _forget(pool, error)
         else:
@@ -139,6 +161,20 @@ async def run_sized(size: int, function: Callable[..., R], *args: object, **kwar
         finally:
             memory_trim.note(size)  # its copies, and the result's, given back after the burst
     return await asyncio.to_thread(function, *args, **kwargs)
+
+
+#: Messages from this size on are put together by :func:`concat` in a worker thread.
+CONCAT_THRESHOLD = 1024 * 1024
+
+
+async def concat(*parts: bytes) -> bytes:
+    """``parts`` put together (a header line added to a message): from
+    :data:`CONCAT_THRESHOLD` bytes on in a worker thread, where ``bytes.join`` copies mostly
+    without the interpreter lock; on the event loop the copy of a 20 MB message held every
+    door 10-60 ms on a busy machine (the lag probe caught ``+`` in the submission's DLP step)."""
+    if sum(len(part) for part in parts) >= CONCAT_THRESHOLD:
+        return await asyncio.to_thread(b"".join, parts)
+    return b"".join(parts)
 
 
 def warm_up() -> None:

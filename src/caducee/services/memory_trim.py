@@ -69,6 +69,29 @@ def limit_arenas(count: int = SERVING_ARENAS) -> bool:
     return mallopt(M_ARENA_MAX, count) == 1
 
 
+#: glibc's ``mallopt`` parameter for the size from which a block is mapped on its own.
+M_MMAP_THRESHOLD = -3
+#: Blocks of this size or more are mapped on their own in a worker process
+#: (:func:`map_big_blocks`).
+MAPPED_BYTES = 1024 * 1024
+
+
+def map_big_blocks(threshold: int = MAPPED_BYTES) -> bool:
+    """Have glibc map every block of ``threshold`` bytes or more on its own, so that freeing it
+    gives its memory back at once; whether it did. By default glibc raises this threshold to
+    the size of each big block freed (up to 32 MB): a 20 MB message's copies then come from
+    the arenas, where they stay once freed until a trim. For a process that handles big
+    messages (the worker processes of ``services.cpu_pool``); call it before allocating."""
+    if _malloc_trim is None:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt: Callable[[int, int], int] = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return mallopt(M_MMAP_THRESHOLD, threshold) == 1
+
+
 class _MallInfo2(ctypes.Structure):
     """glibc's ``struct mallinfo2`` (malloc.h, glibc 2.33 and later): sizes in bytes."""
 
