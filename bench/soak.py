@@ -637,9 +637,7 @@ class NodeSample:
         for p in self.processes:
             pool = f" (pool {p.pool_rss:.0f})" if p.pool_rss else ""
             caches = (
-                f" [caches {p.caches:.1f} malloc {p.in_use:.0f}+{p.free:.0f}]"
-                if p.in_use
-                else ""
+                f" [caches {p.caches:.1f} malloc {p.in_use:.0f}+{p.free:.0f}]" if p.in_use else ""
             )
             parts.append(f"{p.role} {p.rss:.0f} MB{caches}{pool} {p.fds} fd")
         return (
