@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from hypothesis import given
+from hypothesis import strategies as st
 
 from caducee.clients.smtp import (
     REPLY_MAX,
@@ -18,10 +21,28 @@ from caducee.clients.smtp import (
     SmtpClient,
     Target,
     Transaction,
+    data_bytes,
     local_reply,
     smtp_reply,
     tls_context,
 )
+
+# ----- DATA bytes (RFC 5321 §4.5.2, §4.1.1.4) -------------------------------------------------
+
+
+@given(
+    st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b".."]), max_size=60).map(
+        b"".join
+    ),
+    st.integers(min_value=1, max_value=9),
+)
+def test_data_bytes_are_those_aiosmtplib_sends(raw: bytes, slice_bytes: int) -> None:
+    """Prepared a slice at a time (off the event loop for big messages), the DATA bytes are
+    exactly those aiosmtplib sends for the whole message at once: every line ended by CRLF,
+    leading dots doubled, the end-of-data line — whatever the slices' size."""
+    whole = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(raw)) + b".\r\n"
+    assert data_bytes(raw, slice_bytes) == whole
+
 
 # ----- reply classification (RFC 5321 §4.2.1, RFC 3463, RFC 2034) ------------------------------
 

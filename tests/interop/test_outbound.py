@@ -27,6 +27,7 @@ from aiosmtpd.smtp import SMTP as SMTPServer
 from sqlalchemy import select
 
 from caducee.app import App, open_app
+from caducee.clients import smtp as smtp_client
 from caducee.config import TransportRoute
 from caducee.flows.outbound import OutboundWorker
 from caducee.server import WORKER_FACTORIES, running_workers
@@ -317,6 +318,28 @@ async def test_replies_at_data_and_a_closing_server(app: App, peer: Peer) -> Non
     for address in ("busy@partner.test", "c@partner.test"):
         assert (found[address].state, found[address].last_code) == ("deferred", 421)
     assert peer.received == []
+
+
+async def test_a_big_message_is_sent_exactly_and_its_data_reply_is_kept(
+    app: App, peer: Peer
+) -> None:
+    """From 1 MB on, the DATA bytes (CRLF line ends, leading dots doubled, RFC 5321 §4.5.2) are
+    prepared off the event loop, a slice at a time: the peer receives the message exactly, and
+    a refusal at the end of DATA is still each recipient's reply."""
+    lines = [f".ligne {n} " + "x" * (n % 97) for n in range(40_000)]  # each starts with a dot
+    raw = message("volumineux") + ("\r\n".join(lines) + "\r\n").encode()
+    assert len(raw) > smtp_client.PREPARE_OFF_LOOP_BYTES
+    peer.handler.data_replies.append("452 4.3.1 Insufficient system storage")
+    start = t0()
+    await queue.enqueue(app, raw, SENDER, [QueueRecipient("a@partner.test")], now=start)
+    worker = OutboundWorker(app)
+    assert (await worker.run_once(start)).deferred == 1
+    entry = (await entries(app))["a@partner.test"]
+    assert (entry.state, entry.last_code, entry.last_status) == ("deferred", 452, "4.3.1")
+    assert peer.received == []
+    assert (await worker.run_once(start + timedelta(minutes=5))).delivered == 1
+    [received] = peer.received
+    assert received.content == raw
 
 
 async def test_permanent_failure_bounces_with_report_in_sender_inbox(app: App, peer: Peer) -> None:
