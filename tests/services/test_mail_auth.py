@@ -16,6 +16,7 @@ import pytest
 import caducee.services.dns as dns_service
 from caducee.config import Settings
 from caducee.errors import PolicyRejected
+from caducee.services import cpu_pool
 from caducee.services.dkim_keys import ensure_dkim_key
 from caducee.services.dns import make_resolver
 from caducee.services.mail_auth import (
@@ -29,6 +30,7 @@ from caducee.services.mail_auth import (
     organizational_domain,
     spoof_error,
     spoof_reason,
+    stamped,
     strip_own_results,
 )
 from caducee.services.mail_auth.spf import _SpfCheck
@@ -606,3 +608,18 @@ def test_own_authentication_results_are_stripped() -> None:
         b"Authentication-Results: other.example; dkim=pass\r\n"
         b"Subject: x\r\n\r\nAuthentication-Results: mx.caducee.test; body stays\r\n"
     )
+
+
+async def test_a_big_message_is_stamped_off_the_loop_as_a_small_one() -> None:
+    """Received and our Authentication-Results go before the message, forged ones of ours
+    dropped, in one copy: a big message's in a worker thread (``cpu_pool.copying``), with the
+    same bytes as a small one's."""
+    head = (
+        b"Authentication-Results: mx.caducee.test; spf=pass smtp.mailfrom=forged.example\r\n"
+        b"Subject: x\r\n\r\n"
+    )
+    ours = b"Received: from a by b\r\nAuthentication-Results: mx.caducee.test; spf=none\r\n"
+    for body in (b"court\r\n", b"A" * 76 + b"\r\n" * 30_000):
+        raw = head + body
+        got = await cpu_pool.copying(len(raw), stamped, ours, raw, "mx.caducee.test")
+        assert got == ours + b"Subject: x\r\n\r\n" + body

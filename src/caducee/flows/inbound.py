@@ -15,7 +15,7 @@ from caducee.errors import (
 )
 from caducee.flows import antivirus
 from caducee.health import auto_replies, mon_espace_sante, patient_triage, teletransmission
-from caducee.services import dsn, mail_auth, messages, metrics
+from caducee.services import cpu_pool, dsn, mail_auth, messages, metrics
 from caducee.services.delivery import deliver_local
 from caducee.services.envelope import ClientInfo, Envelope
 from caducee.services.local_domains import our_domains
@@ -112,10 +112,12 @@ async def deliver(app: App, envelope: Envelope, raw: bytes, client: ClientInfo) 
     if verdict.dmarc_policy == "quarantine":
         folder = "Junk"
     single = recipients[0] if len(recipients) == 1 else None
-    stamped = (
-        received_header(app.settings.hostname, client, single)
-        + verdict.header_line()
-        + mail_auth.strip_own_results(raw, app.settings.hostname)
+    stamped = await cpu_pool.copying(
+        len(raw),
+        mail_auth.stamped,
+        received_header(app.settings.hostname, client, single) + verdict.header_line(),
+        raw,
+        app.settings.hostname,
     )
     tlt = [box for box in boxes if box is not None and box.type is MailboxType.TLT]
     tlt_addresses = {box.address for box in tlt}

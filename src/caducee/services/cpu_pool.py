@@ -163,7 +163,8 @@ async def run_sized(size: int, function: Callable[..., R], *args: object, **kwar
     return await asyncio.to_thread(function, *args, **kwargs)
 
 
-#: Messages from this size on are put together by :func:`concat` in a worker thread.
+#: Messages from this size on are copied by :func:`concat` and :func:`copying` in a worker
+#: thread.
 CONCAT_THRESHOLD = 1024 * 1024
 
 
@@ -172,9 +173,16 @@ async def concat(*parts: bytes) -> bytes:
     :data:`CONCAT_THRESHOLD` bytes on in a worker thread, where ``bytes.join`` copies mostly
     without the interpreter lock; on the event loop the copy of a 20 MB message held every
     door 10-60 ms on a busy machine (the lag probe caught ``+`` in the submission's DLP step)."""
-    if sum(len(part) for part in parts) >= CONCAT_THRESHOLD:
-        return await asyncio.to_thread(b"".join, parts)
-    return b"".join(parts)
+    return await copying(sum(len(part) for part in parts), b"".join, parts)
+
+
+async def copying(size: int, function: Callable[..., R], *args: object) -> R:
+    """``function(*args)``, whose cost is copying ``size`` bytes (adding or removing header
+    lines of a message): from :data:`CONCAT_THRESHOLD` on in a worker thread (the copies
+    mostly release the interpreter lock), else here, where a thread would cost more."""
+    if size >= CONCAT_THRESHOLD:
+        return await asyncio.to_thread(function, *args)
+    return function(*args)
 
 
 def warm_up() -> None:

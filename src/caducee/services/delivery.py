@@ -22,7 +22,7 @@ from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
 from caducee.domain.model import StoredMessage
 from caducee.errors import CaduceeError, TemporaryFailure
-from caducee.services import mdn, quota_notices
+from caducee.services import cpu_pool, mdn, quota_notices
 from caducee.services.messages import (
     Delivery,
     Prepared,
@@ -155,7 +155,7 @@ async def deliver_local(
     keywords for the copies of some recipients (by address), e.g. a patient message's triage.
     """
     if sender is not None:
-        raw = return_path_line(sender) + raw
+        raw = await cpu_pool.concat(return_path_line(sender), raw)
     addresses = list(dict.fromkeys(normalize_address(a) for a in recipients))
     delivery = Delivery(
         raw,

@@ -18,6 +18,7 @@ from caducee.services.mail_auth.authres import (
     AuthVerdict,
     spoof_error,
     spoof_reason,
+    stamped,
     strip_own_results,
 )
 from caducee.services.mail_auth.dkim import (
@@ -58,5 +59,6 @@ __all__ = [
     "organizational_domain",
     "spoof_error",
     "spoof_reason",
+    "stamped",
     "strip_own_results",
 ]

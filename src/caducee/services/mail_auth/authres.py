@@ -146,9 +146,16 @@ def spoof_reason(lang: str | None = None) -> str:
     return spoof_error().message(lang or language())
 
 
-def strip_own_results(raw: bytes, authserv_id: str) -> bytes:
+def stamped(lines: bytes, raw: bytes, authserv_id: str) -> bytes:
+    """Header ``lines`` (Received, our Authentication-Results) put before
+    :func:`strip_own_results` of ``raw``, in one copy of the message (a worker thread's job for
+    a big one: ``cpu_pool.copying``)."""
+    return strip_own_results(raw, authserv_id, before=lines)
+
+
+def strip_own_results(raw: bytes, authserv_id: str, *, before: bytes = b"") -> bytes:
     """``raw`` without Authentication-Results fields claiming to be ours (RFC 8601 §5):
-    only we may write them, so earlier ones are forgeries."""
+    only we may write them, so earlier ones are forgeries; ``before`` put first."""
     head = header_block(raw)
     lines = head.splitlines(keepends=True)
     kept: list[bytes] = []
@@ -167,4 +174,4 @@ def strip_own_results(raw: bytes, authserv_id: str) -> bytes:
                 dropping = True
                 continue
         kept.append(line)
-    return b"".join(kept) + raw[len(head) :]
+    return b"".join([before, *kept, memoryview(raw)[len(head) :]])

@@ -135,4 +135,4 @@ async def dkim_sign_async(settings: Settings, raw: bytes, domain: str) -> bytes:
     signed = await cpu_pool.run_sized(
         len(raw), dkim_work.signature, raw, key.selector, key.domain, key.private_pem
     )
-    return signed + raw
+    return await cpu_pool.concat(signed, raw)
