@@ -53,7 +53,7 @@ def test_kill_9_during_an_smtp_load_loses_nothing_acknowledged(
     with running(settings, tmp_path / "first") as node:
         load = Load(node.ports["smtp"], node.context(), connections=4).start()
         try:
-            load.wait_for(120)
+            load.wait_for(2000, timeout=400)  # a load of thousands, killed in its midst
             victims = [*worker_pids(node.proc.pid), node.proc.pid]
             for pid in victims:  # the whole node at once: nothing gets to clean up
                 os.kill(pid, signal.SIGKILL)
