@@ -360,6 +360,7 @@ def test_the_connection_rate_is_counted_across_workers(settings: Settings, tmp_p
         assert spread, "the kernel gave every connection to one worker"
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the profiler reads no database
 def test_every_worker_writes_heap_snapshots_without_content(
     settings: Settings, tmp_path: Path
 ) -> None:
