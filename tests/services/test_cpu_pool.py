@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-import io
 import os
-import zipfile
 from email import policy
 from email.message import EmailMessage
 
 import pytest
+from bench.loop_lag import big_pdf, big_zip
 
 from caducee.domain.message_text import extract_text
 from caducee.domain.protected_notice import protected_notice
@@ -47,29 +46,6 @@ def _rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def _big_pdf(megabytes: int) -> bytes:
-    """A real PDF of about ``megabytes`` MB: one page, a big uncompressible image."""
-    import pikepdf
-
-    pdf = pikepdf.new()
-    pdf.add_blank_page()
-    image = pikepdf.Stream(pdf, os.urandom(megabytes * 1024 * 1024))
-    image.Type, image.Subtype = pikepdf.Name.XObject, pikepdf.Name.Image
-    image.Width, image.Height = 1024, megabytes * 341
-    image.ColorSpace, image.BitsPerComponent = pikepdf.Name.DeviceRGB, 8
-    pdf.pages[0].Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(Im0=image))
-    output = io.BytesIO()
-    pdf.save(output)
-    return output.getvalue()
-
-
-def _big_zip(megabytes: int) -> bytes:
-    output = io.BytesIO()
-    with zipfile.ZipFile(output, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("examens.bin", os.urandom(megabytes * 1024 * 1024))
-    return output.getvalue()
-
-
 def _message_with(kind: str, data: bytes) -> bytes:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = "dr@cabinet.test", "p@x.test", "CR"
@@ -96,7 +72,7 @@ async def test_a_worker_gives_back_the_memory_of_big_messages(
         )
         worker = await cpu_pool.run(os.getpid)
         assert worker != os.getpid()
-        files = {"pdf": _big_pdf, "zip": _big_zip}
+        files = {"pdf": big_pdf, "zip": big_zip}
         for kind, make in files.items():  # their modules imported
             await cpu_pool.run(notice, _message_with(kind, make(1)), mode=kind)
         idle = _rss_mb(worker)

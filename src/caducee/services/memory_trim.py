@@ -59,14 +59,21 @@ def limit_arenas(count: int = SERVING_ARENAS) -> bool:
     """Cap glibc's malloc arenas at ``count`` for this process (call it before threads start);
     whether it did. An operator's ``MALLOC_ARENA_MAX`` in the environment wins; nothing
     happens where the C library is not glibc."""
-    if "MALLOC_ARENA_MAX" in os.environ or _malloc_trim is None:
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    return _mallopt(M_ARENA_MAX, count)
+
+
+def _mallopt(parameter: int, value: int) -> bool:
+    """glibc's ``mallopt(parameter, value)``; whether it took it (False without glibc)."""
+    if _malloc_trim is None:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt: Callable[[int, int], int] = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return mallopt(M_ARENA_MAX, count) == 1
+    return mallopt(parameter, value) == 1
 
 
 #: glibc's ``mallopt`` parameter for the size from which a block is mapped on its own.
@@ -82,14 +89,7 @@ def map_big_blocks(threshold: int = MAPPED_BYTES) -> bool:
     the size of each big block freed (up to 32 MB): a 20 MB message's copies then come from
     the arenas, where they stay once freed until a trim. For a process that handles big
     messages (the worker processes of ``services.cpu_pool``); call it before allocating."""
-    if _malloc_trim is None:
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt: Callable[[int, int], int] = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return mallopt(M_MMAP_THRESHOLD, threshold) == 1
+    return _mallopt(M_MMAP_THRESHOLD, threshold)
 
 
 class _MallInfo2(ctypes.Structure):
