@@ -61,6 +61,11 @@ class FolderIndex:
     def __contains__(self, uid: object) -> bool:
         return isinstance(uid, int) and self.position(uid) >= 0
 
+    @property
+    def message_ids(self) -> Sequence[int]:
+        """Message ids in sequence-number order (read only)."""
+        return self._ids
+
     def at(self, index: int) -> IndexEntry:
         uid = self.uids[index]
         return IndexEntry(

@@ -25,7 +25,7 @@ from datetime import UTC, date
 
 from caducee.app import App
 from caducee.domain.message_text import Text, extract_text
-from caducee.domain.model import Flag, IndexEntry, MessageSummary
+from caducee.domain.model import Flag, MessageSummary
 from caducee.errors import BudgetExceeded
 from caducee.protocols.imap.protocol import (
     Command,
@@ -240,19 +240,20 @@ class _Prefilter:
         return cls(app, index_key, hashes) if hashes else None
 
     async def candidates(
-        self, order: list[tuple[int, IndexEntry]], rows: Mapping[int, MessageSummary]
-    ) -> list[tuple[int, IndexEntry]]:
+        self, order: list[tuple[int, int]], rows: Mapping[int, MessageSummary]
+    ) -> list[tuple[int, int]]:
+        """Of (sequence number, message id), those whose filter may hold the needles."""
         filters = await text_index.load_filters(
-            self.app, [(row.id, rows[row.id].blob_id) for _, row in order if row.id in rows]
+            self.app, [(mid, rows[mid].blob_id) for _, mid in order if mid in rows]
         )
         kept = []
-        for seq, row in order:
-            table = filters.get(row.id)
+        for seq, mid in order:
+            table = filters.get(mid)
             if table is None:
-                self.unindexed.add(row.id)
-                kept.append((seq, row))
+                self.unindexed.add(mid)
+                kept.append((seq, mid))
             elif all(text_index.may_contain(table, h) for h in self.hashes):
-                kept.append((seq, row))
+                kept.append((seq, mid))
         return kept
 
     async def index(self, texts: dict[int, Text], rows: dict[int, MessageSummary]) -> None:
@@ -373,10 +374,13 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageS
         len(selected.uids), selected.uids[-1] if selected.uids else 0, selected.recent
     )
     pending = selected.pending_expunge
+    uids, ids = selected.uids, selected.rows.message_ids
+    # (sequence number, message id): plain integers, no row built (issue 17: at 100,000
+    # messages building an entry per message held the event loop ~0.5 s per search)
     order = [
-        (index + 1, selected.rows.at(index))
-        for index, uid in enumerate(selected.uids)
-        if not pending or uid not in pending
+        (index + 1, ids[index])
+        for index in range(len(uids))
+        if not pending or uids[index] not in pending
     ]
     found: list[tuple[int, MessageSummary]] = []
     all_rows = await mailstore.fetch_rows(app, selected.of.folder.id, None)  # one query
@@ -387,10 +391,10 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageS
         budget.check()
         chunk = order[start : start + BATCH]
         rows: dict[int, MessageSummary] = {}
-        for _, r in chunk:
-            row = all_rows.get(r.id)  # one lookup (FolderRows builds the row)
+        for _, mid in chunk:
+            row = all_rows.get(mid)  # one lookup (FolderRows builds the row)
             if row is not None:
-                rows[r.id] = row
+                rows[mid] = row
         metas = (
             await mailstore.load_meta(app, list(rows.values()), header_fields=needs.fields)
             if needs.meta
@@ -399,9 +403,9 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageS
         heads = await mailstore.load_heads(app, list(rows.values())) if needs.heads else {}
         texts = await _texts(app, rows, prefilter, budget) if needs.text else {}
         candidates = [
-            Candidate(seq, rows[row.id], metas.get(row.id), texts.get(row.id), heads.get(row.id))
-            for seq, row in chunk
-            if row.id in rows
+            Candidate(seq, rows[mid], metas.get(mid), texts.get(mid), heads.get(mid))
+            for seq, mid in chunk
+            if mid in rows
         ]
         matched = await asyncio.to_thread(_match_chunk, matcher, args.key, candidates, budget)
         if matched is None:
