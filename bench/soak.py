@@ -44,7 +44,6 @@ import signal
 import smtplib
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -60,9 +59,9 @@ import httpx
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 from tests.cluster import Balancer, Cluster, ClusterNode, prepare_cluster, start
+from tests.faults.load import audit_verify
 from tests.interop.test_outbound import Peer, Peers
 from tests.pgcluster import PgCluster, find_pg_bin
-from tests.serving import clean_env
 from tests.test_workers import worker_pids
 
 from bench.smtp_ingest import sender_dns
@@ -813,17 +812,6 @@ def read_back_all(
     return dict(found), damaged, unknown
 
 
-def audit_verify(settings: Settings) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "caducee", "audit", "verify", "--data", str(settings.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=clean_env(),
-        check=False,
-    )
-
-
 def window_mean(samples: list[NodeSample], first: bool, size: int) -> float:
     chosen = samples[:size] if first else samples[-size:]
     return statistics.fmean(s.rss for s in chosen) if chosen else 0.0
@@ -979,7 +967,7 @@ def soak(
     out_counts = Counter(
         str(message_from_bytes(r.content)["Message-ID"]) for r in list(peer.received)
     )
-    verified = audit_verify(cluster.nodes[0].settings)
+    verified = audit_verify(cluster.nodes[0].settings, timeout=600)  # an hour's records
     for node in cluster.nodes:
         new, offsets[node.name] = log_errors(node, offsets[node.name])
         logged += [f"{node.name}: {line}" for line in new]

@@ -212,12 +212,13 @@ def check_read_back(load: Load, found: dict[str, list[bytes]]) -> None:
         assert raw.endswith(sent), f"{subject} stored incomplete ({len(raw)} bytes)"
 
 
-def audit_verify(settings: Settings) -> subprocess.CompletedProcess[str]:
+def audit_verify(settings: Settings, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``caducee audit verify`` of ``settings``' installation, as an operator runs it."""
     return subprocess.run(
         [sys.executable, "-m", "caducee", "audit", "verify", "--data", str(settings.data_dir)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         env=clean_env(),
         check=False,
     )

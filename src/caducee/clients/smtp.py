@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import aiosmtplib
+from aiosmtplib.protocol import LINE_ENDINGS_REGEX, PERIOD_REGEX
 from aiosmtplib.response import SMTPResponse
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,6 @@ _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 PREPARE_OFF_LOOP_BYTES = 1024 * 1024
 #: About this many bytes per pass (each cut after a line feed): the lock is released between.
 DATA_SLICE = 256 * 1024
-#: RFC 5321 §2.3.8: a line ends with CRLF; a lone CR or LF is made one, as aiosmtplib does.
-_LINE_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))")
-#: RFC 5321 §4.5.2: a line that starts with "." gets another one.
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 # ----- replies -----------------------------------------------------------------------------------
@@ -394,7 +391,9 @@ def data_bytes(raw: bytes, slice_bytes: int = DATA_SLICE) -> bytes:
     while start < len(raw):
         feed = raw.find(b"\n", start + slice_bytes - 1)
         end = len(raw) if feed < 0 else feed + 1
-        pieces.append(_LEADING_DOT.sub(b"..", _LINE_END.sub(b"\r\n", raw[start:end])))
+        # aiosmtplib's own patterns: a lone CR or LF becomes CRLF (RFC 5321 §2.3.8), then a
+        # "." starting a line gets another one (§4.5.2)
+        pieces.append(PERIOD_REGEX.sub(b"..", LINE_ENDINGS_REGEX.sub(b"\r\n", raw[start:end])))
         start = end
     if not pieces or not pieces[-1].endswith(b"\r\n"):
         pieces.append(b"\r\n")
