@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from caducee.app import App
 from caducee.domain.model import Role
 from caducee.services import accounts, mfa, practices, webauthn_keys
@@ -127,6 +129,10 @@ async def test_required_second_factor_sends_to_enrolment(
         assert blocked.headers["location"] == "/compte/securite/enrolement"
     page = await web.get("/compte/securite/enrolement")
     assert "Second facteur obligatoire" in page.text
+    # The security-key button waits for its script: clicked before, the form would be sent
+    # natively, as a GET carrying the key's name in the address.
+    key_button = re.search(r'<form id="webauthn-register".*?<button([^>]*)>', page.text, re.S)
+    assert key_button is not None and " disabled" in key_button.group(1)
     half = web.session_cookie()
     _secret, codes = await enrol_totp(web, clock)
     assert len(codes) == 10

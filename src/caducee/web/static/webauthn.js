@@ -103,6 +103,9 @@
         event.preventDefault();
         register(form).catch((error) => showError(error.message));
       });
+      // The buttons stay disabled until this handler is in place: a click before it would
+      // submit the form natively, as a GET carrying the key's name in the address.
+      form.querySelector('button[type="submit"]').disabled = !supported;
     }
     const button = document.getElementById("webauthn-login");
     if (button) {
@@ -112,6 +115,7 @@
       button.addEventListener("click", () => {
         login(button).catch((error) => showError(error.message));
       });
+      button.disabled = !supported;
     }
   });
 })();
