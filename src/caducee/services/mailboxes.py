@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
@@ -14,6 +16,8 @@ from caducee.services.events import mailbox_events
 from caducee.store import directory_repo as repo
 from caducee.store.connection import AsyncConnection
 from caducee.store.keyring import mailbox_scope
+
+T = TypeVar("T")
 
 MAX_QUOTA = 10 * 1024**4  # 10 TiB: anything larger is a typo
 
@@ -335,9 +339,34 @@ async def open_mailbox(
     access to that one mailbox and to nothing else, while the mailbox and its owner's account
     are enabled. Every use through a delegation, and every refusal, is audited.
     """
+    access, _ = await open_mailbox_reading(
+        app, login, address, _nothing, need_send=need_send, source=source
+    )
+    return access
+
+
+async def _nothing(_conn: AsyncConnection, _mailbox: Mailbox) -> None:
+    return None
+
+
+async def open_mailbox_reading(
+    app: App,
+    login: str,
+    address: str,
+    read: Callable[[AsyncConnection, Mailbox], Awaitable[T]],
+    *,
+    need_send: bool = False,
+    source: str = "",
+) -> tuple[Access, T]:
+    """:func:`open_mailbox`, and ``read`` of the mailbox in the same read transaction once
+    access is granted (an IMAP SELECT's folder: one transaction, not two)."""
     login = normalize_address(login)
     address = normalize_address(address)
-    async with app.db.write() as conn:
+    # The decision is read in a read transaction: an owner's use writes nothing (but the last
+    # use, at most hourly), where a write transaction's commit — an fsync — was most of an
+    # IMAP SELECT's time (issue 17). Delegated uses and refusals are audited in a write one.
+    got: T | None = None
+    async with app.db.read() as conn:
         account = await repo.account_by_login(conn, login)
         mailbox = await repo.mailbox_by_address(conn, address)
         if account is None:
@@ -355,15 +384,17 @@ async def open_mailbox(
             )
         allowed = access is not None and (access.can_send or not need_send)
         if access is not None and allowed:
-            # Last use (issue 19): at most one UPDATE an hour per mailbox and account; a
-            # mailbox login is a use of the mailbox, not of its owner's account.
-            await last_use.note(
-                app,
-                account_id=access.account.id if account is not None else None,
-                mailbox_id=access.mailbox.id,
-                conn=conn,
-            )
-        if access is None or access.delegated or not allowed:
+            got = await read(conn, access.mailbox)
+    # Last use (issue 19): at most one UPDATE an hour per mailbox and account; a mailbox login
+    # is a use of the mailbox, not of its owner's account.
+    used_account = access.account.id if access is not None and account is not None else None
+    used_mailbox = access.mailbox.id if access is not None and allowed else None
+    if access is None or access.delegated or not allowed:
+        async with app.db.write() as conn:
+            if used_mailbox is not None:
+                await last_use.note(
+                    app, account_id=used_account, mailbox_id=used_mailbox, conn=conn
+                )
             await append(
                 conn,
                 AuditEvent(
@@ -375,6 +406,8 @@ async def open_mailbox(
                     details={"send": need_send},
                 ),
             )
+    elif used_mailbox is not None:
+        await last_use.note(app, account_id=used_account, mailbox_id=used_mailbox)
     if access is None or not allowed:
         # The same answer whether the mailbox exists or not: nothing leaks.
         raise AccessDenied(
@@ -382,4 +415,4 @@ async def open_mailbox(
             f"la boîte {address}.",
             f"You may not {'send from' if need_send else 'access'} mailbox {address}.",
         )
-    return access
+    return access, cast(T, got)  # ``read`` ran: access was granted

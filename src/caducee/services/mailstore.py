@@ -26,10 +26,10 @@ import logging
 import unicodedata
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from caducee.app import App
 from caducee.domain.folder_index import FolderIndex
@@ -73,6 +73,7 @@ from caducee.store.connection import AsyncConnection
 from caducee.store.keyring import mailbox_scope
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DELIMITER = "/"
 SHARED_PREFIX = "Partagés"
@@ -134,6 +135,7 @@ class OpenFolder:
     name: str  # the IMAP name (personal or shared namespace)
     actor: str  # the login that opened it (audited with what it removes)
     source: str  # where from: client address, "web", ...
+    first_recent: int | None = None  # read when asked (SELECT): see claim_recent
 
 
 @dataclass(frozen=True)
@@ -201,31 +203,59 @@ def _rights(access: mailboxes.Access) -> Rights:
 
 
 async def _access(app: App, login: str, place: Place, source: str) -> tuple[Mailbox, Rights]:
+    mailbox, rights, _ = await _access_reading(app, login, place, source, _no_read)
+    return mailbox, rights
+
+
+async def _no_read(_conn: AsyncConnection, _mailbox: Mailbox) -> None:
+    return None
+
+
+async def _access_reading(
+    app: App,
+    login: str,
+    place: Place,
+    source: str,
+    read: Callable[[AsyncConnection, Mailbox], Awaitable[T]],
+) -> tuple[Mailbox, Rights, T]:
+    """The mailbox of ``place`` if ``login`` may use it, and ``read`` of it in the same
+    transaction (``mailboxes.open_mailbox_reading``)."""
     if not place.address or any(c in place.address for c in '%*\\"') or len(place.address) > 320:
         raise nonexistent(place.address)
     try:
-        access = await mailboxes.open_mailbox(app, login, place.address, source=source)
+        access, got = await mailboxes.open_mailbox_reading(
+            app, login, place.address, read, source=source
+        )
     except (AccessDenied, InvalidInput):
         # Unknown and forbidden look the same: nothing is learnt about other mailboxes.
         raise nonexistent(place.address) from None
-    return access.mailbox, _rights(access)
+    return access.mailbox, _rights(access), got
 
 
 async def open_folder(
-    app: App, login: str, name: str, *, source: str, write: bool = False
+    app: App, login: str, name: str, *, source: str, write: bool = False, recent: bool = False
 ) -> OpenFolder:
-    """Open a folder for SELECT/EXAMINE/STATUS/APPEND/COPY (authorized and audited)."""
+    """Open a folder for SELECT/EXAMINE/STATUS/APPEND/COPY (authorized and audited), in one
+    read transaction; with ``recent``, the first UID still \\Recent is read in it too
+    (``OpenFolder.first_recent``, for :func:`claim_recent`)."""
     place = resolve(login, name)
     if place.folder is None:
         raise nonexistent(name)
-    mailbox, rights = await _access(app, login, place, source)
+    folder_name = place.folder
+
+    async def read(conn: AsyncConnection, mailbox: Mailbox) -> tuple[Folder | None, int | None]:
+        folder = await repo.folder_by_name(conn, mailbox.id, folder_name)
+        first_recent = (
+            await repo.recent_uid(conn, folder.id) if recent and folder is not None else None
+        )
+        return folder, first_recent
+
+    mailbox, rights, (folder, first_recent) = await _access_reading(app, login, place, source, read)
     if write and not rights.write:
         raise no_permission()
-    async with app.db.read() as conn:
-        folder = await repo.folder_by_name(conn, mailbox.id, place.folder)
     if folder is None:
         raise nonexistent(name)
-    return OpenFolder(mailbox, folder, rights, name, login, source)
+    return OpenFolder(mailbox, folder, rights, name, login, source, first_recent)
 
 
 async def _mailbox_login_folders(conn: AsyncConnection, own: Mailbox | None) -> list[Folder]:
@@ -475,11 +505,19 @@ class FolderIndexCache(BoundedCache[int, tuple[int, FolderIndex]]):
 FOLDER_INDEX_CACHE_BYTES = 32 * 1024 * 1024
 
 
-async def folder_index(app: App, folder_id: int) -> tuple[Folder, FolderIndex]:
+async def folder_index(
+    app: App, folder_id: int, *, read: Folder | None = None
+) -> tuple[Folder, FolderIndex]:
     """A folder's state and its compact sequence map (the caller's own copy, to change as
     its session learns of changes): from the node's cache while the folder is unchanged,
-    else one query."""
+    else one query. ``read``: the folder's row as just read by the caller (SELECT's
+    ``open_folder``), whose HIGHESTMODSEQ names the cached map to use without reading it
+    again."""
     cache = app.component(FolderIndexCache, FolderIndexCache)
+    if read is not None:
+        cached = cache.get_at(folder_id, read.highestmodseq)
+        if cached is not None:
+            return read, cached.copy()
     async with app.db.read() as conn:
         folder = await repo.folder_by_id(conn, folder_id)  # first: see repo docstring
         if folder is None:
@@ -516,12 +554,21 @@ async def changes(app: App, folder_id: int, since: int) -> Changes:
     return Changes(folder, changed, expunged)
 
 
-async def claim_recent(app: App, folder_id: int, uidnext: int, *, claim: bool) -> int:
+async def claim_recent(
+    app: App, folder_id: int, uidnext: int, *, claim: bool, known: int | None = None
+) -> int:
     """RFC 3501 §2.3.2 \\Recent: the first UID recent for this session (claimed unless
-    ``claim`` is false, as for EXAMINE)."""
-    if not claim:
+    ``claim`` is false, as for EXAMINE); ``known``: that UID as read earlier in this command
+    (``open_folder(recent=True)``), which only a claim may have raised since."""
+    if known is not None:
+        first = known
+    else:
         async with app.db.read() as conn:
-            return await repo.recent_uid(conn, folder_id)
+            first = await repo.recent_uid(conn, folder_id)
+    if not claim or first >= uidnext:
+        # nothing new to claim (the UIDs only grow): no write transaction, whose commit (an
+        # fsync) was most of a SELECT's time (issue 17)
+        return first
     async with app.db.write() as conn:
         return await repo.claim_recent(conn, folder_id, uidnext)
 

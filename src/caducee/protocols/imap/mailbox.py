@@ -40,9 +40,11 @@ async def cmd_select(session: Session, command: Command) -> None:
         session.untagged("OK [CLOSED] dossier precedent ferme")
     if args.qresync is not None and "QRESYNC" not in session.enabled:
         raise bad("QRESYNC doit d'abord etre active (ENABLE QRESYNC)")
-    of = await mailstore.open_folder(session.app, session.login, args.name, source=session.conn.ip)
+    of = await mailstore.open_folder(
+        session.app, session.login, args.name, source=session.conn.ip, recent=True
+    )
     # the compact sequence map, copied from the node's cache while the folder is unchanged
-    folder, rows = await mailstore.folder_index(session.app, of.folder.id)
+    folder, rows = await mailstore.folder_index(session.app, of.folder.id, read=of.folder)
     if not of.rights.write:
         readonly = True
     if args.condstore:
@@ -57,7 +59,11 @@ async def cmd_select(session: Session, command: Command) -> None:
     )
     selected.keywords = rows.keywords()
     first_recent = await mailstore.claim_recent(
-        session.app, of.folder.id, folder.uidnext, claim=not readonly
+        session.app,
+        of.folder.id,
+        folder.uidnext,
+        claim=not readonly,
+        known=of.first_recent,
     )
     uids = rows.uids
     selected.recent = set(uids[bisect.bisect_left(uids, first_recent) :])
