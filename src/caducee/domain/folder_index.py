@@ -76,6 +76,22 @@ class FolderIndex:
             self._modseqs[index],
         )
 
+    def modseq_at(self, index: int) -> int:
+        return self._modseqs[index]
+
+    def refresh_at(self, index: int, flags: int, keywords: str, modseq: int) -> None:
+        """Set the state of the message at ``index`` (its UID and id unchanged), writing only
+        what differs: a full sync rewrites nothing for unchanged messages."""
+        if self._flags[index] != flags:
+            self._flags[index] = flags
+        if self._modseqs[index] != modseq:
+            self._modseqs[index] = modseq
+        uid = self.uids[index]
+        if keywords:
+            self._keywords[uid] = keywords
+        elif self._keywords:
+            self._keywords.pop(uid, None)
+
     def __getitem__(self, uid: int) -> IndexEntry:
         index = self.position(uid)
         if index < 0:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,7 +24,7 @@ from enum import Enum
 
 from caducee.app import App
 from caducee.domain.folder_index import FolderIndex
-from caducee.domain.model import Flag, IndexEntry
+from caducee.domain.model import Flag, IndexEntry, MessageSummary
 from caducee.errors import (
     AccessDenied,
     AlreadyExists,
@@ -85,6 +86,12 @@ def no(text: str, code: str = "") -> Respond:
 
 def bad(text: str) -> Respond:
     return Respond("BAD", text)
+
+
+@functools.lru_cache(maxsize=256)
+def _system_flags_text(flags: int) -> str:
+    """:func:`flags_text` of a message without keywords (one per message of a full sync)."""
+    return flags_text(flags, ())
 
 
 def flags_text(flags: int, keywords: str | Sequence[str]) -> str:
@@ -153,8 +160,14 @@ class Selected:
     def resolve(self, ranges: SeqSet, by_uid: bool) -> list[tuple[int, IndexEntry]]:
         """(sequence number, row) of each message a set names, in order; messages expunged
         but not yet reported are left out."""
-        rows = self.rows
-        uids = rows.uids
+        at = self.rows.at
+        return [(index + 1, at(index)) for index in self.positions(ranges, by_uid)]
+
+    def positions(self, ranges: SeqSet, by_uid: bool) -> list[int]:
+        """Positions in ``rows`` (sequence number - 1) of the messages a set names, in order;
+        messages expunged but not yet reported are left out. No entry is built: a full sync
+        of 100,000 messages built one each (issue 17)."""
+        uids = self.rows.uids
         positions: list[int] = []
         if by_uid:
             if not uids:
@@ -169,12 +182,12 @@ class Selected:
                 if low < 1 or high > count:
                     raise bad("numero de message invalide")
                 positions.extend(range(low - 1, high))
+        if len(ranges) > 1:  # overlapping ranges name a message once
+            positions = sorted(set(positions))
         pending = self.pending_expunge
-        unique = []
-        for index in sorted(set(positions)):
-            if not pending or uids[index] not in pending:
-                unique.append((index + 1, rows.at(index)))
-        return unique
+        if pending:
+            positions = [index for index in positions if uids[index] not in pending]
+        return positions
 
 
 Handler = Callable[["Session", Command], Awaitable[None]]
@@ -230,10 +243,12 @@ class Session:
             self.untagged(f"OK [HIGHESTMODSEQ {self.selected.modseq}] modseq")
         self.condstore_on = self.condstore_on or value
 
-    def flags_of(self, row: IndexEntry) -> str:
+    def flags_of(self, row: IndexEntry | MessageSummary) -> str:
         """FLAGS of a message for this session: \\Recent added, new keywords announced first
         with an untagged FLAGS (RFC 3501 §7.2.6)."""
         selected = self.selected
+        if not row.keywords and (selected is None or row.uid not in selected.recent):
+            return _system_flags_text(row.flags)
         words = row.keywords.split()
         if selected is None:
             return flags_text(row.flags, words)
