@@ -53,7 +53,7 @@ from caducee.errors import (
     RetentionHold,
 )
 from caducee.ids import new_blob_id
-from caducee.services import bounded_cache, cpu_pool, mailboxes
+from caducee.services import bounded_cache, cpu_pool, mailboxes, structure_blocks
 from caducee.services.bounded_cache import BoundedCache
 from caducee.services.events import mailbox_events
 from caducee.services.messages import (
@@ -1233,21 +1233,39 @@ def structures_fit(count: int) -> bool:
 
 
 async def load_structures(
-    app: App, rows: Sequence[MessageSummary], *, keep: bool = True
+    app: App,
+    rows: Sequence[MessageSummary],
+    *,
+    keep: bool = True,
+    folder: Folder | None = None,
 ) -> dict[int, Structure]:
     """The IMAP structure of messages (FETCH ENVELOPE, BODYSTRUCTURE, BODY, sections): the
     node's cache, else one query for the compact records and one data key per mailbox;
     decrypting (and, for messages stored before the split, decoding) in a worker thread.
-    With ``keep`` False (:func:`structures_fit`), what is read is not cached."""
+    With ``keep`` False (:func:`structures_fit`), what is read is not kept in the per-message
+    cache, but, given the ``folder`` of ``rows``, in its compressed blocks
+    (``services.structure_blocks``), which the next full sync reads instead."""
     cache = structure_cache(app)
     found: dict[int, bytes] = {}
     missing: list[MessageSummary] = []
-    for row in rows:
-        compact = cache.get(row.blob_id)
-        if compact is None:
-            missing.append(row)
-        else:
-            found[row.id] = compact
+    in_blocks = not keep and folder is not None
+    if in_blocks:
+        assert folder is not None
+        blocks = structure_blocks.structure_blocks(app).of(folder.id, folder.uidvalidity)
+        held = await asyncio.to_thread(blocks.find, [r.uid for r in rows]) if blocks.blocks else {}
+        for row in rows:
+            compact = held.get(row.uid)
+            if compact is None:
+                missing.append(row)
+            else:
+                found[row.id] = compact
+    else:
+        for row in rows:
+            compact = cache.get(row.blob_id)
+            if compact is None:
+                missing.append(row)
+            else:
+                found[row.id] = compact
     if missing:
         async with app.db.read() as conn:
             sealed = await repo.sealed_structures(conn, [r.id for r in missing])
@@ -1264,6 +1282,11 @@ async def load_structures(
                 if keep:
                     cache.put(row.blob_id, compact)
                 found[row.id] = compact
+        if in_blocks:
+            assert folder is not None
+            read = {row.uid: found[row.id] for row in missing if row.id in found}
+            built = await asyncio.to_thread(structure_blocks.build_blocks, read)
+            structure_blocks.structure_blocks(app).add(folder.id, folder.uidvalidity, built)
     return {message_id: Structure.from_compact(data) for message_id, data in found.items()}
 
 

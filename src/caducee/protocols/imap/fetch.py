@@ -196,7 +196,11 @@ async def _fetch_batch(
     else:
         rows = await mailstore.fetch_rows(app, selected.of.folder.id, [m for _, m in targets])
     metas = (
-        await mailstore.load_structures(app, list(rows.values()), keep=keep) if need_meta else {}
+        await mailstore.load_structures(
+            app, list(rows.values()), keep=keep, folder=selected.of.folder
+        )
+        if need_meta
+        else {}
     )
     raws = await mailstore.load_raw(app, list(rows.values())) if need_raw else {}
     flagged_now: set[int] = set()
