@@ -10,6 +10,7 @@ read-write selection sets \\Seen (§6.4.5) and reports the new FLAGS.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import quopri
@@ -17,6 +18,7 @@ import time
 from collections.abc import Mapping
 
 from caducee.domain.mime_structure import (
+    Structure,
     filter_header,
     find_part,
     header_fields,
@@ -153,36 +155,52 @@ async def cmd_fetch(session: Session, command: Command) -> None:
     )
     produced = 0
     keep = mailstore.structures_fit(len(targets))
-    for start in range(0, len(targets), batch):
-        before = len(session.out)
-        await _fetch_batch(
-            session,
-            targets[start : start + batch],
-            atts,
-            need_meta,
-            need_raw,
-            sets_seen,
-            preloaded,
-            keep,
+    batches = [targets[start : start + batch] for start in range(0, len(targets), batch)]
+
+    def load(part: list[tuple[int, int]]) -> asyncio.Future[_Loaded]:
+        return asyncio.ensure_future(
+            _load_batch(session, part, need_meta, need_raw, preloaded, keep)
         )
-        produced += len(session.out) - before
-        await session.maybe_flush()
+
+    # The next batch is read and decrypted (worker threads, the database's) while this one is
+    # written out; not with bodies, whose batches are already as large as memory should hold.
+    ahead = not need_raw
+    loading = load(batches[0]) if batches else None
+    try:
+        for number, part in enumerate(batches):
+            assert loading is not None
+            loaded = await loading
+            following = batches[number + 1] if number + 1 < len(batches) else None
+            loading = load(following) if following is not None and ahead else None
+            before = len(session.out)
+            await _emit_batch(session, part, atts, sets_seen, *loaded)
+            produced += len(session.out) - before
+            await session.maybe_flush()
+            if following is not None and loading is None:
+                loading = load(following)
+    finally:
+        if loading is not None:  # this command failed: the batch read ahead is not wanted
+            loading.cancel()
+            if loading.done() and not loading.cancelled():
+                loading.exception()  # retrieved: its error is this command's, already raised
     # a full sync of a large folder reads and writes ~2 kB a message: the allocator's freed
     # pages go back to the system once the burst is over
     memory_trim.note(produced)
     await session.ok(command, "FETCH fait")
 
 
-async def _fetch_batch(
+#: A batch's rows, IMAP structures and raw messages, by message id.
+_Loaded = tuple[Mapping[int, MessageSummary], Mapping[int, Structure], Mapping[int, bytes]]
+
+
+async def _load_batch(
     session: Session,
     targets: list[tuple[int, int]],
-    atts: list[FetchAtt],
     need_meta: bool,
     need_raw: bool,
-    sets_seen: bool,
     preloaded: Mapping[int, MessageSummary] | None,
     keep: bool,
-) -> None:
+) -> _Loaded:
     selected = session.selected
     assert selected is not None
     app = session.app
@@ -203,6 +221,21 @@ async def _fetch_batch(
         else {}
     )
     raws = await mailstore.load_raw(app, list(rows.values())) if need_raw else {}
+    return rows, metas, raws
+
+
+async def _emit_batch(
+    session: Session,
+    targets: list[tuple[int, int]],
+    atts: list[FetchAtt],
+    sets_seen: bool,
+    rows: Mapping[int, MessageSummary],
+    metas: Mapping[int, Structure],
+    raws: Mapping[int, bytes],
+) -> None:
+    selected = session.selected
+    assert selected is not None
+    app = session.app
     flagged_now: set[int] = set()
     if sets_seen:
         unseen = [r.id for r in rows.values() if not r.flags & Flag.SEEN]
