@@ -15,7 +15,18 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, case, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -299,6 +310,14 @@ _FETCH_COLUMNS = (
 )
 
 
+def _in_folder(folder_id: int, ids: Sequence[int]) -> ColumnElement[bool]:
+    """Messages ``ids`` if in folder ``folder_id``: found by their primary key, then checked
+    for the folder. ``folder_id + 0`` keeps SQLite's planner from walking the folder's whole
+    (folder_id, uid) index instead (100 ids of a 100,000-message folder: 27 ms instead of
+    under 1; issue 17)."""
+    return and_(messages.c.id.in_(ids), (messages.c.folder_id + 0) == folder_id)
+
+
 def _fetch_row(r: Any) -> MessageSummary:
     return MessageSummary(
         r.id,
@@ -320,10 +339,8 @@ async def fetch_rows(
     out: list[MessageSummary] = []
     chunks: Iterable[Sequence[int] | None] = [None] if ids is None else _chunks(list(ids))
     for chunk in chunks:
-        where = [messages.c.folder_id == folder_id]
-        if chunk is not None:
-            where.append(messages.c.id.in_(chunk))
-        rows = await conn.execute(select(*_FETCH_COLUMNS).where(*where))
+        where = messages.c.folder_id == folder_id if chunk is None else _in_folder(folder_id, chunk)
+        rows = await conn.execute(select(*_FETCH_COLUMNS).where(where))
         out.extend(_fetch_row(r) for r in rows)
     return out
 
@@ -430,7 +447,7 @@ async def expunge(
                         messages.c.mailbox_id,
                         messages.c.size,
                         messages.c.blob_id,
-                    ).where(messages.c.folder_id == folder_id, messages.c.id.in_(chunk))
+                    ).where(_in_folder(folder_id, chunk))
                 )
             ).all()
         )
@@ -471,7 +488,7 @@ async def move_rows(
                 await conn.execute(
                     select(
                         messages.c.id, messages.c.uid, messages.c.mailbox_id, messages.c.size
-                    ).where(messages.c.folder_id == source_id, messages.c.id.in_(chunk))
+                    ).where(_in_folder(source_id, chunk))
                 )
             ).all()
         )
@@ -521,18 +538,14 @@ async def retained(
     query = (
         select(messages.c.id, messages.c.internal_date)
         .select_from(messages.join(mailboxes, mailboxes.c.id == messages.c.mailbox_id))
-        .where(
-            messages.c.folder_id == folder_id,
-            mailboxes.c.type == mailbox_type,
-            messages.c.internal_date > received_after,
-        )
+        .where(mailboxes.c.type == mailbox_type, messages.c.internal_date > received_after)
     )
     if message_ids is None:
-        rows = (await conn.execute(query)).all()
+        rows = (await conn.execute(query.where(messages.c.folder_id == folder_id))).all()
     else:
         rows = []
         for chunk in _chunks(list(message_ids)):
-            rows.extend((await conn.execute(query.where(messages.c.id.in_(chunk)))).all())
+            rows.extend((await conn.execute(query.where(_in_folder(folder_id, chunk)))).all())
     return [(int(row.id), aware(row.internal_date)) for row in rows]
 
 
@@ -581,15 +594,7 @@ async def source_rows(conn: AsyncConnection, folder_id: int, ids: Sequence[int])
     """Full rows of messages to copy, UID order."""
     out: list[Any] = []
     for chunk in _chunks(list(ids)):
-        out.extend(
-            (
-                await conn.execute(
-                    select(messages).where(
-                        messages.c.folder_id == folder_id, messages.c.id.in_(chunk)
-                    )
-                )
-            ).all()
-        )
+        out.extend((await conn.execute(select(messages).where(_in_folder(folder_id, chunk)))).all())
     out.sort(key=lambda r: r.uid)
     return out
 
