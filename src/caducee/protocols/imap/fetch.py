@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import math
 import quopri
 import time
 from collections.abc import Mapping
@@ -50,18 +51,27 @@ _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 _MONTH_BYTES = [month.encode() for month in _MONTHS]
 
 
+#: The date part of INTERNALDATE by day since the epoch (bounded: cleared when full).
+_DAY_PREFIXES: dict[int, bytes] = {}
+_DAY_PREFIXES_MAX = 4096
+
+
 def internal_date(row: MessageSummary) -> bytes:
-    """RFC 3501 §9 date-time, in UTC (``time.gmtime``: half the cost of ``astimezone`` and
-    ``strftime``, paid once per message in a full sync)."""
-    t = time.gmtime(row.internal_date.timestamp())
-    return b'"%02d-%s-%04d %02d:%02d:%02d +0000"' % (
-        t.tm_mday,
-        _MONTH_BYTES[t.tm_mon - 1],
-        t.tm_year,
-        t.tm_hour,
-        t.tm_min,
-        t.tm_sec,
-    )
+    """RFC 3501 §9 date-time, in UTC. Paid once per message in a full sync: the date part is
+    kept by day, the time is three divisions (a third of the cost of ``astimezone`` and
+    ``strftime``)."""
+    seconds = math.floor(row.internal_date.timestamp())
+    day, rest = divmod(seconds, 86400)
+    prefix = _DAY_PREFIXES.get(day)
+    if prefix is None:
+        if len(_DAY_PREFIXES) >= _DAY_PREFIXES_MAX:
+            _DAY_PREFIXES.clear()
+        t = time.gmtime(day * 86400)
+        prefix = b'"%02d-%s-%04d ' % (t.tm_mday, _MONTH_BYTES[t.tm_mon - 1], t.tm_year)
+        _DAY_PREFIXES[day] = prefix
+    hour, rest = divmod(rest, 3600)
+    minute, second = divmod(rest, 60)
+    return prefix + b'%02d:%02d:%02d +0000"' % (hour, minute, second)
 
 
 def _literal(data: bytes, *, binary: bool = False) -> bytes:
