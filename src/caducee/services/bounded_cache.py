@@ -58,6 +58,15 @@ class BoundedCache(Generic[K, V]):
             self.entries[key] = found  # most recently used: last
         return found
 
+    def peek(self) -> Callable[[K], V | None]:
+        """A look-up that is not a use (the order is kept: no ``pop`` and insert per hit): the
+        current dict's ``get``. A worker thread may call it while the event loop uses the
+        cache: one look-up of a ``str`` or ``int`` key holds the interpreter lock from start to
+        end (no Python code runs in it); a key that :meth:`get` is moving to the end at that
+        instant reads as absent, and after :meth:`clear` the old entries are read. Callers
+        treat absent as "load it"."""
+        return self.entries.get
+
     def clear(self) -> None:
         self.entries = {}
         self.size = 0

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from caducee.app import App
 from caducee.domain.folder_index import FolderIndex
@@ -872,6 +872,20 @@ def meta_cache(app: App) -> MetaCache:
     return app.component(MetaCache, MetaCache)
 
 
+class RowColumns(NamedTuple):
+    """A :class:`FolderRows`' columns themselves, in ascending message-id order: position ``i``
+    of each is one message (keywords by message id, only where set). Read only."""
+
+    ids: array[int]
+    uids: array[int]
+    flags: array[int]
+    keywords: dict[int, str]
+    modseqs: array[int]
+    dates: list[datetime]
+    sizes: array[int]
+    blobs: list[str]
+
+
 class FolderRows(Mapping[int, MessageSummary]):
     """The clear columns of a whole folder, kept compactly: typed arrays by message id, the
     dates and blob ids in lists (~190 bytes a message instead of ~370 for a
@@ -946,6 +960,26 @@ class FolderRows(Mapping[int, MessageSummary]):
 
     def values(self) -> list[MessageSummary]:  # type: ignore[override]
         return [self._row(i, message_id) for i, message_id in enumerate(self._ids)]
+
+    @property
+    def columns(self) -> RowColumns:
+        """The arrays themselves, without building a row (SEARCH on the cached heads reads
+        them in a worker thread: nothing changes them once built, a folder's change makes a
+        new :class:`FolderRows`)."""
+        return RowColumns(
+            self._ids,
+            self._uids,
+            self._flags,
+            self._keywords,
+            self._modseqs,
+            self._dates,
+            self._sizes,
+            self._blobs,
+        )
+
+    def at(self, index: int) -> MessageSummary:
+        """The row at position ``index`` of :attr:`columns` (a new one)."""
+        return self._row(index, self._ids[index])
 
 
 #: A folder of this many messages or more is kept as :class:`FolderRows` (smaller ones as a
@@ -1388,6 +1422,10 @@ class HeadsCache(BoundedCache[str, Heads]):
         super().__init__("headers", _heads_weight, HEADS_CACHE_BYTES)
 
 
+def heads_cache(app: App) -> HeadsCache:
+    return app.component(HeadsCache, HeadsCache)
+
+
 def _open_heads(
     keys: dict[int, bytes],
     sealed: dict[int, bytes],
@@ -1411,7 +1449,7 @@ def _open_heads(
 async def load_heads(app: App, rows: Sequence[MessageSummary]) -> dict[int, Heads]:
     """:data:`Heads` of messages: the node's cache, else decoded metadata already cached,
     else one query and one data key per mailbox; the CPU work in a worker thread."""
-    cache = app.component(HeadsCache, HeadsCache)
+    cache = heads_cache(app)
     metas = meta_cache(app)
     out: dict[int, Heads] = {}
     missing: list[MessageSummary] = []
