@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import unicodedata
+import weakref
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -893,6 +894,7 @@ class FolderRows(Mapping[int, MessageSummary]):
     row is built when it is read; each read gives a new one, which its caller may change."""
 
     __slots__ = (
+        "__weakref__",
         "_blobs",
         "_dates",
         "_flags",
@@ -902,6 +904,7 @@ class FolderRows(Mapping[int, MessageSummary]):
         "_modseqs",
         "_sizes",
         "_uids",
+        "heads",
     )
 
     def __init__(self, rows: Sequence[MessageSummary]) -> None:
@@ -915,6 +918,9 @@ class FolderRows(Mapping[int, MessageSummary]):
         self._dates = [r.internal_date for r in ordered]
         self._blobs = [r.blob_id for r in ordered]
         self._keywords = {r.id: r.keywords for r in ordered if r.keywords}
+        #: The :data:`Heads` of each position as far as known (None: not known), references to
+        #: the strings :class:`HeadsCache` holds: see :meth:`HeadsCache.column`.
+        self.heads: list[Heads | None] | None = None
 
     def _index(self, message_id: int) -> int:
         ids = self._ids
@@ -1024,8 +1030,9 @@ class FolderRowsCache:
             self.size -= _rows_bytes(gone)
 
 
-#: What a cached row costs: in :class:`FolderRows`, and as a ``MessageSummary`` in a dict.
-COMPACT_ROW_BYTES = 190
+#: What a cached row costs: in :class:`FolderRows` (with its column of heads, once searched),
+#: and as a ``MessageSummary`` in a dict.
+COMPACT_ROW_BYTES = 198
 ROW_BYTES = 370
 
 
@@ -1416,10 +1423,32 @@ def _heads_weight(heads: Heads) -> int:
 class HeadsCache(BoundedCache[str, Heads]):
     """Per node: :data:`Heads` by blob id, in memory only, bounded in bytes. A search on
     Subject or addresses then matches short strings instead of decrypting and decoding every
-    message's whole metadata (whose cache does not hold a large folder: issue 17)."""
+    message's whole metadata (whose cache does not hold a large folder: issue 17).
+
+    A large folder's rows (:class:`FolderRows`) may carry a *column* of the same strings in
+    the order of their arrays (:meth:`column`): a search then reads them in sequence, without a
+    look-up in this dict per message — at 100,000 entries each look-up misses the processor's
+    caches (~0.45 µs against ~0.07 at 10,000). A column holds no string of its own: whenever
+    this cache drops an entry (eviction, :meth:`discard`, :meth:`clear`) every column is
+    dropped, so it never keeps alive what the cache let go."""
 
     def __init__(self, _app: App) -> None:
         super().__init__("headers", _heads_weight, HEADS_CACHE_BYTES)
+        # by id(): a Mapping is not hashable
+        self._columns: weakref.WeakValueDictionary[int, FolderRows] = weakref.WeakValueDictionary()
+
+    def column(self, rows: FolderRows) -> list[Heads | None]:
+        """``rows``' column (made empty if it has none); the event loop's call. A worker
+        thread may fill it, one position at a time, with strings read from this cache."""
+        if rows.heads is None:
+            rows.heads = [None] * len(rows)
+            self._columns[id(rows)] = rows
+        return rows.heads
+
+    def dropped(self) -> None:
+        for rows in list(self._columns.values()):
+            rows.heads = None
+        self._columns = weakref.WeakValueDictionary()
 
 
 def heads_cache(app: App) -> HeadsCache:

@@ -489,6 +489,14 @@ def _compile(key: SearchKey, view: _View, count: int, largest_uid: int, recent: 
                 return x.find(needle, 0, x.find(end)) >= 0
 
             pred: Pred = in_subject
+        elif index == 1:  # From: the second (SEARCH FROM, the most asked after Subject)
+            skip = len(end)
+
+            def in_from(s: int, h: Any, x: str) -> bool:
+                start = x.find(end) + skip
+                return x.find(needle, start, x.find(end, start)) >= 0
+
+            pred = in_from
         else:
 
             def in_field(s: int, h: Any, x: str) -> bool:
@@ -514,13 +522,16 @@ def _scan(
     pending: frozenset[int],
     pred: Pred,
     heads_of: Callable[[str], str | None],
+    column: list[str | None],
     budget: _Budget,
 ) -> tuple[list[tuple[int, MessageSummary]], list[tuple[int, Any, MessageSummary]]] | None:
     """One pass over the folder in sequence-number order (worker thread): the matches among the
     messages whose heads are cached, with their rows, and the (sequence number, handle, row)
     of those whose heads are not; None once over budget. ``ids`` / ``uids``: the session's
     message ids and UIDs (copies); a message in ``pending`` (expunged, not yet reported) or no
-    longer in the rows (expunged meanwhile) is skipped."""
+    longer in the rows (expunged meanwhile) is skipped. For :class:`FolderRows`, ``column``
+    is read first and completed from the cache (``HeadsCache.column``): each position is only
+    ever set to the one string of its blob id, so two scans filling it at once agree."""
     hits: list[tuple[int, Any]] = []
     missing: list[tuple[int, Any]] = []
     rows = view.rows
@@ -540,7 +551,9 @@ def _scan(
                 if at == total or found[at] != message_id:
                     continue
             nxt = at + 1
-            heads = heads_of(blobs[at])
+            heads = column[at]
+            if heads is None:
+                heads = column[at] = heads_of(blobs[at])
             if heads is None:
                 missing.append((index + 1, at))
             elif pred(index + 1, at, heads):
@@ -594,11 +607,11 @@ async def _search_heads(
     session: Session, key: SearchKey, budget: _Budget
 ) -> list[tuple[int, MessageSummary]]:
     """A :func:`_heads_only` search: one pass in a worker thread over the folder's columns and
-    the heads cache (read with :meth:`~caducee.services.bounded_cache.BoundedCache.peek`: a
-    hit there is not a use, and a message being moved by the loop reads as not cached), rows
-    built only for the matches; messages whose heads are not cached are loaded
-    (``mailstore.load_heads``) and matched :data:`BATCH` at a time. Nothing per message runs on
-    the event loop but for those."""
+    the heads (a large folder's column of them, else the heads cache read with
+    :meth:`~caducee.services.bounded_cache.BoundedCache.peek`: a hit there is not a use, and a
+    message being moved by the loop reads as not cached), rows built only for the matches;
+    messages whose heads are not cached are loaded (``mailstore.load_heads``) and matched
+    :data:`BATCH` at a time. Nothing per message runs on the event loop but for those."""
     selected = session.selected
     assert selected is not None
     app = session.app
@@ -610,8 +623,12 @@ async def _search_heads(
     pending = frozenset(selected.pending_expunge)
     recent = set(selected.recent) if any(sub[0] == "recent" for sub in _walk(key)) else set()
     pred = _compile(key, view, len(uids), uids[-1] if uids else 0, recent)
-    heads_of = mailstore.heads_cache(app).peek()
-    scanned = await asyncio.to_thread(_scan, view, ids, uids, pending, pred, heads_of, budget)
+    cache = mailstore.heads_cache(app)
+    heads_of = cache.peek()
+    column = cache.column(all_rows) if isinstance(all_rows, mailstore.FolderRows) else []
+    scanned = await asyncio.to_thread(
+        _scan, view, ids, uids, pending, pred, heads_of, column, budget
+    )
     if scanned is None:
         raise too_costly(budget.seconds)
     found, missing = scanned
