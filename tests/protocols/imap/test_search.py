@@ -192,6 +192,9 @@ HEAD_SEARCHES = {
     'FROM "autre a2@"': "2",  # "name local@host"
     "FROM xavier NOT SEEN": "5",
     "CC xavier": "6",
+    "FROM martin": "",  # in a To only
+    "OR FROM copie TO copie": "",  # in a Cc only
+    "TO x.dupont": "",  # in a From only
     "CC copie TO dr@cabinet.test": "1 3",
     "SUBJECT note 3:*": "6",
     "UID SEARCH SUBJECT note UID 1:5": "2",
