@@ -1446,6 +1446,8 @@ class HeadsCache(BoundedCache[str, Heads]):
         return rows.heads
 
     def dropped(self) -> None:
+        if not self._columns:  # the common case while a folder larger than the cache is read
+            return
         for rows in list(self._columns.values()):
             rows.heads = None
         self._columns = weakref.WeakValueDictionary()
