@@ -890,8 +890,9 @@ class RowColumns(NamedTuple):
 class FolderRows(Mapping[int, MessageSummary]):
     """The clear columns of a whole folder, kept compactly: typed arrays by message id, the
     dates and blob ids in lists (~190 bytes a message instead of ~370 for a
-    ``MessageSummary`` and its objects: 19 MB instead of 37 at 100,000 messages, issue 17). A
-    row is built when it is read; each read gives a new one, which its caller may change."""
+    ``MessageSummary`` and its objects: 19 MB instead of 37 at 100,000 messages, issue 17; 8
+    more once searched, for :attr:`heads`). A row is built when it is read; each read gives a
+    new one, which its caller may change; :attr:`columns` are read without building one."""
 
     __slots__ = (
         "__weakref__",
