@@ -58,9 +58,29 @@ class BoundedCache(Generic[K, V]):
             self.entries[key] = found  # most recently used: last
         return found
 
+    def peek(self) -> Callable[[K], V | None]:
+        """A look-up that is not a use (the order is kept: no ``pop`` and insert per hit): the
+        current dict's ``get``. A worker thread may call it while the event loop uses the
+        cache: one look-up of a ``str`` or ``int`` key holds the interpreter lock from start to
+        end (no Python code runs in it); a key that :meth:`get` is moving to the end at that
+        instant reads as absent, and after :meth:`clear` the old entries are read. Callers
+        treat absent as "load it"."""
+        return self.entries.get
+
     def clear(self) -> None:
         self.entries = {}
         self.size = 0
+        self.dropped()
+
+    def discard(self, key: K) -> None:
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.size -= self._weigh(old)
+            self.dropped()
+
+    def dropped(self) -> None:
+        """Called after entries left the cache (evicted, discarded, cleared): a subclass
+        forgets what it keeps about them."""
 
     def put(self, key: K, value: V) -> None:
         old = self.entries.pop(key, None)
@@ -68,12 +88,16 @@ class BoundedCache(Generic[K, V]):
             self.size -= self._weigh(old)
         self.entries[key] = value
         self.size += self._weigh(value)
+        evicted = old is not None and old is not value
         while self.entries and (
             self.size > self._max_bytes
             or (self._max_entries is not None and len(self.entries) > self._max_entries)
         ):
             gone = self.entries.pop(next(iter(self.entries)))
             self.size -= self._weigh(gone)
+            evicted = True
+        if evicted:
+            self.dropped()
 
 
 #: Other bounded holdings of this process that are not a :class:`BoundedCache`, by name: how

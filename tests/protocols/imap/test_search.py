@@ -167,3 +167,100 @@ async def test_subject_and_address_searches_in_a_folder_larger_than_the_caches(
     rows = server.app.component(mailstore.FolderRowsCache, mailstore.FolderRowsCache)
     assert rows.size == 12 * mailstore.ROW_BYTES
     assert bounded_cache.sizes()["folder-rows"] >= rows.size
+
+
+def head_mail(subject: str | None, sender: str, to: str = LOGIN, cc: str | None = None) -> bytes:
+    lines = [f"From: {sender}", f"To: {to}"]
+    if cc is not None:
+        lines.append(f"Cc: {cc}")
+    if subject is not None:
+        lines.append(f"Subject: {subject}")
+    return ("\r\n".join(lines) + "\r\n\r\ncorps\r\n").encode()
+
+
+#: What a client sees for searches on Subject / From / To / Cc alone and mixed with flags,
+#: numbers and sizes (the messages of the test below; 1 and 6 are \Seen).
+HEAD_SEARCHES = {
+    "SUBJECT strasse": "1 3",  # "Straße" casefolds to "strasse"
+    "CHARSET UTF-8 SUBJECT {7+}\r\nstraße": "1 3",
+    "SUBJECT NOTE": "2 6",
+    "SUBJECT note UNSEEN": "2",
+    "UNSEEN SUBJECT strasse": "3",
+    "OR FROM xavier TO martin": "1 3 5 6",
+    "NOT SUBJECT note": "1 3 4 5",  # 5 has no Subject
+    'FROM "a2@ailleurs.test"': "2",  # <a2 (bureau)@ (site) ailleurs.test>
+    'FROM "autre a2@"': "2",  # "name local@host"
+    "FROM xavier NOT SEEN": "5",
+    "CC xavier": "6",
+    "FROM martin": "",  # in a To only
+    "OR FROM copie TO copie": "",  # in a Cc only
+    "TO x.dupont": "",  # in a From only
+    "CC copie TO dr@cabinet.test": "1 3",
+    "SUBJECT note 3:*": "6",
+    "UID SEARCH SUBJECT note UID 1:5": "2",
+    "LARGER 1 SUBJECT compte": "4",
+    "SMALLER 1 SUBJECT compte": "",
+    "OR SUBJECT rien FROM rien": "",
+}
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["rows", "compact-rows"])
+async def test_subject_and_address_searches_cached_or_not(
+    server: ImapServer, monkeypatch: pytest.MonkeyPatch, compact: bool
+) -> None:
+    """SUBJECT / FROM / TO / CC, alone or with other keys, answer the same whether the
+    messages' heads are cached (matched on them in one pass), not cached yet, or some of them
+    only; a message expunged by another session and not yet reported is left out, the others
+    keep their numbers (RFC 2180 §4.1.1)."""
+    if compact:  # the folder's rows kept as typed arrays, as for a large folder
+        monkeypatch.setattr(mailstore, "COMPACT_ROWS", 1)
+    raws = [
+        head_mail("Straße fermée", "Xavier Dupont <x.dupont@labo.test>", cc="copie@ailleurs.test"),
+        head_mail("Note 2", "Autre <a2 (bureau)@ (site) ailleurs.test>"),
+        head_mail(
+            "STRASSE ouverte",
+            "Secretariat <secret@cabinet.test>",
+            to="Dr Martin <dr@cabinet.test>",
+            cc="copie@ailleurs.test",
+        ),
+        head_mail("Compte rendu", "labo@ailleurs.test"),
+        head_mail(None, "xavier@autre.test"),
+        head_mail(
+            "Note 6 pour Xavier", "Xavier Dupont <x.dupont@labo.test>", cc="Xavier <x@c.test>"
+        ),
+    ]
+    for raw in raws:
+        await deliver_local(server.app, raw, [LOGIN])
+    heads = mailstore.heads_cache(server.app)
+    c = await server.client()
+    await c.ok("SELECT INBOX")
+    await c.ok("STORE 1,6 +FLAGS.SILENT (\\Seen)")
+
+    async def answers() -> dict[str, str]:
+        found = {}
+        for criteria in HEAD_SEARCHES:
+            command = criteria if criteria.startswith("UID ") else f"SEARCH {criteria}"
+            found[criteria] = (await c.ok(command))[0].removeprefix("* SEARCH").strip()
+        return found
+
+    heads.clear()
+    mailstore.meta_cache(server.app).clear()
+    assert await answers() == HEAD_SEARCHES  # none cached: loaded on the way
+    assert len(heads.entries) == 6
+    assert await answers() == HEAD_SEARCHES  # all cached
+    for blob_id in list(heads.entries)[::2]:
+        heads.discard(blob_id)
+    assert await answers() == HEAD_SEARCHES  # half of them
+
+    other = await server.client()
+    await other.ok("SELECT INBOX")
+    await other.ok("STORE 4 +FLAGS.SILENT (\\Deleted)")
+    await other.ok("EXPUNGE")
+    for blob_id in list(heads.entries)[1::2]:
+        heads.discard(blob_id)
+    lines = await c.ok("SEARCH NOT SUBJECT note")
+    assert lines[0] == "* SEARCH 1 3 5" and "* 4 EXPUNGE" not in lines
+    assert (await c.ok("SEARCH SUBJECT compte"))[0] == "* SEARCH"
+    assert (await c.ok("NOOP"))[0] == "* 4 EXPUNGE"
+    assert (await c.ok("SEARCH NOT SUBJECT note"))[0] == "* SEARCH 1 3 4"
+    assert (await c.ok("SEARCH SUBJECT note"))[0] == "* SEARCH 2 5"

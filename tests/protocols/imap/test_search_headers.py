@@ -126,7 +126,7 @@ async def test_a_search_over_its_budget_is_refused_with_limit(server: ImapServer
     server.app.settings.imap_search_budget_seconds = 1e-9
     c = await server.client()
     await c.ok("SELECT INBOX")
-    for criteria in ("HEADER Message-ID x", "BODY glycemie", "TEXT x"):
+    for criteria in ("HEADER Message-ID x", "BODY glycemie", "TEXT x", "SUBJECT x", "FROM x"):
         answer = tagged(await c.command(f"SEARCH {criteria}"))
         assert answer.startswith("NO [LIMIT] Recherche trop couteuse"), answer
         assert "/ Search too costly" in answer
@@ -149,15 +149,18 @@ class Gate:
 
 
 @pytest.mark.parametrize(
-    ("module", "stage"),
+    ("module", "stage", "criteria"),
     [
-        (mailstore, "_open_metas"),  # decrypting and decoding the metadata
-        (mailstore, "_complete"),  # header fields of metadata stored before, from the raw header
-        (imap_search, "_match_chunk"),  # matching
+        (mailstore, "_open_metas", ""),  # decrypting and decoding the metadata
+        (mailstore, "_complete", ""),  # header fields stored before, from the raw header
+        (imap_search, "_match_chunk", ""),  # matching
+        (imap_search, "_scan", "SUBJECT resultats"),  # one pass over the cached heads
+        (mailstore, "_open_heads", "SUBJECT resultats"),  # heads not cached yet
+        (imap_search, "_match_loaded", "SUBJECT resultats"),  # matching those just loaded
     ],
 )
 async def test_other_doors_are_answered_while_a_header_search_works(
-    server: ImapServer, monkeypatch: pytest.MonkeyPatch, module: Any, stage: str
+    server: ImapServer, monkeypatch: pytest.MonkeyPatch, module: Any, stage: str, criteria: str
 ) -> None:
     stored = await deliver(server.app, [sample(n) for n in range(40)])
     await make_legacy(server.app, stored[:20])  # half stored before the header fields
@@ -170,8 +173,10 @@ async def test_other_doors_are_answered_while_a_header_search_works(
         await searcher.ok("SELECT INBOX")
         gate = Gate(getattr(module, stage))
         monkeypatch.setattr(module, stage, gate)
+        mailstore.heads_cache(server.app).clear()
         tag = searcher.next_tag()
-        await searcher.send_raw(f"{tag} SEARCH HEADER Message-ID resultat-3@\r\n".encode())
+        criteria = criteria or "HEADER Message-ID resultat-3@"
+        await searcher.send_raw(f"{tag} SEARCH {criteria}\r\n".encode())
         assert await asyncio.to_thread(gate.entered.wait, 30), "the search never got there"
         # The search is held mid-way: every other door still answers.
         assert tagged(await other.command("NOOP")).startswith("OK")
@@ -180,7 +185,12 @@ async def test_other_doors_are_answered_while_a_header_search_works(
         assert not gate.release.is_set()
         gate.release.set()
         lines = await searcher.until(tag, 30)
-        assert lines == ["* SEARCH 4", f"{tag} OK SEARCH fait"]
+        expected = (
+            "* SEARCH 4"
+            if "HEADER" in criteria
+            else "* SEARCH " + " ".join(str(n) for n in range(1, 41))
+        )
+        assert lines == [expected, f"{tag} OK SEARCH fait"]
         await smtp.close()
     finally:
         if isinstance(getattr(module, stage), Gate):

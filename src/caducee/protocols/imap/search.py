@@ -17,11 +17,16 @@ holding the node.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import email.utils
+import heapq
 import time
-from collections.abc import Mapping, Sequence
+from array import array
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date
+from operator import attrgetter, itemgetter
+from typing import Any
 
 from caducee.app import App
 from caducee.domain.message_text import Text, extract_text
@@ -362,6 +367,288 @@ async def _texts(
     return texts
 
 
+# --- SUBJECT / FROM / TO / CC on the cached heads, no row per message (issue 17) -------------
+
+#: A compiled search key: (sequence number, handle, heads) -> whether the message matches. The
+#: handle is what :class:`_View` reads the clear columns with.
+Pred = Callable[[int, Any, str], bool]
+#: Messages between two looks at the budget in :func:`_scan` (a power of two, minus one).
+SCAN_CHECK = 4095
+
+
+class _View:
+    """A folder's clear columns as a worker thread reads them, by *handle*: for
+    :class:`~caducee.services.mailstore.FolderRows` a position in its arrays (no
+    ``MessageSummary`` built), for a small folder's dict of rows the row itself. What it reads
+    never changes (a folder's change makes new rows)."""
+
+    def __init__(self, rows: Mapping[int, MessageSummary]) -> None:
+        self.rows = rows
+        self.uid: Callable[[Any], int]
+        self.flags: Callable[[Any], int]
+        self.keywords: Callable[[Any], str]
+        self.modseq: Callable[[Any], int]
+        self.size: Callable[[Any], int]
+        self.date: Callable[[Any], Any]
+        self.row: Callable[[Any], MessageSummary]
+        if isinstance(rows, mailstore.FolderRows):
+            columns = rows.columns
+            ids, keywords = columns.ids, columns.keywords
+            self.uid = columns.uids.__getitem__
+            self.flags = columns.flags.__getitem__
+            self.keywords = lambda i: keywords.get(ids[i], "")
+            self.modseq = columns.modseqs.__getitem__
+            self.size = columns.sizes.__getitem__
+            self.date = columns.dates.__getitem__
+            self.row = rows.at
+        else:
+            self.uid = attrgetter("uid")
+            self.flags = attrgetter("flags")
+            self.keywords = attrgetter("keywords")
+            self.modseq = attrgetter("modseq")
+            self.size = attrgetter("size")
+            self.date = attrgetter("internal_date")
+            self.row = _same
+
+
+def _same(row: MessageSummary) -> MessageSummary:
+    return row
+
+
+def _heads_only(key: SearchKey) -> bool:
+    """Whether the cached heads and the clear columns answer ``key`` (SUBJECT / FROM / TO / CC
+    with a string, with flags, UIDs, sequence numbers, sizes, MODSEQ, INTERNALDATE)."""
+    needs = _needs(key)
+    return needs.heads and not needs.text and not needs.meta
+
+
+def _compile(key: SearchKey, view: _View, count: int, largest_uid: int, recent: set[int]) -> Pred:
+    """``key`` as a small function (what :class:`Matcher` answers, for :func:`_heads_only`
+    keys): sets resolved once, columns read by handle."""
+    kind = key[0]
+    if kind == "and":
+        parts = [_compile(sub, view, count, largest_uid, recent) for sub in key[1]]  # type: ignore[attr-defined]
+        parts.sort(key=lambda part: getattr(part, "costly", False))  # columns first
+        if len(parts) == 1:
+            return parts[0]
+        if len(parts) == 2:
+            first, second = parts
+            return _costly(lambda s, h, x: first(s, h, x) and second(s, h, x), parts)
+        return _costly(lambda s, h, x: all(part(s, h, x) for part in parts), parts)
+    if kind == "or":
+        left = _compile(key[1], view, count, largest_uid, recent)  # type: ignore[arg-type]
+        right = _compile(key[2], view, count, largest_uid, recent)  # type: ignore[arg-type]
+        return _costly(lambda s, h, x: left(s, h, x) or right(s, h, x), [left, right])
+    if kind == "not":
+        inner = _compile(key[1], view, count, largest_uid, recent)  # type: ignore[arg-type]
+        return _costly(lambda s, h, x: not inner(s, h, x), [inner])
+    if kind == "all":
+        return lambda s, h, x: True
+    if kind == "recent":
+        uid, wanted = view.uid, key[1]
+        return lambda s, h, x: (uid(h) in recent) == wanted
+    if kind == "flag":
+        flags, bit, present = view.flags, Flag.NAMES[str(key[1])], key[2]
+        return lambda s, h, x: bool(flags(h) & bit) == present
+    if kind == "keyword":
+        keywords, word, present = view.keywords, str(key[1]).lower(), key[2]
+        return lambda s, h, x: (word in {k.lower() for k in keywords(h).split()}) == present
+    if kind == "seq":
+        numbers = resolve_set(_set(key[1]), count)
+        return lambda s, h, x: contains(numbers, s)
+    if kind == "uid":
+        uid, uids = view.uid, resolve_set(_set(key[1]), largest_uid)
+        return lambda s, h, x: contains(uids, uid(h))
+    if kind == "size":
+        size, limit = view.size, int(key[2])  # type: ignore[call-overload]
+        if key[1] == "larger":
+            return lambda s, h, x: size(h) > limit
+        return lambda s, h, x: size(h) < limit
+    if kind == "modseq":
+        modseq, lowest = view.modseq, int(key[1])  # type: ignore[call-overload]
+        return lambda s, h, x: modseq(h) >= lowest
+    if kind == "date" and not key[3]:  # INTERNALDATE (SENTDATE needs the metadata)
+        when, wanted, relation = view.date, key[2], key[1]
+        assert isinstance(wanted, date)
+
+        def on_date(s: int, h: Any, x: str) -> bool:
+            day = when(h).astimezone(UTC).date()
+            if relation == "before":
+                return bool(day < wanted)
+            if relation == "on":
+                return bool(day == wanted)
+            return bool(day >= wanted)
+
+        return on_date
+    if kind == "header" and str(key[1]) in _META_HEADERS and key[2] != "":
+        index, needle = mailstore.HEAD_NAMES.index(str(key[1])), str(key[2]).casefold()
+        end = mailstore.HEADS_END
+        if index == 0:  # the Subject: the first field
+
+            def in_subject(s: int, h: Any, x: str) -> bool:
+                return x.find(needle, 0, x.find(end)) >= 0
+
+            pred: Pred = in_subject
+        elif index == 1:  # From: the second (SEARCH FROM, the most asked after Subject)
+            skip = len(end)
+
+            def in_from(s: int, h: Any, x: str) -> bool:
+                start = x.find(end) + skip
+                return x.find(needle, start, x.find(end, start)) >= 0
+
+            pred = in_from
+        else:
+
+            def in_field(s: int, h: Any, x: str) -> bool:
+                return mailstore.head_contains(x, index, needle)
+
+            pred = in_field
+        return _costly(pred, [])
+    return lambda s, h, x: False  # "none", and what Matcher does not match either
+
+
+def _costly(pred: Pred, parts: list[Pred]) -> Pred:
+    """Mark ``pred`` as reading the heads (a string search) when it or a part does: AND then
+    tries the column tests first."""
+    if not parts or any(getattr(part, "costly", False) for part in parts):
+        pred.costly = True  # type: ignore[attr-defined]
+    return pred
+
+
+def _scan(
+    view: _View,
+    ids: Sequence[int],
+    uids: Sequence[int],
+    pending: frozenset[int],
+    pred: Pred,
+    heads_of: Callable[[str], str | None],
+    column: list[str | None],
+    budget: _Budget,
+) -> tuple[list[tuple[int, MessageSummary]], list[tuple[int, Any, MessageSummary]]] | None:
+    """One pass over the folder in sequence-number order (worker thread): the matches among the
+    messages whose heads are cached, with their rows, and the (sequence number, handle, row)
+    of those whose heads are not; None once over budget. ``ids`` / ``uids``: the session's
+    message ids and UIDs (copies); a message in ``pending`` (expunged, not yet reported) or no
+    longer in the rows (expunged meanwhile) is skipped. For :class:`FolderRows`, ``column``
+    is read first and completed from the cache (``HeadsCache.column``): each position is only
+    ever set to the one string of its blob id, so two scans filling it at once agree."""
+    hits: list[tuple[int, Any]] = []
+    missing: list[tuple[int, Any]] = []
+    rows = view.rows
+    if isinstance(rows, mailstore.FolderRows):
+        columns = rows.columns
+        found, blobs, total = columns.ids, columns.blobs, len(columns.ids)
+        nxt = 0  # ids mostly grow with UIDs: the next position is usually the one
+        for index, message_id in enumerate(ids):
+            if not index & SCAN_CHECK and budget.spent:
+                return None
+            if pending and uids[index] in pending:
+                continue
+            if nxt < total and found[nxt] == message_id:
+                at = nxt
+            else:
+                at = bisect.bisect_left(found, message_id)
+                if at == total or found[at] != message_id:
+                    continue
+            nxt = at + 1
+            heads = column[at]
+            if heads is None:
+                heads = column[at] = heads_of(blobs[at])
+            if heads is None:
+                missing.append((index + 1, at))
+            elif pred(index + 1, at, heads):
+                hits.append((index + 1, at))
+    else:
+        get = rows.get
+        for index, message_id in enumerate(ids):
+            if not index & SCAN_CHECK and budget.spent:
+                return None
+            if pending and uids[index] in pending:
+                continue
+            row = get(message_id)
+            if row is None:
+                continue
+            heads = heads_of(row.blob_id)
+            if heads is None:
+                missing.append((index + 1, row))
+            elif pred(index + 1, row, heads):
+                hits.append((index + 1, row))
+    make = view.row
+    return (
+        [(seq, make(handle)) for seq, handle in hits],
+        [(seq, handle, make(handle)) for seq, handle in missing],
+    )
+
+
+def _match_loaded(
+    pred: Pred,
+    part: Sequence[tuple[int, Any, MessageSummary]],
+    heads: Mapping[int, str],
+    budget: _Budget,
+) -> list[tuple[int, MessageSummary]] | None:
+    """The matches among messages whose heads were just loaded (worker thread); a message
+    without metadata has none (:data:`~caducee.services.mailstore.NO_HEADS`)."""
+    if budget.spent:
+        return None
+    return [
+        (seq, row)
+        for seq, handle, row in part
+        if pred(seq, handle, heads.get(row.id, mailstore.NO_HEADS))
+    ]
+
+
+def _merge(
+    first: list[tuple[int, MessageSummary]], second: list[tuple[int, MessageSummary]]
+) -> list[tuple[int, MessageSummary]]:
+    return list(heapq.merge(first, second, key=itemgetter(0)))
+
+
+async def _search_heads(
+    session: Session, key: SearchKey, budget: _Budget
+) -> list[tuple[int, MessageSummary]]:
+    """A :func:`_heads_only` search: one pass in a worker thread over the folder's columns and
+    the heads (a large folder's column of them, else the heads cache read with
+    :meth:`~caducee.services.bounded_cache.BoundedCache.peek`: a hit there is not a use, and a
+    message being moved by the loop reads as not cached), rows built only for the matches;
+    messages whose heads are not cached are loaded (``mailstore.load_heads``) and matched
+    :data:`BATCH` at a time. Nothing per message runs on the event loop but for those."""
+    selected = session.selected
+    assert selected is not None
+    app = session.app
+    all_rows = await mailstore.fetch_rows(app, selected.of.folder.id, None)  # one query
+    view = _View(all_rows)
+    # Copies (a few memcpy): the worker thread reads them while the loop goes on.
+    uids = array("Q", selected.uids)
+    ids = array("Q", selected.rows.message_ids)
+    pending = frozenset(selected.pending_expunge)
+    recent = set(selected.recent) if any(sub[0] == "recent" for sub in _walk(key)) else set()
+    pred = _compile(key, view, len(uids), uids[-1] if uids else 0, recent)
+    cache = mailstore.heads_cache(app)
+    heads_of = cache.peek()
+    column = cache.column(all_rows) if isinstance(all_rows, mailstore.FolderRows) else []
+    scanned = await asyncio.to_thread(
+        _scan, view, ids, uids, pending, pred, heads_of, column, budget
+    )
+    if scanned is None:
+        raise too_costly(budget.seconds)
+    found, missing = scanned
+    if not missing:
+        return found
+    more: list[tuple[int, MessageSummary]] = []
+    for start in range(0, len(missing), BATCH):
+        budget.check()
+        part = missing[start : start + BATCH]
+        heads = await mailstore.load_heads(app, [row for _, _, row in part])
+        matched = await asyncio.to_thread(_match_loaded, pred, part, heads, budget)
+        if matched is None:
+            raise too_costly(budget.seconds)
+        more += matched
+    memory_trim.note(len(missing) * 1024)  # ~1 kB of metadata decoded a message
+    if not found:
+        return more
+    return await asyncio.to_thread(_merge, found, more)
+
+
 async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageSummary]]:
     """The messages matching ``args``; :class:`~caducee.errors.BudgetExceeded` when the work
     exceeds ``[imap] search_budget_seconds`` (the CPU part runs off the event loop)."""
@@ -369,6 +656,8 @@ async def search(session: Session, args: SearchArgs) -> list[tuple[int, MessageS
     assert selected is not None
     app = session.app
     budget = _Budget(app.settings.imap_search_budget_seconds)
+    if _heads_only(args.key):
+        return await _search_heads(session, args.key, budget)
     needs = _needs(args.key)
     matcher = Matcher(
         len(selected.uids), selected.uids[-1] if selected.uids else 0, selected.recent
