@@ -340,12 +340,13 @@ async def open_mailbox(
     are enabled. Every use through a delegation, and every refusal, is audited.
     """
     access, _ = await open_mailbox_reading(
-        app, login, address, _nothing, need_send=need_send, source=source
+        app, login, address, read_nothing, need_send=need_send, source=source
     )
     return access
 
 
-async def _nothing(_conn: AsyncConnection, _mailbox: Mailbox) -> None:
+async def read_nothing(_conn: AsyncConnection, _mailbox: Mailbox) -> None:
+    """The ``read`` of :func:`open_mailbox_reading` that reads nothing more."""
     return None
 
 

@@ -205,12 +205,8 @@ def _rights(access: mailboxes.Access) -> Rights:
 
 
 async def _access(app: App, login: str, place: Place, source: str) -> tuple[Mailbox, Rights]:
-    mailbox, rights, _ = await _access_reading(app, login, place, source, _no_read)
+    mailbox, rights, _ = await _access_reading(app, login, place, source, mailboxes.read_nothing)
     return mailbox, rights
-
-
-async def _no_read(_conn: AsyncConnection, _mailbox: Mailbox) -> None:
-    return None
 
 
 async def _access_reading(
@@ -1292,23 +1288,18 @@ async def load_structures(
     found: dict[int, bytes] = {}
     missing: list[MessageSummary] = []
     in_blocks = not keep and folder is not None
+    held: dict[int, bytes] = {}
     if in_blocks:
         assert folder is not None
         blocks = structure_blocks.structure_blocks(app).of(folder.id, folder.uidvalidity)
-        held = await asyncio.to_thread(blocks.find, [r.uid for r in rows]) if blocks.blocks else {}
-        for row in rows:
-            compact = held.get(row.uid)
-            if compact is None:
-                missing.append(row)
-            else:
-                found[row.id] = compact
-    else:
-        for row in rows:
-            compact = cache.get(row.blob_id)
-            if compact is None:
-                missing.append(row)
-            else:
-                found[row.id] = compact
+        if blocks.blocks:
+            held = await asyncio.to_thread(blocks.find, [r.uid for r in rows])
+    for row in rows:
+        compact = held.get(row.uid) if in_blocks else cache.get(row.blob_id)
+        if compact is None:
+            missing.append(row)
+        else:
+            found[row.id] = compact
     if missing:
         async with app.db.read() as conn:
             sealed = await repo.sealed_structures(conn, [r.id for r in missing])
