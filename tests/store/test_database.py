@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
 
 from caducee.app import App, check_schema
 from caducee.config import Settings
 from caducee.errors import IntegrityError, NotFound
 from caducee.ids import new_blob_id
-from caducee.store import migrate
+from caducee.store import database, migrate
 from caducee.store.blobs import FileBlobStore
-from caducee.store.database import Database
+from caducee.store.database import Database, Transactions
 from caducee.store.tables import audit_anchor, blobs, practices
 from tests.serving import clean_env
 
@@ -153,3 +156,57 @@ async def test_every_blob_in_files_when_inlining_is_off(app: App) -> None:
     assert blob_files(app) == [blob[0]]
     async with app.db.read() as conn:
         assert await store.get(conn, blob[0]) == blob[1]
+
+
+async def test_a_series_of_write_transactions_commits_each_in_one_thread(app: App) -> None:
+    """``write_sync_series``: one worker thread, one transaction per call; a failed one is
+    rolled back alone (SQLite; the delivery pipeline's groups)."""
+    if not app.db.is_sqlite:
+        pytest.skip("SQLite only")
+
+    def add(name: str, fail: bool = False) -> Callable[[Connection], int]:
+        def work(conn: Connection) -> int:
+            conn.execute(
+                practices.insert().values(name=name, mailbox_limit=1, created_at=func.now())
+            )
+            if fail:
+                raise RuntimeError("boom")
+            return threading.get_ident()
+
+        return work
+
+    def series(transact: Transactions) -> list[int | str]:
+        done: list[int | str] = [transact(add("un"))]
+        try:
+            transact(add("deux", fail=True))
+        except RuntimeError:
+            done.append("failed")
+        done.append(transact(add("trois")))
+        return done
+
+    first, failed, third = await app.db.write_sync_series(series)
+    assert failed == "failed" and first == third  # the same thread for the whole series
+    async with app.db.read() as conn:
+        names = set((await conn.scalars(select(practices.c.name))).all())
+    assert names == {"un", "trois"}
+
+
+async def test_checkpoints_run_beside_the_commits(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every CHECKPOINT_EVERY ``write_sync`` transactions, a passive checkpoint runs in a
+    thread of its own instead of in a commit (SQLite); commits keep SQLite's own as a bound."""
+    if not app.db.is_sqlite:
+        pytest.skip("SQLite only")
+    monkeypatch.setattr(database, "CHECKPOINT_EVERY", 2)
+
+    def work(conn: Connection) -> int:
+        conn.execute(practices.insert().values(name="x", mailbox_limit=1, created_at=func.now()))
+        return int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
+
+    bound = [await app.db.write_sync(work) for _ in range(4)]
+    assert bound == [database.SQLITE_AUTOCHECKPOINT] * 4
+    checkpointer = app.db._checkpointer
+    assert checkpointer is not None
+    checkpointer.join(10)
+    assert app.db.checkpoints >= 1
