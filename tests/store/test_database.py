@@ -158,11 +158,10 @@ async def test_every_blob_in_files_when_inlining_is_off(app: App) -> None:
         assert await store.get(conn, blob[0]) == blob[1]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # PostgreSQL: write_sync
 async def test_a_series_of_write_transactions_commits_each_in_one_thread(app: App) -> None:
     """``write_sync_series``: one worker thread, one transaction per call; a failed one is
     rolled back alone (SQLite; the delivery pipeline's groups)."""
-    if not app.db.is_sqlite:
-        pytest.skip("SQLite only")
 
     def add(name: str, fail: bool = False) -> Callable[[Connection], int]:
         def work(conn: Connection) -> int:
@@ -191,21 +190,18 @@ async def test_a_series_of_write_transactions_commits_each_in_one_thread(app: Ap
     assert names == {"un", "trois"}
 
 
-async def test_checkpoints_run_beside_the_commits(
-    app: App, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # PostgreSQL checkpoints itself
+async def test_checkpoints_run_beside_the_commits(app: App) -> None:
     """Every CHECKPOINT_EVERY ``write_sync`` transactions, a passive checkpoint runs in a
     thread of its own instead of in a commit (SQLite); commits keep SQLite's own as a bound."""
-    if not app.db.is_sqlite:
-        pytest.skip("SQLite only")
-    monkeypatch.setattr(database, "CHECKPOINT_EVERY", 2)
 
     def work(conn: Connection) -> int:
         conn.execute(practices.insert().values(name="x", mailbox_limit=1, created_at=func.now()))
         return int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
 
-    bound = [await app.db.write_sync(work) for _ in range(4)]
-    assert bound == [database.SQLITE_AUTOCHECKPOINT] * 4
+    count = database.CHECKPOINT_EVERY + 1
+    bound = [await app.db.write_sync(work) for _ in range(count)]
+    assert bound == [database.SQLITE_AUTOCHECKPOINT] * count
     checkpointer = app.db._checkpointer
     assert checkpointer is not None
     checkpointer.join(10)
