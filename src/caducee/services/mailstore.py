@@ -1585,14 +1585,28 @@ async def load_heads(app: App, rows: Sequence[MessageSummary]) -> dict[int, Head
 
 
 async def load_raw(app: App, rows: Sequence[MessageSummary]) -> dict[int, bytes]:
-    """Decrypted raw messages (bodies for FETCH BODY[...] and SEARCH BODY/TEXT)."""
-    out: dict[int, bytes] = {}
+    """Decrypted raw messages (bodies for FETCH BODY[...] and SEARCH BODY/TEXT): read in one
+    go, decrypted in one worker thread (a FETCH of 100 bodies decrypted 2 MB on the event loop,
+    one cipher set up per message)."""
     async with app.db.read() as conn:
         sealed = await app.blobs.get_many(conn, list({row.blob_id for row in rows}))
-        for row in rows:
-            found = sealed.get(row.blob_id)
-            if found is None:  # expunged meanwhile (file store): served as gone
-                continue
-            scope = mailbox_scope(row.mailbox_id)
-            out[row.id] = await app.keyring.open(conn, scope, row.blob_id, "raw", found)
+        present = [row for row in rows if row.blob_id in sealed]  # else expunged meanwhile
+        keys = await _keys(app, conn, present)
+    if not present:
+        return {}
+    return await asyncio.to_thread(_open_raws, keys, sealed, present)
+
+
+def _open_raws(
+    keys: dict[int, bytes], sealed: Mapping[str, bytes], rows: Sequence[MessageSummary]
+) -> dict[int, bytes]:
+    """Decrypt raw messages (a worker thread's job): one cipher per mailbox."""
+    openers: dict[int, crypto.Opener] = {}
+    out: dict[int, bytes] = {}
+    for row in rows:
+        opener = openers.get(row.mailbox_id)
+        if opener is None:
+            opener = openers[row.mailbox_id] = crypto.Opener(keys[row.mailbox_id])
+        aad = crypto.aad_for(mailbox_scope(row.mailbox_id), row.blob_id, "raw")
+        out[row.id] = opener.open(sealed[row.blob_id], aad)
     return out
