@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from caducee.domain.model import Folder, FolderCounts, IndexEntry, MessageSummary
 from caducee.store import directory_repo
-from caducee.store.database import Database
+from caducee.store.database import Database, insert_ignoring_conflicts
 from caducee.store.tables import (
     accounts,
     delegations,
@@ -665,18 +665,20 @@ async def recent_uid(conn: AsyncConnection, folder_id: int) -> int:
 async def claim_recent(conn: AsyncConnection, folder_id: int, uidnext: int) -> int:
     """Claim the UIDs below ``uidnext`` as seen by this session; the first one that was still
     recent (the caller's \\Recent messages are those from there)."""
+    # The folder's row is made by whoever claims first: two sessions (of two nodes) claiming
+    # at once on PostgreSQL both found no row to lock and both inserted one (one failed).
+    await conn.execute(
+        insert_ignoring_conflicts(
+            conn, imap_folder_state, {"folder_id": folder_id, "recent_uid": 1}
+        )
+    )
     row = (
         await conn.execute(
             select(imap_folder_state.c.recent_uid)
             .where(imap_folder_state.c.folder_id == folder_id)
             .with_for_update()
         )
-    ).first()
-    if row is None:
-        await conn.execute(
-            insert(imap_folder_state).values(folder_id=folder_id, recent_uid=uidnext)
-        )
-        return 1
+    ).one()
     first = int(row.recent_uid)
     if uidnext > first:
         await conn.execute(
