@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from caducee.app import App
-from caducee.domain.model import Account, Mailbox, Practice, Role
-from caducee.services import accounts, practices
+from caducee.domain.model import Account, Folder, Mailbox, Practice, Role
+from caducee.services import accounts, mailboxes, practices
+from caducee.services.delivery import deliver_local
 
 PASSWORD = "Correct-Horse-42-Battery"
 
@@ -27,3 +28,14 @@ async def person(
             password=PASSWORD,
         ),
     )
+
+
+async def inbox_with(app: App, login: str, count: int) -> Folder:
+    """A practice, a person ``login`` and ``count`` small messages in their Inbox: the Inbox."""
+    await practice(app)
+    await person(app, login)
+    for n in range(count):
+        await deliver_local(app, f"Subject: m{n}\r\n\r\nx\r\n".encode(), [login])
+    box = await mailboxes.get_mailbox(app, login)
+    [inbox] = [f for f in await mailboxes.list_folders(app, box.id) if f.name == "INBOX"]
+    return inbox

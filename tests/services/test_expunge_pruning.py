@@ -5,22 +5,16 @@ from __future__ import annotations
 
 from caducee.app import App
 from caducee.flows import maintenance
-from caducee.services import mailboxes, mailstore
-from caducee.services.delivery import deliver_local
+from caducee.services import mailstore
 from caducee.services.messages import expunge_messages
 from caducee.store import mailstore_repo
-from tests.services.helpers import person, practice
+from tests.services.helpers import inbox_with
 
 LOGIN = "dr@cabinet.test"
 
 
 async def test_pruned_history_answers_conservatively(app: App) -> None:
-    await practice(app)
-    await person(app, LOGIN)
-    for n in range(30):
-        await deliver_local(app, f"Subject: m{n}\r\n\r\nx\r\n".encode(), [LOGIN])
-    box = await mailboxes.get_mailbox(app, LOGIN)
-    [inbox] = [f for f in await mailboxes.list_folders(app, box.id) if f.name == "INBOX"]
+    inbox = await inbox_with(app, LOGIN, 30)
     rows = sorted((await mailstore.fetch_rows(app, inbox.id, None)).values(), key=lambda r: r.uid)
     before = (await mailstore.folder_state(app, inbox.id)).highestmodseq
     modseqs = []

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from caducee.app import App
-from caducee.services import mailboxes, mailstore
-from caducee.services.delivery import deliver_local
-from tests.services.helpers import person, practice
+from caducee.services import mailstore
+from tests.services.helpers import inbox_with
 
 LOGIN = "dr@cabinet.test"
 
@@ -15,12 +14,7 @@ LOGIN = "dr@cabinet.test"
 async def test_recent_claimed_once_by_sessions_claiming_at_once(app: App) -> None:
     """RFC 3501 §2.3.2: a new message is \\Recent for one session only, even when several
     sessions (of several nodes) claim a folder nobody claimed yet at the same moment."""
-    await practice(app)
-    await person(app, LOGIN)
-    for n in range(3):
-        await deliver_local(app, f"Subject: m{n}\r\n\r\nx\r\n".encode(), [LOGIN])
-    box = await mailboxes.get_mailbox(app, LOGIN)
-    [inbox] = [f for f in await mailboxes.list_folders(app, box.id) if f.name == "INBOX"]
+    inbox = await inbox_with(app, LOGIN, 3)
     state = await mailstore.folder_state(app, inbox.id)
     firsts = await asyncio.gather(
         *(mailstore.claim_recent(app, inbox.id, state.uidnext, claim=True) for _ in range(6))

@@ -18,7 +18,8 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
 
 from caducee.app import App
 from caducee.domain.addresses import domain_of, normalize_address
@@ -136,9 +137,11 @@ class DeliveryPipeline:
                 try:
                     ids = transact(commit.run)
                 except Exception as error:
-                    loop.call_soon_threadsafe(self._settle, group, commit, None, error)
+                    loop.call_soon_threadsafe(
+                        self._settle, self._settled(group, commit, None, error)
+                    )
                 else:
-                    loop.call_soon_threadsafe(self._settle, group, commit, ids, None)
+                    loop.call_soon_threadsafe(self._settle, self._settled(group, commit, ids, None))
 
         self._series = asyncio.ensure_future(self.app.db.write_sync_series(series))
         try:
@@ -147,15 +150,9 @@ class DeliveryPipeline:
         except Exception as error:  # the write lock could not be taken: fail the next group
             self._fail(self._take(), error)
 
-    def _settle(
-        self,
-        group: list[_Waiting],
-        commit: GroupCommit,
-        ids: list[int] | None,
-        error: Exception | None,
-    ) -> None:
-        """On the loop, once a group of a series committed (``ids``) or failed (``error``)."""
-        task = asyncio.create_task(self._settled(group, commit, ids, error))
+    def _settle(self, settling: Coroutine[Any, Any, None]) -> None:
+        """On the loop, once a group of a series committed or failed: its :meth:`_settled`."""
+        task = asyncio.create_task(settling)
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
