@@ -80,12 +80,10 @@ class FolderIndex:
         return self._modseqs[index]
 
     def refresh_at(self, index: int, flags: int, keywords: str, modseq: int) -> None:
-        """Set the state of the message at ``index`` (its UID and id unchanged), writing only
-        what differs: a full sync rewrites nothing for unchanged messages."""
-        if self._flags[index] != flags:
-            self._flags[index] = flags
-        if self._modseqs[index] != modseq:
-            self._modseqs[index] = modseq
+        """Set the state of the message at ``index`` (its UID and id unchanged): no search
+        by UID, no entry built (once per message in a full sync)."""
+        self._flags[index] = flags
+        self._modseqs[index] = modseq
         uid = self.uids[index]
         if keywords:
             self._keywords[uid] = keywords

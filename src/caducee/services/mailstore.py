@@ -1426,8 +1426,10 @@ def _summary(row: Any) -> MessageSummary:
 
 # --- SEARCH SUBJECT / FROM / TO / CC ---------------------------------------------------------
 
-#: Address field values whose :func:`address_forms` a process keeps (a few hundred bytes each).
+#: Address field values whose :func:`address_forms` a process keeps, and the longest kept
+#: (4,096 × ~2 × 1,000 characters at most: a few MB).
 ADDRESS_FORMS_CACHED = 4096
+ADDRESS_FORMS_CACHED_CHARS = 1000
 #: The header fields a search reads from :class:`Heads` (``imap.search``).
 HEAD_NAMES = ("subject", "from", "to", "cc")
 #: Per node, for :func:`load_heads` (about 350 bytes a message: a 100,000-message folder fits).
@@ -1471,13 +1473,24 @@ def head_contains(heads: Heads, index: int, needle: str) -> bool:
     return heads.find(needle, start, end) >= 0
 
 
-@functools.lru_cache(maxsize=ADDRESS_FORMS_CACHED)
 def address_forms(value: str) -> str:
     """The addresses of an address field as SEARCH FROM / TO / CC match them: "name
-    local@host", one a line, casefolded (comments and routes dropped). Kept for the last
-    values seen (a pure function; thread-safe): the same correspondents and the mailbox's own
-    address recur from message to message, and parsing was most of the first search's work
-    (~60 µs of ~115 a message, issue 17)."""
+    local@host", one a line, casefolded (comments and routes dropped). Those of the last
+    values seen are kept (short values only, so that the cache stays a few MB whatever the
+    headers): the same correspondents and the mailbox's own address recur from message to
+    message, and parsing was most of the first search's work (~60 µs of ~115 a message,
+    issue 17)."""
+    if len(value) <= ADDRESS_FORMS_CACHED_CHARS:
+        return _kept_address_forms(value)
+    return _address_forms(value)
+
+
+@functools.lru_cache(maxsize=ADDRESS_FORMS_CACHED)
+def _kept_address_forms(value: str) -> str:
+    return _address_forms(value)  # lru_cache: thread-safe (searches match in worker threads)
+
+
+def _address_forms(value: str) -> str:
     forms = [
         f"{display or ''} {local or ''}@{host or ''}"
         for display, _adl, local, host in parse_addresses(value)

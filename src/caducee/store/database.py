@@ -240,7 +240,8 @@ class Database:
         the node's other writers wait meanwhile.
         """
         if not self.is_sqlite:
-            raise NotImplementedError("write_sync_series: SQLite only")
+            # PostgreSQL has many writers at once: each group is its own write_sync
+            raise TypeError("write_sync_series is for SQLite's single writer")
         lock = self._sqlite_write_lock()
         await lock.acquire()
         try:

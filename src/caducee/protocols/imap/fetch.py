@@ -186,7 +186,7 @@ async def cmd_fetch(session: Session, command: Command) -> None:
             await _emit_batch(session, part, atts, sets_seen, *loaded)
             produced += len(session.out) - before
             await session.maybe_flush()
-            if following is not None and loading is None:
+            if following is not None and not ahead:
                 loading = load(following)
     finally:
         if loading is not None:  # this command failed: the batch read ahead is not wanted
